@@ -1,0 +1,153 @@
+//! One running actor: its mailbox, its body (a component instance or a native
+//! handler), and its invocation.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use wasmtime::component::{Func, TypedFunc};
+use wasmtime::{Store, Trap};
+
+use crate::address::Address;
+use crate::component::Component;
+use crate::envelope::Envelope;
+use crate::host::{ActorCtx, Limiter};
+use crate::native::{Context, NativeActor};
+use crate::outbox::Outbox;
+use crate::runtime::Shared;
+use crate::stats::ActorInfo;
+
+pub(crate) struct Actor {
+    pub(crate) generation: u32,
+    pub(crate) mailbox: VecDeque<Envelope>,
+    /// Whether the actor is in the shard's ready queue.
+    pub(crate) scheduled: bool,
+    pub(crate) info: Arc<ActorInfo>,
+    pub(crate) received: u64,
+    pub(crate) handled: u64,
+    pub(crate) body: Body,
+}
+
+pub(crate) enum Body {
+    Wasm(WasmActor),
+    Native { actor: Box<dyn NativeActor>, out: Outbox },
+}
+
+pub(crate) struct WasmActor {
+    store: Store<ActorCtx>,
+    handle_message: Func,
+    budget: Option<u64>,
+}
+
+impl Actor {
+    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
+        Actor { generation, mailbox: VecDeque::new(), scheduled: false, info, received: 0, handled: 0, body }
+    }
+
+    pub(crate) fn outbox(&mut self) -> &mut Outbox {
+        match &mut self.body {
+            Body::Wasm(w) => &mut w.store.data_mut().out,
+            Body::Native { out, .. } => out,
+        }
+    }
+
+    /// Handles one message. `Err` carries why the actor failed.
+    #[inline]
+    pub(crate) fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
+        match &mut self.body {
+            Body::Wasm(w) => w.handle_message(from, payload),
+            Body::Native { actor, out } => {
+                let mut ctx = Context { out };
+                // A panicking native actor fails alone, like a trapping component.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    actor.handle_message(&mut ctx, from, payload)
+                }))
+                .map_err(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic".into());
+                    format!("native actor panicked: {msg}")
+                })
+            }
+        }
+    }
+
+    /// Publishes the actor's counters for the host to read.
+    pub(crate) fn publish(&mut self) {
+        self.info.received.set(self.received);
+        self.info.handled.set(self.handled);
+        let sent = self.outbox().sent;
+        self.info.sent.set(sent);
+    }
+}
+
+impl WasmActor {
+    /// Instantiates `component` for the actor at `me` and runs its `init`.
+    /// On failure, what the actor sent during `init` is returned for routing.
+    pub(crate) fn spawn(
+        shared: &Arc<Shared>,
+        component: &Component,
+        me: Address,
+        name: Arc<str>,
+        config: &[u8],
+    ) -> Result<WasmActor, (crate::SpawnError, Vec<Envelope>)> {
+        let ctx = shared.actor_ctx(me, name);
+        let mut store = Store::new(&shared.engine, ctx);
+        store.limiter(|c| &mut c.limiter);
+        let budget = shared.config.budget_ticks();
+        store.set_epoch_deadline(budget.unwrap_or(u64::MAX / 2));
+        let instance = match component.inner.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let err = if msg.contains("maximum concurrent") || msg.contains("pool") {
+                    crate::SpawnError::NoCapacity(format!("instance pool exhausted: {msg}"))
+                } else {
+                    crate::SpawnError::Instantiate(describe(&e, &store.data().limiter))
+                };
+                return Err((err, Vec::new()));
+            }
+        };
+        let exports = &component.inner.exports;
+        let get = |store: &mut Store<ActorCtx>, idx| instance.get_func(store, idx).expect("checked at load");
+        let init = get(&mut store, &exports.init);
+        let handle_message = get(&mut store, &exports.handle_message);
+        // SAFETY: `load` checked this export's type with `Func::typed` against the
+        // same component, and every instance of a component has the same types.
+        let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
+        let result = init.call(&mut store, (config,));
+        match result {
+            // What `init` sent stays staged in the outbox; the shard routes it.
+            Ok((Ok(()),)) => Ok(WasmActor { store, handle_message, budget }),
+            Ok((Err(msg),)) => Err((crate::SpawnError::Init(msg), std::mem::take(&mut store.data_mut().out.staged))),
+            Err(e) => {
+                let why = describe(&e, &store.data().limiter);
+                Err((crate::SpawnError::Init(why), std::mem::take(&mut store.data_mut().out.staged)))
+            }
+        }
+    }
+
+    #[inline]
+    fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
+        if let Some(ticks) = self.budget {
+            self.store.set_epoch_deadline(ticks);
+        }
+        // SAFETY: `load` checked this export's type with `Func::typed` against the
+        // same component, and every instance of a component has the same types.
+        let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
+        f.call(&mut self.store, (from.to_bits(), payload)).map_err(|e| describe(&e, &self.store.data().limiter))
+    }
+}
+
+/// Says why an invocation failed, in words for the host.
+fn describe(e: &wasmtime::Error, limiter: &Limiter) -> String {
+    if let Some(hit) = &limiter.hit {
+        return hit.clone();
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "CPU budget exhausted (interrupted at its epoch deadline)".to_string(),
+        Some(trap) => format!("trap: {trap}"),
+        None => format!("{e:#}"),
+    }
+}

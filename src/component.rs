@@ -1,0 +1,204 @@
+//! Loading components: binary or text, component or core module, checked against
+//! the `wasmshard:actor/component` world.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentExportIndex, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::error::LoadError;
+use crate::host::ActorCtx;
+
+/// The WIT package every component is written against.
+pub const WIT: &str = include_str!("../wit/actor.wit");
+/// The name of the exported interface.
+pub(crate) const ACTOR_INTERFACE: &str = "wasmshard:actor/actor@0.1.0";
+
+/// What a file turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A component, binary or text.
+    Component,
+    /// A core module that carried its own `component-type` metadata, component-ized
+    /// on load.
+    CoreModuleWithMetadata,
+    /// A core module written against the canonical ABI of the world with no metadata
+    /// of its own; component-ized on load against the bundled WIT.
+    CoreModule,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::Component => "component",
+            SourceKind::CoreModuleWithMetadata => "core module with component-type metadata",
+            SourceKind::CoreModule => "core module (component-ized against wasmshard:actor/component)",
+        })
+    }
+}
+
+/// A compiled component, ready to spawn actors from. Cheap to clone; shared by all
+/// shards and compiled once.
+#[derive(Clone)]
+pub struct Component {
+    pub(crate) inner: Arc<ComponentInner>,
+}
+
+pub(crate) struct ComponentInner {
+    pub(crate) name: String,
+    pub(crate) kind: SourceKind,
+    pub(crate) pre: InstancePre<ActorCtx>,
+    pub(crate) exports: Exports,
+    pub(crate) imports: Vec<String>,
+    pub(crate) export_names: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Exports {
+    pub(crate) init: ComponentExportIndex,
+    pub(crate) handle_message: ComponentExportIndex,
+    pub(crate) handle_request: ComponentExportIndex,
+    pub(crate) handle_response: ComponentExportIndex,
+}
+
+impl Component {
+    /// A name for the component: the file it came from, or what the caller gave.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// What the loaded bytes were.
+    pub fn source_kind(&self) -> SourceKind {
+        self.inner.kind
+    }
+
+    /// Names of the component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// Names of the component's exports.
+    pub fn exports(&self) -> &[String] {
+        &self.inner.export_names
+    }
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component").field("name", &self.inner.name).field("kind", &self.inner.kind).finish()
+    }
+}
+
+/// Turns text into binary and core modules into components.
+pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind), LoadError> {
+    let binary = if bytes.starts_with(b"\0asm") {
+        bytes.to_vec()
+    } else {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Err(LoadError::new(
+                "not WebAssembly: no `\\0asm` header and not UTF-8 text (expected a .wasm binary or .wat text)",
+            ));
+        };
+        wat::parse_str(text).map_err(|e| LoadError::wrap("not valid WebAssembly text", e))?
+    };
+    if wasmparser::Parser::is_component(&binary) {
+        return Ok((binary, SourceKind::Component));
+    }
+    if !wasmparser::Parser::is_core_wasm(&binary) {
+        return Err(LoadError::new("not WebAssembly: unknown binary header"));
+    }
+    let mut module = binary;
+    let kind = if has_component_type_metadata(&module)? {
+        SourceKind::CoreModuleWithMetadata
+    } else {
+        let mut resolve = wit_parser::Resolve::default();
+        let pkg = resolve.push_str("actor.wit", WIT).map_err(|e| LoadError::wrap("bundled WIT", e))?;
+        let world =
+            resolve.select_world(&[pkg], Some("component")).map_err(|e| LoadError::wrap("bundled WIT", e))?;
+        wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
+            .map_err(|e| LoadError::wrap("cannot embed component metadata", e))?;
+        SourceKind::CoreModule
+    };
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .and_then(|mut enc| enc.encode())
+        .map_err(|e| LoadError::wrap("the core module does not fit the wasmshard:actor/component world", e))?;
+    Ok((component, kind))
+}
+
+fn has_component_type_metadata(module: &[u8]) -> Result<bool, LoadError> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        let payload = payload.map_err(|e| LoadError::wrap("invalid core module", e))?;
+        if let wasmparser::Payload::CustomSection(section) = payload
+            && section.name().starts_with("component-type")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Compiles `bytes` and checks it against the world: every import provided, every
+/// export present with the right type.
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<ActorCtx>,
+    name: &str,
+    bytes: &[u8],
+    probe: impl FnOnce() -> ActorCtx,
+) -> Result<Component, LoadError> {
+    let (binary, kind) = to_component_binary(bytes)?;
+    let component = wasmtime::component::Component::new(engine, &binary)
+        .map_err(|e| LoadError::wrap("invalid component", e))?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let export_names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::wrap("the component needs an import the runtime does not provide", e))?;
+    let iface = component.get_export_index(None, ACTOR_INTERFACE).ok_or_else(|| {
+        LoadError::new(format!("the component does not export the interface `{ACTOR_INTERFACE}`"))
+    })?;
+    let func = |f: &str| {
+        component
+            .get_export_index(Some(&iface), f)
+            .ok_or_else(|| LoadError::new(format!("the component does not export `{ACTOR_INTERFACE}#{f}`")))
+    };
+    let exports = Exports {
+        init: func("init")?,
+        handle_message: func("handle-message")?,
+        handle_request: func("handle-request")?,
+        handle_response: func("handle-response")?,
+    };
+    typecheck(engine, &pre, &exports, probe())?;
+    Ok(Component {
+        inner: Arc::new(ComponentInner { name: name.to_string(), kind, pre, exports, imports, export_names }),
+    })
+}
+
+/// Instantiates once in a throwaway store and checks each export's signature, so a
+/// mismatch is reported at load time with the export's name.
+fn typecheck(engine: &Engine, pre: &InstancePre<ActorCtx>, exports: &Exports, ctx: ActorCtx) -> Result<(), LoadError> {
+    let mut store = Store::new(engine, ctx);
+    store.limiter(|c| &mut c.limiter);
+    store.set_epoch_deadline(u64::MAX / 2);
+    let instance = pre.instantiate(&mut store).map_err(|e| LoadError::wrap("instantiation failed", e))?;
+    let get = |store: &mut Store<ActorCtx>, idx: &ComponentExportIndex, name: &str| {
+        instance
+            .get_func(&mut *store, idx)
+            .ok_or_else(|| LoadError::new(format!("`{ACTOR_INTERFACE}#{name}` is not a function")))
+    };
+    let wrong = |name: &str, e: wasmtime::Error| {
+        LoadError::wrap(&format!("export `{ACTOR_INTERFACE}#{name}` has the wrong type"), e)
+    };
+    let f = get(&mut store, &exports.init, "init")?;
+    f.typed::<(&[u8],), (Result<(), String>,)>(&store).map_err(|e| wrong("init", e))?;
+    let f = get(&mut store, &exports.handle_message, "handle-message")?;
+    f.typed::<(u64, &[u8]), ()>(&store).map_err(|e| wrong("handle-message", e))?;
+    let f = get(&mut store, &exports.handle_request, "handle-request")?;
+    f.typed::<(u64, u64, &[u8]), (Option<Vec<u8>>,)>(&store).map_err(|e| wrong("handle-request", e))?;
+    let f = get(&mut store, &exports.handle_response, "handle-response")?;
+    f.typed::<(u64, Result<&[u8], crate::RequestError>), ()>(&store).map_err(|e| wrong("handle-response", e))?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The `wasmshard:actor/host` imports, and the per-actor store data they run on.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentType, Lift, Linker, Lower, WasmList, WasmStr};
+use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
+
+use crate::address::Address;
+use crate::envelope::Payload;
+use crate::error::SendError;
+use crate::outbox::Outbox;
+
+/// The name of the imported interface.
+pub(crate) const HOST_INTERFACE: &str = "wasmshard:actor/host@0.1.0";
+
+/// Severity of a component's log line. Mirrors `wasmshard:actor/types.log-level`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[component(enum)]
+#[repr(u8)]
+pub enum LogLevel {
+    /// Finest detail.
+    #[component(name = "trace")]
+    Trace,
+    /// Debugging detail.
+    #[component(name = "debug")]
+    Debug,
+    /// Normal operation.
+    #[component(name = "info")]
+    Info,
+    /// Something unexpected that the actor handled.
+    #[component(name = "warn")]
+    Warn,
+    /// Something failed.
+    #[component(name = "error")]
+    Error,
+}
+
+impl LogLevel {
+    /// The WIT name of the level, e.g. `warn`.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub(crate) fn to_log(self) -> log::Level {
+        match self {
+            LogLevel::Trace => log::Level::Trace,
+            LogLevel::Debug => log::Level::Debug,
+            LogLevel::Info => log::Level::Info,
+            LogLevel::Warn => log::Level::Warn,
+            LogLevel::Error => log::Level::Error,
+        }
+    }
+}
+
+/// One log line written by an actor through `log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// The actor's address.
+    pub actor: Address,
+    /// The actor's name.
+    pub name: Arc<str>,
+    /// The level it logged at.
+    pub level: LogLevel,
+    /// The message.
+    pub message: String,
+}
+
+/// Store data of one component actor.
+pub(crate) struct ActorCtx {
+    pub(crate) out: Outbox,
+    pub(crate) limiter: Limiter,
+    pub(crate) name: Arc<str>,
+}
+
+/// Memory and table limits of one actor; remembers whether a limit was hit so the
+/// failure can be reported as such.
+pub(crate) struct Limiter {
+    pub(crate) memory_limit: usize,
+    pub(crate) hit: Option<String>,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            let why = format!(
+                "memory limit of {} bytes reached (growing from {current} to {desired} bytes)",
+                self.memory_limit
+            );
+            self.hit = Some(why.clone());
+            wasmtime::bail!("{why}");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            let why = format!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+            self.hit = Some(why.clone());
+            wasmtime::bail!("{why}");
+        }
+        Ok(true)
+    }
+}
+
+/// Builds the linker that provides `wasmshard:actor/host` to every component.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
+    let mut linker = Linker::<ActorCtx>::new(engine);
+    let mut host = linker.instance(HOST_INTERFACE)?;
+
+    host.func_wrap("self-address", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
+        Ok((store.data().out.me.to_bits(),))
+    })?;
+
+    host.func_wrap("lookup", |store: StoreContextMut<'_, ActorCtx>, (name,): (WasmStr,)| {
+        let name = name.to_str(&store)?;
+        Ok((store.data().out.lookup(&name).map(Address::to_bits),))
+    })?;
+
+    host.func_wrap(
+        "send",
+        |mut store: StoreContextMut<'_, ActorCtx>, (to, payload): (u64, WasmList<u8>)| {
+            let out = &store.data().out;
+            if payload.len() > out.shared.config.max_payload {
+                return Ok((Err(SendError::TooLarge),));
+            }
+            let bytes = Payload::from_slice(payload.as_le_slice(&store));
+            Ok((store.data_mut().out.send_payload(Address::from_bits(to), bytes),))
+        },
+    )?;
+
+    // Request–response is not part of this version of the runtime. A guest that calls
+    // these traps with a message that says so, rather than seeing a fake result.
+    host.func_wrap(
+        "request",
+        |_: StoreContextMut<'_, ActorCtx>, (_, _, _): (u64, WasmList<u8>, u64)| -> wasmtime::Result<(Result<u64, SendError>,)> {
+            wasmtime::bail!("host function `request` is unavailable: this wasmshard build has no request-response support")
+        },
+    )?;
+    host.func_wrap(
+        "respond",
+        |_: StoreContextMut<'_, ActorCtx>, (_, _): (u64, WasmList<u8>)| -> wasmtime::Result<(Result<(), SendError>,)> {
+            wasmtime::bail!("host function `respond` is unavailable: this wasmshard build has no request-response support")
+        },
+    )?;
+    host.func_wrap("cancel", |_: StoreContextMut<'_, ActorCtx>, (_,): (u64,)| -> wasmtime::Result<(bool,)> {
+        wasmtime::bail!("host function `cancel` is unavailable: this wasmshard build has no request-response support")
+    })?;
+
+    host.func_wrap(
+        "log",
+        |store: StoreContextMut<'_, ActorCtx>, (level, message): (LogLevel, WasmStr)| {
+            let message = message.to_str(&store)?;
+            let data = store.data();
+            data.out.shared.log(data.out.me, &data.name, level, &message);
+            Ok(())
+        },
+    )?;
+
+    host.func_wrap("now-ns", |store: StoreContextMut<'_, ActorCtx>, (): ()| Ok((store.data().out.now_ns(),)))?;
+
+    Ok(linker)
+}

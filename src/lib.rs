@@ -1,0 +1,73 @@
+//! wasmshard runs WebAssembly components as actors on a sharded, thread-per-core
+//! scheduler with no async runtime.
+//!
+//! ```
+//! use wasmshard::{Runtime, SpawnOptions};
+//! use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+//!
+//! let runtime = Runtime::builder().shards(2).build()?;
+//! // A component that forwards every message to the actor named in its config.
+//! let echo = runtime.load_component_file(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/echo.wat"))?;
+//! // A native actor that counts what it receives.
+//! let seen = Arc::new(AtomicU64::new(0));
+//! let counter = seen.clone();
+//! runtime.spawn_native("sink", Some(1), move |_: &mut wasmshard::Context<'_>, _, payload: &[u8]| {
+//!     counter.fetch_add(payload.len() as u64, Ordering::Relaxed);
+//! })?;
+//! let echo = runtime.spawn(&echo, SpawnOptions::new("echo").config("sink").shard(0))?;
+//! runtime.send(echo, b"hello")?;
+//! assert!(runtime.wait_idle(std::time::Duration::from_secs(10)));
+//! assert_eq!(seen.load(Ordering::Relaxed), 5);
+//! let report = runtime.shutdown();
+//! assert_eq!(report.dead_letter_count, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Core concepts
+//!
+//! | type | what it is | threading / cost |
+//! |---|---|---|
+//! | [`Runtime`] | the engine, the shard threads, the name registry | `Send + Sync`; one per process is typical |
+//! | [`Component`] | a compiled component, cheap to clone | shared by all shards; compiled once |
+//! | actor | a running instance: its store, mailbox and [`Address`] | owned by one shard, touched only by its thread |
+//! | [`Address`] | `u64`: shard, slot, generation | a stale address never reaches a newer actor in the same slot |
+//! | [`NativeActor`] | a Rust actor, scheduled like a component | runs on its shard's thread |
+//! | envelope | `{to, from, kind, payload}` | payloads up to 64 bytes inline, no heap allocation |
+//!
+//! Components implement the `wasmshard:actor/component` world ([`WIT`]). Sends are
+//! admitted against the target's bounded mailbox at once (`mailbox-full` when it is
+//! full, for same-shard and cross-shard senders alike); messages from one sender to
+//! one receiver arrive in order; anything undeliverable is counted as a dead letter.
+//! A trap, an exhausted CPU budget or a memory-limit hit stops that actor only.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+mod actor;
+mod address;
+mod component;
+mod config;
+mod envelope;
+mod error;
+mod host;
+pub mod manifest;
+mod native;
+mod outbox;
+mod runtime;
+mod shard;
+mod slots;
+mod stats;
+mod sys;
+
+pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
+pub use component::{Component, SourceKind, WIT};
+pub use config::{
+    DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_ACTORS, DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT, DEFAULT_RING_CAPACITY, RuntimeBuilder,
+};
+pub use error::{BuildError, LoadError, RequestError, SendError, SpawnError, StopError};
+pub use host::{LogLevel, LogRecord};
+pub use native::{Context, NativeActor};
+pub use runtime::{LogSink, Runtime, SpawnOptions};
+pub use stats::{ActorStats, DeadLetter, DeadLetterReason, ShardStats, ShutdownReport, Stats};

@@ -1,0 +1,436 @@
+//! One shard: a thread that owns its actors and runs them.
+//!
+//! Loop: take control commands; drain the host inbox and the inbound rings into
+//! mailboxes; run ready actors round-robin, at most `batch` messages each per turn;
+//! flush overflow to other shards' rings and wake parked targets; with nothing to
+//! do, announce parking, re-check every inbound queue, and sleep in `poll`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::sync::mpsc::SyncSender;
+
+use crate::actor::{Actor, Body, WasmActor};
+use crate::address::Address;
+use crate::component::Component;
+use crate::envelope::Envelope;
+use crate::error::{SpawnError, StopError};
+use crate::native::NativeActor;
+use crate::outbox::Outbox;
+use crate::runtime::Shared;
+use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason};
+use crate::sys::Parker;
+
+/// Most dead letters a shard keeps for the shutdown report; the rest are counted.
+const DEAD_LETTER_SAMPLES: usize = 1024;
+
+pub(crate) enum SpawnBody {
+    Wasm { component: Component, config: Vec<u8> },
+    Native(Box<dyn NativeActor>),
+}
+
+pub(crate) enum Command {
+    Spawn { name: Arc<str>, body: SpawnBody, reply: SyncSender<Result<Address, SpawnError>> },
+    Stop { address: Address, reply: SyncSender<Result<(), StopError>> },
+    /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
+    StopAll { reply: SyncSender<()> },
+    /// Shutdown, phase two: drain what is left as dead letters and end the thread.
+    Exit,
+}
+
+/// What a shard thread hands back when it ends.
+pub(crate) struct ShardExit {
+    pub(crate) dead_letters: Vec<DeadLetter>,
+}
+
+pub(crate) struct Shard {
+    id: usize,
+    shared: Arc<Shared>,
+    parker: Parker,
+    actors: Vec<Option<Actor>>,
+    free: Vec<u32>,
+    ready: VecDeque<u32>,
+    /// Envelopes for shard `i` that did not fit its ring, in order.
+    overflow: Vec<VecDeque<Envelope>>,
+    /// Shards whose ring this turn pushed to (to wake them if parked).
+    touched: Vec<bool>,
+    /// Staged envelopes taken from an actor's outbox, reused so routing never allocates.
+    scratch: Vec<Envelope>,
+    stopping: bool,
+    dead_letters: Vec<DeadLetter>,
+    // Counters, published to the shard handle once per turn.
+    routed_local: u64,
+    routed_remote: u64,
+    remote_out: u64,
+    remote_in: u64,
+    host_in: u64,
+    control_in: u64,
+    parks: u64,
+    loops: u64,
+    dead: u64,
+    live: u64,
+}
+
+impl Shard {
+    pub(crate) fn new(id: usize, shared: Arc<Shared>, parker: Parker) -> Shard {
+        let n = shared.shards.len();
+        Shard {
+            id,
+            shared,
+            parker,
+            actors: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::with_capacity(64),
+            overflow: (0..n).map(|_| VecDeque::new()).collect(),
+            touched: vec![false; n],
+            scratch: Vec::with_capacity(16),
+            stopping: false,
+            dead_letters: Vec::new(),
+            routed_local: 0,
+            routed_remote: 0,
+            remote_out: 0,
+            remote_in: 0,
+            host_in: 0,
+            control_in: 0,
+            parks: 0,
+            loops: 0,
+            dead: 0,
+            live: 0,
+        }
+    }
+
+    pub(crate) fn run(mut self) -> ShardExit {
+        if self.shared.config.pin_cores {
+            crate::sys::pin_current_thread(self.id);
+        }
+        loop {
+            self.loops += 1;
+            if self.take_commands() {
+                break;
+            }
+            self.drain_inbound();
+            self.run_ready();
+            self.flush_overflow();
+            self.publish();
+            if self.ready.is_empty() && self.overflow.iter().all(VecDeque::is_empty) {
+                self.park();
+            }
+        }
+        self.exit()
+    }
+
+    fn handle(&self) -> &crate::runtime::ShardHandle {
+        &self.shared.shards[self.id]
+    }
+
+    /// Runs control commands; returns whether the shard must exit.
+    fn take_commands(&mut self) -> bool {
+        while let Some(cmd) = self.shared.shards[self.id].control.pop() {
+            self.control_in += 1;
+            match cmd {
+                Command::Spawn { name, body, reply } => {
+                    let r = self.spawn(name, body);
+                    let _ = reply.send(r);
+                }
+                Command::Stop { address, reply } => {
+                    let r = if self.is_live(address) {
+                        self.remove(address.slot(), DeadLetterReason::TargetStopped, None);
+                        Ok(())
+                    } else {
+                        Err(StopError::UnknownTarget(address))
+                    };
+                    let _ = reply.send(r);
+                }
+                Command::StopAll { reply } => {
+                    self.stopping = true;
+                    for slot in 0..self.actors.len() as u32 {
+                        if self.actors[slot as usize].is_some() {
+                            self.remove(slot, DeadLetterReason::ShuttingDown, None);
+                        }
+                    }
+                    self.publish();
+                    let _ = reply.send(());
+                }
+                Command::Exit => return true,
+            }
+        }
+        false
+    }
+
+    fn is_live(&self, a: Address) -> bool {
+        a.shard() == self.id
+            && matches!(self.actors.get(a.slot() as usize), Some(Some(actor)) if actor.generation == a.generation())
+    }
+
+    fn spawn(&mut self, name: Arc<str>, body: SpawnBody) -> Result<Address, SpawnError> {
+        if self.stopping {
+            return Err(SpawnError::ShuttingDown);
+        }
+        let capacity = self.handle().slots.len();
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None if (self.actors.len() as u32) < capacity => {
+                self.actors.push(None);
+                self.actors.len() as u32 - 1
+            }
+            None => {
+                return Err(SpawnError::NoCapacity(format!(
+                    "shard {} has all {} slots in use (raise max_actors)",
+                    self.id, capacity
+                )));
+            }
+        };
+        let generation = self.handle().slots.activate(slot);
+        let me = Address::new(self.id, slot, generation);
+        self.shared.register(&name, me);
+        let native = matches!(body, SpawnBody::Native(_));
+        let body = match body {
+            SpawnBody::Native(actor) => Ok(Body::Native { actor, out: Outbox::new(me, self.shared.clone()) }),
+            SpawnBody::Wasm { component, config } => {
+                WasmActor::spawn(&self.shared, &component, me, name.clone(), &config).map(Body::Wasm)
+            }
+        };
+        match body {
+            Ok(body) => {
+                let info = Arc::new(ActorInfo::new(name, me, native));
+                self.shared.actors.lock().unwrap_or_else(|e| e.into_inner()).push(info.clone());
+                self.actors[slot as usize] = Some(Actor::new(generation, info, body));
+                self.live += 1;
+                self.route_staged(slot);
+                Ok(me)
+            }
+            Err((err, staged)) => {
+                self.handle().slots.deactivate(slot);
+                self.free.push(slot);
+                self.shared.unregister(&name, me);
+                for env in staged {
+                    self.route(env);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the actor out of its slot, ends its address, and turns its queued
+    /// messages (and `killer`, the message it failed on) into dead letters.
+    fn remove(&mut self, slot: u32, reason: DeadLetterReason, killer: Option<Envelope>) {
+        let Some(mut actor) = self.actors[slot as usize].take() else { return };
+        self.handle().slots.deactivate(slot);
+        self.free.push(slot);
+        self.live -= 1;
+        actor.publish();
+        actor.info.alive.store(false, Ordering::Release);
+        self.shared.unregister(&actor.info.name, actor.info.address);
+        for env in killer.into_iter().chain(actor.mailbox.drain(..)) {
+            self.dead_letter(env, reason);
+        }
+    }
+
+    fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
+        self.dead += 1;
+        if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
+            self.dead_letters.push(DeadLetter { to: env.to, from: env.from, reason, payload: env.payload.to_vec() });
+        }
+    }
+
+    fn drain_inbound(&mut self) {
+        let shared = self.shared.clone();
+        let me = &shared.shards[self.id];
+        while let Some(env) = me.host_inbox.pop() {
+            self.host_in += 1;
+            self.deliver(env);
+        }
+        let n = shared.shards.len();
+        for from in 0..n {
+            if from == self.id {
+                continue;
+            }
+            let ring = shared.ring(from, self.id);
+            while let Some(env) = ring.pop() {
+                self.remote_in += 1;
+                self.deliver(env);
+            }
+        }
+    }
+
+    /// Puts an envelope addressed to this shard into its actor's mailbox.
+    #[inline]
+    fn deliver(&mut self, env: Envelope) {
+        if self.stopping {
+            return self.dead_letter(env, DeadLetterReason::ShuttingDown);
+        }
+        let slot = env.to.slot();
+        match self.actors.get_mut(slot as usize) {
+            Some(Some(actor)) if actor.generation == env.to.generation() => {
+                actor.mailbox.push_back(env);
+                actor.received += 1;
+                if !actor.scheduled {
+                    actor.scheduled = true;
+                    self.ready.push_back(slot);
+                }
+            }
+            _ => self.dead_letter(env, DeadLetterReason::TargetGone),
+        }
+    }
+
+    /// Sends a staged envelope on its way: into a local mailbox, or toward its shard.
+    #[inline]
+    fn route(&mut self, env: Envelope) {
+        let dest = env.to.shard();
+        if dest == self.id {
+            self.routed_local += 1;
+            return self.deliver(env);
+        }
+        self.routed_remote += 1;
+        let overflow = &mut self.overflow[dest];
+        if overflow.is_empty() {
+            match self.shared.ring(self.id, dest).push(env) {
+                Ok(()) => {
+                    self.remote_out += 1;
+                    self.touched[dest] = true;
+                }
+                Err(env) => overflow.push_back(env),
+            }
+        } else {
+            // Keep per-pair order: nothing overtakes what is already waiting.
+            overflow.push_back(env);
+        }
+    }
+
+    fn route_staged(&mut self, slot: u32) {
+        let Some(actor) = self.actors[slot as usize].as_mut() else { return };
+        std::mem::swap(&mut actor.outbox().staged, &mut self.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for env in scratch.drain(..) {
+            self.route(env);
+        }
+        self.scratch = scratch;
+    }
+
+    fn run_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some(slot) = self.ready.pop_front() else { break };
+            self.run_actor(slot);
+        }
+    }
+
+    /// Runs one actor for at most `batch` messages.
+    fn run_actor(&mut self, slot: u32) {
+        let batch = self.shared.config.batch;
+        let mut taken = 0u32;
+        loop {
+            let Some(actor) = self.actors[slot as usize].as_mut() else { return };
+            if !actor.scheduled {
+                return; // a stale entry for a slot that was reused
+            }
+            if taken == batch {
+                break;
+            }
+            let Some(env) = actor.mailbox.pop_front() else { break };
+            taken += 1;
+            let result = actor.handle_message(env.from, &env.payload);
+            if result.is_ok() {
+                actor.handled += 1;
+            }
+            // Route what it sent, even if it failed afterwards: those sends succeeded.
+            self.route_staged(slot);
+            if let Err(cause) = result {
+                self.fail(slot, cause, env);
+                return;
+            }
+        }
+        self.handle().slots.release(slot, taken);
+        let actor = self.actors[slot as usize].as_mut().expect("live actor");
+        actor.publish();
+        if actor.mailbox.is_empty() {
+            actor.scheduled = false;
+        } else {
+            self.ready.push_back(slot);
+        }
+    }
+
+    fn fail(&mut self, slot: u32, cause: String, killer: Envelope) {
+        let info = self.actors[slot as usize].as_ref().expect("live actor").info.clone();
+        log::warn!("wasmshard: actor `{}` ({}) failed: {cause}", info.name, info.address);
+        info.failures.set(info.failures.get() + 1);
+        *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
+        self.remove(slot, DeadLetterReason::TargetFailed, Some(killer));
+    }
+
+    fn flush_overflow(&mut self) {
+        for dest in 0..self.overflow.len() {
+            while let Some(env) = self.overflow[dest].pop_front() {
+                match self.shared.ring(self.id, dest).push(env) {
+                    Ok(()) => {
+                        self.remote_out += 1;
+                        self.touched[dest] = true;
+                    }
+                    Err(env) => {
+                        self.overflow[dest].push_front(env);
+                        break;
+                    }
+                }
+            }
+        }
+        if self.touched.iter().any(|&t| t) {
+            // Pairs with the fence in `park`: either we see the target parked, or it
+            // sees our envelopes when it re-checks its rings.
+            fence(Ordering::SeqCst);
+            for dest in 0..self.touched.len() {
+                if std::mem::take(&mut self.touched[dest]) {
+                    self.shared.shards[dest].wake();
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let c = &self.handle().counters;
+        c.routed_local.set(self.routed_local);
+        c.routed_remote.set(self.routed_remote);
+        c.remote_out.set(self.remote_out);
+        c.remote_in.set(self.remote_in);
+        c.host_in.set(self.host_in);
+        c.control_in.set(self.control_in);
+        c.parks.set(self.parks);
+        c.loops.set(self.loops);
+        c.dead_letters.set(self.dead);
+        c.live_actors.set(self.live);
+    }
+
+    fn inbound_pending(&self) -> bool {
+        let me = self.handle();
+        !me.control.is_empty()
+            || !me.host_inbox.is_empty()
+            || (0..self.shared.shards.len()).any(|from| from != self.id && !self.shared.ring(from, self.id).is_empty())
+    }
+
+    fn park(&mut self) {
+        self.parks += 1;
+        self.publish();
+        let me = &self.shared.shards[self.id];
+        me.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.inbound_pending() {
+            me.parked.store(false, Ordering::SeqCst);
+            self.parks -= 1;
+            return;
+        }
+        self.shared.shard_idle();
+        self.parker.park(None);
+        me.parked.store(false, Ordering::SeqCst);
+        self.shared.shard_busy();
+    }
+
+    fn exit(mut self) -> ShardExit {
+        self.stopping = true;
+        self.drain_inbound();
+        for dest in 0..self.overflow.len() {
+            while let Some(env) = self.overflow[dest].pop_front() {
+                self.dead_letter(env, DeadLetterReason::ShuttingDown);
+            }
+        }
+        self.publish();
+        ShardExit { dead_letters: std::mem::take(&mut self.dead_letters) }
+    }
+}

@@ -1,0 +1,109 @@
+//! The per-shard slot table: which slots hold a live actor of which generation, and
+//! how full each mailbox is. It is the only actor state other threads touch.
+//!
+//! Each slot is one `AtomicU64`: `generation << 32 | ALIVE | fill`. A sender reserves
+//! room with a compare-and-swap that checks generation, liveness and capacity in one
+//! step, so a stale address can never take room in a newer actor's mailbox. Only the
+//! owning shard changes the generation (on spawn and stop) or releases room (after
+//! it handled a message), so those are plain stores and subtractions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::SendError;
+
+const ALIVE: u64 = 1 << 31;
+const FILL: u64 = ALIVE - 1;
+
+pub(crate) struct SlotTable {
+    words: Box<[AtomicU64]>,
+}
+
+impl SlotTable {
+    pub(crate) fn new(slots: u32) -> SlotTable {
+        SlotTable { words: (0..slots).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.words.len() as u32
+    }
+
+    /// Reserves one message of room in the mailbox of `slot`, if it holds a live
+    /// actor of `generation` whose mailbox has fewer than `capacity` messages.
+    #[inline]
+    pub(crate) fn admit(&self, slot: u32, generation: u32, capacity: u32) -> Result<(), SendError> {
+        let Some(word) = self.words.get(slot as usize) else {
+            return Err(SendError::UnknownTarget);
+        };
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if (cur >> 32) as u32 != generation || cur & ALIVE == 0 {
+                return Err(SendError::UnknownTarget);
+            }
+            if cur & FILL >= capacity as u64 {
+                return Err(SendError::MailboxFull);
+            }
+            match word.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives back `n` messages of room after the owner handled them.
+    /// Owner only, while the actor is alive.
+    #[inline]
+    pub(crate) fn release(&self, slot: u32, n: u32) {
+        let prev = self.words[slot as usize].fetch_sub(n as u64, Ordering::AcqRel);
+        debug_assert!(prev & FILL >= n as u64, "released more room than was reserved");
+        debug_assert!(prev & ALIVE != 0);
+    }
+
+    /// Marks `slot` live with an empty mailbox and returns its generation.
+    /// Owner only, on a free slot.
+    pub(crate) fn activate(&self, slot: u32) -> u32 {
+        let word = &self.words[slot as usize];
+        let cur = word.load(Ordering::Acquire);
+        debug_assert!(cur & ALIVE == 0, "activating a live slot");
+        let generation = ((cur >> 32) as u32).max(1);
+        word.store(((generation as u64) << 32) | ALIVE, Ordering::Release);
+        generation
+    }
+
+    /// Marks `slot` dead and moves it to the next generation, so every address of
+    /// the old actor fails from now on. Owner only.
+    pub(crate) fn deactivate(&self, slot: u32) {
+        let word = &self.words[slot as usize];
+        let cur = word.load(Ordering::Acquire);
+        let mut next = ((cur >> 32) as u32).wrapping_add(1);
+        if next == 0 {
+            next = 1;
+        }
+        // A swap, not a store: racing senders' CAS then fail and see the new word.
+        word.swap((next as u64) << 32, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_checks_generation_and_capacity() {
+        let t = SlotTable::new(4);
+        assert_eq!(t.admit(0, 1, 2), Err(SendError::UnknownTarget));
+        let g = t.activate(0);
+        assert_eq!(g, 1);
+        assert_eq!(t.admit(0, g, 2), Ok(()));
+        assert_eq!(t.admit(0, g, 2), Ok(()));
+        assert_eq!(t.admit(0, g, 2), Err(SendError::MailboxFull));
+        t.release(0, 1);
+        assert_eq!(t.admit(0, g, 2), Ok(()));
+        t.deactivate(0);
+        assert_eq!(t.admit(0, g, 2), Err(SendError::UnknownTarget));
+        let g2 = t.activate(0);
+        assert_ne!(g, g2);
+        assert_eq!(t.admit(0, g, 2), Err(SendError::UnknownTarget));
+        assert_eq!(t.admit(0, g2, 2), Ok(()));
+        assert_eq!(t.admit(9, g2, 2), Err(SendError::UnknownTarget));
+    }
+}

@@ -1,0 +1,186 @@
+//! Counters and the snapshots the host reads.
+//!
+//! Every counter has one writer, the shard that owns it, which publishes it with a
+//! plain relaxed store; readers on other threads see a value that may lag by one
+//! scheduling turn. No counter is a contended read-modify-write.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::address::Address;
+
+/// A counter written by one thread and read by any.
+#[derive(Default, Debug)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What the host can see of one actor, alive or not.
+pub(crate) struct ActorInfo {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) address: Address,
+    pub(crate) native: bool,
+    pub(crate) received: Counter,
+    pub(crate) sent: Counter,
+    pub(crate) handled: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) alive: AtomicBool,
+    pub(crate) failure: Mutex<Option<String>>,
+}
+
+impl ActorInfo {
+    pub(crate) fn new(name: std::sync::Arc<str>, address: Address, native: bool) -> ActorInfo {
+        ActorInfo {
+            name,
+            address,
+            native,
+            received: Counter::default(),
+            sent: Counter::default(),
+            handled: Counter::default(),
+            failures: Counter::default(),
+            alive: AtomicBool::new(true),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> ActorStats {
+        ActorStats {
+            name: self.name.to_string(),
+            address: self.address,
+            shard: self.address.shard(),
+            native: self.native,
+            received: self.received.get(),
+            sent: self.sent.get(),
+            handled: self.handled.get(),
+            failures: self.failures.get(),
+            failure: self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            alive: self.alive.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Counters of one shard, published by its thread.
+#[derive(Default, Debug)]
+pub(crate) struct ShardCounters {
+    pub(crate) routed_local: Counter,
+    pub(crate) routed_remote: Counter,
+    pub(crate) remote_out: Counter,
+    pub(crate) remote_in: Counter,
+    pub(crate) host_in: Counter,
+    pub(crate) control_in: Counter,
+    pub(crate) parks: Counter,
+    pub(crate) loops: Counter,
+    pub(crate) dead_letters: Counter,
+    pub(crate) live_actors: Counter,
+}
+
+/// A snapshot of one actor's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorStats {
+    /// The name it was spawned with.
+    pub name: String,
+    /// Its address.
+    pub address: Address,
+    /// The shard that owns it.
+    pub shard: usize,
+    /// Whether it is a native (Rust) actor rather than a component.
+    pub native: bool,
+    /// Messages delivered into its mailbox.
+    pub received: u64,
+    /// Messages it sent successfully.
+    pub sent: u64,
+    /// Messages it handled to completion.
+    pub handled: u64,
+    /// Invocations that failed (trap, CPU budget, memory limit).
+    pub failures: u64,
+    /// Why it failed, if it did; it is stopped then.
+    pub failure: Option<String>,
+    /// Whether it is still running.
+    pub alive: bool,
+}
+
+/// A snapshot of one shard's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStats {
+    /// The shard's index.
+    pub shard: usize,
+    /// Messages routed to an actor on the same shard.
+    pub routed_local: u64,
+    /// Messages routed to another shard.
+    pub routed_remote: u64,
+    /// Times the shard parked (slept in `poll`) for lack of work.
+    pub parks: u64,
+    /// Turns of the shard's loop.
+    pub loops: u64,
+    /// Messages that could not be delivered.
+    pub dead_letters: u64,
+    /// Live actors on the shard.
+    pub actors: u64,
+}
+
+/// A snapshot of the whole runtime, from [`Runtime::stats`](crate::Runtime::stats).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Every actor spawned, in spawn order, alive or not.
+    pub actors: Vec<ActorStats>,
+    /// Every shard.
+    pub shards: Vec<ShardStats>,
+    /// Messages that could not be delivered, over all shards.
+    pub dead_letters: u64,
+}
+
+impl Stats {
+    /// The actor with this name (the most recent one, if the name was reused).
+    pub fn actor(&self, name: &str) -> Option<&ActorStats> {
+        self.actors.iter().rev().find(|a| a.name == name)
+    }
+}
+
+/// Why a message became a dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// The target stopped or failed after the message was admitted.
+    TargetGone,
+    /// The target failed while handling this message, or with it still queued.
+    TargetFailed,
+    /// The target was stopped with this message still queued.
+    TargetStopped,
+    /// The runtime shut down with this message still in flight.
+    ShuttingDown,
+}
+
+/// A message that could not be delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Where it was going.
+    pub to: Address,
+    /// Who sent it.
+    pub from: Address,
+    /// Why it was not delivered.
+    pub reason: DeadLetterReason,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// What [`Runtime::shutdown`](crate::Runtime::shutdown) reports.
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    /// Whether every in-flight message was handled before actors were stopped.
+    pub drained: bool,
+    /// How many messages could not be delivered over the runtime's life.
+    pub dead_letter_count: u64,
+    /// The undelivered messages themselves (the first 1024 per shard).
+    pub dead_letters: Vec<DeadLetter>,
+    /// Final counters.
+    pub stats: Stats,
+}

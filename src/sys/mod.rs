@@ -1,0 +1,47 @@
+//! The operating system: parking a shard, waking it, pinning it, reading the clock.
+//!
+//! Contract: [`Parker::park`] blocks the calling thread until the paired
+//! [`mio::Waker`] is woken or the timeout passes (spurious returns are allowed);
+//! waking is one `eventfd` write; nothing here allocates after construction.
+
+use std::io;
+use std::time::Duration;
+
+use mio::{Events, Poll, Token, Waker};
+
+const WAKE: Token = Token(0);
+
+pub(crate) struct Parker {
+    poll: Poll,
+    events: Events,
+}
+
+/// A parker for a shard and the waker other threads use to rouse it.
+pub(crate) fn parker() -> io::Result<(Parker, Waker)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    Ok((Parker { poll, events: Events::with_capacity(8) }, waker))
+}
+
+impl Parker {
+    pub(crate) fn park(&mut self, timeout: Option<Duration>) {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // A failing poll would turn the shard into a spinner; back off instead.
+                log::error!("wasmshard: poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to `core` modulo the number of cores. Returns whether it
+/// took effect.
+pub(crate) fn pin_current_thread(core: usize) -> bool {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[core % ids.len()]),
+        _ => false,
+    }
+}
