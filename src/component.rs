@@ -202,3 +202,70 @@ fn typecheck(engine: &Engine, pre: &InstancePre<ActorCtx>, exports: &Exports, ct
     f.typed::<(u64, Result<&[u8], crate::RequestError>), ()>(&store).map_err(|e| wrong("handle-response", e))?;
     Ok(())
 }
+
+/// What `inspect` found in a file.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// What the file is.
+    pub kind: SourceKind,
+    /// Import names (of the component, or of the core module if it could not be
+    /// component-ized).
+    pub imports: Vec<String>,
+    /// Export names, likewise.
+    pub exports: Vec<String>,
+    /// `Ok` if it fits the `wasmshard:actor/component` world, else what is wrong.
+    pub fit: Result<(), String>,
+}
+
+/// Describes a file's imports and exports and whether it fits the world.
+pub(crate) fn inspect(
+    engine: &Engine,
+    linker: &Linker<ActorCtx>,
+    bytes: &[u8],
+    probe: impl FnOnce() -> ActorCtx,
+) -> Result<Inspection, LoadError> {
+    let binary = if bytes.starts_with(b"\0asm") {
+        bytes.to_vec()
+    } else {
+        let text = std::str::from_utf8(bytes).map_err(|_| LoadError::new("not WebAssembly: neither binary nor text"))?;
+        wat::parse_str(text).map_err(|e| LoadError::wrap("not valid WebAssembly text", e))?
+    };
+    match to_component_binary(&binary) {
+        Ok((component_bytes, kind)) => {
+            let component = wasmtime::component::Component::new(engine, &component_bytes)
+                .map_err(|e| LoadError::wrap("invalid component", e))?;
+            let ty = component.component_type();
+            let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+            let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+            let fit = load(engine, linker, "", &binary, probe).map(|_| ()).map_err(|e| e.to_string());
+            Ok(Inspection { kind, imports, exports, fit })
+        }
+        Err(e) if wasmparser::Parser::is_core_wasm(&binary) => {
+            let mut imports = Vec::new();
+            let mut exports = Vec::new();
+            for payload in wasmparser::Parser::new(0).parse_all(&binary) {
+                match payload.map_err(|e| LoadError::wrap("invalid core module", e))? {
+                    wasmparser::Payload::ImportSection(s) => {
+                        for imp in s.into_imports() {
+                            let imp = imp.map_err(|e| LoadError::wrap("invalid core module", e))?;
+                            imports.push(format!("{}#{}", imp.module, imp.name));
+                        }
+                    }
+                    wasmparser::Payload::ExportSection(s) => {
+                        for exp in s {
+                            exports.push(exp.map_err(|e| LoadError::wrap("invalid core module", e))?.name.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let kind = if has_component_type_metadata(&binary)? {
+                SourceKind::CoreModuleWithMetadata
+            } else {
+                SourceKind::CoreModule
+            };
+            Ok(Inspection { kind, imports, exports, fit: Err(e.to_string()) })
+        }
+        Err(e) => Err(e),
+    }
+}

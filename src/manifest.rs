@@ -1,1 +1,301 @@
-//! Manifests.
+//! Manifests: a TOML description of a system of actors, and running one.
+//!
+//! ```toml
+//! [runtime]                 # optional; every key optional
+//! shards = 2
+//! mailbox-capacity = 1024
+//! [[actor]]
+//! name = "counter"
+//! component = "counter.wat" # .wasm or .wat, relative to the manifest
+//! config = "text for init"  # optional
+//! shard = 1                 # optional
+//! [[send]]                  # delivered by the host, in order, after every actor is spawned
+//! to = "counter"
+//! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"
+//! repeat = 1                # optional
+//! ```
+//!
+//! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
+//! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
+//! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::{ActorStats, Runtime, RuntimeBuilder, SendError, SpawnOptions};
+
+/// A parsed, checked manifest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Runtime settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Actors to spawn, in order.
+    #[serde(default, rename = "actor")]
+    pub actors: Vec<ActorSpec>,
+    /// Messages the host sends once every actor is spawned, in order.
+    #[serde(default, rename = "send")]
+    pub sends: Vec<SendSpec>,
+    /// The directory component paths are relative to.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// The `[runtime]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub struct RuntimeSection {
+    pub shards: Option<usize>,
+    pub mailbox_capacity: Option<u32>,
+    pub max_payload: Option<usize>,
+    pub epoch_tick_ms: Option<u64>,
+    pub cpu_budget_ms: Option<u64>,
+    pub memory_limit: Option<usize>,
+    pub max_actors: Option<u32>,
+    pub pin_cores: Option<bool>,
+    pub batch: Option<u32>,
+    pub ring_capacity: Option<usize>,
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// One `[[actor]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSpec {
+    /// Unique name.
+    pub name: String,
+    /// Path of the component, relative to the manifest.
+    pub component: PathBuf,
+    /// Text passed to `init`.
+    pub config: Option<String>,
+    /// Shard to spawn on.
+    pub shard: Option<usize>,
+}
+
+/// One `[[send]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SendSpec {
+    /// Name of the target actor.
+    pub to: String,
+    /// UTF-8 payload.
+    pub payload: Option<String>,
+    /// Hex payload.
+    pub payload_hex: Option<String>,
+    /// How many times to send it (default 1).
+    pub repeat: Option<u64>,
+}
+
+/// What is wrong with a manifest, or what went wrong running it.
+#[derive(Debug)]
+pub struct ManifestError(String);
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl SendSpec {
+    /// The payload bytes.
+    ///
+    /// # Errors
+    ///
+    /// Neither or both of `payload` and `payload-hex`, or bad hex.
+    pub fn bytes(&self) -> Result<Vec<u8>, ManifestError> {
+        match (&self.payload, &self.payload_hex) {
+            (Some(p), None) => Ok(p.as_bytes().to_vec()),
+            (None, Some(h)) => decode_hex(h).ok_or_else(|| {
+                ManifestError(format!("send to `{}`: payload-hex `{h}` is not an even number of hex digits", self.to))
+            }),
+            (None, None) => Err(ManifestError(format!("send to `{}`: give `payload` or `payload-hex`", self.to))),
+            (Some(_), Some(_)) => {
+                Err(ManifestError(format!("send to `{}`: give `payload` or `payload-hex`, not both", self.to)))
+            }
+        }
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+impl Manifest {
+    /// Reads and checks a manifest file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not TOML of this shape, or names an actor twice,
+    /// sends to an unknown actor, or has a bad payload.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError(format!("{}: cannot read: {e}", path.display())))?;
+        let mut m = Manifest::parse(&text).map_err(|e| ManifestError(format!("{}: {e}", path.display())))?;
+        m.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(m)
+    }
+
+    /// Parses and checks manifest text; component paths are relative to the
+    /// current directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::from_file`].
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError(format!("invalid manifest: {e}")))?;
+        if m.actors.is_empty() {
+            return Err(ManifestError("invalid manifest: it has no [[actor]]".into()));
+        }
+        let mut seen = HashMap::new();
+        for (i, a) in m.actors.iter().enumerate() {
+            if a.name.is_empty() {
+                return Err(ManifestError(format!("invalid manifest: actor #{} has an empty name", i + 1)));
+            }
+            if seen.insert(a.name.as_str(), i).is_some() {
+                return Err(ManifestError(format!("invalid manifest: two actors are named `{}`", a.name)));
+            }
+        }
+        for s in &m.sends {
+            if !seen.contains_key(s.to.as_str()) {
+                return Err(ManifestError(format!("invalid manifest: send to `{}`, which is no [[actor]]", s.to)));
+            }
+            s.bytes()?;
+        }
+        Ok(m)
+    }
+
+    /// A runtime builder with the `[runtime]` settings applied over the defaults.
+    pub fn builder(&self) -> RuntimeBuilder {
+        let r = &self.runtime;
+        let mut b = Runtime::builder();
+        if let Some(v) = r.shards {
+            b = b.shards(v);
+        }
+        if let Some(v) = r.mailbox_capacity {
+            b = b.mailbox_capacity(v);
+        }
+        if let Some(v) = r.max_payload {
+            b = b.max_payload(v);
+        }
+        if let Some(v) = r.epoch_tick_ms {
+            b = b.epoch_tick(Duration::from_millis(v));
+        }
+        if let Some(v) = r.cpu_budget_ms {
+            b = b.cpu_budget((v > 0).then(|| Duration::from_millis(v)));
+        }
+        if let Some(v) = r.memory_limit {
+            b = b.memory_limit(v);
+        }
+        if let Some(v) = r.max_actors {
+            b = b.max_actors(v);
+        }
+        if let Some(v) = r.pin_cores {
+            b = b.pin_cores(v);
+        }
+        if let Some(v) = r.batch {
+            b = b.batch(v);
+        }
+        if let Some(v) = r.ring_capacity {
+            b = b.ring_capacity(v);
+        }
+        if let Some(v) = r.drain_timeout_ms {
+            b = b.drain_timeout(Duration::from_millis(v));
+        }
+        b
+    }
+
+    /// Builds the runtime, spawns every actor, delivers the sends, runs until idle
+    /// (or until `limit` passes), shuts down, and reports.
+    ///
+    /// # Errors
+    ///
+    /// A bad setting, a component that does not load, or an actor that does not spawn.
+    pub fn run(&self, builder: RuntimeBuilder, limit: Option<Duration>) -> Result<RunReport, ManifestError> {
+        let runtime = builder.build().map_err(|e| ManifestError(e.to_string()))?;
+        let started = Instant::now();
+        let mut components = HashMap::new();
+        for a in &self.actors {
+            let path = self.base.join(&a.component);
+            if !components.contains_key(&path) {
+                let c = runtime.load_component_file(&path).map_err(|e| ManifestError(e.to_string()))?;
+                components.insert(path.clone(), c);
+            }
+            let mut opts = SpawnOptions::new(&a.name).config(a.config.clone().unwrap_or_default());
+            if let Some(s) = a.shard {
+                opts = opts.shard(s);
+            }
+            runtime
+                .spawn(&components[&path], opts)
+                .map_err(|e| ManifestError(format!("actor `{}`: {e}", a.name)))?;
+        }
+        let deadline = limit.map(|l| started + l);
+        let mut undelivered = 0u64;
+        'sends: for s in &self.sends {
+            let payload = s.bytes()?;
+            for _ in 0..s.repeat.unwrap_or(1) {
+                // The host honours backpressure: a full mailbox is retried, not dropped.
+                loop {
+                    let to = runtime.lookup(&s.to);
+                    match to.map_or(Err(SendError::UnknownTarget), |to| runtime.send(to, &payload)) {
+                        Ok(()) => break,
+                        Err(SendError::MailboxFull) if deadline.is_none_or(|d| Instant::now() < d) => {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        Err(e) => {
+                            log::warn!("wasmshard: send to `{}` failed: {e}", s.to);
+                            undelivered += 1;
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                break 'sends;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let idle = match deadline {
+            Some(d) => runtime.wait_idle(d.saturating_duration_since(Instant::now())),
+            None => loop {
+                if runtime.wait_idle(Duration::from_secs(3600)) {
+                    break true;
+                }
+            },
+        };
+        let report = runtime.shutdown();
+        Ok(RunReport {
+            actors: report.stats.actors,
+            dead_letters: report.dead_letter_count,
+            undelivered_sends: undelivered,
+            idle,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// What [`Manifest::run`] reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Every actor's final counters.
+    pub actors: Vec<ActorStats>,
+    /// Messages that could not be delivered.
+    pub dead_letters: u64,
+    /// Manifest sends the host could not make (target gone, or still full at the deadline).
+    pub undelivered_sends: u64,
+    /// Whether the system became idle (rather than being stopped at the time limit).
+    pub idle: bool,
+    /// Wall-clock time from start to the end of shutdown.
+    pub elapsed: Duration,
+}

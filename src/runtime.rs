@@ -13,7 +13,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::address::Address;
-use crate::component::{self, Component};
+use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::envelope::Envelope;
 use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError};
@@ -328,6 +328,19 @@ impl Runtime {
     pub fn load_component(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let probe = Address::new(0, 0, 1);
         component::load(&self.shared.engine, &self.shared.linker, name, bytes, || {
+            self.shared.actor_ctx(probe, Arc::from("(load check)"))
+        })
+    }
+
+    /// Describes a file (binary or text, component or core module): what it is, its
+    /// imports and exports, and whether it fits the `wasmshard:actor/component` world.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] if the bytes are not WebAssembly at all.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, LoadError> {
+        let probe = Address::new(0, 0, 1);
+        component::inspect(&self.shared.engine, &self.shared.linker, bytes, || {
             self.shared.actor_ctx(probe, Arc::from("(load check)"))
         })
     }
