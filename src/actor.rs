@@ -29,7 +29,10 @@ pub(crate) struct Actor {
 
 pub(crate) enum Body {
     Wasm(WasmActor),
-    Native { actor: Box<dyn NativeActor>, out: Outbox },
+    Native {
+        actor: Box<dyn NativeActor>,
+        out: Outbox,
+    },
 }
 
 pub(crate) struct WasmActor {
@@ -40,7 +43,15 @@ pub(crate) struct WasmActor {
 
 impl Actor {
     pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
-        Actor { generation, mailbox: VecDeque::new(), scheduled: false, info, received: 0, handled: 0, body }
+        Actor {
+            generation,
+            mailbox: VecDeque::new(),
+            scheduled: false,
+            info,
+            received: 0,
+            handled: 0,
+            body,
+        }
     }
 
     pub(crate) fn outbox(&mut self) -> &mut Outbox {
@@ -110,7 +121,9 @@ impl WasmActor {
             }
         };
         let exports = &component.inner.exports;
-        let get = |store: &mut Store<ActorCtx>, idx| instance.get_func(store, idx).expect("checked at load");
+        let get = |store: &mut Store<ActorCtx>, idx| {
+            instance.get_func(store, idx).expect("checked at load")
+        };
         let init = get(&mut store, &exports.init);
         let handle_message = get(&mut store, &exports.handle_message);
         // SAFETY: `load` checked this export's type with `Func::typed` against the
@@ -119,11 +132,21 @@ impl WasmActor {
         let result = init.call(&mut store, (config,));
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
-            Ok((Ok(()),)) => Ok(WasmActor { store, handle_message, budget }),
-            Ok((Err(msg),)) => Err((crate::SpawnError::Init(msg), std::mem::take(&mut store.data_mut().out.staged))),
+            Ok((Ok(()),)) => Ok(WasmActor {
+                store,
+                handle_message,
+                budget,
+            }),
+            Ok((Err(msg),)) => Err((
+                crate::SpawnError::Init(msg),
+                std::mem::take(&mut store.data_mut().out.staged),
+            )),
             Err(e) => {
                 let why = describe(&e, &store.data().limiter);
-                Err((crate::SpawnError::Init(why), std::mem::take(&mut store.data_mut().out.staged)))
+                Err((
+                    crate::SpawnError::Init(why),
+                    std::mem::take(&mut store.data_mut().out.staged),
+                ))
             }
         }
     }
@@ -136,7 +159,8 @@ impl WasmActor {
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
-        f.call(&mut self.store, (from.to_bits(), payload)).map_err(|e| describe(&e, &self.store.data().limiter))
+        f.call(&mut self.store, (from.to_bits(), payload))
+            .map_err(|e| describe(&e, &self.store.data().limiter))
     }
 }
 
@@ -146,7 +170,9 @@ fn describe(e: &wasmtime::Error, limiter: &Limiter) -> String {
         return hit.clone();
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => "CPU budget exhausted (interrupted at its epoch deadline)".to_string(),
+        Some(Trap::Interrupt) => {
+            "CPU budget exhausted (interrupted at its epoch deadline)".to_string()
+        }
         Some(trap) => format!("trap: {trap}"),
         None => format!("{e:#}"),
     }

@@ -64,7 +64,13 @@ impl fmt::Debug for Address {
         if *self == Address::HOST {
             return f.write_str("Address(host)");
         }
-        write!(f, "Address({}:{}#{})", self.shard(), self.slot(), self.generation())
+        write!(
+            f,
+            "Address({}:{}#{})",
+            self.shard(),
+            self.slot(),
+            self.generation()
+        )
     }
 }
 

@@ -32,7 +32,9 @@ impl std::fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::Component => "component",
             SourceKind::CoreModuleWithMetadata => "core module with component-type metadata",
-            SourceKind::CoreModule => "core module (component-ized against wasmshard:actor/component)",
+            SourceKind::CoreModule => {
+                "core module (component-ized against wasmshard:actor/component)"
+            }
         })
     }
 }
@@ -85,7 +87,10 @@ impl Component {
 
 impl std::fmt::Debug for Component {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Component").field("name", &self.inner.name).field("kind", &self.inner.kind).finish()
+        f.debug_struct("Component")
+            .field("name", &self.inner.name)
+            .field("kind", &self.inner.kind)
+            .finish()
     }
 }
 
@@ -112,18 +117,31 @@ pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind),
         SourceKind::CoreModuleWithMetadata
     } else {
         let mut resolve = wit_parser::Resolve::default();
-        let pkg = resolve.push_str("actor.wit", WIT).map_err(|e| LoadError::wrap("bundled WIT", e))?;
-        let world =
-            resolve.select_world(&[pkg], Some("component")).map_err(|e| LoadError::wrap("bundled WIT", e))?;
-        wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
-            .map_err(|e| LoadError::wrap("cannot embed component metadata", e))?;
+        let pkg = resolve
+            .push_str("actor.wit", WIT)
+            .map_err(|e| LoadError::wrap("bundled WIT", e))?;
+        let world = resolve
+            .select_world(&[pkg], Some("component"))
+            .map_err(|e| LoadError::wrap("bundled WIT", e))?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .map_err(|e| LoadError::wrap("cannot embed component metadata", e))?;
         SourceKind::CoreModule
     };
     let component = wit_component::ComponentEncoder::default()
         .validate(true)
         .module(&module)
         .and_then(|mut enc| enc.encode())
-        .map_err(|e| LoadError::wrap("the core module does not fit the wasmshard:actor/component world", e))?;
+        .map_err(|e| {
+            LoadError::wrap(
+                "the core module does not fit the wasmshard:actor/component world",
+                e,
+            )
+        })?;
     Ok((component, kind))
 }
 
@@ -154,16 +172,25 @@ pub(crate) fn load(
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let export_names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::wrap("the component needs an import the runtime does not provide", e))?;
-    let iface = component.get_export_index(None, ACTOR_INTERFACE).ok_or_else(|| {
-        LoadError::new(format!("the component does not export the interface `{ACTOR_INTERFACE}`"))
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
+        LoadError::wrap(
+            "the component needs an import the runtime does not provide",
+            e,
+        )
     })?;
+    let iface = component
+        .get_export_index(None, ACTOR_INTERFACE)
+        .ok_or_else(|| {
+            LoadError::new(format!(
+                "the component does not export the interface `{ACTOR_INTERFACE}`"
+            ))
+        })?;
     let func = |f: &str| {
-        component
-            .get_export_index(Some(&iface), f)
-            .ok_or_else(|| LoadError::new(format!("the component does not export `{ACTOR_INTERFACE}#{f}`")))
+        component.get_export_index(Some(&iface), f).ok_or_else(|| {
+            LoadError::new(format!(
+                "the component does not export `{ACTOR_INTERFACE}#{f}`"
+            ))
+        })
     };
     let exports = Exports {
         init: func("init")?,
@@ -173,33 +200,54 @@ pub(crate) fn load(
     };
     typecheck(engine, &pre, &exports, probe())?;
     Ok(Component {
-        inner: Arc::new(ComponentInner { name: name.to_string(), kind, pre, exports, imports, export_names }),
+        inner: Arc::new(ComponentInner {
+            name: name.to_string(),
+            kind,
+            pre,
+            exports,
+            imports,
+            export_names,
+        }),
     })
 }
 
 /// Instantiates once in a throwaway store and checks each export's signature, so a
 /// mismatch is reported at load time with the export's name.
-fn typecheck(engine: &Engine, pre: &InstancePre<ActorCtx>, exports: &Exports, ctx: ActorCtx) -> Result<(), LoadError> {
+fn typecheck(
+    engine: &Engine,
+    pre: &InstancePre<ActorCtx>,
+    exports: &Exports,
+    ctx: ActorCtx,
+) -> Result<(), LoadError> {
     let mut store = Store::new(engine, ctx);
     store.limiter(|c| &mut c.limiter);
     store.set_epoch_deadline(u64::MAX / 2);
-    let instance = pre.instantiate(&mut store).map_err(|e| LoadError::wrap("instantiation failed", e))?;
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| LoadError::wrap("instantiation failed", e))?;
     let get = |store: &mut Store<ActorCtx>, idx: &ComponentExportIndex, name: &str| {
         instance
             .get_func(&mut *store, idx)
             .ok_or_else(|| LoadError::new(format!("`{ACTOR_INTERFACE}#{name}` is not a function")))
     };
     let wrong = |name: &str, e: wasmtime::Error| {
-        LoadError::wrap(&format!("export `{ACTOR_INTERFACE}#{name}` has the wrong type"), e)
+        LoadError::wrap(
+            &format!("export `{ACTOR_INTERFACE}#{name}` has the wrong type"),
+            e,
+        )
     };
     let f = get(&mut store, &exports.init, "init")?;
-    f.typed::<(&[u8],), (Result<(), String>,)>(&store).map_err(|e| wrong("init", e))?;
+    f.typed::<(&[u8],), (Result<(), String>,)>(&store)
+        .map_err(|e| wrong("init", e))?;
     let f = get(&mut store, &exports.handle_message, "handle-message")?;
-    f.typed::<(u64, &[u8]), ()>(&store).map_err(|e| wrong("handle-message", e))?;
+    f.typed::<(u64, &[u8]), ()>(&store)
+        .map_err(|e| wrong("handle-message", e))?;
     let f = get(&mut store, &exports.handle_request, "handle-request")?;
-    f.typed::<(u64, u64, &[u8]), (Option<Vec<u8>>,)>(&store).map_err(|e| wrong("handle-request", e))?;
+    f.typed::<(u64, u64, &[u8]), (Option<Vec<u8>>,)>(&store)
+        .map_err(|e| wrong("handle-request", e))?;
     let f = get(&mut store, &exports.handle_response, "handle-response")?;
-    f.typed::<(u64, Result<&[u8], crate::RequestError>), ()>(&store).map_err(|e| wrong("handle-response", e))?;
+    f.typed::<(u64, Result<&[u8], crate::RequestError>), ()>(&store)
+        .map_err(|e| wrong("handle-response", e))?;
     Ok(())
 }
 
@@ -227,7 +275,8 @@ pub(crate) fn inspect(
     let binary = if bytes.starts_with(b"\0asm") {
         bytes.to_vec()
     } else {
-        let text = std::str::from_utf8(bytes).map_err(|_| LoadError::new("not WebAssembly: neither binary nor text"))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| LoadError::new("not WebAssembly: neither binary nor text"))?;
         wat::parse_str(text).map_err(|e| LoadError::wrap("not valid WebAssembly text", e))?
     };
     match to_component_binary(&binary) {
@@ -237,8 +286,15 @@ pub(crate) fn inspect(
             let ty = component.component_type();
             let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
             let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-            let fit = load(engine, linker, "", &binary, probe).map(|_| ()).map_err(|e| e.to_string());
-            Ok(Inspection { kind, imports, exports, fit })
+            let fit = load(engine, linker, "", &binary, probe)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            Ok(Inspection {
+                kind,
+                imports,
+                exports,
+                fit,
+            })
         }
         Err(e) if wasmparser::Parser::is_core_wasm(&binary) => {
             let mut imports = Vec::new();
@@ -253,7 +309,11 @@ pub(crate) fn inspect(
                     }
                     wasmparser::Payload::ExportSection(s) => {
                         for exp in s {
-                            exports.push(exp.map_err(|e| LoadError::wrap("invalid core module", e))?.name.to_string());
+                            exports.push(
+                                exp.map_err(|e| LoadError::wrap("invalid core module", e))?
+                                    .name
+                                    .to_string(),
+                            );
                         }
                     }
                     _ => {}
@@ -264,7 +324,12 @@ pub(crate) fn inspect(
             } else {
                 SourceKind::CoreModule
             };
-            Ok(Inspection { kind, imports, exports, fit: Err(e.to_string()) })
+            Ok(Inspection {
+                kind,
+                imports,
+                exports,
+                fit: Err(e.to_string()),
+            })
         }
         Err(e) => Err(e),
     }

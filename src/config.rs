@@ -82,7 +82,9 @@ pub struct RuntimeBuilder {
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("RuntimeBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -204,13 +206,19 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime, BuildError> {
         let c = &self.config;
         if c.shards == 0 || c.shards > MAX_SHARDS {
-            return Err(BuildError::new(format!("shards must be 1 to {MAX_SHARDS}, not {}", c.shards)));
+            return Err(BuildError::new(format!(
+                "shards must be 1 to {MAX_SHARDS}, not {}",
+                c.shards
+            )));
         }
         if c.mailbox_capacity == 0 || c.mailbox_capacity >= 1 << 30 {
             return Err(BuildError::new("mailbox capacity must be 1 to 2^30 - 1"));
         }
         if c.max_actors == 0 || c.max_actors as usize >= MAX_SLOTS_PER_SHARD {
-            return Err(BuildError::new(format!("max actors must be 1 to {}", MAX_SLOTS_PER_SHARD - 1)));
+            return Err(BuildError::new(format!(
+                "max actors must be 1 to {}",
+                MAX_SLOTS_PER_SHARD - 1
+            )));
         }
         if c.batch == 0 {
             return Err(BuildError::new("batch must be at least 1"));

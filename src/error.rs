@@ -74,11 +74,15 @@ pub struct LoadError {
 
 impl LoadError {
     pub(crate) fn new(message: impl Into<String>) -> LoadError {
-        LoadError { message: message.into() }
+        LoadError {
+            message: message.into(),
+        }
     }
 
     pub(crate) fn wrap(context: &str, error: impl fmt::Display) -> LoadError {
-        LoadError { message: format!("{context}: {error:#}") }
+        LoadError {
+            message: format!("{context}: {error:#}"),
+        }
     }
 
     /// What is wrong, as one line (with causes separated by `: `).
@@ -124,7 +128,10 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NameTaken(name) => write!(f, "an actor named `{name}` already exists"),
             SpawnError::NoSuchShard { shard, shards } => {
-                write!(f, "shard {shard} does not exist (the runtime has {shards} shards)")
+                write!(
+                    f,
+                    "shard {shard} does not exist (the runtime has {shards} shards)"
+                )
             }
             SpawnError::NoCapacity(why) => write!(f, "no capacity for another actor: {why}"),
             SpawnError::Instantiate(why) => write!(f, "instantiation failed: {why}"),
@@ -164,7 +171,9 @@ pub struct BuildError {
 
 impl BuildError {
     pub(crate) fn new(message: impl Into<String>) -> BuildError {
-        BuildError { message: message.into() }
+        BuildError {
+            message: message.into(),
+        }
     }
 }
 

@@ -88,7 +88,12 @@ pub(crate) struct Limiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             let why = format!(
                 "memory limit of {} bytes reached (growing from {current} to {desired} bytes)",
@@ -100,7 +105,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             let why = format!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
             self.hit = Some(why.clone());
@@ -115,14 +125,18 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     let mut linker = Linker::<ActorCtx>::new(engine);
     let mut host = linker.instance(HOST_INTERFACE)?;
 
-    host.func_wrap("self-address", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
-        Ok((store.data().out.me.to_bits(),))
-    })?;
+    host.func_wrap(
+        "self-address",
+        |store: StoreContextMut<'_, ActorCtx>, (): ()| Ok((store.data().out.me.to_bits(),)),
+    )?;
 
-    host.func_wrap("lookup", |store: StoreContextMut<'_, ActorCtx>, (name,): (WasmStr,)| {
-        let name = name.to_str(&store)?;
-        Ok((store.data().out.lookup(&name).map(Address::to_bits),))
-    })?;
+    host.func_wrap(
+        "lookup",
+        |store: StoreContextMut<'_, ActorCtx>, (name,): (WasmStr,)| {
+            let name = name.to_str(&store)?;
+            Ok((store.data().out.lookup(&name).map(Address::to_bits),))
+        },
+    )?;
 
     host.func_wrap(
         "send",
@@ -132,7 +146,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                 return Ok((Err(SendError::TooLarge),));
             }
             let bytes = Payload::from_slice(payload.as_le_slice(&store));
-            Ok((store.data_mut().out.send_payload(Address::from_bits(to), bytes),))
+            Ok((store
+                .data_mut()
+                .out
+                .send_payload(Address::from_bits(to), bytes),))
         },
     )?;
 
@@ -159,12 +176,16 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         |store: StoreContextMut<'_, ActorCtx>, (level, message): (LogLevel, WasmStr)| {
             let message = message.to_str(&store)?;
             let data = store.data();
-            data.out.shared.log(data.out.me, &data.name, level, &message);
+            data.out
+                .shared
+                .log(data.out.me, &data.name, level, &message);
             Ok(())
         },
     )?;
 
-    host.func_wrap("now-ns", |store: StoreContextMut<'_, ActorCtx>, (): ()| Ok((store.data().out.now_ns(),)))?;
+    host.func_wrap("now-ns", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
+        Ok((store.data().out.now_ns(),))
+    })?;
 
     Ok(linker)
 }

@@ -9,7 +9,11 @@ use wasmshard::manifest::{Manifest, RunReport};
 use wasmshard::{LogRecord, Runtime};
 
 #[derive(Parser)]
-#[command(name = "wasmshard", version, about = "Run WebAssembly components as actors on a sharded scheduler")]
+#[command(
+    name = "wasmshard",
+    version,
+    about = "Run WebAssembly components as actors on a sharded scheduler"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,9 +42,13 @@ enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as 500ms, 2s or 1m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 500ms, 2s or 1m"))?;
     let secs = match unit.trim() {
         "ns" => n / 1e9,
         "us" | "µs" => n / 1e6,
@@ -75,7 +83,11 @@ fn main() -> ExitCode {
     let _ = log::set_logger(&StderrLogger).map(|()| log::set_max_level(log::LevelFilter::Warn));
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { manifest, duration, json } => run(&manifest, duration, json),
+        Command::Run {
+            manifest,
+            duration,
+            json,
+        } => run(&manifest, duration, json),
         Command::Inspect { file } => inspect(&file),
     };
     match result {
@@ -125,8 +137,17 @@ fn to_json(report: &RunReport) -> serde_json::Value {
 }
 
 fn print_table(report: &RunReport) {
-    let width = report.actors.iter().map(|a| a.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  failure", "name", "shard", "received", "sent", "handled");
+    let width = report
+        .actors
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  failure",
+        "name", "shard", "received", "sent", "handled"
+    );
     for a in &report.actors {
         println!(
             "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {}",
@@ -145,15 +166,25 @@ fn print_table(report: &RunReport) {
     }
     println!(
         "{} in {:.3} ms",
-        if report.idle { "ran to idle" } else { "stopped at the time limit" },
+        if report.idle {
+            "ran to idle"
+        } else {
+            "stopped at the time limit"
+        },
         report.elapsed.as_secs_f64() * 1e3
     );
 }
 
 fn inspect(path: &PathBuf) -> Result<ExitCode, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let runtime = Runtime::builder().shards(1).max_actors(4).build().map_err(|e| e.to_string())?;
-    let i = runtime.inspect(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let runtime = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let i = runtime
+        .inspect(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     println!("file: {}", path.display());
     println!("kind: {}", i.kind);
     println!("imports:");

@@ -114,22 +114,32 @@ impl SendSpec {
         match (&self.payload, &self.payload_hex) {
             (Some(p), None) => Ok(p.as_bytes().to_vec()),
             (None, Some(h)) => decode_hex(h).ok_or_else(|| {
-                ManifestError(format!("send to `{}`: payload-hex `{h}` is not an even number of hex digits", self.to))
+                ManifestError(format!(
+                    "send to `{}`: payload-hex `{h}` is not an even number of hex digits",
+                    self.to
+                ))
             }),
-            (None, None) => Err(ManifestError(format!("send to `{}`: give `payload` or `payload-hex`", self.to))),
-            (Some(_), Some(_)) => {
-                Err(ManifestError(format!("send to `{}`: give `payload` or `payload-hex`, not both", self.to)))
-            }
+            (None, None) => Err(ManifestError(format!(
+                "send to `{}`: give `payload` or `payload-hex`",
+                self.to
+            ))),
+            (Some(_), Some(_)) => Err(ManifestError(format!(
+                "send to `{}`: give `payload` or `payload-hex`, not both",
+                self.to
+            ))),
         }
     }
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Manifest {
@@ -143,7 +153,8 @@ impl Manifest {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ManifestError(format!("{}: cannot read: {e}", path.display())))?;
-        let mut m = Manifest::parse(&text).map_err(|e| ManifestError(format!("{}: {e}", path.display())))?;
+        let mut m = Manifest::parse(&text)
+            .map_err(|e| ManifestError(format!("{}: {e}", path.display())))?;
         m.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(m)
     }
@@ -155,22 +166,34 @@ impl Manifest {
     ///
     /// As [`Manifest::from_file`].
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError(format!("invalid manifest: {e}")))?;
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError(format!("invalid manifest: {e}")))?;
         if m.actors.is_empty() {
-            return Err(ManifestError("invalid manifest: it has no [[actor]]".into()));
+            return Err(ManifestError(
+                "invalid manifest: it has no [[actor]]".into(),
+            ));
         }
         let mut seen = HashMap::new();
         for (i, a) in m.actors.iter().enumerate() {
             if a.name.is_empty() {
-                return Err(ManifestError(format!("invalid manifest: actor #{} has an empty name", i + 1)));
+                return Err(ManifestError(format!(
+                    "invalid manifest: actor #{} has an empty name",
+                    i + 1
+                )));
             }
             if seen.insert(a.name.as_str(), i).is_some() {
-                return Err(ManifestError(format!("invalid manifest: two actors are named `{}`", a.name)));
+                return Err(ManifestError(format!(
+                    "invalid manifest: two actors are named `{}`",
+                    a.name
+                )));
             }
         }
         for s in &m.sends {
             if !seen.contains_key(s.to.as_str()) {
-                return Err(ManifestError(format!("invalid manifest: send to `{}`, which is no [[actor]]", s.to)));
+                return Err(ManifestError(format!(
+                    "invalid manifest: send to `{}`, which is no [[actor]]",
+                    s.to
+                )));
             }
             s.bytes()?;
         }
@@ -223,14 +246,20 @@ impl Manifest {
     /// # Errors
     ///
     /// A bad setting, a component that does not load, or an actor that does not spawn.
-    pub fn run(&self, builder: RuntimeBuilder, limit: Option<Duration>) -> Result<RunReport, ManifestError> {
+    pub fn run(
+        &self,
+        builder: RuntimeBuilder,
+        limit: Option<Duration>,
+    ) -> Result<RunReport, ManifestError> {
         let runtime = builder.build().map_err(|e| ManifestError(e.to_string()))?;
         let started = Instant::now();
         let mut components = HashMap::new();
         for a in &self.actors {
             let path = self.base.join(&a.component);
             if !components.contains_key(&path) {
-                let c = runtime.load_component_file(&path).map_err(|e| ManifestError(e.to_string()))?;
+                let c = runtime
+                    .load_component_file(&path)
+                    .map_err(|e| ManifestError(e.to_string()))?;
                 components.insert(path.clone(), c);
             }
             let mut opts = SpawnOptions::new(&a.name).config(a.config.clone().unwrap_or_default());
@@ -249,9 +278,13 @@ impl Manifest {
                 // The host honours backpressure: a full mailbox is retried, not dropped.
                 loop {
                     let to = runtime.lookup(&s.to);
-                    match to.map_or(Err(SendError::UnknownTarget), |to| runtime.send(to, &payload)) {
+                    match to.map_or(Err(SendError::UnknownTarget), |to| {
+                        runtime.send(to, &payload)
+                    }) {
                         Ok(()) => break,
-                        Err(SendError::MailboxFull) if deadline.is_none_or(|d| Instant::now() < d) => {
+                        Err(SendError::MailboxFull)
+                            if deadline.is_none_or(|d| Instant::now() < d) =>
+                        {
                             std::thread::sleep(Duration::from_micros(50));
                         }
                         Err(e) => {

@@ -22,7 +22,12 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     pub(crate) fn new(me: Address, shared: Arc<Shared>) -> Outbox {
-        Outbox { me, shared, staged: Vec::with_capacity(16), sent: 0 }
+        Outbox {
+            me,
+            shared,
+            staged: Vec::with_capacity(16),
+            sent: 0,
+        }
     }
 
     /// Admits and stages a tell of `payload` to `to`.
@@ -44,7 +49,11 @@ impl Outbox {
             return Err(SendError::TooLarge);
         }
         self.shared.admit(to)?;
-        self.staged.push(Envelope { to, from: self.me, kind: crate::envelope::Kind::Tell, payload });
+        self.staged.push(Envelope {
+            to,
+            from: self.me,
+            payload,
+        });
         self.sent += 1;
         Ok(())
     }

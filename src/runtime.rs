@@ -80,7 +80,11 @@ impl Shared {
     #[inline]
     pub(crate) fn admit(&self, to: Address) -> Result<(), SendError> {
         match self.shards.get(to.shard()) {
-            Some(shard) => shard.slots.admit(to.slot(), to.generation(), self.config.mailbox_capacity),
+            Some(shard) => {
+                shard
+                    .slots
+                    .admit(to.slot(), to.generation(), self.config.mailbox_capacity)
+            }
             None => Err(SendError::UnknownTarget),
         }
     }
@@ -102,13 +106,19 @@ impl Shared {
     }
 
     pub(crate) fn register(&self, name: &Arc<str>, address: Address) {
-        self.names.write().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), address);
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), address);
     }
 
     /// Drops `name` if it still names `address` (or is still only reserved).
     pub(crate) fn unregister(&self, name: &str, address: Address) {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
-        if names.get(name).is_some_and(|a| *a == address || *a == Address::HOST) {
+        if names
+            .get(name)
+            .is_some_and(|a| *a == address || *a == Address::HOST)
+        {
             names.remove(name);
         }
     }
@@ -119,15 +129,25 @@ impl Shared {
 
     pub(crate) fn log(&self, actor: Address, name: &Arc<str>, level: LogLevel, message: &str) {
         match &self.log_sink {
-            Some(sink) => sink(&LogRecord { actor, name: name.clone(), level, message: message.to_string() }),
-            None => log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name()),
+            Some(sink) => sink(&LogRecord {
+                actor,
+                name: name.clone(),
+                level,
+                message: message.to_string(),
+            }),
+            None => {
+                log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name())
+            }
         }
     }
 
     pub(crate) fn actor_ctx(self: &Arc<Self>, me: Address, name: Arc<str>) -> ActorCtx {
         ActorCtx {
             out: Outbox::new(me, self.clone()),
-            limiter: Limiter { memory_limit: self.config.memory_limit, hit: None },
+            limiter: Limiter {
+                memory_limit: self.config.memory_limit,
+                hit: None,
+            },
             name,
         }
     }
@@ -136,7 +156,12 @@ impl Shared {
     pub(crate) fn shard_idle(&self) {
         self.active.fetch_sub(1, Ordering::SeqCst);
         if self.idle_waiters.load(Ordering::SeqCst) > 0 {
-            for t in self.idle_waiter.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for t in self
+                .idle_waiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
                 t.unpark();
             }
         }
@@ -151,38 +176,38 @@ impl Shared {
         }
     }
 
-    fn counts(&self) -> Vec<[u64; 7]> {
-        self.shards
-            .iter()
-            .map(|s| {
-                let c = &s.counters;
-                [
-                    s.parked.load(Ordering::SeqCst) as u64,
-                    c.remote_out.get(),
-                    c.remote_in.get(),
-                    c.host_in.get(),
-                    s.host_out.load(Ordering::SeqCst),
-                    c.control_in.get(),
-                    s.control_out.load(Ordering::SeqCst),
-                ]
-            })
-            .collect()
+    /// A summary of every shard's idle-relevant counters: (all parked, sum of ring
+    /// pushes, sum of ring pops, host and control queues all drained, a digest of
+    /// every value). Allocates nothing, so waiting for idle does not disturb the
+    /// allocation count of the shards it watches.
+    fn idle_summary(&self) -> (bool, u64, u64, bool, u64) {
+        let (mut parked, mut out, mut inn, mut drained, mut digest) =
+            (true, 0u64, 0u64, true, 0u64);
+        for s in self.shards.iter() {
+            let c = &s.counters;
+            parked &= s.parked.load(Ordering::SeqCst);
+            let (o, i) = (c.remote_out.get(), c.remote_in.get());
+            let (hi, ho) = (c.host_in.get(), s.host_out.load(Ordering::SeqCst));
+            let (ci, co) = (c.control_in.get(), s.control_out.load(Ordering::SeqCst));
+            out += o;
+            inn += i;
+            drained &= hi == ho && ci == co;
+            for v in [o, i, hi, ho, ci, co, c.loops.get()] {
+                digest = digest.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+        }
+        (parked, out, inn, drained, digest)
     }
 
     /// Whether nothing is in flight: every shard parked, every envelope that was
     /// pushed anywhere taken out again, and nothing changed while we looked.
     fn is_idle(&self) -> bool {
-        let a = self.counts();
-        if a.iter().any(|c| c[0] == 0) {
+        let a = self.idle_summary();
+        if !a.0 {
             return false;
         }
-        let b = self.counts();
-        if a != b {
-            return false;
-        }
-        let out: u64 = a.iter().map(|c| c[1]).sum();
-        let inn: u64 = a.iter().map(|c| c[2]).sum();
-        out == inn && a.iter().all(|c| c[3] == c[4] && c[5] == c[6])
+        let b = self.idle_summary();
+        a == b && a.1 == a.2 && a.3
     }
 }
 
@@ -199,7 +224,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("shards", &self.shards()).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("shards", &self.shards())
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,13 +264,14 @@ impl Runtime {
 
     pub(crate) fn start(config: Config, log_sink: Option<LogSink>) -> Result<Runtime, BuildError> {
         let engine = engine(&config)?;
-        let linker = host::linker(&engine).map_err(|e| BuildError::new(format!("cannot link host functions: {e:#}")))?;
+        let linker = host::linker(&engine)
+            .map_err(|e| BuildError::new(format!("cannot link host functions: {e:#}")))?;
         let n = config.shards;
         let mut parkers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
-            let (parker, waker) =
-                crate::sys::parker().map_err(|e| BuildError::new(format!("cannot create a poller: {e}")))?;
+            let (parker, waker) = crate::sys::parker()
+                .map_err(|e| BuildError::new(format!("cannot create a poller: {e}")))?;
             parkers.push(parker);
             handles.push(ShardHandle {
                 slots: crate::slots::SlotTable::new(config.slots_per_shard()),
@@ -256,7 +284,9 @@ impl Runtime {
                 counters: ShardCounters::default(),
             });
         }
-        let rings = (0..n * n).map(|_| ArrayQueue::new(config.ring_capacity)).collect();
+        let rings = (0..n * n)
+            .map(|_| ArrayQueue::new(config.ring_capacity))
+            .collect();
         let budgets = config.cpu_budget.is_some();
         let shared = Arc::new(Shared {
             config,
@@ -295,7 +325,12 @@ impl Runtime {
                 .map_err(|e| BuildError::new(format!("cannot start shard thread {id}: {e}")))?;
             threads.push(t);
         }
-        Ok(Runtime { shared, threads, ticker, next_shard: AtomicUsize::new(0) })
+        Ok(Runtime {
+            shared,
+            threads,
+            ticker,
+            next_shard: AtomicUsize::new(0),
+        })
     }
 
     /// Number of shards (threads).
@@ -313,7 +348,8 @@ impl Runtime {
     /// missing export or the unknown import).
     pub fn load_component_file(&self, path: impl AsRef<Path>) -> Result<Component, LoadError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| LoadError::new(format!("{}: cannot read: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| LoadError::new(format!("{}: cannot read: {e}", path.display())))?;
         let name = path.display().to_string();
         self.load_component(&name, &bytes)
             .map_err(|e| LoadError::new(format!("{name}: {}", e.message())))
@@ -327,9 +363,13 @@ impl Runtime {
     /// As [`Runtime::load_component_file`].
     pub fn load_component(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
         let probe = Address::new(0, 0, 1);
-        component::load(&self.shared.engine, &self.shared.linker, name, bytes, || {
-            self.shared.actor_ctx(probe, Arc::from("(load check)"))
-        })
+        component::load(
+            &self.shared.engine,
+            &self.shared.linker,
+            name,
+            bytes,
+            || self.shared.actor_ctx(probe, Arc::from("(load check)")),
+        )
     }
 
     /// Describes a file (binary or text, component or core module): what it is, its
@@ -354,21 +394,32 @@ impl Runtime {
         }
     }
 
-    fn spawn_body(&self, name: &str, shard: Option<usize>, body: SpawnBody) -> Result<Address, SpawnError> {
+    fn spawn_body(
+        &self,
+        name: &str,
+        shard: Option<usize>,
+        body: SpawnBody,
+    ) -> Result<Address, SpawnError> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(SpawnError::ShuttingDown);
         }
         let shard = self.pick_shard(shard)?;
         let name = self.shared.reserve(name)?;
         let (reply, answer) = sync_channel(1);
-        self.command(shard, Command::Spawn { name: name.clone(), body, reply });
-        match answer.recv() {
-            Ok(r) => r,
-            Err(_) => {
-                self.shared.unregister(&name, Address::HOST);
-                Err(SpawnError::ShuttingDown)
-            }
+        self.command(
+            shard,
+            Command::Spawn {
+                name: name.clone(),
+                body,
+                reply,
+            },
+        );
+        let result = answer.recv().unwrap_or(Err(SpawnError::ShuttingDown));
+        if result.is_err() {
+            // Frees the reservation if the shard refused before registering.
+            self.shared.unregister(&name, Address::HOST);
         }
+        result
     }
 
     fn command(&self, shard: usize, cmd: Command) {
@@ -387,8 +438,15 @@ impl Runtime {
     /// [`SpawnError::NameTaken`], [`SpawnError::NoSuchShard`],
     /// [`SpawnError::NoCapacity`], [`SpawnError::Instantiate`], or
     /// [`SpawnError::Init`] with the message `init` returned (or its trap).
-    pub fn spawn(&self, component: &Component, options: SpawnOptions) -> Result<Address, SpawnError> {
-        let body = SpawnBody::Wasm { component: component.clone(), config: options.config };
+    pub fn spawn(
+        &self,
+        component: &Component,
+        options: SpawnOptions,
+    ) -> Result<Address, SpawnError> {
+        let body = SpawnBody::Wasm {
+            component: component.clone(),
+            config: options.config,
+        };
         self.spawn_body(&options.name, options.shard, body)
     }
 
@@ -443,7 +501,8 @@ impl Runtime {
         self.shared.admit(to)?;
         let h = &self.shared.shards[to.shard()];
         h.host_out.fetch_add(1, Ordering::SeqCst);
-        h.host_inbox.push(Envelope::tell(to, Address::HOST, payload));
+        h.host_inbox
+            .push(Envelope::tell(to, Address::HOST, payload));
         std::sync::atomic::fence(Ordering::SeqCst);
         h.wake();
         Ok(())
@@ -451,8 +510,14 @@ impl Runtime {
 
     /// A snapshot of every actor's and shard's counters.
     pub fn stats(&self) -> Stats {
-        let actors: Vec<_> =
-            self.shared.actors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|a| a.snapshot()).collect();
+        let actors: Vec<_> = self
+            .shared
+            .actors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|a| a.snapshot())
+            .collect();
         let shards: Vec<_> = self
             .shared
             .shards
@@ -472,7 +537,11 @@ impl Runtime {
             })
             .collect();
         let dead_letters = shards.iter().map(|s| s.dead_letters).sum();
-        Stats { actors, shards, dead_letters }
+        Stats {
+            actors,
+            shards,
+            dead_letters,
+        }
     }
 
     /// Blocks until nothing is in flight (every shard parked, every mailbox and ring
@@ -481,7 +550,11 @@ impl Runtime {
         let deadline = Instant::now() + timeout;
         let shared = &self.shared;
         shared.idle_waiters.fetch_add(1, Ordering::SeqCst);
-        shared.idle_waiter.lock().unwrap_or_else(|e| e.into_inner()).push(std::thread::current());
+        shared
+            .idle_waiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(std::thread::current());
         let idle = loop {
             if shared.is_idle() {
                 break true;
@@ -537,7 +610,12 @@ impl Runtime {
             let _ = t.join();
         }
         let stats = self.stats();
-        ShutdownReport { drained, dead_letter_count: stats.dead_letters, dead_letters, stats }
+        ShutdownReport {
+            drained,
+            dead_letter_count: stats.dead_letters,
+            dead_letters,
+            stats,
+        }
     }
 }
 
@@ -575,7 +653,11 @@ pub struct SpawnOptions {
 impl SpawnOptions {
     /// Options for an actor called `name`, with empty config, on any shard.
     pub fn new(name: impl Into<String>) -> SpawnOptions {
-        SpawnOptions { name: name.into(), config: Vec::new(), shard: None }
+        SpawnOptions {
+            name: name.into(),
+            config: Vec::new(),
+            shard: None,
+        }
     }
 
     /// The bytes passed to the component's `init`.

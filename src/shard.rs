@@ -25,13 +25,23 @@ use crate::sys::Parker;
 const DEAD_LETTER_SAMPLES: usize = 1024;
 
 pub(crate) enum SpawnBody {
-    Wasm { component: Component, config: Vec<u8> },
+    Wasm {
+        component: Component,
+        config: Vec<u8>,
+    },
     Native(Box<dyn NativeActor>),
 }
 
 pub(crate) enum Command {
-    Spawn { name: Arc<str>, body: SpawnBody, reply: SyncSender<Result<Address, SpawnError>> },
-    Stop { address: Address, reply: SyncSender<Result<(), StopError>> },
+    Spawn {
+        name: Arc<str>,
+        body: SpawnBody,
+        reply: SyncSender<Result<Address, SpawnError>>,
+    },
+    Stop {
+        address: Address,
+        reply: SyncSender<Result<(), StopError>>,
+    },
     /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
     StopAll { reply: SyncSender<()> },
     /// Shutdown, phase two: drain what is left as dead letters and end the thread.
@@ -185,15 +195,23 @@ impl Shard {
         self.shared.register(&name, me);
         let native = matches!(body, SpawnBody::Native(_));
         let body = match body {
-            SpawnBody::Native(actor) => Ok(Body::Native { actor, out: Outbox::new(me, self.shared.clone()) }),
+            SpawnBody::Native(actor) => Ok(Body::Native {
+                actor,
+                out: Outbox::new(me, self.shared.clone()),
+            }),
             SpawnBody::Wasm { component, config } => {
-                WasmActor::spawn(&self.shared, &component, me, name.clone(), &config).map(Body::Wasm)
+                WasmActor::spawn(&self.shared, &component, me, name.clone(), &config)
+                    .map(Body::Wasm)
             }
         };
         match body {
             Ok(body) => {
                 let info = Arc::new(ActorInfo::new(name, me, native));
-                self.shared.actors.lock().unwrap_or_else(|e| e.into_inner()).push(info.clone());
+                self.shared
+                    .actors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(info.clone());
                 self.actors[slot as usize] = Some(Actor::new(generation, info, body));
                 self.live += 1;
                 self.route_staged(slot);
@@ -214,7 +232,9 @@ impl Shard {
     /// Takes the actor out of its slot, ends its address, and turns its queued
     /// messages (and `killer`, the message it failed on) into dead letters.
     fn remove(&mut self, slot: u32, reason: DeadLetterReason, killer: Option<Envelope>) {
-        let Some(mut actor) = self.actors[slot as usize].take() else { return };
+        let Some(mut actor) = self.actors[slot as usize].take() else {
+            return;
+        };
         self.handle().slots.deactivate(slot);
         self.free.push(slot);
         self.live -= 1;
@@ -229,7 +249,12 @@ impl Shard {
     fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
         self.dead += 1;
         if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
-            self.dead_letters.push(DeadLetter { to: env.to, from: env.from, reason, payload: env.payload.to_vec() });
+            self.dead_letters.push(DeadLetter {
+                to: env.to,
+                from: env.from,
+                reason,
+                payload: env.payload.to_vec(),
+            });
         }
     }
 
@@ -298,7 +323,9 @@ impl Shard {
     }
 
     fn route_staged(&mut self, slot: u32) {
-        let Some(actor) = self.actors[slot as usize].as_mut() else { return };
+        let Some(actor) = self.actors[slot as usize].as_mut() else {
+            return;
+        };
         std::mem::swap(&mut actor.outbox().staged, &mut self.scratch);
         let mut scratch = std::mem::take(&mut self.scratch);
         for env in scratch.drain(..) {
@@ -309,7 +336,9 @@ impl Shard {
 
     fn run_ready(&mut self) {
         for _ in 0..self.ready.len() {
-            let Some(slot) = self.ready.pop_front() else { break };
+            let Some(slot) = self.ready.pop_front() else {
+                break;
+            };
             self.run_actor(slot);
         }
     }
@@ -319,14 +348,18 @@ impl Shard {
         let batch = self.shared.config.batch;
         let mut taken = 0u32;
         loop {
-            let Some(actor) = self.actors[slot as usize].as_mut() else { return };
+            let Some(actor) = self.actors[slot as usize].as_mut() else {
+                return;
+            };
             if !actor.scheduled {
                 return; // a stale entry for a slot that was reused
             }
             if taken == batch {
                 break;
             }
-            let Some(env) = actor.mailbox.pop_front() else { break };
+            let Some(env) = actor.mailbox.pop_front() else {
+                break;
+            };
             taken += 1;
             let result = actor.handle_message(env.from, &env.payload);
             if result.is_ok() {
@@ -350,8 +383,16 @@ impl Shard {
     }
 
     fn fail(&mut self, slot: u32, cause: String, killer: Envelope) {
-        let info = self.actors[slot as usize].as_ref().expect("live actor").info.clone();
-        log::warn!("wasmshard: actor `{}` ({}) failed: {cause}", info.name, info.address);
+        let info = self.actors[slot as usize]
+            .as_ref()
+            .expect("live actor")
+            .info
+            .clone();
+        log::warn!(
+            "wasmshard: actor `{}` ({}) failed: {cause}",
+            info.name,
+            info.address
+        );
         info.failures.set(info.failures.get() + 1);
         *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
         self.remove(slot, DeadLetterReason::TargetFailed, Some(killer));
@@ -402,7 +443,8 @@ impl Shard {
         let me = self.handle();
         !me.control.is_empty()
             || !me.host_inbox.is_empty()
-            || (0..self.shared.shards.len()).any(|from| from != self.id && !self.shared.ring(from, self.id).is_empty())
+            || (0..self.shared.shards.len())
+                .any(|from| from != self.id && !self.shared.ring(from, self.id).is_empty())
     }
 
     fn park(&mut self) {
@@ -431,6 +473,8 @@ impl Shard {
             }
         }
         self.publish();
-        ShardExit { dead_letters: std::mem::take(&mut self.dead_letters) }
+        ShardExit {
+            dead_letters: std::mem::take(&mut self.dead_letters),
+        }
     }
 }

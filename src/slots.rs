@@ -20,7 +20,9 @@ pub(crate) struct SlotTable {
 
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
-        SlotTable { words: (0..slots).map(|_| AtomicU64::new(0)).collect() }
+        SlotTable {
+            words: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
     pub(crate) fn len(&self) -> u32 {
@@ -54,7 +56,10 @@ impl SlotTable {
     #[inline]
     pub(crate) fn release(&self, slot: u32, n: u32) {
         let prev = self.words[slot as usize].fetch_sub(n as u64, Ordering::AcqRel);
-        debug_assert!(prev & FILL >= n as u64, "released more room than was reserved");
+        debug_assert!(
+            prev & FILL >= n as u64,
+            "released more room than was reserved"
+        );
         debug_assert!(prev & ALIVE != 0);
     }
 

@@ -63,7 +63,11 @@ impl ActorInfo {
             sent: self.sent.get(),
             handled: self.handled.get(),
             failures: self.failures.get(),
-            failure: self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            failure: self
+                .failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             alive: self.alive.load(Ordering::Acquire),
         }
     }

@@ -20,7 +20,13 @@ pub(crate) struct Parker {
 pub(crate) fn parker() -> io::Result<(Parker, Waker)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKE)?;
-    Ok((Parker { poll, events: Events::with_capacity(8) }, waker))
+    Ok((
+        Parker {
+            poll,
+            events: Events::with_capacity(8),
+        },
+        waker,
+    ))
 }
 
 impl Parker {

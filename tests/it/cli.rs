@@ -1,0 +1,168 @@
+//! The `wasmshard` command line.
+
+use std::process::Command;
+
+use crate::support::fixture;
+
+fn wasmshard(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmshard"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_prints_the_table() {
+    let out = wasmshard(&["run", fixture("example.toml").to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for name in ["counter", "echo", "ping", "pong"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name} missing from\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("dead letters: 0"), "{stdout}");
+    // Component logs go to stderr as `[name] level: message`.
+    assert!(stderr.contains("[ping] info: rally done"), "{stderr}");
+}
+
+#[test]
+fn run_json_has_the_documented_shape() {
+    let out = wasmshard(&["run", fixture("example.toml").to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert!(v["elapsed_ns"].as_u64().unwrap() > 0);
+    assert_eq!(v["dead_letters"], 0);
+    let actors = v["actors"].as_array().unwrap();
+    assert_eq!(actors.len(), 4);
+    for a in actors {
+        for key in [
+            "name", "address", "shard", "received", "sent", "handled", "failure",
+        ] {
+            assert!(a.get(key).is_some(), "{key} missing in {a}");
+        }
+        assert!(a["failure"].is_null());
+    }
+    let by = |n: &str| actors.iter().find(|a| a["name"] == n).unwrap().clone();
+    // echo forwards its 100 hellos to the counter, which also gets one "report".
+    assert_eq!(by("echo")["handled"], 100);
+    assert_eq!(by("counter")["handled"], 101);
+    // A rally of 1000 bounces: 1001 deliveries, split between the pair.
+    let rally = by("ping")["handled"].as_u64().unwrap() + by("pong")["handled"].as_u64().unwrap();
+    assert_eq!(rally, 1001);
+}
+
+#[test]
+fn run_for_a_duration_stops_a_system_that_never_idles() {
+    let dir = tempdir();
+    let manifest = dir.join("forever.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[runtime]\nshards = 2\ndrain-timeout-ms = 0\n\
+             [[actor]]\nname = \"ping\"\ncomponent = \"{p}\"\nconfig = \"pong\"\n\
+             [[actor]]\nname = \"pong\"\ncomponent = \"{p}\"\nconfig = \"ping\"\n\
+             [[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
+            p = fixture("pingpong.wat").display()
+        ),
+    )
+    .unwrap();
+    let out = wasmshard(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--for",
+        "300ms",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dead_letters"], 1, "the ball in play when it stopped");
+}
+
+#[test]
+fn a_bad_manifest_is_refused_clearly() {
+    let dir = tempdir();
+    let cases = [
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"nope.wat\"\n",
+            "nope.wat",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"b\"\npayload = \"x\"\n",
+            "`b`",
+        ),
+        ("[runtime]\nshardz = 2\n", "shardz"),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+            "two actors",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\npayload-hex = \"abc\"\n",
+            "hex",
+        ),
+        (
+            "[runtime]\nshards = 0\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+            "shards",
+        ),
+    ];
+    for (i, (text, expect)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = wasmshard(&["run", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} should fail");
+        assert!(
+            stderr.contains(expect),
+            "case {i}: `{stderr}` should mention {expect}"
+        );
+    }
+    let out = wasmshard(&["run", dir.join("missing.toml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn inspect_describes_fit_and_misfit() {
+    let out = wasmshard(&["inspect", fixture("echo.wat").to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("wasmshard:actor/host@0.1.0"));
+    assert!(stdout.contains("wasmshard:actor/actor@0.1.0"));
+    assert!(stdout.contains("fits wasmshard:actor/component: yes"));
+
+    let dir = tempdir();
+    let bad = dir.join("bad.wat");
+    std::fs::write(&bad, "(module (memory (export \"memory\") 1))").unwrap();
+    let out = wasmshard(&["inspect", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("memory"), "{stdout}");
+    assert!(
+        stdout.contains("fits wasmshard:actor/component: no"),
+        "{stdout}"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "wasmshard-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,163 @@
+//! Spawning, stopping, idling and shutting down.
+
+use std::time::Duration;
+
+use wasmshard::{SpawnError, SpawnOptions};
+
+use crate::support::*;
+
+#[test]
+fn shutdown_drains_pending_mailboxes() {
+    let rt = builder(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let echo = load(&rt, "echo.wat");
+    rt.spawn(&counter, SpawnOptions::new("counter").shard(1))
+        .unwrap();
+    let e = rt
+        .spawn(&echo, SpawnOptions::new("echo").config("counter").shard(0))
+        .unwrap();
+    for _ in 0..500 {
+        rt.send(e, b"queued").unwrap();
+    }
+    // No wait: shutdown itself must let everything in flight be handled.
+    let report = rt.shutdown();
+    assert!(report.drained);
+    assert_eq!(report.dead_letter_count, 0);
+    assert_eq!(report.stats.actor("counter").unwrap().handled, 500);
+    assert!(report.stats.actors.iter().all(|a| !a.alive));
+}
+
+#[test]
+fn shutdown_reports_what_it_could_not_deliver() {
+    let rt = builder(2)
+        .drain_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let pingpong = load(&rt, "pingpong.wat");
+    let ping = rt
+        .spawn(&pingpong, SpawnOptions::new("ping").config("pong").shard(0))
+        .unwrap();
+    rt.spawn(&pingpong, SpawnOptions::new("pong").config("ping").shard(1))
+        .unwrap();
+    // A rally that outlasts the drain timeout by far.
+    rt.send(ping, &u32::MAX.to_le_bytes()).unwrap();
+    let report = rt.shutdown();
+    assert!(!report.drained);
+    assert_eq!(report.dead_letter_count, 1, "the one ball in play");
+    assert_eq!(report.dead_letters.len(), 1);
+    assert_eq!(
+        report.dead_letters[0].reason,
+        wasmshard::DeadLetterReason::ShuttingDown
+    );
+    let sent: u64 = report.stats.actors.iter().map(|a| a.sent).sum();
+    let handled: u64 = report.stats.actors.iter().map(|a| a.handled).sum();
+    // The host's serve plus every ball an actor sent, less the one left in play.
+    assert_eq!(handled, 1 + sent - 1);
+}
+
+#[test]
+fn idle_runtime_parks_instead_of_spinning() {
+    let rt = builder(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let a = rt.spawn(&counter, SpawnOptions::new("c").shard(1)).unwrap();
+    for _ in 0..10 {
+        rt.send(a, b"x").unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    let before = rt.stats();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rt.stats();
+    for (b, a) in before.shards.iter().zip(&after.shards) {
+        assert_eq!(
+            b.loops, a.loops,
+            "shard {} kept looping while idle",
+            b.shard
+        );
+        assert_eq!(b.parks, a.parks);
+        assert!(a.parks >= 1);
+    }
+    assert_eq!(after.actor("c").unwrap().handled, 10);
+}
+
+#[test]
+fn spawn_errors_are_specific() {
+    let rt = builder(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let echo = load(&rt, "echo.wat");
+    rt.spawn(&counter, SpawnOptions::new("one")).unwrap();
+    assert_eq!(
+        rt.spawn(&counter, SpawnOptions::new("one")),
+        Err(SpawnError::NameTaken("one".into()))
+    );
+    assert_eq!(
+        rt.spawn(&counter, SpawnOptions::new("two").shard(7)),
+        Err(SpawnError::NoSuchShard {
+            shard: 7,
+            shards: 2
+        })
+    );
+    // echo's init refuses a config longer than 256 bytes with its own message.
+    let err = rt
+        .spawn(&echo, SpawnOptions::new("three").config(vec![b'x'; 300]))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SpawnError::Init("config longer than 256 bytes..".into())
+    );
+    assert_eq!(rt.lookup("three"), None, "a failed spawn frees its name");
+    rt.spawn(&echo, SpawnOptions::new("three").config("one"))
+        .unwrap();
+}
+
+#[test]
+fn slots_run_out_with_a_clear_error_and_come_back() {
+    let rt = builder(1).max_actors(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let a = rt.spawn(&counter, SpawnOptions::new("a")).unwrap();
+    rt.spawn(&counter, SpawnOptions::new("b")).unwrap();
+    let err = rt.spawn(&counter, SpawnOptions::new("c")).unwrap_err();
+    assert!(matches!(err, SpawnError::NoCapacity(_)), "{err:?}");
+    rt.stop(a).unwrap();
+    rt.spawn(&counter, SpawnOptions::new("c")).unwrap();
+}
+
+#[test]
+fn stop_turns_undelivered_messages_into_dead_letters() {
+    use std::sync::mpsc;
+    let rt = std::sync::Arc::new(builder(1).build().unwrap());
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    // A native actor that holds the shard until released, so what is sent meanwhile
+    // stays undelivered.
+    let c = rt
+        .spawn_native(
+            "c",
+            Some(0),
+            move |_: &mut wasmshard::Context<'_>, _, payload: &[u8]| {
+                if payload == b"hold" {
+                    entered_tx.send(()).unwrap();
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+            },
+        )
+        .unwrap();
+    rt.send(c, b"hold").unwrap();
+    entered.recv().unwrap();
+    for _ in 0..3 {
+        rt.send(c, b"x").unwrap();
+    }
+    let stopper = {
+        let rt = rt.clone();
+        std::thread::spawn(move || rt.stop(c))
+    };
+    // Give the stopper time to queue its command; commands run before the inbox is
+    // drained, so the three messages are never handled.
+    std::thread::sleep(Duration::from_millis(200));
+    release.send(()).unwrap();
+    stopper.join().unwrap().unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert_eq!(stats.actor("c").unwrap().handled, 1);
+    assert_eq!(stats.dead_letters, 3);
+}

@@ -1,0 +1,19 @@
+//! Integration tests: the public API driven with real WebAssembly.
+
+mod cli;
+mod isolation;
+mod lifecycle;
+mod loading;
+mod messaging;
+mod support;
+
+/// Public types are shareable across threads as documented.
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<wasmshard::Runtime>();
+    send_sync::<wasmshard::Component>();
+    send_sync::<wasmshard::Address>();
+    send_sync::<wasmshard::Stats>();
+    send_sync::<wasmshard::SendError>();
+}
