@@ -64,6 +64,8 @@ fn idle_runtime_parks_instead_of_spinning() {
         rt.send(a, b"x").unwrap();
     }
     assert!(rt.wait_idle(IDLE));
+    // Let any wake-up already signalled be consumed before the window opens.
+    std::thread::sleep(Duration::from_millis(50));
     let before = rt.stats();
     std::thread::sleep(Duration::from_millis(300));
     let after = rt.stats();
