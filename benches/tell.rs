@@ -20,18 +20,14 @@ use wasmshard::{Runtime, SendError, SpawnOptions};
 const PAYLOAD: usize = 64;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// The echo fixture (sends every payload back to its sender) as a component.
 fn echo_component() -> Vec<u8> {
-    let mut module = wat::parse_file(fixture("echo.wat")).unwrap();
-    let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve.push_str("actor.wit", wasmshard::WIT).unwrap();
-    let world = resolve.select_world(&[pkg], Some("component")).unwrap();
-    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
-        .unwrap();
-    wit_component::ComponentEncoder::default().module(&module).unwrap().encode().unwrap()
+    wasmshard::encode_component(&std::fs::read(fixture("echo.wat")).unwrap()).unwrap()
 }
 
 struct Floor {
@@ -47,12 +43,15 @@ impl Floor {
         let component = Component::new(&engine, echo_component()).unwrap();
         let mut linker = Linker::<u64>::new(&engine);
         let mut host = linker.instance("wasmshard:actor/host@0.1.0").unwrap();
-        host.func_wrap("send", |mut store: StoreContextMut<'_, u64>, (to, payload): (u64, WasmList<u8>)| {
-            let bytes = payload.as_le_slice(&store);
-            let sum = black_box(bytes).len() as u64 ^ to;
-            *store.data_mut() += sum;
-            Ok((Ok::<(), SendError>(()),))
-        })
+        host.func_wrap(
+            "send",
+            |mut store: StoreContextMut<'_, u64>, (to, payload): (u64, WasmList<u8>)| {
+                let bytes = payload.as_le_slice(&store);
+                let sum = black_box(bytes).len() as u64 ^ to;
+                *store.data_mut() += sum;
+                Ok((Ok::<(), SendError>(()),))
+            },
+        )
         .unwrap();
         for name in ["lookup", "log"] {
             // The echo fixture imports these; the floor never calls them.
@@ -73,10 +72,16 @@ impl Floor {
         let mut store = Store::new(&engine, 0u64);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = linker.instantiate(&mut store, &component).unwrap();
-        let iface = component.get_export_index(None, "wasmshard:actor/actor@0.1.0").unwrap();
+        let iface = component
+            .get_export_index(None, "wasmshard:actor/actor@0.1.0")
+            .unwrap();
         let init = component.get_export_index(Some(&iface), "init").unwrap();
-        let handle = component.get_export_index(Some(&iface), "handle-message").unwrap();
-        let init = instance.get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &init).unwrap();
+        let handle = component
+            .get_export_index(Some(&iface), "handle-message")
+            .unwrap();
+        let init = instance
+            .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &init)
+            .unwrap();
         init.call(&mut store, (&[],)).unwrap().0.unwrap();
         let handle = instance.get_func(&mut store, &handle).unwrap();
         handle.typed::<(u64, &[u8]), ()>(&store).unwrap();
@@ -99,13 +104,22 @@ fn tell(c: &mut Criterion) {
     let mut floor = Floor::new();
     let payload = [0xabu8; PAYLOAD];
     floor.call(&payload);
-    assert_eq!(*floor.store.data(), (PAYLOAD as u64 ^ 7), "the floor's guest sent the payload once");
-    group.bench_function("floor_wasmtime", |b| b.iter(|| floor.call(black_box(&payload))));
+    assert_eq!(
+        *floor.store.data(),
+        (PAYLOAD as u64 ^ 7),
+        "the floor's guest sent the payload once"
+    );
+    group.bench_function("floor_wasmtime", |b| {
+        b.iter(|| floor.call(black_box(&payload)))
+    });
 
     let rt = Runtime::builder().shards(1).max_actors(8).build().unwrap();
     let pingpong = rt.load_component_file(fixture("pingpong.wat")).unwrap();
-    let ping = rt.spawn(&pingpong, SpawnOptions::new("ping").config("pong")).unwrap();
-    rt.spawn(&pingpong, SpawnOptions::new("pong").config("ping")).unwrap();
+    let ping = rt
+        .spawn(&pingpong, SpawnOptions::new("ping").config("pong"))
+        .unwrap();
+    rt.spawn(&pingpong, SpawnOptions::new("pong").config("ping"))
+        .unwrap();
     let rally = |n: u32| {
         let mut msg = [0u8; PAYLOAD];
         msg[..4].copy_from_slice(&n.to_le_bytes());

@@ -94,6 +94,18 @@ impl std::fmt::Debug for Component {
     }
 }
 
+/// Turns WebAssembly (binary or text, component or core module) into a component
+/// binary, component-izing a core module as loading does: with its own
+/// `component-type` metadata, or against the bundled WIT if it has none.
+///
+/// # Errors
+///
+/// A [`LoadError`] if the bytes are not WebAssembly or a core module does not fit
+/// the world.
+pub fn encode_component(bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+    to_component_binary(bytes).map(|(binary, _)| binary)
+}
+
 /// Turns text into binary and core modules into components.
 pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind), LoadError> {
     let binary = if bytes.starts_with(b"\0asm") {

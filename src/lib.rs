@@ -61,7 +61,7 @@ mod stats;
 mod sys;
 
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
-pub use component::{Component, Inspection, SourceKind, WIT};
+pub use component::{Component, Inspection, SourceKind, WIT, encode_component};
 pub use config::{
     DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT,

@@ -62,6 +62,8 @@ pub(crate) struct Shard {
     ready: VecDeque<u32>,
     /// Envelopes for shard `i` that did not fit its ring, in order.
     overflow: Vec<VecDeque<Envelope>>,
+    /// Envelopes waiting in `overflow`, all destinations together.
+    overflowing: usize,
     /// Shards whose ring this turn pushed to (to wake them if parked).
     touched: Vec<bool>,
     /// Staged envelopes taken from an actor's outbox, reused so routing never allocates.
@@ -92,6 +94,7 @@ impl Shard {
             free: Vec::new(),
             ready: VecDeque::with_capacity(64),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
+            overflowing: 0,
             touched: vec![false; n],
             scratch: Vec::with_capacity(16),
             stopping: false,
@@ -122,7 +125,7 @@ impl Shard {
             self.run_ready();
             self.flush_overflow();
             self.publish();
-            if self.ready.is_empty() && self.overflow.iter().all(VecDeque::is_empty) {
+            if self.ready.is_empty() && self.overflowing == 0 {
                 self.park();
             }
         }
@@ -259,19 +262,15 @@ impl Shard {
     }
 
     fn drain_inbound(&mut self) {
-        let shared = self.shared.clone();
-        let me = &shared.shards[self.id];
-        while let Some(env) = me.host_inbox.pop() {
+        while let Some(env) = self.shared.shards[self.id].host_inbox.pop() {
             self.host_in += 1;
             self.deliver(env);
         }
-        let n = shared.shards.len();
-        for from in 0..n {
+        for from in 0..self.shared.shards.len() {
             if from == self.id {
                 continue;
             }
-            let ring = shared.ring(from, self.id);
-            while let Some(env) = ring.pop() {
+            while let Some(env) = self.shared.ring(from, self.id).pop() {
                 self.remote_in += 1;
                 self.deliver(env);
             }
@@ -314,11 +313,15 @@ impl Shard {
                     self.remote_out += 1;
                     self.touched[dest] = true;
                 }
-                Err(env) => overflow.push_back(env),
+                Err(env) => {
+                    overflow.push_back(env);
+                    self.overflowing += 1;
+                }
             }
         } else {
             // Keep per-pair order: nothing overtakes what is already waiting.
             overflow.push_back(env);
+            self.overflowing += 1;
         }
     }
 
@@ -334,8 +337,15 @@ impl Shard {
         self.scratch = scratch;
     }
 
+    /// Runs ready actors round-robin, one turn each, until none is ready,
+    /// `MAX_TURNS` turns have run, or a ring overflowed (then inbound queues and
+    /// overflow get their turn).
     fn run_ready(&mut self) {
-        for _ in 0..self.ready.len() {
+        const MAX_TURNS: u32 = 256;
+        for _ in 0..MAX_TURNS {
+            if self.overflowing > 0 {
+                break;
+            }
             let Some(slot) = self.ready.pop_front() else {
                 break;
             };
@@ -404,6 +414,7 @@ impl Shard {
                 match self.shared.ring(self.id, dest).push(env) {
                     Ok(()) => {
                         self.remote_out += 1;
+                        self.overflowing -= 1;
                         self.touched[dest] = true;
                     }
                     Err(env) => {
@@ -469,6 +480,7 @@ impl Shard {
         self.drain_inbound();
         for dest in 0..self.overflow.len() {
             while let Some(env) = self.overflow[dest].pop_front() {
+                self.overflowing -= 1;
                 self.dead_letter(env, DeadLetterReason::ShuttingDown);
             }
         }
