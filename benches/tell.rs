@@ -12,10 +12,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wasmtime::component::{Component, Linker, TypedFunc, WasmList};
+use wasmtime::component::{Component, Linker, TypedFunc, WasmList, WasmStr};
 use wasmtime::{Config, Engine, Store, StoreContextMut};
 
-use wasmshard::{Runtime, SendError, SpawnOptions};
+use wasmshard::{LogLevel, Runtime, SendError, SpawnOptions};
 
 const PAYLOAD: usize = 64;
 
@@ -53,22 +53,16 @@ impl Floor {
             },
         )
         .unwrap();
-        for name in ["lookup", "log"] {
-            // The echo fixture imports these; the floor never calls them.
-            match name {
-                "lookup" => host
-                    .func_wrap("lookup", |_: StoreContextMut<'_, u64>, (_,): (wasmtime::component::WasmStr,)| {
-                        Ok((None::<u64>,))
-                    })
-                    .unwrap(),
-                _ => host
-                    .func_wrap(
-                        "log",
-                        |_: StoreContextMut<'_, u64>, (_, _): (wasmshard::LogLevel, wasmtime::component::WasmStr)| Ok(()),
-                    )
-                    .unwrap(),
-            }
-        }
+        // The echo fixture imports these too; the floor never calls them.
+        host.func_wrap("lookup", |_: StoreContextMut<'_, u64>, (_,): (WasmStr,)| {
+            Ok((None::<u64>,))
+        })
+        .unwrap();
+        host.func_wrap(
+            "log",
+            |_: StoreContextMut<'_, u64>, (_, _): (LogLevel, WasmStr)| Ok(()),
+        )
+        .unwrap();
         let mut store = Store::new(&engine, 0u64);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = linker.instantiate(&mut store, &component).unwrap();
@@ -83,7 +77,7 @@ impl Floor {
             .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &init)
             .unwrap();
         init.call(&mut store, (&[],)).unwrap().0.unwrap();
-        let handle = instance.get_func(&mut store, &handle).unwrap();
+        let handle = instance.get_func(&mut store, handle).unwrap();
         handle.typed::<(u64, &[u8]), ()>(&store).unwrap();
         Floor { store, handle }
     }
