@@ -4,12 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use wasmtime::component::{Func, TypedFunc};
+use wasmtime::component::{Func, TypedFunc, WasmList};
 use wasmtime::{Store, Trap};
 
 use crate::address::Address;
 use crate::component::Component;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Kind, Payload};
+use crate::error::RequestError;
 use crate::host::{ActorCtx, Limiter};
 use crate::native::{Context, NativeActor};
 use crate::outbox::Outbox;
@@ -36,9 +37,23 @@ pub(crate) enum Body {
 }
 
 pub(crate) struct WasmActor {
-    store: Store<ActorCtx>,
+    pub(crate) store: Store<ActorCtx>,
     handle_message: Func,
+    handle_request: Func,
+    handle_response: Func,
     budget: Option<u64>,
+}
+
+/// Runs a native handler; a panic fails the actor alone, like a trapping component.
+fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        format!("native actor panicked: {msg}")
+    })
 }
 
 impl Actor {
@@ -61,25 +76,54 @@ impl Actor {
         }
     }
 
-    /// Handles one message. `Err` carries why the actor failed.
+    /// Handles one envelope: a message, a request or a response. `Err` carries why
+    /// the actor failed.
     #[inline]
-    pub(crate) fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
-        match &mut self.body {
-            Body::Wasm(w) => w.handle_message(from, payload),
-            Body::Native { actor, out } => {
-                let mut ctx = Context { out };
-                // A panicking native actor fails alone, like a trapping component.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    actor.handle_message(&mut ctx, from, payload)
-                }))
-                .map_err(|p| {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic".into());
-                    format!("native actor panicked: {msg}")
-                })
+    pub(crate) fn handle(&mut self, env: &Envelope) -> Result<(), String> {
+        let from = env.from;
+        let payload = &env.payload[..];
+        match env.kind {
+            Kind::Tell => match &mut self.body {
+                Body::Wasm(w) => w.handle_message(from, payload),
+                Body::Native { actor, out } => {
+                    guard(|| actor.handle_message(&mut Context { out }, from, payload))
+                }
+            },
+            Kind::Request(id) => {
+                self.outbox().answerable.insert(id, from);
+                let reply = match &mut self.body {
+                    Body::Wasm(w) => w.handle_request(from, id, payload)?,
+                    Body::Native { actor, out } => {
+                        guard(|| actor.handle_request(&mut Context { out }, from, id, payload))?
+                            .map(Payload::from_vec)
+                    }
+                };
+                if let Some(bytes) = reply {
+                    let out = self.outbox();
+                    if out.answerable.remove(&id).is_some() {
+                        out.staged.push(Envelope {
+                            to: from,
+                            from: out.me,
+                            kind: Kind::Response(id, Ok(())),
+                            payload: bytes,
+                        });
+                    } else {
+                        log::warn!(
+                            "wasmshard: actor `{}` answered request {id:#x} twice; the second answer is dropped",
+                            self.info.name
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Kind::Response(id, result) => {
+                let response = result.map(|()| payload);
+                match &mut self.body {
+                    Body::Wasm(w) => w.handle_response(id, response),
+                    Body::Native { actor, out } => {
+                        guard(|| actor.handle_response(&mut Context { out }, id, response))
+                    }
+                }
             }
         }
     }
@@ -102,6 +146,7 @@ impl WasmActor {
         me: Address,
         name: Arc<str>,
         config: &[u8],
+        requests: &mut Option<Box<crate::requests::Requests>>,
     ) -> Result<WasmActor, (crate::SpawnError, Vec<Envelope>)> {
         let ctx = shared.actor_ctx(me, name);
         let mut store = Store::new(&shared.engine, ctx);
@@ -126,15 +171,21 @@ impl WasmActor {
         };
         let init = get(&mut store, &exports.init);
         let handle_message = get(&mut store, &exports.handle_message);
+        let handle_request = get(&mut store, &exports.handle_request);
+        let handle_response = get(&mut store, &exports.handle_response);
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
+        store.data_mut().out.requests = requests.take();
         let result = init.call(&mut store, (config,));
+        *requests = store.data_mut().out.requests.take();
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
             Ok((Ok(()),)) => Ok(WasmActor {
                 store,
                 handle_message,
+                handle_request,
+                handle_response,
                 budget,
             }),
             Ok((Err(msg),)) => Err((
@@ -152,15 +203,61 @@ impl WasmActor {
     }
 
     #[inline]
-    fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
+    fn arm(&mut self) {
         if let Some(ticks) = self.budget {
             self.store.set_epoch_deadline(ticks);
         }
+    }
+
+    fn fail(&self, e: &wasmtime::Error) -> String {
+        describe(e, &self.store.data().limiter)
+    }
+
+    #[inline]
+    fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
+        self.arm();
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
         f.call(&mut self.store, (from.to_bits(), payload))
-            .map_err(|e| describe(&e, &self.store.data().limiter))
+            .map_err(|e| self.fail(&e))
+    }
+
+    #[inline]
+    fn handle_request(
+        &mut self,
+        from: Address,
+        id: u64,
+        payload: &[u8],
+    ) -> Result<Option<Payload>, String> {
+        self.arm();
+        // SAFETY: as in `handle_message`; `load` checked `option<list<u8>>` as the
+        // result, which `Option<WasmList<u8>>` lifts without copying.
+        let f = unsafe {
+            TypedFunc::<(u64, u64, &[u8]), (Option<WasmList<u8>>,)>::new_unchecked(
+                self.handle_request,
+            )
+        };
+        let (reply,) = f
+            .call(&mut self.store, (from.to_bits(), id, payload))
+            .map_err(|e| self.fail(&e))?;
+        // The list is read right after the call returns, before the guest runs again.
+        Ok(reply.map(|list| Payload::from_slice(list.as_le_slice(&self.store))))
+    }
+
+    #[inline]
+    fn handle_response(
+        &mut self,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) -> Result<(), String> {
+        self.arm();
+        // SAFETY: as in `handle_message`.
+        let f = unsafe {
+            TypedFunc::<(u64, Result<&[u8], RequestError>), ()>::new_unchecked(self.handle_response)
+        };
+        f.call(&mut self.store, (id, response))
+            .map_err(|e| self.fail(&e))
     }
 }
 

@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_ACTORS: u32 = 4096;
 pub const DEFAULT_BATCH: u32 = 64;
 /// Default capacity of each shard-to-shard ring, in envelopes.
 pub const DEFAULT_RING_CAPACITY: usize = 4096;
+/// Default number of requests one actor may have open at once.
+pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
 /// Default time `shutdown` waits for in-flight messages to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +42,7 @@ pub(crate) struct Config {
     pub(crate) batch: u32,
     pub(crate) ring_capacity: usize,
     pub(crate) drain_timeout: Duration,
+    pub(crate) max_open_requests: u32,
 }
 
 impl Config {
@@ -112,6 +115,7 @@ impl RuntimeBuilder {
                 batch: DEFAULT_BATCH,
                 ring_capacity: DEFAULT_RING_CAPACITY,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+                max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
             },
             log_sink: None,
         }
@@ -187,6 +191,14 @@ impl RuntimeBuilder {
     /// every actor and reports what is left as dead letters. Default: 5 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// Requests one actor may have open at once; beyond it `request` fails with
+    /// `too-many-requests`. Default: 4096. Responses are always admitted to a
+    /// requester's mailbox, and this cap is what bounds them.
+    pub fn max_open_requests(mut self, n: u32) -> Self {
+        self.config.max_open_requests = n;
         self
     }
 

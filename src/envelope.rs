@@ -3,16 +3,36 @@
 use smallvec::SmallVec;
 
 use crate::address::Address;
+use crate::error::RequestError;
 
 /// Payload bytes; up to 64 bytes live inline, with no heap allocation.
 pub(crate) type Payload = SmallVec<[u8; 64]>;
 
-/// `{to, from, payload}`: what a send produces and a handler consumes. Every
-/// envelope is a tell and holds one unit of its target's mailbox.
+/// What an envelope carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A fire-and-forget message; it holds one unit of the target's mailbox.
+    Tell,
+    /// A request with its id; it holds one unit of the target's mailbox.
+    Request(u64),
+    /// The end of request `id`: the reply (its bytes are the payload) or why it
+    /// failed. Always admitted: bounded by the requester's open requests.
+    Response(u64, Result<(), RequestError>),
+}
+
+impl Kind {
+    /// Whether the envelope holds room in its target's mailbox.
+    pub(crate) fn counted(self) -> bool {
+        !matches!(self, Kind::Response(..))
+    }
+}
+
+/// `{to, from, kind, payload}`: what a send produces and a handler consumes.
 #[derive(Debug)]
 pub(crate) struct Envelope {
     pub(crate) to: Address,
     pub(crate) from: Address,
+    pub(crate) kind: Kind,
     pub(crate) payload: Payload,
 }
 
@@ -21,7 +41,18 @@ impl Envelope {
         Envelope {
             to,
             from,
+            kind: Kind::Tell,
             payload: Payload::from_slice(payload),
+        }
+    }
+
+    /// A failure notice ending request `id`, from `from` (the target) to `to`.
+    pub(crate) fn failure(to: Address, from: Address, id: u64, error: RequestError) -> Envelope {
+        Envelope {
+            to,
+            from,
+            kind: Kind::Response(id, Err(error)),
+            payload: Payload::new(),
         }
     }
 }

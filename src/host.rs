@@ -120,6 +120,16 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Copies a payload out of guest memory, or `None` if it exceeds the maximum size
+/// (checked before copying, so an oversized payload costs nothing).
+#[inline]
+fn copy_payload(store: &StoreContextMut<'_, ActorCtx>, list: &WasmList<u8>) -> Option<Payload> {
+    if list.len() > store.data().out.shared.config.max_payload {
+        return None;
+    }
+    Some(Payload::from_slice(list.as_le_slice(store)))
+}
+
 /// Builds the linker that provides `wasmshard:actor/host` to every component.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     let mut linker = Linker::<ActorCtx>::new(engine);
@@ -141,35 +151,43 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap(
         "send",
         |mut store: StoreContextMut<'_, ActorCtx>, (to, payload): (u64, WasmList<u8>)| {
-            let out = &store.data().out;
-            if payload.len() > out.shared.config.max_payload {
+            let Some(bytes) = copy_payload(&store, &payload) else {
                 return Ok((Err(SendError::TooLarge),));
-            }
-            let bytes = Payload::from_slice(payload.as_le_slice(&store));
-            Ok((store
-                .data_mut()
-                .out
-                .send_payload(Address::from_bits(to), bytes),))
+            };
+            Ok((store.data_mut().out.send(Address::from_bits(to), bytes),))
         },
     )?;
 
-    // Request–response is not part of this version of the runtime. A guest that calls
-    // these traps with a message that says so, rather than seeing a fake result.
     host.func_wrap(
         "request",
-        |_: StoreContextMut<'_, ActorCtx>, (_, _, _): (u64, WasmList<u8>, u64)| -> wasmtime::Result<(Result<u64, SendError>,)> {
-            wasmtime::bail!("host function `request` is unavailable: this wasmshard build has no request-response support")
+        |mut store: StoreContextMut<'_, ActorCtx>,
+         (to, payload, timeout): (u64, WasmList<u8>, u64)| {
+            let Some(bytes) = copy_payload(&store, &payload) else {
+                return Ok((Err(SendError::TooLarge),));
+            };
+            Ok((store
+                .data_mut()
+                .out
+                .request(Address::from_bits(to), bytes, timeout),))
         },
     )?;
+
     host.func_wrap(
         "respond",
-        |_: StoreContextMut<'_, ActorCtx>, (_, _): (u64, WasmList<u8>)| -> wasmtime::Result<(Result<(), SendError>,)> {
-            wasmtime::bail!("host function `respond` is unavailable: this wasmshard build has no request-response support")
+        |mut store: StoreContextMut<'_, ActorCtx>, (id, payload): (u64, WasmList<u8>)| {
+            let Some(bytes) = copy_payload(&store, &payload) else {
+                return Ok((Err(SendError::TooLarge),));
+            };
+            Ok((store.data_mut().out.respond(id, bytes),))
         },
     )?;
-    host.func_wrap("cancel", |_: StoreContextMut<'_, ActorCtx>, (_,): (u64,)| -> wasmtime::Result<(bool,)> {
-        wasmtime::bail!("host function `cancel` is unavailable: this wasmshard build has no request-response support")
-    })?;
+
+    host.func_wrap(
+        "cancel",
+        |mut store: StoreContextMut<'_, ActorCtx>, (id,): (u64,)| {
+            Ok((store.data_mut().out.cancel(id),))
+        },
+    )?;
 
     host.func_wrap(
         "log",

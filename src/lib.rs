@@ -54,6 +54,8 @@ mod host;
 pub mod manifest;
 mod native;
 mod outbox;
+mod reply;
+mod requests;
 mod runtime;
 mod shard;
 mod slots;
@@ -64,11 +66,12 @@ pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
 pub use component::{Component, Inspection, SourceKind, WIT, encode_component};
 pub use config::{
     DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_RING_CAPACITY, RuntimeBuilder,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_RING_CAPACITY, RuntimeBuilder,
 };
 pub use error::{BuildError, LoadError, RequestError, SendError, SpawnError, StopError};
 pub use host::{LogLevel, LogRecord};
 pub use native::{Context, NativeActor};
+pub use reply::PendingReply;
 pub use runtime::{LogSink, Runtime, SpawnOptions};
 pub use stats::{ActorStats, DeadLetter, DeadLetterReason, ShardStats, ShutdownReport, Stats};

@@ -1,16 +1,42 @@
 //! Native actors: Rust handlers scheduled and addressed like components.
 
 use crate::address::Address;
-use crate::error::SendError;
+use crate::envelope::Payload;
+use crate::error::{RequestError, SendError};
 use crate::outbox::Outbox;
 
 /// A Rust actor. It runs on the shard it was spawned on, one message at a time,
 /// exactly like a component; an embedding host uses one to receive messages.
 ///
-/// Closures `FnMut(&mut Context<'_>, Address, &[u8])` are native actors too.
+/// Closures `FnMut(&mut Context<'_>, Address, &[u8])` are native actors that handle
+/// messages only (they answer no requests: `handle_request` returns `None` and the
+/// requester sees its timeout unless the actor responds later).
 pub trait NativeActor: Send + 'static {
     /// Handles one message.
     fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]);
+
+    /// Handles request `id`. `Some(bytes)` replies at once; `None` defers, and the
+    /// actor may answer later with [`Context::respond`].
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: Address,
+        id: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let _ = (ctx, from, id, payload);
+        None
+    }
+
+    /// Receives the end of request `id` this actor made: the reply, or why not.
+    fn handle_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        let _ = (ctx, id, response);
+    }
 }
 
 impl<F> NativeActor for F
@@ -41,7 +67,39 @@ impl Context<'_> {
     /// The [`SendError`] a component would see: `mailbox-full`, `unknown-target`,
     /// `too-large`.
     pub fn send(&mut self, to: Address, payload: &[u8]) -> Result<(), SendError> {
-        self.out.send(to, payload)
+        self.out.send(to, Payload::from_slice(payload))
+    }
+
+    /// Makes a request to `to` that times out after `timeout_ns`; its end arrives in
+    /// [`NativeActor::handle_response`] exactly once (unless cancelled).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::send`], plus `too-many-requests` beyond the open-request cap.
+    pub fn request(
+        &mut self,
+        to: Address,
+        payload: &[u8],
+        timeout_ns: u64,
+    ) -> Result<u64, SendError> {
+        self.out
+            .request(to, Payload::from_slice(payload), timeout_ns)
+    }
+
+    /// Answers request `id`, received earlier and not answered yet.
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` if this actor never received `id` or already answered it;
+    /// `too-large`.
+    pub fn respond(&mut self, id: u64, payload: &[u8]) -> Result<(), SendError> {
+        self.out.respond(id, Payload::from_slice(payload))
+    }
+
+    /// Cancels request `id`; returns whether it was still open. A cancelled request
+    /// gets no response.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        self.out.cancel(id)
     }
 
     /// The address registered under `name`, if any.

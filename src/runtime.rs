@@ -15,11 +15,12 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use crate::address::Address;
 use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Payload};
 use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError};
 use crate::host::{self, ActorCtx, Limiter, LogLevel, LogRecord};
 use crate::native::NativeActor;
 use crate::outbox::Outbox;
+use crate::reply::{HostWaiter, PendingReply};
 use crate::shard::{Command, Shard, ShardExit, SpawnBody};
 use crate::stats::{ActorInfo, ShardCounters, ShardStats, ShutdownReport, Stats};
 
@@ -191,7 +192,7 @@ impl Shared {
             let (ci, co) = (c.control_in.get(), s.control_out.load(Ordering::SeqCst));
             out += o;
             inn += i;
-            drained &= hi == ho && ci == co;
+            drained &= hi == ho && ci == co && c.open_requests.get() == 0;
             for v in [o, i, hi, ho, ci, co, c.loops.get()] {
                 digest = digest.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             }
@@ -508,6 +509,37 @@ impl Runtime {
         Ok(())
     }
 
+    /// Makes a request from the host to `to`, ending after `timeout` at the latest.
+    /// The returned handle can be waited on or polled; the request ends exactly once
+    /// (reply, `timeout`, `target-failed`, `target-stopped`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::send`]: the request is admitted at the target's mailbox at once.
+    pub fn request(
+        &self,
+        to: Address,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<PendingReply, SendError> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(SendError::ShuttingDown);
+        }
+        if payload.len() > self.shared.config.max_payload {
+            return Err(SendError::TooLarge);
+        }
+        self.shared.admit(to)?;
+        let waiter = HostWaiter::new();
+        let cmd = Command::Request {
+            to,
+            payload: Payload::from_slice(payload),
+            timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
+            waiter: waiter.clone(),
+        };
+        self.command(to.shard(), cmd);
+        Ok(PendingReply { waiter })
+    }
+
     /// A snapshot of every actor's and shard's counters.
     pub fn stats(&self) -> Stats {
         let actors: Vec<_> = self
@@ -533,6 +565,13 @@ impl Runtime {
                     loops: c.loops.get(),
                     dead_letters: c.dead_letters.get(),
                     actors: c.live_actors.get(),
+                    requests_made: c.requests_made.get(),
+                    requests_answered: c.requests_answered.get(),
+                    requests_timed_out: c.requests_timed_out.get(),
+                    requests_cancelled: c.requests_cancelled.get(),
+                    requests_failed: c.requests_failed.get(),
+                    requests_open: c.open_requests.get(),
+                    late_replies: c.late_replies.get(),
                 }
             })
             .collect();

@@ -13,10 +13,12 @@ use std::sync::mpsc::SyncSender;
 use crate::actor::{Actor, Body, WasmActor};
 use crate::address::Address;
 use crate::component::Component;
-use crate::envelope::Envelope;
-use crate::error::{SpawnError, StopError};
+use crate::envelope::{Envelope, Kind, Payload};
+use crate::error::{RequestError, SpawnError, StopError};
 use crate::native::NativeActor;
 use crate::outbox::Outbox;
+use crate::reply::HostWaiter;
+use crate::requests::{self, Requests, Waiter};
 use crate::runtime::Shared;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason};
 use crate::sys::Parker;
@@ -41,6 +43,13 @@ pub(crate) enum Command {
     Stop {
         address: Address,
         reply: SyncSender<Result<(), StopError>>,
+    },
+    /// A request from the host, already admitted at the target; opened on this shard.
+    Request {
+        to: Address,
+        payload: Payload,
+        timeout_ns: u64,
+        waiter: Arc<HostWaiter>,
     },
     /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
     StopAll { reply: SyncSender<()> },
@@ -69,6 +78,8 @@ pub(crate) struct Shard {
     /// Staged envelopes taken from an actor's outbox, reused so routing never allocates.
     scratch: Vec<Envelope>,
     stopping: bool,
+    /// Open requests made from this shard; lent to the actor being invoked.
+    requests: Option<Box<Requests>>,
     dead_letters: Vec<DeadLetter>,
     // Counters, published to the shard handle once per turn.
     routed_local: u64,
@@ -98,6 +109,7 @@ impl Shard {
             touched: vec![false; n],
             scratch: Vec::with_capacity(16),
             stopping: false,
+            requests: Some(Box::new(Requests::new(id))),
             dead_letters: Vec::new(),
             routed_local: 0,
             routed_remote: 0,
@@ -122,6 +134,7 @@ impl Shard {
                 break;
             }
             self.drain_inbound();
+            self.fire_timers();
             self.run_ready();
             self.flush_overflow();
             self.publish();
@@ -153,6 +166,21 @@ impl Shard {
                         Err(StopError::UnknownTarget(address))
                     };
                     let _ = reply.send(r);
+                }
+                Command::Request {
+                    to,
+                    payload,
+                    timeout_ns,
+                    waiter,
+                } => {
+                    let deadline = self.shared.now_ns().saturating_add(timeout_ns);
+                    let id = self.table().open(Waiter::Host(waiter), to, deadline);
+                    self.route(Envelope {
+                        to,
+                        from: Address::HOST,
+                        kind: Kind::Request(id),
+                        payload,
+                    });
                 }
                 Command::StopAll { reply } => {
                     self.stopping = true;
@@ -202,10 +230,15 @@ impl Shard {
                 actor,
                 out: Outbox::new(me, self.shared.clone()),
             }),
-            SpawnBody::Wasm { component, config } => {
-                WasmActor::spawn(&self.shared, &component, me, name.clone(), &config)
-                    .map(Body::Wasm)
-            }
+            SpawnBody::Wasm { component, config } => WasmActor::spawn(
+                &self.shared,
+                &component,
+                me,
+                name.clone(),
+                &config,
+                &mut self.requests,
+            )
+            .map(Body::Wasm),
         };
         match body {
             Ok(body) => {
@@ -232,8 +265,10 @@ impl Shard {
         }
     }
 
-    /// Takes the actor out of its slot, ends its address, and turns its queued
-    /// messages (and `killer`, the message it failed on) into dead letters.
+    /// Takes the actor out of its slot and ends its address. Requests it held
+    /// (queued, deferred, or `killer`, the envelope it failed on) end for their
+    /// requesters with `target-failed` or `target-stopped`; queued messages become
+    /// dead letters.
     fn remove(&mut self, slot: u32, reason: DeadLetterReason, killer: Option<Envelope>) {
         let Some(mut actor) = self.actors[slot as usize].take() else {
             return;
@@ -243,10 +278,30 @@ impl Shard {
         self.live -= 1;
         actor.publish();
         actor.info.alive.store(false, Ordering::Release);
-        self.shared.unregister(&actor.info.name, actor.info.address);
-        for env in killer.into_iter().chain(actor.mailbox.drain(..)) {
-            self.dead_letter(env, reason);
+        let me = actor.info.address;
+        self.shared.unregister(&actor.info.name, me);
+        let error = if reason == DeadLetterReason::TargetFailed {
+            RequestError::TargetFailed
+        } else {
+            RequestError::TargetStopped
+        };
+        for (id, requester) in std::mem::take(&mut actor.outbox().answerable) {
+            self.route(Envelope::failure(requester, me, id, error));
         }
+        for env in killer.into_iter().chain(actor.mailbox.drain(..)) {
+            match env.kind {
+                Kind::Tell => self.dead_letter(env, reason),
+                Kind::Request(id) => self.route(Envelope::failure(env.from, me, id, error)),
+                // A response for a requester that is gone: nobody is left to tell.
+                Kind::Response(..) => {}
+            }
+        }
+    }
+
+    fn table(&mut self) -> &mut Requests {
+        self.requests
+            .as_mut()
+            .expect("the request table is home between invocations")
     }
 
     fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
@@ -280,6 +335,9 @@ impl Shard {
     /// Puts an envelope addressed to this shard into its actor's mailbox.
     #[inline]
     fn deliver(&mut self, env: Envelope) {
+        if let Kind::Response(id, result) = env.kind {
+            return self.end_request(id, result, env);
+        }
         if self.stopping {
             return self.dead_letter(env, DeadLetterReason::ShuttingDown);
         }
@@ -293,14 +351,80 @@ impl Shard {
                     self.ready.push_back(slot);
                 }
             }
-            _ => self.dead_letter(env, DeadLetterReason::TargetGone),
+            _ => match env.kind {
+                // Admitted, but the target stopped before it arrived.
+                Kind::Request(id) => self.route(Envelope::failure(
+                    env.from,
+                    env.to,
+                    id,
+                    RequestError::TargetStopped,
+                )),
+                _ => self.dead_letter(env, DeadLetterReason::TargetGone),
+            },
+        }
+    }
+
+    /// A response for request `id` of this shard arrived: end the request and hand
+    /// the outcome to whoever waits, or discard a late reply.
+    fn end_request(&mut self, id: u64, result: Result<(), RequestError>, env: Envelope) {
+        let table = self.table();
+        let Some((waiter, _)) = table.close(id) else {
+            table.counts.late += 1;
+            return;
+        };
+        match result {
+            Ok(()) => table.counts.answered += 1,
+            Err(_) => table.counts.failed += 1,
+        }
+        match waiter {
+            Waiter::Host(w) => w.fulfil(result.map(|()| env.payload.to_vec())),
+            Waiter::Actor(requester) => self.push_response(requester, env),
+        }
+    }
+
+    /// Puts the end of one of `requester`'s requests into its mailbox (always
+    /// admitted: it does not count against the mailbox's capacity).
+    fn push_response(&mut self, requester: Address, mut env: Envelope) {
+        let slot = requester.slot();
+        if let Some(Some(actor)) = self.actors.get_mut(slot as usize)
+            && actor.generation == requester.generation()
+        {
+            actor.outbox().open_requests -= 1;
+            env.to = requester;
+            actor.mailbox.push_back(env);
+            if !actor.scheduled {
+                actor.scheduled = true;
+                self.ready.push_back(slot);
+            }
+        }
+        // Otherwise the requester is gone and nobody is left to tell.
+    }
+
+    fn fire_timers(&mut self) {
+        if self.table().open_count() == 0 {
+            return;
+        }
+        let now = self.shared.now_ns();
+        while let Some((id, waiter)) = self.table().expire(now) {
+            match waiter {
+                Waiter::Host(w) => w.fulfil(Err(RequestError::Timeout)),
+                Waiter::Actor(requester) => {
+                    self.push_response(
+                        requester,
+                        Envelope::failure(requester, requester, id, RequestError::Timeout),
+                    );
+                }
+            }
         }
     }
 
     /// Sends a staged envelope on its way: into a local mailbox, or toward its shard.
     #[inline]
     fn route(&mut self, env: Envelope) {
-        let dest = env.to.shard();
+        let dest = match env.kind {
+            Kind::Response(id, _) => requests::shard_of(id),
+            _ => env.to.shard(),
+        };
         if dest == self.id {
             self.routed_local += 1;
             return self.deliver(env);
@@ -353,10 +477,10 @@ impl Shard {
         }
     }
 
-    /// Runs one actor for at most `batch` messages.
+    /// Runs one actor for at most `batch` envelopes.
     fn run_actor(&mut self, slot: u32) {
         let batch = self.shared.config.batch;
-        let mut taken = 0u32;
+        let (mut taken, mut counted) = (0u32, 0u32);
         loop {
             let Some(actor) = self.actors[slot as usize].as_mut() else {
                 return;
@@ -371,7 +495,11 @@ impl Shard {
                 break;
             };
             taken += 1;
-            let result = actor.handle_message(env.from, &env.payload);
+            counted += env.kind.counted() as u32;
+            // Lend the request table for the call (two pointer moves, no lock).
+            actor.outbox().requests = self.requests.take();
+            let result = actor.handle(&env);
+            self.requests = actor.outbox().requests.take();
             if result.is_ok() {
                 actor.handled += 1;
             }
@@ -382,7 +510,7 @@ impl Shard {
                 return;
             }
         }
-        self.handle().slots.release(slot, taken);
+        self.handle().slots.release(slot, counted);
         let actor = self.actors[slot as usize].as_mut().expect("live actor");
         actor.publish();
         if actor.mailbox.is_empty() {
@@ -448,6 +576,16 @@ impl Shard {
         c.loops.set(self.loops);
         c.dead_letters.set(self.dead);
         c.live_actors.set(self.live);
+        if let Some(r) = &self.requests {
+            let n = &r.counts;
+            c.open_requests.set(r.open_count() as u64);
+            c.requests_made.set(n.made);
+            c.requests_answered.set(n.answered);
+            c.requests_timed_out.set(n.timed_out);
+            c.requests_cancelled.set(n.cancelled);
+            c.requests_failed.set(n.failed);
+            c.late_replies.set(n.late);
+        }
     }
 
     fn inbound_pending(&self) -> bool {
@@ -461,6 +599,10 @@ impl Shard {
     fn park(&mut self) {
         self.parks += 1;
         self.publish();
+        let timeout = self
+            .table()
+            .next_deadline()
+            .map(|d| std::time::Duration::from_nanos(d.saturating_sub(self.shared.now_ns())));
         let me = &self.shared.shards[self.id];
         me.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -470,7 +612,7 @@ impl Shard {
             return;
         }
         self.shared.shard_idle();
-        self.parker.park(None);
+        self.parker.park(timeout);
         me.parked.store(false, Ordering::SeqCst);
         self.shared.shard_busy();
     }
@@ -483,6 +625,9 @@ impl Shard {
                 self.overflowing -= 1;
                 self.dead_letter(env, DeadLetterReason::ShuttingDown);
             }
+        }
+        for waiter in self.table().close_host_waiters() {
+            waiter.fulfil(Err(RequestError::TargetStopped));
         }
         self.publish();
         ShardExit {

@@ -86,6 +86,13 @@ pub(crate) struct ShardCounters {
     pub(crate) loops: Counter,
     pub(crate) dead_letters: Counter,
     pub(crate) live_actors: Counter,
+    pub(crate) open_requests: Counter,
+    pub(crate) requests_made: Counter,
+    pub(crate) requests_answered: Counter,
+    pub(crate) requests_timed_out: Counter,
+    pub(crate) requests_cancelled: Counter,
+    pub(crate) requests_failed: Counter,
+    pub(crate) late_replies: Counter,
 }
 
 /// A snapshot of one actor's counters.
@@ -130,6 +137,20 @@ pub struct ShardStats {
     pub dead_letters: u64,
     /// Live actors on the shard.
     pub actors: u64,
+    /// Requests made from this shard (by its actors or by the host through it).
+    pub requests_made: u64,
+    /// Of those, ended with a reply.
+    pub requests_answered: u64,
+    /// Of those, ended with `timeout`.
+    pub requests_timed_out: u64,
+    /// Of those, cancelled by the requester.
+    pub requests_cancelled: u64,
+    /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
+    pub requests_failed: u64,
+    /// Of those, still open.
+    pub requests_open: u64,
+    /// Replies that arrived after their request had ended, discarded.
+    pub late_replies: u64,
 }
 
 /// A snapshot of the whole runtime, from [`Runtime::stats`](crate::Runtime::stats).

@@ -1,0 +1,242 @@
+//! The per-shard table of open requests and their timeouts.
+//!
+//! A request id packs the requester's shard (8 bits), a slot in this table (24 bits)
+//! and the slot's generation (32 bits), so a reply is routed to the right shard in
+//! O(1) and a reply for a request that already ended (timed out, cancelled,
+//! answered) is recognised there, even if the slot now holds a newer request.
+//!
+//! Timeouts live in a binary heap of `(deadline, id)` with generation-checked lazy
+//! deletion: cancelling or answering a request is O(1) (the heap entry goes stale
+//! and is skipped when it reaches the top); inserting is O(log n). The heap is
+//! rebuilt from the open entries when stale ones outnumber them, so memory stays
+//! proportional to the open requests.
+//!
+//! The table is owned by its shard and lent to the actor being invoked (moved into
+//! its outbox for the length of the call), so host functions reach it without a
+//! lock.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use crate::address::Address;
+use crate::reply::HostWaiter;
+
+/// Who is waiting for a request to end.
+pub(crate) enum Waiter {
+    /// An actor on this shard; the response goes to its mailbox.
+    Actor(Address),
+    /// The embedding host, through a [`crate::PendingReply`].
+    Host(Arc<HostWaiter>),
+}
+
+struct Entry {
+    generation: u32,
+    open: Option<(Waiter, Address)>,
+}
+
+/// Counters of request outcomes, seen from the requester's shard.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct RequestCounts {
+    pub(crate) made: u64,
+    pub(crate) answered: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) failed: u64,
+    pub(crate) late: u64,
+}
+
+pub(crate) struct Requests {
+    shard: usize,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    timers: BinaryHeap<Reverse<(u64, u64)>>,
+    open: usize,
+    pub(crate) counts: RequestCounts,
+}
+
+fn pack(shard: usize, slot: u32, generation: u32) -> u64 {
+    ((shard as u64) << 56) | ((slot as u64) << 32) | generation as u64
+}
+
+/// The shard that owns request `id`.
+pub(crate) fn shard_of(id: u64) -> usize {
+    (id >> 56) as usize
+}
+
+fn unpack(id: u64) -> (u32, u32) {
+    (((id >> 32) as u32) & ((1 << 24) - 1), id as u32)
+}
+
+impl Requests {
+    pub(crate) fn new(shard: usize) -> Requests {
+        Requests {
+            shard,
+            entries: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            open: 0,
+            counts: RequestCounts::default(),
+        }
+    }
+
+    /// Requests open now.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open
+    }
+
+    /// Opens a request by `waiter` to `target` that times out at `deadline` (ns).
+    pub(crate) fn open(&mut self, waiter: Waiter, target: Address, deadline: u64) -> u64 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.entries.push(Entry {
+                    generation: 0,
+                    open: None,
+                });
+                self.entries.len() as u32 - 1
+            }
+        };
+        let e = &mut self.entries[slot as usize];
+        e.generation = e.generation.wrapping_add(1).max(1);
+        e.open = Some((waiter, target));
+        let id = pack(self.shard, slot, e.generation);
+        self.timers.push(Reverse((deadline, id)));
+        self.open += 1;
+        self.counts.made += 1;
+        id
+    }
+
+    fn entry(&self, id: u64) -> Option<&Entry> {
+        let (slot, generation) = unpack(id);
+        if shard_of(id) != self.shard {
+            return None;
+        }
+        self.entries
+            .get(slot as usize)
+            .filter(|e| e.generation == generation && e.open.is_some())
+    }
+
+    /// Whether `id` is open and was made by the actor `me`.
+    pub(crate) fn is_open_by(&self, id: u64, me: Address) -> bool {
+        self.entry(id)
+            .is_some_and(|e| matches!(e.open, Some((Waiter::Actor(a), _)) if a == me))
+    }
+
+    /// Ends request `id` if it is open, returning who waits for it and its target.
+    pub(crate) fn close(&mut self, id: u64) -> Option<(Waiter, Address)> {
+        self.entry(id)?;
+        let (slot, _) = unpack(id);
+        let open = self.entries[slot as usize].open.take();
+        self.free.push(slot);
+        self.open -= 1;
+        // The heap entry is now stale; rebuild once stale ones dominate.
+        if self.timers.len() > 1024 && self.timers.len() > 4 * self.open {
+            self.compact();
+        }
+        open
+    }
+
+    fn compact(&mut self) {
+        let entries = &self.entries;
+        let shard = self.shard;
+        let live = |id: u64| {
+            let (slot, generation) = unpack(id);
+            shard_of(id) == shard
+                && entries
+                    .get(slot as usize)
+                    .is_some_and(|e| e.generation == generation && e.open.is_some())
+        };
+        let timers = std::mem::take(&mut self.timers).into_vec();
+        self.timers = timers
+            .into_iter()
+            .filter(|Reverse((_, id))| live(*id))
+            .collect();
+    }
+
+    /// Ends every open request the host waits for and returns the waiters (shutdown).
+    pub(crate) fn close_host_waiters(&mut self) -> Vec<Arc<HostWaiter>> {
+        let mut waiters = Vec::new();
+        for slot in 0..self.entries.len() {
+            if let Some((Waiter::Host(_), _)) = &self.entries[slot].open
+                && let Some((Waiter::Host(w), _)) = self.entries[slot].open.take()
+            {
+                self.free.push(slot as u32);
+                self.open -= 1;
+                waiters.push(w);
+            }
+        }
+        waiters
+    }
+
+    /// The earliest deadline of an open request.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
+            if self.entry(id).is_some() {
+                return Some(deadline);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Ends and returns one request whose deadline is at or before `now`.
+    pub(crate) fn expire(&mut self, now: u64) -> Option<(u64, Waiter)> {
+        loop {
+            let &Reverse((deadline, id)) = self.timers.peek()?;
+            if self.entry(id).is_none() {
+                self.timers.pop();
+                continue;
+            }
+            if deadline > now {
+                return None;
+            }
+            self.timers.pop();
+            let (waiter, _) = self.close(id)?;
+            self.counts.timed_out += 1;
+            return Some((id, waiter));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Address {
+        Address::new(0, 1, 1)
+    }
+
+    #[test]
+    fn ids_are_generation_checked() {
+        let mut r = Requests::new(3);
+        let a = r.open(Waiter::Actor(me()), me(), 100);
+        assert_eq!(shard_of(a), 3);
+        assert!(r.is_open_by(a, me()));
+        assert!(r.close(a).is_some());
+        assert!(r.close(a).is_none(), "ends once");
+        let b = r.open(Waiter::Actor(me()), me(), 100);
+        assert_ne!(a, b, "the reused slot has a new generation");
+        assert!(
+            r.close(a).is_none(),
+            "a stale id never reaches the newer request"
+        );
+        assert!(r.close(b).is_some());
+        assert_eq!(r.open_count(), 0);
+    }
+
+    #[test]
+    fn timers_fire_in_order_and_skip_closed() {
+        let mut r = Requests::new(0);
+        let a = r.open(Waiter::Actor(me()), me(), 30);
+        let b = r.open(Waiter::Actor(me()), me(), 10);
+        let c = r.open(Waiter::Actor(me()), me(), 20);
+        r.close(c);
+        assert_eq!(r.next_deadline(), Some(10));
+        assert!(r.expire(5).is_none());
+        assert_eq!(r.expire(100).map(|x| x.0), Some(b));
+        assert_eq!(r.expire(100).map(|x| x.0), Some(a));
+        assert!(r.expire(100).is_none());
+        assert_eq!(r.counts.timed_out, 2);
+    }
+}
