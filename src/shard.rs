@@ -392,6 +392,7 @@ impl Shard {
             actor.outbox().open_requests -= 1;
             env.to = requester;
             actor.mailbox.push_back(env);
+            actor.received += 1;
             if !actor.scheduled {
                 actor.scheduled = true;
                 self.ready.push_back(slot);
