@@ -5,6 +5,7 @@ mod isolation;
 mod lifecycle;
 mod loading;
 mod messaging;
+mod requests;
 mod support;
 
 /// Public types are shareable across threads as documented.

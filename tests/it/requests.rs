@@ -1,0 +1,546 @@
+//! Request–response: correlation, deferral, timeouts, cancellation, failure.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmshard::{
+    Address, Context, LogRecord, NativeActor, RequestError, Runtime, RuntimeBuilder, SendError,
+    SpawnOptions,
+};
+
+use crate::support::*;
+
+/// How each request ended: (id, outcome).
+type Ended = Arc<Mutex<Vec<(u64, Result<Vec<u8>, RequestError>)>>>;
+/// How each request ended, with the time it took: (id, ns, outcome).
+type TimedEnded = Arc<Mutex<Vec<(u64, u64, Result<Vec<u8>, RequestError>)>>>;
+
+/// Log lines captured from components.
+type Logs = Arc<Mutex<Vec<LogRecord>>>;
+
+fn logging(builder: RuntimeBuilder) -> (Runtime, Logs) {
+    let logs: Logs = Arc::default();
+    let sink = logs.clone();
+    let rt = builder
+        .log_sink(move |r: &LogRecord| sink.lock().unwrap().push(r.clone()))
+        .build()
+        .unwrap();
+    (rt, logs)
+}
+
+/// The "done …" line a requester fixture logged.
+fn outcome(logs: &Logs, requester: &str) -> String {
+    let logs = logs.lock().unwrap();
+    let lines: Vec<_> = logs
+        .iter()
+        .filter(|r| &*r.name == requester && r.message.starts_with("done"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{requester} should report once: {logs:?}");
+    lines[0].message.clone()
+}
+
+fn expect(ok: u64, timeout: u64, failed: u64, stopped: u64) -> String {
+    format!(
+        "done ok={ok} timeout={timeout} cancelled=0 failed={failed} stopped={stopped} unknown=0 mismatched=0 refused=0"
+    )
+}
+
+fn round_trips(requester_shard: usize, responder_shard: usize, shards: usize) {
+    let (rt, logs) = logging(builder(shards));
+    let requester = load(&rt, "requester.wat");
+    let responder = load(&rt, "responder.wat");
+    rt.spawn(
+        &responder,
+        SpawnOptions::new("responder").shard(responder_shard),
+    )
+    .unwrap();
+    let r = rt
+        .spawn(
+            &requester,
+            SpawnOptions::new("requester")
+                .config("1000 60000 responder")
+                .shard(requester_shard),
+        )
+        .unwrap();
+    rt.send(r, b"go").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    // Every reply carried the sequence number recorded for its id: mismatched=0.
+    assert_eq!(outcome(&logs, "requester"), expect(1000, 0, 0, 0));
+    let stats = rt.stats();
+    let shard = &stats.shards[requester_shard];
+    assert_eq!(
+        (
+            shard.requests_made,
+            shard.requests_answered,
+            shard.requests_open
+        ),
+        (1000, 1000, 0)
+    );
+    assert_eq!(stats.actor("responder").unwrap().handled, 1000);
+}
+
+#[test]
+fn round_trips_on_one_shard() {
+    round_trips(0, 0, 1);
+}
+
+#[test]
+fn round_trips_across_shards() {
+    round_trips(0, 1, 2);
+}
+
+#[test]
+fn deferred_reply_after_a_sub_request() {
+    // A → B → C: B defers each request and answers once C has replied.
+    let (rt, logs) = logging(builder(2).mailbox_capacity(4096));
+    let requester = load(&rt, "requester.wat");
+    let deferring = load(&rt, "deferring.wat");
+    let responder = load(&rt, "responder.wat");
+    rt.spawn(&responder, SpawnOptions::new("c").shard(1))
+        .unwrap();
+    rt.spawn(&deferring, SpawnOptions::new("b").config("c").shard(0))
+        .unwrap();
+    let a = rt
+        .spawn(
+            &requester,
+            SpawnOptions::new("a").config("200 60000 b").shard(1),
+        )
+        .unwrap();
+    rt.send(a, b"go").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(outcome(&logs, "a"), expect(200, 0, 0, 0));
+    let stats = rt.stats();
+    assert_eq!(
+        stats.actor("b").unwrap().sent,
+        200,
+        "B made one sub-request per request"
+    );
+    assert_eq!(stats.actor("c").unwrap().handled, 200);
+}
+
+#[test]
+fn timeouts_fire_once_with_timeout() {
+    let (rt, logs) = logging(builder(2));
+    let requester = load(&rt, "requester.wat");
+    let silent = load(&rt, "silent.wat");
+    rt.spawn(&silent, SpawnOptions::new("silent").shard(1))
+        .unwrap();
+    let r = rt
+        .spawn(
+            &requester,
+            SpawnOptions::new("r").config("50 20 silent").shard(0),
+        )
+        .unwrap();
+    rt.send(r, b"go").unwrap();
+    assert!(
+        rt.wait_idle(IDLE),
+        "an idle shard with open requests wakes at their deadline"
+    );
+    // Each ended exactly once: a second end would make the requester report again
+    // (outcome() checks it reported exactly once) and push ended past the count.
+    assert_eq!(outcome(&logs, "r"), expect(0, 50, 0, 0));
+    assert_eq!(rt.stats().shards[0].requests_timed_out, 50);
+}
+
+/// A native requester that records when each request was made and how it ended.
+struct Timed {
+    target: Address,
+    timeout_ns: u64,
+    count: u64,
+    made: Vec<(u64, u64)>,
+    ended: TimedEnded,
+}
+
+impl NativeActor for Timed {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+        for _ in 0..self.count {
+            let id = ctx.request(self.target, b"?", self.timeout_ns).unwrap();
+            self.made.push((id, ctx.now_ns()));
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        let made = self
+            .made
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| *t)
+            .expect("a response for an id I made");
+        self.ended
+            .lock()
+            .unwrap()
+            .push((id, ctx.now_ns() - made, response.map(<[u8]>::to_vec)));
+    }
+}
+
+#[test]
+fn timeouts_are_never_early_and_come_within_the_documented_resolution() {
+    let rt = builder(1).build().unwrap();
+    let silent = load(&rt, "silent.wat");
+    let target = rt.spawn(&silent, SpawnOptions::new("silent")).unwrap();
+    let ended = Arc::default();
+    let timeout = Duration::from_millis(30);
+    let timed = Timed {
+        target,
+        timeout_ns: timeout.as_nanos() as u64,
+        count: 5,
+        made: Vec::new(),
+        ended: Arc::clone(&ended),
+    };
+    let t = rt.spawn_native("timed", None, timed).unwrap();
+    rt.send(t, b"go").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let ended = ended.lock().unwrap();
+    assert_eq!(ended.len(), 5);
+    for (_, elapsed, outcome) in ended.iter() {
+        assert_eq!(outcome, &Err(RequestError::Timeout));
+        assert!(
+            *elapsed >= timeout.as_nanos() as u64,
+            "fired early: {elapsed} ns"
+        );
+        // Resolution: one poll tick (1 ms) plus scheduling; a generous bound so a
+        // loaded machine cannot fail it, while a timer that never fired would.
+        assert!(*elapsed < (timeout + Duration::from_secs(5)).as_nanos() as u64);
+    }
+}
+
+/// A native requester making `count` requests with a short timeout.
+struct Flood {
+    target: Address,
+    count: u32,
+    seen: Arc<Mutex<(HashSet<u64>, u64)>>,
+}
+
+impl NativeActor for Flood {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+        for _ in 0..self.count {
+            ctx.request(self.target, &[], 200_000_000).unwrap();
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        _: &mut Context<'_>,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        assert_eq!(response, Err(RequestError::Timeout));
+        let mut seen = self.seen.lock().unwrap();
+        if !seen.0.insert(id) {
+            seen.1 += 1; // ended twice
+        }
+    }
+}
+
+/// A native responder that takes requests and never answers.
+struct Mute;
+
+impl NativeActor for Mute {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+}
+
+#[test]
+fn a_million_outstanding_requests_all_end_exactly_once() {
+    const N: u32 = 1_000_000;
+    let rt = builder(2)
+        .mailbox_capacity(N)
+        .max_open_requests(N)
+        .build()
+        .unwrap();
+    let mute = rt.spawn_native("mute", Some(1), Mute).unwrap();
+    let seen = Arc::default();
+    let flood = rt
+        .spawn_native(
+            "flood",
+            Some(0),
+            Flood {
+                target: mute,
+                count: N,
+                seen: Arc::clone(&seen),
+            },
+        )
+        .unwrap();
+    rt.send(flood, b"go").unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(300)));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.0.len(), N as usize);
+    assert_eq!(seen.1, 0, "no request ended twice");
+    let shard = &rt.stats().shards[0];
+    assert_eq!(
+        (
+            shard.requests_made,
+            shard.requests_timed_out,
+            shard.requests_open
+        ),
+        (N as u64, N as u64, 0)
+    );
+}
+
+/// A native responder that defers every request and answers them all when told to.
+struct Later {
+    held: Vec<u64>,
+}
+
+impl NativeActor for Later {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+        for id in self.held.drain(..) {
+            ctx.respond(id, &id.to_le_bytes()).unwrap();
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        _: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.held.push(id);
+        None
+    }
+}
+
+/// A native requester driven by the host: "req" makes a request, "cancel" cancels
+/// the last one. It records every id it made, what cancel returned, and every
+/// response.
+#[derive(Default)]
+struct Driven {
+    target: Option<Address>,
+    made: Arc<Mutex<Vec<u64>>>,
+    cancels: Arc<Mutex<Vec<bool>>>,
+    responses: Ended,
+}
+
+impl NativeActor for Driven {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        match payload {
+            b"req" => {
+                let id = ctx
+                    .request(self.target.unwrap(), b"q", 60_000_000_000)
+                    .unwrap();
+                self.made.lock().unwrap().push(id);
+            }
+            b"cancel" => {
+                let id = *self.made.lock().unwrap().last().unwrap();
+                self.cancels.lock().unwrap().push(ctx.cancel(id));
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        _: &mut Context<'_>,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        self.responses
+            .lock()
+            .unwrap()
+            .push((id, response.map(<[u8]>::to_vec)));
+    }
+}
+
+/// Waits until `name` has handled `n` envelopes (for systems with requests still
+/// open, which are not idle).
+fn handled(rt: &Runtime, name: &str, n: u64) {
+    let deadline = std::time::Instant::now() + IDLE;
+    while rt.stats().actor(name).unwrap().handled < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never handled {n}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn driven(rt: &Runtime, later: Address) -> (Address, Driven) {
+    let d = Driven {
+        target: Some(later),
+        ..Driven::default()
+    };
+    let handles = Driven {
+        target: None,
+        made: d.made.clone(),
+        cancels: d.cancels.clone(),
+        responses: d.responses.clone(),
+    };
+    (rt.spawn_native("driven", Some(0), d).unwrap(), handles)
+}
+
+#[test]
+fn cancel_suppresses_the_response_and_the_late_reply_is_counted() {
+    let rt = builder(2).build().unwrap();
+    let later = rt
+        .spawn_native("later", Some(1), Later { held: Vec::new() })
+        .unwrap();
+    let (d, h) = driven(&rt, later);
+    rt.send(d, b"req").unwrap();
+    handled(&rt, "later", 1);
+    rt.send(d, b"cancel").unwrap();
+    rt.send(d, b"cancel").unwrap();
+    assert!(rt.wait_idle(IDLE), "nothing is open after the cancel");
+    assert_eq!(
+        *h.cancels.lock().unwrap(),
+        vec![true, false],
+        "open once, then not"
+    );
+    rt.send(later, b"answer now").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert!(
+        h.responses.lock().unwrap().is_empty(),
+        "a cancelled request gets no response"
+    );
+    let shard = &rt.stats().shards[0];
+    assert_eq!(
+        (
+            shard.requests_cancelled,
+            shard.late_replies,
+            shard.requests_open
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn a_reply_to_a_reused_slot_does_not_reach_the_new_request() {
+    let rt = builder(2).build().unwrap();
+    let later = rt
+        .spawn_native("later", Some(1), Later { held: Vec::new() })
+        .unwrap();
+    let (d, h) = driven(&rt, later);
+    rt.send(d, b"req").unwrap();
+    handled(&rt, "later", 1);
+    rt.send(d, b"cancel").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    rt.send(d, b"req").unwrap();
+    handled(&rt, "later", 2);
+    let made = h.made.lock().unwrap().clone();
+    assert_eq!(made.len(), 2);
+    assert_ne!(made[0], made[1]);
+    assert_eq!(
+        made[0] >> 32,
+        made[1] >> 32,
+        "the second request reuses the first one's slot"
+    );
+    // The responder answers both, the stale one first.
+    rt.send(later, b"answer now").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let responses = h.responses.lock().unwrap();
+    assert_eq!(
+        *responses,
+        vec![(made[1], Ok(made[1].to_le_bytes().to_vec()))]
+    );
+    assert_eq!(rt.stats().shards[0].late_replies, 1);
+}
+
+#[test]
+fn a_trapping_responder_fails_its_open_requests_at_once() {
+    let (rt, logs) = logging(builder(2));
+    let requester = load(&rt, "requester.wat");
+    let silent = load(&rt, "silent.wat");
+    let s = rt
+        .spawn(&silent, SpawnOptions::new("silent").shard(1))
+        .unwrap();
+    // A one-hour timeout: only target-failed can end these within the test.
+    let r = rt
+        .spawn(
+            &requester,
+            SpawnOptions::new("r").config("20 3600000 silent").shard(0),
+        )
+        .unwrap();
+    rt.send(r, b"go").unwrap();
+    // Wait until silent holds all twenty, deferred.
+    handled(&rt, "silent", 20);
+    rt.send(s, b"boom").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(outcome(&logs, "r"), expect(0, 0, 20, 0));
+    assert!(rt.stats().actor("silent").unwrap().failure.is_some());
+}
+
+#[test]
+fn requests_to_a_stopped_responder_end_with_target_stopped() {
+    let rt = builder(2).build().unwrap();
+    let later = rt
+        .spawn_native("later", Some(1), Later { held: Vec::new() })
+        .unwrap();
+    let (d, h) = driven(&rt, later);
+    rt.send(d, b"req").unwrap();
+    handled(&rt, "later", 1);
+    rt.stop(later).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let made = h.made.lock().unwrap()[0];
+    assert_eq!(
+        *h.responses.lock().unwrap(),
+        vec![(made, Err(RequestError::TargetStopped))]
+    );
+}
+
+#[test]
+fn double_and_foreign_responds_are_refused() {
+    let (rt, logs) = logging(builder(1));
+    let doubler = load(&rt, "doubler.wat");
+    let d = rt.spawn(&doubler, SpawnOptions::new("doubler")).unwrap();
+    let reply = rt.request(d, b"payload", Duration::from_secs(60)).unwrap();
+    assert_eq!(reply.wait(IDLE), Some(Ok(b"payload".to_vec())));
+    assert!(rt.wait_idle(IDLE));
+    let logs = logs.lock().unwrap();
+    // first ok; second and foreign refused with unknown-target (case 0, logged as 1).
+    assert_eq!(logs[0].message, "first=0 second=1 foreign=1");
+}
+
+#[test]
+fn host_requests_can_be_waited_on_or_polled() {
+    let rt = builder(2).build().unwrap();
+    let responder = load(&rt, "responder.wat");
+    let silent = load(&rt, "silent.wat");
+    let r = rt
+        .spawn(&responder, SpawnOptions::new("responder").shard(1))
+        .unwrap();
+    let s = rt
+        .spawn(&silent, SpawnOptions::new("silent").shard(0))
+        .unwrap();
+    let reply = rt.request(r, b"hello", Duration::from_secs(60)).unwrap();
+    assert_eq!(reply.wait(IDLE), Some(Ok(b"hello".to_vec())));
+    let pending = rt
+        .request(s, b"anyone?", Duration::from_millis(20))
+        .unwrap();
+    assert_eq!(pending.try_get(), None);
+    assert_eq!(pending.wait(IDLE), Some(Err(RequestError::Timeout)));
+    assert_eq!(
+        rt.request(Address::from_bits(99), b"x", IDLE).unwrap_err(),
+        SendError::UnknownTarget
+    );
+}
+
+#[test]
+fn open_requests_are_capped_per_actor() {
+    let rt = builder(1).max_open_requests(3).build().unwrap();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r2 = results.clone();
+    let mute = rt.spawn_native("mute", None, Mute).unwrap();
+    let a = rt
+        .spawn_native("a", None, move |ctx: &mut Context<'_>, _, _: &[u8]| {
+            for _ in 0..4 {
+                r2.lock()
+                    .unwrap()
+                    .push(ctx.request(mute, b"", 60_000_000_000).map(|_| ()));
+            }
+        })
+        .unwrap();
+    rt.send(a, b"go").unwrap();
+    assert!(
+        !rt.wait_idle(Duration::from_millis(200)),
+        "three requests stay open"
+    );
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![Ok(()), Ok(()), Ok(()), Err(SendError::TooManyRequests)]
+    );
+}
