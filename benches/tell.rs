@@ -12,81 +12,34 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wasmtime::component::{Component, Linker, TypedFunc, WasmList, WasmStr};
-use wasmtime::{Config, Engine, Store, StoreContextMut};
+use wasmtime::component::TypedFunc;
 
-use wasmshard::{LogLevel, Runtime, SendError, SpawnOptions};
+use wasmshard::{Runtime, SpawnOptions};
 
-const PAYLOAD: usize = 64;
+#[path = "common.rs"]
+mod common;
+use common::{Bare, PAYLOAD, fixture};
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
-/// The echo fixture (sends every payload back to its sender) as a component.
-fn echo_component() -> Vec<u8> {
-    wasmshard::encode_component(&std::fs::read(fixture("echo.wat")).unwrap()).unwrap()
-}
-
+/// The echo fixture (it sends every payload back to its sender) on a bare store.
 struct Floor {
-    store: Store<u64>,
+    bare: Bare,
     handle: wasmtime::component::Func,
 }
 
 impl Floor {
     fn new() -> Floor {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).unwrap();
-        let component = Component::new(&engine, echo_component()).unwrap();
-        let mut linker = Linker::<u64>::new(&engine);
-        let mut host = linker.instance("wasmshard:actor/host@0.1.0").unwrap();
-        host.func_wrap(
-            "send",
-            |mut store: StoreContextMut<'_, u64>, (to, payload): (u64, WasmList<u8>)| {
-                let bytes = payload.as_le_slice(&store);
-                let sum = black_box(bytes).len() as u64 ^ to;
-                *store.data_mut() += sum;
-                Ok((Ok::<(), SendError>(()),))
-            },
-        )
-        .unwrap();
-        // The echo fixture imports these too; the floor never calls them.
-        host.func_wrap("lookup", |_: StoreContextMut<'_, u64>, (_,): (WasmStr,)| {
-            Ok((None::<u64>,))
-        })
-        .unwrap();
-        host.func_wrap(
-            "log",
-            |_: StoreContextMut<'_, u64>, (_, _): (LogLevel, WasmStr)| Ok(()),
-        )
-        .unwrap();
-        let mut store = Store::new(&engine, 0u64);
-        store.set_epoch_deadline(u64::MAX / 2);
-        let instance = linker.instantiate(&mut store, &component).unwrap();
-        let iface = component
-            .get_export_index(None, "wasmshard:actor/actor@0.1.0")
-            .unwrap();
-        let init = component.get_export_index(Some(&iface), "init").unwrap();
-        let handle = component
-            .get_export_index(Some(&iface), "handle-message")
-            .unwrap();
-        let init = instance
-            .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &init)
-            .unwrap();
-        init.call(&mut store, (&[],)).unwrap().0.unwrap();
-        let handle = instance.get_func(&mut store, handle).unwrap();
-        handle.typed::<(u64, &[u8]), ()>(&store).unwrap();
-        Floor { store, handle }
+        let (engine, linker) = common::floor_engine();
+        let mut bare = Bare::new(&engine, &linker, "echo.wat", b"");
+        let handle = bare.export("handle-message");
+        handle.typed::<(u64, &[u8]), ()>(&bare.store).unwrap();
+        Floor { bare, handle }
     }
 
     fn call(&mut self, payload: &[u8]) {
-        self.store.set_epoch_deadline(100);
+        self.bare.store.set_epoch_deadline(100);
         // SAFETY: the type was checked with `typed` in `new`.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle) };
-        f.call(&mut self.store, (7, payload)).unwrap();
+        f.call(&mut self.bare.store, (7, payload)).unwrap();
     }
 }
 
@@ -99,8 +52,8 @@ fn tell(c: &mut Criterion) {
     let payload = [0xabu8; PAYLOAD];
     floor.call(&payload);
     assert_eq!(
-        *floor.store.data(),
-        (PAYLOAD as u64 ^ 7),
+        floor.bare.store.data().sum,
+        PAYLOAD as u64 ^ 7,
         "the floor's guest sent the payload once"
     );
     group.bench_function("floor_wasmtime", |b| {

@@ -75,3 +75,42 @@ pub use native::{Context, NativeActor};
 pub use reply::PendingReply;
 pub use runtime::{LogSink, Runtime, SpawnOptions};
 pub use stats::{ActorStats, DeadLetter, DeadLetterReason, ShardStats, ShutdownReport, Stats};
+
+/// Access to internals for the project's own benchmarks. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    use crate::address::Address;
+    use crate::requests::{Requests, Waiter};
+
+    /// The per-shard table of open requests and their timeouts.
+    pub struct RequestTable(Requests);
+
+    impl Default for RequestTable {
+        fn default() -> Self {
+            RequestTable(Requests::new(0))
+        }
+    }
+
+    impl RequestTable {
+        /// Opens a request timing out at `deadline`; returns its id.
+        pub fn open(&mut self, deadline: u64) -> u64 {
+            let me = Address::new(0, 0, 1);
+            self.0.open(Waiter::Actor(me), me, deadline)
+        }
+
+        /// Ends request `id`; whether it was open.
+        pub fn close(&mut self, id: u64) -> bool {
+            self.0.close(id).is_some()
+        }
+
+        /// Ends one request due at `now`.
+        pub fn expire(&mut self, now: u64) -> Option<u64> {
+            self.0.expire(now).map(|(id, _)| id)
+        }
+
+        /// Requests open.
+        pub fn open_count(&self) -> usize {
+            self.0.open_count()
+        }
+    }
+}

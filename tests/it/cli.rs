@@ -61,6 +61,29 @@ fn run_json_has_the_documented_shape() {
 }
 
 #[test]
+fn run_waits_for_requests_and_reports_their_outcomes() {
+    let out = wasmshard(&["run", fixture("requests.toml").to_str().unwrap(), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let done = |who: &str, ok: u32, timeout: u32| {
+        format!(
+            "[{who}] info: done ok={ok} timeout={timeout} cancelled=0 failed=0 stopped=0 unknown=0 mismatched=0 refused=0"
+        )
+    };
+    // `run` calls the system idle only once every request has ended: the 50 ms
+    // timeouts included.
+    for line in [
+        done("direct", 1000, 0),
+        done("chained", 100, 0),
+        done("impatient", 0, 10),
+    ] {
+        assert!(stderr.contains(&line), "missing `{line}` in\n{stderr}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dead_letters"], 0);
+}
+
+#[test]
 fn run_for_a_duration_stops_a_system_that_never_idles() {
     let dir = tempdir();
     let manifest = dir.join("forever.toml");
