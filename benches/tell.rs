@@ -2,9 +2,10 @@
 //! floor measured in the same run.
 //!
 //! Floor: one host→guest `handle-message` call whose guest makes one guest→host
-//! `send` import call with the same 64-byte payload, on a plain wasmtime store with
-//! no runtime around it (the same engine settings: epoch interruption on,
-//! component-model concurrency off). Runtime: a rally between two components on
+//! `send` import call with the same 64-byte payload, on plain wasmtime stores with
+//! no runtime around them (the same engine settings: epoch interruption on,
+//! component-model concurrency off), alternating between two instances as the
+//! runtime's rally does. Runtime: a rally between two components on
 //! one shard, where every message is exactly that pair of calls plus wasmshard's
 //! admission, routing and scheduling. Run with `RUST_LIB_BACKTRACE=0`.
 
@@ -20,26 +21,41 @@ use wasmshard::{Runtime, SpawnOptions};
 mod common;
 use common::{Bare, PAYLOAD, fixture};
 
-/// The echo fixture (it sends every payload back to its sender) on a bare store.
+/// Two instances of the echo fixture (it sends every payload back to its sender)
+/// on bare stores, called alternately, as the runtime's rally alternates between
+/// its two actors.
 struct Floor {
-    bare: Bare,
-    handle: wasmtime::component::Func,
+    pair: [(Bare, wasmtime::component::Func); 2],
+    turn: usize,
 }
 
 impl Floor {
     fn new() -> Floor {
         let (engine, linker) = common::floor_engine();
-        let mut bare = Bare::new(&engine, &linker, "echo.wat", b"");
-        let handle = bare.export("handle-message");
-        handle.typed::<(u64, &[u8]), ()>(&bare.store).unwrap();
-        Floor { bare, handle }
+        let one = || {
+            let mut bare = Bare::new(&engine, &linker, "echo.wat", b"");
+            let handle = bare.export("handle-message");
+            handle.typed::<(u64, &[u8]), ()>(&bare.store).unwrap();
+            (bare, handle)
+        };
+        Floor {
+            pair: [one(), one()],
+            turn: 0,
+        }
     }
 
+    /// One message: a `handle-message` call whose guest makes one `send` call.
     fn call(&mut self, payload: &[u8]) {
-        self.bare.store.set_epoch_deadline(100);
+        self.turn ^= 1;
+        let (bare, handle) = &mut self.pair[self.turn];
+        bare.store.set_epoch_deadline(100);
         // SAFETY: the type was checked with `typed` in `new`.
-        let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle) };
-        f.call(&mut self.bare.store, (7, payload)).unwrap();
+        let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(*handle) };
+        f.call(&mut bare.store, (7, payload)).unwrap();
+    }
+
+    fn sum(&self) -> u64 {
+        self.pair.iter().map(|(b, _)| b.store.data().sum).sum()
     }
 }
 
@@ -52,7 +68,7 @@ fn tell(c: &mut Criterion) {
     let payload = [0xabu8; PAYLOAD];
     floor.call(&payload);
     assert_eq!(
-        floor.bare.store.data().sum,
+        floor.sum(),
         PAYLOAD as u64 ^ 7,
         "the floor's guest sent the payload once"
     );

@@ -67,7 +67,7 @@ pub use component::{Component, Inspection, SourceKind, WIT, encode_component};
 pub use config::{
     DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_MEMORY_LIMIT, DEFAULT_RING_CAPACITY, RuntimeBuilder,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY, RuntimeBuilder,
 };
 pub use error::{BuildError, LoadError, RequestError, SendError, SpawnError, StopError};
 pub use host::{LogLevel, LogRecord};

@@ -17,7 +17,11 @@
 //!
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
-//! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`.
+//! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
+//! `max-open-requests`, `park-spin-us`.
+//!
+//! [`Manifest::run`] calls the system idle only when no message is in flight and no
+//! request is open (so requests with timeouts end before the report).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -62,6 +66,8 @@ pub struct RuntimeSection {
     pub batch: Option<u32>,
     pub ring_capacity: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
+    pub max_open_requests: Option<u32>,
+    pub park_spin_us: Option<u64>,
 }
 
 /// One `[[actor]]`.
@@ -236,6 +242,12 @@ impl Manifest {
         }
         if let Some(v) = r.drain_timeout_ms {
             b = b.drain_timeout(Duration::from_millis(v));
+        }
+        if let Some(v) = r.max_open_requests {
+            b = b.max_open_requests(v);
+        }
+        if let Some(v) = r.park_spin_us {
+            b = b.park_spin(Duration::from_micros(v));
         }
         b
     }

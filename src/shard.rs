@@ -598,6 +598,18 @@ impl Shard {
     }
 
     fn park(&mut self) {
+        // Spin briefly first: work that arrives soon is taken without a syscall on
+        // either side.
+        let spin = self.shared.config.park_spin;
+        if !spin.is_zero() {
+            let until = std::time::Instant::now() + spin;
+            while std::time::Instant::now() < until {
+                if self.inbound_pending() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
         self.parks += 1;
         self.publish();
         let timeout = self
