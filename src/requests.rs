@@ -147,11 +147,10 @@ impl Requests {
                     .get(slot as usize)
                     .is_some_and(|e| e.generation == generation && e.open.is_some())
         };
-        let timers = std::mem::take(&mut self.timers).into_vec();
-        self.timers = timers
-            .into_iter()
-            .filter(|Reverse((_, id))| live(*id))
-            .collect();
+        // Filter in place and heapify the same buffer: compaction never allocates.
+        let mut timers = std::mem::take(&mut self.timers).into_vec();
+        timers.retain(|Reverse((_, id))| live(*id));
+        self.timers = BinaryHeap::from(timers);
     }
 
     /// Ends every open request the host waits for and returns the waiters (shutdown).

@@ -1,4 +1,5 @@
-//! Steady-state messaging performs no heap allocation (payloads up to 64 bytes).
+//! Steady-state messaging and request round trips perform no heap allocation
+//! (payloads up to 64 bytes).
 //!
 //! A test binary of its own, because it installs a counting global allocator. The
 //! count covers every thread, the host's included, so the test leaves a small,
@@ -95,6 +96,43 @@ fn steady_state(shards: usize, checker_shard: usize, size: u32) {
     );
 }
 
+/// Sequential request round trips (rtt → responder): the measured run, after a
+/// warm-up, allocates at most the host's small allowance.
+fn requests_steady_state(shards: usize, responder_shard: usize) {
+    let rt = Runtime::builder()
+        .shards(shards)
+        .max_actors(8)
+        .build()
+        .unwrap();
+    let rtt = rt.load_component_file(fixture("rtt.wat")).unwrap();
+    let responder = rt.load_component_file(fixture("responder.wat")).unwrap();
+    rt.spawn(
+        &responder,
+        SpawnOptions::new("responder").shard(responder_shard),
+    )
+    .unwrap();
+    let r = rt
+        .spawn(&rtt, SpawnOptions::new("rtt").config("responder").shard(0))
+        .unwrap();
+    let run = |n: u32| {
+        let mut msg = [0u8; 64];
+        msg[..4].copy_from_slice(&n.to_le_bytes());
+        let before = ALLOCS.load(Ordering::SeqCst);
+        rt.send(r, &msg).unwrap();
+        assert!(rt.wait_idle(Duration::from_secs(120)));
+        ALLOCS.load(Ordering::SeqCst) - before
+    };
+    run(MESSAGES / 10);
+    let allocs = run(MESSAGES / 10);
+    let answered: u64 = rt.stats().shards.iter().map(|s| s.requests_answered).sum();
+    assert_eq!(answered, 2 * (MESSAGES / 10) as u64);
+    assert!(
+        allocs <= HOST_ALLOWANCE,
+        "{allocs} allocations for {} request round trips on {shards} shard(s)",
+        MESSAGES / 10
+    );
+}
+
 #[test]
 fn steady_state_messaging_does_not_allocate() {
     // One test function: the counter is global, so nothing may run beside it.
@@ -102,4 +140,6 @@ fn steady_state_messaging_does_not_allocate() {
         steady_state(1, 0, size);
         steady_state(2, 1, size);
     }
+    requests_steady_state(1, 0);
+    requests_steady_state(2, 1);
 }
