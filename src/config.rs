@@ -83,7 +83,7 @@ impl Config {
 /// ```
 #[derive(Clone)]
 pub struct RuntimeBuilder {
-    config: Config,
+    pub(crate) config: Config,
     log_sink: Option<LogSink>,
 }
 

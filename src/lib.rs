@@ -46,6 +46,7 @@
 
 mod actor;
 mod address;
+pub mod bench;
 mod component;
 mod config;
 mod envelope;

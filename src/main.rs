@@ -1,4 +1,5 @@
-//! The `wasmshard` command: run a manifest, inspect a component.
+//! The `wasmshard` command: run a manifest, inspect a component, run the benchmark
+//! workloads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,29 @@ enum Command {
     Inspect {
         /// A .wasm or .wat file: component or core module.
         file: PathBuf,
+    },
+    /// Run benchmark workloads on the bundled fixtures and print each beside its
+    /// bare-wasmtime floor.
+    Bench {
+        /// Workloads to run (default: all): tell, tell-cross, ping-pong, request,
+        /// request-cross, fan-out, ring, counting, spawn.
+        workloads: Vec<String>,
+        /// Shards for the workloads that spread over shards (default: the machine's
+        /// available parallelism, at least 2).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Operations measured per workload (messages, round trips, hops or spawns).
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// Payload bytes per message (8 to 1024).
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Which actors: component, native, or both.
+        #[arg(long, default_value = "both")]
+        actors: String,
+        /// Print the results as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -89,6 +113,14 @@ fn main() -> ExitCode {
             json,
         } => run(&manifest, duration, json),
         Command::Inspect { file } => inspect(&file),
+        Command::Bench {
+            workloads,
+            shards,
+            messages,
+            payload,
+            actors,
+            json,
+        } => bench(&workloads, shards, messages, payload, &actors, json),
     };
     match result {
         Ok(code) => code,
@@ -205,4 +237,117 @@ fn inspect(path: &PathBuf) -> Result<ExitCode, String> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    names: &[String],
+    shards: Option<usize>,
+    messages: u64,
+    payload: usize,
+    actors: &str,
+    json: bool,
+) -> Result<ExitCode, String> {
+    use wasmshard::bench::{Actors, Params, Workload, measure};
+
+    let workloads = if names.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                Workload::from_name(n).ok_or_else(|| {
+                    let all: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
+                    format!("no workload `{n}`; there are: {}", all.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let kinds: &[Actors] = match actors {
+        "both" => &[Actors::Component, Actors::Native],
+        "component" => &[Actors::Component],
+        "native" => &[Actors::Native],
+        other => {
+            return Err(format!(
+                "--actors {other}: expected component, native or both"
+            ));
+        }
+    };
+    if messages == 0 {
+        return Err("--messages must be at least 1".into());
+    }
+    let shards = shards.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+    });
+    let params = Params {
+        shards,
+        payload,
+        ..Params::default()
+    };
+    let runs: Vec<(Workload, Actors)> = workloads
+        .iter()
+        .flat_map(|w| kinds.iter().map(move |a| (*w, *a)))
+        .collect();
+    let mut results = Vec::new();
+    for (i, (workload, actors)) in runs.iter().enumerate() {
+        eprint!(
+            "[{}/{}] {workload} ({}) ... ",
+            i + 1,
+            runs.len(),
+            actors.name()
+        );
+        let started = std::time::Instant::now();
+        let m = measure(*workload, *actors, &params, messages).map_err(|e| {
+            eprintln!("failed");
+            e.to_string()
+        })?;
+        eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+        results.push(m);
+    }
+    if json {
+        println!("{}", serde_json::json!({ "results": results }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opt = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
+    println!(
+        "{:<14} {:<9} {:>6} {:>9} {:>10} {:>12} {:>9} {:>6} {:>9} {:>9}",
+        "workload",
+        "actors",
+        "shards",
+        "messages",
+        "ns/op",
+        "ops/s",
+        "floor ns",
+        "ratio",
+        "p50 ns",
+        "p99 ns"
+    );
+    for m in &results {
+        println!(
+            "{:<14} {:<9} {:>6} {:>9} {:>10.1} {:>12.0} {:>9} {:>6} {:>9} {:>9}",
+            m.workload,
+            m.actors.name(),
+            m.shards,
+            m.messages,
+            m.ns_per_op,
+            m.ops_per_sec,
+            opt(m.floor_ns, 1),
+            opt(m.ratio, 2),
+            opt(m.p50_ns, 0),
+            opt(m.p99_ns, 0),
+        );
+    }
+    for m in results.iter().filter(|m| m.bytes_per_actor.is_some()) {
+        println!(
+            "{} ({}): {} bytes resident per idle actor",
+            m.workload,
+            m.actors.name(),
+            m.bytes_per_actor.unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

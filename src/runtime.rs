@@ -231,7 +231,7 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn engine(config: &Config) -> Result<Engine, BuildError> {
+pub(crate) fn engine(config: &Config) -> Result<Engine, BuildError> {
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(config.cpu_budget.is_some());
     let page = 64 * 1024;
