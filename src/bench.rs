@@ -709,10 +709,10 @@ impl NativeActor for Relay {
                     &mut self.local,
                     &mut *samples.lock().unwrap_or_else(|e| e.into_inner()),
                 );
-            } else if let Some(last) = self.last {
-                if self.local.len() < self.local.capacity() {
-                    self.local.push(now.duration_since(last).as_nanos() as u64);
-                }
+            } else if let Some(last) = self.last
+                && self.local.len() < self.local.capacity()
+            {
+                self.local.push(now.duration_since(last).as_nanos() as u64);
             }
             self.last = Some(now);
             if n == 0 {

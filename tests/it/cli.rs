@@ -200,3 +200,79 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn bench_json_has_the_documented_shape() {
+    let out = wasmshard(&[
+        "bench",
+        "tell",
+        "ping-pong",
+        "--messages",
+        "2000",
+        "--shards",
+        "2",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Progress goes to stderr, one line per workload and kind of actor.
+    assert!(stderr.contains("[1/4] tell (component)"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for r in results {
+        for key in [
+            "workload",
+            "shards",
+            "messages",
+            "ns_per_op",
+            "ops_per_sec",
+            "floor_ns",
+            "ratio",
+            "p50_ns",
+            "p99_ns",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing from {r}");
+        }
+        assert_eq!(r["messages"], 2000);
+        assert!(r["ns_per_op"].as_f64().unwrap() > 0.0);
+        match r["actors"].as_str().unwrap() {
+            "component" => assert!(r["ratio"].as_f64().unwrap() > 0.0),
+            "native" => assert!(r["floor_ns"].is_null()),
+            other => panic!("actors {other}"),
+        }
+    }
+    assert_eq!(results[0]["workload"], "tell");
+    assert_eq!(results[2]["workload"], "ping-pong");
+    // Percentiles for the round trip with native actors; not for tell.
+    assert!(results[3]["p99_ns"].as_f64().is_some());
+    assert!(results[0]["p50_ns"].is_null());
+}
+
+#[test]
+fn bench_prints_a_table_and_refuses_unknown_workloads() {
+    let out = wasmshard(&["bench", "ring", "--messages", "500", "--actors", "native"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("workload"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ring") && l.contains("native")),
+        "{stdout}"
+    );
+    let out = wasmshard(&["bench", "nope"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no workload `nope`") && stderr.contains("tell-cross"),
+        "{stderr}"
+    );
+    let out = wasmshard(&["bench", "tell", "--payload", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("payload of 2 bytes"));
+}

@@ -1,0 +1,141 @@
+//! The benchmark workloads (`wasmshard::bench`): every workload's system does
+//! exactly the work asked, with components and with native actors, on one and on
+//! several shards; every floor makes the calls its workload counts on. Nothing
+//! here is timed.
+
+use wasmshard::bench::{Actors, Floor, Params, System, Workload, measure};
+
+fn params(shards: usize) -> Params {
+    Params {
+        shards,
+        fan_out: 5,
+        ring: 7,
+        ..Params::default()
+    }
+}
+
+#[test]
+fn every_workload_does_exactly_the_work_asked() {
+    for workload in Workload::ALL {
+        for actors in [Actors::Component, Actors::Native] {
+            let mut sys = System::new(workload, actors, &params(3))
+                .unwrap_or_else(|e| panic!("{workload} ({}): {e}", actors.name()));
+            // Each run checks that its receivers handled exactly what was sent (or
+            // that every request was answered) and fails otherwise. Uneven counts
+            // exercise the split over senders and fan-out's whole rounds.
+            for ops in [1, 997, 3001] {
+                sys.run(ops)
+                    .unwrap_or_else(|e| panic!("{workload} ({}), {ops}: {e}", actors.name()));
+            }
+            let stats = sys.runtime().stats();
+            assert_eq!(stats.dead_letters, 0, "{workload} ({})", actors.name());
+            assert!(
+                stats.actors.iter().all(|a| a.failure.is_none()),
+                "{workload} ({}): {:?}",
+                actors.name(),
+                stats.actors
+            );
+            sys.shutdown();
+        }
+    }
+}
+
+#[test]
+fn workloads_use_the_shards_they_say() {
+    let sys = System::new(Workload::TellCross, Actors::Native, &params(1)).unwrap();
+    assert_eq!(sys.shards(), 2, "tell-cross needs two shards at least");
+    let stats = sys.runtime().stats();
+    // One producer→sink pair per shard, each sink on the next shard.
+    for a in stats.actors.iter().filter(|a| a.name.starts_with("sink-")) {
+        let i: usize = a.name["sink-".len()..].parse().unwrap();
+        assert_eq!(a.shard, (i + 1) % 2);
+    }
+    sys.shutdown();
+    // Actor i of the ring sits on shard i mod 3; with 6 actors every hop crosses.
+    let six = Params {
+        ring: 6,
+        ..params(3)
+    };
+    let mut ring = System::new(Workload::Ring, Actors::Component, &six).unwrap();
+    ring.run(100).unwrap();
+    let stats = ring.runtime().stats();
+    let remote: u64 = stats.shards.iter().map(|s| s.routed_remote).sum();
+    assert_eq!(remote, 100, "every hop crosses a shard");
+    ring.shutdown();
+}
+
+#[test]
+fn every_floor_runs() {
+    for workload in Workload::ALL {
+        // `Floor::new` runs once and checks the guests' calls.
+        let mut floor =
+            Floor::new(workload, &params(2)).unwrap_or_else(|e| panic!("{workload} floor: {e}"));
+        floor.run(50).unwrap();
+    }
+}
+
+#[test]
+fn native_round_trips_record_latencies() {
+    for workload in [Workload::PingPong, Workload::Request] {
+        let mut sys = System::new(workload, Actors::Native, &params(1)).unwrap();
+        sys.run(200).unwrap();
+        let samples = sys.take_samples().expect("samples");
+        assert_eq!(samples.len(), 200, "{workload}: one sample per round trip");
+        assert!(samples.iter().all(|&ns| ns > 0));
+        sys.shutdown();
+    }
+}
+
+#[test]
+fn measure_reports_floor_ratio_and_percentiles() {
+    let m = measure(Workload::PingPong, Actors::Component, &params(1), 2000).unwrap();
+    assert_eq!((m.workload, m.shards, m.messages), ("ping-pong", 1, 2000));
+    let floor = m.floor_ns.expect("components have a floor");
+    assert!(m.ns_per_op > 0.0 && floor > 0.0);
+    assert!((m.ratio.unwrap() - m.ns_per_op / floor).abs() < 1e-9);
+    assert!((m.ops_per_sec * m.ns_per_op - 1e9).abs() < 1.0);
+    let n = measure(Workload::Request, Actors::Native, &params(1), 2000).unwrap();
+    assert!(n.floor_ns.is_none() && n.ratio.is_none());
+    assert!(n.p50_ns.unwrap() <= n.p99_ns.unwrap());
+    let s = measure(Workload::Spawn, Actors::Component, &params(2), 50).unwrap();
+    assert!(s.bytes_per_actor.is_some());
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let bad = |p: Params| {
+        System::new(Workload::Tell, Actors::Native, &p)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let e = bad(Params {
+        payload: 4,
+        ..Params::default()
+    })
+    .expect("refused");
+    assert!(e.contains("payload of 4 bytes"), "{e}");
+    assert!(
+        bad(Params {
+            shards: 0,
+            ..Params::default()
+        })
+        .is_some()
+    );
+    assert!(
+        bad(Params {
+            fan_out: 0,
+            ..Params::default()
+        })
+        .is_some()
+    );
+    assert!(
+        Floor::new(
+            Workload::Tell,
+            &Params {
+                payload: 2000,
+                ..Params::default()
+            }
+        )
+        .is_err()
+    );
+}
