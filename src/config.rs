@@ -178,8 +178,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Messages an actor handles per turn before the next ready actor runs.
-    /// Default: 64.
+    /// Messages an actor handles per turn before the next ready actor runs; a turn
+    /// takes only messages already in the mailbox when it begins. Default: 64.
     pub fn batch(mut self, n: u32) -> Self {
         self.config.batch = n;
         self

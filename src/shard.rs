@@ -478,9 +478,18 @@ impl Shard {
         }
     }
 
-    /// Runs one actor for at most `batch` envelopes.
+    /// Runs one actor for at most `batch` envelopes, and only those in its mailbox
+    /// when the turn begins: what arrives during the turn (a message it sends
+    /// itself to yield, say) waits for its next turn, so other actors run first.
     fn run_actor(&mut self, slot: u32) {
-        let batch = self.shared.config.batch;
+        let Some(actor) = self.actors[slot as usize].as_ref() else {
+            return;
+        };
+        let batch = self
+            .shared
+            .config
+            .batch
+            .min(u32::try_from(actor.mailbox.len()).unwrap_or(u32::MAX));
         let (mut taken, mut counted) = (0u32, 0u32);
         loop {
             let Some(actor) = self.actors[slot as usize].as_mut() else {

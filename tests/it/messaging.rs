@@ -45,6 +45,31 @@ fn sequenced_messages_arrive_in_order_across_shards() {
     sequenced(0, 1, 2);
 }
 
+/// A turn takes only the messages queued when it begins: a producer that yields to
+/// a full mailbox by messaging itself waits for the receiver's turn instead of
+/// retrying in the same turn. On one shard the schedule is deterministic: about one
+/// yield per batch the receiver frees, not one per message.
+#[test]
+fn a_self_message_waits_for_the_next_turn() {
+    let rt = builder(1).mailbox_capacity(256).batch(64).build().unwrap();
+    let producer = load(&rt, "producer.wat");
+    let counter = load(&rt, "counter.wat");
+    rt.spawn(&counter, SpawnOptions::new("sink")).unwrap();
+    let p = rt
+        .spawn(&producer, SpawnOptions::new("producer").config("sink"))
+        .unwrap();
+    rt.send(p, &produce(20_000, 1, 8)).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert_eq!(stats.actor("sink").unwrap().handled, 20_000);
+    let turns = stats.actor("producer").unwrap().handled;
+    // 1 start + one yield per 64 freed after the first 256: about 310.
+    assert!(
+        (250..=400).contains(&turns),
+        "{turns} producer invocations for 20 000 messages"
+    );
+}
+
 /// A small ring forces the overflow path; order and completeness still hold.
 #[test]
 fn full_ring_neither_blocks_nor_drops() {
