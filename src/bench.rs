@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wasmtime::component::{Func, Instance, InstancePre, Linker, TypedFunc, WasmList, WasmStr};
+use wasmtime::component::{
+    ComponentExportIndex, Func, Instance, InstancePre, Linker, TypedFunc, WasmList, WasmStr,
+};
 use wasmtime::{Engine, Store, StoreContextMut};
 
 use crate::{
@@ -473,7 +475,7 @@ impl System {
         };
         let fresh = |samples: &Option<Samples>| {
             if let Some(s) = samples {
-                *s.lock().unwrap_or_else(|e| e.into_inner()) = Vec::with_capacity(ops as usize);
+                *lock(s) = Vec::with_capacity(ops as usize);
             }
         };
         fresh(&self.samples);
@@ -486,8 +488,7 @@ impl System {
                     if share == 0 {
                         continue;
                     }
-                    let cmd = [share as u32, 1, self.params.payload as u32];
-                    let cmd: Vec<u8> = cmd.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    let cmd = producer_command(share as u32, 1, self.params.payload);
                     self.rt.send(*p, &cmd).map_err(err)?;
                 }
             }
@@ -589,7 +590,7 @@ impl System {
     /// recorded them (`ping-pong` and `request` with native actors).
     pub fn take_samples(&mut self) -> Option<Vec<u64>> {
         let s = self.samples.as_ref()?;
-        let v = std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner()));
+        let v = std::mem::take(&mut *lock(s));
         (!v.is_empty()).then_some(v)
     }
 
@@ -597,6 +598,27 @@ impl System {
     pub fn shutdown(self) {
         self.rt.shutdown();
     }
+}
+
+/// The message that starts `producer.wat` (and [`Producer`]): `count` messages of
+/// `size` bytes, in `mode` 0 (blast: a failed send is dropped) or 1 (reliable).
+fn producer_command(count: u32, mode: u32, size: usize) -> [u8; 12] {
+    let mut cmd = [0u8; 12];
+    for (i, w) in [count, mode, size as u32].into_iter().enumerate() {
+        cmd[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    cmd
+}
+
+/// Swaps `local` with the buffer in `samples`: a native actor takes the buffer the
+/// host prepared when a run starts and hands it back when the run ends, one lock
+/// each time, none per message.
+fn exchange(samples: &Samples, local: &mut Vec<u64>) {
+    std::mem::swap(local, &mut *lock(samples));
+}
+
+fn lock(samples: &Samples) -> std::sync::MutexGuard<'_, Vec<u64>> {
+    samples.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Actors spawned per batch in `spawn` (they are stopped between batches).
@@ -704,11 +726,8 @@ impl NativeActor for Relay {
         if let Some(samples) = &self.samples {
             let now = Instant::now();
             if from == Address::HOST {
-                // A run starts: take the buffer the host prepared (one lock per run).
-                std::mem::swap(
-                    &mut self.local,
-                    &mut *samples.lock().unwrap_or_else(|e| e.into_inner()),
-                );
+                // A run starts: take the buffer the host prepared.
+                exchange(samples, &mut self.local);
             } else if let Some(last) = self.last
                 && self.local.len() < self.local.capacity()
             {
@@ -716,10 +735,7 @@ impl NativeActor for Relay {
             }
             self.last = Some(now);
             if n == 0 {
-                std::mem::swap(
-                    &mut self.local,
-                    &mut *samples.lock().unwrap_or_else(|e| e.into_inner()),
-                );
+                exchange(samples, &mut self.local);
                 self.last = None;
             }
         }
@@ -820,10 +836,7 @@ impl Rtt {
     }
 
     fn publish(&mut self) {
-        std::mem::swap(
-            &mut self.local,
-            &mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        exchange(&self.samples, &mut self.local);
     }
 }
 
@@ -1049,6 +1062,7 @@ enum FloorKind {
     Spawn {
         engine: Engine,
         pre: InstancePre<Seen>,
+        init: ComponentExportIndex,
     },
 }
 
@@ -1123,7 +1137,14 @@ impl Floor {
                 let bytes = crate::encode_component(fixtures::COUNTER.as_bytes()).map_err(err)?;
                 let component = wasmtime::component::Component::new(&engine, bytes).map_err(err)?;
                 let pre = linker.instantiate_pre(&component).map_err(err)?;
-                FloorKind::Spawn { engine, pre }
+                // Resolved once, as the runtime resolves its exports at load.
+                let iface = component
+                    .get_export_index(None, "wasmshard:actor/actor@0.1.0")
+                    .ok_or_else(|| err("no actor interface"))?;
+                let init = component
+                    .get_export_index(Some(&iface), "init")
+                    .ok_or_else(|| err("no init"))?;
+                FloorKind::Spawn { engine, pre, init }
             }
         };
         let mut floor = Floor {
@@ -1217,8 +1238,7 @@ impl Floor {
                 let mut left = ops;
                 while left > 0 {
                     let k = left.min(1000);
-                    let cmd = [k as u32, 0, self.params.payload as u32];
-                    let cmd: Vec<u8> = cmd.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    let cmd = producer_command(k as u32, 0, self.params.payload);
                     producer.message(*produce, 1, &cmd)?;
                     for _ in 0..k {
                         sink.message(*consume, 2, &msg)?;
@@ -1286,21 +1306,13 @@ impl Floor {
                     }
                 }
             }
-            FloorKind::Spawn { engine, pre } => {
+            FloorKind::Spawn { engine, pre, init } => {
                 for _ in 0..ops {
                     let mut store = Store::new(engine, Seen::default());
                     store.set_epoch_deadline(BUDGET_TICKS);
                     let instance = pre.instantiate(&mut store).map_err(err)?;
-                    let iface = pre
-                        .component()
-                        .get_export_index(None, "wasmshard:actor/actor@0.1.0")
-                        .ok_or_else(|| err("no actor interface"))?;
-                    let idx = pre
-                        .component()
-                        .get_export_index(Some(&iface), "init")
-                        .ok_or_else(|| err("no init"))?;
                     let init = instance
-                        .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, idx)
+                        .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &*init)
                         .map_err(err)?;
                     init.call(&mut store, (&[][..],))
                         .map_err(err)?

@@ -239,7 +239,6 @@ fn inspect(path: &PathBuf) -> Result<ExitCode, String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn bench(
     names: &[String],
     shards: Option<usize>,
