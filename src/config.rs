@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::address::{MAX_SHARDS, MAX_SLOTS_PER_SHARD};
 use crate::error::BuildError;
 use crate::host::LogRecord;
-use crate::runtime::{LogSink, Runtime};
+use crate::runtime::{LogSink, Mode, Runtime};
 
 /// Default capacity of every actor's mailbox, in messages.
 pub const DEFAULT_MAILBOX_CAPACITY: u32 = 1024;
@@ -230,6 +230,32 @@ impl RuntimeBuilder {
     /// A [`BuildError`] naming the setting that is out of range, or the engine or
     /// thread that could not be created.
     pub fn build(self) -> Result<Runtime, BuildError> {
+        self.check()?;
+        Runtime::start(self.config, self.log_sink, Mode::Threads)
+    }
+
+    /// Builds a manual runtime: no threads at all (no shard threads, no epoch
+    /// ticker). Its shards run only inside [`Runtime::step`],
+    /// [`Runtime::run_until_stalled`], [`Runtime::wait_idle`] and
+    /// [`Runtime::shutdown`], on the calling thread, one after another in shard
+    /// order, so a run is deterministic: the same sends give the same turns in the
+    /// same order. Everything else (spawn, send, request, stats) works as on a
+    /// threaded runtime; spawn and stop take effect at once.
+    ///
+    /// Meant for instruction-count benchmarks, profiling and deterministic tests.
+    /// With no ticker, the CPU budget is never enforced: a guest that loops forever
+    /// blocks the caller. [`crate::PendingReply::wait`] blocks the caller without
+    /// running anything; step the runtime and use [`crate::PendingReply::try_get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeBuilder::build`].
+    pub fn build_manual(self) -> Result<Runtime, BuildError> {
+        self.check()?;
+        Runtime::start(self.config, self.log_sink, Mode::Manual)
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
         let c = &self.config;
         if c.shards == 0 || c.shards > MAX_SHARDS {
             return Err(BuildError::new(format!(
@@ -261,6 +287,6 @@ impl RuntimeBuilder {
         if c.max_payload > u32::MAX as usize {
             return Err(BuildError::new("max payload must fit in 32 bits"));
         }
-        Runtime::start(self.config, self.log_sink)
+        Ok(())
     }
 }

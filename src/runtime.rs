@@ -221,6 +221,18 @@ pub struct Runtime {
     threads: Vec<JoinHandle<ShardExit>>,
     ticker: Option<JoinHandle<()>>,
     next_shard: AtomicUsize,
+    /// A manual runtime's shards, run by whoever calls [`Runtime::step`] and
+    /// friends; `None` for a threaded runtime and once a manual one has shut down.
+    local: Option<Mutex<Vec<Shard>>>,
+}
+
+/// How a runtime runs its shards.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One thread per shard, plus the epoch ticker.
+    Threads,
+    /// No threads: the shards run when the caller steps them.
+    Manual,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -263,7 +275,11 @@ impl Runtime {
         RuntimeBuilder::new()
     }
 
-    pub(crate) fn start(config: Config, log_sink: Option<LogSink>) -> Result<Runtime, BuildError> {
+    pub(crate) fn start(
+        config: Config,
+        log_sink: Option<LogSink>,
+        mode: Mode,
+    ) -> Result<Runtime, BuildError> {
         let engine = engine(&config)?;
         let linker = host::linker(&engine)
             .map_err(|e| BuildError::new(format!("cannot link host functions: {e:#}")))?;
@@ -288,7 +304,7 @@ impl Runtime {
         let rings = (0..n * n)
             .map(|_| ArrayQueue::new(config.ring_capacity))
             .collect();
-        let budgets = config.cpu_budget.is_some();
+        let budgets = config.cpu_budget.is_some() && mode == Mode::Threads;
         let shared = Arc::new(Shared {
             config,
             engine,
@@ -317,6 +333,20 @@ impl Runtime {
         } else {
             None
         };
+        if mode == Mode::Manual {
+            let shards = parkers
+                .into_iter()
+                .enumerate()
+                .map(|(id, parker)| Shard::new(id, shared.clone(), parker))
+                .collect();
+            return Ok(Runtime {
+                shared,
+                threads: Vec::new(),
+                ticker,
+                next_shard: AtomicUsize::new(0),
+                local: Some(Mutex::new(shards)),
+            });
+        }
         let mut threads = Vec::with_capacity(n);
         for (id, parker) in parkers.into_iter().enumerate() {
             let shard = Shard::new(id, shared.clone(), parker);
@@ -331,6 +361,7 @@ impl Runtime {
             threads,
             ticker,
             next_shard: AtomicUsize::new(0),
+            local: None,
         })
     }
 
@@ -429,6 +460,11 @@ impl Runtime {
         h.control.push(cmd);
         std::sync::atomic::fence(Ordering::SeqCst);
         h.wake();
+        if let Some(local) = &self.local {
+            // No thread takes it: take it now, so spawn and stop answer at once.
+            // `Exit` is never sent to a manual runtime's shards.
+            lock(local)[shard].take_commands();
+        }
     }
 
     /// Spawns an actor from `component` and runs its `init` with the options' config.
@@ -587,6 +623,9 @@ impl Runtime {
     /// empty) or `timeout` passes. Returns whether the runtime became idle.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        if let Some(local) = &self.local {
+            return self.run_until_idle(local, deadline);
+        }
         let shared = &self.shared;
         shared.idle_waiters.fetch_add(1, Ordering::SeqCst);
         shared
@@ -621,6 +660,9 @@ impl Runtime {
     }
 
     fn shutdown_inner(&mut self) -> ShutdownReport {
+        if self.local.is_some() {
+            return self.shutdown_manual();
+        }
         let shared = self.shared.clone();
         shared.closing.store(true, Ordering::Release);
         let drained = self.threads.is_empty() || self.wait_idle(shared.config.drain_timeout);
@@ -658,9 +700,124 @@ impl Runtime {
     }
 }
 
+/// Driving a manual runtime (built with [`RuntimeBuilder::build_manual`]).
+impl Runtime {
+    /// Runs one pass of the shard loop on every shard, in shard order, on the
+    /// calling thread: control commands, host sends and cross-shard rings into
+    /// mailboxes, due timeouts, up to 256 actor turns, overflow flushed. Never
+    /// blocks. Returns whether any shard found something to do.
+    ///
+    /// # Panics
+    ///
+    /// If the runtime runs its own threads (built with [`RuntimeBuilder::build`]).
+    pub fn step(&self) -> bool {
+        let mut shards = lock(self.manual("step"));
+        let mut worked = false;
+        for shard in shards.iter_mut() {
+            if shard.has_work() {
+                shard.pass();
+                worked = true;
+            }
+        }
+        worked
+    }
+
+    /// Steps every shard until none has anything to do now; returns the passes
+    /// that did something. Open requests whose deadlines are still ahead stay
+    /// open (see [`Runtime::wait_idle`] to wait for them too). The order in which
+    /// actors run depends only on what was sent, so the same inputs give the same
+    /// run.
+    ///
+    /// # Panics
+    ///
+    /// As [`Runtime::step`].
+    pub fn run_until_stalled(&self) -> u64 {
+        self.manual("run_until_stalled");
+        let mut passes = 0;
+        while self.step() {
+            passes += 1;
+        }
+        passes
+    }
+
+    /// Whether this runtime was built with [`RuntimeBuilder::build_manual`].
+    pub fn is_manual(&self) -> bool {
+        self.local.is_some()
+    }
+
+    fn manual(&self, what: &str) -> &Mutex<Vec<Shard>> {
+        match &self.local {
+            Some(local) => local,
+            None => panic!(
+                "Runtime::{what} drives a manual runtime (RuntimeBuilder::build_manual); \
+                 this one runs its own shard threads"
+            ),
+        }
+    }
+
+    /// Steps until nothing is runnable and no request is open, or `deadline`.
+    fn run_until_idle(&self, local: &Mutex<Vec<Shard>>, deadline: Instant) -> bool {
+        loop {
+            let mut shards = lock(local);
+            let mut worked = true;
+            while worked {
+                worked = false;
+                for shard in shards.iter_mut() {
+                    if shard.has_work() {
+                        shard.pass();
+                        worked = true;
+                    }
+                }
+            }
+            if shards.iter_mut().all(|s| s.open_requests() == 0) {
+                return true;
+            }
+            let next = shards.iter_mut().filter_map(|s| s.next_deadline()).min();
+            drop(shards);
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Only timeouts are left (or sends from other threads): sleep toward the
+            // first deadline, looking again at least every millisecond.
+            let until_next = next.map_or(Duration::MAX, |d| {
+                Duration::from_nanos(d.saturating_sub(self.shared.now_ns()))
+            });
+            std::thread::sleep(until_next.min(Duration::from_millis(1)).min(deadline - now));
+        }
+    }
+
+    fn shutdown_manual(&mut self) -> ShutdownReport {
+        self.shared.closing.store(true, Ordering::Release);
+        let drained = self.wait_idle(self.shared.config.drain_timeout);
+        let Some(local) = self.local.take() else {
+            unreachable!("shutdown_manual runs once, on a manual runtime");
+        };
+        let mut shards = local.into_inner().unwrap_or_else(|e| e.into_inner());
+        for shard in shards.iter_mut() {
+            shard.stop_all();
+        }
+        let mut dead_letters = Vec::new();
+        for shard in shards {
+            dead_letters.extend(shard.exit().dead_letters);
+        }
+        let stats = self.stats();
+        ShutdownReport {
+            drained,
+            dead_letter_count: stats.dead_letters,
+            dead_letters,
+            stats,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.local.is_some() {
             self.shutdown_inner();
         }
     }

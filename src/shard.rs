@@ -128,16 +128,7 @@ impl Shard {
         if self.shared.config.pin_cores {
             crate::sys::pin_current_thread(self.id);
         }
-        loop {
-            self.loops += 1;
-            if self.take_commands() {
-                break;
-            }
-            self.drain_inbound();
-            self.fire_timers();
-            self.run_ready();
-            self.flush_overflow();
-            self.publish();
+        while !self.pass() {
             if self.ready.is_empty() && self.overflowing == 0 {
                 self.park();
             }
@@ -145,12 +136,63 @@ impl Shard {
         self.exit()
     }
 
+    /// One pass of the loop, never parking; returns whether the shard must exit.
+    #[inline]
+    pub(crate) fn pass(&mut self) -> bool {
+        self.loops += 1;
+        if self.take_commands() {
+            return true;
+        }
+        self.drain_inbound();
+        self.fire_timers();
+        self.run_ready();
+        self.flush_overflow();
+        self.publish();
+        false
+    }
+
+    /// Whether a pass would find anything to do: a command, an envelope, a ready
+    /// actor, overflow to flush, or a request past its deadline.
+    pub(crate) fn has_work(&mut self) -> bool {
+        !self.ready.is_empty()
+            || self.overflowing > 0
+            || self.inbound_pending()
+            || self
+                .next_deadline()
+                .is_some_and(|d| d <= self.shared.now_ns())
+    }
+
+    /// The earliest deadline of a request open on this shard.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        let table = self.table();
+        if table.open_count() == 0 {
+            return None;
+        }
+        table.next_deadline()
+    }
+
+    /// Requests open on this shard.
+    pub(crate) fn open_requests(&mut self) -> usize {
+        self.table().open_count()
+    }
+
+    /// Shutdown, phase one: stops every actor; from now on everything is a dead letter.
+    pub(crate) fn stop_all(&mut self) {
+        self.stopping = true;
+        for slot in 0..self.actors.len() as u32 {
+            if self.actors[slot as usize].is_some() {
+                self.remove(slot, DeadLetterReason::ShuttingDown, None);
+            }
+        }
+        self.publish();
+    }
+
     fn handle(&self) -> &crate::runtime::ShardHandle {
         &self.shared.shards[self.id]
     }
 
     /// Runs control commands; returns whether the shard must exit.
-    fn take_commands(&mut self) -> bool {
+    pub(crate) fn take_commands(&mut self) -> bool {
         while let Some(cmd) = self.shared.shards[self.id].control.pop() {
             self.control_in += 1;
             match cmd {
@@ -183,13 +225,7 @@ impl Shard {
                     });
                 }
                 Command::StopAll { reply } => {
-                    self.stopping = true;
-                    for slot in 0..self.actors.len() as u32 {
-                        if self.actors[slot as usize].is_some() {
-                            self.remove(slot, DeadLetterReason::ShuttingDown, None);
-                        }
-                    }
-                    self.publish();
+                    self.stop_all();
                     let _ = reply.send(());
                 }
                 Command::Exit => return true,
@@ -639,7 +675,7 @@ impl Shard {
         self.shared.shard_busy();
     }
 
-    fn exit(mut self) -> ShardExit {
+    pub(crate) fn exit(mut self) -> ShardExit {
         self.stopping = true;
         self.drain_inbound();
         for dest in 0..self.overflow.len() {

@@ -5,6 +5,7 @@ mod cli;
 mod isolation;
 mod lifecycle;
 mod loading;
+mod manual;
 mod messaging;
 mod requests;
 mod support;
