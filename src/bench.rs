@@ -222,6 +222,9 @@ impl Params {
     }
 }
 
+/// Most round-trip times a component records in one run.
+const LATENCY_SAMPLES: u64 = 65_536;
+
 /// How long a run may take before it is called stuck.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -242,6 +245,9 @@ pub struct System {
     /// Handled (or answered) so far, over `sinks`.
     done: u64,
     samples: Option<Samples>,
+    /// Components' round-trip workloads: the native actor that starts a recorded
+    /// run and collects the times the guest reports.
+    collector: Option<(Address, Samples)>,
     spawnable: Option<Component>,
     spawned: u64,
 }
@@ -275,6 +281,7 @@ impl System {
             sinks: Vec::new(),
             done: 0,
             samples: None,
+            collector: None,
             spawnable: None,
             spawned: 0,
         };
@@ -385,8 +392,12 @@ impl System {
                         self.senders.push(a);
                     }
                 }
-                if self.workload == Workload::PingPong && !wasm {
-                    self.samples = Some(samples);
+                if self.workload == Workload::PingPong {
+                    if wasm {
+                        self.collect()?;
+                    } else {
+                        self.samples = Some(samples);
+                    }
                 }
             }
             Workload::Request | Workload::RequestCross => {
@@ -408,7 +419,9 @@ impl System {
                     0,
                 )?;
                 self.senders.push(r);
-                if !wasm {
+                if wasm {
+                    self.collect()?;
+                } else {
                     self.samples = Some(samples);
                 }
             }
@@ -435,6 +448,18 @@ impl System {
         Ok(())
     }
 
+    /// Spawns the collector for `senders[0]`, on its shard (0).
+    fn collect(&mut self) -> Result<(), BenchError> {
+        let samples: Samples = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector {
+            start: self.senders[0],
+            samples: samples.clone(),
+        };
+        let a = self.spawn(None, collector, "collector", b"", 0)?;
+        self.collector = Some((a, samples));
+        Ok(())
+    }
+
     /// Handled so far by the sinks (or requests answered).
     fn progress(&self) -> u64 {
         let stats = self.rt.stats();
@@ -458,6 +483,38 @@ impl System {
     /// The system did not become idle within 10 minutes, or did not do exactly the
     /// work asked (a lost or extra message, an unanswered request).
     pub fn run(&mut self, ops: u64) -> Result<Duration, BenchError> {
+        self.run_inner(ops, false)
+    }
+
+    /// Round-trip times of components (`ping-pong`, `request`, `request-cross`):
+    /// a separate run of `ops` round trips in which the guest reads the clock
+    /// (`now-ns`) around each one and reports the times at the end, at most the
+    /// last 65 536. `None` for other workloads and for native actors (they record
+    /// during [`System::run`]; see [`System::take_samples`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`System::run`], or a report that does not hold one time per round trip.
+    pub fn record_latency(&mut self, ops: u64) -> Result<Option<Vec<u64>>, BenchError> {
+        let Some((_, samples)) = &self.collector else {
+            return Ok(None);
+        };
+        lock(samples).clear();
+        let ops = ops.clamp(1, LATENCY_SAMPLES);
+        self.run_inner(ops, true)?;
+        let (_, samples) = self.collector.as_ref().expect("collector");
+        let times = std::mem::take(&mut *lock(samples));
+        if times.len() as u64 != ops {
+            return Err(err(format!(
+                "{}: {} round-trip times reported for {ops} round trips",
+                self.workload,
+                times.len()
+            )));
+        }
+        Ok(Some(times))
+    }
+
+    fn run_inner(&mut self, ops: u64, record: bool) -> Result<Duration, BenchError> {
         let ops = ops.clamp(1, u32::MAX as u64 / 2);
         if self.workload == Workload::Spawn {
             return self.run_spawn(ops);
@@ -500,7 +557,14 @@ impl System {
             }
             _ => {
                 msg[..4].copy_from_slice(&(work as u32).to_le_bytes());
-                self.rt.send(self.senders[0], &msg).map_err(err)?;
+                let to = match (&self.collector, record) {
+                    (Some((collector, _)), true) => {
+                        msg[4..8].copy_from_slice(&1u32.to_le_bytes());
+                        *collector
+                    }
+                    _ => self.senders[0],
+                };
+                self.rt.send(to, &msg).map_err(err)?;
             }
         }
         if !self.rt.wait_idle(RUN_TIMEOUT) {
@@ -753,6 +817,28 @@ impl NativeActor for Relay {
         self.buf[..len].copy_from_slice(payload);
         self.buf[..4].copy_from_slice(&(n - 1).to_le_bytes());
         let _ = ctx.send(next, &self.buf[..len]);
+    }
+}
+
+/// Starts a recorded run of a component (a host message is passed on to `start`,
+/// which reports to its sender) and collects the round-trip times it reports
+/// (u32 little endian, ns).
+struct Collector {
+    start: Address,
+    samples: Samples,
+}
+
+impl NativeActor for Collector {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]) {
+        if from == Address::HOST {
+            let _ = ctx.send(self.start, payload);
+            return;
+        }
+        lock(&self.samples).extend(
+            payload
+                .chunks_exact(4)
+                .map(|c| u64::from(u32::from_le_bytes(c.try_into().expect("4 bytes")))),
+        );
     }
 }
 
@@ -1380,7 +1466,10 @@ pub fn measure(
     let shards = sys.shards();
     sys.run(warm)?;
     let elapsed = sys.run(messages)?;
-    let samples = sys.take_samples();
+    let samples = match sys.take_samples() {
+        Some(s) => Some(s),
+        None => sys.record_latency(messages)?,
+    };
     let bytes_per_actor = if workload == Workload::Spawn {
         sys.memory_per_actor(SPAWN_BATCH)?
     } else {

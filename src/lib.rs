@@ -80,8 +80,83 @@ pub use stats::{ActorStats, DeadLetter, DeadLetterReason, ShardStats, ShutdownRe
 /// Access to internals for the project's own benchmarks. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
+    use std::collections::VecDeque;
+
+    use crossbeam_queue::ArrayQueue;
+
     use crate::address::Address;
+    use crate::envelope::Envelope;
     use crate::requests::{Requests, Waiter};
+    use crate::slots::SlotTable;
+
+    const TO: Address = Address::from_bits((1 << 32) | 1);
+
+    /// A cross-shard ring: the bounded single-producer single-consumer queue of
+    /// envelopes between two shards.
+    pub struct Ring(ArrayQueue<Envelope>);
+
+    impl Ring {
+        /// A ring holding up to `capacity` envelopes.
+        pub fn new(capacity: usize) -> Ring {
+            Ring(ArrayQueue::new(capacity))
+        }
+
+        /// Enqueues a message (the envelope built as a send builds it); whether it fit.
+        pub fn push(&self, payload: &[u8]) -> bool {
+            self.0.push(Envelope::tell(TO, TO, payload)).is_ok()
+        }
+
+        /// Dequeues a message; its payload length.
+        pub fn pop(&self) -> Option<usize> {
+            self.0.pop().map(|e| e.payload.len())
+        }
+    }
+
+    /// An actor's mailbox.
+    #[derive(Default)]
+    pub struct Mailbox(VecDeque<Envelope>);
+
+    impl Mailbox {
+        /// Enqueues a message.
+        pub fn push(&mut self, payload: &[u8]) {
+            self.0.push_back(Envelope::tell(TO, TO, payload));
+        }
+
+        /// Dequeues a message; its payload length.
+        pub fn pop(&mut self) -> Option<usize> {
+            self.0.pop_front().map(|e| e.payload.len())
+        }
+    }
+
+    /// A shard's actor slots: generation checks and mailbox admission.
+    pub struct Slots(SlotTable);
+
+    impl Slots {
+        /// A table of `slots` slots, none in use.
+        pub fn new(slots: u32) -> Slots {
+            Slots(SlotTable::new(slots))
+        }
+
+        /// Takes `slot` into use; returns its generation.
+        pub fn activate(&self, slot: u32) -> u32 {
+            self.0.activate(slot)
+        }
+
+        /// Ends the actor in `slot`.
+        pub fn deactivate(&self, slot: u32) {
+            self.0.deactivate(slot)
+        }
+
+        /// Admits one message for the actor `slot`/`generation`: whether it fit.
+        pub fn admit(&self, slot: u32, generation: u32, capacity: u32) -> bool {
+            self.0.admit(slot, generation, capacity).is_ok()
+        }
+
+        /// Frees `n` admitted messages' room (a turn that handled them).
+        pub fn release(&self, slot: u32, n: u32) {
+            self.0.release(slot, n)
+        }
+    }
 
     /// The per-shard table of open requests and their timeouts.
     pub struct RequestTable(Requests);

@@ -75,8 +75,6 @@ pub(crate) struct Shard {
     overflowing: usize,
     /// Shards whose ring this turn pushed to (to wake them if parked).
     touched: Vec<bool>,
-    /// Staged envelopes taken from an actor's outbox, reused so routing never allocates.
-    scratch: Vec<Envelope>,
     stopping: bool,
     /// Open requests made from this shard; lent to the actor being invoked.
     requests: Option<Box<Requests>>,
@@ -107,7 +105,6 @@ impl Shard {
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
             touched: vec![false; n],
-            scratch: Vec::with_capacity(16),
             stopping: false,
             requests: Some(Box::new(Requests::new(id))),
             dead_letters: Vec::new(),
@@ -486,16 +483,20 @@ impl Shard {
         }
     }
 
+    /// Routes what the actor in `slot` staged. Its staging vector is lent out and
+    /// handed back empty, so every actor keeps the capacity it has needed (vectors
+    /// do not wander between actors, which would make them grow again).
     fn route_staged(&mut self, slot: u32) {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return;
         };
-        std::mem::swap(&mut actor.outbox().staged, &mut self.scratch);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for env in scratch.drain(..) {
+        let mut staged = std::mem::take(&mut actor.outbox().staged);
+        for env in staged.drain(..) {
             self.route(env);
         }
-        self.scratch = scratch;
+        if let Some(actor) = self.actors[slot as usize].as_mut() {
+            actor.outbox().staged = staged;
+        }
     }
 
     /// Runs ready actors round-robin, one turn each, until none is ready,

@@ -86,6 +86,45 @@ fn native_round_trips_record_latencies() {
     }
 }
 
+/// Components time their round trips in a separate recorded run (the guest reads
+/// the clock around each); other workloads and native actors have none.
+#[test]
+fn component_round_trips_record_latencies() {
+    for workload in [
+        Workload::PingPong,
+        Workload::Request,
+        Workload::RequestCross,
+    ] {
+        let mut sys = System::new(workload, Actors::Component, &params(2)).unwrap();
+        sys.run(300).unwrap();
+        assert_eq!(
+            sys.take_samples(),
+            None,
+            "{workload}: the timed run records nothing"
+        );
+        for ops in [1, 250] {
+            let times = sys.record_latency(ops).unwrap().expect("times");
+            assert_eq!(
+                times.len() as u64,
+                ops,
+                "{workload}: one time per round trip"
+            );
+            assert!(times.iter().all(|&ns| ns > 0), "{workload}: {times:?}");
+        }
+        // The timed runs go on exactly as before.
+        sys.run(300).unwrap();
+        let stats = sys.runtime().stats();
+        assert_eq!(stats.dead_letters, 0, "{workload}");
+        sys.shutdown();
+    }
+    let mut tell = System::new(Workload::Tell, Actors::Component, &params(1)).unwrap();
+    assert_eq!(tell.record_latency(10).unwrap(), None);
+    tell.shutdown();
+    let mut native = System::new(Workload::Request, Actors::Native, &params(1)).unwrap();
+    assert_eq!(native.record_latency(10).unwrap(), None);
+    native.shutdown();
+}
+
 #[test]
 fn measure_reports_floor_ratio_and_percentiles() {
     let m = measure(Workload::PingPong, Actors::Component, &params(1), 2000).unwrap();
@@ -94,6 +133,7 @@ fn measure_reports_floor_ratio_and_percentiles() {
     assert!(m.ns_per_op > 0.0 && floor > 0.0);
     assert!((m.ratio.unwrap() - m.ns_per_op / floor).abs() < 1e-9);
     assert!((m.ops_per_sec * m.ns_per_op - 1e9).abs() < 1.0);
+    assert!(m.p50_ns.unwrap() <= m.p99_ns.unwrap());
     let n = measure(Workload::Request, Actors::Native, &params(1), 2000).unwrap();
     assert!(n.floor_ns.is_none() && n.ratio.is_none());
     assert!(n.p50_ns.unwrap() <= n.p99_ns.unwrap());

@@ -1,0 +1,344 @@
+//! Instruction counts of the single-threaded hot paths, under callgrind.
+//!
+//! Each benchmark runs in its own process under valgrind; setup (building a
+//! manual runtime, compiling fixtures, a warm-up round that also checks the
+//! result) is not counted, and neither is dropping what the benchmark returns.
+//! Runtimes are manual (`RuntimeBuilder::build_manual`): no threads, one shard
+//! stepped on the calling thread, so the counts repeat exactly.
+//!
+//! `cargo bench --bench hot_paths` (needs valgrind and `iai-callgrind-runner`
+//! 0.16.1); `perf/compare.py` checks a run against the baselines in
+//! `perf/hot_paths.txt`. Every benchmark does `OPS` operations; the baselines
+//! give the count per operation.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use iai_callgrind::{library_benchmark, library_benchmark_group, main};
+use wasmshard::bench::{Floor, Params, Workload};
+use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
+use wasmshard::{Address, Context, Runtime, SpawnOptions};
+
+/// Operations per benchmark (messages, round trips, inserts).
+const OPS: u32 = 100;
+
+// ---- queues ------------------------------------------------------------------
+
+fn ring() -> Ring {
+    let ring = Ring::new(4096);
+    // Warm: every cell written once.
+    for _ in 0..4096 {
+        assert!(ring.push(&[7; 8]));
+    }
+    while ring.pop().is_some() {}
+    ring
+}
+
+// Enqueue and dequeue `OPS` 8-byte messages on a cross-shard ring.
+#[library_benchmark]
+#[bench::ops(setup = ring)]
+fn ring_push_pop(ring: Ring) -> Ring {
+    for _ in 0..OPS {
+        assert!(ring.push(black_box(&[7; 8])));
+    }
+    for _ in 0..OPS {
+        assert_eq!(ring.pop(), Some(8));
+    }
+    ring
+}
+
+fn mailbox() -> Mailbox {
+    let mut mailbox = Mailbox::default();
+    for _ in 0..OPS {
+        mailbox.push(&[7; 8]);
+    }
+    while mailbox.pop().is_some() {}
+    mailbox
+}
+
+// Enqueue and dequeue `OPS` 8-byte messages on an actor's mailbox.
+#[library_benchmark]
+#[bench::ops(setup = mailbox)]
+fn mailbox_push_pop(mut mailbox: Mailbox) -> Mailbox {
+    for _ in 0..OPS {
+        mailbox.push(black_box(&[7; 8]));
+    }
+    for _ in 0..OPS {
+        assert_eq!(mailbox.pop(), Some(8));
+    }
+    mailbox
+}
+
+fn slots() -> (Slots, u32) {
+    let slots = Slots::new(64);
+    let generation = slots.activate(3);
+    (slots, generation)
+}
+
+// Admit `OPS` messages at a mailbox, then release them as a turn does.
+#[library_benchmark]
+#[bench::ops(setup = slots)]
+fn slot_admit_release((slots, generation): (Slots, u32)) -> Slots {
+    for _ in 0..OPS {
+        assert!(slots.admit(3, black_box(generation), 1024));
+    }
+    slots.release(3, OPS);
+    slots
+}
+
+// ---- request table: slab and timers ------------------------------------------
+
+fn table() -> RequestTable {
+    let mut table = RequestTable::default();
+    // Steady state: requests stay open around the ones measured.
+    for i in 0..1024 {
+        table.open(1_000_000_000 + i);
+    }
+    // Warm: a round of each benchmark's work, so the slab and the timer heap have
+    // grown to hold it.
+    for i in 0..u64::from(OPS) {
+        let id = table.open(2_000_000_000 + i);
+        assert!(table.close(id));
+    }
+    for _ in 0..OPS {
+        table.open(5);
+    }
+    for _ in 0..OPS {
+        assert!(table.expire(10).is_some());
+    }
+    assert_eq!(table.open_count(), 1024);
+    table
+}
+
+// `OPS` requests opened and answered: slab insert and remove, timer insert and
+// (lazy) cancel.
+#[library_benchmark]
+#[bench::ops(setup = table)]
+fn request_open_close(mut table: RequestTable) -> RequestTable {
+    for i in 0..u64::from(OPS) {
+        let id = table.open(black_box(2_000_000_000 + i));
+        assert!(table.close(id));
+    }
+    table
+}
+
+// `OPS` requests opened and timed out: timer insert and expiry.
+#[library_benchmark]
+#[bench::ops(setup = table)]
+fn request_open_expire(mut table: RequestTable) -> RequestTable {
+    for _ in 0..OPS {
+        table.open(black_box(5));
+    }
+    for _ in 0..OPS {
+        assert!(table.expire(10).is_some());
+    }
+    table
+}
+
+// ---- one shard, end to end ---------------------------------------------------
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+fn manual() -> Runtime {
+    Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .build_manual()
+        .expect("manual runtime")
+}
+
+/// A manual runtime, the address that starts a round, and a count that a round
+/// raises by `OPS`.
+struct Rig {
+    rt: Runtime,
+    start: Address,
+    trigger: Vec<u8>,
+    count: Box<dyn Fn(&Runtime) -> u64>,
+}
+
+impl Rig {
+    fn round(&self) {
+        self.rt.send(self.start, &self.trigger).expect("trigger");
+        self.rt.run_until_stalled();
+    }
+
+    /// A warm-up round, checked: the benchmark measures the steady state.
+    fn warmed(self) -> Rig {
+        let before = (self.count)(&self.rt);
+        self.round();
+        assert_eq!((self.count)(&self.rt), before + u64::from(OPS));
+        self
+    }
+}
+
+fn handled(name: &'static str) -> Box<dyn Fn(&Runtime) -> u64> {
+    Box::new(move |rt: &Runtime| rt.stats().actor(name).expect(name).handled)
+}
+
+/// A component producer blasting `OPS` 8-byte messages at a counter component.
+fn components_rig() -> Rig {
+    let rt = manual();
+    let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
+    let counter = rt.load_component_file(fixture("counter.wat")).unwrap();
+    rt.spawn(&counter, SpawnOptions::new("sink")).unwrap();
+    let start = rt
+        .spawn(&producer, SpawnOptions::new("producer").config("sink"))
+        .unwrap();
+    let trigger = [OPS, 0, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+    Rig {
+        rt,
+        start,
+        trigger,
+        count: handled("sink"),
+    }
+    .warmed()
+}
+
+/// The same with native actors: the runtime's own cost.
+fn natives_rig() -> Rig {
+    let rt = manual();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let sink = rt
+        .spawn_native("sink", None, move |_: &mut Context<'_>, _, _: &[u8]| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    let start = rt
+        .spawn_native(
+            "producer",
+            None,
+            move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                for i in 0..u64::from(OPS) {
+                    ctx.send(sink, &i.to_le_bytes()).expect("send");
+                }
+            },
+        )
+        .unwrap();
+    Rig {
+        rt,
+        start,
+        trigger: b"go".to_vec(),
+        count: Box::new(move |_| seen.load(Ordering::Relaxed)),
+    }
+    .warmed()
+}
+
+/// `OPS` sequential request round trips between two components.
+fn requests_rig() -> Rig {
+    let rt = manual();
+    let rtt = rt.load_component_file(fixture("rtt.wat")).unwrap();
+    let responder = rt.load_component_file(fixture("responder.wat")).unwrap();
+    rt.spawn(&responder, SpawnOptions::new("responder"))
+        .unwrap();
+    let start = rt
+        .spawn(&rtt, SpawnOptions::new("rtt").config("responder"))
+        .unwrap();
+    // 8 bytes, as the floor's requests carry.
+    let mut trigger = OPS.to_le_bytes().to_vec();
+    trigger.extend_from_slice(&[0; 4]);
+    Rig {
+        rt,
+        start,
+        trigger,
+        count: handled("responder"),
+    }
+    .warmed()
+}
+
+/// `OPS` host sends to a native actor, each admitted, queued, delivered, handled.
+fn host_rig() -> Rig {
+    let rt = manual();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let sink = rt
+        .spawn_native("sink", None, move |_: &mut Context<'_>, _, _: &[u8]| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    let rig = Rig {
+        rt,
+        start: sink,
+        trigger: Vec::new(),
+        count: Box::new(move |_| seen.load(Ordering::Relaxed)),
+    };
+    host_round(&rig);
+    assert_eq!((rig.count)(&rig.rt), u64::from(OPS));
+    rig
+}
+
+fn host_round(rig: &Rig) {
+    for i in 0..u64::from(OPS) {
+        rig.rt.send(rig.start, &i.to_le_bytes()).expect("send");
+    }
+    rig.rt.run_until_stalled();
+}
+
+/// The bare-wasmtime floor of `workload` (the same guest calls with no runtime
+/// around them), warmed by one round.
+fn floor(workload: Workload) -> Floor {
+    let params = Params {
+        payload: 8,
+        ..Params::default()
+    };
+    let mut floor = Floor::new(workload, &params).expect("floor");
+    floor.run(u64::from(OPS)).expect("floor round");
+    floor
+}
+
+// Guest send → guest handle on one shard, `OPS` messages.
+#[library_benchmark]
+#[bench::components(setup = components_rig)]
+#[bench::natives(setup = natives_rig)]
+fn route(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
+// Request → response round trips between two components on one shard.
+#[library_benchmark]
+#[bench::components(setup = requests_rig)]
+fn request_round_trip(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
+// The floors of `route` and `request_round_trip`: what wasmtime alone costs.
+#[library_benchmark]
+#[bench::tell(args = (Workload::Tell), setup = floor)]
+#[bench::request(args = (Workload::Request), setup = floor)]
+fn floors(mut floor: Floor) -> Floor {
+    floor.run(u64::from(OPS)).expect("floor round");
+    floor
+}
+
+// Host send → native handle on one shard: admission, host queue, delivery, turn.
+#[library_benchmark]
+#[bench::natives(setup = host_rig)]
+fn host_send(rig: Rig) -> Rig {
+    host_round(&rig);
+    rig
+}
+
+library_benchmark_group!(
+    name = queues;
+    benchmarks = ring_push_pop, mailbox_push_pop, slot_admit_release
+);
+
+library_benchmark_group!(
+    name = table;
+    benchmarks = request_open_close, request_open_expire
+);
+
+library_benchmark_group!(
+    name = shard;
+    benchmarks = route, request_round_trip, floors, host_send
+);
+
+main!(library_benchmark_groups = queues, table, shard);
