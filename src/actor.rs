@@ -90,29 +90,33 @@ impl Actor {
                 }
             },
             Kind::Request(id) => {
-                self.outbox().answerable.insert(id, from);
+                self.outbox().current = Some((id, from));
                 let reply = match &mut self.body {
-                    Body::Wasm(w) => w.handle_request(from, id, payload)?,
+                    Body::Wasm(w) => w.handle_request(from, id, payload),
                     Body::Native { actor, out } => {
-                        guard(|| actor.handle_request(&mut Context { out }, from, id, payload))?
-                            .map(Payload::from_vec)
+                        guard(|| actor.handle_request(&mut Context { out }, from, id, payload))
+                            .map(|r| r.map(Payload::from_vec))
                     }
                 };
-                if let Some(bytes) = reply {
-                    let out = self.outbox();
-                    if out.answerable.remove(&id).is_some() {
-                        out.staged.push(Envelope {
-                            to: from,
-                            from: out.me,
-                            kind: Kind::Response(id, Ok(())),
-                            payload: bytes,
-                        });
-                    } else {
-                        log::warn!(
-                            "wasmshard: actor `{}` answered request {id:#x} twice; the second answer is dropped",
-                            self.info.name
-                        );
+                let out = self.outbox();
+                // `Some` while unanswered; `respond` during the call took it.
+                let unanswered = out.current.take();
+                match (reply?, unanswered) {
+                    (Some(bytes), Some(_)) => out.staged.push(Envelope {
+                        to: from,
+                        from: out.me,
+                        kind: Kind::Response(id, Ok(())),
+                        payload: bytes,
+                    }),
+                    (Some(_), None) => log::warn!(
+                        "wasmshard: actor `{}` answered request {id:#x} twice; the second answer is dropped",
+                        self.info.name
+                    ),
+                    // Deferred: answerable later, with `respond`.
+                    (None, Some(_)) => {
+                        out.answerable.insert(id, from);
                     }
+                    (None, None) => {}
                 }
                 Ok(())
             }

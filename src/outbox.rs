@@ -25,7 +25,11 @@ pub(crate) struct Outbox {
     pub(crate) requests: Option<Box<Requests>>,
     /// Requests this actor made that have not ended.
     pub(crate) open_requests: u32,
-    /// Requests this actor received and may still answer: id → requester.
+    /// The request being handled now, while it is unanswered: (id, requester).
+    /// Kept apart from `answerable` so a request answered during its own
+    /// invocation (the usual case) never touches the map.
+    pub(crate) current: Option<(u64, Address)>,
+    /// Requests this actor deferred and may still answer: id → requester.
     pub(crate) answerable: AHashMap<u64, Address>,
 }
 
@@ -38,6 +42,7 @@ impl Outbox {
             sent: 0,
             requests: None,
             open_requests: 0,
+            current: None,
             answerable: AHashMap::new(),
         }
     }
@@ -96,9 +101,13 @@ impl Outbox {
         if payload.len() > self.shared.config.max_payload {
             return Err(SendError::TooLarge);
         }
-        let Some(requester) = self.answerable.remove(&id) else {
+        let requester = match self.current {
+            Some((current, requester)) if current == id => {
+                self.current = None;
+                requester
+            }
             // Never received, or already answered.
-            return Err(SendError::UnknownTarget);
+            _ => self.answerable.remove(&id).ok_or(SendError::UnknownTarget)?,
         };
         self.staged.push(Envelope {
             to: requester,

@@ -544,3 +544,22 @@ fn open_requests_are_capped_per_actor() {
         vec![Ok(()), Ok(()), Ok(()), Err(SendError::TooManyRequests)]
     );
 }
+
+/// Regression: a request whose handler traps ended twice (once from the actor's
+/// answerable set, once as the envelope it failed on), the second counted as a
+/// late reply. It ends once, with `target-failed`.
+#[test]
+fn a_request_whose_handler_traps_ends_once() {
+    let rt = builder(1).build().unwrap();
+    let text = std::fs::read_to_string(fixture("trap.wat")).unwrap();
+    let body = "(global.set $heap (i32.const 4096))\n    (i32.store8 (i32.const 16) (i32.const 0))\n    (i32.const 16))";
+    assert!(text.contains(body));
+    let trapping = text.replacen(body, "unreachable)", 1);
+    let c = rt.load_component("trap-on-request", trapping.as_bytes()).unwrap();
+    let a = rt.spawn(&c, SpawnOptions::new("t")).unwrap();
+    let reply = rt.request(a, b"x", Duration::from_secs(3600)).unwrap();
+    assert_eq!(reply.wait(IDLE), Some(Err(RequestError::TargetFailed)));
+    assert!(rt.wait_idle(IDLE));
+    let shard = &rt.stats().shards[0];
+    assert_eq!((shard.requests_failed, shard.late_replies), (1, 0));
+}
