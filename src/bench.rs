@@ -622,7 +622,9 @@ impl System {
 
     /// Resident memory per idle actor: spawns `n` actors, measures the process's
     /// resident set before and after, and stops them. `None` where the platform
-    /// does not say (only Linux's `/proc/self/statm` is read).
+    /// does not say (only Linux's `/proc/self/statm` is read). Call it before any
+    /// other spawn: a pool slot used before keeps its first 64 KiB resident, so
+    /// actors in reused slots would look free.
     ///
     /// # Errors
     ///
@@ -1464,16 +1466,18 @@ pub fn measure(
     let warm = (messages / 10).clamp(1, 100_000);
     let mut sys = System::new(workload, actors, params)?;
     let shards = sys.shards();
+    // Memory first, while every pool slot is fresh: a slot used before keeps its
+    // first pages resident, which would hide what an actor costs.
+    let bytes_per_actor = if workload == Workload::Spawn {
+        sys.memory_per_actor(SPAWN_BATCH)?
+    } else {
+        None
+    };
     sys.run(warm)?;
     let elapsed = sys.run(messages)?;
     let samples = match sys.take_samples() {
         Some(s) => Some(s),
         None => sys.record_latency(messages)?,
-    };
-    let bytes_per_actor = if workload == Workload::Spawn {
-        sys.memory_per_actor(SPAWN_BATCH)?
-    } else {
-        None
     };
     sys.shutdown();
     let ns_per_op = elapsed.as_nanos() as f64 / messages as f64;

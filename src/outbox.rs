@@ -107,7 +107,10 @@ impl Outbox {
                 requester
             }
             // Never received, or already answered.
-            _ => self.answerable.remove(&id).ok_or(SendError::UnknownTarget)?,
+            _ => self
+                .answerable
+                .remove(&id)
+                .ok_or(SendError::UnknownTarget)?,
         };
         self.staged.push(Envelope {
             to: requester,

@@ -555,7 +555,9 @@ fn a_request_whose_handler_traps_ends_once() {
     let body = "(global.set $heap (i32.const 4096))\n    (i32.store8 (i32.const 16) (i32.const 0))\n    (i32.const 16))";
     assert!(text.contains(body));
     let trapping = text.replacen(body, "unreachable)", 1);
-    let c = rt.load_component("trap-on-request", trapping.as_bytes()).unwrap();
+    let c = rt
+        .load_component("trap-on-request", trapping.as_bytes())
+        .unwrap();
     let a = rt.spawn(&c, SpawnOptions::new("t")).unwrap();
     let reply = rt.request(a, b"x", Duration::from_secs(3600)).unwrap();
     assert_eq!(reply.wait(IDLE), Some(Err(RequestError::TargetFailed)));
