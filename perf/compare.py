@@ -124,7 +124,7 @@ def write_baseline(results, ops):
         "# perf/compare.py checks against (tolerance: +%.1f%% per benchmark)." % TOLERANCE,
         "# Each benchmark does %d operations; Ir/op is the total over %d." % (ops, ops),
         "# Update only with `perf/compare.py --update`, in a commit that says why.",
-        "# measured at %s with %s, %s" % (commit, rustc, valgrind),
+        "# measured at %s; %s; %s" % (commit, rustc, valgrind),
         "#",
         "# %-*s %10s %12s" % (width - 2, "benchmark", "Ir/op", "Ir"),
     ]
