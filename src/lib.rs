@@ -168,10 +168,17 @@ pub mod internals {
     }
 
     impl RequestTable {
-        /// Opens a request timing out at `deadline`; returns its id.
-        pub fn open(&mut self, deadline: u64) -> u64 {
+        /// Opens a request timing out `timeout` ns after the next `arm`; returns
+        /// its id.
+        pub fn open(&mut self, timeout: u64) -> u64 {
             let me = Address::new(0, 0, 1);
-            self.0.open(Waiter::Actor(me), me, deadline)
+            self.0.open(Waiter::Actor(me), me, timeout)
+        }
+
+        /// Gives the requests opened since the last call their deadlines, from
+        /// the clock reading `now` (once per pass of a shard's loop).
+        pub fn arm(&mut self, now: u64) {
+            self.0.arm(now)
         }
 
         /// Ends request `id`; whether it was open.

@@ -78,12 +78,11 @@ impl Outbox {
             return Err(SendError::TooLarge);
         }
         self.shared.admit(to)?;
-        let deadline = self.shared.now_ns().saturating_add(timeout_ns);
         let requests = self
             .requests
             .as_mut()
             .expect("the request table is lent during invocations");
-        let id = requests.open(Waiter::Actor(self.me), to, deadline);
+        let id = requests.open(Waiter::Actor(self.me), to, timeout_ns);
         self.open_requests += 1;
         self.staged.push(Envelope {
             to,

@@ -5,6 +5,13 @@
 //! O(1) and a reply for a request that already ended (timed out, cancelled,
 //! answered) is recognised there, even if the slot now holds a newer request.
 //!
+//! A request is opened with its timeout, not a deadline: it waits in a list of
+//! fresh requests until the shard next reads the clock (`arm`, once per pass of
+//! its loop and before it parks), which sets its deadline to that reading plus
+//! the timeout. The reading comes after the request was made, so no request ever
+//! times out early, and making a request reads no clock. A request answered before
+//! then (the usual case on one shard) never reaches the heap.
+//!
 //! Timeouts live in a binary heap of `(deadline, id)` with generation-checked lazy
 //! deletion: cancelling or answering a request is O(1) (the heap entry goes stale
 //! and is skipped when it reaches the top); inserting is O(log n). The heap is
@@ -51,6 +58,8 @@ pub(crate) struct Requests {
     entries: Vec<Entry>,
     free: Vec<u32>,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Requests opened since the last `arm`: (timeout in ns, id).
+    fresh: Vec<(u64, u64)>,
     open: usize,
     pub(crate) counts: RequestCounts,
 }
@@ -75,6 +84,7 @@ impl Requests {
             entries: Vec::new(),
             free: Vec::new(),
             timers: BinaryHeap::new(),
+            fresh: Vec::new(),
             open: 0,
             counts: RequestCounts::default(),
         }
@@ -85,8 +95,9 @@ impl Requests {
         self.open
     }
 
-    /// Opens a request by `waiter` to `target` that times out at `deadline` (ns).
-    pub(crate) fn open(&mut self, waiter: Waiter, target: Address, deadline: u64) -> u64 {
+    /// Opens a request by `waiter` to `target` that times out `timeout_ns` after
+    /// the next `arm`.
+    pub(crate) fn open(&mut self, waiter: Waiter, target: Address, timeout_ns: u64) -> u64 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -101,7 +112,7 @@ impl Requests {
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
         let id = pack(self.shard, slot, e.generation);
-        self.timers.push(Reverse((deadline, id)));
+        self.fresh.push((timeout_ns, id));
         self.open += 1;
         self.counts.made += 1;
         id
@@ -130,6 +141,10 @@ impl Requests {
         let open = self.entries[slot as usize].open.take();
         self.free.push(slot);
         self.open -= 1;
+        if self.open == 0 {
+            // Every fresh one has ended: nothing to arm.
+            self.fresh.clear();
+        }
         // The heap entry is now stale; rebuild once stale ones dominate.
         if self.timers.len() > 1024 && self.timers.len() > 4 * self.open {
             self.compact();
@@ -168,7 +183,20 @@ impl Requests {
         waiters
     }
 
-    /// The earliest deadline of an open request.
+    /// Gives the requests opened since the last call their deadlines: `now` (a
+    /// clock reading taken after they were opened) plus their timeouts. Those
+    /// already ended are dropped.
+    pub(crate) fn arm(&mut self, now: u64) {
+        for i in 0..self.fresh.len() {
+            let (timeout, id) = self.fresh[i];
+            if self.entry(id).is_some() {
+                self.timers.push(Reverse((now.saturating_add(timeout), id)));
+            }
+        }
+        self.fresh.clear();
+    }
+
+    /// The earliest deadline of an open request that is armed.
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
         while let Some(&Reverse((deadline, id))) = self.timers.peek() {
             if self.entry(id).is_some() {
@@ -179,7 +207,7 @@ impl Requests {
         None
     }
 
-    /// Ends and returns one request whose deadline is at or before `now`.
+    /// Ends and returns one armed request whose deadline is at or before `now`.
     pub(crate) fn expire(&mut self, now: u64) -> Option<(u64, Waiter)> {
         loop {
             let &Reverse((deadline, id)) = self.timers.peek()?;
@@ -231,11 +259,30 @@ mod tests {
         let b = r.open(Waiter::Actor(me()), me(), 10);
         let c = r.open(Waiter::Actor(me()), me(), 20);
         r.close(c);
+        // Unarmed requests have no deadline yet.
+        assert_eq!(r.next_deadline(), None);
+        assert!(r.expire(u64::MAX).is_none());
+        r.arm(0);
         assert_eq!(r.next_deadline(), Some(10));
+        assert_eq!(r.timers.len(), 2, "the closed one never reached the heap");
         assert!(r.expire(5).is_none());
         assert_eq!(r.expire(100).map(|x| x.0), Some(b));
         assert_eq!(r.expire(100).map(|x| x.0), Some(a));
         assert!(r.expire(100).is_none());
         assert_eq!(r.counts.timed_out, 2);
+    }
+
+    #[test]
+    fn deadlines_count_from_the_arming_clock_reading() {
+        let mut r = Requests::new(0);
+        let a = r.open(Waiter::Actor(me()), me(), 50);
+        r.arm(1_000);
+        let b = r.open(Waiter::Actor(me()), me(), 10);
+        assert_eq!(r.next_deadline(), Some(1_050));
+        r.arm(2_000);
+        assert!(r.expire(1_049).is_none());
+        assert_eq!(r.expire(1_050).map(|x| x.0), Some(a));
+        assert!(r.expire(2_009).is_none());
+        assert_eq!(r.expire(2_010).map(|x| x.0), Some(b));
     }
 }

@@ -159,12 +159,15 @@ impl Shard {
                 .is_some_and(|d| d <= self.shared.now_ns())
     }
 
-    /// The earliest deadline of a request open on this shard.
+    /// The earliest deadline of a request open on this shard (arming those made
+    /// since the last clock reading, so it reads the clock if any is open).
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
-        let table = self.table();
-        if table.open_count() == 0 {
+        if self.table().open_count() == 0 {
             return None;
         }
+        let now = self.shared.now_ns();
+        let table = self.table();
+        table.arm(now);
         table.next_deadline()
     }
 
@@ -212,8 +215,7 @@ impl Shard {
                     timeout_ns,
                     waiter,
                 } => {
-                    let deadline = self.shared.now_ns().saturating_add(timeout_ns);
-                    let id = self.table().open(Waiter::Host(waiter), to, deadline);
+                    let id = self.table().open(Waiter::Host(waiter), to, timeout_ns);
                     self.route(Envelope {
                         to,
                         from: Address::HOST,
@@ -439,6 +441,7 @@ impl Shard {
             return;
         }
         let now = self.shared.now_ns();
+        self.table().arm(now);
         while let Some((id, waiter)) = self.table().expire(now) {
             match waiter {
                 Waiter::Host(w) => w.fulfil(Err(RequestError::Timeout)),
@@ -659,7 +662,6 @@ impl Shard {
         self.parks += 1;
         self.publish();
         let timeout = self
-            .table()
             .next_deadline()
             .map(|d| std::time::Duration::from_nanos(d.saturating_sub(self.shared.now_ns())));
         let me = &self.shared.shards[self.id];
