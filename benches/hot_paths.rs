@@ -100,6 +100,17 @@ fn answer_round(table: &mut RequestTable) {
     table.arm(black_box(1));
 }
 
+/// Requests that outlive the pass they were made in and are then answered: timer
+/// insert (at `arm`) and lazy cancel (the heap entry goes stale).
+fn cancel_round(table: &mut RequestTable) {
+    let ids: [u64; OPS as usize] =
+        std::array::from_fn(|i| table.open(black_box(3_000_000_000 + i as u64)));
+    table.arm(black_box(1));
+    for id in ids {
+        assert!(table.close(id));
+    }
+}
+
 /// Requests opened, armed and timed out: slab insert, timer insert, expiry.
 fn timeout_round(table: &mut RequestTable) {
     for _ in 0..OPS {
@@ -121,6 +132,7 @@ fn table() -> RequestTable {
     // Warm: a round of each benchmark's work, so the slab, the list of fresh
     // requests and the timer heap have grown to hold it.
     answer_round(&mut table);
+    cancel_round(&mut table);
     timeout_round(&mut table);
     assert_eq!(table.open_count(), 1024);
     table
@@ -131,6 +143,14 @@ fn table() -> RequestTable {
 #[bench::ops(setup = table)]
 fn request_open_close(mut table: RequestTable) -> RequestTable {
     answer_round(&mut table);
+    table
+}
+
+// `OPS` requests armed into the timer heap, then answered: timer insert and cancel.
+#[library_benchmark]
+#[bench::ops(setup = table)]
+fn timer_insert_cancel(mut table: RequestTable) -> RequestTable {
+    cancel_round(&mut table);
     table
 }
 
@@ -338,7 +358,7 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = table;
-    benchmarks = request_open_close, request_open_expire
+    benchmarks = request_open_close, timer_insert_cancel, request_open_expire
 );
 
 library_benchmark_group!(
