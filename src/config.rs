@@ -251,6 +251,8 @@ impl RuntimeBuilder {
     /// With no ticker, the CPU budget is never enforced: a guest that loops forever
     /// blocks the caller. [`crate::PendingReply::wait`] blocks the caller without
     /// running anything; step the runtime and use [`crate::PendingReply::try_get`].
+    /// An actor must not call back into its own manual runtime (spawn, stop,
+    /// step) from a handler: the shards are held while they run.
     ///
     /// # Errors
     ///

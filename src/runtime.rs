@@ -740,10 +740,10 @@ impl Runtime {
 
 /// Driving a manual runtime (built with [`RuntimeBuilder::build_manual`]).
 impl Runtime {
-    /// Runs one pass of the shard loop on every shard, in shard order, on the
-    /// calling thread: control commands, host sends and cross-shard rings into
-    /// mailboxes, due timeouts, up to 256 actor turns, overflow flushed. Never
-    /// blocks. Returns whether any shard found something to do.
+    /// Runs one pass of the shard loop on every shard that has something to do,
+    /// in shard order, on the calling thread: host sends and cross-shard rings
+    /// into mailboxes, due timeouts, up to 256 actor turns, overflow flushed.
+    /// Never blocks. Returns whether any shard had something to do.
     ///
     /// # Panics
     ///
