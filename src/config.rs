@@ -239,8 +239,9 @@ impl RuntimeBuilder {
         Runtime::start(self.config, self.log_sink, Mode::Threads)
     }
 
-    /// Builds a manual runtime: no threads at all (no shard threads, no epoch
-    /// ticker). Its shards run only inside [`Runtime::step`],
+    /// Builds a manual runtime: no threads of its own (no shard threads, no epoch
+    /// ticker; compiling a component may still use wasmtime's compiler threads,
+    /// which do nothing afterwards). Its shards run only inside [`Runtime::step`],
     /// [`Runtime::run_until_stalled`], [`Runtime::wait_idle`] and
     /// [`Runtime::shutdown`], on the calling thread, one after another in shard
     /// order, so a run is deterministic: the same sends give the same turns in the
