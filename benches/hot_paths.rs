@@ -184,8 +184,11 @@ struct Rig {
     rt: Runtime,
     start: Address,
     trigger: Vec<u8>,
-    count: Box<dyn Fn(&Runtime) -> u64>,
+    count: Count,
 }
+
+/// Reads the count a round raises.
+type Count = Box<dyn Fn(&Runtime) -> u64>;
 
 impl Rig {
     fn round(&self) {
@@ -202,7 +205,7 @@ impl Rig {
     }
 }
 
-fn handled(name: &'static str) -> Box<dyn Fn(&Runtime) -> u64> {
+fn handled(name: &'static str) -> Count {
     Box::new(move |rt: &Runtime| rt.stats().actor(name).expect(name).handled)
 }
 
@@ -225,9 +228,8 @@ fn components_rig() -> Rig {
     .warmed()
 }
 
-/// The same with native actors: the runtime's own cost.
-fn natives_rig() -> Rig {
-    let rt = manual();
+/// A native actor named `sink` that counts what it receives, and that count.
+fn counting_sink(rt: &Runtime) -> (Address, Count) {
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
     let sink = rt
@@ -235,6 +237,13 @@ fn natives_rig() -> Rig {
             counter.fetch_add(1, Ordering::Relaxed);
         })
         .unwrap();
+    (sink, Box::new(move |_| seen.load(Ordering::Relaxed)))
+}
+
+/// The same with native actors: the runtime's own cost.
+fn natives_rig() -> Rig {
+    let rt = manual();
+    let (sink, count) = counting_sink(&rt);
     let start = rt
         .spawn_native(
             "producer",
@@ -250,7 +259,7 @@ fn natives_rig() -> Rig {
         rt,
         start,
         trigger: b"go".to_vec(),
-        count: Box::new(move |_| seen.load(Ordering::Relaxed)),
+        count,
     }
     .warmed()
 }
@@ -280,18 +289,12 @@ fn requests_rig() -> Rig {
 /// `OPS` host sends to a native actor, each admitted, queued, delivered, handled.
 fn host_rig() -> Rig {
     let rt = manual();
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    let sink = rt
-        .spawn_native("sink", None, move |_: &mut Context<'_>, _, _: &[u8]| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        })
-        .unwrap();
+    let (sink, count) = counting_sink(&rt);
     let rig = Rig {
         rt,
         start: sink,
         trigger: Vec::new(),
-        count: Box::new(move |_| seen.load(Ordering::Relaxed)),
+        count,
     };
     host_round(&rig);
     assert_eq!((rig.count)(&rig.rt), u64::from(OPS));

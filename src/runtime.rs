@@ -22,7 +22,7 @@ use crate::native::NativeActor;
 use crate::outbox::Outbox;
 use crate::reply::{HostWaiter, PendingReply};
 use crate::shard::{Command, Shard, ShardExit, SpawnBody};
-use crate::stats::{ActorInfo, ShardCounters, ShardStats, ShutdownReport, Stats};
+use crate::stats::{ActorInfo, DeadLetter, ShardCounters, ShardStats, ShutdownReport, Stats};
 
 /// A function that receives every log line components write.
 pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
@@ -697,6 +697,17 @@ impl Runtime {
         self.shutdown_inner()
     }
 
+    /// The shutdown report: what was left undelivered, and the final stats.
+    fn report(&self, drained: bool, dead_letters: Vec<DeadLetter>) -> ShutdownReport {
+        let stats = self.stats();
+        ShutdownReport {
+            drained,
+            dead_letter_count: stats.dead_letters,
+            dead_letters,
+            stats,
+        }
+    }
+
     fn shutdown_inner(&mut self) -> ShutdownReport {
         if self.local.is_some() {
             return self.shutdown_manual();
@@ -728,13 +739,7 @@ impl Runtime {
             t.thread().unpark();
             let _ = t.join();
         }
-        let stats = self.stats();
-        ShutdownReport {
-            drained,
-            dead_letter_count: stats.dead_letters,
-            dead_letters,
-            stats,
-        }
+        self.report(drained, dead_letters)
     }
 }
 
@@ -749,15 +754,7 @@ impl Runtime {
     ///
     /// If the runtime runs its own threads (built with [`RuntimeBuilder::build`]).
     pub fn step(&self) -> bool {
-        let mut shards = lock(self.manual("step"));
-        let mut worked = false;
-        for shard in shards.iter_mut() {
-            if shard.has_work() {
-                shard.pass();
-                worked = true;
-            }
-        }
-        worked
+        pass_all(&mut lock(self.manual("step")))
     }
 
     /// Steps every shard until none has anything to do now; returns the passes
@@ -797,16 +794,7 @@ impl Runtime {
     fn run_until_idle(&self, local: &Mutex<Vec<Shard>>, deadline: Instant) -> bool {
         loop {
             let mut shards = lock(local);
-            let mut worked = true;
-            while worked {
-                worked = false;
-                for shard in shards.iter_mut() {
-                    if shard.has_work() {
-                        shard.pass();
-                        worked = true;
-                    }
-                }
-            }
+            while pass_all(&mut shards) {}
             if shards.iter_mut().all(|s| s.open_requests() == 0) {
                 return true;
             }
@@ -839,14 +827,20 @@ impl Runtime {
         for shard in shards {
             dead_letters.extend(shard.exit().dead_letters);
         }
-        let stats = self.stats();
-        ShutdownReport {
-            drained,
-            dead_letter_count: stats.dead_letters,
-            dead_letters,
-            stats,
+        self.report(drained, dead_letters)
+    }
+}
+
+/// One pass of every shard that has something to do; whether any had.
+fn pass_all(shards: &mut [Shard]) -> bool {
+    let mut worked = false;
+    for shard in shards {
+        if shard.has_work() {
+            shard.pass();
+            worked = true;
         }
     }
+    worked
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
