@@ -162,13 +162,19 @@ impl Shard {
     /// The earliest deadline of a request open on this shard (arming those made
     /// since the last clock reading, so it reads the clock if any is open).
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        self.arm_timers()?;
+        self.table().next_deadline()
+    }
+
+    /// Reads the clock and arms the requests made since the last reading;
+    /// returns the reading, or `None` (reading nothing) if no request is open.
+    fn arm_timers(&mut self) -> Option<u64> {
         if self.table().open_count() == 0 {
             return None;
         }
         let now = self.shared.now_ns();
-        let table = self.table();
-        table.arm(now);
-        table.next_deadline()
+        self.table().arm(now);
+        Some(now)
     }
 
     /// Requests open on this shard.
@@ -437,11 +443,9 @@ impl Shard {
     }
 
     fn fire_timers(&mut self) {
-        if self.table().open_count() == 0 {
+        let Some(now) = self.arm_timers() else {
             return;
-        }
-        let now = self.shared.now_ns();
-        self.table().arm(now);
+        };
         while let Some((id, waiter)) = self.table().expire(now) {
             match waiter {
                 Waiter::Host(w) => w.fulfil(Err(RequestError::Timeout)),
