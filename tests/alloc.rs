@@ -48,12 +48,39 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Runs the producer → seqcheck pipeline once and returns the allocations made.
-fn run_once(rt: &Runtime, producer: Address, size: u32) -> u64 {
-    let cmd: Vec<u8> = [MESSAGES, 1, size]
+/// Spawns the producer (shard 0) → seqcheck (`checker_shard`) pipeline; returns
+/// the producer.
+fn pipeline(rt: &Runtime, checker_shard: usize) -> Address {
+    let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
+    let seqcheck = rt.load_component_file(fixture("seqcheck.wat")).unwrap();
+    rt.spawn(&seqcheck, SpawnOptions::new("check").shard(checker_shard))
+        .unwrap();
+    rt.spawn(
+        &producer,
+        SpawnOptions::new("producer").config("check").shard(0),
+    )
+    .unwrap()
+}
+
+/// The producer's command: `MESSAGES` sequenced messages of `size` bytes, reliably.
+fn command(size: u32) -> Vec<u8> {
+    [MESSAGES, 1, size]
         .iter()
         .flat_map(|v| v.to_le_bytes())
-        .collect();
+        .collect()
+}
+
+/// The checker saw two rounds, complete and in order.
+fn assert_two_rounds_checked(rt: &Runtime) {
+    let stats = rt.stats();
+    let check = stats.actor("check").unwrap();
+    assert_eq!(check.failure, None);
+    assert_eq!(check.handled, 2 * MESSAGES as u64);
+}
+
+/// Runs the producer → seqcheck pipeline once and returns the allocations made.
+fn run_once(rt: &Runtime, producer: Address, size: u32) -> u64 {
+    let cmd = command(size);
     let before = ALLOCS.load(Ordering::SeqCst);
     rt.send(producer, &cmd).unwrap();
     assert!(rt.wait_idle(Duration::from_secs(120)));
@@ -67,29 +94,15 @@ fn steady_state(shards: usize, checker_shard: usize, size: u32) {
         .mailbox_capacity(256)
         .build()
         .unwrap();
-    let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
-    let seqcheck = rt.load_component_file(fixture("seqcheck.wat")).unwrap();
-    rt.spawn(&seqcheck, SpawnOptions::new("check").shard(checker_shard))
+    let p = pipeline(&rt, checker_shard);
+    // A native actor beside them, so a shard with one is measured too.
+    rt.spawn_native("sink", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {})
         .unwrap();
-    // The producer reports to a native actor, so the report path is exercised too.
-    let sink = rt
-        .spawn_native("sink", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {})
-        .unwrap();
-    let p = rt
-        .spawn(
-            &producer,
-            SpawnOptions::new("producer").config("check").shard(0),
-        )
-        .unwrap();
-    let _ = sink;
     // Warm up: mailboxes, rings' overflow buffers and the ready queue reach their
     // steady-state capacity.
     run_once(&rt, p, size);
     let allocs = run_once(&rt, p, size);
-    let stats = rt.stats();
-    let check = stats.actor("check").unwrap();
-    assert_eq!(check.failure, None);
-    assert_eq!(check.handled, 2 * MESSAGES as u64);
+    assert_two_rounds_checked(&rt);
     assert!(
         allocs <= HOST_ALLOWANCE,
         "{allocs} allocations for {MESSAGES} messages of {size} bytes on {shards} shard(s)"
@@ -143,16 +156,8 @@ fn manual_steady_state() {
         .mailbox_capacity(256)
         .build_manual()
         .unwrap();
-    let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
-    let seqcheck = rt.load_component_file(fixture("seqcheck.wat")).unwrap();
-    rt.spawn(&seqcheck, SpawnOptions::new("check")).unwrap();
-    let p = rt
-        .spawn(&producer, SpawnOptions::new("producer").config("check"))
-        .unwrap();
-    let cmd: Vec<u8> = [MESSAGES, 1, 8]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let p = pipeline(&rt, 0);
+    let cmd = command(8);
     let round = || {
         let before = ALLOCS.load(Ordering::SeqCst);
         rt.send(p, &cmd).unwrap();
@@ -161,10 +166,7 @@ fn manual_steady_state() {
     };
     round();
     let allocs = round();
-    let stats = rt.stats();
-    let check = stats.actor("check").unwrap();
-    assert_eq!(check.failure, None);
-    assert_eq!(check.handled, 2 * MESSAGES as u64);
+    assert_two_rounds_checked(&rt);
     // The host's send may start a new block of the host queue; nothing else may.
     assert!(allocs <= 1, "{allocs} allocations in a manual round");
 }
