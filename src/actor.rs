@@ -1,7 +1,6 @@
 //! One running actor: its mailbox, its body (a component instance or a native
 //! handler), and its invocation.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use wasmtime::component::{Func, TypedFunc, WasmList};
@@ -9,17 +8,19 @@ use wasmtime::{Store, Trap};
 
 use crate::address::Address;
 use crate::component::Component;
+use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload};
-use crate::error::RequestError;
+use crate::error::{RequestError, SpawnError};
 use crate::host::{ActorCtx, Limiter};
+use crate::mailbox::Mailbox;
 use crate::native::{Context, NativeActor};
 use crate::outbox::Outbox;
-use crate::runtime::Shared;
+use crate::requests::Requests;
 use crate::stats::ActorInfo;
 
 pub(crate) struct Actor {
     pub(crate) generation: u32,
-    pub(crate) mailbox: VecDeque<Envelope>,
+    pub(crate) mailbox: Mailbox,
     /// Whether the actor is in the shard's ready queue.
     pub(crate) scheduled: bool,
     pub(crate) info: Arc<ActorInfo>,
@@ -60,7 +61,7 @@ impl Actor {
     pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
         Actor {
             generation,
-            mailbox: VecDeque::new(),
+            mailbox: Mailbox::default(),
             scheduled: false,
             info,
             received: 0,
@@ -90,7 +91,7 @@ impl Actor {
                 }
             },
             Kind::Request(id) => {
-                self.outbox().current = Some((id, from));
+                self.outbox().requests.begin(id, from);
                 let reply = match &mut self.body {
                     Body::Wasm(w) => w.handle_request(from, id, payload),
                     Body::Native { actor, out } => {
@@ -100,7 +101,7 @@ impl Actor {
                 };
                 let out = self.outbox();
                 // `Some` while unanswered; `respond` during the call took it.
-                let unanswered = out.current.take();
+                let unanswered = out.requests.finish();
                 match (reply?, unanswered) {
                     (Some(bytes), Some(_)) => out.staged.push(Envelope {
                         to: from,
@@ -113,9 +114,7 @@ impl Actor {
                         self.info.name
                     ),
                     // Deferred: answerable later, with `respond`.
-                    (None, Some(_)) => {
-                        out.answerable.insert(id, from);
-                    }
+                    (None, Some(_)) => out.requests.defer(id, from),
                     (None, None) => {}
                 }
                 Ok(())
@@ -141,30 +140,41 @@ impl Actor {
     }
 }
 
+/// What every component actor of a shard is spawned with.
+pub(crate) struct WasmSettings {
+    pub(crate) directory: Arc<Directory>,
+    /// Bytes of linear memory an actor may have.
+    pub(crate) memory_limit: usize,
+    /// Epoch ticks an invocation may run, or `None` without CPU budgets.
+    pub(crate) budget: Option<u64>,
+}
+
 impl WasmActor {
-    /// Instantiates `component` for the actor at `me` and runs its `init`.
+    /// Instantiates `component` for the actor at `me` and runs its `init`, with
+    /// the shard's request table lent to it.
     /// On failure, what the actor sent during `init` is returned for routing.
     pub(crate) fn spawn(
-        shared: &Arc<Shared>,
+        settings: &WasmSettings,
         component: &Component,
         me: Address,
         name: Arc<str>,
         config: &[u8],
-        requests: &mut Option<Box<crate::requests::Requests>>,
-    ) -> Result<WasmActor, (crate::SpawnError, Vec<Envelope>)> {
-        let ctx = shared.actor_ctx(me, name);
-        let mut store = Store::new(&shared.engine, ctx);
+        table: &mut Option<Box<Requests>>,
+    ) -> Result<WasmActor, (SpawnError, Vec<Envelope>)> {
+        let ctx = ActorCtx::new(me, name, settings.directory.clone(), settings.memory_limit);
+        let pre = &component.inner.pre;
+        let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
-        let budget = shared.config.budget_ticks();
+        let budget = settings.budget;
         store.set_epoch_deadline(budget.unwrap_or(u64::MAX / 2));
-        let instance = match component.inner.pre.instantiate(&mut store) {
+        let instance = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => {
                 let msg = format!("{e:#}");
                 let err = if msg.contains("maximum concurrent") || msg.contains("pool") {
-                    crate::SpawnError::NoCapacity(format!("instance pool exhausted: {msg}"))
+                    SpawnError::NoCapacity(format!("instance pool exhausted: {msg}"))
                 } else {
-                    crate::SpawnError::Instantiate(describe(&e, &store.data().limiter))
+                    SpawnError::Instantiate(describe(&e, &store.data().limiter))
                 };
                 return Err((err, Vec::new()));
             }
@@ -180,9 +190,9 @@ impl WasmActor {
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
-        store.data_mut().out.requests = requests.take();
+        store.data_mut().out.table = table.take();
         let result = init.call(&mut store, (config,));
-        *requests = store.data_mut().out.requests.take();
+        *table = store.data_mut().out.table.take();
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
             Ok((Ok(()),)) => Ok(WasmActor {
@@ -193,13 +203,13 @@ impl WasmActor {
                 budget,
             }),
             Ok((Err(msg),)) => Err((
-                crate::SpawnError::Init(msg),
+                SpawnError::Init(msg),
                 std::mem::take(&mut store.data_mut().out.staged),
             )),
             Err(e) => {
                 let why = describe(&e, &store.data().limiter);
                 Err((
-                    crate::SpawnError::Init(why),
+                    SpawnError::Init(why),
                     std::mem::take(&mut store.data_mut().out.staged),
                 ))
             }

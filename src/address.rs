@@ -80,6 +80,14 @@ impl fmt::Display for Address {
     }
 }
 
+/// Serialized as its [`Display`](fmt::Display) form, `0x` and 16 hex digits: the
+/// notation the runtime's logs use.
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,80 +2,42 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, WasmList, WasmStr};
+use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
 
 use crate::address::Address;
+use crate::directory::Directory;
 use crate::envelope::Payload;
 use crate::error::SendError;
+use crate::log::LogLevel;
 use crate::outbox::Outbox;
 
 /// The name of the imported interface.
 pub(crate) const HOST_INTERFACE: &str = "wasmshard:actor/host@0.1.0";
-
-/// Severity of a component's log line. Mirrors `wasmshard:actor/types.log-level`.
-#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[component(enum)]
-#[repr(u8)]
-pub enum LogLevel {
-    /// Finest detail.
-    #[component(name = "trace")]
-    Trace,
-    /// Debugging detail.
-    #[component(name = "debug")]
-    Debug,
-    /// Normal operation.
-    #[component(name = "info")]
-    Info,
-    /// Something unexpected that the actor handled.
-    #[component(name = "warn")]
-    Warn,
-    /// Something failed.
-    #[component(name = "error")]
-    Error,
-}
-
-impl LogLevel {
-    /// The WIT name of the level, e.g. `warn`.
-    pub fn wit_name(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-
-    pub(crate) fn to_log(self) -> log::Level {
-        match self {
-            LogLevel::Trace => log::Level::Trace,
-            LogLevel::Debug => log::Level::Debug,
-            LogLevel::Info => log::Level::Info,
-            LogLevel::Warn => log::Level::Warn,
-            LogLevel::Error => log::Level::Error,
-        }
-    }
-}
-
-/// One log line written by an actor through `log`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogRecord {
-    /// The actor's address.
-    pub actor: Address,
-    /// The actor's name.
-    pub name: Arc<str>,
-    /// The level it logged at.
-    pub level: LogLevel,
-    /// The message.
-    pub message: String,
-}
 
 /// Store data of one component actor.
 pub(crate) struct ActorCtx {
     pub(crate) out: Outbox,
     pub(crate) limiter: Limiter,
     pub(crate) name: Arc<str>,
+}
+
+impl ActorCtx {
+    pub(crate) fn new(
+        me: Address,
+        name: Arc<str>,
+        directory: Arc<Directory>,
+        memory_limit: usize,
+    ) -> ActorCtx {
+        ActorCtx {
+            out: Outbox::new(me, directory),
+            limiter: Limiter {
+                memory_limit,
+                hit: None,
+            },
+            name,
+        }
+    }
 }
 
 /// Memory and table limits of one actor; remembers whether a limit was hit so the
@@ -124,7 +86,7 @@ impl ResourceLimiter for Limiter {
 /// (checked before copying, so an oversized payload costs nothing).
 #[inline]
 fn copy_payload(store: &StoreContextMut<'_, ActorCtx>, list: &WasmList<u8>) -> Option<Payload> {
-    if list.len() > store.data().out.shared.config.max_payload {
+    if list.len() > store.data().out.directory.max_payload {
         return None;
     }
     Some(Payload::from_slice(list.as_le_slice(store)))
@@ -195,7 +157,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
             let message = message.to_str(&store)?;
             let data = store.data();
             data.out
-                .shared
+                .directory
                 .log(data.out.me, &data.name, level, &message);
             Ok(())
         },

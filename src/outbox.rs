@@ -7,53 +7,44 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
-
+use crate::actor_requests::ActorRequests;
 use crate::address::Address;
+use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload};
 use crate::error::SendError;
 use crate::requests::{Requests, Waiter};
-use crate::runtime::Shared;
 
 pub(crate) struct Outbox {
     pub(crate) me: Address,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) directory: Arc<Directory>,
     pub(crate) staged: Vec<Envelope>,
     /// Messages and requests sent successfully, as counted for the actor's stats.
     pub(crate) sent: u64,
     /// The shard's request table, lent for the length of an invocation.
-    pub(crate) requests: Option<Box<Requests>>,
-    /// Requests this actor made that have not ended.
-    pub(crate) open_requests: u32,
-    /// The request being handled now, while it is unanswered: (id, requester).
-    /// Kept apart from `answerable` so a request answered during its own
-    /// invocation (the usual case) never touches the map.
-    pub(crate) current: Option<(u64, Address)>,
-    /// Requests this actor deferred and may still answer: id → requester.
-    pub(crate) answerable: AHashMap<u64, Address>,
+    pub(crate) table: Option<Box<Requests>>,
+    /// This actor's requests: open, being handled, deferred.
+    pub(crate) requests: ActorRequests,
 }
 
 impl Outbox {
-    pub(crate) fn new(me: Address, shared: Arc<Shared>) -> Outbox {
+    pub(crate) fn new(me: Address, directory: Arc<Directory>) -> Outbox {
         Outbox {
             me,
-            shared,
+            directory,
             staged: Vec::with_capacity(16),
             sent: 0,
-            requests: None,
-            open_requests: 0,
-            current: None,
-            answerable: AHashMap::new(),
+            table: None,
+            requests: ActorRequests::default(),
         }
     }
 
     /// Admits and stages a tell of `payload` to `to`.
     #[inline]
     pub(crate) fn send(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
-        if payload.len() > self.shared.config.max_payload {
+        if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.shared.admit(to)?;
+        self.directory.admit(to)?;
         self.staged.push(Envelope {
             to,
             from: self.me,
@@ -71,19 +62,19 @@ impl Outbox {
         payload: Payload,
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
-        if self.open_requests >= self.shared.config.max_open_requests {
+        if self.requests.open() >= self.directory.max_open_requests {
             return Err(SendError::TooManyRequests);
         }
-        if payload.len() > self.shared.config.max_payload {
+        if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.shared.admit(to)?;
-        let requests = self
-            .requests
+        self.directory.admit(to)?;
+        let table = self
+            .table
             .as_mut()
             .expect("the request table is lent during invocations");
-        let id = requests.open(Waiter::Actor(self.me), to, timeout_ns);
-        self.open_requests += 1;
+        let id = table.open(Waiter::Actor(self.me), to, timeout_ns);
+        self.requests.opened();
         self.staged.push(Envelope {
             to,
             from: self.me,
@@ -97,20 +88,11 @@ impl Outbox {
     /// Stages the reply to request `id`, which this actor received and has not
     /// answered yet.
     pub(crate) fn respond(&mut self, id: u64, payload: Payload) -> Result<(), SendError> {
-        if payload.len() > self.shared.config.max_payload {
+        if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        let requester = match self.current {
-            Some((current, requester)) if current == id => {
-                self.current = None;
-                requester
-            }
-            // Never received, or already answered.
-            _ => self
-                .answerable
-                .remove(&id)
-                .ok_or(SendError::UnknownTarget)?,
-        };
+        // Never received, or already answered.
+        let requester = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
         self.staged.push(Envelope {
             to: requester,
             from: self.me,
@@ -122,23 +104,23 @@ impl Outbox {
 
     /// Cancels request `id` if this actor made it and it is still open.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
-        let Some(requests) = self.requests.as_mut() else {
+        let Some(table) = self.table.as_mut() else {
             return false;
         };
-        if !requests.is_open_by(id, self.me) {
+        if !table.is_open_by(id, self.me) {
             return false;
         }
-        requests.close(id);
-        requests.counts.cancelled += 1;
-        self.open_requests -= 1;
+        table.close(id);
+        table.counts.cancelled += 1;
+        self.requests.ended();
         true
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Address> {
-        self.shared.lookup(name)
+        self.directory.lookup(name)
     }
 
     pub(crate) fn now_ns(&self) -> u64 {
-        self.shared.now_ns()
+        self.directory.now_ns()
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::address::Address;
 use crate::reply::HostWaiter;
+use crate::stats::RequestStats;
 
 /// Who is waiting for a request to end.
 pub(crate) enum Waiter {
@@ -42,17 +43,6 @@ struct Entry {
     open: Option<(Waiter, Address)>,
 }
 
-/// Counters of request outcomes, seen from the requester's shard.
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct RequestCounts {
-    pub(crate) made: u64,
-    pub(crate) answered: u64,
-    pub(crate) timed_out: u64,
-    pub(crate) cancelled: u64,
-    pub(crate) failed: u64,
-    pub(crate) late: u64,
-}
-
 pub(crate) struct Requests {
     shard: usize,
     entries: Vec<Entry>,
@@ -60,8 +50,8 @@ pub(crate) struct Requests {
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Requests opened since the last `arm`: (timeout in ns, id).
     fresh: Vec<(u64, u64)>,
-    open: usize,
-    pub(crate) counts: RequestCounts,
+    /// Outcomes so far, and the requests open now (`counts.open`).
+    pub(crate) counts: RequestStats,
 }
 
 fn pack(shard: usize, slot: u32, generation: u32) -> u64 {
@@ -85,14 +75,13 @@ impl Requests {
             free: Vec::new(),
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
-            open: 0,
-            counts: RequestCounts::default(),
+            counts: RequestStats::default(),
         }
     }
 
     /// Requests open now.
     pub(crate) fn open_count(&self) -> usize {
-        self.open
+        self.counts.open as usize
     }
 
     /// Opens a request by `waiter` to `target` that times out `timeout_ns` after
@@ -113,7 +102,7 @@ impl Requests {
         e.open = Some((waiter, target));
         let id = pack(self.shard, slot, e.generation);
         self.fresh.push((timeout_ns, id));
-        self.open += 1;
+        self.counts.open += 1;
         self.counts.made += 1;
         id
     }
@@ -140,13 +129,13 @@ impl Requests {
         let (slot, _) = unpack(id);
         let open = self.entries[slot as usize].open.take();
         self.free.push(slot);
-        self.open -= 1;
-        if self.open == 0 {
+        self.counts.open -= 1;
+        if self.counts.open == 0 {
             // Every fresh one has ended: nothing to arm.
             self.fresh.clear();
         }
         // The heap entry is now stale; rebuild once stale ones dominate.
-        if self.timers.len() > 1024 && self.timers.len() > 4 * self.open {
+        if self.timers.len() > 1024 && self.timers.len() > 4 * self.open_count() {
             self.compact();
         }
         open
@@ -176,7 +165,7 @@ impl Requests {
                 && let Some((Waiter::Host(w), _)) = self.entries[slot].open.take()
             {
                 self.free.push(slot as u32);
-                self.open -= 1;
+                self.counts.open -= 1;
                 waiters.push(w);
             }
         }

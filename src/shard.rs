@@ -8,54 +8,23 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
-use std::sync::mpsc::SyncSender;
+use std::time::Duration;
 
-use crate::actor::{Actor, Body, WasmActor};
+use crate::actor::{Actor, Body, WasmActor, WasmSettings};
 use crate::address::Address;
-use crate::component::Component;
-use crate::envelope::{Envelope, Kind, Payload};
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::envelope::{Envelope, Kind};
 use crate::error::{RequestError, SpawnError, StopError};
-use crate::native::NativeActor;
 use crate::outbox::Outbox;
-use crate::reply::HostWaiter;
 use crate::requests::{self, Requests, Waiter};
-use crate::runtime::Shared;
-use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason};
+use crate::shared::{Command, ShardHandle, Shared, SpawnBody};
+use crate::slots::SlotTable;
+use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
 use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
 const DEAD_LETTER_SAMPLES: usize = 1024;
-
-pub(crate) enum SpawnBody {
-    Wasm {
-        component: Component,
-        config: Vec<u8>,
-    },
-    Native(Box<dyn NativeActor>),
-}
-
-pub(crate) enum Command {
-    Spawn {
-        name: Arc<str>,
-        body: SpawnBody,
-        reply: SyncSender<Result<Address, SpawnError>>,
-    },
-    Stop {
-        address: Address,
-        reply: SyncSender<Result<(), StopError>>,
-    },
-    /// A request from the host, already admitted at the target; opened on this shard.
-    Request {
-        to: Address,
-        payload: Payload,
-        timeout_ns: u64,
-        waiter: Arc<HostWaiter>,
-    },
-    /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
-    StopAll { reply: SyncSender<()> },
-    /// Shutdown, phase two: drain what is left as dead letters and end the thread.
-    Exit,
-}
 
 /// What a shard thread hands back when it ends.
 pub(crate) struct ShardExit {
@@ -65,6 +34,13 @@ pub(crate) struct ShardExit {
 pub(crate) struct Shard {
     id: usize,
     shared: Arc<Shared>,
+    directory: Arc<Directory>,
+    wasm: WasmSettings,
+    /// Messages an actor handles per turn.
+    batch: u32,
+    /// How long the shard looks for work before it parks.
+    park_spin: Duration,
+    pin_core: bool,
     parker: Parker,
     actors: Vec<Option<Actor>>,
     free: Vec<u32>,
@@ -77,27 +53,34 @@ pub(crate) struct Shard {
     touched: Vec<bool>,
     stopping: bool,
     /// Open requests made from this shard; lent to the actor being invoked.
-    requests: Option<Box<Requests>>,
+    table: Option<Box<Requests>>,
     dead_letters: Vec<DeadLetter>,
-    // Counters, published to the shard handle once per turn.
-    routed_local: u64,
-    routed_remote: u64,
-    remote_out: u64,
-    remote_in: u64,
-    host_in: u64,
-    control_in: u64,
-    parks: u64,
-    loops: u64,
-    dead: u64,
-    live: u64,
+    /// Counters, published to the shard handle once per pass. (The request
+    /// counters are kept by the request table.)
+    counts: ShardStats,
 }
 
 impl Shard {
-    pub(crate) fn new(id: usize, shared: Arc<Shared>, parker: Parker) -> Shard {
+    pub(crate) fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        directory: Arc<Directory>,
+        config: &Config,
+        parker: Parker,
+    ) -> Shard {
         let n = shared.shards.len();
         Shard {
             id,
             shared,
+            wasm: WasmSettings {
+                directory: directory.clone(),
+                memory_limit: config.memory_limit,
+                budget: config.budget_ticks(),
+            },
+            directory,
+            batch: config.batch,
+            park_spin: config.park_spin,
+            pin_core: config.pin_cores,
             parker,
             actors: Vec::new(),
             free: Vec::new(),
@@ -106,23 +89,17 @@ impl Shard {
             overflowing: 0,
             touched: vec![false; n],
             stopping: false,
-            requests: Some(Box::new(Requests::new(id))),
+            table: Some(Box::new(Requests::new(id))),
             dead_letters: Vec::new(),
-            routed_local: 0,
-            routed_remote: 0,
-            remote_out: 0,
-            remote_in: 0,
-            host_in: 0,
-            control_in: 0,
-            parks: 0,
-            loops: 0,
-            dead: 0,
-            live: 0,
+            counts: ShardStats {
+                shard: id,
+                ..ShardStats::default()
+            },
         }
     }
 
     pub(crate) fn run(mut self) -> ShardExit {
-        if self.shared.config.pin_cores {
+        if self.pin_core {
             crate::sys::pin_current_thread(self.id);
         }
         while !self.pass() {
@@ -136,7 +113,7 @@ impl Shard {
     /// One pass of the loop, never parking; returns whether the shard must exit.
     #[inline]
     pub(crate) fn pass(&mut self) -> bool {
-        self.loops += 1;
+        self.counts.loops += 1;
         if self.take_commands() {
             return true;
         }
@@ -156,7 +133,7 @@ impl Shard {
             || self.inbound_pending()
             || self
                 .next_deadline()
-                .is_some_and(|d| d <= self.shared.now_ns())
+                .is_some_and(|d| d <= self.directory.now_ns())
     }
 
     /// The earliest deadline of a request open on this shard (arming those made
@@ -172,7 +149,7 @@ impl Shard {
         if self.table().open_count() == 0 {
             return None;
         }
-        let now = self.shared.now_ns();
+        let now = self.directory.now_ns();
         self.table().arm(now);
         Some(now)
     }
@@ -193,14 +170,18 @@ impl Shard {
         self.publish();
     }
 
-    fn handle(&self) -> &crate::runtime::ShardHandle {
+    fn handle(&self) -> &ShardHandle {
         &self.shared.shards[self.id]
+    }
+
+    fn slots(&self) -> &SlotTable {
+        self.directory.slots(self.id)
     }
 
     /// Runs control commands; returns whether the shard must exit.
     pub(crate) fn take_commands(&mut self) -> bool {
-        while let Some(cmd) = self.shared.shards[self.id].control.pop() {
-            self.control_in += 1;
+        while let Some(cmd) = self.handle().control.pop() {
+            self.counts.control_in += 1;
             match cmd {
                 Command::Spawn { name, body, reply } => {
                     let r = self.spawn(name, body);
@@ -248,7 +229,7 @@ impl Shard {
         if self.stopping {
             return Err(SpawnError::ShuttingDown);
         }
-        let capacity = self.handle().slots.len();
+        let capacity = self.slots().len();
         let slot = match self.free.pop() {
             Some(s) => s,
             None if (self.actors.len() as u32) < capacity => {
@@ -262,42 +243,38 @@ impl Shard {
                 )));
             }
         };
-        let generation = self.handle().slots.activate(slot);
+        let generation = self.slots().activate(slot);
         let me = Address::new(self.id, slot, generation);
-        self.shared.register(&name, me);
+        self.directory.register(&name, me);
         let native = matches!(body, SpawnBody::Native(_));
         let body = match body {
             SpawnBody::Native(actor) => Ok(Body::Native {
                 actor,
-                out: Outbox::new(me, self.shared.clone()),
+                out: Outbox::new(me, self.directory.clone()),
             }),
             SpawnBody::Wasm { component, config } => WasmActor::spawn(
-                &self.shared,
+                &self.wasm,
                 &component,
                 me,
                 name.clone(),
                 &config,
-                &mut self.requests,
+                &mut self.table,
             )
             .map(Body::Wasm),
         };
         match body {
             Ok(body) => {
                 let info = Arc::new(ActorInfo::new(name, me, native));
-                self.shared
-                    .actors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(info.clone());
+                self.shared.register_actor(info.clone());
                 self.actors[slot as usize] = Some(Actor::new(generation, info, body));
-                self.live += 1;
+                self.counts.actors += 1;
                 self.route_staged(slot);
                 Ok(me)
             }
             Err((err, staged)) => {
-                self.handle().slots.deactivate(slot);
+                self.slots().deactivate(slot);
                 self.free.push(slot);
-                self.shared.unregister(&name, me);
+                self.directory.unregister(&name, me);
                 for env in staged {
                     self.route(env);
                 }
@@ -314,22 +291,22 @@ impl Shard {
         let Some(mut actor) = self.actors[slot as usize].take() else {
             return;
         };
-        self.handle().slots.deactivate(slot);
+        self.slots().deactivate(slot);
         self.free.push(slot);
-        self.live -= 1;
+        self.counts.actors -= 1;
         actor.publish();
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
-        self.shared.unregister(&actor.info.name, me);
+        self.directory.unregister(&actor.info.name, me);
         let error = if reason == DeadLetterReason::TargetFailed {
             RequestError::TargetFailed
         } else {
             RequestError::TargetStopped
         };
-        for (id, requester) in std::mem::take(&mut actor.outbox().answerable) {
+        for (id, requester) in actor.outbox().requests.take_deferred() {
             self.route(Envelope::failure(requester, me, id, error));
         }
-        for env in killer.into_iter().chain(actor.mailbox.drain(..)) {
+        for env in killer.into_iter().chain(actor.mailbox.drain()) {
             match env.kind {
                 Kind::Tell => self.dead_letter(env, reason),
                 Kind::Request(id) => self.route(Envelope::failure(env.from, me, id, error)),
@@ -340,13 +317,13 @@ impl Shard {
     }
 
     fn table(&mut self) -> &mut Requests {
-        self.requests
+        self.table
             .as_mut()
             .expect("the request table is home between invocations")
     }
 
     fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
-        self.dead += 1;
+        self.counts.dead_letters += 1;
         if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
             self.dead_letters.push(DeadLetter {
                 to: env.to,
@@ -358,8 +335,8 @@ impl Shard {
     }
 
     fn drain_inbound(&mut self) {
-        while let Some(env) = self.shared.shards[self.id].host_inbox.pop() {
-            self.host_in += 1;
+        while let Some(env) = self.handle().host_inbox.pop() {
+            self.counts.host_in += 1;
             self.deliver(env);
         }
         for from in 0..self.shared.shards.len() {
@@ -367,7 +344,7 @@ impl Shard {
                 continue;
             }
             while let Some(env) = self.shared.ring(from, self.id).pop() {
-                self.remote_in += 1;
+                self.counts.remote_in += 1;
                 self.deliver(env);
             }
         }
@@ -385,7 +362,7 @@ impl Shard {
         let slot = env.to.slot();
         match self.actors.get_mut(slot as usize) {
             Some(Some(actor)) if actor.generation == env.to.generation() => {
-                actor.mailbox.push_back(env);
+                actor.mailbox.push(env);
                 actor.received += 1;
                 if !actor.scheduled {
                     actor.scheduled = true;
@@ -430,9 +407,9 @@ impl Shard {
         if let Some(Some(actor)) = self.actors.get_mut(slot as usize)
             && actor.generation == requester.generation()
         {
-            actor.outbox().open_requests -= 1;
+            actor.outbox().requests.ended();
             env.to = requester;
-            actor.mailbox.push_back(env);
+            actor.mailbox.push(env);
             actor.received += 1;
             if !actor.scheduled {
                 actor.scheduled = true;
@@ -467,15 +444,15 @@ impl Shard {
             _ => env.to.shard(),
         };
         if dest == self.id {
-            self.routed_local += 1;
+            self.counts.routed_local += 1;
             return self.deliver(env);
         }
-        self.routed_remote += 1;
+        self.counts.routed_remote += 1;
         let overflow = &mut self.overflow[dest];
         if overflow.is_empty() {
             match self.shared.ring(self.id, dest).push(env) {
                 Ok(()) => {
-                    self.remote_out += 1;
+                    self.counts.remote_out += 1;
                     self.touched[dest] = true;
                 }
                 Err(env) => {
@@ -530,8 +507,6 @@ impl Shard {
             return;
         };
         let batch = self
-            .shared
-            .config
             .batch
             .min(u32::try_from(actor.mailbox.len()).unwrap_or(u32::MAX));
         let (mut taken, mut counted) = (0u32, 0u32);
@@ -545,15 +520,15 @@ impl Shard {
             if taken == batch {
                 break;
             }
-            let Some(env) = actor.mailbox.pop_front() else {
+            let Some(env) = actor.mailbox.pop() else {
                 break;
             };
             taken += 1;
             counted += env.kind.counted() as u32;
             // Lend the request table for the call (two pointer moves, no lock).
-            actor.outbox().requests = self.requests.take();
+            actor.outbox().table = self.table.take();
             let result = actor.handle(&env);
-            self.requests = actor.outbox().requests.take();
+            self.table = actor.outbox().table.take();
             if result.is_ok() {
                 actor.handled += 1;
             }
@@ -564,7 +539,7 @@ impl Shard {
                 return;
             }
         }
-        self.handle().slots.release(slot, counted);
+        self.slots().release(slot, counted);
         let actor = self.actors[slot as usize].as_mut().expect("live actor");
         actor.publish();
         if actor.mailbox.is_empty() {
@@ -595,7 +570,7 @@ impl Shard {
             while let Some(env) = self.overflow[dest].pop_front() {
                 match self.shared.ring(self.id, dest).push(env) {
                     Ok(()) => {
-                        self.remote_out += 1;
+                        self.counts.remote_out += 1;
                         self.overflowing -= 1;
                         self.touched[dest] = true;
                     }
@@ -619,26 +594,8 @@ impl Shard {
     }
 
     fn publish(&self) {
-        let c = &self.handle().counters;
-        c.routed_local.set(self.routed_local);
-        c.routed_remote.set(self.routed_remote);
-        c.remote_out.set(self.remote_out);
-        c.remote_in.set(self.remote_in);
-        c.host_in.set(self.host_in);
-        c.control_in.set(self.control_in);
-        c.parks.set(self.parks);
-        c.loops.set(self.loops);
-        c.dead_letters.set(self.dead);
-        c.live_actors.set(self.live);
-        if let Some(r) = &self.requests {
-            let n = &r.counts;
-            c.open_requests.set(r.open_count() as u64);
-            c.requests_made.set(n.made);
-            c.requests_answered.set(n.answered);
-            c.requests_timed_out.set(n.timed_out);
-            c.requests_cancelled.set(n.cancelled);
-            c.requests_failed.set(n.failed);
-            c.late_replies.set(n.late);
+        if let Some(table) = &self.table {
+            self.handle().counters.publish(&self.counts, &table.counts);
         }
     }
 
@@ -653,7 +610,7 @@ impl Shard {
     fn park(&mut self) {
         // Spin briefly first: work that arrives soon is taken without a syscall on
         // either side.
-        let spin = self.shared.config.park_spin;
+        let spin = self.park_spin;
         if !spin.is_zero() {
             let until = std::time::Instant::now() + spin;
             while std::time::Instant::now() < until {
@@ -663,17 +620,17 @@ impl Shard {
                 std::hint::spin_loop();
             }
         }
-        self.parks += 1;
+        self.counts.parks += 1;
         self.publish();
         let timeout = self
             .next_deadline()
-            .map(|d| std::time::Duration::from_nanos(d.saturating_sub(self.shared.now_ns())));
+            .map(|d| Duration::from_nanos(d.saturating_sub(self.directory.now_ns())));
         let me = &self.shared.shards[self.id];
         me.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.inbound_pending() {
             me.parked.store(false, Ordering::SeqCst);
-            self.parks -= 1;
+            self.counts.parks -= 1;
             return;
         }
         self.shared.shard_idle();

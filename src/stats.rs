@@ -3,9 +3,15 @@
 //! Every counter has one writer, the shard that owns it, which publishes it with a
 //! plain relaxed store; readers on other threads see a value that may lag by one
 //! scheduling turn. No counter is a contended read-modify-write.
+//!
+//! The counters of a shard are listed once, in the `shard_counters!` invocation
+//! below, which defines the public snapshot ([`ShardStats`], [`RequestStats`]),
+//! the published copy (`ShardCounters`) and the copies between them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
 
 use crate::address::Address;
 
@@ -22,6 +28,112 @@ impl Counter {
     #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Defines [`ShardStats`] and [`RequestStats`] (plain values: what a shard counts
+/// as it goes, and what the host reads) and `ShardCounters` (their published,
+/// atomic copy), from one list of fields.
+macro_rules! shard_counters {
+    (
+        shard { $( $(#[$sdoc:meta])* $sfield:ident, )* }
+        requests { $( $(#[$rdoc:meta])* $rfield:ident, )* }
+    ) => {
+        /// A snapshot of one shard's counters.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+        #[non_exhaustive]
+        pub struct ShardStats {
+            /// The shard's index.
+            pub shard: usize,
+            $( $(#[$sdoc])* pub $sfield: u64, )*
+            /// Requests made from this shard, by its actors or by the host through it.
+            pub requests: RequestStats,
+        }
+
+        /// Counters of requests, seen from the requesters' shard.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+        #[non_exhaustive]
+        pub struct RequestStats {
+            $( $(#[$rdoc])* pub $rfield: u64, )*
+        }
+
+        /// The published copy of one shard's counters: written by the shard, read
+        /// by any thread.
+        #[derive(Default, Debug)]
+        pub(crate) struct ShardCounters {
+            $( pub(crate) $sfield: Counter, )*
+            requests: RequestCounters,
+        }
+
+        #[derive(Default, Debug)]
+        struct RequestCounters {
+            $( $rfield: Counter, )*
+        }
+
+        impl ShardCounters {
+            /// Publishes the shard's own counts. Owning shard only.
+            pub(crate) fn publish(&self, shard: &ShardStats, requests: &RequestStats) {
+                $( self.$sfield.set(shard.$sfield); )*
+                $( self.requests.$rfield.set(requests.$rfield); )*
+            }
+
+            /// What was last published.
+            pub(crate) fn snapshot(&self, shard: usize) -> ShardStats {
+                ShardStats {
+                    shard,
+                    $( $sfield: self.$sfield.get(), )*
+                    requests: RequestStats {
+                        $( $rfield: self.requests.$rfield.get(), )*
+                    },
+                }
+            }
+
+            /// Requests open, as last published.
+            pub(crate) fn open_requests(&self) -> u64 {
+                self.requests.open.get()
+            }
+        }
+    };
+}
+
+shard_counters! {
+    shard {
+        /// Messages routed to an actor on the same shard.
+        routed_local,
+        /// Messages routed to another shard.
+        routed_remote,
+        /// Envelopes this shard pushed into other shards' rings.
+        remote_out,
+        /// Envelopes this shard took out of its inbound rings.
+        remote_in,
+        /// Messages from the host this shard took out of its host queue.
+        host_in,
+        /// Control commands (spawn, stop, host requests, shutdown) it ran.
+        control_in,
+        /// Times the shard parked (slept in `poll`) for lack of work.
+        parks,
+        /// Turns of the shard's loop.
+        loops,
+        /// Messages that could not be delivered.
+        dead_letters,
+        /// Live actors on the shard.
+        actors,
+    }
+    requests {
+        /// Requests made.
+        made,
+        /// Of those, ended with a reply.
+        answered,
+        /// Of those, ended with `timeout`.
+        timed_out,
+        /// Of those, cancelled by the requester.
+        cancelled,
+        /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
+        failed,
+        /// Of those, still open.
+        open,
+        /// Replies that arrived after their request had ended, discarded.
+        late,
     }
 }
 
@@ -73,30 +185,9 @@ impl ActorInfo {
     }
 }
 
-/// Counters of one shard, published by its thread.
-#[derive(Default, Debug)]
-pub(crate) struct ShardCounters {
-    pub(crate) routed_local: Counter,
-    pub(crate) routed_remote: Counter,
-    pub(crate) remote_out: Counter,
-    pub(crate) remote_in: Counter,
-    pub(crate) host_in: Counter,
-    pub(crate) control_in: Counter,
-    pub(crate) parks: Counter,
-    pub(crate) loops: Counter,
-    pub(crate) dead_letters: Counter,
-    pub(crate) live_actors: Counter,
-    pub(crate) open_requests: Counter,
-    pub(crate) requests_made: Counter,
-    pub(crate) requests_answered: Counter,
-    pub(crate) requests_timed_out: Counter,
-    pub(crate) requests_cancelled: Counter,
-    pub(crate) requests_failed: Counter,
-    pub(crate) late_replies: Counter,
-}
-
 /// A snapshot of one actor's counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ActorStats {
     /// The name it was spawned with.
     pub name: String,
@@ -120,41 +211,9 @@ pub struct ActorStats {
     pub alive: bool,
 }
 
-/// A snapshot of one shard's counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShardStats {
-    /// The shard's index.
-    pub shard: usize,
-    /// Messages routed to an actor on the same shard.
-    pub routed_local: u64,
-    /// Messages routed to another shard.
-    pub routed_remote: u64,
-    /// Times the shard parked (slept in `poll`) for lack of work.
-    pub parks: u64,
-    /// Turns of the shard's loop.
-    pub loops: u64,
-    /// Messages that could not be delivered.
-    pub dead_letters: u64,
-    /// Live actors on the shard.
-    pub actors: u64,
-    /// Requests made from this shard (by its actors or by the host through it).
-    pub requests_made: u64,
-    /// Of those, ended with a reply.
-    pub requests_answered: u64,
-    /// Of those, ended with `timeout`.
-    pub requests_timed_out: u64,
-    /// Of those, cancelled by the requester.
-    pub requests_cancelled: u64,
-    /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
-    pub requests_failed: u64,
-    /// Of those, still open.
-    pub requests_open: u64,
-    /// Replies that arrived after their request had ended, discarded.
-    pub late_replies: u64,
-}
-
 /// A snapshot of the whole runtime, from [`Runtime::stats`](crate::Runtime::stats).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Every actor spawned, in spawn order, alive or not.
     pub actors: Vec<ActorStats>,
@@ -172,7 +231,9 @@ impl Stats {
 }
 
 /// Why a message became a dead letter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum DeadLetterReason {
     /// The target stopped or failed after the message was admitted.
     TargetGone,
@@ -185,7 +246,8 @@ pub enum DeadLetterReason {
 }
 
 /// A message that could not be delivered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// Where it was going.
     pub to: Address,
@@ -198,7 +260,8 @@ pub struct DeadLetter {
 }
 
 /// What [`Runtime::shutdown`](crate::Runtime::shutdown) reports.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Whether every in-flight message was handled before actors were stopped.
     pub drained: bool,

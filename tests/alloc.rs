@@ -137,7 +137,7 @@ fn requests_steady_state(shards: usize, responder_shard: usize) {
     };
     run(MESSAGES / 10);
     let allocs = run(MESSAGES / 10);
-    let answered: u64 = rt.stats().shards.iter().map(|s| s.requests_answered).sum();
+    let answered: u64 = rt.stats().shards.iter().map(|s| s.requests.answered).sum();
     assert_eq!(answered, 2 * (MESSAGES / 10) as u64);
     assert!(
         allocs <= HOST_ALLOWANCE,

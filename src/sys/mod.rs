@@ -2,10 +2,11 @@
 //!
 //! Contract: [`Parker::park`] blocks the calling thread until the paired
 //! [`mio::Waker`] is woken or the timeout passes (spurious returns are allowed);
-//! waking is one `eventfd` write; nothing here allocates after construction.
+//! waking is one `eventfd` write; [`Clock::now_ns`] is monotonic and reads the
+//! clock through the vDSO (no syscall); nothing here allocates after construction.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 
@@ -49,5 +50,24 @@ pub(crate) fn pin_current_thread(core: usize) -> bool {
     match core_affinity::get_core_ids() {
         Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[core % ids.len()]),
         _ => false,
+    }
+}
+
+/// The runtime's monotonic clock: nanoseconds since it was created.
+pub(crate) struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the clock was created (saturating after 584 years).
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }

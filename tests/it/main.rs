@@ -1,7 +1,6 @@
 //! Integration tests: the public API driven with real WebAssembly.
 
 mod bench;
-mod cli;
 mod isolation;
 mod lifecycle;
 mod loading;

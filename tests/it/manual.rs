@@ -99,7 +99,7 @@ fn a_host_request_is_answered_by_stepping() {
     rt.run_until_stalled();
     let answer = reply.try_get().expect("answered").unwrap();
     assert!(!answer.is_empty());
-    assert_eq!(rt.stats().shards[1].requests_answered, 1);
+    assert_eq!(rt.stats().shards[1].requests.answered, 1);
 }
 
 /// Open requests keep `wait_idle` stepping until their timeouts fire; a stalled
@@ -111,10 +111,10 @@ fn timeouts_fire_while_waiting_for_idle() {
     let reply = rt.request(silent, b"?", Duration::from_millis(30)).unwrap();
     rt.run_until_stalled();
     assert_eq!(reply.try_get(), None);
-    assert_eq!(rt.stats().shards[0].requests_open, 1);
+    assert_eq!(rt.stats().shards[0].requests.open, 1);
     assert!(rt.wait_idle(IDLE));
     assert_eq!(reply.try_get(), Some(Err(RequestError::Timeout)));
-    assert_eq!(rt.stats().shards[0].requests_timed_out, 1);
+    assert_eq!(rt.stats().shards[0].requests.timed_out, 1);
 }
 
 /// Shutting a manual runtime down stops its actors and reports what was left.

@@ -71,9 +71,9 @@ fn round_trips(requester_shard: usize, responder_shard: usize, shards: usize) {
     let shard = &stats.shards[requester_shard];
     assert_eq!(
         (
-            shard.requests_made,
-            shard.requests_answered,
-            shard.requests_open
+            shard.requests.made,
+            shard.requests.answered,
+            shard.requests.open
         ),
         (1000, 1000, 0)
     );
@@ -140,7 +140,7 @@ fn timeouts_fire_once_with_timeout() {
     // Each ended exactly once: a second end would make the requester report again
     // (outcome() checks it reported exactly once) and push ended past the count.
     assert_eq!(outcome(&logs, "r"), expect(0, 50, 0, 0));
-    assert_eq!(rt.stats().shards[0].requests_timed_out, 50);
+    assert_eq!(rt.stats().shards[0].requests.timed_out, 50);
 }
 
 /// A native requester that records when each request was made and how it ended.
@@ -274,9 +274,9 @@ fn a_million_outstanding_requests_all_end_exactly_once() {
     let shard = &rt.stats().shards[0];
     assert_eq!(
         (
-            shard.requests_made,
-            shard.requests_timed_out,
-            shard.requests_open
+            shard.requests.made,
+            shard.requests.timed_out,
+            shard.requests.open
         ),
         (N as u64, N as u64, 0)
     );
@@ -400,9 +400,9 @@ fn cancel_suppresses_the_response_and_the_late_reply_is_counted() {
     let shard = &rt.stats().shards[0];
     assert_eq!(
         (
-            shard.requests_cancelled,
-            shard.late_replies,
-            shard.requests_open
+            shard.requests.cancelled,
+            shard.requests.late,
+            shard.requests.open
         ),
         (1, 1, 0)
     );
@@ -437,7 +437,7 @@ fn a_reply_to_a_reused_slot_does_not_reach_the_new_request() {
         *responses,
         vec![(made[1], Ok(made[1].to_le_bytes().to_vec()))]
     );
-    assert_eq!(rt.stats().shards[0].late_replies, 1);
+    assert_eq!(rt.stats().shards[0].requests.late, 1);
 }
 
 #[test]
@@ -563,5 +563,5 @@ fn a_request_whose_handler_traps_ends_once() {
     assert_eq!(reply.wait(IDLE), Some(Err(RequestError::TargetFailed)));
     assert!(rt.wait_idle(IDLE));
     let shard = &rt.stats().shards[0];
-    assert_eq!((shard.requests_failed, shard.late_replies), (1, 0));
+    assert_eq!((shard.requests.failed, shard.requests.late), (1, 0));
 }

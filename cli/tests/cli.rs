@@ -1,8 +1,14 @@
-//! The `wasmshard` command line.
+//! The `wasmshard` command line, run as a user runs it.
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::fixture;
+/// A file of the repository's `fixtures/`.
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
 
 fn wasmshard(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wasmshard"))

@@ -1,0 +1,86 @@
+//! The manual driver: no threads; the shards run one pass at a time on the thread
+//! that steps them, in shard order, so a run depends only on its inputs.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::directory::Directory;
+use crate::shard::Shard;
+use crate::shared::lock;
+use crate::stats::DeadLetter;
+
+pub(crate) struct Manual {
+    /// Empty once the runtime has shut down.
+    shards: Mutex<Vec<Shard>>,
+}
+
+impl Manual {
+    pub(crate) fn new(shards: Vec<Shard>) -> Manual {
+        Manual {
+            shards: Mutex::new(shards),
+        }
+    }
+
+    /// One pass of every shard that has something to do; whether any had.
+    pub(crate) fn step(&self) -> bool {
+        pass_all(&mut lock(&self.shards))
+    }
+
+    /// Runs the control commands waiting for `shard` now (spawn and stop then
+    /// answer at once: no thread would take them).
+    pub(crate) fn take_commands(&self, shard: usize) {
+        if let Some(s) = lock(&self.shards).get_mut(shard) {
+            // `Exit` is never sent to a manual runtime's shards.
+            s.take_commands();
+        }
+    }
+
+    /// Steps until nothing is runnable and no request is open, or `deadline`.
+    pub(crate) fn run_until_idle(&self, directory: &Directory, deadline: Instant) -> bool {
+        loop {
+            let mut shards = lock(&self.shards);
+            while pass_all(&mut shards) {}
+            if shards.iter_mut().all(|s| s.open_requests() == 0) {
+                return true;
+            }
+            let next = shards.iter_mut().filter_map(|s| s.next_deadline()).min();
+            drop(shards);
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Only timeouts are left (or sends from other threads): sleep toward the
+            // first deadline, looking again at least every millisecond.
+            let until_next = next.map_or(Duration::MAX, |d| {
+                Duration::from_nanos(d.saturating_sub(directory.now_ns()))
+            });
+            std::thread::sleep(until_next.min(Duration::from_millis(1)).min(deadline - now));
+        }
+    }
+
+    /// Shutdown after the drain: stops every actor on every shard, then drains what
+    /// is left. Returns the dead letters the shards kept.
+    pub(crate) fn shutdown(&self) -> Vec<DeadLetter> {
+        let mut shards = std::mem::take(&mut *lock(&self.shards));
+        for shard in shards.iter_mut() {
+            shard.stop_all();
+        }
+        let mut dead_letters = Vec::new();
+        for shard in shards {
+            dead_letters.extend(shard.exit().dead_letters);
+        }
+        dead_letters
+    }
+}
+
+/// One pass of every shard that has something to do; whether any had.
+fn pass_all(shards: &mut [Shard]) -> bool {
+    let mut worked = false;
+    for shard in shards {
+        if shard.has_work() {
+            shard.pass();
+            worked = true;
+        }
+    }
+    worked
+}

@@ -1,0 +1,266 @@
+//! What the shard threads, the host and the epoch ticker touch together: each
+//! shard's handle (its waker, parked flag, host and control queues, published
+//! counters), the rings between shards, the actor registry, and the state of the
+//! ticker and of threads waiting for idle.
+//!
+//! Who writes each field, who reads it, and with which ordering:
+//!
+//! | field | written by | read by | ordering |
+//! |---|---|---|---|
+//! | `ShardHandle::parked` | its shard (set before parking, cleared after); a waker (swap to false) | senders deciding whether to wake it; idle checks | SeqCst, paired with a SeqCst fence after the sender publishes work |
+//! | `ShardHandle::waker` | — | any thread that pushed work for the shard and saw it parked | an `eventfd` write |
+//! | `ShardHandle::host_inbox` | the host (push) | its shard (pop) | `SegQueue`, MPMC |
+//! | `ShardHandle::host_out` | the host, before each push | idle checks | SeqCst RMW |
+//! | `ShardHandle::control` | the host (push), a manual runtime's caller (pop) | its shard (pop) | `SegQueue`, MPMC |
+//! | `ShardHandle::control_out` | the host, before each push | idle checks | SeqCst RMW |
+//! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
+//! | `mesh.ring(from, to)` | shard `from` (push) | shard `to` (pop) | `ArrayQueue`, used SPSC |
+//! | `actors` | shards (spawn appends) | `Runtime::stats` | `Mutex` (spawn and stats only) |
+//! | `active` | every shard (decrement before parking, increment after) | the ticker | SeqCst RMW |
+//! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
+//! | `ticker_stop` | the runtime, at shutdown | the ticker | SeqCst |
+//! | `idle_waiters`, `idle_waiter` | threads in `wait_idle` | shards about to park (they unpark the waiters) | SeqCst count; `Mutex` list taken only when the count is non-zero |
+//!
+//! Nothing here is touched per message but the rings (and, for a parked target,
+//! its `parked` flag and waker).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+
+use crossbeam_queue::SegQueue;
+
+use crate::address::Address;
+use crate::component::Component;
+use crate::envelope::{Envelope, Payload};
+use crate::error::{SpawnError, StopError};
+use crate::native::NativeActor;
+use crate::reply::HostWaiter;
+use crate::ring::{Mesh, Ring};
+use crate::stats::{ActorInfo, ShardCounters};
+
+/// What an actor is spawned from.
+pub(crate) enum SpawnBody {
+    Wasm {
+        component: Component,
+        config: Vec<u8>,
+    },
+    Native(Box<dyn NativeActor>),
+}
+
+/// Work the host hands a shard through its control queue.
+pub(crate) enum Command {
+    Spawn {
+        name: Arc<str>,
+        body: SpawnBody,
+        reply: SyncSender<Result<Address, SpawnError>>,
+    },
+    Stop {
+        address: Address,
+        reply: SyncSender<Result<(), StopError>>,
+    },
+    /// A request from the host, already admitted at the target; opened on this shard.
+    Request {
+        to: Address,
+        payload: Payload,
+        timeout_ns: u64,
+        waiter: Arc<HostWaiter>,
+    },
+    /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
+    StopAll { reply: SyncSender<()> },
+    /// Shutdown, phase two: drain what is left as dead letters and end the thread.
+    Exit,
+}
+
+/// What other threads may touch of one shard.
+pub(crate) struct ShardHandle {
+    pub(crate) waker: mio::Waker,
+    pub(crate) parked: AtomicBool,
+    pub(crate) host_inbox: SegQueue<Envelope>,
+    pub(crate) host_out: AtomicU64,
+    pub(crate) control: SegQueue<Command>,
+    pub(crate) control_out: AtomicU64,
+    pub(crate) counters: ShardCounters,
+}
+
+impl ShardHandle {
+    pub(crate) fn new(waker: mio::Waker) -> ShardHandle {
+        ShardHandle {
+            waker,
+            parked: AtomicBool::new(false),
+            host_inbox: SegQueue::new(),
+            host_out: AtomicU64::new(0),
+            control: SegQueue::new(),
+            control_out: AtomicU64::new(0),
+            counters: ShardCounters::default(),
+        }
+    }
+
+    /// Wakes the shard if it is parked. Callers issue a `SeqCst` fence (or a `SeqCst`
+    /// read-modify-write) after publishing work and before calling this.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Hands the shard a control command and wakes it.
+    pub(crate) fn command(&self, cmd: Command) {
+        self.control_out.fetch_add(1, Ordering::SeqCst);
+        self.control.push(cmd);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Hands the shard a message from the host and wakes it.
+    pub(crate) fn host_send(&self, env: Envelope) {
+        self.host_out.fetch_add(1, Ordering::SeqCst);
+        self.host_inbox.push(env);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.wake();
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Shared {
+    pub(crate) shards: Box<[ShardHandle]>,
+    mesh: Mesh,
+    actors: Mutex<Vec<Arc<ActorInfo>>>,
+    /// Shards not parked; the epoch ticker sleeps while this is zero.
+    active: AtomicUsize,
+    ticker: OnceLock<Thread>,
+    ticker_stop: AtomicBool,
+    idle_waiters: AtomicUsize,
+    idle_waiter: Mutex<Vec<Thread>>,
+}
+
+impl Shared {
+    pub(crate) fn new(shards: Vec<ShardHandle>, ring_capacity: usize) -> Shared {
+        let n = shards.len();
+        Shared {
+            shards: shards.into_boxed_slice(),
+            mesh: Mesh::new(n, ring_capacity),
+            actors: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(n),
+            ticker: OnceLock::new(),
+            ticker_stop: AtomicBool::new(false),
+            idle_waiters: AtomicUsize::new(0),
+            idle_waiter: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The ring from shard `from` to shard `to`.
+    #[inline]
+    pub(crate) fn ring(&self, from: usize, to: usize) -> &Ring {
+        self.mesh.ring(from, to)
+    }
+
+    /// Records a spawned actor for [`crate::Runtime::stats`].
+    pub(crate) fn register_actor(&self, info: Arc<ActorInfo>) {
+        lock(&self.actors).push(info);
+    }
+
+    /// Snapshots of every actor ever spawned, in spawn order.
+    pub(crate) fn actor_stats(&self) -> Vec<crate::stats::ActorStats> {
+        lock(&self.actors).iter().map(|a| a.snapshot()).collect()
+    }
+
+    /// The epoch ticker's thread, to wake when a shard becomes busy.
+    pub(crate) fn set_ticker(&self, ticker: Thread) {
+        let _ = self.ticker.set(ticker);
+    }
+
+    /// Whether every shard is parked (the ticker then sleeps).
+    pub(crate) fn all_parked(&self) -> bool {
+        self.active.load(Ordering::SeqCst) == 0
+    }
+
+    pub(crate) fn ticker_stopped(&self) -> bool {
+        self.ticker_stop.load(Ordering::SeqCst)
+    }
+
+    /// Tells the ticker to end and wakes it.
+    pub(crate) fn stop_ticker(&self) {
+        self.ticker_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.ticker.get() {
+            t.unpark();
+        }
+    }
+
+    /// A shard is about to park.
+    pub(crate) fn shard_idle(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        if self.idle_waiters.load(Ordering::SeqCst) > 0 {
+            for t in lock(&self.idle_waiter).iter() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// A shard woke up.
+    pub(crate) fn shard_busy(&self) {
+        if self.active.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(t) = self.ticker.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Registers the calling thread to be unparked whenever a shard parks; undone
+    /// by [`Shared::unwatch_idle`].
+    pub(crate) fn watch_idle(&self) {
+        self.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        lock(&self.idle_waiter).push(std::thread::current());
+    }
+
+    pub(crate) fn unwatch_idle(&self) {
+        let me = std::thread::current().id();
+        let mut waiters = lock(&self.idle_waiter);
+        if let Some(i) = waiters.iter().position(|t| t.id() == me) {
+            waiters.swap_remove(i);
+        }
+        self.idle_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A summary of every shard's idle-relevant counters: (all parked, sum of ring
+    /// pushes, sum of ring pops, host and control queues all drained, a digest of
+    /// every value). Allocates nothing, so waiting for idle does not disturb the
+    /// allocation count of the shards it watches.
+    fn idle_summary(&self) -> (bool, u64, u64, bool, u64) {
+        let (mut parked, mut out, mut inn, mut drained, mut digest) =
+            (true, 0u64, 0u64, true, 0u64);
+        for s in self.shards.iter() {
+            let c = &s.counters;
+            parked &= s.parked.load(Ordering::SeqCst);
+            let (o, i) = (c.remote_out.get(), c.remote_in.get());
+            let (hi, ho) = (c.host_in.get(), s.host_out.load(Ordering::SeqCst));
+            let (ci, co) = (c.control_in.get(), s.control_out.load(Ordering::SeqCst));
+            out += o;
+            inn += i;
+            drained &= hi == ho && ci == co && c.open_requests() == 0;
+            for v in [o, i, hi, ho, ci, co, c.loops.get()] {
+                digest = digest.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+        }
+        (parked, out, inn, drained, digest)
+    }
+
+    /// Whether nothing is in flight: every shard parked, every envelope that was
+    /// pushed anywhere taken out again, and nothing changed while we looked.
+    pub(crate) fn is_idle(&self) -> bool {
+        let a = self.idle_summary();
+        if !a.0 {
+            return false;
+        }
+        let b = self.idle_summary();
+        a == b && a.1 == a.2 && a.3
+    }
+}
+
+/// Locks `m`, going on with the data if a panicking thread poisoned it (every
+/// structure behind a lock here stays consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

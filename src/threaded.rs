@@ -1,0 +1,143 @@
+//! The threaded driver: one OS thread per shard, plus the epoch ticker.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+
+use crate::config::Config;
+use crate::error::BuildError;
+use crate::shard::{Shard, ShardExit};
+use crate::shared::{Command, Shared};
+use crate::stats::DeadLetter;
+
+pub(crate) struct Threaded {
+    threads: Vec<JoinHandle<ShardExit>>,
+    ticker: Option<JoinHandle<()>>,
+    /// How long the host spins for a shard's answer before it blocks.
+    host_spin: Duration,
+}
+
+impl Threaded {
+    /// Starts a thread per shard, and the epoch ticker if CPU budgets are on.
+    pub(crate) fn start(
+        shards: Vec<Shard>,
+        shared: &Arc<Shared>,
+        engine: &Engine,
+        config: &Config,
+    ) -> Result<Threaded, BuildError> {
+        let ticker = match config.cpu_budget {
+            Some(_) => {
+                let (s, e, tick) = (shared.clone(), engine.clone(), config.epoch_tick);
+                let t = std::thread::Builder::new()
+                    .name("wasmshard-epoch".into())
+                    .spawn(move || ticker(&s, &e, tick))
+                    .map_err(|e| BuildError::new(format!("cannot start the epoch ticker: {e}")))?;
+                shared.set_ticker(t.thread().clone());
+                Some(t)
+            }
+            None => None,
+        };
+        let mut threads = Vec::with_capacity(shards.len());
+        for (id, shard) in shards.into_iter().enumerate() {
+            let t = std::thread::Builder::new()
+                .name(format!("wasmshard-{id}"))
+                .spawn(move || shard.run())
+                .map_err(|e| BuildError::new(format!("cannot start shard thread {id}: {e}")))?;
+            threads.push(t);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let host_spin = if config.shards < cores {
+            config.park_spin
+        } else {
+            Duration::ZERO
+        };
+        Ok(Threaded {
+            threads,
+            ticker,
+            host_spin,
+        })
+    }
+
+    /// Waits for a shard's answer to a spawn or stop. Where the host has a core
+    /// of its own (fewer shards than cores), it spins up to `park_spin` first, as
+    /// idle shards do: the sleep and wake-up of a blocking receive cost several
+    /// times the spawn itself. Without a spare core, spinning would take the
+    /// core the answering shard needs, so it blocks at once.
+    pub(crate) fn answer<T>(&self, answer: &Receiver<T>) -> Option<T> {
+        if !self.host_spin.is_zero() {
+            let until = Instant::now() + self.host_spin;
+            loop {
+                match answer.try_recv() {
+                    Ok(v) => return Some(v),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) if Instant::now() >= until => break,
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                }
+            }
+        }
+        answer.recv().ok()
+    }
+
+    /// Blocks until nothing is in flight or `deadline`.
+    pub(crate) fn wait_idle(&self, shared: &Shared, deadline: Instant) -> bool {
+        shared.watch_idle();
+        let idle = loop {
+            if shared.is_idle() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            std::thread::park_timeout((deadline - now).min(Duration::from_millis(5)));
+        };
+        shared.unwatch_idle();
+        idle
+    }
+
+    /// Shutdown after the drain: stops every actor on every shard (phase one),
+    /// then ends every shard thread (phase two) and the ticker. Returns the dead
+    /// letters the shards kept.
+    pub(crate) fn shutdown(&mut self, shared: &Shared) -> Vec<DeadLetter> {
+        let mut answers = Vec::new();
+        for shard in shared.shards.iter().take(self.threads.len()) {
+            let (reply, answer) = sync_channel(1);
+            shard.command(Command::StopAll { reply });
+            answers.push(answer);
+        }
+        for a in answers {
+            let _ = a.recv();
+        }
+        for shard in shared.shards.iter().take(self.threads.len()) {
+            shard.command(Command::Exit);
+        }
+        let mut dead_letters = Vec::new();
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(exit) => dead_letters.extend(exit.dead_letters),
+                Err(_) => log::error!("wasmshard: a shard thread panicked"),
+            }
+        }
+        shared.stop_ticker();
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        dead_letters
+    }
+}
+
+/// The epoch ticker: advances the engine's epoch every tick while any shard is busy,
+/// and sleeps while all are parked, so an idle runtime uses no CPU.
+fn ticker(shared: &Shared, engine: &Engine, tick: Duration) {
+    while !shared.ticker_stopped() {
+        if shared.all_parked() {
+            std::thread::park();
+            continue;
+        }
+        std::thread::sleep(tick);
+        engine.increment_epoch();
+    }
+}
