@@ -10,7 +10,7 @@ use crate::address::Address;
 use crate::component::Component;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload};
-use crate::error::{RequestError, SpawnError};
+use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, cause};
 use crate::host::{ActorCtx, Limiter};
 use crate::mailbox::Mailbox;
 use crate::native::{Context, NativeActor};
@@ -46,14 +46,18 @@ pub(crate) struct WasmActor {
 }
 
 /// Runs a native handler; a panic fails the actor alone, like a trapping component.
-fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic".into());
-        format!("native actor panicked: {msg}")
+        Failure::new(
+            FailureKind::Panic,
+            format!("native actor panicked: {msg}"),
+            None,
+        )
     })
 }
 
@@ -80,7 +84,7 @@ impl Actor {
     /// Handles one envelope: a message, a request or a response. `Err` carries why
     /// the actor failed.
     #[inline]
-    pub(crate) fn handle(&mut self, env: &Envelope) -> Result<(), String> {
+    pub(crate) fn handle(&mut self, env: &Envelope) -> Result<(), Failure> {
         let from = env.from;
         let payload = &env.payload[..];
         match env.kind {
@@ -170,11 +174,10 @@ impl WasmActor {
         let instance = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => {
-                let msg = format!("{e:#}");
-                let err = if msg.contains("maximum concurrent") || msg.contains("pool") {
-                    SpawnError::NoCapacity(format!("instance pool exhausted: {msg}"))
+                let err = if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                    SpawnError::NoCapacity(Capacity::InstancePool(cause(e)))
                 } else {
-                    SpawnError::Instantiate(describe(&e, &store.data().limiter))
+                    SpawnError::Instantiate(describe(e, &store.data().limiter))
                 };
                 return Err((err, Vec::new()));
             }
@@ -207,9 +210,9 @@ impl WasmActor {
                 std::mem::take(&mut store.data_mut().out.staged),
             )),
             Err(e) => {
-                let why = describe(&e, &store.data().limiter);
+                let why = describe(e, &store.data().limiter);
                 Err((
-                    SpawnError::Init(why),
+                    SpawnError::InitFailed(why),
                     std::mem::take(&mut store.data_mut().out.staged),
                 ))
             }
@@ -223,18 +226,18 @@ impl WasmActor {
         }
     }
 
-    fn fail(&self, e: &wasmtime::Error) -> String {
+    fn fail(&self, e: wasmtime::Error) -> Failure {
         describe(e, &self.store.data().limiter)
     }
 
     #[inline]
-    fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), String> {
+    fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), Failure> {
         self.arm();
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
         f.call(&mut self.store, (from.to_bits(), payload))
-            .map_err(|e| self.fail(&e))
+            .map_err(|e| self.fail(e))
     }
 
     #[inline]
@@ -243,7 +246,7 @@ impl WasmActor {
         from: Address,
         id: u64,
         payload: &[u8],
-    ) -> Result<Option<Payload>, String> {
+    ) -> Result<Option<Payload>, Failure> {
         self.arm();
         // SAFETY: as in `handle_message`; `load` checked `option<list<u8>>` as the
         // result, which `Option<WasmList<u8>>` lifts without copying.
@@ -254,7 +257,7 @@ impl WasmActor {
         };
         let (reply,) = f
             .call(&mut self.store, (from.to_bits(), id, payload))
-            .map_err(|e| self.fail(&e))?;
+            .map_err(|e| self.fail(e))?;
         // The list is read right after the call returns, before the guest runs again.
         Ok(reply.map(|list| Payload::from_slice(list.as_le_slice(&self.store))))
     }
@@ -264,27 +267,35 @@ impl WasmActor {
         &mut self,
         id: u64,
         response: Result<&[u8], RequestError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         self.arm();
         // SAFETY: as in `handle_message`.
         let f = unsafe {
             TypedFunc::<(u64, Result<&[u8], RequestError>), ()>::new_unchecked(self.handle_response)
         };
         f.call(&mut self.store, (id, response))
-            .map_err(|e| self.fail(&e))
+            .map_err(|e| self.fail(e))
     }
 }
 
-/// Says why an invocation failed, in words for the host.
-fn describe(e: &wasmtime::Error, limiter: &Limiter) -> String {
-    if let Some(hit) = &limiter.hit {
-        return hit.clone();
+/// Says why an invocation failed: classified by the error's type (a trap, the
+/// epoch interrupt of an exhausted budget) or by the limiter that refused a grow,
+/// with the wasmtime error kept as the cause.
+fn describe(e: wasmtime::Error, limiter: &Limiter) -> Failure {
+    if let Some((kind, why)) = &limiter.hit {
+        return Failure::new(*kind, why.clone(), Some(cause(e)));
     }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            "CPU budget exhausted (interrupted at its epoch deadline)".to_string()
+    match e.downcast_ref::<Trap>().copied() {
+        Some(Trap::Interrupt) => Failure::new(
+            FailureKind::CpuBudget,
+            "CPU budget exhausted (interrupted at its epoch deadline)",
+            Some(cause(e)),
+        ),
+        Some(trap) => Failure::new(FailureKind::Trap, format!("trap: {trap}"), Some(cause(e))),
+        None => {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or("failed").to_string();
+            Failure::new(FailureKind::Other, first, Some(cause(e)))
         }
-        Some(trap) => format!("trap: {trap}"),
-        None => format!("{e:#}"),
     }
 }

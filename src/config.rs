@@ -5,7 +5,7 @@ use std::time::Duration;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::address::{MAX_SHARDS, MAX_SLOTS_PER_SHARD};
-use crate::error::BuildError;
+use crate::error::{BuildError, cause};
 use crate::log::{LogRecord, LogSink};
 
 /// Default capacity of every actor's mailbox, in messages.
@@ -97,7 +97,7 @@ impl Config {
         c.memory_reservation(memory as u64);
         c.memory_guard_size(page as u64);
         c.memory_reservation_for_growth(0);
-        Engine::new(&c).map_err(|e| BuildError::new(format!("cannot create the engine: {e:#}")))
+        Engine::new(&c).map_err(|e| BuildError::Engine(cause(e)))
     }
 }
 
@@ -268,34 +268,42 @@ impl RuntimeBuilder {
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         let c = &self.config;
         if c.shards == 0 || c.shards > MAX_SHARDS {
-            return Err(BuildError::new(format!(
+            return Err(BuildError::Setting(format!(
                 "shards must be 1 to {MAX_SHARDS}, not {}",
                 c.shards
             )));
         }
         if c.mailbox_capacity == 0 || c.mailbox_capacity >= 1 << 30 {
-            return Err(BuildError::new("mailbox capacity must be 1 to 2^30 - 1"));
+            return Err(BuildError::Setting(
+                "mailbox capacity must be 1 to 2^30 - 1".into(),
+            ));
         }
         if c.max_actors == 0 || c.max_actors as usize >= MAX_SLOTS_PER_SHARD {
-            return Err(BuildError::new(format!(
+            return Err(BuildError::Setting(format!(
                 "max actors must be 1 to {}",
                 MAX_SLOTS_PER_SHARD - 1
             )));
         }
         if c.batch == 0 {
-            return Err(BuildError::new("batch must be at least 1"));
+            return Err(BuildError::Setting("batch must be at least 1".into()));
         }
         if c.ring_capacity == 0 {
-            return Err(BuildError::new("ring capacity must be at least 1"));
+            return Err(BuildError::Setting(
+                "ring capacity must be at least 1".into(),
+            ));
         }
         if c.epoch_tick.is_zero() {
-            return Err(BuildError::new("epoch tick must be positive"));
+            return Err(BuildError::Setting("epoch tick must be positive".into()));
         }
         if c.memory_limit < 64 * 1024 || c.memory_limit > 4 << 30 {
-            return Err(BuildError::new("memory limit must be 64 KiB to 4 GiB"));
+            return Err(BuildError::Setting(
+                "memory limit must be 64 KiB to 4 GiB".into(),
+            ));
         }
         if c.max_payload > u32::MAX as usize {
-            return Err(BuildError::new("max payload must fit in 32 bits"));
+            return Err(BuildError::Setting(
+                "max payload must fit in 32 bits".into(),
+            ));
         }
         Ok(())
     }

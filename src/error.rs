@@ -1,35 +1,57 @@
-//! Error types: one per operation, each saying what happened and what to do.
+//! Error types: one per operation, each saying what happened and what to do, and
+//! keeping what caused it as its [`source`](std::error::Error::source).
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use wasmtime::component::{ComponentType, Lift, Lower};
 
+use crate::address::Address;
+
+/// An error that caused another, kept whole (with its own chain of causes).
+pub(crate) type Cause = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// Keeps an error (a wasmtime error, with the chain of causes it carries, or any
+/// other) as a [`Cause`].
+pub(crate) fn cause(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Cause {
+    Arc::from(error.into())
+}
+
 /// Why a message could not be sent. Mirrors `wasmshard:actor/types.send-error`.
-#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[component(enum)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum SendError {
     /// No live actor has this address (never spawned, stopped, failed, or a stale
     /// generation of a reused slot).
     #[component(name = "unknown-target")]
+    #[error("unknown-target (no live actor has this address)")]
     UnknownTarget,
     /// The target's mailbox is at capacity. Nothing was enqueued; try again later.
     #[component(name = "mailbox-full")]
+    #[error("mailbox-full (the target's mailbox is full; retry later)")]
     MailboxFull,
     /// The sender is not allowed to reach the target.
     #[component(name = "denied")]
+    #[error("denied (the sender may not reach this target)")]
     Denied,
     /// The payload is larger than the runtime's maximum payload size.
     #[component(name = "too-large")]
+    #[error("too-large (the payload exceeds the runtime's maximum payload size)")]
     TooLarge,
     /// The target does not accept the payload's codec.
     #[component(name = "unsupported-codec")]
+    #[error("unsupported-codec (the target does not accept this payload's codec)")]
     UnsupportedCodec,
     /// The runtime is shutting down and accepts no new messages.
     #[component(name = "shutting-down")]
+    #[error("shutting-down (the runtime is shutting down)")]
     ShuttingDown,
     /// The sender has as many open requests as it may have.
     #[component(name = "too-many-requests")]
+    #[error("too-many-requests (the sender has too many open requests)")]
     TooManyRequests,
 }
 
@@ -48,161 +70,236 @@ impl SendError {
     }
 }
 
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self {
-            SendError::UnknownTarget => "no live actor has this address",
-            SendError::MailboxFull => "the target's mailbox is full; retry later",
-            SendError::Denied => "the sender may not reach this target",
-            SendError::TooLarge => "the payload exceeds the runtime's maximum payload size",
-            SendError::UnsupportedCodec => "the target does not accept this payload's codec",
-            SendError::ShuttingDown => "the runtime is shutting down",
-            SendError::TooManyRequests => "the sender has too many open requests",
-        };
-        write!(f, "{} ({what})", self.wit_name())
-    }
+/// Why a request ended without a reply. Mirrors `wasmshard:actor/types.request-error`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[component(enum)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No reply came before the request's timeout.
+    #[component(name = "timeout")]
+    #[error("timeout (no reply came before the request's timeout)")]
+    Timeout,
+    /// The requester cancelled the request.
+    #[component(name = "cancelled")]
+    #[error("cancelled (the request was cancelled)")]
+    Cancelled,
+    /// The responder failed (trapped, ran out of budget or memory) while the request was open.
+    #[component(name = "target-failed")]
+    #[error("target-failed (the responder failed while the request was open)")]
+    TargetFailed,
+    /// The responder stopped while the request was open.
+    #[component(name = "target-stopped")]
+    #[error("target-stopped (the responder stopped while the request was open)")]
+    TargetStopped,
+    /// No live actor had the target address.
+    #[component(name = "unknown-target")]
+    #[error("unknown-target (no live actor had the target address)")]
+    UnknownTarget,
 }
 
-impl std::error::Error for SendError {}
+/// What kind of failure ended an actor's invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The guest trapped (`unreachable`, an out-of-bounds access, a bad argument
+    /// to a host call, ...).
+    Trap,
+    /// The invocation ran past its CPU budget and was interrupted.
+    CpuBudget,
+    /// The actor tried to grow its linear memory beyond the memory limit.
+    MemoryLimit,
+    /// The actor tried to grow a table beyond the table limit.
+    TableLimit,
+    /// A native actor panicked.
+    Panic,
+    /// Something else went wrong in wasmtime; see the source.
+    Other,
+}
 
-/// A component could not be loaded: the file is unreadable, not WebAssembly, or does
-/// not fit the `wasmshard:actor/component` world.
-#[derive(Debug)]
-pub struct LoadError {
+/// Why an actor's invocation (instantiation, `init` or a handler) failed.
+///
+/// Its `Display` is one line; the wasmtime error behind it (with the guest's
+/// backtrace, when there is one) is its [`source`](std::error::Error::source).
+#[derive(Clone, Debug)]
+pub struct Failure {
+    kind: FailureKind,
     message: String,
+    source: Option<Cause>,
 }
 
-impl LoadError {
-    pub(crate) fn new(message: impl Into<String>) -> LoadError {
-        LoadError {
+impl Failure {
+    pub(crate) fn new(
+        kind: FailureKind,
+        message: impl Into<String>,
+        source: Option<Cause>,
+    ) -> Failure {
+        Failure {
+            kind,
             message: message.into(),
+            source,
         }
     }
 
-    pub(crate) fn wrap(context: &str, error: impl fmt::Display) -> LoadError {
-        LoadError {
-            message: format!("{context}: {error:#}"),
-        }
-    }
-
-    /// What is wrong, as one line (with causes separated by `: `).
-    pub fn message(&self) -> &str {
-        &self.message
+    /// What kind of failure it was.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
     }
 }
 
-impl fmt::Display for LoadError {
+impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for LoadError {}
+impl StdError for Failure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A component could not be loaded: the file is unreadable, not WebAssembly, too
+/// large or deep to compile safely, or does not fit the `wasmshard:actor/component`
+/// world.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct LoadError {
+    context: String,
+    #[source]
+    source: Option<Cause>,
+}
+
+impl LoadError {
+    pub(crate) fn new(context: impl Into<String>) -> LoadError {
+        LoadError {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// `context`, caused by `error`.
+    pub(crate) fn wrap(
+        context: impl Into<String>,
+        error: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> LoadError {
+        LoadError {
+            context: context.into(),
+            source: Some(cause(error)),
+        }
+    }
+
+    /// The same error, said of `file`.
+    pub(crate) fn in_file(self, file: &str) -> LoadError {
+        LoadError {
+            context: format!("{file}: {}", self.context),
+            source: self.source,
+        }
+    }
+
+    /// What is wrong, as one line: this error and each of its causes, separated
+    /// by `: `.
+    pub fn message(&self) -> String {
+        chain(self)
+    }
+}
+
+/// The runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is out of its range; the message names it and the range.
+    #[error("invalid runtime configuration: {0}")]
+    Setting(String),
+    /// wasmtime refused the engine the settings call for.
+    #[error("cannot create the wasmtime engine")]
+    Engine(#[source] Cause),
+    /// The operating system refused a thread or a poller.
+    #[error("cannot create {what}")]
+    System {
+        /// What could not be created.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why there is no room for another actor.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Capacity {
+    /// Every slot of the shard holds an actor.
+    #[error("shard {shard} has all {slots} actor slots in use (raise max_actors)")]
+    ShardFull {
+        /// The shard.
+        shard: usize,
+        /// Its slots.
+        slots: u32,
+    },
+    /// The instance pool (sized by `max_actors`) has no free instance.
+    #[error("the instance pool is exhausted (raise max_actors)")]
+    InstancePool(#[source] Cause),
+}
 
 /// An actor could not be spawned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpawnError {
     /// Another live actor already has this name.
+    #[error("an actor named `{0}` already exists")]
     NameTaken(String),
     /// The requested shard does not exist.
+    #[error("shard {shard} does not exist (the runtime has {shards} shards)")]
     NoSuchShard {
         /// The shard asked for.
         shard: usize,
         /// How many shards the runtime has.
         shards: usize,
     },
-    /// The shard has no free slot, or the instance pool is exhausted; raise
-    /// `max_actors` in the builder.
-    NoCapacity(String),
-    /// Instantiating the component failed.
-    Instantiate(String),
-    /// The component's `init` returned an error (its message), trapped, or ran out of
-    /// budget or memory.
+    /// No room for another actor.
+    #[error("no capacity for another actor")]
+    NoCapacity(#[source] Capacity),
+    /// Instantiating the component failed (its start function trapped, say).
+    #[error("instantiation failed")]
+    Instantiate(#[source] Failure),
+    /// The component's `init` returned this error.
+    #[error("init refused: {0}")]
     Init(String),
+    /// The component's `init` trapped, or ran out of budget or memory.
+    #[error("init failed")]
+    InitFailed(#[source] Failure),
     /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
     ShuttingDown,
 }
-
-impl fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpawnError::NameTaken(name) => write!(f, "an actor named `{name}` already exists"),
-            SpawnError::NoSuchShard { shard, shards } => {
-                write!(
-                    f,
-                    "shard {shard} does not exist (the runtime has {shards} shards)"
-                )
-            }
-            SpawnError::NoCapacity(why) => write!(f, "no capacity for another actor: {why}"),
-            SpawnError::Instantiate(why) => write!(f, "instantiation failed: {why}"),
-            SpawnError::Init(why) => write!(f, "init failed: {why}"),
-            SpawnError::ShuttingDown => f.write_str("the runtime is shutting down"),
-        }
-    }
-}
-
-impl std::error::Error for SpawnError {}
 
 /// An actor could not be stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StopError {
     /// No live actor has this address.
-    UnknownTarget(crate::Address),
+    #[error("no live actor has address {0}")]
+    UnknownTarget(Address),
     /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
     ShuttingDown,
 }
 
-impl fmt::Display for StopError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StopError::UnknownTarget(a) => write!(f, "no live actor has address {a}"),
-            StopError::ShuttingDown => f.write_str("the runtime is shutting down"),
+/// `error` and each of its causes, separated by `: `, on one line.
+pub(crate) fn chain(error: &dyn StdError) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let line = e.to_string();
+        let first = line.lines().next().unwrap_or_default();
+        if !first.is_empty() && !out.ends_with(first) {
+            out.push_str(": ");
+            out.push_str(first);
         }
+        next = e.source();
     }
-}
-
-impl std::error::Error for StopError {}
-
-/// The runtime could not be built from its configuration.
-#[derive(Debug)]
-pub struct BuildError {
-    message: String,
-}
-
-impl BuildError {
-    pub(crate) fn new(message: impl Into<String>) -> BuildError {
-        BuildError {
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid runtime configuration: {}", self.message)
-    }
-}
-
-impl std::error::Error for BuildError {}
-
-/// Why a request ended without a reply. Mirrors `wasmshard:actor/types.request-error`.
-#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[component(enum)]
-#[repr(u8)]
-pub enum RequestError {
-    /// No reply came before the request's timeout.
-    #[component(name = "timeout")]
-    Timeout,
-    /// The requester cancelled the request.
-    #[component(name = "cancelled")]
-    Cancelled,
-    /// The responder failed (trapped, ran out of budget or memory) while the request was open.
-    #[component(name = "target-failed")]
-    TargetFailed,
-    /// The responder stopped while the request was open.
-    #[component(name = "target-stopped")]
-    TargetStopped,
-    /// No live actor had the target address.
-    #[component(name = "unknown-target")]
-    UnknownTarget,
+    out
 }

@@ -8,7 +8,7 @@ use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
 use crate::address::Address;
 use crate::directory::Directory;
 use crate::envelope::Payload;
-use crate::error::SendError;
+use crate::error::{FailureKind, SendError};
 use crate::log::LogLevel;
 use crate::outbox::Outbox;
 
@@ -44,7 +44,8 @@ impl ActorCtx {
 /// failure can be reported as such.
 pub(crate) struct Limiter {
     pub(crate) memory_limit: usize,
-    pub(crate) hit: Option<String>,
+    /// Which limit a grow ran into, and the words for it.
+    pub(crate) hit: Option<(FailureKind, String)>,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -61,7 +62,7 @@ impl ResourceLimiter for Limiter {
                 "memory limit of {} bytes reached (growing from {current} to {desired} bytes)",
                 self.memory_limit
             );
-            self.hit = Some(why.clone());
+            self.hit = Some((FailureKind::MemoryLimit, why.clone()));
             wasmtime::bail!("{why}");
         }
         Ok(true)
@@ -75,7 +76,7 @@ impl ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             let why = format!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
-            self.hit = Some(why.clone());
+            self.hit = Some((FailureKind::TableLimit, why.clone()));
             wasmtime::bail!("{why}");
         }
         Ok(true)

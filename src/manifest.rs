@@ -24,13 +24,14 @@
 //! request is open (so requests with timeouts end before the report).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{ActorStats, Runtime, RuntimeBuilder, SendError, SpawnOptions};
+use crate::{
+    ActorStats, BuildError, LoadError, Runtime, RuntimeBuilder, SendError, SpawnError, SpawnOptions,
+};
 
 /// A parsed, checked manifest.
 #[derive(Clone, Debug, Deserialize)]
@@ -99,16 +100,77 @@ pub struct SendSpec {
 }
 
 /// What is wrong with a manifest, or what went wrong running it.
-#[derive(Debug)]
-pub struct ManifestError(String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{file}: cannot read")]
+    Read {
+        /// The manifest file.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not TOML of the manifest's shape.
+    #[error("{file}invalid manifest")]
+    Parse {
+        /// `"FILE: "`, or empty for text that came from no file.
+        file: String,
+        /// Where and why.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// Well-formed, but wrong: no actor, an actor named twice, a send to no
+    /// actor, a bad payload.
+    #[error("{file}invalid manifest: {what}")]
+    Invalid {
+        /// `"FILE: "`, or empty for text that came from no file.
+        file: String,
+        /// What is wrong.
+        what: String,
+        /// What caused it, if anything did (bad hex, say).
+        #[source]
+        source: Option<hex::FromHexError>,
+    },
+    /// The `[runtime]` settings do not build a runtime.
+    #[error("the [runtime] settings")]
+    Build(#[source] BuildError),
+    /// A component does not load.
+    #[error("a component does not load")]
+    Load(#[source] LoadError),
+    /// An actor does not spawn.
+    #[error("actor `{name}` does not spawn")]
+    Spawn {
+        /// The actor.
+        name: String,
+        /// Why.
+        #[source]
+        source: SpawnError,
+    },
+}
 
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+fn invalid(what: String) -> ManifestError {
+    ManifestError::Invalid {
+        file: String::new(),
+        what,
+        source: None,
     }
 }
 
-impl std::error::Error for ManifestError {}
+impl ManifestError {
+    /// The same error, said of the manifest `file`.
+    fn in_file(self, path: &Path) -> ManifestError {
+        let file = format!("{}: ", path.display());
+        match self {
+            ManifestError::Parse { source, .. } => ManifestError::Parse { file, source },
+            ManifestError::Invalid { what, source, .. } => {
+                ManifestError::Invalid { file, what, source }
+            }
+            other => other,
+        }
+    }
+}
 
 impl SendSpec {
     /// The payload bytes.
@@ -119,33 +181,24 @@ impl SendSpec {
     pub fn bytes(&self) -> Result<Vec<u8>, ManifestError> {
         match (&self.payload, &self.payload_hex) {
             (Some(p), None) => Ok(p.as_bytes().to_vec()),
-            (None, Some(h)) => decode_hex(h).ok_or_else(|| {
-                ManifestError(format!(
-                    "send to `{}`: payload-hex `{h}` is not an even number of hex digits",
-                    self.to
-                ))
-            }),
-            (None, None) => Err(ManifestError(format!(
+            (None, Some(h)) => {
+                let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+                hex::decode(&digits).map_err(|e| ManifestError::Invalid {
+                    file: String::new(),
+                    what: format!("send to `{}`: payload-hex `{h}` is not hex", self.to),
+                    source: Some(e),
+                })
+            }
+            (None, None) => Err(invalid(format!(
                 "send to `{}`: give `payload` or `payload-hex`",
                 self.to
             ))),
-            (Some(_), Some(_)) => Err(ManifestError(format!(
+            (Some(_), Some(_)) => Err(invalid(format!(
                 "send to `{}`: give `payload` or `payload-hex`, not both",
                 self.to
             ))),
         }
     }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 impl Manifest {
@@ -157,10 +210,11 @@ impl Manifest {
     /// sends to an unknown actor, or has a bad payload.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ManifestError(format!("{}: cannot read: {e}", path.display())))?;
-        let mut m = Manifest::parse(&text)
-            .map_err(|e| ManifestError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        let mut m = Manifest::parse(&text).map_err(|e| e.in_file(path))?;
         m.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(m)
     }
@@ -172,32 +226,26 @@ impl Manifest {
     ///
     /// As [`Manifest::from_file`].
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let m: Manifest =
-            toml::from_str(text).map_err(|e| ManifestError(format!("invalid manifest: {e}")))?;
+        let m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            file: String::new(),
+            source: Box::new(e),
+        })?;
         if m.actors.is_empty() {
-            return Err(ManifestError(
-                "invalid manifest: it has no [[actor]]".into(),
-            ));
+            return Err(invalid("it has no [[actor]]".into()));
         }
         let mut seen = HashMap::new();
         for (i, a) in m.actors.iter().enumerate() {
             if a.name.is_empty() {
-                return Err(ManifestError(format!(
-                    "invalid manifest: actor #{} has an empty name",
-                    i + 1
-                )));
+                return Err(invalid(format!("actor #{} has an empty name", i + 1)));
             }
             if seen.insert(a.name.as_str(), i).is_some() {
-                return Err(ManifestError(format!(
-                    "invalid manifest: two actors are named `{}`",
-                    a.name
-                )));
+                return Err(invalid(format!("two actors are named `{}`", a.name)));
             }
         }
         for s in &m.sends {
             if !seen.contains_key(s.to.as_str()) {
-                return Err(ManifestError(format!(
-                    "invalid manifest: send to `{}`, which is no [[actor]]",
+                return Err(invalid(format!(
+                    "send to `{}`, which is no [[actor]]",
                     s.to
                 )));
             }
@@ -263,7 +311,7 @@ impl Manifest {
         builder: RuntimeBuilder,
         limit: Option<Duration>,
     ) -> Result<RunReport, ManifestError> {
-        let runtime = builder.build().map_err(|e| ManifestError(e.to_string()))?;
+        let runtime = builder.build().map_err(ManifestError::Build)?;
         let started = Instant::now();
         let mut components = HashMap::new();
         for a in &self.actors {
@@ -271,7 +319,7 @@ impl Manifest {
             if !components.contains_key(&path) {
                 let c = runtime
                     .load_component_file(&path)
-                    .map_err(|e| ManifestError(e.to_string()))?;
+                    .map_err(ManifestError::Load)?;
                 components.insert(path.clone(), c);
             }
             let mut opts = SpawnOptions::new(&a.name).config(a.config.clone().unwrap_or_default());
@@ -280,7 +328,10 @@ impl Manifest {
             }
             runtime
                 .spawn(&components[&path], opts)
-                .map_err(|e| ManifestError(format!("actor `{}`: {e}", a.name)))?;
+                .map_err(|source| ManifestError::Spawn {
+                    name: a.name.clone(),
+                    source,
+                })?;
         }
         let deadline = limit.map(|l| started + l);
         let mut undelivered = 0u64;
@@ -331,7 +382,8 @@ impl Manifest {
 }
 
 /// What [`Manifest::run`] reports.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Every actor's final counters.
     pub actors: Vec<ActorStats>,
@@ -341,6 +393,11 @@ pub struct RunReport {
     pub undelivered_sends: u64,
     /// Whether the system became idle (rather than being stopped at the time limit).
     pub idle: bool,
-    /// Wall-clock time from start to the end of shutdown.
+    /// Wall-clock time from start to the end of shutdown (`elapsed_ns` in JSON).
+    #[serde(rename = "elapsed_ns", serialize_with = "as_nanos")]
     pub elapsed: Duration,
+}
+
+fn as_nanos<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

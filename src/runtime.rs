@@ -14,7 +14,7 @@ use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError};
+use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError, cause};
 use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
 use crate::native::NativeActor;
@@ -103,13 +103,14 @@ impl Runtime {
     fn start(builder: RuntimeBuilder, manual: bool) -> Result<Runtime, BuildError> {
         let RuntimeBuilder { config, log_sink } = builder;
         let engine = config.engine()?;
-        let linker = host::linker(&engine)
-            .map_err(|e| BuildError::new(format!("cannot link host functions: {e:#}")))?;
+        let linker = host::linker(&engine).map_err(|e| BuildError::Engine(cause(e)))?;
         let mut parkers = Vec::with_capacity(config.shards);
         let mut handles = Vec::with_capacity(config.shards);
         for _ in 0..config.shards {
-            let (parker, waker) = crate::sys::parker()
-                .map_err(|e| BuildError::new(format!("cannot create a poller: {e}")))?;
+            let (parker, waker) = crate::sys::parker().map_err(|source| BuildError::System {
+                what: "a poller for a shard".into(),
+                source,
+            })?;
             parkers.push(parker);
             handles.push(ShardHandle::new(waker));
         }
@@ -152,11 +153,11 @@ impl Runtime {
     /// missing export or the unknown import).
     pub fn load_component_file(&self, path: impl AsRef<Path>) -> Result<Component, LoadError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| LoadError::new(format!("{}: cannot read: {e}", path.display())))?;
         let name = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|e| LoadError::wrap("cannot read", e).in_file(&name))?;
         self.load_component(&name, &bytes)
-            .map_err(|e| LoadError::new(format!("{name}: {}", e.message())))
+            .map_err(|e| e.in_file(&name))
     }
 
     /// Loads a component from bytes (binary or text); `name` is used in errors and

@@ -15,7 +15,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind};
-use crate::error::{RequestError, SpawnError, StopError};
+use crate::error::{Capacity, Failure, RequestError, SpawnError, StopError};
 use crate::outbox::Outbox;
 use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, ShardHandle, Shared, SpawnBody};
@@ -237,10 +237,10 @@ impl Shard {
                 self.actors.len() as u32 - 1
             }
             None => {
-                return Err(SpawnError::NoCapacity(format!(
-                    "shard {} has all {} slots in use (raise max_actors)",
-                    self.id, capacity
-                )));
+                return Err(SpawnError::NoCapacity(Capacity::ShardFull {
+                    shard: self.id,
+                    slots: capacity,
+                }));
             }
         };
         let generation = self.slots().activate(slot);
@@ -549,7 +549,7 @@ impl Shard {
         }
     }
 
-    fn fail(&mut self, slot: u32, cause: String, killer: Envelope) {
+    fn fail(&mut self, slot: u32, cause: Failure, killer: Envelope) {
         let info = self.actors[slot as usize]
             .as_ref()
             .expect("live actor")
@@ -561,7 +561,7 @@ impl Shard {
             info.address
         );
         info.failures.set(info.failures.get() + 1);
-        *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
+        *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
         self.remove(slot, DeadLetterReason::TargetFailed, Some(killer));
     }
 

@@ -34,7 +34,10 @@ impl Threaded {
                 let t = std::thread::Builder::new()
                     .name("wasmshard-epoch".into())
                     .spawn(move || ticker(&s, &e, tick))
-                    .map_err(|e| BuildError::new(format!("cannot start the epoch ticker: {e}")))?;
+                    .map_err(|source| BuildError::System {
+                        what: "the epoch ticker thread".into(),
+                        source,
+                    })?;
                 shared.set_ticker(t.thread().clone());
                 Some(t)
             }
@@ -45,7 +48,10 @@ impl Threaded {
             let t = std::thread::Builder::new()
                 .name(format!("wasmshard-{id}"))
                 .spawn(move || shard.run())
-                .map_err(|e| BuildError::new(format!("cannot start shard thread {id}: {e}")))?;
+                .map_err(|source| BuildError::System {
+                    what: format!("shard thread {id}"),
+                    source,
+                })?;
             threads.push(t);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

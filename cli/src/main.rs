@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmshard::manifest::{Manifest, RunReport};
 use wasmshard::{LogRecord, Runtime};
@@ -27,8 +28,8 @@ enum Command {
     Run {
         /// The TOML manifest.
         manifest: PathBuf,
-        /// Stop after this long even if not idle (e.g. 500ms, 2s, 1m).
-        #[arg(long = "for", value_parser = parse_duration)]
+        /// Stop after this long even if not idle (e.g. 500ms, 2s, 1m 30s).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
@@ -64,47 +65,11 @@ enum Command {
     },
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as 500ms, 2s or 1m"))?;
-    let secs = match unit.trim() {
-        "ns" => n / 1e9,
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" | "" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(format!("unknown unit `{u}` (use ns, us, ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Sends the runtime's own warnings to stderr.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{}", r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
 fn main() -> ExitCode {
-    let _ = log::set_logger(&StderrLogger).map(|()| log::set_max_level(log::LevelFilter::Warn));
+    // The runtime's own messages: warnings and errors unless RUST_LOG says otherwise.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
@@ -125,47 +90,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wasmshard: {e}");
+            // The error and every cause, on one line.
+            eprintln!("wasmshard: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> Result<ExitCode, String> {
-    let manifest = Manifest::from_file(path).map_err(|e| e.to_string())?;
+fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result<ExitCode> {
+    let manifest = Manifest::from_file(path)?;
     let builder = manifest.builder().log_sink(|r: &LogRecord| {
         eprintln!("[{}] {}: {}", r.name, r.level.wit_name(), r.message);
     });
-    let report = manifest.run(builder, duration).map_err(|e| e.to_string())?;
+    let report = manifest.run(builder, duration)?;
     if json {
-        println!("{}", to_json(&report));
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&report);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn to_json(report: &RunReport) -> serde_json::Value {
-    let actors: Vec<_> = report
-        .actors
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "name": a.name,
-                "address": a.address.to_bits(),
-                "shard": a.shard,
-                "received": a.received,
-                "sent": a.sent,
-                "handled": a.handled,
-                "failure": a.failure,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "actors": actors,
-        "dead_letters": report.dead_letters,
-        "elapsed_ns": report.elapsed.as_nanos() as u64,
-    })
 }
 
 fn print_table(report: &RunReport) {
@@ -207,16 +150,12 @@ fn print_table(report: &RunReport) {
     );
 }
 
-fn inspect(path: &PathBuf) -> Result<ExitCode, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let runtime = Runtime::builder()
-        .shards(1)
-        .max_actors(4)
-        .build()
-        .map_err(|e| e.to_string())?;
+fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let runtime = Runtime::builder().shards(1).max_actors(4).build()?;
     let i = runtime
         .inspect(&bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .with_context(|| path.display().to_string())?;
     println!("file: {}", path.display());
     println!("kind: {}", i.kind);
     println!("imports:");
@@ -246,7 +185,7 @@ fn bench(
     payload: usize,
     actors: &str,
     json: bool,
-) -> Result<ExitCode, String> {
+) -> anyhow::Result<ExitCode> {
     use wasmshard::bench::{Actors, Params, Workload, measure};
 
     let workloads = if names.is_empty() {
@@ -257,7 +196,7 @@ fn bench(
             .map(|n| {
                 Workload::from_name(n).ok_or_else(|| {
                     let all: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
-                    format!("no workload `{n}`; there are: {}", all.join(", "))
+                    anyhow::anyhow!("no workload `{n}`; there are: {}", all.join(", "))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -266,14 +205,10 @@ fn bench(
         "both" => &[Actors::Component, Actors::Native],
         "component" => &[Actors::Component],
         "native" => &[Actors::Native],
-        other => {
-            return Err(format!(
-                "--actors {other}: expected component, native or both"
-            ));
-        }
+        other => anyhow::bail!("--actors {other}: expected component, native or both"),
     };
     if messages == 0 {
-        return Err("--messages must be at least 1".into());
+        anyhow::bail!("--messages must be at least 1");
     }
     let shards = shards.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -298,9 +233,8 @@ fn bench(
             actors.name()
         );
         let started = std::time::Instant::now();
-        let m = measure(*workload, *actors, &params, messages).map_err(|e| {
+        let m = measure(*workload, *actors, &params, messages).inspect_err(|_| {
             eprintln!("failed");
-            e.to_string()
         })?;
         eprintln!("{:.1} s", started.elapsed().as_secs_f64());
         results.push(m);

@@ -10,9 +10,10 @@ fn rt() -> Runtime {
 
 fn refused(bytes: &[u8], expect: &str) {
     let err = rt().load_component("test", bytes).unwrap_err();
+    let message = err.message();
     assert!(
-        err.to_string().contains(expect),
-        "error `{err}` should mention `{expect}`"
+        message.contains(expect),
+        "error `{message}` should mention `{expect}`"
     );
 }
 
