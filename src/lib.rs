@@ -83,7 +83,10 @@ pub use config::{
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
     DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY, RuntimeBuilder,
 };
-pub use error::{BuildError, LoadError, RequestError, SendError, SpawnError, StopError};
+pub use error::{
+    BuildError, Capacity, Failure, FailureKind, LoadError, RequestError, SendError, SpawnError,
+    StopError,
+};
 pub use native::{Context, NativeActor};
 pub use reply::PendingReply;
 pub use runtime::{Runtime, SpawnOptions};

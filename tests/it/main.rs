@@ -1,11 +1,17 @@
 //! Integration tests: the public API driven with real WebAssembly.
 
 mod bench;
+mod guests;
 mod isolation;
 mod lifecycle;
 mod loading;
 mod manual;
 mod messaging;
+// The test guest's payloads and transform, shared with it (the guest uses all of
+// it, the tests only part).
+#[allow(dead_code)]
+#[path = "../guests/roles/src/pattern.rs"]
+mod pattern;
 mod requests;
 mod support;
 

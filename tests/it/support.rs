@@ -1,7 +1,9 @@
 //! Shared helpers: fixtures, small runtimes, and a native probe actor.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmshard::{Address, Component, Context, Runtime, RuntimeBuilder};
@@ -70,4 +72,64 @@ pub(crate) fn produce(count: u32, mode: u32, size: u32) -> Vec<u8> {
 pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
     let w = |i: usize| u32::from_le_bytes(payload[i * 4..i * 4 + 4].try_into().unwrap());
     (w(0), w(1), w(2))
+}
+
+/// Builds the Rust test guest (`tests/guests/roles`, see its crate docs for the
+/// roles) for `wasm32-unknown-unknown`, once per test binary, and returns the core
+/// module's path. `None` when the `wasm32-unknown-unknown` target is not installed
+/// and `CI` is not set: the caller skips (a note goes to stderr). With `CI` set a
+/// missing target is a failure, as is any other build failure.
+pub(crate) fn guest_wasm() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(build_guest).as_deref()
+}
+
+/// Loads the Rust test guest into `rt`; `None` as [`guest_wasm`].
+pub(crate) fn guest(rt: &Runtime) -> Option<Component> {
+    let wasm = guest_wasm()?;
+    Some(
+        rt.load_component_file(wasm)
+            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
+    )
+}
+
+fn build_guest() -> Option<PathBuf> {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = root.join("target").join("guests");
+    let output = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(["-p", "wasmshard-test-guest", "--target-dir"])
+        .arg(&target_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the test guest: {e}"));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let missing = stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+            || stderr.contains("can't find crate for `std`");
+        if missing {
+            let how = format!("the {TARGET} target is not installed (rustup target add {TARGET})");
+            if std::env::var_os("CI").is_some() {
+                panic!("cannot build the test guest: {how}\n{stderr}");
+            }
+            // Straight to stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: skipping the tests that need the Rust test guest: {how}"
+            );
+            return None;
+        }
+        panic!(
+            "building the test guest failed ({}):\n{stderr}",
+            output.status
+        );
+    }
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("wasmshard_test_guest.wasm");
+    assert!(wasm.is_file(), "cargo built no {}", wasm.display());
+    Some(wasm)
 }

@@ -1,0 +1,470 @@
+//! A wasmshard test component written as an ordinary Rust program: owned payloads,
+//! `Vec` and `String` allocations, state in a `RefCell`, panics where a trap is
+//! wanted. The integration tests build it for `wasm32-unknown-unknown` and load the
+//! core module (with the `component-type` metadata `wit-bindgen` embeds).
+//!
+//! One component plays several roles; `init`'s config (UTF-8, words separated by
+//! spaces) names the role and its arguments. Integers in commands and reports are
+//! little-endian; an address is a `u64`.
+//!
+//! Payloads (see `pattern.rs`, which the tests share): payload number `seq` is
+//! `seq % 300 + 1` bytes long, byte `i` being `pattern::byte(seq, len, i)`. Tells
+//! carry no header: a receiver knows `seq` because messages from one sender arrive
+//! in order, so loss, duplication and reordering show up as bad payloads too. The
+//! responders' transform `f(p)` is `p` reversed followed by the FNV-1a checksum of
+//! `p` (4 bytes), so every reply is 4 bytes longer than its request.
+//!
+//! Roles:
+//!
+//! - `sink`: every non-empty tell is checked byte for byte against the next
+//!   payload of its sender (`seq` counts per sender from 0); it counts good and
+//!   bad ones. An empty tell is a command: the sink tells the sender
+//!   `[good u32, bad u32]`.
+//! - `source`: a tell `[target u64, count u32]` makes it send `count` tells to
+//!   `target`, payloads `seq, seq+1, …` (`seq` counts per target from 0 and moves
+//!   only on a successful send); then it tells the command's sender
+//!   `[sent u32, refused u32]` (refused: `send` returned an error).
+//! - `echo`: `handle-request` answers at once with `some(f(payload))`, and, as a
+//!   service would for diagnostics, keeps a journal of the last 64 requests it
+//!   served (one `String` each, made after the reply). That allocation outlives
+//!   the call, so the reply's buffer, which the generated `post-return` frees,
+//!   is usually not next to free memory and goes back to the allocator's bins:
+//!   a host that reads a returned list after `post-return` sees the allocator's
+//!   bookkeeping in it. An empty tell makes it tell the sender `[served u32]`
+//!   (and log the journal).
+//! - `deferring`: `handle-request` returns `none` and keeps the request; any tell
+//!   makes it answer every request it holds, oldest first, with
+//!   `respond(id, f(payload))`.
+//! - `deferring NAME`: `handle-request` returns `none` and makes a sub-request
+//!   with the same payload to the actor registered as `NAME` (60 s timeout); when
+//!   that ends it answers the original request with `respond`: the sub-reply's
+//!   bytes verbatim, or an empty payload if the sub-request failed.
+//! - `silent`: takes requests and never answers them.
+//! - `requester`: a tell `[target u64, count u32, timeout_ms u32, cancel_every
+//!   u32]` makes it request `count` times from `target`, payloads `seq, seq+1, …`
+//!   (`seq` counts from 0 over the actor's life); when `cancel_every` is `k > 0`,
+//!   every `k`-th request (the 1st, the `k+1`-th, …) is cancelled right after it is
+//!   made. Each reply is checked byte for byte against `f(payload)`. When no
+//!   request it made is open any more, it tells the sender of the latest command
+//!   its report; an empty tell asks for the report at once. The report is eleven
+//!   `u32` counters, cumulative over the actor's life: `[made, ok, corrupted,
+//!   timeouts, failed, stopped, other, cancelled, cancel_missed, refused,
+//!   unexpected]`: requests made; replies equal to `f(payload)`; other replies;
+//!   requests ended with `timeout`, `target-failed`, `target-stopped`, any other
+//!   error; `cancel` calls that returned true, false; `request` calls that
+//!   failed; responses for an id that was cancelled, had already ended or was
+//!   never made (each of those is a runtime bug).
+//! - `trap`: holds requests like `deferring` and answers them all on a tell, but:
+//!   a tell `panic` panics in `handle-message`; a request `panic` panics in
+//!   `handle-request` before answering; a request `respond-then-panic` answers
+//!   itself with `respond(id, f(payload))` and then panics.
+//! - `trap-in-init`: panics in `init`.
+//!
+//! A panic aborts (there is no unwinding on this target), which traps: the
+//! runtime fails the actor.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+mod pattern;
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "component",
+});
+
+use exports::wasmshard::actor::actor::Guest;
+use wasmshard::actor::host;
+use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
+
+/// How long the requests the guest makes on its own account may take.
+const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
+
+enum Role {
+    Sink(Sink),
+    Source(Source),
+    Echo(Echo),
+    Deferring(Deferring),
+    Proxy(Proxy),
+    Silent,
+    Requester(Requester),
+    Trap(Deferring),
+}
+
+thread_local! {
+    static ROLE: RefCell<Option<Role>> = const { RefCell::new(None) };
+}
+
+fn with_role<R>(f: impl FnOnce(&mut Role) -> R) -> R {
+    ROLE.with_borrow_mut(|role| f(role.as_mut().expect("init has run")))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+fn encode(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Tells `to` a report. A report nobody can receive is logged, not fatal.
+fn report(to: Address, words: &[u32]) {
+    if let Err(e) = host::send(to, &encode(words)) {
+        host::log(
+            LogLevel::Warn,
+            &format!("report to {to:#x} not sent: {e:?}"),
+        );
+    }
+}
+
+#[derive(Default)]
+struct Sink {
+    next: HashMap<Address, u32>,
+    good: u32,
+    bad: u32,
+}
+
+impl Sink {
+    fn tell(&mut self, from: Address, payload: Vec<u8>) {
+        if payload.is_empty() {
+            return report(from, &[self.good, self.bad]);
+        }
+        let seq = self.next.entry(from).or_insert(0);
+        if pattern::is_payload(*seq, &payload) {
+            self.good += 1;
+        } else {
+            self.bad += 1;
+        }
+        *seq += 1;
+    }
+}
+
+#[derive(Default)]
+struct Source {
+    next: HashMap<Address, u32>,
+}
+
+impl Source {
+    fn tell(&mut self, from: Address, command: Vec<u8>) {
+        assert_eq!(command.len(), 12, "source command: [target u64, count u32]");
+        let (target, count) = (u64_at(&command, 0), u32_at(&command, 8));
+        let seq = self.next.entry(target).or_insert(0);
+        let (mut sent, mut refused) = (0, 0);
+        for _ in 0..count {
+            let payload = pattern::payload(*seq);
+            match host::send(target, &payload) {
+                Ok(()) => {
+                    sent += 1;
+                    *seq += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        report(from, &[sent, refused]);
+    }
+}
+
+/// How many served requests the echo remembers.
+const JOURNAL: usize = 64;
+
+/// Answers at once, and keeps a journal of the latest requests it served, as a
+/// service keeps for diagnostics.
+#[derive(Default)]
+struct Echo {
+    served: u32,
+    journal: VecDeque<String>,
+}
+
+impl Echo {
+    fn request(&mut self, from: Address, id: RequestId, payload: Vec<u8>) -> Vec<u8> {
+        let reply = pattern::transform(&payload);
+        self.served += 1;
+        if self.journal.len() == JOURNAL {
+            self.journal.pop_front();
+        }
+        self.journal.push_back(format!(
+            "request {id:#x} from {from:#x}: {} bytes in, {} out",
+            payload.len(),
+            reply.len()
+        ));
+        reply
+    }
+
+    fn tell(&mut self, from: Address) {
+        for line in &self.journal {
+            host::log(LogLevel::Debug, line);
+        }
+        report(from, &[self.served]);
+    }
+}
+
+/// Requests held for a later answer: (id, payload).
+#[derive(Default)]
+struct Deferring {
+    held: Vec<(RequestId, Vec<u8>)>,
+}
+
+impl Deferring {
+    fn answer_all(&mut self) {
+        for (id, payload) in self.held.drain(..) {
+            let reply = pattern::transform(&payload);
+            if let Err(e) = host::respond(id, &reply) {
+                host::log(
+                    LogLevel::Error,
+                    &format!("respond to {id:#x} failed: {e:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// Answers each request once a sub-request with the same payload has ended.
+struct Proxy {
+    name: String,
+    target: Option<Address>,
+    /// sub-request id → the request it answers.
+    waiting: HashMap<RequestId, RequestId>,
+}
+
+impl Proxy {
+    fn request(&mut self, id: RequestId, payload: Vec<u8>) {
+        let target = match self.target {
+            Some(t) => t,
+            None => {
+                let t = host::lookup(&self.name)
+                    .unwrap_or_else(|| panic!("no actor is registered as `{}`", self.name));
+                *self.target.insert(t)
+            }
+        };
+        match host::request(target, &payload, SUB_REQUEST_TIMEOUT_NS) {
+            Ok(sub) => {
+                self.waiting.insert(sub, id);
+            }
+            Err(e) => {
+                host::log(LogLevel::Warn, &format!("sub-request refused: {e:?}"));
+                let _ = host::respond(id, &[]);
+            }
+        }
+    }
+
+    fn response(&mut self, sub: RequestId, response: Result<Vec<u8>, RequestError>) {
+        let Some(id) = self.waiting.remove(&sub) else {
+            return host::log(
+                LogLevel::Error,
+                &format!("response for unknown sub-request {sub:#x}"),
+            );
+        };
+        let reply = response.unwrap_or_default();
+        if let Err(e) = host::respond(id, &reply) {
+            host::log(
+                LogLevel::Error,
+                &format!("respond to {id:#x} failed: {e:?}"),
+            );
+        }
+    }
+}
+
+/// The requester's report, in the order it is sent.
+#[derive(Default)]
+struct Counts {
+    made: u32,
+    ok: u32,
+    corrupted: u32,
+    timeouts: u32,
+    failed: u32,
+    stopped: u32,
+    other: u32,
+    cancelled: u32,
+    cancel_missed: u32,
+    refused: u32,
+    unexpected: u32,
+}
+
+impl Counts {
+    fn words(&self) -> [u32; 11] {
+        [
+            self.made,
+            self.ok,
+            self.corrupted,
+            self.timeouts,
+            self.failed,
+            self.stopped,
+            self.other,
+            self.cancelled,
+            self.cancel_missed,
+            self.refused,
+            self.unexpected,
+        ]
+    }
+}
+
+#[derive(Default)]
+struct Requester {
+    seq: u32,
+    /// Open requests: id → the seq of their payload.
+    open: HashMap<RequestId, u32>,
+    cancelled: HashSet<RequestId>,
+    ended: HashSet<RequestId>,
+    counts: Counts,
+    report_to: Option<Address>,
+}
+
+impl Requester {
+    fn tell(&mut self, from: Address, command: Vec<u8>) {
+        if command.is_empty() {
+            return report(from, &self.counts.words());
+        }
+        assert_eq!(
+            command.len(),
+            20,
+            "requester command: [target u64, count u32, timeout_ms u32, cancel_every u32]"
+        );
+        let target = u64_at(&command, 0);
+        let count = u32_at(&command, 8);
+        let timeout_ns = u64::from(u32_at(&command, 12)) * 1_000_000;
+        let cancel_every = u32_at(&command, 16);
+        self.report_to = Some(from);
+        for i in 0..count {
+            let seq = self.seq;
+            self.seq += 1;
+            let payload = pattern::payload(seq);
+            let id = match host::request(target, &payload, timeout_ns) {
+                Ok(id) => id,
+                Err(_) => {
+                    self.counts.refused += 1;
+                    continue;
+                }
+            };
+            self.counts.made += 1;
+            if cancel_every > 0 && i % cancel_every == 0 {
+                if host::cancel(id) {
+                    self.counts.cancelled += 1;
+                    self.cancelled.insert(id);
+                } else {
+                    self.counts.cancel_missed += 1;
+                    self.open.insert(id, seq);
+                }
+            } else {
+                self.open.insert(id, seq);
+            }
+        }
+        self.report_if_done();
+    }
+
+    fn response(&mut self, id: RequestId, response: Result<Vec<u8>, RequestError>) {
+        let Some(seq) = self.open.remove(&id) else {
+            self.counts.unexpected += 1;
+            let why = if self.cancelled.contains(&id) {
+                "cancelled"
+            } else if self.ended.contains(&id) {
+                "already ended"
+            } else {
+                "never made"
+            };
+            return host::log(
+                LogLevel::Error,
+                &format!("response for request {id:#x}, which {why}"),
+            );
+        };
+        self.ended.insert(id);
+        let c = &mut self.counts;
+        match response {
+            Ok(reply) if reply == pattern::transform(&pattern::payload(seq)) => c.ok += 1,
+            Ok(_) => c.corrupted += 1,
+            Err(RequestError::Timeout) => c.timeouts += 1,
+            Err(RequestError::TargetFailed) => c.failed += 1,
+            Err(RequestError::TargetStopped) => c.stopped += 1,
+            Err(_) => c.other += 1,
+        }
+        self.report_if_done();
+    }
+
+    fn report_if_done(&mut self) {
+        if !self.open.is_empty() {
+            return;
+        }
+        if let Some(to) = self.report_to.take() {
+            let words = self.counts.words();
+            host::log(LogLevel::Debug, &format!("requests done: {words:?}"));
+            report(to, &words);
+        }
+    }
+}
+
+struct Roles;
+
+impl Guest for Roles {
+    fn init(config: Vec<u8>) -> Result<(), String> {
+        let config = String::from_utf8(config).map_err(|e| format!("config: {e}"))?;
+        let words: Vec<&str> = config.split_whitespace().collect();
+        let role = match words.as_slice() {
+            ["sink"] => Role::Sink(Sink::default()),
+            ["source"] => Role::Source(Source::default()),
+            ["echo"] => Role::Echo(Echo::default()),
+            ["deferring"] => Role::Deferring(Deferring::default()),
+            ["deferring", name] => Role::Proxy(Proxy {
+                name: name.to_string(),
+                target: None,
+                waiting: HashMap::new(),
+            }),
+            ["silent"] => Role::Silent,
+            ["requester"] => Role::Requester(Requester::default()),
+            ["trap"] => Role::Trap(Deferring::default()),
+            ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
+            _ => return Err(format!("unknown role `{config}`")),
+        };
+        ROLE.with_borrow_mut(|r| *r = Some(role));
+        Ok(())
+    }
+
+    fn handle_message(from: Address, payload: Vec<u8>) {
+        with_role(|role| match role {
+            Role::Sink(s) => s.tell(from, payload),
+            Role::Source(s) => s.tell(from, payload),
+            Role::Requester(r) => r.tell(from, payload),
+            Role::Echo(e) => e.tell(from),
+            Role::Deferring(d) => d.answer_all(),
+            Role::Trap(_) if payload == b"panic" => panic!("trap: panic on command"),
+            Role::Trap(d) => d.answer_all(),
+            Role::Proxy(_) | Role::Silent => {}
+        })
+    }
+
+    fn handle_request(from: Address, id: RequestId, payload: Vec<u8>) -> Option<Vec<u8>> {
+        with_role(|role| match role {
+            Role::Echo(e) => Some(e.request(from, id, payload)),
+            Role::Deferring(d) => {
+                d.held.push((id, payload));
+                None
+            }
+            Role::Proxy(p) => {
+                p.request(id, payload);
+                None
+            }
+            Role::Trap(_) if payload == b"panic" => panic!("trap: panic before answering"),
+            Role::Trap(_) if payload == b"respond-then-panic" => {
+                host::respond(id, &pattern::transform(&payload)).expect("first answer");
+                panic!("trap: panic after answering")
+            }
+            Role::Trap(d) => {
+                d.held.push((id, payload));
+                None
+            }
+            Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
+        })
+    }
+
+    fn handle_response(id: RequestId, response: Result<Vec<u8>, RequestError>) {
+        with_role(|role| match role {
+            Role::Requester(r) => r.response(id, response),
+            Role::Proxy(p) => p.response(id, response),
+            _ => host::log(LogLevel::Warn, &format!("unexpected response for {id:#x}")),
+        })
+    }
+}
+
+export!(Roles);
