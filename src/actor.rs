@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Func, TypedFunc, WasmList};
+use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use crate::address::Address;
@@ -12,6 +12,7 @@ use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload};
 use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, cause};
 use crate::host::{ActorCtx, Limiter};
+use crate::lifted::LiftedBytes;
 use crate::mailbox::Mailbox;
 use crate::native::{Context, NativeActor};
 use crate::outbox::Outbox;
@@ -249,17 +250,18 @@ impl WasmActor {
     ) -> Result<Option<Payload>, Failure> {
         self.arm();
         // SAFETY: as in `handle_message`; `load` checked `option<list<u8>>` as the
-        // result, which `Option<WasmList<u8>>` lifts without copying.
+        // result, which `Option<LiftedBytes>` lifts as `Option<WasmList<u8>>` does.
         let f = unsafe {
-            TypedFunc::<(u64, u64, &[u8]), (Option<WasmList<u8>>,)>::new_unchecked(
+            TypedFunc::<(u64, u64, &[u8]), (Option<LiftedBytes>,)>::new_unchecked(
                 self.handle_request,
             )
         };
+        // The reply is copied while it is lifted: `call` runs the guest's
+        // post-return (which may free the buffer) before it returns.
         let (reply,) = f
             .call(&mut self.store, (from.to_bits(), id, payload))
             .map_err(|e| self.fail(e))?;
-        // The list is read right after the call returns, before the guest runs again.
-        Ok(reply.map(|list| Payload::from_slice(list.as_le_slice(&self.store))))
+        Ok(reply.map(|r| r.0))
     }
 
     #[inline]

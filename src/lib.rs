@@ -58,6 +58,7 @@ mod host;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod internals;
+mod lifted;
 mod log;
 mod mailbox;
 pub mod manifest;

@@ -11,6 +11,7 @@ use wasmtime::{Engine, Store, StoreContextMut};
 use super::{BenchError, Params, Workload, err, fixtures, producer_command};
 use crate::component::ACTOR_INTERFACE;
 use crate::host::HOST_INTERFACE;
+use crate::lifted::LiftedBytes;
 use crate::{LogLevel, RequestError, RuntimeBuilder, SendError};
 
 /// What the floor's host functions saw.
@@ -228,7 +229,7 @@ impl Floor {
                     .map_err(err)?;
                 let handle_request = responder.export("handle-request")?;
                 handle_request
-                    .typed::<(u64, u64, &[u8]), (Option<WasmList<u8>>,)>(&responder.store)
+                    .typed::<(u64, u64, &[u8]), (Option<LiftedBytes>,)>(&responder.store)
                     .map_err(err)?;
                 // Arm the requester with a count so large its chain never ends.
                 let start = requester.handle_message()?;
@@ -393,15 +394,17 @@ impl Floor {
                     let id = requester.store.data().next_id;
                     // SAFETY: both types were checked with `typed` in `Floor::new`.
                     let answer = unsafe {
-                        TypedFunc::<(u64, u64, &[u8]), (Option<WasmList<u8>>,)>::new_unchecked(
+                        TypedFunc::<(u64, u64, &[u8]), (Option<LiftedBytes>,)>::new_unchecked(
                             *handle_request,
                         )
                     };
+                    // The reply is copied while it is lifted, as the runtime does:
+                    // the guest's post-return may free it before `call` returns.
                     let (reply,) = answer
                         .call(&mut responder.store, (1, id, &msg))
                         .map_err(err)?;
                     let reply = reply.ok_or_else(|| err("the responder deferred"))?;
-                    std::hint::black_box(reply.as_le_slice(&responder.store));
+                    std::hint::black_box(&reply.0);
                     // SAFETY: as above.
                     let deliver = unsafe {
                         TypedFunc::<(u64, Result<&[u8], RequestError>), ()>::new_unchecked(
