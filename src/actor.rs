@@ -30,6 +30,14 @@ pub(crate) struct Actor {
     pub(crate) body: Body,
 }
 
+/// An invocation that failed.
+pub(crate) struct Fault {
+    pub(crate) failure: Failure,
+    /// Whether the envelope it failed on was a request the actor had already
+    /// answered (with `respond`, before failing): it must not end a second time.
+    pub(crate) answered: bool,
+}
+
 pub(crate) enum Body {
     Wasm(WasmActor),
     Native {
@@ -85,16 +93,21 @@ impl Actor {
     /// Handles one envelope: a message, a request or a response. `Err` carries why
     /// the actor failed.
     #[inline]
-    pub(crate) fn handle(&mut self, env: &Envelope) -> Result<(), Failure> {
+    pub(crate) fn handle(&mut self, env: &Envelope) -> Result<(), Fault> {
         let from = env.from;
         let payload = &env.payload[..];
+        let unanswered = |failure| Fault {
+            failure,
+            answered: false,
+        };
         match env.kind {
             Kind::Tell => match &mut self.body {
                 Body::Wasm(w) => w.handle_message(from, payload),
                 Body::Native { actor, out } => {
                     guard(|| actor.handle_message(&mut Context { out }, from, payload))
                 }
-            },
+            }
+            .map_err(unanswered),
             Kind::Request(id) => {
                 self.outbox().requests.begin(id, from);
                 let reply = match &mut self.body {
@@ -107,7 +120,12 @@ impl Actor {
                 let out = self.outbox();
                 // `Some` while unanswered; `respond` during the call took it.
                 let unanswered = out.requests.finish();
-                match (reply?, unanswered) {
+                let reply = reply.map_err(|failure| Fault {
+                    failure,
+                    // A failure after `respond` leaves the request answered.
+                    answered: unanswered.is_none(),
+                })?;
+                match (reply, unanswered) {
                     (Some(bytes), Some(_)) => out.staged.push(Envelope {
                         to: from,
                         from: out.me,
@@ -132,6 +150,7 @@ impl Actor {
                         guard(|| actor.handle_response(&mut Context { out }, id, response))
                     }
                 }
+                .map_err(unanswered)
             }
         }
     }

@@ -534,8 +534,9 @@ impl Shard {
             }
             // Route what it sent, even if it failed afterwards: those sends succeeded.
             self.route_staged(slot);
-            if let Err(cause) = result {
-                self.fail(slot, cause, env);
+            if let Err(fault) = result {
+                let killer = (!fault.answered).then_some(env);
+                self.fail(slot, fault.failure, killer);
                 return;
             }
         }
@@ -549,7 +550,9 @@ impl Shard {
         }
     }
 
-    fn fail(&mut self, slot: u32, cause: Failure, killer: Envelope) {
+    /// The actor in `slot` failed on `killer` (`None` if that was a request it had
+    /// already answered): it is removed, and everything it held ends.
+    fn fail(&mut self, slot: u32, cause: Failure, killer: Option<Envelope>) {
         let info = self.actors[slot as usize]
             .as_ref()
             .expect("live actor")
@@ -562,7 +565,7 @@ impl Shard {
         );
         info.failures.set(info.failures.get() + 1);
         *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
-        self.remove(slot, DeadLetterReason::TargetFailed, Some(killer));
+        self.remove(slot, DeadLetterReason::TargetFailed, killer);
     }
 
     fn flush_overflow(&mut self) {
