@@ -202,6 +202,7 @@ impl WasmActor {
                 return Err((err, Vec::new()));
             }
         };
+        store.data_mut().instantiated = true;
         let exports = &component.inner.exports;
         let get = |store: &mut Store<ActorCtx>, idx| {
             instance.get_func(store, idx).expect("checked at load")
@@ -314,8 +315,9 @@ fn describe(e: wasmtime::Error, limiter: &Limiter) -> Failure {
         ),
         Some(trap) => Failure::new(FailureKind::Trap, format!("trap: {trap}"), Some(cause(e))),
         None => {
-            let first = e.to_string();
-            let first = first.lines().next().unwrap_or("failed").to_string();
+            // The outermost layer may be the guest's backtrace: say the root cause.
+            let root = e.root_cause().to_string();
+            let first = root.lines().next().unwrap_or("failed").to_string();
             Failure::new(FailureKind::Other, first, Some(cause(e)))
         }
     }

@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{ComponentExportIndex, InstancePre, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
+use wasmtime::component::{InstancePre, Linker};
 
 use crate::error::LoadError;
+use crate::exports::{self, Exports};
 use crate::host::ActorCtx;
 
 /// The WIT package every component is written against.
 pub const WIT: &str = include_str!("../wit/actor.wit");
-/// The name of the exported interface.
-pub(crate) const ACTOR_INTERFACE: &str = "wasmshard:actor/actor@0.1.0";
 
 /// What a file turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +52,6 @@ pub(crate) struct ComponentInner {
     pub(crate) exports: Exports,
     pub(crate) imports: Vec<String>,
     pub(crate) export_names: Vec<String>,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct Exports {
-    pub(crate) init: ComponentExportIndex,
-    pub(crate) handle_message: ComponentExportIndex,
-    pub(crate) handle_request: ComponentExportIndex,
-    pub(crate) handle_response: ComponentExportIndex,
 }
 
 impl Component {
@@ -176,7 +167,6 @@ pub(crate) fn load(
     linker: &Linker<ActorCtx>,
     name: &str,
     bytes: &[u8],
-    probe: impl FnOnce() -> ActorCtx,
 ) -> Result<Component, LoadError> {
     let (binary, kind) = to_component_binary(bytes)?;
     let component = wasmtime::component::Component::new(engine, &binary)
@@ -190,27 +180,7 @@ pub(crate) fn load(
             e,
         )
     })?;
-    let iface = component
-        .get_export_index(None, ACTOR_INTERFACE)
-        .ok_or_else(|| {
-            LoadError::new(format!(
-                "the component does not export the interface `{ACTOR_INTERFACE}`"
-            ))
-        })?;
-    let func = |f: &str| {
-        component.get_export_index(Some(&iface), f).ok_or_else(|| {
-            LoadError::new(format!(
-                "the component does not export `{ACTOR_INTERFACE}#{f}`"
-            ))
-        })
-    };
-    let exports = Exports {
-        init: func("init")?,
-        handle_message: func("handle-message")?,
-        handle_request: func("handle-request")?,
-        handle_response: func("handle-response")?,
-    };
-    typecheck(engine, &pre, &exports, probe())?;
+    let exports = exports::check(&component)?;
     Ok(Component {
         inner: Arc::new(ComponentInner {
             name: name.to_string(),
@@ -221,46 +191,6 @@ pub(crate) fn load(
             export_names,
         }),
     })
-}
-
-/// Instantiates once in a throwaway store and checks each export's signature, so a
-/// mismatch is reported at load time with the export's name.
-fn typecheck(
-    engine: &Engine,
-    pre: &InstancePre<ActorCtx>,
-    exports: &Exports,
-    ctx: ActorCtx,
-) -> Result<(), LoadError> {
-    let mut store = Store::new(engine, ctx);
-    store.limiter(|c| &mut c.limiter);
-    store.set_epoch_deadline(u64::MAX / 2);
-    let instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| LoadError::wrap("instantiation failed", e))?;
-    let get = |store: &mut Store<ActorCtx>, idx: &ComponentExportIndex, name: &str| {
-        instance
-            .get_func(&mut *store, idx)
-            .ok_or_else(|| LoadError::new(format!("`{ACTOR_INTERFACE}#{name}` is not a function")))
-    };
-    let wrong = |name: &str, e: wasmtime::Error| {
-        LoadError::wrap(
-            &format!("export `{ACTOR_INTERFACE}#{name}` has the wrong type"),
-            e,
-        )
-    };
-    let f = get(&mut store, &exports.init, "init")?;
-    f.typed::<(&[u8],), (Result<(), String>,)>(&store)
-        .map_err(|e| wrong("init", e))?;
-    let f = get(&mut store, &exports.handle_message, "handle-message")?;
-    f.typed::<(u64, &[u8]), ()>(&store)
-        .map_err(|e| wrong("handle-message", e))?;
-    let f = get(&mut store, &exports.handle_request, "handle-request")?;
-    f.typed::<(u64, u64, &[u8]), (Option<Vec<u8>>,)>(&store)
-        .map_err(|e| wrong("handle-request", e))?;
-    let f = get(&mut store, &exports.handle_response, "handle-response")?;
-    f.typed::<(u64, Result<&[u8], crate::RequestError>), ()>(&store)
-        .map_err(|e| wrong("handle-response", e))?;
-    Ok(())
 }
 
 /// What `inspect` found in a file.
@@ -282,7 +212,6 @@ pub(crate) fn inspect(
     engine: &Engine,
     linker: &Linker<ActorCtx>,
     bytes: &[u8],
-    probe: impl FnOnce() -> ActorCtx,
 ) -> Result<Inspection, LoadError> {
     let binary = if bytes.starts_with(b"\0asm") {
         bytes.to_vec()
@@ -298,9 +227,9 @@ pub(crate) fn inspect(
             let ty = component.component_type();
             let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
             let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-            let fit = load(engine, linker, "", &binary, probe)
+            let fit = load(engine, linker, "", &binary)
                 .map(|_| ())
-                .map_err(|e| e.to_string());
+                .map_err(|e| e.message());
             Ok(Inspection {
                 kind,
                 imports,

@@ -20,6 +20,8 @@ pub(crate) struct ActorCtx {
     pub(crate) out: Outbox,
     pub(crate) limiter: Limiter,
     pub(crate) name: Arc<str>,
+    /// False while the component is being instantiated: host calls then trap.
+    pub(crate) instantiated: bool,
 }
 
 impl ActorCtx {
@@ -36,6 +38,7 @@ impl ActorCtx {
                 hit: None,
             },
             name,
+            instantiated: false,
         }
     }
 }
@@ -93,6 +96,22 @@ fn copy_payload(store: &StoreContextMut<'_, ActorCtx>, list: &WasmList<u8>) -> O
     Some(Payload::from_slice(list.as_le_slice(store)))
 }
 
+/// Refuses a call that acts (`send`, `request`, `respond`, `cancel`) made while
+/// the component is being instantiated (from a start function): the actor does
+/// not exist yet, so nothing it asked for could be delivered or undone. The call
+/// traps, which fails the spawn. Calls that only read (`self-address`, `lookup`,
+/// `now-ns`) and `log` are answered.
+#[inline]
+fn entered(store: &StoreContextMut<'_, ActorCtx>, call: &str) -> wasmtime::Result<()> {
+    if store.data().instantiated {
+        return Ok(());
+    }
+    wasmtime::bail!(
+        "`{call}` was called during instantiation (from a start function); it may \
+         be called from `init` and the handlers only"
+    )
+}
+
 /// Builds the linker that provides `wasmshard:actor/host` to every component.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     let mut linker = Linker::<ActorCtx>::new(engine);
@@ -114,6 +133,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap(
         "send",
         |mut store: StoreContextMut<'_, ActorCtx>, (to, payload): (u64, WasmList<u8>)| {
+            entered(&store, "send")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
                 return Ok((Err(SendError::TooLarge),));
             };
@@ -125,6 +145,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "request",
         |mut store: StoreContextMut<'_, ActorCtx>,
          (to, payload, timeout): (u64, WasmList<u8>, u64)| {
+            entered(&store, "request")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
                 return Ok((Err(SendError::TooLarge),));
             };
@@ -138,6 +159,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap(
         "respond",
         |mut store: StoreContextMut<'_, ActorCtx>, (id, payload): (u64, WasmList<u8>)| {
+            entered(&store, "respond")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
                 return Ok((Err(SendError::TooLarge),));
             };
@@ -148,6 +170,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap(
         "cancel",
         |mut store: StoreContextMut<'_, ActorCtx>, (id,): (u64,)| {
+            entered(&store, "cancel")?;
             Ok((store.data_mut().out.cancel(id),))
         },
     )?;

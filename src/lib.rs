@@ -54,6 +54,7 @@ mod config;
 mod directory;
 mod envelope;
 mod error;
+mod exports;
 mod host;
 #[cfg(feature = "bench")]
 #[doc(hidden)]

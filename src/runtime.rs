@@ -167,7 +167,7 @@ impl Runtime {
     ///
     /// As [`Runtime::load_component_file`].
     pub fn load_component(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
-        component::load(&self.engine, &self.linker, name, bytes, || self.probe_ctx())
+        component::load(&self.engine, &self.linker, name, bytes)
     }
 
     /// Describes a file (binary or text, component or core module): what it is, its
@@ -177,17 +177,7 @@ impl Runtime {
     ///
     /// A [`LoadError`] if the bytes are not WebAssembly at all.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, LoadError> {
-        component::inspect(&self.engine, &self.linker, bytes, || self.probe_ctx())
-    }
-
-    /// Store data for the throwaway instance that checks a component's exports.
-    fn probe_ctx(&self) -> ActorCtx {
-        ActorCtx::new(
-            Address::new(0, 0, 1),
-            Arc::from("(load check)"),
-            self.directory.clone(),
-            self.config.memory_limit,
-        )
+        component::inspect(&self.engine, &self.linker, bytes)
     }
 
     fn pick_shard(&self, shard: Option<usize>) -> Result<usize, SpawnError> {

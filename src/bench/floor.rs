@@ -9,7 +9,7 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store, StoreContextMut};
 
 use super::{BenchError, Params, Workload, err, fixtures, producer_command};
-use crate::component::ACTOR_INTERFACE;
+use crate::exports::ACTOR_INTERFACE;
 use crate::host::HOST_INTERFACE;
 use crate::lifted::LiftedBytes;
 use crate::{LogLevel, RequestError, RuntimeBuilder, SendError};

@@ -12,6 +12,7 @@ mod messaging;
 #[allow(dead_code)]
 #[path = "../guests/roles/src/pattern.rs"]
 mod pattern;
+mod regressions;
 mod requests;
 mod support;
 

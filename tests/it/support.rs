@@ -133,3 +133,23 @@ fn build_guest() -> Option<PathBuf> {
     assert!(wasm.is_file(), "cargo built no {}", wasm.display());
     Some(wasm)
 }
+
+/// Runs `f` on a thread of its own and returns what it returns, failing the test
+/// if it takes longer than `limit` (a hang becomes a failure, not a stuck run).
+pub(crate) fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: still running after {limit:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
