@@ -66,6 +66,7 @@ pub mod manifest;
 mod manual;
 mod native;
 mod outbox;
+mod pending;
 mod reply;
 mod requests;
 mod ring;
@@ -90,7 +91,7 @@ pub use error::{
     StopError,
 };
 pub use native::{Context, NativeActor};
-pub use reply::PendingReply;
+pub use pending::PendingReply;
 pub use runtime::{Runtime, SpawnOptions};
 pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RequestStats, ShardStats, ShutdownReport, Stats,

@@ -62,18 +62,19 @@ impl Outbox {
         payload: Payload,
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
-        if self.requests.open() >= self.directory.max_open_requests {
+        // The table is lent for every invocation (a start function cannot get
+        // here: calls that act trap during instantiation).
+        let Some(table) = self.table.as_mut() else {
+            return Err(SendError::ShuttingDown);
+        };
+        if self.requests.open() >= self.directory.max_open_requests || !table.has_room() {
             return Err(SendError::TooManyRequests);
         }
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
         self.directory.admit(to)?;
-        let table = self
-            .table
-            .as_mut()
-            .expect("the request table is lent during invocations");
-        let id = table.open(Waiter::Actor(self.me), to, timeout_ns);
+        let id = table.open(Waiter::Actor(self.me), to, timeout_ns)?;
         self.requests.opened();
         self.staged.push(Envelope {
             to,

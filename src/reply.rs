@@ -1,22 +1,40 @@
-//! Requests made by the embedding host, and the handle it waits on.
+//! Where a shard puts the outcome of a request the host made.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::RequestError;
 
-/// Where a shard puts the outcome of a host request.
+/// The outcome of one host request, shared by the host's [`crate::PendingReply`]
+/// and the shard that opened the request.
 pub(crate) struct HostWaiter {
     outcome: Mutex<Option<Result<Vec<u8>, RequestError>>>,
     ready: Condvar,
+    /// The request's id, once its shard has opened it (0 before).
+    id: AtomicU64,
+    /// The host's open requests (the cap counts them); one less when this ends.
+    open: Arc<AtomicU32>,
 }
 
 impl HostWaiter {
-    pub(crate) fn new() -> Arc<HostWaiter> {
+    pub(crate) fn new(open: Arc<AtomicU32>) -> Arc<HostWaiter> {
         Arc::new(HostWaiter {
             outcome: Mutex::new(None),
             ready: Condvar::new(),
+            id: AtomicU64::new(0),
+            open,
         })
+    }
+
+    /// The shard opened the request as `id`.
+    pub(crate) fn opened(&self, id: u64) {
+        self.id.store(id, Ordering::Release);
+    }
+
+    /// The id the shard gave the request (0 if it never opened it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Acquire)
     }
 
     /// Records the outcome; only the first one counts.
@@ -24,61 +42,39 @@ impl HostWaiter {
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(outcome);
+            self.open.fetch_sub(1, Ordering::AcqRel);
             self.ready.notify_all();
         }
     }
-}
 
-/// A request made by the host with [`Runtime::request`](crate::Runtime::request).
-///
-/// It ends exactly once, as a component's request does: with the reply, or with a
-/// [`RequestError`]. Wait for it with [`PendingReply::wait`] or poll it with
-/// [`PendingReply::try_get`].
-pub struct PendingReply {
-    pub(crate) waiter: Arc<HostWaiter>,
-}
-
-impl std::fmt::Debug for PendingReply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingReply")
-            .field("ended", &self.try_get().is_some())
-            .finish()
-    }
-}
-
-impl PendingReply {
     /// The outcome, if the request has ended.
-    pub fn try_get(&self) -> Option<Result<Vec<u8>, RequestError>> {
-        self.waiter
-            .outcome
+    pub(crate) fn outcome(&self) -> Option<Result<Vec<u8>, RequestError>> {
+        self.outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Waits up to `timeout` for the request to end; `None` if it has not by then
-    /// (the request itself still ends at its own timeout).
-    pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
-        let deadline = Instant::now() + timeout;
-        let mut slot = self
-            .waiter
-            .outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    /// Waits until the request ends or `deadline` (`None`: no deadline).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<Vec<u8>, RequestError>> {
+        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(outcome) = slot.as_ref() {
                 return Some(outcome.clone());
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            slot = self
-                .waiter
-                .ready
-                .wait_timeout(slot, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            slot = match deadline {
+                None => self.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    self.ready
+                        .wait_timeout(slot, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 }

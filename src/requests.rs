@@ -3,7 +3,15 @@
 //! A request id packs the requester's shard (8 bits), a slot in this table (24 bits)
 //! and the slot's generation (32 bits), so a reply is routed to the right shard in
 //! O(1) and a reply for a request that already ended (timed out, cancelled,
-//! answered) is recognised there, even if the slot now holds a newer request.
+//! answered) is recognised there, even if the slot now holds a newer request. The
+//! table never holds more than 2^24 entries (the slot field's range): beyond that,
+//! `open` refuses with `too-many-requests`.
+//!
+//! Slots are reused first-in, first-out, and only once at least `MIN_FREE` of them
+//! are free (the table grows until then), so between two uses of a slot at least
+//! `MIN_FREE` other requests are made. An id therefore repeats only after 2^32 uses
+//! of one slot, that is after at least 2^32 × 4096 ≈ 1.8 × 10^13 requests from one
+//! shard (about two months at three million requests a second).
 //!
 //! A request is opened with its timeout, not a deadline: it waits in a list of
 //! fresh requests until the shard next reads the clock (`arm`, once per pass of
@@ -18,15 +26,20 @@
 //! rebuilt from the open entries when stale ones outnumber them, so memory stays
 //! proportional to the open requests.
 //!
+//! The requests an actor of this shard has open are linked into a list of their
+//! own (through the entries, by the actor's slot), so when the actor goes they all
+//! end at once, in O(its requests).
+//!
 //! The table is owned by its shard and lent to the actor being invoked (moved into
 //! its outbox for the length of the call), so host functions reach it without a
 //! lock.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::address::Address;
+use crate::error::SendError;
 use crate::reply::HostWaiter;
 use crate::stats::RequestStats;
 
@@ -38,15 +51,29 @@ pub(crate) enum Waiter {
     Host(Arc<HostWaiter>),
 }
 
+/// The most entries a table holds: the range of an id's slot field.
+const MAX_ENTRIES: usize = 1 << 24;
+/// Free slots the table keeps before it reuses one (see the module docs).
+const MIN_FREE: usize = 4096;
+/// No entry: the end of a requester's list.
+const NIL: u32 = u32::MAX;
+
 struct Entry {
     generation: u32,
     open: Option<(Waiter, Address)>,
+    /// The requester's list (for `Waiter::Actor`): the neighbouring entries.
+    prev: u32,
+    next: u32,
 }
 
 pub(crate) struct Requests {
     shard: usize,
     entries: Vec<Entry>,
-    free: Vec<u32>,
+    free: VecDeque<u32>,
+    /// Most entries this table may hold.
+    limit: usize,
+    /// `heads[s]`: the newest open request of the actor in slot `s` of this shard.
+    heads: Vec<u32>,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Requests opened since the last `arm`: (timeout in ns, id).
     fresh: Vec<(u64, u64)>,
@@ -69,10 +96,16 @@ fn unpack(id: u64) -> (u32, u32) {
 
 impl Requests {
     pub(crate) fn new(shard: usize) -> Requests {
+        Requests::with_limit(shard, MAX_ENTRIES)
+    }
+
+    fn with_limit(shard: usize, limit: usize) -> Requests {
         Requests {
             shard,
             entries: Vec::new(),
-            free: Vec::new(),
+            free: VecDeque::new(),
+            limit,
+            heads: Vec::new(),
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
             counts: RequestStats::default(),
@@ -84,19 +117,38 @@ impl Requests {
         self.counts.open as usize
     }
 
+    /// Whether `open` would succeed.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.entries.len() < self.limit || !self.free.is_empty()
+    }
+
     /// Opens a request by `waiter` to `target` that times out `timeout_ns` after
     /// the next `arm`.
-    pub(crate) fn open(&mut self, waiter: Waiter, target: Address, timeout_ns: u64) -> u64 {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.entries.push(Entry {
-                    generation: 0,
-                    open: None,
-                });
-                self.entries.len() as u32 - 1
-            }
+    ///
+    /// # Errors
+    ///
+    /// `too-many-requests` if the table holds as many requests as an id can name.
+    pub(crate) fn open(
+        &mut self,
+        waiter: Waiter,
+        target: Address,
+        timeout_ns: u64,
+    ) -> Result<u64, SendError> {
+        let slot = if self.free.len() >= MIN_FREE || self.entries.len() >= self.limit {
+            self.free.pop_front().ok_or(SendError::TooManyRequests)?
+        } else {
+            self.entries.push(Entry {
+                generation: 0,
+                open: None,
+                prev: NIL,
+                next: NIL,
+            });
+            self.entries.len() as u32 - 1
         };
+        if let Waiter::Actor(requester) = waiter {
+            self.link(slot, requester.slot());
+        }
         let e = &mut self.entries[slot as usize];
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
@@ -104,7 +156,41 @@ impl Requests {
         self.fresh.push((timeout_ns, id));
         self.counts.open += 1;
         self.counts.made += 1;
-        id
+        Ok(id)
+    }
+
+    /// Puts entry `slot` at the head of the list of the actor in `owner`'s slot.
+    #[inline]
+    fn link(&mut self, slot: u32, owner: u32) {
+        let owner = owner as usize;
+        if self.heads.len() <= owner {
+            self.heads.resize(owner + 1, NIL);
+        }
+        let head = self.heads[owner];
+        if head != NIL {
+            self.entries[head as usize].prev = slot;
+        }
+        let e = &mut self.entries[slot as usize];
+        e.prev = NIL;
+        e.next = head;
+        self.heads[owner] = slot;
+    }
+
+    /// Takes entry `slot` out of the list of the actor in `owner`'s slot.
+    #[inline]
+    fn unlink(&mut self, slot: u32, owner: u32) {
+        let (prev, next) = {
+            let e = &self.entries[slot as usize];
+            (e.prev, e.next)
+        };
+        if prev == NIL {
+            self.heads[owner as usize] = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
     }
 
     fn entry(&self, id: u64) -> Option<&Entry> {
@@ -128,7 +214,10 @@ impl Requests {
         self.entry(id)?;
         let (slot, _) = unpack(id);
         let open = self.entries[slot as usize].open.take();
-        self.free.push(slot);
+        if let Some((Waiter::Actor(requester), _)) = &open {
+            self.unlink(slot, requester.slot());
+        }
+        self.free.push_back(slot);
         self.counts.open -= 1;
         if self.counts.open == 0 {
             // Every fresh one has ended: nothing to arm.
@@ -139,6 +228,20 @@ impl Requests {
             self.compact();
         }
         open
+    }
+
+    /// Ends every request the actor `requester` (of this shard) has open: it is
+    /// going away, and nobody is left to receive their ends. Returns how many ended.
+    pub(crate) fn abandon(&mut self, requester: Address) -> u64 {
+        let owner = requester.slot() as usize;
+        let mut ended = 0;
+        while let Some(&head) = self.heads.get(owner).filter(|h| **h != NIL) {
+            let id = pack(self.shard, head, self.entries[head as usize].generation);
+            self.close(id);
+            ended += 1;
+        }
+        self.counts.abandoned += ended;
+        ended
     }
 
     fn compact(&mut self) {
@@ -164,7 +267,7 @@ impl Requests {
             if let Some((Waiter::Host(_), _)) = &self.entries[slot].open
                 && let Some((Waiter::Host(w), _)) = self.entries[slot].open.take()
             {
-                self.free.push(slot as u32);
+                self.free.push_back(slot as u32);
                 self.counts.open -= 1;
                 waiters.push(w);
             }
@@ -223,16 +326,20 @@ mod tests {
         Address::new(0, 1, 1)
     }
 
+    fn open(r: &mut Requests, timeout: u64) -> u64 {
+        r.open(Waiter::Actor(me()), me(), timeout).unwrap()
+    }
+
     #[test]
     fn ids_are_generation_checked() {
         let mut r = Requests::new(3);
-        let a = r.open(Waiter::Actor(me()), me(), 100);
+        let a = open(&mut r, 100);
         assert_eq!(shard_of(a), 3);
         assert!(r.is_open_by(a, me()));
         assert!(r.close(a).is_some());
         assert!(r.close(a).is_none(), "ends once");
-        let b = r.open(Waiter::Actor(me()), me(), 100);
-        assert_ne!(a, b, "the reused slot has a new generation");
+        let b = open(&mut r, 100);
+        assert_ne!(a, b, "a new request gets a new id");
         assert!(
             r.close(a).is_none(),
             "a stale id never reaches the newer request"
@@ -242,11 +349,62 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_reused_only_after_min_free_others() {
+        let mut r = Requests::new(0);
+        let mut last_use = std::collections::HashMap::new();
+        for n in 0..3 * MIN_FREE as u64 {
+            let id = open(&mut r, 100);
+            let (slot, _) = unpack(id);
+            if let Some(before) = last_use.insert(slot, n) {
+                assert!(
+                    n - before >= MIN_FREE as u64,
+                    "slot {slot} reused after {}",
+                    n - before
+                );
+            }
+            r.close(id);
+        }
+    }
+
+    #[test]
+    fn a_full_table_refuses_instead_of_overflowing_the_id() {
+        let mut r = Requests::with_limit(0, 8);
+        let ids: Vec<u64> = (0..8).map(|_| open(&mut r, 100)).collect();
+        assert_eq!(
+            r.open(Waiter::Actor(me()), me(), 100),
+            Err(SendError::TooManyRequests)
+        );
+        r.close(ids[3]);
+        let id = open(&mut r, 100);
+        assert_eq!(
+            unpack(id).0,
+            unpack(ids[3]).0,
+            "the freed slot, at the limit"
+        );
+        assert_ne!(id, ids[3]);
+    }
+
+    #[test]
+    fn a_requester_that_goes_ends_its_requests_and_no_others() {
+        let mut r = Requests::new(0);
+        let other = Address::new(0, 2, 1);
+        let mine: Vec<u64> = (0..5).map(|_| open(&mut r, 100)).collect();
+        let theirs = r.open(Waiter::Actor(other), me(), 100).unwrap();
+        r.close(mine[2]);
+        assert_eq!(r.abandon(me()), 4);
+        assert!(mine.iter().all(|id| r.close(*id).is_none()));
+        assert_eq!(r.open_count(), 1);
+        assert!(r.is_open_by(theirs, other));
+        assert_eq!(r.abandon(me()), 0);
+        assert_eq!(r.counts.abandoned, 4);
+    }
+
+    #[test]
     fn timers_fire_in_order_and_skip_closed() {
         let mut r = Requests::new(0);
-        let a = r.open(Waiter::Actor(me()), me(), 30);
-        let b = r.open(Waiter::Actor(me()), me(), 10);
-        let c = r.open(Waiter::Actor(me()), me(), 20);
+        let a = open(&mut r, 30);
+        let b = open(&mut r, 10);
+        let c = open(&mut r, 20);
         r.close(c);
         // Unarmed requests have no deadline yet.
         assert_eq!(r.next_deadline(), None);
@@ -264,9 +422,9 @@ mod tests {
     #[test]
     fn deadlines_count_from_the_arming_clock_reading() {
         let mut r = Requests::new(0);
-        let a = r.open(Waiter::Actor(me()), me(), 50);
+        let a = open(&mut r, 50);
         r.arm(1_000);
-        let b = r.open(Waiter::Actor(me()), me(), 10);
+        let b = open(&mut r, 10);
         assert_eq!(r.next_deadline(), Some(1_050));
         r.arm(2_000);
         assert!(r.expire(1_049).is_none());

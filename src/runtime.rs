@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,10 @@ use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError, caus
 use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
 use crate::native::NativeActor;
-use crate::reply::{HostWaiter, PendingReply};
+use crate::pending::PendingReply;
+use crate::reply::HostWaiter;
 use crate::shard::Shard;
-use crate::shared::{Command, ShardHandle, Shared, SpawnBody};
+use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
 use crate::threaded::Threaded;
 
@@ -37,6 +38,8 @@ pub struct Runtime {
     config: Config,
     driver: Driver,
     next_shard: AtomicUsize,
+    /// Requests the host has open (capped at `max_open_requests`).
+    host_requests: Arc<AtomicU32>,
     /// Set once shutdown has run (by [`Runtime::shutdown`] or on drop).
     down: bool,
 }
@@ -134,6 +137,7 @@ impl Runtime {
             config,
             driver,
             next_shard: AtomicUsize::new(0),
+            host_requests: Arc::new(AtomicU32::new(0)),
             down: false,
         })
     }
@@ -304,17 +308,25 @@ impl Runtime {
             return Err(SendError::TooLarge);
         }
         self.directory.admit(to)?;
-        self.shared.shards[to.shard()].host_send(Envelope::tell(to, Address::HOST, payload));
+        self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
+            to,
+            Address::HOST,
+            payload,
+        )));
         Ok(())
     }
 
     /// Makes a request from the host to `to`, ending after `timeout` at the latest.
     /// The returned handle can be waited on or polled; the request ends exactly once
-    /// (reply, `timeout`, `target-failed`, `target-stopped`).
+    /// (reply, `timeout`, `target-failed`, `target-stopped`); dropping the handle
+    /// cancels it. The host's tells and requests to one actor arrive in the order
+    /// they were made.
     ///
     /// # Errors
     ///
     /// As [`Runtime::send`]: the request is admitted at the target's mailbox at once.
+    /// [`SendError::TooManyRequests`] if the host already has as many requests open
+    /// as an actor may (`max_open_requests`).
     pub fn request(
         &self,
         to: Address,
@@ -327,16 +339,27 @@ impl Runtime {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit(to)?;
-        let waiter = HostWaiter::new();
-        let cmd = Command::Request {
+        let cap = self.directory.max_open_requests;
+        if self.host_requests.fetch_add(1, Ordering::AcqRel) >= cap {
+            self.host_requests.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendError::TooManyRequests);
+        }
+        if let Err(e) = self.directory.admit(to) {
+            self.host_requests.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+        let waiter = HostWaiter::new(self.host_requests.clone());
+        self.shared.shards[to.shard()].host_send(HostItem::Request {
             to,
             payload: Payload::from_slice(payload),
-            timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
+            timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             waiter: waiter.clone(),
-        };
-        self.command(to.shard(), cmd);
-        Ok(PendingReply { waiter })
+        });
+        Ok(PendingReply {
+            waiter,
+            shared: Arc::downgrade(&self.shared),
+            shard: to.shard(),
+        })
     }
 
     /// A snapshot of every actor's and shard's counters.

@@ -18,7 +18,7 @@ use crate::envelope::{Envelope, Kind};
 use crate::error::{Capacity, Failure, RequestError, SpawnError, StopError};
 use crate::outbox::Outbox;
 use crate::requests::{self, Requests, Waiter};
-use crate::shared::{Command, ShardHandle, Shared, SpawnBody};
+use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
 use crate::sys::Parker;
@@ -43,7 +43,8 @@ pub(crate) struct Shard {
     pin_core: bool,
     parker: Parker,
     actors: Vec<Option<Actor>>,
-    free: Vec<u32>,
+    /// Free slots, the longest free first.
+    free: VecDeque<u32>,
     ready: VecDeque<u32>,
     /// Envelopes for shard `i` that did not fit its ring, in order.
     overflow: Vec<VecDeque<Envelope>>,
@@ -83,7 +84,7 @@ impl Shard {
             pin_core: config.pin_cores,
             parker,
             actors: Vec::new(),
-            free: Vec::new(),
+            free: VecDeque::new(),
             ready: VecDeque::with_capacity(64),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
@@ -196,20 +197,6 @@ impl Shard {
                     };
                     let _ = reply.send(r);
                 }
-                Command::Request {
-                    to,
-                    payload,
-                    timeout_ns,
-                    waiter,
-                } => {
-                    let id = self.table().open(Waiter::Host(waiter), to, timeout_ns);
-                    self.route(Envelope {
-                        to,
-                        from: Address::HOST,
-                        kind: Kind::Request(id),
-                        payload,
-                    });
-                }
                 Command::StopAll { reply } => {
                     self.stop_all();
                     let _ = reply.send(());
@@ -229,19 +216,21 @@ impl Shard {
         if self.stopping {
             return Err(SpawnError::ShuttingDown);
         }
+        // Every slot is used once before any is reused, and then the one free the
+        // longest first: an address can only recur after 2^32 spawns into one slot
+        // (its generation wraps), which with S slots takes at least 2^32·S spawns
+        // on the shard (see `Address`).
         let capacity = self.slots().len();
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None if (self.actors.len() as u32) < capacity => {
-                self.actors.push(None);
-                self.actors.len() as u32 - 1
-            }
-            None => {
-                return Err(SpawnError::NoCapacity(Capacity::ShardFull {
-                    shard: self.id,
-                    slots: capacity,
-                }));
-            }
+        let slot = if (self.actors.len() as u32) < capacity {
+            self.actors.push(None);
+            self.actors.len() as u32 - 1
+        } else if let Some(s) = self.free.pop_front() {
+            s
+        } else {
+            return Err(SpawnError::NoCapacity(Capacity::ShardFull {
+                shard: self.id,
+                slots: capacity,
+            }));
         };
         let generation = self.slots().activate(slot);
         let me = Address::new(self.id, slot, generation);
@@ -273,8 +262,9 @@ impl Shard {
             }
             Err((err, staged)) => {
                 self.slots().deactivate(slot);
-                self.free.push(slot);
+                self.free.push_back(slot);
                 self.directory.unregister(&name, me);
+                self.table().abandon(me);
                 for env in staged {
                     self.route(env);
                 }
@@ -292,12 +282,15 @@ impl Shard {
             return;
         };
         self.slots().deactivate(slot);
-        self.free.push(slot);
+        self.free.push_back(slot);
         self.counts.actors -= 1;
         actor.publish();
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
         self.directory.unregister(&actor.info.name, me);
+        // What it asked for ends here: nobody is left to receive the answers (a
+        // reply that comes later is counted as late).
+        self.table().abandon(me);
         let error = if reason == DeadLetterReason::TargetFailed {
             RequestError::TargetFailed
         } else {
@@ -335,9 +328,9 @@ impl Shard {
     }
 
     fn drain_inbound(&mut self) {
-        while let Some(env) = self.handle().host_inbox.pop() {
+        while let Some(item) = self.handle().host_inbox.pop() {
             self.counts.host_in += 1;
-            self.deliver(env);
+            self.host_item(item);
         }
         for from in 0..self.shared.shards.len() {
             if from == self.id {
@@ -346,6 +339,49 @@ impl Shard {
             while let Some(env) = self.shared.ring(from, self.id).pop() {
                 self.counts.remote_in += 1;
                 self.deliver(env);
+            }
+        }
+    }
+
+    /// Takes one thing the host sent this shard.
+    fn host_item(&mut self, item: HostItem) {
+        match item {
+            HostItem::Tell(env) => self.deliver(env),
+            HostItem::Request {
+                to,
+                payload,
+                timeout_ns,
+                waiter,
+            } => {
+                match self
+                    .table()
+                    .open(Waiter::Host(waiter.clone()), to, timeout_ns)
+                {
+                    Ok(id) => {
+                        waiter.opened(id);
+                        self.route(Envelope {
+                            to,
+                            from: Address::HOST,
+                            kind: Kind::Request(id),
+                            payload,
+                        });
+                    }
+                    Err(_) => {
+                        // 2^24 requests open on this shard: this one cannot be made
+                        // in time. The target gets its room back.
+                        if self.is_live(to) {
+                            self.slots().release(to.slot(), 1);
+                        }
+                        waiter.fulfil(Err(RequestError::Timeout));
+                    }
+                }
+            }
+            HostItem::Cancel(waiter) => {
+                let table = self.table();
+                if table.close(waiter.id()).is_some() {
+                    table.counts.cancelled += 1;
+                    waiter.fulfil(Err(RequestError::Cancelled));
+                }
             }
         }
     }

@@ -9,9 +9,9 @@
 //! |---|---|---|---|
 //! | `ShardHandle::parked` | its shard (set before parking, cleared after); a waker (swap to false) | senders deciding whether to wake it; idle checks | SeqCst, paired with a SeqCst fence after the sender publishes work |
 //! | `ShardHandle::waker` | — | any thread that pushed work for the shard and saw it parked | an `eventfd` write |
-//! | `ShardHandle::host_inbox` | the host (push) | its shard (pop) | `SegQueue`, MPMC |
+//! | `ShardHandle::host_inbox` | the host (push: tells, requests, cancels, in call order) | its shard (pop) | `SegQueue`, MPMC |
 //! | `ShardHandle::host_out` | the host, before each push | idle checks | SeqCst RMW |
-//! | `ShardHandle::control` | the host (push), a manual runtime's caller (pop) | its shard (pop) | `SegQueue`, MPMC |
+//! | `ShardHandle::control` | the host (push: spawn, stop, shutdown), a manual runtime's caller (pop) | its shard (pop) | `SegQueue`, MPMC |
 //! | `ShardHandle::control_out` | the host, before each push | idle checks | SeqCst RMW |
 //! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
 //! | `mesh.ring(from, to)` | shard `from` (push) | shard `to` (pop) | `ArrayQueue`, used SPSC |
@@ -49,7 +49,7 @@ pub(crate) enum SpawnBody {
     Native(Box<dyn NativeActor>),
 }
 
-/// Work the host hands a shard through its control queue.
+/// Work the host hands a shard through its control queue (and waits for).
 pub(crate) enum Command {
     Spawn {
         name: Arc<str>,
@@ -60,24 +60,34 @@ pub(crate) enum Command {
         address: Address,
         reply: SyncSender<Result<(), StopError>>,
     },
-    /// A request from the host, already admitted at the target; opened on this shard.
-    Request {
-        to: Address,
-        payload: Payload,
-        timeout_ns: u64,
-        waiter: Arc<HostWaiter>,
-    },
     /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
     StopAll { reply: SyncSender<()> },
     /// Shutdown, phase two: drain what is left as dead letters and end the thread.
     Exit,
 }
 
+/// What the host hands a shard, in one queue so that the host's messages to one
+/// actor (tells and requests alike) arrive in the order it sent them.
+pub(crate) enum HostItem {
+    /// A message, already admitted at its target.
+    Tell(Envelope),
+    /// A request, already admitted at its target (an actor of this shard); opened
+    /// here.
+    Request {
+        to: Address,
+        payload: Payload,
+        timeout_ns: u64,
+        waiter: Arc<HostWaiter>,
+    },
+    /// The host dropped the handle of a request it made through this shard.
+    Cancel(Arc<HostWaiter>),
+}
+
 /// What other threads may touch of one shard.
 pub(crate) struct ShardHandle {
     pub(crate) waker: mio::Waker,
     pub(crate) parked: AtomicBool,
-    pub(crate) host_inbox: SegQueue<Envelope>,
+    pub(crate) host_inbox: SegQueue<HostItem>,
     pub(crate) host_out: AtomicU64,
     pub(crate) control: SegQueue<Command>,
     pub(crate) control_out: AtomicU64,
@@ -114,10 +124,10 @@ impl ShardHandle {
         self.wake();
     }
 
-    /// Hands the shard a message from the host and wakes it.
-    pub(crate) fn host_send(&self, env: Envelope) {
+    /// Hands the shard a message, request or cancel from the host and wakes it.
+    pub(crate) fn host_send(&self, item: HostItem) {
         self.host_out.fetch_add(1, Ordering::SeqCst);
-        self.host_inbox.push(env);
+        self.host_inbox.push(item);
         std::sync::atomic::fence(Ordering::SeqCst);
         self.wake();
     }

@@ -130,6 +130,9 @@ shard_counters! {
         cancelled,
         /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
         failed,
+        /// Of those, ended because their requester stopped or failed (nobody was
+        /// left to tell).
+        abandoned,
         /// Of those, still open.
         open,
         /// Replies that arrived after their request had ended, discarded.

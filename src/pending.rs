@@ -1,0 +1,59 @@
+//! The handle of a request made by the host.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::RequestError;
+use crate::reply::HostWaiter;
+use crate::shared::{HostItem, Shared};
+
+/// A request made by the host with [`Runtime::request`](crate::Runtime::request).
+///
+/// It ends exactly once, as a component's request does: with the reply, or with a
+/// [`RequestError`]. Wait for it with [`PendingReply::wait`] or poll it with
+/// [`PendingReply::try_get`]. Dropping the handle before the request ends cancels
+/// it (it then counts as cancelled, and frees its place under the host's cap on
+/// open requests).
+pub struct PendingReply {
+    pub(crate) waiter: Arc<HostWaiter>,
+    /// The shards, and the index of the one that owns the request, to cancel it on
+    /// drop (nothing to do once the runtime is gone).
+    pub(crate) shared: Weak<Shared>,
+    pub(crate) shard: usize,
+}
+
+impl std::fmt::Debug for PendingReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReply")
+            .field("ended", &self.try_get().is_some())
+            .finish()
+    }
+}
+
+impl PendingReply {
+    /// The outcome, if the request has ended.
+    pub fn try_get(&self) -> Option<Result<Vec<u8>, RequestError>> {
+        self.waiter.outcome()
+    }
+
+    /// Waits up to `timeout` for the request to end; `None` if it has not by then
+    /// (the request itself still ends at its own timeout). A timeout too large to
+    /// add to the clock waits without limit.
+    pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
+        self.waiter.wait(Instant::now().checked_add(timeout))
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        if self.waiter.outcome().is_some() {
+            return;
+        }
+        // Ended for the host now (its place under the cap is free at once); the
+        // shard closes the request when it takes the cancel, or finds it ended.
+        self.waiter.fulfil(Err(RequestError::Cancelled));
+        if let Some(shared) = self.shared.upgrade() {
+            shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
+        }
+    }
+}
