@@ -11,9 +11,10 @@
 //! | `slots[s]` words | senders (admit: CAS), shard `s` (release, activate, deactivate) | any sender | AcqRel RMW; see `slots.rs` |
 //! | `names` | spawn (reserve, on the host thread; register, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
 //! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
+//! | `stopping` | the host, once, after the shutdown drain | actors' sends and requests | Release store / Relaxed load (a send that races it is admitted, and delivered or counted as any other) |
 //! | limits, clock start, log sink | nobody after construction | anyone | immutable |
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ahash::AHashMap;
@@ -27,6 +28,8 @@ use crate::sys::Clock;
 
 /// Where actors are and whether they can take a message. See the module docs.
 pub(crate) struct Directory {
+    /// This runtime's number, unique in the process.
+    pub(crate) id: u64,
     /// Messages an actor's mailbox holds.
     pub(crate) mailbox_capacity: u32,
     /// The largest payload a send may carry.
@@ -39,11 +42,15 @@ pub(crate) struct Directory {
     clock: Clock,
     log_sink: Option<LogSink>,
     closing: AtomicBool,
+    /// Set after the shutdown drain: nothing new is admitted any more.
+    stopping: AtomicBool,
 }
 
 impl Directory {
     pub(crate) fn new(config: &Config, log_sink: Option<LogSink>) -> Directory {
+        static RUNTIMES: AtomicU64 = AtomicU64::new(1);
         Directory {
+            id: RUNTIMES.fetch_add(1, Ordering::Relaxed),
             mailbox_capacity: config.mailbox_capacity,
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
@@ -54,6 +61,7 @@ impl Directory {
             clock: Clock::new(),
             log_sink,
             closing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -128,5 +136,22 @@ impl Directory {
     /// Starts shutting down.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);
+    }
+
+    /// Shutdown has drained what it could: from now on actors' sends and requests
+    /// are refused with `shutting-down`.
+    pub(crate) fn stop_admitting(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Reserves room for one message from an actor in `to`'s mailbox: as
+    /// [`Directory::admit`], but once shutdown has drained what it could, nothing
+    /// new is admitted (`shutting-down`).
+    #[inline]
+    pub(crate) fn admit_from_actor(&self, to: Address) -> Result<(), SendError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(SendError::ShuttingDown);
+        }
+        self.admit(to)
     }
 }

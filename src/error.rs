@@ -113,6 +113,9 @@ pub enum FailureKind {
     TableLimit,
     /// A native actor panicked.
     Panic,
+    /// The shard that ran the actor failed (a defect of the runtime); every actor
+    /// of that shard failed with it.
+    ShardFailed,
     /// Something else went wrong in wasmtime; see the source.
     Other,
 }
@@ -274,6 +277,18 @@ pub enum SpawnError {
     /// The runtime is shutting down.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// The shard failed (a defect of the runtime, reported in its log); it runs
+    /// no actors.
+    #[error("shard {shard} has failed and runs no actors")]
+    ShardFailed {
+        /// The shard.
+        shard: usize,
+    },
+    /// Called from one of the runtime's own actors (on a shard's thread), where
+    /// waiting for a shard would deadlock. Ask the host to spawn instead (send it
+    /// a message through a native actor).
+    #[error("spawn was called from one of the runtime's own actors, where it would deadlock")]
+    Reentrant,
 }
 
 /// An actor could not be stopped.
@@ -286,6 +301,10 @@ pub enum StopError {
     /// The runtime is shutting down.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// Called from one of the runtime's own actors (on a shard's thread), where
+    /// waiting for a shard would deadlock.
+    #[error("stop was called from one of the runtime's own actors, where it would deadlock")]
+    Reentrant,
 }
 
 /// `error` and each of its causes, separated by `: `, on one line.

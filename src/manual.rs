@@ -5,25 +5,28 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::directory::Directory;
-use crate::shard::Shard;
+use crate::shard::{self, Shard};
 use crate::shared::lock;
 use crate::stats::DeadLetter;
 
 pub(crate) struct Manual {
+    /// The runtime's id (for `shard::on_shard_of`).
+    runtime: u64,
     /// Empty once the runtime has shut down.
     shards: Mutex<Vec<Shard>>,
 }
 
 impl Manual {
-    pub(crate) fn new(shards: Vec<Shard>) -> Manual {
+    pub(crate) fn new(runtime: u64, shards: Vec<Shard>) -> Manual {
         Manual {
+            runtime,
             shards: Mutex::new(shards),
         }
     }
 
     /// One pass of every shard that has something to do; whether any had.
     pub(crate) fn step(&self) -> bool {
-        pass_all(&mut lock(&self.shards))
+        pass_all(self.runtime, &mut lock(&self.shards))
     }
 
     /// Runs the control commands waiting for `shard` now (spawn and stop then
@@ -39,7 +42,7 @@ impl Manual {
     pub(crate) fn run_until_idle(&self, directory: &Directory, deadline: Instant) -> bool {
         loop {
             let mut shards = lock(&self.shards);
-            while pass_all(&mut shards) {
+            while pass_all(self.runtime, &mut shards) {
                 // A system that never runs out of work is not idle by the deadline.
                 if Instant::now() >= deadline && shards.iter_mut().any(|s| s.has_work()) {
                     return false;
@@ -63,12 +66,16 @@ impl Manual {
         }
     }
 
-    /// Shutdown after the drain: stops every actor on every shard, then drains what
-    /// is left. Returns the dead letters the shards kept.
+    /// Shutdown after the drain, in the threaded runtime's three phases: stop
+    /// every actor on every shard, seal every shard, then drain what is left.
+    /// Returns the dead letters the shards kept.
     pub(crate) fn shutdown(&self) -> Vec<DeadLetter> {
         let mut shards = std::mem::take(&mut *lock(&self.shards));
         for shard in shards.iter_mut() {
             shard.stop_all();
+        }
+        for shard in shards.iter_mut() {
+            shard.seal();
         }
         let mut dead_letters = Vec::new();
         for shard in shards {
@@ -79,11 +86,11 @@ impl Manual {
 }
 
 /// One pass of every shard that has something to do; whether any had.
-fn pass_all(shards: &mut [Shard]) -> bool {
+fn pass_all(runtime: u64, shards: &mut [Shard]) -> bool {
     let mut worked = false;
-    for shard in shards {
+    for (id, shard) in shards.iter_mut().enumerate() {
         if shard.has_work() {
-            shard.pass();
+            shard::as_shard(runtime, id, || shard.pass());
             worked = true;
         }
     }

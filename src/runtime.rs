@@ -20,7 +20,7 @@ use crate::manual::Manual;
 use crate::native::NativeActor;
 use crate::pending::PendingReply;
 use crate::reply::HostWaiter;
-use crate::shard::Shard;
+use crate::shard::{self, Shard};
 use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
 use crate::threaded::Threaded;
@@ -125,7 +125,7 @@ impl Runtime {
             .map(|(id, parker)| Shard::new(id, shared.clone(), directory.clone(), &config, parker))
             .collect();
         let driver = if manual {
-            Driver::Manual(Manual::new(shards))
+            Driver::Manual(Manual::new(directory.id, shards))
         } else {
             Driver::Threads(Threaded::start(shards, &shared, &engine, &config)?)
         };
@@ -202,6 +202,9 @@ impl Runtime {
         if self.directory.is_closing() {
             return Err(SpawnError::ShuttingDown);
         }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(SpawnError::Reentrant);
+        }
         let shard = self.pick_shard(shard)?;
         let name = self.directory.reserve(name)?;
         let (reply, answer) = sync_channel(1);
@@ -213,9 +216,13 @@ impl Runtime {
                 reply,
             },
         );
-        let result = self
-            .answer(&answer)
-            .unwrap_or(Err(SpawnError::ShuttingDown));
+        let result = self.answer(&answer).unwrap_or_else(|| {
+            Err(if self.shared.shards[shard].dead.load(Ordering::SeqCst) {
+                SpawnError::ShardFailed { shard }
+            } else {
+                SpawnError::ShuttingDown
+            })
+        });
         if result.is_err() {
             // Frees the reservation if the shard refused before registering.
             self.directory.unregister(&name, Address::HOST);
@@ -282,6 +289,9 @@ impl Runtime {
     pub fn stop(&self, address: Address) -> Result<(), StopError> {
         if address.shard() >= self.shards() {
             return Err(StopError::UnknownTarget(address));
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(StopError::Reentrant);
         }
         let (reply, answer) = sync_channel(1);
         self.command(address.shard(), Command::Stop { address, reply });
@@ -381,9 +391,18 @@ impl Runtime {
     }
 
     /// Blocks until nothing is in flight (every shard parked, every mailbox and ring
-    /// empty) or `timeout` passes. Returns whether the runtime became idle.
+    /// empty, no request open) or `timeout` passes. Returns whether the runtime
+    /// became idle. A timeout too large to add to the clock waits without limit.
+    ///
+    /// Called from one of the runtime's own actors (on its shard's thread), where
+    /// waiting would deadlock, it returns `false` at once.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        if shard::on_shard_of(self.directory.id) {
+            return false;
+        }
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
         match &self.driver {
             Driver::Threads(threads) => threads.wait_idle(&self.shared, deadline),
             Driver::Manual(manual) => manual.run_until_idle(&self.directory, deadline),
@@ -391,7 +410,9 @@ impl Runtime {
     }
 
     /// Shuts down gracefully: refuses new host sends and spawns, waits up to the
-    /// drain timeout for in-flight messages to be handled, stops every actor, joins
+    /// drain timeout for in-flight messages to be handled (actors still send and
+    /// request while they finish them), then refuses every new message (a guest's
+    /// `send` and `request` fail with `shutting-down`), stops every actor, joins
     /// every thread, and reports what could not be delivered.
     pub fn shutdown(mut self) -> ShutdownReport {
         self.shutdown_inner()
@@ -411,12 +432,33 @@ impl Runtime {
     fn shutdown_inner(&mut self) -> ShutdownReport {
         self.down = true;
         self.directory.close();
+        if shard::on_shard_of(self.directory.id)
+            && let Driver::Threads(threads) = &mut self.driver
+        {
+            // An actor dropped the last handle to its own runtime: its thread
+            // cannot wait for itself.
+            threads.shutdown_detached(&self.shared);
+            return self.report(false, Vec::new());
+        }
         let drained = self.wait_idle(self.config.drain_timeout);
+        // From here on nothing new is admitted: guests see `shutting-down`.
+        self.directory.stop_admitting();
         let dead_letters = match &mut self.driver {
             Driver::Threads(threads) => threads.shutdown(&self.shared),
             Driver::Manual(manual) => manual.shutdown(),
         };
         self.report(drained, dead_letters)
+    }
+}
+
+/// Fault injection for the project's own tests (the `testing` feature).
+#[cfg(feature = "testing")]
+impl Runtime {
+    /// Makes shard `shard`'s loop panic when it next takes its control queue, as a
+    /// defect of the runtime would: the tests of what a failed shard does.
+    #[doc(hidden)]
+    pub fn inject_shard_panic(&self, shard: usize) {
+        self.command(shard, Command::Panic);
     }
 }
 

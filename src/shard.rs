@@ -15,7 +15,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind};
-use crate::error::{Capacity, Failure, RequestError, SpawnError, StopError};
+use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, StopError};
 use crate::outbox::Outbox;
 use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
@@ -25,6 +25,59 @@ use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
 const DEAD_LETTER_SAMPLES: usize = 1024;
+/// Turns in one pass, at most.
+const MAX_TURNS: u32 = 256;
+/// Ticks a pass may run before it ends (between two turns or two messages), so
+/// that timers, control commands and inbound rings are serviced: a pass lasts at
+/// most two epoch ticks, plus the invocation running when they pass.
+const PASS_TICKS: u64 = 2;
+/// Panics a shard's thread survives before it gives up.
+const MAX_PANICS: u32 = 16;
+/// The shortest and longest sleep of a shard waiting for a full ring to drain.
+const MIN_BACKOFF: Duration = Duration::from_micros(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// The runtime (by its directory's id) and shard the current thread is running
+    /// a pass of, if any: calls into that runtime that would wait for a shard
+    /// refuse instead of deadlocking.
+    static ON_SHARD: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the current thread is running a pass of a shard of the runtime `id`
+/// (inside one of its actors' handlers).
+pub(crate) fn on_shard_of(runtime: u64) -> bool {
+    ON_SHARD.with(|c| c.get().is_some_and(|(r, _)| r == runtime))
+}
+
+/// Runs `f` as a pass of `shard` of runtime `runtime` for [`on_shard_of`].
+pub(crate) fn as_shard<R>(runtime: u64, shard: usize, f: impl FnOnce() -> R) -> R {
+    let before = ON_SHARD.with(|c| c.replace(Some((runtime, shard))));
+    let r = f();
+    ON_SHARD.with(|c| c.set(before));
+    r
+}
+
+/// The message of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// Runs `f`, catching a panic (and a panic while dropping that panic's payload):
+/// returns the panic's message if there was one.
+pub(crate) fn quietly(f: impl FnOnce()) -> Option<String> {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    let message = panic_message(&*payload);
+    if let Err(worse) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
+        // A payload whose drop panics too: keep it rather than unwind again.
+        std::mem::forget(worse);
+    }
+    Some(message)
+}
 
 /// What a shard thread hands back when it ends.
 pub(crate) struct ShardExit {
@@ -52,7 +105,17 @@ pub(crate) struct Shard {
     overflowing: usize,
     /// Shards whose ring this turn pushed to (to wake them if parked).
     touched: Vec<bool>,
+    /// Shutting down (or failed): no actor runs, whatever arrives is a dead letter.
     stopping: bool,
+    /// Shutdown, phase two on: nothing more goes into any ring.
+    sealed: bool,
+    /// The shard's loop panicked; it runs stopped from then on.
+    failed: bool,
+    /// How long to sleep when only overflow is left and the last flush moved
+    /// nothing (grows while that lasts).
+    backoff: Duration,
+    /// The tick (`Shared::ticks`) at which the current pass began.
+    pass_tick: u64,
     /// Open requests made from this shard; lent to the actor being invoked.
     table: Option<Box<Requests>>,
     dead_letters: Vec<DeadLetter>,
@@ -90,6 +153,10 @@ impl Shard {
             overflowing: 0,
             touched: vec![false; n],
             stopping: false,
+            sealed: false,
+            failed: false,
+            backoff: MIN_BACKOFF,
+            pass_tick: 0,
             table: Some(Box::new(Requests::new(id))),
             dead_letters: Vec::new(),
             counts: ShardStats {
@@ -99,22 +166,54 @@ impl Shard {
         }
     }
 
+    /// The shard's thread: passes until told to exit. A panic (a defect: no guest
+    /// input or native actor can cause one) fails every actor of the shard, and
+    /// the thread goes on as a stopped shard, answering commands and counting what
+    /// arrives as dead letters, so nothing waits for it for ever.
     pub(crate) fn run(mut self) -> ShardExit {
         if self.pin_core {
             crate::sys::pin_current_thread(self.id);
         }
+        let (runtime, id) = (self.directory.id, self.id);
+        as_shard(runtime, id, || {
+            let mut panics = 0;
+            while let Some(cause) = quietly(|| self.run_loop()) {
+                panics += 1;
+                if panics > MAX_PANICS || quietly(|| self.crashed(&cause)).is_some() {
+                    log::error!("wasmshard: shard {id} gave up after {panics} panics");
+                    self.handle().bury();
+                    break;
+                }
+            }
+            let mut exit = None;
+            quietly(|| exit = Some(self.exit()));
+            exit.unwrap_or(ShardExit {
+                dead_letters: Vec::new(),
+            })
+        })
+    }
+
+    fn run_loop(&mut self) {
         while !self.pass() {
-            if self.ready.is_empty() && self.overflowing == 0 {
-                self.park();
+            if !self.ready.is_empty() {
+                continue;
+            }
+            if self.overflowing == 0 {
+                self.park(None);
+            } else {
+                // Only overflow is left and its rings are full: sleep a little
+                // (longer while that lasts) rather than spin.
+                self.park(Some(self.backoff));
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
-        self.exit()
     }
 
     /// One pass of the loop, never parking; returns whether the shard must exit.
     #[inline]
     pub(crate) fn pass(&mut self) -> bool {
         self.counts.loops += 1;
+        self.pass_tick = self.shared.ticks();
         if self.take_commands() {
             return true;
         }
@@ -124,6 +223,47 @@ impl Shard {
         self.flush_overflow();
         self.publish();
         false
+    }
+
+    /// Whether the current pass has run its time (never on a manual runtime,
+    /// whose passes are not cut by time, so its runs repeat exactly).
+    #[inline]
+    fn pass_expired(&self) -> bool {
+        self.shared.ticks() >= self.pass_tick + PASS_TICKS
+    }
+
+    /// The shard's loop panicked: every actor fails, and from now on the shard
+    /// runs stopped (see `run`).
+    fn crashed(&mut self, cause: &str) {
+        log::error!(
+            "wasmshard: shard {} panicked ({cause}); its actors have failed",
+            self.id
+        );
+        self.stopping = true;
+        self.failed = true;
+        self.ready.clear();
+        // The request table may have been lent to the actor that was running.
+        if self.table.is_none() {
+            for actor in self.actors.iter_mut().flatten() {
+                if let Some(table) = actor.outbox().table.take() {
+                    self.table = Some(table);
+                }
+            }
+        }
+        if self.table.is_none() {
+            self.table = Some(Box::new(Requests::new(self.id)));
+        }
+        let why = Failure::new(
+            FailureKind::ShardFailed,
+            format!("shard {} failed: {cause}", self.id),
+            None,
+        );
+        for slot in 0..self.actors.len() as u32 {
+            if self.actors[slot as usize].is_some() {
+                self.fail(slot, why.clone(), None);
+            }
+        }
+        self.publish();
     }
 
     /// Whether a pass would find anything to do: a command, an envelope, a ready
@@ -171,6 +311,20 @@ impl Shard {
         self.publish();
     }
 
+    /// Shutdown, phase two, once every shard has stopped its actors: nothing more
+    /// goes into any ring. What waits in the overflow, and whatever would be routed
+    /// to another shard from now on, is a dead letter.
+    pub(crate) fn seal(&mut self) {
+        self.sealed = true;
+        for dest in 0..self.overflow.len() {
+            while let Some(env) = self.overflow[dest].pop_front() {
+                self.overflowing -= 1;
+                self.undeliverable(env);
+            }
+        }
+        self.publish();
+    }
+
     fn handle(&self) -> &ShardHandle {
         &self.shared.shards[self.id]
     }
@@ -201,7 +355,13 @@ impl Shard {
                     self.stop_all();
                     let _ = reply.send(());
                 }
+                Command::Seal { reply } => {
+                    self.seal();
+                    let _ = reply.send(());
+                }
                 Command::Exit => return true,
+                #[cfg(feature = "testing")]
+                Command::Panic => panic!("a panic injected by a test"),
             }
         }
         false
@@ -213,6 +373,9 @@ impl Shard {
     }
 
     fn spawn(&mut self, name: Arc<str>, body: SpawnBody) -> Result<Address, SpawnError> {
+        if self.failed {
+            return Err(SpawnError::ShardFailed { shard: self.id });
+        }
         if self.stopping {
             return Err(SpawnError::ShuttingDown);
         }
@@ -299,7 +462,14 @@ impl Shard {
         for (id, requester) in actor.outbox().requests.take_deferred() {
             self.route(Envelope::failure(requester, me, id, error));
         }
-        for env in killer.into_iter().chain(actor.mailbox.drain()) {
+        let mailbox = std::mem::take(&mut actor.mailbox);
+        // Dropping the actor runs a native actor's `Drop`: a panic there ends no
+        // more than the actor.
+        if let Some(why) = quietly(|| drop(actor)) {
+            log::warn!("wasmshard: dropping native actor {me} panicked: {why}");
+        }
+        let mut mailbox = mailbox;
+        for env in killer.into_iter().chain(mailbox.drain()) {
             match env.kind {
                 Kind::Tell => self.dead_letter(env, reason),
                 Kind::Request(id) => self.route(Envelope::failure(env.from, me, id, error)),
@@ -324,6 +494,14 @@ impl Shard {
                 reason,
                 payload: env.payload.to_vec(),
             });
+        }
+    }
+
+    /// An envelope that can go nowhere at shutdown: a message or request is a dead
+    /// letter; a response has nobody left to tell (its requester is stopped too).
+    fn undeliverable(&mut self, env: Envelope) {
+        if env.kind.counted() {
+            self.dead_letter(env, DeadLetterReason::ShuttingDown);
         }
     }
 
@@ -483,6 +661,9 @@ impl Shard {
             self.counts.routed_local += 1;
             return self.deliver(env);
         }
+        if self.sealed {
+            return self.undeliverable(env);
+        }
         self.counts.routed_remote += 1;
         let overflow = &mut self.overflow[dest];
         if overflow.is_empty() {
@@ -520,12 +701,12 @@ impl Shard {
     }
 
     /// Runs ready actors round-robin, one turn each, until none is ready,
-    /// `MAX_TURNS` turns have run, or a ring overflowed (then inbound queues and
-    /// overflow get their turn).
+    /// `MAX_TURNS` turns have run, or the pass has run its time. A full ring stops
+    /// no one: what does not fit waits in the overflow, in order, and room in the
+    /// targets' mailboxes (reserved at admission) bounds it.
     fn run_ready(&mut self) {
-        const MAX_TURNS: u32 = 256;
         for _ in 0..MAX_TURNS {
-            if self.overflowing > 0 {
+            if self.pass_expired() {
                 break;
             }
             let Some(slot) = self.ready.pop_front() else {
@@ -547,14 +728,16 @@ impl Shard {
             .min(u32::try_from(actor.mailbox.len()).unwrap_or(u32::MAX));
         let (mut taken, mut counted) = (0u32, 0u32);
         loop {
+            // At least one message a turn, then no more once the pass has run
+            // its time (the rest wait for the actor's next turn).
+            if taken == batch || (taken > 0 && self.pass_expired()) {
+                break;
+            }
             let Some(actor) = self.actors[slot as usize].as_mut() else {
                 return;
             };
             if !actor.scheduled {
                 return; // a stale entry for a slot that was reused
-            }
-            if taken == batch {
-                break;
             }
             let Some(env) = actor.mailbox.pop() else {
                 break;
@@ -612,6 +795,7 @@ impl Shard {
                         self.counts.remote_out += 1;
                         self.overflowing -= 1;
                         self.touched[dest] = true;
+                        self.backoff = MIN_BACKOFF;
                     }
                     Err(env) => {
                         self.overflow[dest].push_front(env);
@@ -632,7 +816,8 @@ impl Shard {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.counts.overflow = self.overflowing as u64;
         if let Some(table) = &self.table {
             self.handle().counters.publish(&self.counts, &table.counts);
         }
@@ -646,7 +831,8 @@ impl Shard {
                 .any(|from| from != self.id && !self.shared.ring(from, self.id).is_empty())
     }
 
-    fn park(&mut self) {
+    /// Sleeps until woken, until the next request deadline, or for `cap` at most.
+    fn park(&mut self, cap: Option<Duration>) {
         // Spin briefly first: work that arrives soon is taken without a syscall on
         // either side.
         let spin = self.park_spin;
@@ -664,6 +850,10 @@ impl Shard {
         let timeout = self
             .next_deadline()
             .map(|d| Duration::from_nanos(d.saturating_sub(self.directory.now_ns())));
+        let timeout = match (timeout, cap) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
         let me = &self.shared.shards[self.id];
         me.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -678,15 +868,12 @@ impl Shard {
         self.shared.shard_busy();
     }
 
+    /// Shutdown, phase three, once every shard is sealed (nothing more can arrive):
+    /// what is left in the inbound queues is a dead letter, and the shard ends.
     pub(crate) fn exit(mut self) -> ShardExit {
         self.stopping = true;
         self.drain_inbound();
-        for dest in 0..self.overflow.len() {
-            while let Some(env) = self.overflow[dest].pop_front() {
-                self.overflowing -= 1;
-                self.dead_letter(env, DeadLetterReason::ShuttingDown);
-            }
-        }
+        self.seal();
         for waiter in self.table().close_host_waiters() {
             waiter.fulfil(Err(RequestError::TargetStopped));
         }

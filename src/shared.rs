@@ -19,7 +19,9 @@
 //! | `active` | every shard (decrement before parking, increment after) | the ticker | SeqCst RMW |
 //! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
 //! | `ticker_stop` | the runtime, at shutdown | the ticker | SeqCst |
+//! | `ShardHandle::dead` | its shard's thread, once, when it gives up | whoever pushes a command | SeqCst, paired with a SeqCst fence on each side |
 //! | `idle_waiters`, `idle_waiter` | threads in `wait_idle` | shards about to park (they unpark the waiters) | SeqCst count; `Mutex` list taken only when the count is non-zero |
+//! | `ticks` | the ticker, once per tick while a shard is busy | shards, between turns and messages | Relaxed: a coarse clock, late by up to a tick |
 //!
 //! Nothing here is touched per message but the rings (and, for a parked target,
 //! its `parked` flag and waker).
@@ -60,10 +62,19 @@ pub(crate) enum Command {
         address: Address,
         reply: SyncSender<Result<(), StopError>>,
     },
-    /// Shutdown, phase one: stop every actor; from now on everything is a dead letter.
+    /// Shutdown, phase one: stop every actor; from now on whatever arrives is a
+    /// dead letter.
     StopAll { reply: SyncSender<()> },
-    /// Shutdown, phase two: drain what is left as dead letters and end the thread.
+    /// Shutdown, phase two (once every shard has stopped its actors): push nothing
+    /// more into any ring; what waits in the overflow becomes dead letters.
+    Seal { reply: SyncSender<()> },
+    /// Shutdown, phase three (once every shard is sealed, so nothing more can
+    /// arrive): drain what is left as dead letters and end the thread.
     Exit,
+    /// A deliberate panic of the shard's thread, for the tests of what happens
+    /// when a shard fails.
+    #[cfg(feature = "testing")]
+    Panic,
 }
 
 /// What the host hands a shard, in one queue so that the host's messages to one
@@ -87,6 +98,9 @@ pub(crate) enum HostItem {
 pub(crate) struct ShardHandle {
     pub(crate) waker: mio::Waker,
     pub(crate) parked: AtomicBool,
+    /// The shard's thread has given up (it panicked again and again): nobody
+    /// takes its control queue, so whoever pushes a command takes it back.
+    pub(crate) dead: AtomicBool,
     pub(crate) host_inbox: SegQueue<HostItem>,
     pub(crate) host_out: AtomicU64,
     pub(crate) control: SegQueue<Command>,
@@ -99,6 +113,7 @@ impl ShardHandle {
         ShardHandle {
             waker,
             parked: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             host_inbox: SegQueue::new(),
             host_out: AtomicU64::new(0),
             control: SegQueue::new(),
@@ -116,12 +131,32 @@ impl ShardHandle {
         }
     }
 
-    /// Hands the shard a control command and wakes it.
+    /// Hands the shard a control command and wakes it. If the shard's thread is
+    /// dead, the command is dropped instead (its reply channel closes, so whoever
+    /// waits for the answer learns at once).
     pub(crate) fn command(&self, cmd: Command) {
         self.control_out.fetch_add(1, Ordering::SeqCst);
         self.control.push(cmd);
         std::sync::atomic::fence(Ordering::SeqCst);
+        if self.dead.load(Ordering::SeqCst) {
+            // Pairs with the fence in `bury`: either the dying thread drains this
+            // command, or we see it dead and drain it ourselves.
+            self.drain_commands();
+            return;
+        }
         self.wake();
+    }
+
+    /// Drops every queued command (their waiters see their channels close).
+    pub(crate) fn drain_commands(&self) {
+        while self.control.pop().is_some() {}
+    }
+
+    /// The shard's thread gives up: from now on commands are dropped on arrival.
+    pub(crate) fn bury(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.drain_commands();
     }
 
     /// Hands the shard a message, request or cancel from the host and wakes it.
@@ -140,6 +175,9 @@ pub(crate) struct Shared {
     actors: Mutex<Vec<Arc<ActorInfo>>>,
     /// Shards not parked; the epoch ticker sleeps while this is zero.
     active: AtomicUsize,
+    /// Epoch ticks so far, counted by the ticker while some shard is busy: the
+    /// coarse clock by which a shard bounds the length of a pass.
+    ticks: AtomicU64,
     ticker: OnceLock<Thread>,
     ticker_stop: AtomicBool,
     idle_waiters: AtomicUsize,
@@ -154,6 +192,7 @@ impl Shared {
             mesh: Mesh::new(n, ring_capacity),
             actors: Mutex::new(Vec::new()),
             active: AtomicUsize::new(n),
+            ticks: AtomicU64::new(0),
             ticker: OnceLock::new(),
             ticker_stop: AtomicBool::new(false),
             idle_waiters: AtomicUsize::new(0),
@@ -175,6 +214,17 @@ impl Shared {
     /// Snapshots of every actor ever spawned, in spawn order.
     pub(crate) fn actor_stats(&self) -> Vec<crate::stats::ActorStats> {
         lock(&self.actors).iter().map(|a| a.snapshot()).collect()
+    }
+
+    /// Epoch ticks so far (zero for ever on a manual runtime, which has no ticker).
+    #[inline]
+    pub(crate) fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// One more tick. Ticker only.
+    pub(crate) fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The epoch ticker's thread, to wake when a shard becomes busy.
@@ -249,7 +299,7 @@ impl Shared {
             let (ci, co) = (c.control_in.get(), s.control_out.load(Ordering::SeqCst));
             out += o;
             inn += i;
-            drained &= hi == ho && ci == co && c.open_requests() == 0;
+            drained &= hi == ho && ci == co && c.open_requests() == 0 && c.overflow.get() == 0;
             for v in [o, i, hi, ho, ci, co, c.loops.get()] {
                 digest = digest.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             }

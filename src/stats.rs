@@ -118,6 +118,8 @@ shard_counters! {
         dead_letters,
         /// Live actors on the shard.
         actors,
+        /// Envelopes waiting in the shard's overflow for a full ring (now).
+        overflow,
     }
     requests {
         /// Requests made.

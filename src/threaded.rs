@@ -28,21 +28,18 @@ impl Threaded {
         engine: &Engine,
         config: &Config,
     ) -> Result<Threaded, BuildError> {
-        let ticker = match config.cpu_budget {
-            Some(_) => {
-                let (s, e, tick) = (shared.clone(), engine.clone(), config.epoch_tick);
-                let t = std::thread::Builder::new()
-                    .name("wasmshard-epoch".into())
-                    .spawn(move || ticker(&s, &e, tick))
-                    .map_err(|source| BuildError::System {
-                        what: "the epoch ticker thread".into(),
-                        source,
-                    })?;
-                shared.set_ticker(t.thread().clone());
-                Some(t)
-            }
-            None => None,
-        };
+        let (s, tick) = (shared.clone(), config.epoch_tick);
+        // The engine's epoch matters only with CPU budgets; the ticks always do.
+        let engine = config.cpu_budget.map(|_| engine.clone());
+        let ticker = std::thread::Builder::new()
+            .name("wasmshard-epoch".into())
+            .spawn(move || ticker(&s, engine.as_ref(), tick))
+            .map_err(|source| BuildError::System {
+                what: "the epoch ticker thread".into(),
+                source,
+            })?;
+        shared.set_ticker(ticker.thread().clone());
+        let ticker = Some(ticker);
         let mut threads = Vec::with_capacity(shards.len());
         for (id, shard) in shards.into_iter().enumerate() {
             let t = std::thread::Builder::new()
@@ -104,20 +101,30 @@ impl Threaded {
         idle
     }
 
-    /// Shutdown after the drain: stops every actor on every shard (phase one),
-    /// then ends every shard thread (phase two) and the ticker. Returns the dead
-    /// letters the shards kept.
+    /// Shutdown after the drain, in three phases, each finished on every shard
+    /// before the next begins: stop every actor; seal (push nothing more into any
+    /// ring, so the overflow becomes dead letters); exit (drain what is left, end
+    /// the thread). Then the ticker ends. Returns the dead letters the shards kept.
     pub(crate) fn shutdown(&mut self, shared: &Shared) -> Vec<DeadLetter> {
-        let mut answers = Vec::new();
-        for shard in shared.shards.iter().take(self.threads.len()) {
-            let (reply, answer) = sync_channel(1);
-            shard.command(Command::StopAll { reply });
-            answers.push(answer);
+        let shards = &shared.shards[..self.threads.len()];
+        for phase in [Phase::StopAll, Phase::Seal] {
+            let answers: Vec<_> = shards
+                .iter()
+                .map(|shard| {
+                    let (reply, answer) = sync_channel(1);
+                    shard.command(match phase {
+                        Phase::StopAll => Command::StopAll { reply },
+                        Phase::Seal => Command::Seal { reply },
+                    });
+                    answer
+                })
+                .collect();
+            for a in answers {
+                // A shard whose thread is gone drops the command: no answer.
+                let _ = a.recv();
+            }
         }
-        for a in answers {
-            let _ = a.recv();
-        }
-        for shard in shared.shards.iter().take(self.threads.len()) {
+        for shard in shards {
             shard.command(Command::Exit);
         }
         let mut dead_letters = Vec::new();
@@ -133,17 +140,46 @@ impl Threaded {
         }
         dead_letters
     }
+
+    /// Shutdown from one of the runtime's own shard threads (an actor dropped the
+    /// last handle to its runtime): that thread cannot wait for itself, so every
+    /// shard is told to stop and end, and nobody waits. The threads end on their
+    /// own; their dead letters are counted, not returned.
+    pub(crate) fn shutdown_detached(&mut self, shared: &Shared) {
+        for shard in shared.shards[..self.threads.len()].iter() {
+            let (reply, _) = sync_channel(1);
+            shard.command(Command::StopAll { reply });
+            let (reply, _) = sync_channel(1);
+            shard.command(Command::Seal { reply });
+            shard.command(Command::Exit);
+        }
+        self.threads.clear();
+        shared.stop_ticker();
+        self.ticker = None;
+    }
 }
 
-/// The epoch ticker: advances the engine's epoch every tick while any shard is busy,
-/// and sleeps while all are parked, so an idle runtime uses no CPU.
-fn ticker(shared: &Shared, engine: &Engine, tick: Duration) {
+#[derive(Clone, Copy)]
+enum Phase {
+    StopAll,
+    Seal,
+}
+
+/// The epoch ticker: every tick while any shard is busy, counts a tick (the coarse
+/// clock that bounds a shard's pass) and advances the engine's epoch (which
+/// enforces CPU budgets, when they are on); sleeps while all shards are parked, so
+/// an idle runtime uses no CPU.
+fn ticker(shared: &Shared, engine: Option<&Engine>, tick: Duration) {
     while !shared.ticker_stopped() {
         if shared.all_parked() {
             std::thread::park();
             continue;
         }
-        std::thread::sleep(tick);
-        engine.increment_epoch();
+        // Woken early at shutdown.
+        std::thread::park_timeout(tick);
+        shared.tick();
+        if let Some(engine) = engine {
+            engine.increment_epoch();
+        }
     }
 }

@@ -246,8 +246,6 @@ fn lock(samples: &Samples) -> std::sync::MutexGuard<'_, Vec<u64>> {
     samples.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Actors spawned per batch in `spawn` (they are stopped between batches).
-
 /// One row of `wasmshard bench`: a workload measured beside its floor.
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
