@@ -16,6 +16,7 @@ use crate::lifted::LiftedBytes;
 use crate::mailbox::Mailbox;
 use crate::native::{Context, NativeActor};
 use crate::outbox::Outbox;
+use crate::panics;
 use crate::requests::Requests;
 use crate::stats::ActorInfo;
 
@@ -56,12 +57,7 @@ pub(crate) struct WasmActor {
 
 /// Runs a native handler; a panic fails the actor alone, like a trapping component.
 fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into());
+    panics::contain(f).map_err(|msg| {
         Failure::new(
             FailureKind::Panic,
             format!("native actor panicked: {msg}"),
@@ -126,6 +122,23 @@ impl Actor {
                     answered: unanswered.is_none(),
                 })?;
                 match (reply, unanswered) {
+                    // A reply larger than any message may be: the request ends
+                    // without it (the guest returned it, so it cannot be told).
+                    (Some(bytes), Some(_)) if bytes.len() > out.directory.max_payload => {
+                        log::warn!(
+                            "wasmshard: actor {} replied to request {id:#x} with {} bytes, \
+                             over the {}-byte payload limit; the request fails",
+                            out.me,
+                            bytes.len(),
+                            out.directory.max_payload
+                        );
+                        out.staged.push(Envelope::failure(
+                            from,
+                            out.me,
+                            id,
+                            RequestError::TargetFailed,
+                        ));
+                    }
                     (Some(bytes), Some(_)) => out.staged.push(Envelope {
                         to: from,
                         from: out.me,

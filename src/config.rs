@@ -32,6 +32,64 @@ pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
 /// Default time `shutdown` waits for in-flight messages to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest mailbox capacity (the fill of a mailbox shares its slot word with
+/// the generation and a flag).
+pub const MAX_MAILBOX_CAPACITY: u32 = (1 << 30) - 1;
+/// The largest `max_payload`: 64 MiB.
+pub const MAX_MAX_PAYLOAD: usize = 64 << 20;
+/// The shortest epoch tick: 100 µs (each tick wakes the ticker thread).
+pub const MIN_EPOCH_TICK: Duration = Duration::from_micros(100);
+/// The longest epoch tick: 100 ms (a pass under load lasts up to two ticks).
+pub const MAX_EPOCH_TICK: Duration = Duration::from_millis(100);
+/// The longest CPU budget: one hour. (The shortest is one epoch tick.)
+pub const MAX_CPU_BUDGET: Duration = Duration::from_secs(3600);
+/// The largest memory limit: 4 GiB, all a 32-bit memory can address.
+pub const MAX_MEMORY_LIMIT: usize = 4 << 30;
+/// The most messages an actor handles in one turn.
+pub const MAX_BATCH: u32 = 65_536;
+/// The largest ring: 65 536 envelopes (about 7 MiB per pair of shards that
+/// talk, allocated when they first do).
+pub const MAX_RING_CAPACITY: usize = 65_536;
+/// The longest drain at shutdown: one day.
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The most requests one actor may have open.
+pub const MAX_MAX_OPEN_REQUESTS: u32 = 1 << 20;
+/// The longest park spin: 10 ms.
+pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
+/// The most slot words all shards keep together (`shards × max_actors`): 2^27,
+/// one GiB.
+const MAX_SLOT_WORDS: u128 = 1 << 27;
+
+/// Refuses `value` outside `min..=max`.
+fn count(setting: &str, key: &str, value: u128, min: u128, max: u128) -> Result<(), BuildError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(BuildError::Setting(format!(
+        "{setting} (manifest `{key}`) must be {min} to {max}, not {value}"
+    )))
+}
+
+/// Refuses `value` outside `min..=max`.
+fn duration(
+    setting: &str,
+    key: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), BuildError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    Err(BuildError::Setting(format!(
+        "{setting} (manifest `{key}`) must be {} to {}, not {}",
+        show(min),
+        show(max),
+        show(value)
+    )))
+}
+
 /// Everything a [`Runtime`](crate::Runtime) is built from. Build one with [`RuntimeBuilder`].
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -163,47 +221,56 @@ impl RuntimeBuilder {
         }
     }
 
-    /// Number of shard threads (1 to 256). Default: available parallelism.
+    /// Number of shard threads, 1 to [`MAX_SHARDS`](crate::MAX_SHARDS) (256).
+    /// Default: available parallelism.
     pub fn shards(mut self, n: usize) -> Self {
         self.config.shards = n;
         self
     }
 
-    /// Capacity of every actor's mailbox, in messages. Default: 1024.
+    /// Capacity of every actor's mailbox, in messages: 1 to
+    /// [`MAX_MAILBOX_CAPACITY`] (2^30 − 1). Default: 1024.
     pub fn mailbox_capacity(mut self, n: u32) -> Self {
         self.config.mailbox_capacity = n;
         self
     }
 
-    /// Largest payload a send may carry, in bytes. Default: 64 KiB.
+    /// Largest payload a send may carry, in bytes: 0 to [`MAX_MAX_PAYLOAD`]
+    /// (64 MiB). Default: 64 KiB.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.config.max_payload = bytes;
         self
     }
 
-    /// Period of the epoch ticker. Default: 1 ms. The ticker runs only while some
-    /// shard is busy, so an idle runtime uses no CPU.
+    /// Period of the epoch ticker: [`MIN_EPOCH_TICK`] to [`MAX_EPOCH_TICK`]
+    /// (100 µs to 100 ms). Default: 1 ms. CPU budgets are enforced to within a
+    /// tick, and a pass of a busy shard lasts at most two ticks (plus the
+    /// invocation running then) before it looks at its timers and commands. The
+    /// ticker runs only while some shard is busy, so an idle runtime uses no CPU.
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.config.epoch_tick = tick;
         self
     }
 
     /// CPU budget of one invocation, or `None` to turn budgets (and epoch
-    /// interruption) off. Default: 100 ms. Enforced to within one epoch tick.
+    /// interruption) off: one epoch tick to [`MAX_CPU_BUDGET`] (1 h). Default:
+    /// 100 ms. Enforced to within one epoch tick.
     pub fn cpu_budget(mut self, budget: Option<Duration>) -> Self {
         self.config.cpu_budget = budget;
         self
     }
 
-    /// Linear-memory limit of one actor, in bytes (rounded up to 64 KiB pages).
+    /// Linear-memory limit of one actor, in bytes (rounded up to 64 KiB pages),
+    /// over all its memories together: 64 KiB to [`MAX_MEMORY_LIMIT`] (4 GiB).
     /// Default: 16 MiB. A `memory.grow` beyond it traps and stops the actor.
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.config.memory_limit = bytes;
         self
     }
 
-    /// Most actors alive at once, across all shards; sizes the instance pool.
-    /// Default: 4096.
+    /// Most actors alive at once, across all shards; sizes the instance pool:
+    /// 1 to 2^24 − 1, and `shards × max_actors` at most 2^27 (each shard keeps a
+    /// word for every actor it might hold). Default: 4096.
     pub fn max_actors(mut self, n: u32) -> Self {
         self.config.max_actors = n;
         self
@@ -216,30 +283,35 @@ impl RuntimeBuilder {
     }
 
     /// Messages an actor handles per turn before the next ready actor runs; a turn
-    /// takes only messages already in the mailbox when it begins. Default: 64.
+    /// takes only messages already in the mailbox when it begins: 1 to
+    /// [`MAX_BATCH`] (65 536). Default: 64.
     pub fn batch(mut self, n: u32) -> Self {
         self.config.batch = n;
         self
     }
 
-    /// Capacity of each shard-to-shard ring. Default: 4096. A full ring never
-    /// blocks or drops: the sender keeps the rest in an overflow buffer.
+    /// Capacity of each shard-to-shard ring, in envelopes: 1 to
+    /// [`MAX_RING_CAPACITY`] (65 536). Default: 4096. A ring is allocated when its
+    /// pair of shards first talks. A full ring never blocks or drops: the sender
+    /// keeps the rest in an overflow buffer, in order.
     pub fn ring_capacity(mut self, n: usize) -> Self {
         self.config.ring_capacity = n;
         self
     }
 
-    /// How long [`Runtime::shutdown`](crate::Runtime::shutdown) waits for in-flight messages before it stops
-    /// every actor and reports what is left as dead letters. Default: 5 s.
+    /// How long [`Runtime::shutdown`](crate::Runtime::shutdown) waits for in-flight
+    /// messages before it stops every actor and reports what is left as dead
+    /// letters: 0 to [`MAX_DRAIN_TIMEOUT`] (one day). Default: 5 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
         self
     }
 
     /// How long a shard that ran out of work keeps checking its queues before it
-    /// parks. Default: 50 µs. A short spin saves the wake-up syscalls of a
-    /// message that arrives soon after (cross-shard ping-pong); an idle shard still
-    /// parks after it, so an idle runtime uses no CPU. Zero parks at once.
+    /// parks: 0 to [`MAX_PARK_SPIN`] (10 ms). Default: 50 µs. A short spin saves
+    /// the wake-up syscalls of a message that arrives soon after (cross-shard
+    /// ping-pong); an idle shard still parks after it, so an idle runtime uses no
+    /// CPU. Zero parks at once.
     ///
     /// With fewer shards than cores, the host thread also spins this long for a
     /// shard's answer to [`Runtime::spawn`](crate::Runtime::spawn) or [`Runtime::stop`](crate::Runtime::stop) before it blocks
@@ -250,9 +322,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Requests one actor may have open at once; beyond it `request` fails with
-    /// `too-many-requests`. Default: 4096. Responses are always admitted to a
-    /// requester's mailbox, and this cap is what bounds them.
+    /// Requests one actor (and the host) may have open at once; beyond it
+    /// `request` fails with `too-many-requests`: 1 to [`MAX_MAX_OPEN_REQUESTS`]
+    /// (2^20). Default: 4096. Responses are always admitted to a requester's
+    /// mailbox, and this cap is what bounds them.
     pub fn max_open_requests(mut self, n: u32) -> Self {
         self.config.max_open_requests = n;
         self
@@ -265,46 +338,94 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Checks every setting against its range (each setter says it): a value
+    /// outside it is refused, naming the setting, its manifest key, the range and
+    /// the value.
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         let c = &self.config;
-        if c.shards == 0 || c.shards > MAX_SHARDS {
+        count("shards", "shards", c.shards as u128, 1, MAX_SHARDS as u128)?;
+        count(
+            "mailbox_capacity",
+            "mailbox-capacity",
+            c.mailbox_capacity.into(),
+            1,
+            MAX_MAILBOX_CAPACITY.into(),
+        )?;
+        count(
+            "max_payload",
+            "max-payload",
+            c.max_payload as u128,
+            0,
+            MAX_MAX_PAYLOAD as u128,
+        )?;
+        duration(
+            "epoch_tick",
+            "epoch-tick-ms",
+            c.epoch_tick,
+            MIN_EPOCH_TICK,
+            MAX_EPOCH_TICK,
+        )?;
+        if let Some(budget) = c.cpu_budget {
+            duration(
+                "cpu_budget",
+                "cpu-budget-ms",
+                budget,
+                c.epoch_tick,
+                MAX_CPU_BUDGET,
+            )?;
+        }
+        count(
+            "memory_limit",
+            "memory-limit",
+            c.memory_limit as u128,
+            64 << 10,
+            MAX_MEMORY_LIMIT as u128,
+        )?;
+        count(
+            "max_actors",
+            "max-actors",
+            c.max_actors.into(),
+            1,
+            MAX_SLOTS_PER_SHARD as u128 - 1,
+        )?;
+        // Each shard keeps a slot word (8 bytes) for every actor it might hold.
+        if c.shards as u128 * c.max_actors as u128 > MAX_SLOT_WORDS {
             return Err(BuildError::Setting(format!(
-                "shards must be 1 to {MAX_SHARDS}, not {}",
-                c.shards
+                "shards × max_actors (manifest `shards`, `max-actors`) must be 1 to \
+                 {MAX_SLOT_WORDS} (each shard keeps 8 bytes for every actor it might hold), \
+                 not {} × {}",
+                c.shards, c.max_actors
             )));
         }
-        if c.mailbox_capacity == 0 || c.mailbox_capacity >= 1 << 30 {
-            return Err(BuildError::Setting(
-                "mailbox capacity must be 1 to 2^30 - 1".into(),
-            ));
-        }
-        if c.max_actors == 0 || c.max_actors as usize >= MAX_SLOTS_PER_SHARD {
-            return Err(BuildError::Setting(format!(
-                "max actors must be 1 to {}",
-                MAX_SLOTS_PER_SHARD - 1
-            )));
-        }
-        if c.batch == 0 {
-            return Err(BuildError::Setting("batch must be at least 1".into()));
-        }
-        if c.ring_capacity == 0 {
-            return Err(BuildError::Setting(
-                "ring capacity must be at least 1".into(),
-            ));
-        }
-        if c.epoch_tick.is_zero() {
-            return Err(BuildError::Setting("epoch tick must be positive".into()));
-        }
-        if c.memory_limit < 64 * 1024 || c.memory_limit > 4 << 30 {
-            return Err(BuildError::Setting(
-                "memory limit must be 64 KiB to 4 GiB".into(),
-            ));
-        }
-        if c.max_payload > u32::MAX as usize {
-            return Err(BuildError::Setting(
-                "max payload must fit in 32 bits".into(),
-            ));
-        }
+        count("batch", "batch", c.batch.into(), 1, MAX_BATCH.into())?;
+        count(
+            "ring_capacity",
+            "ring-capacity",
+            c.ring_capacity as u128,
+            1,
+            MAX_RING_CAPACITY as u128,
+        )?;
+        duration(
+            "drain_timeout",
+            "drain-timeout-ms",
+            c.drain_timeout,
+            Duration::ZERO,
+            MAX_DRAIN_TIMEOUT,
+        )?;
+        count(
+            "max_open_requests",
+            "max-open-requests",
+            c.max_open_requests.into(),
+            1,
+            MAX_MAX_OPEN_REQUESTS.into(),
+        )?;
+        duration(
+            "park_spin",
+            "park-spin-us",
+            c.park_spin,
+            Duration::ZERO,
+            MAX_PARK_SPIN,
+        )?;
         Ok(())
     }
 }

@@ -59,6 +59,7 @@ impl LogLevel {
 
 /// One log line written by an actor through `log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogRecord {
     /// The actor's address.
     pub actor: Address,
@@ -66,12 +67,51 @@ pub struct LogRecord {
     pub name: Arc<str>,
     /// The level it logged at.
     pub level: LogLevel,
-    /// The message.
+    /// The message, made safe to print as one line: control characters (line
+    /// breaks, escape sequences) and text-direction overrides are written as
+    /// Rust escapes (`\n`, `\u{1b}`), and a message longer than
+    /// [`MAX_LOG_MESSAGE`] bytes is cut there, saying how much was cut.
     pub message: String,
 }
 
+/// The longest log message kept, in bytes; the rest is cut.
+pub const MAX_LOG_MESSAGE: usize = 4096;
+
+/// Whether `c` could forge or disguise a line of the log when printed: a control
+/// character, or a text-direction override.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `message` made safe to print as one line (see [`LogRecord::message`]).
+pub(crate) fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_LOG_MESSAGE && !message.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len().min(MAX_LOG_MESSAGE) + 32);
+    let mut kept = 0;
+    for c in message.chars() {
+        if kept + c.len_utf8() > MAX_LOG_MESSAGE {
+            break;
+        }
+        kept += c.len_utf8();
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if kept < message.len() {
+        out.push_str(&format!("… ({} more bytes)", message.len() - kept));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Hands one record to the sink, or to the [`log`] crate (target
-/// `wasmshard::guest`) when there is none.
+/// `wasmshard::guest`) when there is none. The message is made one line first
+/// (see [`LogRecord::message`]). A sink that panics loses that record, nothing
+/// more.
 pub(crate) fn emit(
     sink: Option<&LogSink>,
     actor: Address,
@@ -79,13 +119,19 @@ pub(crate) fn emit(
     level: LogLevel,
     message: &str,
 ) {
+    let message = one_line(message);
     match sink {
-        Some(sink) => sink(&LogRecord {
-            actor,
-            name: name.clone(),
-            level,
-            message: message.to_string(),
-        }),
+        Some(sink) => {
+            let record = LogRecord {
+                actor,
+                name: name.clone(),
+                level,
+                message: message.into_owned(),
+            };
+            if crate::panics::quietly(|| sink(&record)).is_some() {
+                log::error!("wasmshard: the log sink panicked; a record from `{name}` is lost");
+            }
+        }
         None => {
             log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name())
         }

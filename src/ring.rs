@@ -1,10 +1,13 @@
 //! The rings between shards: one bounded single-producer, single-consumer queue of
 //! envelopes per ordered pair of shards (a mesh).
 //!
-//! `Mesh::ring(from, to)` is pushed only by shard `from`'s thread and popped only
-//! by shard `to`'s (or, for a manual runtime, by the thread stepping them). A full
+//! The ring from `from` to `to` is pushed only by shard `from`'s thread and
+//! popped only by shard `to`'s (or, for a manual runtime, by the thread stepping
+//! them). A full
 //! ring never blocks: `push` hands the envelope back and the sender keeps it in
 //! its overflow, in order.
+
+use std::sync::OnceLock;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -35,24 +38,36 @@ impl Ring {
     }
 }
 
-/// Every ring of a runtime: `shards × shards` of them, the diagonal unused.
+/// Every ring of a runtime: one per ordered pair of shards, the diagonal unused,
+/// each allocated when its sender first pushes to it, so memory follows the pairs
+/// that talk rather than `shards²`.
 pub(crate) struct Mesh {
     shards: usize,
+    capacity: usize,
     /// `rings[from * shards + to]`.
-    rings: Box<[Ring]>,
+    rings: Box<[OnceLock<Box<Ring>>]>,
 }
 
 impl Mesh {
     pub(crate) fn new(shards: usize, capacity: usize) -> Mesh {
         Mesh {
             shards,
-            rings: (0..shards * shards).map(|_| Ring::new(capacity)).collect(),
+            capacity,
+            rings: (0..shards * shards).map(|_| OnceLock::new()).collect(),
         }
     }
 
-    /// The ring from shard `from` to shard `to`.
+    /// The ring from shard `from` to shard `to`, allocated now if this is the
+    /// first push to it. Producer (`from`) only.
     #[inline]
-    pub(crate) fn ring(&self, from: usize, to: usize) -> &Ring {
-        &self.rings[from * self.shards + to]
+    pub(crate) fn outbound(&self, from: usize, to: usize) -> &Ring {
+        self.rings[from * self.shards + to].get_or_init(|| Box::new(Ring::new(self.capacity)))
+    }
+
+    /// The ring from shard `from` to shard `to`, if anything was ever pushed to it.
+    /// Consumer (`to`) only.
+    #[inline]
+    pub(crate) fn inbound(&self, from: usize, to: usize) -> Option<&Ring> {
+        self.rings[from * self.shards + to].get().map(|r| &**r)
     }
 }

@@ -17,6 +17,7 @@ use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind};
 use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, StopError};
 use crate::outbox::Outbox;
+use crate::panics::quietly;
 use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
@@ -56,27 +57,6 @@ pub(crate) fn as_shard<R>(runtime: u64, shard: usize, f: impl FnOnce() -> R) -> 
     let r = f();
     ON_SHARD.with(|c| c.set(before));
     r
-}
-
-/// The message of a panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".into())
-}
-
-/// Runs `f`, catching a panic (and a panic while dropping that panic's payload):
-/// returns the panic's message if there was one.
-pub(crate) fn quietly(f: impl FnOnce()) -> Option<String> {
-    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
-    let message = panic_message(&*payload);
-    if let Err(worse) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
-        // A payload whose drop panics too: keep it rather than unwind again.
-        std::mem::forget(worse);
-    }
-    Some(message)
 }
 
 /// What a shard thread hands back when it ends.
@@ -514,7 +494,7 @@ impl Shard {
             if from == self.id {
                 continue;
             }
-            while let Some(env) = self.shared.ring(from, self.id).pop() {
+            while let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
                 self.counts.remote_in += 1;
                 self.deliver(env);
             }
@@ -667,7 +647,7 @@ impl Shard {
         self.counts.routed_remote += 1;
         let overflow = &mut self.overflow[dest];
         if overflow.is_empty() {
-            match self.shared.ring(self.id, dest).push(env) {
+            match self.shared.outbound(self.id, dest).push(env) {
                 Ok(()) => {
                     self.counts.remote_out += 1;
                     self.touched[dest] = true;
@@ -790,7 +770,7 @@ impl Shard {
     fn flush_overflow(&mut self) {
         for dest in 0..self.overflow.len() {
             while let Some(env) = self.overflow[dest].pop_front() {
-                match self.shared.ring(self.id, dest).push(env) {
+                match self.shared.outbound(self.id, dest).push(env) {
                     Ok(()) => {
                         self.counts.remote_out += 1;
                         self.overflowing -= 1;
@@ -827,8 +807,13 @@ impl Shard {
         let me = self.handle();
         !me.control.is_empty()
             || !me.host_inbox.is_empty()
-            || (0..self.shared.shards.len())
-                .any(|from| from != self.id && !self.shared.ring(from, self.id).is_empty())
+            || (0..self.shared.shards.len()).any(|from| {
+                from != self.id
+                    && self
+                        .shared
+                        .inbound(from, self.id)
+                        .is_some_and(|r| !r.is_empty())
+            })
     }
 
     /// Sleeps until woken, until the next request deadline, or for `cap` at most.

@@ -14,7 +14,7 @@
 //! | `ShardHandle::control` | the host (push: spawn, stop, shutdown), a manual runtime's caller (pop) | its shard (pop) | `SegQueue`, MPMC |
 //! | `ShardHandle::control_out` | the host, before each push | idle checks | SeqCst RMW |
 //! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
-//! | `mesh.ring(from, to)` | shard `from` (push) | shard `to` (pop) | `ArrayQueue`, used SPSC |
+//! | `mesh` ring `from → to` | shard `from` (allocates on first push, then pushes) | shard `to` (pop) | `OnceLock` (Release/Acquire) for the allocation; `ArrayQueue`, used SPSC |
 //! | `actors` | shards (spawn appends) | `Runtime::stats` | `Mutex` (spawn and stats only) |
 //! | `active` | every shard (decrement before parking, increment after) | the ticker | SeqCst RMW |
 //! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
@@ -200,10 +200,17 @@ impl Shared {
         }
     }
 
-    /// The ring from shard `from` to shard `to`.
+    /// The ring from shard `from` to shard `to`, to push to. Shard `from` only.
     #[inline]
-    pub(crate) fn ring(&self, from: usize, to: usize) -> &Ring {
-        self.mesh.ring(from, to)
+    pub(crate) fn outbound(&self, from: usize, to: usize) -> &Ring {
+        self.mesh.outbound(from, to)
+    }
+
+    /// The ring from shard `from` to shard `to`, to pop from, if it exists. Shard
+    /// `to` only.
+    #[inline]
+    pub(crate) fn inbound(&self, from: usize, to: usize) -> Option<&Ring> {
+        self.mesh.inbound(from, to)
     }
 
     /// Records a spawned actor for [`crate::Runtime::stats`].

@@ -771,3 +771,157 @@ fn once_shutdown_stops_actors_their_sends_say_shutting_down() {
         vec![SendError::ShuttingDown, SendError::ShuttingDown]
     );
 }
+
+/// Settings had no upper bounds: `ring-capacity = 18446744073709551615` panicked,
+/// `1000000000000` aborted on allocation, `epoch-tick-ms = 3600000` hung shutdown,
+/// `park-spin-us = u64::MAX` spun for ever, `cpu-budget-ms = u64::MAX` failed every
+/// spawn. Each is refused now, naming the setting, its key and its range.
+#[test]
+fn every_setting_out_of_its_range_is_refused_by_name() {
+    use wasmshard::{BuildError, RuntimeBuilder};
+    let refused = |b: RuntimeBuilder, key: &str| {
+        let err = b.build().expect_err(key);
+        assert!(matches!(err, BuildError::Setting(_)), "{key}: {err:?}");
+        let message = err.to_string();
+        assert!(message.contains(key), "`{message}` should name `{key}`");
+        assert!(
+            message.contains(" to "),
+            "`{message}` should give the range"
+        );
+    };
+    let b = || builder(1);
+    let forever = Duration::from_secs(u64::MAX);
+    refused(b().shards(0), "shards");
+    refused(b().shards(257), "shards");
+    refused(b().ring_capacity(usize::MAX), "ring-capacity");
+    refused(b().ring_capacity(1_000_000_000_000), "ring-capacity");
+    refused(b().ring_capacity(0), "ring-capacity");
+    refused(b().epoch_tick(Duration::from_secs(3600)), "epoch-tick-ms");
+    refused(b().epoch_tick(Duration::ZERO), "epoch-tick-ms");
+    refused(b().park_spin(forever), "park-spin-us");
+    refused(b().cpu_budget(Some(forever)), "cpu-budget-ms");
+    refused(b().drain_timeout(forever), "drain-timeout-ms");
+    refused(b().mailbox_capacity(0), "mailbox-capacity");
+    refused(b().mailbox_capacity(u32::MAX), "mailbox-capacity");
+    refused(b().max_payload(usize::MAX), "max-payload");
+    refused(b().memory_limit(1), "memory-limit");
+    refused(b().batch(0), "batch");
+    refused(b().batch(u32::MAX), "batch");
+    refused(b().max_open_requests(u32::MAX), "max-open-requests");
+    refused(b().max_actors(0), "max-actors");
+    refused(builder(256).max_actors(1 << 20), "max-actors");
+    // The same through a manifest.
+    let manifest = wasmshard::manifest::Manifest::parse(
+        "[runtime]\nring-capacity = 18446744073709551615\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+    )
+    .unwrap();
+    let err = manifest.run(manifest.builder(), None).unwrap_err();
+    let message = format!("{:?}", err);
+    assert!(message.contains("ring-capacity"), "{message}");
+}
+
+/// Rings were allocated up front, shards² × capacity of them (1.75 GiB at 64
+/// shards; an allocation abort at 256). They are allocated when a pair of shards
+/// first talks.
+#[test]
+fn rings_take_memory_only_between_shards_that_talk() {
+    let resident = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    };
+    let before = resident();
+    let rt = builder(64)
+        .ring_capacity(wasmshard::MAX_RING_CAPACITY)
+        .max_actors(8)
+        .build()
+        .unwrap();
+    let grew = resident().saturating_sub(before);
+    // Eagerly: 64 × 64 rings of 65 536 envelopes of about 100 bytes, 27 GiB.
+    assert!(grew < 512 << 20, "building 64 shards took {grew} bytes");
+    let (a, inbox) = probe(&rt, "a", 63);
+    let (b, _) = probe(&rt, "b", 0);
+    relay(&rt, b, a, b"across");
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(inbox.lock().unwrap().len(), 1);
+    drop(rt);
+}
+
+/// One instruction of `fixtures/hostile/interpreter.wat`.
+fn instr(op: u8, a: u64, b: u32, c: u32, d: u64) -> Vec<u8> {
+    let mut v = vec![op];
+    v.extend(a.to_le_bytes());
+    v.extend(b.to_le_bytes());
+    v.extend(c.to_le_bytes());
+    v.extend(d.to_le_bytes());
+    v
+}
+
+/// Where the interpreter keeps the payload it runs.
+const PAYLOAD_AT: u32 = 131_072;
+
+/// A guest's log text was printed raw: a newline forged lines that seemed to come
+/// from other actors, and escape sequences drove the terminal. A record is one
+/// line now, and a long one is cut.
+#[test]
+fn a_guest_log_record_is_one_printable_line() {
+    let records: Arc<Mutex<Vec<wasmshard::LogRecord>>> = Arc::default();
+    let sink = records.clone();
+    let rt = builder(1)
+        .log_sink(move |r| sink.lock().unwrap().push(r.clone()))
+        .build()
+        .unwrap();
+    let interpreter = load(&rt, "hostile/interpreter.wat");
+    let guest = rt.spawn(&interpreter, SpawnOptions::new("liar")).unwrap();
+    for text in [
+        "one\n[victim] error: forged\r\x1b[31mred\u{202e}desrever".to_string(),
+        "x".repeat(10_000),
+    ] {
+        // log(info, the text after two instructions), halt, the text.
+        let mut program = instr(5, 2, PAYLOAD_AT + 50, text.len() as u32, 0);
+        program.extend(instr(12, 0, 0, 0, 0));
+        program.extend(text.as_bytes());
+        rt.send(guest, &program).unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    let records = records.lock().unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(
+        records[0].message,
+        "one\\n[victim] error: forged\\r\\u{1b}[31mred\\u{202e}desrever"
+    );
+    assert!(records[1].message.len() < wasmshard::MAX_LOG_MESSAGE + 32);
+    assert!(
+        records[1].message.ends_with("… (5904 more bytes)"),
+        "{}",
+        &records[1].message[4000..]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| !r.message.chars().any(char::is_control))
+    );
+}
+
+/// A direct reply (`handle-request` returning `some(bytes)`) skipped the payload
+/// limit that `respond` keeps.
+#[test]
+fn a_direct_reply_over_the_payload_limit_fails_its_request() {
+    let rt = builder(1).max_payload(100).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    // The echo's reply is the request reversed plus a 4-byte checksum: 104 bytes.
+    let echo = rt
+        .spawn(&g, SpawnOptions::new("echo").config("echo"))
+        .unwrap();
+    let r = rt.request(echo, &[7; 100], IDLE).unwrap();
+    assert_eq!(r.wait(IDLE), Some(Err(RequestError::TargetFailed)));
+    // The echo is fine, and a reply within the limit arrives.
+    let r = rt.request(echo, &[7; 96], IDLE).unwrap();
+    assert_eq!(r.wait(IDLE).unwrap().unwrap().len(), 100);
+    assert!(rt.stats().actor("echo").unwrap().alive);
+}
