@@ -124,7 +124,13 @@ fn timeout_round(table: &mut RequestTable) {
 
 fn table() -> RequestTable {
     let mut table = RequestTable::default();
-    // Steady state: requests stay open (armed) around the ones measured.
+    // Steady state: the table has grown its pool of free slots (it reuses a slot
+    // only once 4096 are free), and requests stay open (armed) around the ones
+    // measured.
+    for _ in 0..8192 {
+        let id = table.open(1);
+        assert!(table.close(id));
+    }
     for i in 0..1024 {
         table.open(1_000_000_000 + i);
     }
@@ -194,6 +200,16 @@ impl Rig {
     fn round(&self) {
         self.rt.send(self.start, &self.trigger).expect("trigger");
         self.rt.run_until_stalled();
+    }
+
+    /// `rounds` warm-up rounds, the last checked (a request round needs its
+    /// shard's request table past its pool of free slots, 4096 requests, to be in
+    /// its steady state).
+    fn warmed_for(self, rounds: u32) -> Rig {
+        for _ in 1..rounds {
+            self.round();
+        }
+        self.warmed()
     }
 
     /// A warm-up round, checked: the benchmark measures the steady state.
@@ -283,7 +299,7 @@ fn requests_rig() -> Rig {
         trigger,
         count: handled("responder"),
     }
-    .warmed()
+    .warmed_for(4096 / OPS + 2)
 }
 
 /// `OPS` host sends to a native actor, each admitted, queued, delivered, handled.

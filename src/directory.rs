@@ -11,7 +11,7 @@
 //! | `slots[s]` words | senders (admit: CAS), shard `s` (release, activate, deactivate) | any sender | AcqRel RMW; see `slots.rs` |
 //! | `names` | spawn (reserve, on the host thread; register, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
 //! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
-//! | `stopping` | the host, once, after the shutdown drain | actors' sends and requests | Release store / Relaxed load (a send that races it is admitted, and delivered or counted as any other) |
+//! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
 //! | limits, clock start, log sink | nobody after construction | anyone | immutable |
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,20 +138,24 @@ impl Directory {
         self.closing.store(true, Ordering::Release);
     }
 
-    /// Shutdown has drained what it could: from now on actors' sends and requests
-    /// are refused with `shutting-down`.
+    /// Shutdown has drained what it could: from now on a refused send or request
+    /// of an actor says `shutting-down`.
     pub(crate) fn stop_admitting(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 
     /// Reserves room for one message from an actor in `to`'s mailbox: as
-    /// [`Directory::admit`], but once shutdown has drained what it could, nothing
-    /// new is admitted (`shutting-down`).
+    /// [`Directory::admit`], but once shutdown has drained what it could (its
+    /// actors are being stopped), a refusal says `shutting-down`, whatever refused
+    /// it. Only the refusal reads the flag: a send costs nothing more.
     #[inline]
     pub(crate) fn admit_from_actor(&self, to: Address) -> Result<(), SendError> {
-        if self.stopping.load(Ordering::Relaxed) {
-            return Err(SendError::ShuttingDown);
-        }
-        self.admit(to)
+        self.admit(to).map_err(|e| {
+            if self.stopping.load(Ordering::Acquire) {
+                SendError::ShuttingDown
+            } else {
+                e
+            }
+        })
     }
 }

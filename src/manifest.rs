@@ -25,6 +25,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -301,7 +303,8 @@ impl Manifest {
     }
 
     /// Builds the runtime, spawns every actor, delivers the sends, runs until idle
-    /// (or until `limit` passes), shuts down, and reports.
+    /// (or until `limit` passes), shuts down, and reports. As
+    /// [`Manifest::run_with`] with only a time limit.
     ///
     /// # Errors
     ///
@@ -310,6 +313,28 @@ impl Manifest {
         &self,
         builder: RuntimeBuilder,
         limit: Option<Duration>,
+    ) -> Result<RunReport, ManifestError> {
+        let mut options = RunOptions::new();
+        if let Some(limit) = limit {
+            options = options.limit(limit);
+        }
+        self.run_with(builder, options)
+    }
+
+    /// Builds the runtime, spawns every actor, delivers the sends (retrying a full
+    /// mailbox rather than dropping), runs until idle, shuts down, and reports.
+    ///
+    /// A run stops early when its time limit passes or its interrupt flag is set:
+    /// the sends not made yet are counted as undelivered, and shutdown does not
+    /// wait for a drain again (what is in flight is counted as dead letters).
+    ///
+    /// # Errors
+    ///
+    /// A bad setting, a component that does not load, or an actor that does not spawn.
+    pub fn run_with(
+        &self,
+        builder: RuntimeBuilder,
+        options: RunOptions,
     ) -> Result<RunReport, ManifestError> {
         let runtime = builder.build().map_err(ManifestError::Build)?;
         let started = Instant::now();
@@ -333,51 +358,101 @@ impl Manifest {
                     source,
                 })?;
         }
-        let deadline = limit.map(|l| started + l);
-        let mut undelivered = 0u64;
+        // A limit too far away to add to the clock is no limit.
+        let deadline = options.limit.and_then(|l| started.checked_add(l));
+        let stop = || {
+            options
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+                || deadline.is_some_and(|d| Instant::now() >= d)
+        };
+        let total: u64 = self.sends.iter().map(|s| s.repeat.unwrap_or(1)).sum();
+        let (mut delivered, mut refused) = (0u64, 0u64);
         'sends: for s in &self.sends {
             let payload = s.bytes()?;
             for _ in 0..s.repeat.unwrap_or(1) {
                 // The host honours backpressure: a full mailbox is retried, not dropped.
                 loop {
+                    if stop() {
+                        break 'sends;
+                    }
                     let to = runtime.lookup(&s.to);
                     match to.map_or(Err(SendError::UnknownTarget), |to| {
                         runtime.send(to, &payload)
                     }) {
-                        Ok(()) => break,
-                        Err(SendError::MailboxFull)
-                            if deadline.is_none_or(|d| Instant::now() < d) =>
-                        {
+                        Ok(()) => {
+                            delivered += 1;
+                            break;
+                        }
+                        Err(SendError::MailboxFull) => {
                             std::thread::sleep(Duration::from_micros(50));
                         }
                         Err(e) => {
                             log::warn!("wasmshard: send to `{}` failed: {e}", s.to);
-                            undelivered += 1;
-                            if deadline.is_some_and(|d| Instant::now() >= d) {
-                                break 'sends;
-                            }
+                            refused += 1;
                             break;
                         }
                     }
                 }
             }
         }
-        let idle = match deadline {
-            Some(d) => runtime.wait_idle(d.saturating_duration_since(Instant::now())),
-            None => loop {
-                if runtime.wait_idle(Duration::from_secs(3600)) {
-                    break true;
-                }
-            },
+        let idle = loop {
+            if stop() {
+                break false;
+            }
+            let slice = deadline.map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100))
+            });
+            if runtime.wait_idle(slice) {
+                break true;
+            }
         };
-        let report = runtime.shutdown();
+        let interrupted = options
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
+        let report = if idle {
+            runtime.shutdown()
+        } else {
+            runtime.shutdown_within(Duration::ZERO)
+        };
         Ok(RunReport {
             actors: report.stats.actors,
             dead_letters: report.dead_letter_count,
-            undelivered_sends: undelivered,
+            undelivered_sends: total - delivered,
+            refused_sends: refused,
             idle,
+            interrupted,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// How a manifest run may end early (see [`Manifest::run_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    limit: Option<Duration>,
+    interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    /// Run until idle, however long it takes.
+    pub fn new() -> RunOptions {
+        RunOptions::default()
+    }
+
+    /// Stop after `limit` even if the system is not idle.
+    pub fn limit(mut self, limit: Duration) -> RunOptions {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Stop as soon as `flag` is set (by a Ctrl-C handler, say).
+    pub fn interrupt(mut self, flag: Arc<AtomicBool>) -> RunOptions {
+        self.interrupt = Some(flag);
+        self
     }
 }
 
@@ -389,10 +464,15 @@ pub struct RunReport {
     pub actors: Vec<ActorStats>,
     /// Messages that could not be delivered.
     pub dead_letters: u64,
-    /// Manifest sends the host could not make (target gone, or still full at the deadline).
+    /// Manifest sends (counting each repeat) that were not delivered into a
+    /// mailbox: refused, or not made because the run stopped first.
     pub undelivered_sends: u64,
-    /// Whether the system became idle (rather than being stopped at the time limit).
+    /// Of those, sends the runtime refused (the target gone, say).
+    pub refused_sends: u64,
+    /// Whether the system became idle (rather than being stopped early).
     pub idle: bool,
+    /// Whether the run was stopped by its interrupt flag (Ctrl-C).
+    pub interrupted: bool,
     /// Wall-clock time from start to the end of shutdown (`elapsed_ns` in JSON).
     #[serde(rename = "elapsed_ns", serialize_with = "as_nanos")]
     pub elapsed: Duration,

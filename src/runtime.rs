@@ -411,11 +411,20 @@ impl Runtime {
 
     /// Shuts down gracefully: refuses new host sends and spawns, waits up to the
     /// drain timeout for in-flight messages to be handled (actors still send and
-    /// request while they finish them), then refuses every new message (a guest's
-    /// `send` and `request` fail with `shutting-down`), stops every actor, joins
-    /// every thread, and reports what could not be delivered.
+    /// request while they finish them), then stops every actor (from then on a
+    /// guest's `send` or `request` that is refused fails with `shutting-down`, and
+    /// what is in flight becomes dead letters), joins every thread, and reports
+    /// what could not be delivered.
     pub fn shutdown(mut self) -> ShutdownReport {
-        self.shutdown_inner()
+        let drain = self.config.drain_timeout;
+        self.shutdown_inner(drain)
+    }
+
+    /// [`Runtime::shutdown`], waiting at most `drain` (instead of the configured
+    /// drain timeout) for in-flight messages; `Duration::ZERO` stops every actor
+    /// at once and reports what was in flight as dead letters.
+    pub fn shutdown_within(mut self, drain: Duration) -> ShutdownReport {
+        self.shutdown_inner(drain)
     }
 
     /// The shutdown report: what was left undelivered, and the final stats.
@@ -429,7 +438,7 @@ impl Runtime {
         }
     }
 
-    fn shutdown_inner(&mut self) -> ShutdownReport {
+    fn shutdown_inner(&mut self, drain: Duration) -> ShutdownReport {
         self.down = true;
         self.directory.close();
         if shard::on_shard_of(self.directory.id)
@@ -440,8 +449,8 @@ impl Runtime {
             threads.shutdown_detached(&self.shared);
             return self.report(false, Vec::new());
         }
-        let drained = self.wait_idle(self.config.drain_timeout);
-        // From here on nothing new is admitted: guests see `shutting-down`.
+        let drained = self.wait_idle(drain);
+        // Actors are stopped from here on: a refused send says `shutting-down`.
         self.directory.stop_admitting();
         let dead_letters = match &mut self.driver {
             Driver::Threads(threads) => threads.shutdown(&self.shared),
@@ -513,7 +522,8 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         if !self.down {
-            self.shutdown_inner();
+            let drain = self.config.drain_timeout;
+            self.shutdown_inner(drain);
         }
     }
 }

@@ -1,14 +1,32 @@
 //! The `wasmshard` command: run a manifest, inspect a component, run the benchmark
 //! workloads.
+//!
+//! Exit status: 0 when the command did what was asked (for `run`: the system ran
+//! and no actor failed); 1 when it could not (a bad manifest, a component that
+//! does not load, an actor that does not spawn, a file that is not WebAssembly;
+//! for `inspect`: the file does not fit the world); 2 for bad arguments; 3 when
+//! `run` ran but an actor failed (the report says which and why); 130 when `run`
+//! was interrupted with Ctrl-C (after shutting down and printing the report).
 
+mod logs;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use wasmshard::manifest::{Manifest, RunReport};
+use wasmshard::manifest::{Manifest, RunOptions, RunReport};
 use wasmshard::{LogRecord, Runtime};
+
+/// `run` ran, but an actor failed.
+const ACTOR_FAILED: u8 = 3;
+/// `run` was interrupted (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +42,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Spawn the actors a manifest describes, deliver its messages, run until idle,
-    /// shut down, and print per-actor counters.
+    /// shut down, and print per-actor counters. Exit status 3 if an actor failed;
+    /// Ctrl-C shuts down and prints the report (exit status 130).
     Run {
         /// The TOML manifest.
         manifest: PathBuf,
@@ -35,7 +54,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what a file is, its imports and exports, and whether it fits the world.
+    /// Show what a file is, its imports and exports, and whether it fits the world
+    /// (exit status 1 if it does not).
     Inspect {
         /// A .wasm or .wat file: component or core module.
         file: PathBuf,
@@ -66,9 +86,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // The runtime's own messages: warnings and errors unless RUST_LOG says otherwise.
+    // The runtime's own messages: warnings and errors unless RUST_LOG says
+    // otherwise, through the same non-blocking queue as the actors' log lines.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
+        .target(env_logger::Target::Pipe(Box::new(logs::LineWriter::new())))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -87,31 +109,70 @@ fn main() -> ExitCode {
             json,
         } => bench(&workloads, shards, messages, payload, &actors, json),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             // The error and every cause, on one line.
-            eprintln!("wasmshard: {e:#}");
-            ExitCode::from(2)
+            logs::logs().line(format!("wasmshard: {e:#}"));
+            ExitCode::FAILURE
         }
+    };
+    logs::logs().flush();
+    code
+}
+
+/// Writes `text` to stdout. A closed stdout (`| head`) ends the output quietly;
+/// the exit status is still the command's.
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        logs::logs().line(format!("wasmshard: cannot write the output: {e}"));
     }
 }
 
 fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::from_file(path)?;
     let builder = manifest.builder().log_sink(|r: &LogRecord| {
-        eprintln!("[{}] {}: {}", r.name, r.level.wit_name(), r.message);
+        // The message is one printable line already (the runtime escapes it).
+        logs::logs().line(format!(
+            "[{}] {}: {}",
+            r.name,
+            r.level.wit_name(),
+            r.message
+        ));
     });
-    let report = manifest.run(builder, duration)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // The first Ctrl-C shuts down gracefully and reports; a second one ends at once.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+    })
+    .context("cannot handle Ctrl-C")?;
+    let mut options = RunOptions::new().interrupt(interrupt);
+    if let Some(limit) = duration {
+        options = options.limit(limit);
     }
-    Ok(ExitCode::SUCCESS)
+    let report = manifest.run_with(builder, options)?;
+    if json {
+        print(&(serde_json::to_string(&report)? + "\n"));
+    } else {
+        print(&table(&report));
+    }
+    Ok(if report.interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else if report.actors.iter().any(|a| a.failure.is_some()) {
+        ExitCode::from(ACTOR_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn print_table(report: &RunReport) {
+fn table(report: &RunReport) -> String {
+    let mut out = String::new();
     let width = report
         .actors
         .iter()
@@ -119,12 +180,14 @@ fn print_table(report: &RunReport) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    let _ = writeln!(
+        out,
         "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  failure",
         "name", "shard", "received", "sent", "handled"
     );
     for a in &report.actors {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {}",
             a.name,
             a.shard,
@@ -134,20 +197,24 @@ fn print_table(report: &RunReport) {
             a.failure.as_deref().unwrap_or("-")
         );
     }
-    println!();
-    println!("dead letters: {}", report.dead_letters);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "dead letters: {}", report.dead_letters);
     if report.undelivered_sends > 0 {
-        println!("manifest sends not delivered: {}", report.undelivered_sends);
+        let _ = writeln!(
+            out,
+            "manifest sends not delivered: {} ({} refused, the rest not made)",
+            report.undelivered_sends, report.refused_sends
+        );
     }
-    println!(
-        "{} in {:.3} ms",
-        if report.idle {
-            "ran to idle"
-        } else {
-            "stopped at the time limit"
-        },
-        report.elapsed.as_secs_f64() * 1e3
-    );
+    let how = if report.idle {
+        "ran to idle"
+    } else if report.interrupted {
+        "interrupted"
+    } else {
+        "stopped at the time limit"
+    };
+    let _ = writeln!(out, "{how} in {:.3} ms", report.elapsed.as_secs_f64() * 1e3);
+    out
 }
 
 fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
@@ -156,26 +223,29 @@ fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
     let i = runtime
         .inspect(&bytes)
         .with_context(|| path.display().to_string())?;
-    println!("file: {}", path.display());
-    println!("kind: {}", i.kind);
-    println!("imports:");
+    let mut out = String::new();
+    let _ = writeln!(out, "file: {}", path.display());
+    let _ = writeln!(out, "kind: {}", i.kind);
+    let _ = writeln!(out, "imports:");
     for name in &i.imports {
-        println!("  {name}");
+        let _ = writeln!(out, "  {name}");
     }
-    println!("exports:");
+    let _ = writeln!(out, "exports:");
     for name in &i.exports {
-        println!("  {name}");
+        let _ = writeln!(out, "  {name}");
     }
-    match &i.fit {
+    let code = match &i.fit {
         Ok(()) => {
-            println!("fits wasmshard:actor/component: yes");
-            Ok(ExitCode::SUCCESS)
+            let _ = writeln!(out, "fits wasmshard:actor/component: yes");
+            ExitCode::SUCCESS
         }
         Err(why) => {
-            println!("fits wasmshard:actor/component: no: {why}");
-            Ok(ExitCode::from(1))
+            let _ = writeln!(out, "fits wasmshard:actor/component: no: {why}");
+            ExitCode::FAILURE
         }
-    }
+    };
+    print(&out);
+    Ok(code)
 }
 
 fn bench(
@@ -220,33 +290,38 @@ fn bench(
         payload,
         ..Params::default()
     };
+    // Bad parameters are refused before anything runs.
+    params.check()?;
     let runs: Vec<(Workload, Actors)> = workloads
         .iter()
         .flat_map(|w| kinds.iter().map(move |a| (*w, *a)))
         .collect();
     let mut results = Vec::new();
     for (i, (workload, actors)) in runs.iter().enumerate() {
-        eprint!(
-            "[{}/{}] {workload} ({}) ... ",
+        let started = std::time::Instant::now();
+        let m = measure(*workload, *actors, &params, messages);
+        logs::logs().line(format!(
+            "[{}/{}] {workload} ({}) ... {}",
             i + 1,
             runs.len(),
-            actors.name()
-        );
-        let started = std::time::Instant::now();
-        let m = measure(*workload, *actors, &params, messages).inspect_err(|_| {
-            eprintln!("failed");
-        })?;
-        eprintln!("{:.1} s", started.elapsed().as_secs_f64());
-        results.push(m);
+            actors.name(),
+            match &m {
+                Ok(_) => format!("{:.1} s", started.elapsed().as_secs_f64()),
+                Err(_) => "failed".into(),
+            }
+        ));
+        results.push(m?);
     }
     if json {
-        println!("{}", serde_json::json!({ "results": results }));
+        print(&format!("{}\n", serde_json::json!({ "results": results })));
         return Ok(ExitCode::SUCCESS);
     }
     let opt = |v: Option<f64>, digits: usize| {
         v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
     };
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<14} {:<9} {:>6} {:>9} {:>10} {:>12} {:>9} {:>6} {:>9} {:>9}",
         "workload",
         "actors",
@@ -260,7 +335,8 @@ fn bench(
         "p99 ns"
     );
     for m in &results {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<14} {:<9} {:>6} {:>9} {:>10.1} {:>12.0} {:>9} {:>6} {:>9} {:>9}",
             m.workload,
             m.actors.name(),
@@ -275,12 +351,14 @@ fn bench(
         );
     }
     for m in results.iter().filter(|m| m.bytes_per_actor.is_some()) {
-        println!(
+        let _ = writeln!(
+            out,
             "{} ({}): {} bytes resident per idle actor",
             m.workload,
             m.actors.name(),
             m.bytes_per_actor.unwrap_or(0)
         );
     }
+    print(&out);
     Ok(ExitCode::SUCCESS)
 }

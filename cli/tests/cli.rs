@@ -47,6 +47,10 @@ fn run_json_has_the_documented_shape() {
         serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
     assert!(v["elapsed_ns"].as_u64().unwrap() > 0);
     assert_eq!(v["dead_letters"], 0);
+    assert_eq!(v["undelivered_sends"], 0);
+    assert_eq!(v["refused_sends"], 0);
+    assert_eq!(v["idle"], true);
+    assert_eq!(v["interrupted"], false);
     let actors = v["actors"].as_array().unwrap();
     assert_eq!(actors.len(), 4);
     for a in actors {
@@ -56,6 +60,12 @@ fn run_json_has_the_documented_shape() {
             assert!(a.get(key).is_some(), "{key} missing in {a}");
         }
         assert!(a["failure"].is_null());
+        // Addresses in the notation of the logs: 0x and 16 hex digits.
+        let address = a["address"].as_str().unwrap();
+        assert!(
+            address.starts_with("0x") && address.len() == 18,
+            "{address}"
+        );
     }
     let by = |n: &str| actors.iter().find(|a| a["name"] == n).unwrap().clone();
     // echo forwards its 100 hellos to the counter, which also gets one "report".
@@ -162,7 +172,7 @@ fn a_bad_manifest_is_refused_clearly() {
         std::fs::write(&path, text).unwrap();
         let out = wasmshard(&["run", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "case {i} should fail");
+        assert_eq!(out.status.code(), Some(1), "case {i} should fail: {stderr}");
         assert!(
             stderr.contains(expect),
             "case {i}: `{stderr}` should mention {expect}"
@@ -281,4 +291,193 @@ fn bench_prints_a_table_and_refuses_unknown_workloads() {
     let out = wasmshard(&["bench", "tell", "--payload", "2"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("payload of 2 bytes"));
+}
+
+fn manifest(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        text.replace("FIXTURES", fixture("").to_str().unwrap()),
+    )
+    .unwrap();
+    path
+}
+
+/// Waits for `child` to end, failing after `limit`.
+fn finish(mut child: std::process::Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_exit_status_says_what_happened() {
+    let dir = tempdir();
+    // Bad arguments: clap's 2.
+    assert_eq!(wasmshard(&["run", "--no-such-flag"]).status.code(), Some(2));
+    // The command could not do it: 1.
+    let missing = dir.join("missing.toml");
+    assert_eq!(
+        wasmshard(&["run", missing.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    // It ran, but an actor failed: 3, and the report says which.
+    let path = manifest(
+        &dir,
+        "trap.toml",
+        "[[actor]]\nname = \"t\"\ncomponent = \"FIXTURES/trap.wat\"\n[[send]]\nto = \"t\"\npayload = \"boom\"\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trap: wasm `unreachable`"));
+}
+
+/// Log lines were written with `eprintln!` on shard threads: a closed stderr
+/// panicked a shard, which then hung the run.
+#[test]
+fn a_closed_stderr_neither_panics_nor_hangs_a_run() {
+    let dir = tempdir();
+    // A counter that logs a line for each of 3000 messages.
+    let path = manifest(
+        &dir,
+        "chatty.toml",
+        "[[actor]]\nname = \"c\"\ncomponent = \"FIXTURES/counter.wat\"\n[[send]]\nto = \"c\"\npayload = \"report\"\nrepeat = 3000\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
+        .args(["run", path.to_str().unwrap()])
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let mut stdout = child.stdout.take().unwrap();
+    let status = finish(child, std::time::Duration::from_secs(60));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("ran to idle"), "{out}");
+}
+
+/// A closed stdout (`wasmshard run x.toml | head -1`) panicked the command (exit
+/// status 101).
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
+        .args(["run", fixture("example.toml").to_str().unwrap()])
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = child.stderr.take().unwrap();
+    let status = finish(child, std::time::Duration::from_secs(60));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `--for` with a duration too long to add to the clock panicked.
+#[test]
+fn a_duration_too_long_for_the_clock_is_no_limit() {
+    let out = wasmshard(&[
+        "run",
+        fixture("example.toml").to_str().unwrap(),
+        "--for",
+        "18446744073709551615s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ran to idle"), "{stdout}");
+}
+
+/// When the time limit passed with sends still to make, the report counted one
+/// undelivered send, not the ones never made.
+#[test]
+fn sends_not_made_by_the_time_limit_are_all_counted() {
+    let dir = tempdir();
+    // A target that takes its whole CPU budget for one message, with room for one
+    // more: the host waits on a full mailbox until the limit.
+    let path = manifest(
+        &dir,
+        "slow.toml",
+        "[runtime]\nmailbox-capacity = 1\ncpu-budget-ms = 500\n[[actor]]\nname = \"slow\"\ncomponent = \"FIXTURES/loop.wat\"\n[[send]]\nto = \"slow\"\npayload = \"spin\"\nrepeat = 100000\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--for", "200ms", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slow = &v["actors"][0];
+    let received = slow["received"].as_u64().unwrap();
+    assert!(received <= 2, "{v}");
+    assert_eq!(
+        v["undelivered_sends"].as_u64().unwrap(),
+        100_000 - received,
+        "{v}"
+    );
+    assert_eq!(v["idle"], false);
+}
+
+/// Ctrl-C during `run` shuts down gracefully and prints the report.
+#[test]
+fn ctrl_c_shuts_down_and_reports() {
+    let dir = tempdir();
+    // A rally that never ends.
+    let path = manifest(
+        &dir,
+        "endless.toml",
+        "[[actor]]\nname = \"ping\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"pong\"\n[[actor]]\nname = \"pong\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"ping\"\n[[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
+        .args(["run", path.to_str().unwrap()])
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut stdout = child.stdout.take().unwrap();
+    let status = finish(child, std::time::Duration::from_secs(60));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("interrupted in"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ping")), "{out}");
+}
+
+/// A bad `--payload` was refused only when the workload that used it ran, after
+/// the ones before it.
+#[test]
+fn bench_refuses_a_bad_payload_before_running_anything() {
+    let out = wasmshard(&[
+        "bench",
+        "tell",
+        "spawn",
+        "--payload",
+        "2",
+        "--messages",
+        "10",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("payload"), "{stderr}");
+    assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
 }

@@ -196,7 +196,13 @@ impl Default for Params {
 }
 
 impl Params {
-    fn check(&self) -> Result<(), BenchError> {
+    /// Checks the parameters before anything runs.
+    ///
+    /// # Errors
+    ///
+    /// A payload outside 8 to 1024 bytes, shards outside 1 to 256, or fan-out and
+    /// ring sizes out of range.
+    pub fn check(&self) -> Result<(), BenchError> {
         if !(8..=1024).contains(&self.payload) {
             return Err(err(format!(
                 "payload of {} bytes: workloads carry 8 to 1024",
