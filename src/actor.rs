@@ -104,7 +104,7 @@ impl Actor {
                 }
             }
             .map_err(unanswered),
-            Kind::Request(id) => {
+            Kind::Request(id, timeout_ns) => {
                 self.outbox().requests.begin(id, from);
                 let reply = match &mut self.body {
                     Body::Wasm(w) => w.handle_request(from, id, payload),
@@ -150,7 +150,24 @@ impl Actor {
                         self.info.name
                     ),
                     // Deferred: answerable later, with `respond`.
-                    (None, Some(_)) => out.requests.defer(id, from),
+                    (None, Some(_)) => {
+                        let now = out.directory.now_ns();
+                        let cap = out.directory.max_open_requests as usize;
+                        let expires = now.saturating_add(timeout_ns);
+                        if !out.requests.defer(id, from, expires, now, cap) {
+                            log::warn!(
+                                "wasmshard: actor {} holds {cap} deferred requests; request \
+                                 {id:#x} fails",
+                                out.me
+                            );
+                            out.staged.push(Envelope::failure(
+                                from,
+                                out.me,
+                                id,
+                                RequestError::TargetFailed,
+                            ));
+                        }
+                    }
                     (None, None) => {}
                 }
                 Ok(())
@@ -172,8 +189,10 @@ impl Actor {
     pub(crate) fn publish(&mut self) {
         self.info.received.set(self.received);
         self.info.handled.set(self.handled);
-        let sent = self.outbox().sent;
+        let out = self.outbox();
+        let (sent, deferred) = (out.sent, out.requests.deferred() as u64);
         self.info.sent.set(sent);
+        self.info.deferred.set(deferred);
     }
 }
 

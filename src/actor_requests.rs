@@ -9,7 +9,6 @@ use ahash::AHashMap;
 
 use crate::address::Address;
 
-#[derive(Default)]
 pub(crate) struct ActorRequests {
     /// Requests this actor made that have not ended.
     open: u32,
@@ -17,8 +16,25 @@ pub(crate) struct ActorRequests {
     /// Kept apart from `deferred` so a request answered during its own invocation
     /// (the usual case) never touches the map.
     current: Option<(u64, Address)>,
-    /// Requests this actor deferred and may still answer: id → requester.
-    deferred: AHashMap<u64, Address>,
+    /// Requests this actor deferred and may still answer: id → (requester, when
+    /// the requester stops waiting, in the runtime's clock).
+    deferred: AHashMap<u64, (Address, u64)>,
+    /// Deferred requests past which the next deferral first drops the expired.
+    purge_at: usize,
+}
+
+/// The fewest deferred requests an actor keeps before it looks for expired ones.
+const PURGE_AT: usize = 64;
+
+impl Default for ActorRequests {
+    fn default() -> ActorRequests {
+        ActorRequests {
+            open: 0,
+            current: None,
+            deferred: AHashMap::new(),
+            purge_at: PURGE_AT,
+        }
+    }
 }
 
 impl ActorRequests {
@@ -54,9 +70,33 @@ impl ActorRequests {
         self.current.take()
     }
 
-    /// The handler deferred request `id`: it may be answered later.
-    pub(crate) fn defer(&mut self, id: u64, from: Address) {
-        self.deferred.insert(id, from);
+    /// The handler deferred request `id`, whose requester waits until `expires`:
+    /// it may be answered later. Requests whose requesters stopped waiting before
+    /// `now` are forgotten first once the actor holds many (an answer to one of
+    /// them would be discarded anyway); an actor holds at most `cap`. Returns
+    /// whether the request was kept (if not, it must end for its requester).
+    pub(crate) fn defer(
+        &mut self,
+        id: u64,
+        from: Address,
+        expires: u64,
+        now: u64,
+        cap: usize,
+    ) -> bool {
+        if self.deferred.len() >= self.purge_at.min(cap) {
+            self.deferred.retain(|_, (_, expires)| *expires > now);
+            self.purge_at = (2 * self.deferred.len()).max(PURGE_AT);
+        }
+        if self.deferred.len() >= cap {
+            return false;
+        }
+        self.deferred.insert(id, (from, expires));
+        true
+    }
+
+    /// Requests deferred and not answered yet.
+    pub(crate) fn deferred(&self) -> usize {
+        self.deferred.len()
     }
 
     /// `respond(id)`: the requester to answer, if `id` may be answered now (it is
@@ -68,13 +108,15 @@ impl ActorRequests {
                 self.current = None;
                 Some(requester)
             }
-            _ => self.deferred.remove(&id),
+            _ => self.deferred.remove(&id).map(|(requester, _)| requester),
         }
     }
 
     /// The actor is going away: every request it still held, to be ended for its
     /// requester.
-    pub(crate) fn take_deferred(&mut self) -> AHashMap<u64, Address> {
+    pub(crate) fn take_deferred(&mut self) -> impl Iterator<Item = (u64, Address)> {
         std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|(id, (requester, _))| (id, requester))
     }
 }

@@ -97,8 +97,125 @@ pub fn encode_component(bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
     to_component_binary(bytes).map(|(binary, _)| binary)
 }
 
-/// Turns text into binary and core modules into components.
-pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind), LoadError> {
+/// The largest file (binary or text) loading takes: 16 MiB.
+pub const MAX_COMPONENT_SIZE: usize = 16 << 20;
+/// How deep components and modules may nest inside a component (a component-ized
+/// core module nests one level).
+const MAX_NESTING: usize = 4;
+/// How many core modules and components a component may hold, all levels together.
+const MAX_PIECES: usize = 32;
+/// How many core and component instances a component may create, all levels
+/// together (the instance pool runs at most 8 core instances per component).
+const MAX_INSTANCES: usize = 64;
+/// How deep the parentheses of a text file may nest (the text parser recurses).
+const MAX_TEXT_NESTING: usize = 512;
+
+/// Refuses what would be too costly to compile before compiling it: a file over
+/// [`MAX_COMPONENT_SIZE`], and a component nested too deep or holding too many
+/// modules, components or instances. A component that fits these is bounded in
+/// what it costs to compile by its size.
+fn bound(binary: &[u8]) -> Result<(), LoadError> {
+    let (mut depth, mut pieces, mut instances) = (0usize, 0usize, 0usize);
+    for payload in wasmparser::Parser::new(0).parse_all(binary) {
+        use wasmparser::Payload;
+        match payload.map_err(|e| LoadError::wrap("invalid WebAssembly", e))? {
+            Payload::Version { .. } => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(LoadError::new(format!(
+                        "components and modules are nested more than {MAX_NESTING} deep"
+                    )));
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => {
+                pieces += 1;
+                if pieces > MAX_PIECES {
+                    return Err(LoadError::new(format!(
+                        "more than {MAX_PIECES} modules and components (nested ones included)"
+                    )));
+                }
+            }
+            Payload::InstanceSection(r) => instances += r.count() as usize,
+            Payload::ComponentInstanceSection(r) => instances += r.count() as usize,
+            _ => {}
+        }
+        if instances > MAX_INSTANCES {
+            return Err(LoadError::new(format!(
+                "more than {MAX_INSTANCES} instances (nested ones included)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How deep the parentheses of WebAssembly text nest (strings and comments
+/// skipped), stopping once past `MAX_TEXT_NESTING`.
+fn text_nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            ';' if chars.peek() == Some(&';') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' if chars.peek() == Some(&';') => {
+                // A block comment, `(; ... ;)`, which may nest.
+                let mut level = 1;
+                chars.next();
+                while level > 0 {
+                    match chars.next() {
+                        Some('(') if chars.peek() == Some(&';') => {
+                            chars.next();
+                            level += 1;
+                        }
+                        Some(';') if chars.peek() == Some(&')') => {
+                            chars.next();
+                            level -= 1;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            }
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > MAX_TEXT_NESTING {
+                    return deepest;
+                }
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Binary WebAssembly from binary or text, refusing a file too large, or text
+/// nested too deep to parse safely.
+fn to_binary(bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+    if bytes.len() > MAX_COMPONENT_SIZE {
+        return Err(LoadError::new(format!(
+            "{} bytes: loading takes at most {MAX_COMPONENT_SIZE} bytes",
+            bytes.len()
+        )));
+    }
     let binary = if bytes.starts_with(b"\0asm") {
         bytes.to_vec()
     } else {
@@ -107,14 +224,28 @@ pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind),
                 "not WebAssembly: no `\\0asm` header and not UTF-8 text (expected a .wasm binary or .wat text)",
             ));
         };
+        if text_nesting(text) > MAX_TEXT_NESTING {
+            return Err(LoadError::new(format!(
+                "the text's parentheses are nested more than {MAX_TEXT_NESTING} deep"
+            )));
+        }
         wat::parse_str(text).map_err(|e| LoadError::wrap("not valid WebAssembly text", e))?
     };
+    Ok(binary)
+}
+
+/// Turns text into binary and core modules into components, refusing first what
+/// would be too costly to compile (see [`MAX_COMPONENT_SIZE`]).
+pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind), LoadError> {
+    let binary = to_binary(bytes)?;
     if wasmparser::Parser::is_component(&binary) {
+        bound(&binary)?;
         return Ok((binary, SourceKind::Component));
     }
     if !wasmparser::Parser::is_core_wasm(&binary) {
         return Err(LoadError::new("not WebAssembly: unknown binary header"));
     }
+    bound(&binary)?;
     let mut module = binary;
     let kind = if has_component_type_metadata(&module)? {
         SourceKind::CoreModuleWithMetadata
@@ -213,13 +344,7 @@ pub(crate) fn inspect(
     linker: &Linker<ActorCtx>,
     bytes: &[u8],
 ) -> Result<Inspection, LoadError> {
-    let binary = if bytes.starts_with(b"\0asm") {
-        bytes.to_vec()
-    } else {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| LoadError::new("not WebAssembly: neither binary nor text"))?;
-        wat::parse_str(text).map_err(|e| LoadError::wrap("not valid WebAssembly text", e))?
-    };
+    let binary = to_binary(bytes)?;
     match to_component_binary(&binary) {
         Ok((component_bytes, kind)) => {
             let component = wasmtime::component::Component::new(engine, &component_bytes)

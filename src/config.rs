@@ -56,6 +56,10 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_MAX_OPEN_REQUESTS: u32 = 1 << 20;
 /// The longest park spin: 10 ms.
 pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
+/// The most elements a table may have. A grow beyond it traps (as a memory grow
+/// beyond the memory limit does), and the instance pool is sized to the same
+/// number, so no grow within it is refused.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// The most slot words all shards keep together (`shards × max_actors`): 2^27,
 /// one GiB.
 const MAX_SLOT_WORDS: u128 = 1 << 27;
@@ -143,6 +147,8 @@ impl Config {
             .max_core_instances_per_component(8)
             .max_tables_per_component(4)
             .max_memories_per_component(2)
+            // The same bound as the limiter's, so that it alone decides.
+            .table_elements(MAX_TABLE_ELEMENTS)
             // Reset the first 64 KiB of a freed memory (and table) with memset, not
             // madvise: a slot's next instance then takes no page faults there, which
             // halves instantiation (10.5 to 4.6 us for the fixtures). The cost is up

@@ -13,8 +13,10 @@ pub(crate) type Payload = SmallVec<[u8; 64]>;
 pub(crate) enum Kind {
     /// A fire-and-forget message; it holds one unit of the target's mailbox.
     Tell,
-    /// A request with its id; it holds one unit of the target's mailbox.
-    Request(u64),
+    /// A request with its id and its requester's timeout (which tells the
+    /// responder how long an answer is worth keeping); it holds one unit of the
+    /// target's mailbox.
+    Request(u64, u64),
     /// The end of request `id`: the reply (its bytes are the payload) or why it
     /// failed. Always admitted: bounded by the requester's open requests.
     Response(u64, Result<(), RequestError>),

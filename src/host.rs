@@ -6,6 +6,7 @@ use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
 
 use crate::address::Address;
+use crate::config::MAX_TABLE_ELEMENTS;
 use crate::directory::Directory;
 use crate::envelope::Payload;
 use crate::error::{FailureKind, SendError};
@@ -33,10 +34,7 @@ impl ActorCtx {
     ) -> ActorCtx {
         ActorCtx {
             out: Outbox::new(me, directory),
-            limiter: Limiter {
-                memory_limit,
-                hit: None,
-            },
+            limiter: Limiter::new(memory_limit),
             name,
             instantiated: false,
         }
@@ -47,28 +45,55 @@ impl ActorCtx {
 /// failure can be reported as such.
 pub(crate) struct Limiter {
     pub(crate) memory_limit: usize,
+    /// Bytes of linear memory the actor has, all its memories together.
+    memory: usize,
+    /// What the last permitted grow added to `memory` (taken back if it failed).
+    last_grow: usize,
     /// Which limit a grow ran into, and the words for it.
     pub(crate) hit: Option<(FailureKind, String)>,
 }
 
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+impl Limiter {
+    pub(crate) fn new(memory_limit: usize) -> Limiter {
+        Limiter {
+            memory_limit,
+            memory: 0,
+            last_grow: 0,
+            hit: None,
+        }
+    }
+}
 
 impl ResourceLimiter for Limiter {
+    /// Called for each memory when it is created (from 0) and when it grows: the
+    /// limit holds for the actor's memories together.
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+        let grow = desired.saturating_sub(current);
+        let total = self.memory.saturating_add(grow);
+        if total > self.memory_limit {
             let why = format!(
-                "memory limit of {} bytes reached (growing from {current} to {desired} bytes)",
-                self.memory_limit
+                "memory limit of {} bytes reached (growing from {} to {total} bytes in all)",
+                self.memory_limit, self.memory
             );
             self.hit = Some((FailureKind::MemoryLimit, why.clone()));
             wasmtime::bail!("{why}");
         }
+        self.memory = total;
+        self.last_grow = grow;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Permitted, then refused by wasmtime (the memory's own maximum): the
+        // memory did not grow.
+        let _ = error;
+        self.memory -= std::mem::take(&mut self.last_grow);
+        Ok(())
     }
 
     fn table_growing(

@@ -81,14 +81,14 @@ mod threaded;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
-pub use component::{Component, Inspection, SourceKind, WIT, encode_component};
+pub use component::{Component, Inspection, MAX_COMPONENT_SIZE, SourceKind, WIT, encode_component};
 pub use config::{
     DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
     DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET,
     MAX_DRAIN_TIMEOUT, MAX_EPOCH_TICK, MAX_MAILBOX_CAPACITY, MAX_MAX_OPEN_REQUESTS,
-    MAX_MAX_PAYLOAD, MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY, MIN_EPOCH_TICK,
-    RuntimeBuilder,
+    MAX_MAX_PAYLOAD, MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_TABLE_ELEMENTS,
+    MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
     BuildError, Capacity, Failure, FailureKind, LoadError, RequestError, SendError, SpawnError,
@@ -98,5 +98,6 @@ pub use native::{Context, NativeActor};
 pub use pending::PendingReply;
 pub use runtime::{Runtime, SpawnOptions};
 pub use stats::{
-    ActorStats, DeadLetter, DeadLetterReason, RequestStats, ShardStats, ShutdownReport, Stats,
+    ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RequestStats, ShardStats,
+    ShutdownReport, Stats,
 };

@@ -79,7 +79,7 @@ impl Outbox {
         self.staged.push(Envelope {
             to,
             from: self.me,
-            kind: Kind::Request(id),
+            kind: Kind::Request(id, timeout_ns),
             payload,
         });
         self.sent += 1;

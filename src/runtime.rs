@@ -21,7 +21,7 @@ use crate::native::NativeActor;
 use crate::pending::PendingReply;
 use crate::reply::HostWaiter;
 use crate::shard::{self, Shard};
-use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
+use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
 use crate::threaded::Threaded;
 
@@ -359,12 +359,12 @@ impl Runtime {
             return Err(e);
         }
         let waiter = HostWaiter::new(self.host_requests.clone());
-        self.shared.shards[to.shard()].host_send(HostItem::Request {
+        self.shared.shards[to.shard()].host_send(HostItem::Request(Box::new(HostRequest {
             to,
             payload: Payload::from_slice(payload),
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             waiter: waiter.clone(),
-        });
+        })));
         Ok(PendingReply {
             waiter,
             shared: Arc::downgrade(&self.shared),

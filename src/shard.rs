@@ -19,7 +19,7 @@ use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, Sto
 use crate::outbox::Outbox;
 use crate::panics::quietly;
 use crate::requests::{self, Requests, Waiter};
-use crate::shared::{Command, HostItem, ShardHandle, Shared, SpawnBody};
+use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
 use crate::sys::Parker;
@@ -431,6 +431,7 @@ impl Shard {
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
         self.directory.unregister(&actor.info.name, me);
+        self.shared.retire_actor(me);
         // What it asked for ends here: nobody is left to receive the answers (a
         // reply that comes later is counted as late).
         self.table().abandon(me);
@@ -452,7 +453,7 @@ impl Shard {
         for env in killer.into_iter().chain(mailbox.drain()) {
             match env.kind {
                 Kind::Tell => self.dead_letter(env, reason),
-                Kind::Request(id) => self.route(Envelope::failure(env.from, me, id, error)),
+                Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
                 Kind::Response(..) => {}
             }
@@ -505,12 +506,13 @@ impl Shard {
     fn host_item(&mut self, item: HostItem) {
         match item {
             HostItem::Tell(env) => self.deliver(env),
-            HostItem::Request {
-                to,
-                payload,
-                timeout_ns,
-                waiter,
-            } => {
+            HostItem::Request(request) => {
+                let HostRequest {
+                    to,
+                    payload,
+                    timeout_ns,
+                    waiter,
+                } = *request;
                 match self
                     .table()
                     .open(Waiter::Host(waiter.clone()), to, timeout_ns)
@@ -520,7 +522,7 @@ impl Shard {
                         self.route(Envelope {
                             to,
                             from: Address::HOST,
-                            kind: Kind::Request(id),
+                            kind: Kind::Request(id, timeout_ns),
                             payload,
                         });
                     }
@@ -565,7 +567,7 @@ impl Shard {
             }
             _ => match env.kind {
                 // Admitted, but the target stopped before it arrived.
-                Kind::Request(id) => self.route(Envelope::failure(
+                Kind::Request(id, _) => self.route(Envelope::failure(
                     env.from,
                     env.to,
                     id,

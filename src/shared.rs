@@ -15,7 +15,7 @@
 //! | `ShardHandle::control_out` | the host, before each push | idle checks | SeqCst RMW |
 //! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
 //! | `mesh` ring `from → to` | shard `from` (allocates on first push, then pushes) | shard `to` (pop) | `OnceLock` (Release/Acquire) for the allocation; `ArrayQueue`, used SPSC |
-//! | `actors` | shards (spawn appends) | `Runtime::stats` | `Mutex` (spawn and stats only) |
+//! | `actors` | shards (spawn registers, removal retires) | `Runtime::stats` | `Mutex` (spawn, stop, failure and stats only) |
 //! | `active` | every shard (decrement before parking, increment after) | the ticker | SeqCst RMW |
 //! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
 //! | `ticker_stop` | the runtime, at shutdown | the ticker | SeqCst |
@@ -31,6 +31,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
+use std::collections::VecDeque;
+
+use ahash::AHashMap;
 use crossbeam_queue::SegQueue;
 
 use crate::address::Address;
@@ -40,7 +43,7 @@ use crate::error::{SpawnError, StopError};
 use crate::native::NativeActor;
 use crate::reply::HostWaiter;
 use crate::ring::{Mesh, Ring};
-use crate::stats::{ActorInfo, ShardCounters};
+use crate::stats::{ActorInfo, RETAINED_ENDED_ACTORS, ShardCounters};
 
 /// What an actor is spawned from.
 pub(crate) enum SpawnBody {
@@ -83,15 +86,18 @@ pub(crate) enum HostItem {
     /// A message, already admitted at its target.
     Tell(Envelope),
     /// A request, already admitted at its target (an actor of this shard); opened
-    /// here.
-    Request {
-        to: Address,
-        payload: Payload,
-        timeout_ns: u64,
-        waiter: Arc<HostWaiter>,
-    },
+    /// here. Boxed, so an item is no larger than an envelope.
+    Request(Box<HostRequest>),
     /// The host dropped the handle of a request it made through this shard.
     Cancel(Arc<HostWaiter>),
+}
+
+/// A request from the host.
+pub(crate) struct HostRequest {
+    pub(crate) to: Address,
+    pub(crate) payload: Payload,
+    pub(crate) timeout_ns: u64,
+    pub(crate) waiter: Arc<HostWaiter>,
 }
 
 /// What other threads may touch of one shard.
@@ -172,7 +178,7 @@ impl ShardHandle {
 pub(crate) struct Shared {
     pub(crate) shards: Box<[ShardHandle]>,
     mesh: Mesh,
-    actors: Mutex<Vec<Arc<ActorInfo>>>,
+    actors: Mutex<Registry>,
     /// Shards not parked; the epoch ticker sleeps while this is zero.
     active: AtomicUsize,
     /// Epoch ticks so far, counted by the ticker while some shard is busy: the
@@ -190,7 +196,7 @@ impl Shared {
         Shared {
             shards: shards.into_boxed_slice(),
             mesh: Mesh::new(n, ring_capacity),
-            actors: Mutex::new(Vec::new()),
+            actors: Mutex::new(Registry::default()),
             active: AtomicUsize::new(n),
             ticks: AtomicU64::new(0),
             ticker: OnceLock::new(),
@@ -215,12 +221,30 @@ impl Shared {
 
     /// Records a spawned actor for [`crate::Runtime::stats`].
     pub(crate) fn register_actor(&self, info: Arc<ActorInfo>) {
-        lock(&self.actors).push(info);
+        let mut r = lock(&self.actors);
+        let seq = r.spawned;
+        r.spawned += 1;
+        r.live.insert(info.address, (seq, info));
     }
 
-    /// Snapshots of every actor ever spawned, in spawn order.
+    /// The actor at `address` has ended: it stays in the stats among the most
+    /// recent ended ones.
+    pub(crate) fn retire_actor(&self, address: Address) {
+        let mut r = lock(&self.actors);
+        if let Some(entry) = r.live.remove(&address) {
+            if r.ended.len() == RETAINED_ENDED_ACTORS {
+                r.ended.pop_front();
+            }
+            r.ended.push_back(entry);
+        }
+    }
+
+    /// Snapshots of the live actors and the most recent ended ones, in spawn order.
     pub(crate) fn actor_stats(&self) -> Vec<crate::stats::ActorStats> {
-        lock(&self.actors).iter().map(|a| a.snapshot()).collect()
+        let r = lock(&self.actors);
+        let mut all: Vec<_> = r.live.values().chain(r.ended.iter()).collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, info)| info.snapshot()).collect()
     }
 
     /// Epoch ticks so far (zero for ever on a manual runtime, which has no ticker).
@@ -324,6 +348,15 @@ impl Shared {
         let b = self.idle_summary();
         a == b && a.1 == a.2 && a.3
     }
+}
+
+/// The actors `Runtime::stats` reports: every live one, and the most recent that
+/// ended; each with its spawn number, for the order.
+#[derive(Default)]
+struct Registry {
+    spawned: u64,
+    live: AHashMap<Address, (u64, Arc<ActorInfo>)>,
+    ended: VecDeque<(u64, Arc<ActorInfo>)>,
 }
 
 /// Locks `m`, going on with the data if a panicking thread poisoned it (every

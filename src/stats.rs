@@ -142,6 +142,9 @@ shard_counters! {
     }
 }
 
+/// How many ended actors [`Stats::actors`] keeps showing, the most recent ones.
+pub const RETAINED_ENDED_ACTORS: usize = 1024;
+
 /// What the host can see of one actor, alive or not.
 pub(crate) struct ActorInfo {
     pub(crate) name: std::sync::Arc<str>,
@@ -151,6 +154,7 @@ pub(crate) struct ActorInfo {
     pub(crate) sent: Counter,
     pub(crate) handled: Counter,
     pub(crate) failures: Counter,
+    pub(crate) deferred: Counter,
     pub(crate) alive: AtomicBool,
     pub(crate) failure: Mutex<Option<String>>,
 }
@@ -165,6 +169,7 @@ impl ActorInfo {
             sent: Counter::default(),
             handled: Counter::default(),
             failures: Counter::default(),
+            deferred: Counter::default(),
             alive: AtomicBool::new(true),
             failure: Mutex::new(None),
         }
@@ -180,6 +185,7 @@ impl ActorInfo {
             sent: self.sent.get(),
             handled: self.handled.get(),
             failures: self.failures.get(),
+            deferred: self.deferred.get(),
             failure: self
                 .failure
                 .lock()
@@ -210,6 +216,9 @@ pub struct ActorStats {
     pub handled: u64,
     /// Invocations that failed (trap, CPU budget, memory limit).
     pub failures: u64,
+    /// Requests it deferred and has not answered yet (those whose requesters
+    /// stopped waiting are forgotten once there are many).
+    pub deferred: u64,
     /// Why it failed, if it did; it is stopped then.
     pub failure: Option<String>,
     /// Whether it is still running.
@@ -220,7 +229,8 @@ pub struct ActorStats {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Every actor spawned, in spawn order, alive or not.
+    /// Every live actor and the most recent ended ones (up to
+    /// [`RETAINED_ENDED_ACTORS`]), in spawn order.
     pub actors: Vec<ActorStats>,
     /// Every shard.
     pub shards: Vec<ShardStats>,

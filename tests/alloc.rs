@@ -1,5 +1,8 @@
-//! Steady-state messaging and request round trips perform no heap allocation
-//! (payloads up to 64 bytes).
+//! Steady-state messaging and requests perform no heap allocation (payloads up to
+//! 64 bytes): component and native messaging on one shard and across shards,
+//! fan-in, rings that overflow, request round trips, deferred replies, timeouts
+//! and cancels; and a positive control shows the counter sees the shards'
+//! allocations.
 //!
 //! A test binary of its own, because it installs a counting global allocator. The
 //! count covers every thread, the host's included, so the test leaves a small,
@@ -10,25 +13,31 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmshard::{Address, Context, Runtime, SpawnOptions};
+use wasmshard::{Address, Context, NativeActor, Runtime, SpawnOptions};
 
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not freed.
+static LIVE: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: forwards to the system allocator, adding only a counter.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -171,9 +180,318 @@ fn manual_steady_state() {
     assert!(allocs <= 1, "{allocs} allocations in a manual round");
 }
 
+/// Native actors: a producer sending `n` messages (carrying `size` bytes) to a
+/// sink per command; `fan` producers on the given shards all send to one sink.
+fn natives(
+    rt: &Runtime,
+    producers: &[usize],
+    sink_shard: usize,
+    n: u32,
+    size: usize,
+) -> Vec<Address> {
+    let sink = rt
+        .spawn_native(
+            "sink",
+            Some(sink_shard),
+            |_: &mut Context<'_>, _, _: &[u8]| {},
+        )
+        .unwrap();
+    producers
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let payload = vec![7u8; size];
+            rt.spawn_native(
+                &format!("producer{i}"),
+                Some(*shard),
+                move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                    for _ in 0..n {
+                        // Reliable: a full mailbox is retried (the sink drains it
+                        // on another shard, or in a later turn on this one).
+                        while ctx.send(sink, &payload).is_err() {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Kicks every producer once and waits; returns the allocations made.
+fn kick(rt: &Runtime, producers: &[Address]) -> u64 {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for p in producers {
+        rt.send(*p, b"go").unwrap();
+    }
+    assert!(rt.wait_idle(Duration::from_secs(120)));
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
+fn handled(rt: &Runtime, name: &str) -> u64 {
+    rt.stats().actor(name).unwrap().handled
+}
+
+/// Native messaging on one shard and across shards, fan-in from both shards, and
+/// a ring that overflows (a ring of 64 with thousands in flight): after a warm-up,
+/// no allocation per message.
+fn native_steady_state() {
+    for (shards, producers, sink_shard, ring) in [
+        (1, vec![0], 0, 4096),
+        (2, vec![0], 1, 4096),
+        (2, vec![0, 1, 1], 0, 4096),
+        (2, vec![1], 0, 64),
+    ] {
+        let rt = Runtime::builder()
+            .shards(shards)
+            .max_actors(8)
+            .mailbox_capacity(20_000)
+            .ring_capacity(ring)
+            .build()
+            .unwrap();
+        let ps = natives(&rt, &producers, sink_shard, MESSAGES / 5, 64);
+        kick(&rt, &ps);
+        let allocs = kick(&rt, &ps);
+        let expect = 2 * u64::from(MESSAGES / 5) * ps.len() as u64;
+        assert_eq!(handled(&rt, "sink"), expect);
+        assert!(
+            allocs <= HOST_ALLOWANCE,
+            "{allocs} allocations: {} producers on shards {producers:?}, sink on {sink_shard}, ring {ring}",
+            ps.len()
+        );
+    }
+}
+
+/// A native requester keeping `window` requests open at a time, 2000 in a round:
+/// to a responder that defers each request and answers a window at once (deferred
+/// replies), to an actor that defers and never answers, with a zero timeout
+/// (timeouts), or to an echo, cancelling each request as soon as it is made
+/// (cancels; the echo's replies arrive late).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Deferred,
+    Timeouts,
+    Cancels,
+}
+
+struct Requester {
+    target: Address,
+    mode: Mode,
+    window: u32,
+    left: u32,
+    ended: u32,
+}
+
+impl NativeActor for Requester {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        if payload == b"again" {
+            return self.next(ctx);
+        }
+        self.left = 2000;
+        self.ended = 0;
+        for _ in 0..self.window {
+            self.next(ctx);
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: u64,
+        r: Result<&[u8], wasmshard::RequestError>,
+    ) {
+        match self.mode {
+            Mode::Deferred => assert!(r.is_ok()),
+            Mode::Timeouts => assert_eq!(r, Err(wasmshard::RequestError::Timeout)),
+            Mode::Cancels => unreachable!("a cancelled request gets no response"),
+        }
+        self.ended += 1;
+        self.next(ctx);
+    }
+}
+
+impl Requester {
+    fn next(&mut self, ctx: &mut Context<'_>) {
+        if self.left == 0 {
+            return;
+        }
+        self.left -= 1;
+        let timeout = if self.mode == Mode::Timeouts {
+            0
+        } else {
+            60_000_000_000
+        };
+        let id = match ctx.request(self.target, &[1; 16], timeout) {
+            Ok(id) => id,
+            Err(wasmshard::SendError::MailboxFull) => {
+                // The target is behind: try again in a later turn.
+                self.left += 1;
+                ctx.send(ctx.self_address(), b"again").unwrap();
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        if self.mode == Mode::Cancels {
+            assert!(ctx.cancel(id));
+            self.ended += 1;
+            // The next one, in a later turn (a message to itself).
+            ctx.send(ctx.self_address(), b"again").unwrap();
+        }
+    }
+}
+
+/// Answers every request at once, with `respond` during the call (returning
+/// `Some(Vec)` would allocate the Vec).
+struct Echo;
+
+impl NativeActor for Echo {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        ctx.respond(id, payload).unwrap();
+        None
+    }
+}
+
+/// Defers every request, answering a window of them at once.
+struct Deferrer {
+    held: Vec<u64>,
+    window: usize,
+}
+
+impl NativeActor for Deferrer {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.held.push(id);
+        if self.held.len() == self.window {
+            for id in self.held.drain(..) {
+                ctx.respond(id, &[2; 16]).unwrap();
+            }
+        }
+        None
+    }
+}
+
+fn requests_of_every_kind_steady_state() {
+    for mode in [Mode::Deferred, Mode::Timeouts, Mode::Cancels] {
+        let rt = Runtime::builder().shards(2).max_actors(8).build().unwrap();
+        let window = 16;
+        let target = match mode {
+            Mode::Deferred => rt
+                .spawn_native(
+                    "target",
+                    Some(1),
+                    Deferrer {
+                        held: Vec::with_capacity(window),
+                        window,
+                    },
+                )
+                .unwrap(),
+            Mode::Timeouts => rt
+                .spawn_native("target", Some(1), |_: &mut Context<'_>, _, _: &[u8]| {})
+                .unwrap(),
+            Mode::Cancels => rt.spawn_native("target", Some(1), Echo).unwrap(),
+        };
+        let requester = rt
+            .spawn_native(
+                "requester",
+                Some(0),
+                Requester {
+                    target,
+                    mode,
+                    window: window as u32,
+                    left: 0,
+                    ended: 0,
+                },
+            )
+            .unwrap();
+        kick(&rt, &[requester]);
+        let allocs = kick(&rt, &[requester]);
+        let requests = rt.stats().shards[0].requests;
+        assert_eq!(requests.made, 4000);
+        assert_eq!(requests.open, 0);
+        assert!(
+            allocs <= HOST_ALLOWANCE,
+            "{allocs} allocations for 2000 requests ({})",
+            match mode {
+                Mode::Deferred => "deferred replies",
+                Mode::Timeouts => "timeouts",
+                Mode::Cancels => "cancels",
+            }
+        );
+    }
+}
+
+/// The counter sees what the shards allocate: an actor that allocates for every
+/// message makes at least one allocation per message.
+fn positive_control() {
+    let rt = Runtime::builder().shards(2).max_actors(8).build().unwrap();
+    let hog = rt
+        .spawn_native("hog", Some(1), |_: &mut Context<'_>, _, payload: &[u8]| {
+            std::hint::black_box(payload.to_vec().into_boxed_slice());
+        })
+        .unwrap();
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..1000 {
+        rt.send(hog, &[1; 32]).unwrap();
+    }
+    assert!(rt.wait_idle(Duration::from_secs(120)));
+    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    assert_eq!(handled(&rt, "hog"), 1000);
+    assert!(allocs >= 1000, "only {allocs} allocations were seen");
+}
+
+/// Spawning and stopping actors over and over holds no more memory than the
+/// runtime's bounded bookkeeping (the most recent ended actors stay in the stats):
+/// 100 000 spawns and stops after a warm-up leave the bytes held as they were.
+fn churn_holds_no_memory() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(64)
+        .build_manual()
+        .unwrap();
+    let churn = |n: u32| {
+        for _ in 0..n {
+            let a = rt
+                .spawn_native("churn", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {})
+                .unwrap();
+            rt.send(a, b"x").unwrap();
+            rt.run_until_stalled();
+            rt.stop(a).unwrap();
+        }
+    };
+    // Warm: the registry of ended actors fills, the slots are all used once.
+    churn(5_000);
+    let before = LIVE.load(Ordering::SeqCst);
+    churn(100_000);
+    let grew = LIVE.load(Ordering::SeqCst).saturating_sub(before);
+    assert!(
+        grew < 64 << 10,
+        "{grew} bytes more are held after 100 000 spawns"
+    );
+}
+
 #[test]
 fn steady_state_messaging_does_not_allocate() {
+    positive_control();
+    churn_holds_no_memory();
     manual_steady_state();
+    native_steady_state();
+    requests_of_every_kind_steady_state();
     // One test function: the counter is global, so nothing may run beside it.
     for size in [8, 64] {
         steady_state(1, 0, size);

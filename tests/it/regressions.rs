@@ -925,3 +925,226 @@ fn a_direct_reply_over_the_payload_limit_fails_its_request() {
     assert_eq!(r.wait(IDLE).unwrap().unwrap().len(), 100);
     assert!(rt.stats().actor("echo").unwrap().alive);
 }
+
+/// The memory limit held per memory, while the docs promised it per actor: a
+/// component of two instances, each with a memory, could use twice the limit.
+#[test]
+fn the_memory_limit_holds_for_all_of_an_actors_memories() {
+    let rt = builder(1).memory_limit(1 << 20).build().unwrap();
+    let two = load(&rt, "hostile/two_memories.wat");
+    let a = rt.spawn(&two, SpawnOptions::new("two")).unwrap();
+    // Each memory starts at one page: 2 of the 16 pages the limit allows.
+    rt.send(a, &[0, 10]).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().actor("two").unwrap().failure, None);
+    // 12 pages so far; 10 more in the other memory would make 22.
+    rt.send(a, &[1, 10]).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let failure = rt.stats().actor("two").unwrap().failure.clone();
+    assert!(
+        failure
+            .as_deref()
+            .is_some_and(|f| f.contains("memory limit of 1048576 bytes")),
+        "{failure:?}"
+    );
+}
+
+/// A table grow over 20 000 elements returned -1 (the instance pool's limit) but
+/// one over 100 000 trapped (the runtime's): one documented rule now, a trap
+/// beyond `MAX_TABLE_ELEMENTS`, as for memory.
+#[test]
+fn a_table_grow_beyond_the_limit_traps_with_that_reason() {
+    let rt = builder(1).build().unwrap();
+    let grower = load(&rt, "hostile/table_grow.wat");
+    let a = rt.spawn(&grower, SpawnOptions::new("grower")).unwrap();
+    rt.send(a, &19_000u32.to_le_bytes()).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().actor("grower").unwrap().failure, None);
+    rt.send(a, &2_000u32.to_le_bytes()).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let failure = rt.stats().actor("grower").unwrap().failure.clone();
+    assert!(
+        failure
+            .as_deref()
+            .is_some_and(|f| f.contains("table limit of 20000 elements")),
+        "{failure:?}"
+    );
+}
+
+/// A component nested `depth` deep (empty components in components), as bytes.
+fn nested_components(depth: usize) -> Vec<u8> {
+    const HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
+    let mut c = HEADER.to_vec();
+    for _ in 0..depth {
+        let mut outer = HEADER.to_vec();
+        // A component section (id 4) holding the component so far.
+        outer.push(4);
+        let mut len = c.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                outer.push(byte);
+                break;
+            }
+            outer.push(byte | 0x80);
+        }
+        outer.extend(c);
+        c = outer;
+    }
+    c
+}
+
+/// Loading compiled whatever it was given: a 94 KB file of 8 000 nested empty
+/// components took 2 GB to load. Nesting, counts and size are checked with the
+/// parser before anything is compiled.
+#[test]
+fn loading_refuses_deep_or_huge_components_before_compiling_them() {
+    let rt = builder(1).build().unwrap();
+    let bomb = nested_components(8000);
+    assert!(bomb.len() < 200_000);
+    let err = within(
+        Duration::from_secs(60),
+        "loading a nesting bomb",
+        move || rt.load_component("bomb", &bomb).unwrap_err(),
+    );
+    assert!(err.message().contains("nested"), "{}", err.message());
+    // Within the limits, nesting is fine (it just does not fit the world).
+    let rt = builder(1).build().unwrap();
+    let err = rt
+        .load_component("shallow", &nested_components(2))
+        .unwrap_err();
+    assert!(!err.message().contains("nested"), "{}", err.message());
+    // And size is bounded.
+    let err = rt
+        .load_component("huge", &vec![0u8; wasmshard::MAX_COMPONENT_SIZE + 1])
+        .unwrap_err();
+    assert!(err.message().contains("bytes"), "{}", err.message());
+}
+
+/// Every actor ever spawned stayed in the stats, so stats (and memory) grew with
+/// every spawn over the runtime's life: churn kept growing it.
+#[test]
+fn spawning_and_stopping_a_hundred_thousand_actors_keeps_the_stats_bounded() {
+    let rt = builder(1).max_actors(64).build_manual().unwrap();
+    let keeper = rt
+        .spawn_native("keeper", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {})
+        .unwrap();
+    let churn = |n: u32| {
+        for i in 0..n {
+            let a = rt
+                .spawn_native(
+                    &format!("churn{i}"),
+                    Some(0),
+                    |_: &mut Context<'_>, _, _: &[u8]| {},
+                )
+                .unwrap();
+            rt.send(a, b"x").unwrap();
+            rt.run_until_stalled();
+            rt.stop(a).unwrap();
+        }
+    };
+    churn(100_000);
+    let stats = rt.stats();
+    assert!(
+        stats.actors.len() <= wasmshard::RETAINED_ENDED_ACTORS + 1,
+        "{} actors in the stats",
+        stats.actors.len()
+    );
+    assert!(
+        stats.actor("keeper").is_some_and(|k| k.alive),
+        "live actors stay"
+    );
+    assert!(
+        stats.actor("churn99999").is_some_and(|c| !c.alive),
+        "the latest ended stay"
+    );
+    // The bytes held over the churn are measured exactly in `tests/alloc.rs`.
+    rt.send(keeper, b"still here").unwrap();
+    rt.run_until_stalled();
+}
+
+/// Requests whose requester stops waiting at `timeout`, from a native requester:
+/// "go" makes `n` of them to `target`.
+struct Impatient {
+    target: Address,
+    n: u32,
+    timeout_ns: u64,
+    failed: Arc<Mutex<u64>>,
+}
+
+impl NativeActor for Impatient {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+        for _ in 0..self.n {
+            ctx.request(self.target, b"q", self.timeout_ns).unwrap();
+        }
+    }
+
+    fn handle_response(&mut self, _: &mut Context<'_>, _: u64, r: Result<&[u8], RequestError>) {
+        match r {
+            Err(RequestError::Timeout) => {}
+            Err(RequestError::TargetFailed) => *self.failed.lock().unwrap() += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A responder that defers requests kept every one until it answered it, also
+/// those whose requesters had long stopped waiting: its deferred map grew without
+/// bound. It forgets expired ones once it holds many, and holds at most
+/// `max_open_requests`.
+#[test]
+fn a_responder_forgets_requests_nobody_waits_for_and_holds_a_bounded_number() {
+    let rt = builder(2).max_open_requests(100).build().unwrap();
+    let silent = rt
+        .spawn_native("silent", Some(1), Recorder(Seen::default()))
+        .unwrap();
+    let failed: Arc<Mutex<u64>> = Arc::default();
+    // 30 rounds of 50 requests that give up after a millisecond.
+    let impatient = rt
+        .spawn_native(
+            "impatient",
+            Some(0),
+            Impatient {
+                target: silent,
+                n: 50,
+                timeout_ns: 1_000_000,
+                failed: failed.clone(),
+            },
+        )
+        .unwrap();
+    for _ in 0..30 {
+        rt.send(impatient, b"go").unwrap();
+        assert!(rt.wait_idle(IDLE));
+    }
+    let deferred = rt.stats().actor("silent").unwrap().deferred;
+    assert!(
+        deferred <= 200,
+        "{deferred} requests nobody waits for are kept"
+    );
+    assert_eq!(*failed.lock().unwrap(), 0);
+    // Requests that wait an hour are kept, up to the cap; beyond it they fail at
+    // once. (Two requesters, as each may have only 100 open.)
+    for name in ["patient1", "patient2"] {
+        let patient = rt
+            .spawn_native(
+                name,
+                Some(0),
+                Impatient {
+                    target: silent,
+                    n: 75,
+                    timeout_ns: 3_600_000_000_000,
+                    failed: failed.clone(),
+                },
+            )
+            .unwrap();
+        rt.send(patient, b"go").unwrap();
+    }
+    let r = failed.clone();
+    wait_for("the refused deferrals", move || *r.lock().unwrap() == 50);
+    let kept = rt.stats().actor("silent").unwrap().deferred;
+    assert_eq!(
+        kept, 100,
+        "the expired ones were forgotten, the patient ones kept"
+    );
+}

@@ -410,8 +410,9 @@ fn cancel_suppresses_the_response_and_the_late_reply_is_counted() {
 
 #[test]
 fn a_reply_to_a_reused_slot_does_not_reach_the_new_request() {
-    // Manual, so each step runs to completion at once while requests stay open.
-    let rt = builder(2).build_manual().unwrap();
+    // Manual, so each step runs to completion at once while requests stay open;
+    // the responder holds over 4096 deferred requests, beyond the default cap.
+    let rt = builder(2).max_open_requests(8192).build_manual().unwrap();
     let later = rt
         .spawn_native("later", Some(1), Later { held: Vec::new() })
         .unwrap();
