@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::directory::Directory;
+use crate::panics;
 use crate::shard::{self, Shard};
 use crate::shared::lock;
 use crate::stats::DeadLetter;
@@ -34,7 +35,11 @@ impl Manual {
     pub(crate) fn take_commands(&self, shard: usize) {
         if let Some(s) = lock(&self.shards).get_mut(shard) {
             // `Exit` is never sent to a manual runtime's shards.
-            s.take_commands();
+            if let Some(cause) = panics::quietly(|| {
+                s.take_commands();
+            }) {
+                s.crash(&cause);
+            }
         }
     }
 
@@ -86,11 +91,19 @@ impl Manual {
 }
 
 /// One pass of every shard that has something to do; whether any had.
+/// A panic of a pass (a defect) fails that shard's actors, as on a threaded
+/// runtime, rather than reaching the caller.
 fn pass_all(runtime: u64, shards: &mut [Shard]) -> bool {
     let mut worked = false;
     for (id, shard) in shards.iter_mut().enumerate() {
         if shard.has_work() {
-            shard::as_shard(runtime, id, || shard.pass());
+            shard::as_shard(runtime, id, || {
+                if let Some(cause) = panics::quietly(|| {
+                    shard.pass();
+                }) {
+                    shard.crash(&cause);
+                }
+            });
             worked = true;
         }
     }

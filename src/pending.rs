@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::RequestError;
 use crate::reply::HostWaiter;
+use crate::shard;
 use crate::shared::{HostItem, Shared};
 
 /// A request made by the host with [`Runtime::request`](crate::Runtime::request).
@@ -20,6 +21,8 @@ pub struct PendingReply {
     /// drop (nothing to do once the runtime is gone).
     pub(crate) shared: Weak<Shared>,
     pub(crate) shard: usize,
+    /// The runtime's id (to refuse to block one of its own shards).
+    pub(crate) runtime: u64,
 }
 
 impl std::fmt::Debug for PendingReply {
@@ -39,7 +42,14 @@ impl PendingReply {
     /// Waits up to `timeout` for the request to end; `None` if it has not by then
     /// (the request itself still ends at its own timeout). A timeout too large to
     /// add to the clock waits without limit.
+    ///
+    /// Called from one of the runtime's own actors (on a shard's thread), where
+    /// waiting could stop the very shard that must answer, it does not wait: it
+    /// returns what [`PendingReply::try_get`] returns.
     pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
+        if shard::on_shard_of(self.runtime) {
+            return self.try_get();
+        }
         self.waiter.wait(Instant::now().checked_add(timeout))
     }
 }

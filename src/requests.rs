@@ -269,6 +269,8 @@ impl Requests {
             {
                 self.free.push_back(slot as u32);
                 self.counts.open -= 1;
+                // Ended by shutdown with `target-stopped`.
+                self.counts.failed += 1;
                 waiters.push(w);
             }
         }

@@ -369,6 +369,7 @@ impl Runtime {
             waiter,
             shared: Arc::downgrade(&self.shared),
             shard: to.shard(),
+            runtime: self.directory.id,
         })
     }
 

@@ -212,6 +212,14 @@ impl Shard {
         self.shared.ticks() >= self.pass_tick + PASS_TICKS
     }
 
+    /// A pass panicked on a manual runtime: as on a thread of its own, every
+    /// actor fails and the shard runs stopped from then on.
+    pub(crate) fn crash(&mut self, cause: &str) {
+        if let Some(again) = quietly(|| self.crashed(cause)) {
+            log::error!("wasmshard: shard {} panicked again ({again})", self.id);
+        }
+    }
+
     /// The shard's loop panicked: every actor fails, and from now on the shard
     /// runs stopped (see `run`).
     fn crashed(&mut self, cause: &str) {

@@ -1148,3 +1148,102 @@ fn a_responder_forgets_requests_nobody_waits_for_and_holds_a_bounded_number() {
         "the expired ones were forgotten, the patient ones kept"
     );
 }
+
+/// On a manual runtime the same: a failed shard fails its actors, and nothing
+/// panics in the caller.
+#[test]
+fn a_manual_shard_that_panics_fails_its_actors_without_panicking_the_caller() {
+    let rt = builder(2).build_manual().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let gone = rt
+        .spawn(&counter, SpawnOptions::new("gone").shard(1))
+        .unwrap();
+    let alive = rt
+        .spawn(&counter, SpawnOptions::new("alive").shard(0))
+        .unwrap();
+    rt.inject_shard_panic(1);
+    rt.run_until_stalled();
+    assert!(rt.stats().actor("gone").unwrap().failure.is_some());
+    assert_eq!(rt.send(gone, b"x"), Err(SendError::UnknownTarget));
+    let err = rt
+        .spawn(&counter, SpawnOptions::new("new").shard(1))
+        .unwrap_err();
+    assert!(
+        matches!(err, SpawnError::ShardFailed { shard: 1 }),
+        "{err:?}"
+    );
+    rt.send(alive, b"x").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.shutdown().stats.actor("alive").unwrap().handled, 1);
+}
+
+/// On a manual runtime, a call back into the runtime from a handler (spawn, stop,
+/// waiting for a reply) would wait for shards that are held while the handler
+/// runs: it is refused instead.
+#[test]
+fn a_handler_calling_its_manual_runtime_gets_an_error_not_a_deadlock() {
+    let rt = Arc::new(builder(1).build_manual().unwrap());
+    let handle: Arc<std::sync::OnceLock<Arc<wasmshard::Runtime>>> = Arc::default();
+    let results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (h, out) = (handle.clone(), results.clone());
+    let echo = rt.spawn_native("echo", Some(0), Echo).unwrap();
+    let me = rt
+        .spawn_native(
+            "reentrant",
+            Some(0),
+            Native(move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                let rt = h.get().unwrap();
+                let spawned =
+                    rt.spawn_native("child", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {});
+                let stopped = rt.stop(ctx.self_address());
+                let reply = rt.request(echo, b"q", IDLE).unwrap();
+                let waited = reply.wait(Duration::from_secs(3600));
+                out.lock()
+                    .unwrap()
+                    .push(format!("{spawned:?} {stopped:?} {waited:?}"));
+            }),
+        )
+        .unwrap();
+    handle.set(rt.clone()).unwrap();
+    rt.send(me, b"go").unwrap();
+    let r = rt.clone();
+    within(Duration::from_secs(60), "a reentrant call", move || {
+        r.run_until_stalled();
+    });
+    assert_eq!(
+        results.lock().unwrap()[0],
+        "Err(Reentrant) Err(Reentrant) None"
+    );
+}
+
+/// An actor that owned the last handle to its runtime and dropped it ran shutdown
+/// on its own shard's thread, which then waited for itself for ever.
+#[test]
+fn an_actor_dropping_the_last_handle_to_its_runtime_shuts_it_down() {
+    use std::sync::mpsc;
+    let rt = Arc::new(builder(2).build().unwrap());
+    let held: Arc<Mutex<Option<Arc<wasmshard::Runtime>>>> = Arc::default();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let go = Mutex::new(go);
+    let (done_tx, done) = mpsc::channel();
+    let h = held.clone();
+    let owner = rt
+        .spawn_native(
+            "owner",
+            Some(1),
+            Native(move |_: &mut Context<'_>, _, _: &[u8]| {
+                // Wait until the test has let go of its own handle.
+                go.lock().unwrap().recv().unwrap();
+                let last = h.lock().unwrap().take();
+                drop(last);
+                let _ = done_tx.send(());
+            }),
+        )
+        .unwrap();
+    *held.lock().unwrap() = Some(rt.clone());
+    rt.send(owner, b"drop it").unwrap();
+    drop(rt);
+    go_tx.send(()).unwrap();
+    done.recv_timeout(IDLE)
+        .expect("dropping the runtime on its own shard returned");
+}
