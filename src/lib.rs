@@ -34,11 +34,22 @@
 //! | [`NativeActor`] | a Rust actor, scheduled like a component | runs on its shard's thread |
 //! | envelope | `{to, from, kind, payload}` | payloads up to 64 bytes inline, no heap allocation |
 //!
+//! | [`PendingReply`] | a request the host made | `Send + Sync`; dropping it cancels the request |
+//!
 //! Components implement the `wasmshard:actor/component` world ([`WIT`]). Sends are
 //! admitted against the target's bounded mailbox at once (`mailbox-full` when it is
 //! full, for same-shard and cross-shard senders alike); messages from one sender to
-//! one receiver arrive in order; anything undeliverable is counted as a dead letter.
-//! A trap, an exhausted CPU budget or a memory-limit hit stops that actor only.
+//! one receiver arrive in order (the host's tells and requests included); every
+//! message admitted is handled or counted as a dead letter, through shutdown too.
+//! A trap, an exhausted CPU budget, a memory- or table-limit hit, or a native
+//! actor's panic stops that actor only. Loading a component runs none of its code.
+//!
+//! Delivering a message takes no lock, makes no syscall and allocates nothing in
+//! steady state (payloads up to 64 bytes); spawn, stop, `lookup` and stats are
+//! control paths and may lock, and the host's own sends allocate for their queue.
+//!
+//! The feature `bench` adds the benchmark workloads (`wasmshard::bench`, what
+//! `wasmshard bench` runs); by default the crate is the runtime alone.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -16,7 +16,9 @@ pub trait NativeActor: Send + 'static {
     fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]);
 
     /// Handles request `id`. `Some(bytes)` replies at once; `None` defers, and the
-    /// actor may answer later with [`Context::respond`].
+    /// actor may answer later with [`Context::respond`]. (Returning a `Vec`
+    /// allocates it: an actor that must not allocate per message answers with
+    /// [`Context::respond`] during the call and returns `None`.)
     fn handle_request(
         &mut self,
         ctx: &mut Context<'_>,
