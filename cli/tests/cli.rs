@@ -303,6 +303,24 @@ fn manifest(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf
     path
 }
 
+/// Starts `wasmshard ARGS` with stdout and stderr piped.
+fn start(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_wasmshard"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads all of a child's pipe.
+fn read(mut pipe: impl std::io::Read) -> String {
+    let mut text = String::new();
+    pipe.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// Waits for `child` to end, failing after `limit`.
 fn finish(mut child: std::process::Child, limit: std::time::Duration) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + limit;
@@ -351,18 +369,11 @@ fn a_closed_stderr_neither_panics_nor_hangs_a_run() {
         "chatty.toml",
         "[[actor]]\nname = \"c\"\ncomponent = \"FIXTURES/counter.wat\"\n[[send]]\nto = \"c\"\npayload = \"report\"\nrepeat = 3000\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
-        .args(["run", path.to_str().unwrap()])
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&["run", path.to_str().unwrap()]);
     drop(child.stderr.take());
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let status = finish(child, std::time::Duration::from_secs(60));
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let out = read(stdout);
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("ran to idle"), "{out}");
 }
@@ -371,18 +382,11 @@ fn a_closed_stderr_neither_panics_nor_hangs_a_run() {
 /// status 101).
 #[test]
 fn a_closed_stdout_ends_the_output_quietly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
-        .args(["run", fixture("example.toml").to_str().unwrap()])
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&["run", fixture("example.toml").to_str().unwrap()]);
     drop(child.stdout.take());
-    let mut stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let status = finish(child, std::time::Duration::from_secs(60));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    let err = read(stderr);
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -441,23 +445,16 @@ fn ctrl_c_shuts_down_and_reports() {
         "endless.toml",
         "[[actor]]\nname = \"ping\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"pong\"\n[[actor]]\nname = \"pong\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"ping\"\n[[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmshard"))
-        .args(["run", path.to_str().unwrap()])
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&["run", path.to_str().unwrap()]);
     std::thread::sleep(std::time::Duration::from_millis(800));
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let status = finish(child, std::time::Duration::from_secs(60));
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let out = read(stdout);
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(out.contains("interrupted in"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("ping")), "{out}");

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmshard::{
-    Address, Context, FailureKind, NativeActor, RequestError, SendError, SpawnError, SpawnOptions,
+    Address, Context, FailureKind, NativeActor, RequestError, Runtime, SendError, SpawnError,
+    SpawnOptions,
 };
 
 use crate::support::*;
@@ -678,12 +679,11 @@ fn a_slow_actor_delays_timeouts_and_commands_by_about_one_message() {
     );
 }
 
-/// A native actor calling a blocking method of its own runtime (spawn or stop on
-/// its shard, wait_idle) deadlocked its shard silently.
-#[test]
-fn an_actor_calling_its_own_runtime_gets_an_error_not_a_deadlock() {
-    let rt = Arc::new(builder(1).build().unwrap());
-    let handle: Arc<std::sync::OnceLock<Arc<wasmshard::Runtime>>> = Arc::default();
+/// Spawns an actor that, on a message, calls back into its own runtime (spawn,
+/// stop itself, wait for idle, wait for a reply from `echo`) and records what
+/// each call returned.
+fn reentrant_actor(rt: &Arc<Runtime>, echo: Address) -> (Address, Arc<Mutex<Vec<String>>>) {
+    let handle: Arc<std::sync::OnceLock<Arc<Runtime>>> = Arc::default();
     let results: Arc<Mutex<Vec<String>>> = Arc::default();
     let (h, out) = (handle.clone(), results.clone());
     let me = rt
@@ -696,13 +696,29 @@ fn an_actor_calling_its_own_runtime_gets_an_error_not_a_deadlock() {
                     rt.spawn_native("child", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {});
                 let stopped = rt.stop(ctx.self_address());
                 let idle = rt.wait_idle(Duration::from_secs(3600));
+                let reply = rt.request(echo, b"q", IDLE).unwrap();
+                let waited = reply.wait(Duration::from_secs(3600));
                 out.lock()
                     .unwrap()
-                    .push(format!("{spawned:?} {stopped:?} {idle}"));
+                    .push(format!("{spawned:?} {stopped:?} {idle} {waited:?}"));
             }),
         )
         .unwrap();
+    // The actor holds its runtime for the test's length (a cycle the test ends).
     handle.set(rt.clone()).unwrap();
+    (me, results)
+}
+
+/// What every reentrant call returns, on either kind of runtime.
+const REFUSED: &str = "Err(Reentrant) Err(Reentrant) false None";
+
+/// A native actor calling a blocking method of its own runtime (spawn or stop on
+/// its shard, wait_idle, waiting for a reply) deadlocked its shard silently.
+#[test]
+fn an_actor_calling_its_own_runtime_gets_an_error_not_a_deadlock() {
+    let rt = Arc::new(builder(1).build().unwrap());
+    let echo = rt.spawn_native("echo", Some(0), Echo).unwrap();
+    let (me, results) = reentrant_actor(&rt, echo);
     rt.send(me, b"go").unwrap();
     let r = results.clone();
     within(Duration::from_secs(60), "a reentrant call", move || {
@@ -710,12 +726,7 @@ fn an_actor_calling_its_own_runtime_gets_an_error_not_a_deadlock() {
             !r.lock().unwrap().is_empty()
         })
     });
-    assert_eq!(
-        results.lock().unwrap()[0],
-        "Err(Reentrant) Err(Reentrant) false"
-    );
-    // The cycle runtime → actor → runtime is broken by hand.
-    drop(Arc::try_unwrap(handle).ok());
+    assert_eq!(results.lock().unwrap()[0], REFUSED);
 }
 
 /// During shutdown a guest's send to an actor already stopped failed with
@@ -1178,42 +1189,19 @@ fn a_manual_shard_that_panics_fails_its_actors_without_panicking_the_caller() {
 }
 
 /// On a manual runtime, a call back into the runtime from a handler (spawn, stop,
-/// waiting for a reply) would wait for shards that are held while the handler
-/// runs: it is refused instead.
+/// waiting) would wait for shards that are held while the handler runs: it is
+/// refused instead.
 #[test]
 fn a_handler_calling_its_manual_runtime_gets_an_error_not_a_deadlock() {
     let rt = Arc::new(builder(1).build_manual().unwrap());
-    let handle: Arc<std::sync::OnceLock<Arc<wasmshard::Runtime>>> = Arc::default();
-    let results: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (h, out) = (handle.clone(), results.clone());
     let echo = rt.spawn_native("echo", Some(0), Echo).unwrap();
-    let me = rt
-        .spawn_native(
-            "reentrant",
-            Some(0),
-            Native(move |ctx: &mut Context<'_>, _, _: &[u8]| {
-                let rt = h.get().unwrap();
-                let spawned =
-                    rt.spawn_native("child", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {});
-                let stopped = rt.stop(ctx.self_address());
-                let reply = rt.request(echo, b"q", IDLE).unwrap();
-                let waited = reply.wait(Duration::from_secs(3600));
-                out.lock()
-                    .unwrap()
-                    .push(format!("{spawned:?} {stopped:?} {waited:?}"));
-            }),
-        )
-        .unwrap();
-    handle.set(rt.clone()).unwrap();
+    let (me, results) = reentrant_actor(&rt, echo);
     rt.send(me, b"go").unwrap();
     let r = rt.clone();
     within(Duration::from_secs(60), "a reentrant call", move || {
         r.run_until_stalled();
     });
-    assert_eq!(
-        results.lock().unwrap()[0],
-        "Err(Reentrant) Err(Reentrant) None"
-    );
+    assert_eq!(results.lock().unwrap()[0], REFUSED);
 }
 
 /// An actor that owned the last handle to its runtime and dropped it ran shutdown
