@@ -92,3 +92,71 @@ fn native_actor_panic_is_isolated() {
     );
     assert_eq!(stats.actor("good").unwrap().handled, 1);
 }
+
+#[test]
+fn runaway_recursion_is_stopped_at_the_stack_limit() {
+    let rt = builder(1).build().unwrap();
+    neighbour_survives(&rt, "hostile/recurse.wat", b"down", "call stack exhausted");
+}
+
+#[test]
+fn an_init_that_never_returns_fails_its_spawn_within_the_budget() {
+    let rt = builder(1)
+        .cpu_budget(Some(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let looping = load(&rt, "hostile/init_loops.wat");
+    let err = rt
+        .spawn(&looping, SpawnOptions::new("looping"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, wasmshard::SpawnError::InitFailed(f)
+            if f.kind() == wasmshard::FailureKind::CpuBudget),
+        "{err:?}"
+    );
+    assert_eq!(rt.lookup("looping"), None);
+}
+
+/// An actor that traps with messages queued: the one it failed on and each queued
+/// one become dead letters, each exactly once.
+#[test]
+fn a_trap_with_a_full_mailbox_dead_letters_each_message_once() {
+    let rt = builder(1).build_manual().unwrap();
+    let trap = load(&rt, "trap.wat");
+    let a = rt.spawn(&trap, SpawnOptions::new("t")).unwrap();
+    rt.send(a, b"boom").unwrap();
+    for i in 0..99u32 {
+        rt.send(a, &i.to_le_bytes()).unwrap();
+    }
+    rt.run_until_stalled();
+    let report = rt.shutdown();
+    assert_eq!(report.dead_letter_count, 100);
+    let mut payloads: Vec<_> = report
+        .dead_letters
+        .iter()
+        .map(|d| d.payload.clone())
+        .collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 100, "every message once");
+    let t = report.stats.actor("t").unwrap();
+    assert_eq!((t.received, t.handled, t.failures), (100, 0, 1));
+}
+
+/// With every instance in the pool taken, loading a component still works (it
+/// instantiates nothing); spawning says there is no capacity.
+#[test]
+fn a_full_instance_pool_refuses_spawns_not_loads() {
+    let rt = builder(2).max_actors(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    rt.spawn(&counter, SpawnOptions::new("a").shard(0)).unwrap();
+    rt.spawn(&counter, SpawnOptions::new("b").shard(1)).unwrap();
+    let echo = load(&rt, "echo.wat");
+    let err = rt
+        .spawn(&echo, SpawnOptions::new("c").config("a").shard(0))
+        .unwrap_err();
+    assert!(
+        matches!(err, wasmshard::SpawnError::NoCapacity(_)),
+        "{err:?}"
+    );
+}
