@@ -104,7 +104,7 @@ impl Actor {
                 }
             }
             .map_err(unanswered),
-            Kind::Request(id, timeout_ns) => {
+            Kind::Request(id, timeout_ms) => {
                 self.outbox().requests.begin(id, from);
                 let reply = match &mut self.body {
                     Body::Wasm(w) => w.handle_request(from, id, payload),
@@ -153,7 +153,7 @@ impl Actor {
                     (None, Some(_)) => {
                         let now = out.directory.now_ns();
                         let cap = out.directory.max_open_requests as usize;
-                        let expires = now.saturating_add(timeout_ns);
+                        let expires = now.saturating_add(u64::from(timeout_ms) * 1_000_000);
                         if !out.requests.defer(id, from, expires, now, cap) {
                             log::warn!(
                                 "wasmshard: actor {} holds {cap} deferred requests; request \

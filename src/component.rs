@@ -15,6 +15,7 @@ pub const WIT: &str = include_str!("../wit/actor.wit");
 
 /// What a file turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SourceKind {
     /// A component, binary or text.
     Component,
@@ -326,6 +327,7 @@ pub(crate) fn load(
 
 /// What `inspect` found in a file.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Inspection {
     /// What the file is.
     pub kind: SourceKind,

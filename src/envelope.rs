@@ -13,13 +13,21 @@ pub(crate) type Payload = SmallVec<[u8; 64]>;
 pub(crate) enum Kind {
     /// A fire-and-forget message; it holds one unit of the target's mailbox.
     Tell,
-    /// A request with its id and its requester's timeout (which tells the
-    /// responder how long an answer is worth keeping); it holds one unit of the
+    /// A request with its id and its requester's timeout in milliseconds, rounded
+    /// up and saturating (which tells the responder how long an answer is worth
+    /// keeping; 32 bits keep the envelope its size); it holds one unit of the
     /// target's mailbox.
-    Request(u64, u64),
+    Request(u64, u32),
     /// The end of request `id`: the reply (its bytes are the payload) or why it
     /// failed. Always admitted: bounded by the requester's open requests.
     Response(u64, Result<(), RequestError>),
+}
+
+/// A timeout in nanoseconds as a request envelope carries it: milliseconds,
+/// rounded up, saturating at `u32::MAX` (49 days).
+#[inline]
+pub(crate) fn timeout_ms(timeout_ns: u64) -> u32 {
+    u32::try_from(timeout_ns.div_ceil(1_000_000)).unwrap_or(u32::MAX)
 }
 
 impl Kind {

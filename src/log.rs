@@ -16,6 +16,7 @@ pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 #[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[component(enum)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum LogLevel {
     /// Finest detail.
     #[component(name = "trace")]

@@ -38,6 +38,7 @@ use crate::{
 /// A parsed, checked manifest.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Manifest {
     /// Runtime settings.
     #[serde(default)]
@@ -57,6 +58,7 @@ pub struct Manifest {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[non_exhaustive]
 pub struct RuntimeSection {
     pub shards: Option<usize>,
     pub mailbox_capacity: Option<u32>,
@@ -76,6 +78,7 @@ pub struct RuntimeSection {
 /// One `[[actor]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ActorSpec {
     /// Unique name.
     pub name: String,
@@ -90,6 +93,7 @@ pub struct ActorSpec {
 /// One `[[send]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct SendSpec {
     /// Name of the target actor.
     pub to: String,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::actor_requests::ActorRequests;
 use crate::address::Address;
 use crate::directory::Directory;
-use crate::envelope::{Envelope, Kind, Payload};
+use crate::envelope::{Envelope, Kind, Payload, timeout_ms};
 use crate::error::SendError;
 use crate::requests::{Requests, Waiter};
 
@@ -79,7 +79,7 @@ impl Outbox {
         self.staged.push(Envelope {
             to,
             from: self.me,
-            kind: Kind::Request(id, timeout_ns),
+            kind: Kind::Request(id, timeout_ms(timeout_ns)),
             payload,
         });
         self.sent += 1;

@@ -26,9 +26,10 @@
 //! rebuilt from the open entries when stale ones outnumber them, so memory stays
 //! proportional to the open requests.
 //!
-//! The requests an actor of this shard has open are linked into a list of their
-//! own (through the entries, by the actor's slot), so when the actor goes they all
-//! end at once, in O(its requests).
+//! When an actor goes, the requests it has open end with it (`abandon`): a scan
+//! of the table, made only if the actor has any open (most have none when they
+//! go); shutdown ends every actor's requests in one scan (`abandon_all`). Making
+//! and ending a request pays nothing for this.
 //!
 //! The table is owned by its shard and lent to the actor being invoked (moved into
 //! its outbox for the length of the call), so host functions reach it without a
@@ -55,15 +56,9 @@ pub(crate) enum Waiter {
 const MAX_ENTRIES: usize = 1 << 24;
 /// Free slots the table keeps before it reuses one (see the module docs).
 const MIN_FREE: usize = 4096;
-/// No entry: the end of a requester's list.
-const NIL: u32 = u32::MAX;
-
 struct Entry {
     generation: u32,
     open: Option<(Waiter, Address)>,
-    /// The requester's list (for `Waiter::Actor`): the neighbouring entries.
-    prev: u32,
-    next: u32,
 }
 
 pub(crate) struct Requests {
@@ -72,8 +67,6 @@ pub(crate) struct Requests {
     free: VecDeque<u32>,
     /// Most entries this table may hold.
     limit: usize,
-    /// `heads[s]`: the newest open request of the actor in slot `s` of this shard.
-    heads: Vec<u32>,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Requests opened since the last `arm`: (timeout in ns, id).
     fresh: Vec<(u64, u64)>,
@@ -105,7 +98,6 @@ impl Requests {
             entries: Vec::new(),
             free: VecDeque::new(),
             limit,
-            heads: Vec::new(),
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
             counts: RequestStats::default(),
@@ -141,14 +133,9 @@ impl Requests {
             self.entries.push(Entry {
                 generation: 0,
                 open: None,
-                prev: NIL,
-                next: NIL,
             });
             self.entries.len() as u32 - 1
         };
-        if let Waiter::Actor(requester) = waiter {
-            self.link(slot, requester.slot());
-        }
         let e = &mut self.entries[slot as usize];
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
@@ -157,40 +144,6 @@ impl Requests {
         self.counts.open += 1;
         self.counts.made += 1;
         Ok(id)
-    }
-
-    /// Puts entry `slot` at the head of the list of the actor in `owner`'s slot.
-    #[inline]
-    fn link(&mut self, slot: u32, owner: u32) {
-        let owner = owner as usize;
-        if self.heads.len() <= owner {
-            self.heads.resize(owner + 1, NIL);
-        }
-        let head = self.heads[owner];
-        if head != NIL {
-            self.entries[head as usize].prev = slot;
-        }
-        let e = &mut self.entries[slot as usize];
-        e.prev = NIL;
-        e.next = head;
-        self.heads[owner] = slot;
-    }
-
-    /// Takes entry `slot` out of the list of the actor in `owner`'s slot.
-    #[inline]
-    fn unlink(&mut self, slot: u32, owner: u32) {
-        let (prev, next) = {
-            let e = &self.entries[slot as usize];
-            (e.prev, e.next)
-        };
-        if prev == NIL {
-            self.heads[owner as usize] = next;
-        } else {
-            self.entries[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.entries[next as usize].prev = prev;
-        }
     }
 
     fn entry(&self, id: u64) -> Option<&Entry> {
@@ -214,9 +167,6 @@ impl Requests {
         self.entry(id)?;
         let (slot, _) = unpack(id);
         let open = self.entries[slot as usize].open.take();
-        if let Some((Waiter::Actor(requester), _)) = &open {
-            self.unlink(slot, requester.slot());
-        }
         self.free.push_back(slot);
         self.counts.open -= 1;
         if self.counts.open == 0 {
@@ -231,14 +181,29 @@ impl Requests {
     }
 
     /// Ends every request the actor `requester` (of this shard) has open: it is
-    /// going away, and nobody is left to receive their ends. Returns how many ended.
+    /// going away, and nobody is left to receive their ends. A scan of the table;
+    /// call it only for an actor that has requests open. Returns how many ended.
     pub(crate) fn abandon(&mut self, requester: Address) -> u64 {
-        let owner = requester.slot() as usize;
+        self.abandon_where(|a| a == requester)
+    }
+
+    /// Ends every request any actor of this shard has open (shutdown: all of them
+    /// are going), in one scan.
+    pub(crate) fn abandon_all(&mut self) -> u64 {
+        self.abandon_where(|_| true)
+    }
+
+    fn abandon_where(&mut self, gone: impl Fn(Address) -> bool) -> u64 {
         let mut ended = 0;
-        while let Some(&head) = self.heads.get(owner).filter(|h| **h != NIL) {
-            let id = pack(self.shard, head, self.entries[head as usize].generation);
-            self.close(id);
-            ended += 1;
+        for slot in 0..self.entries.len() {
+            let e = &self.entries[slot];
+            if let Some((Waiter::Actor(a), _)) = &e.open
+                && gone(*a)
+            {
+                let id = pack(self.shard, slot as u32, e.generation);
+                self.close(id);
+                ended += 1;
+            }
         }
         self.counts.abandoned += ended;
         ended

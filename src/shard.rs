@@ -14,7 +14,7 @@ use crate::actor::{Actor, Body, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::envelope::{Envelope, Kind};
+use crate::envelope::{Envelope, Kind, timeout_ms};
 use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, StopError};
 use crate::outbox::Outbox;
 use crate::panics::quietly;
@@ -241,6 +241,7 @@ impl Shard {
         if self.table.is_none() {
             self.table = Some(Box::new(Requests::new(self.id)));
         }
+        self.table().abandon_all();
         let why = Failure::new(
             FailureKind::ShardFailed,
             format!("shard {} failed: {cause}", self.id),
@@ -291,6 +292,7 @@ impl Shard {
     /// Shutdown, phase one: stops every actor; from now on everything is a dead letter.
     pub(crate) fn stop_all(&mut self) {
         self.stopping = true;
+        self.table().abandon_all();
         for slot in 0..self.actors.len() as u32 {
             if self.actors[slot as usize].is_some() {
                 self.remove(slot, DeadLetterReason::ShuttingDown, None);
@@ -415,7 +417,9 @@ impl Shard {
                 self.slots().deactivate(slot);
                 self.free.push_back(slot);
                 self.directory.unregister(&name, me);
-                self.table().abandon(me);
+                if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
+                    self.table().abandon(me);
+                }
                 for env in staged {
                     self.route(env);
                 }
@@ -441,8 +445,11 @@ impl Shard {
         self.directory.unregister(&actor.info.name, me);
         self.shared.retire_actor(me);
         // What it asked for ends here: nobody is left to receive the answers (a
-        // reply that comes later is counted as late).
-        self.table().abandon(me);
+        // reply that comes later is counted as late). A stopping shard has ended
+        // every actor's requests at once already.
+        if !self.stopping && actor.outbox().requests.open() > 0 {
+            self.table().abandon(me);
+        }
         let error = if reason == DeadLetterReason::TargetFailed {
             RequestError::TargetFailed
         } else {
@@ -530,7 +537,7 @@ impl Shard {
                         self.route(Envelope {
                             to,
                             from: Address::HOST,
-                            kind: Kind::Request(id, timeout_ns),
+                            kind: Kind::Request(id, timeout_ms(timeout_ns)),
                             payload,
                         });
                     }

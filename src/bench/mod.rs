@@ -70,6 +70,7 @@ fn err(message: impl fmt::Display) -> BenchError {
 
 /// One of the workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Workload {
     /// Producer → sink, same shard.
     Tell,
@@ -153,6 +154,7 @@ impl fmt::Display for Workload {
 /// What the actors of a workload are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Actors {
     /// The bundled WebAssembly fixtures.
     Component,
@@ -254,6 +256,7 @@ fn lock(samples: &Samples) -> std::sync::MutexGuard<'_, Vec<u64>> {
 
 /// One row of `wasmshard bench`: a workload measured beside its floor.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Measurement {
     /// The workload's name.
     pub workload: &'static str,
