@@ -94,8 +94,8 @@ pub(crate) struct Shard {
     /// How long to sleep when only overflow is left and the last flush moved
     /// nothing (grows while that lasts).
     backoff: Duration,
-    /// The tick (`Shared::ticks`) at which the current pass began.
-    pass_tick: u64,
+    /// The tick (`Shared::ticks`) by which the current pass ends.
+    pass_end_tick: u64,
     /// Open requests made from this shard; lent to the actor being invoked.
     table: Option<Box<Requests>>,
     dead_letters: Vec<DeadLetter>,
@@ -136,7 +136,7 @@ impl Shard {
             sealed: false,
             failed: false,
             backoff: MIN_BACKOFF,
-            pass_tick: 0,
+            pass_end_tick: PASS_TICKS,
             table: Some(Box::new(Requests::new(id))),
             dead_letters: Vec::new(),
             counts: ShardStats {
@@ -193,7 +193,7 @@ impl Shard {
     #[inline]
     pub(crate) fn pass(&mut self) -> bool {
         self.counts.loops += 1;
-        self.pass_tick = self.shared.ticks();
+        self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
         if self.take_commands() {
             return true;
         }
@@ -209,7 +209,7 @@ impl Shard {
     /// whose passes are not cut by time, so its runs repeat exactly).
     #[inline]
     fn pass_expired(&self) -> bool {
-        self.shared.ticks() >= self.pass_tick + PASS_TICKS
+        self.shared.ticks() >= self.pass_end_tick
     }
 
     /// A pass panicked on a manual runtime: as on a thread of its own, every
@@ -518,6 +518,7 @@ impl Shard {
     }
 
     /// Takes one thing the host sent this shard.
+    #[inline]
     fn host_item(&mut self, item: HostItem) {
         match item {
             HostItem::Tell(env) => self.deliver(env),
