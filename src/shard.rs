@@ -160,8 +160,17 @@ impl Shard {
             while let Some(cause) = quietly(|| self.run_loop()) {
                 panics += 1;
                 if panics > MAX_PANICS || quietly(|| self.crashed(&cause)).is_some() {
-                    log::error!("wasmshard: shard {id} gave up after {panics} panics");
-                    self.handle().bury();
+                    log::error!(
+                        "wasmshard: shard {id} gave up after {panics} panics; it runs no \
+                         actor code from now on"
+                    );
+                    // Still answer commands and count what arrives, so nothing
+                    // waits for this shard and nothing is lost uncounted; only if
+                    // even that fails does the thread end, its commands dropped at
+                    // the door from then on.
+                    if quietly(|| self.given_up_loop()).is_some() {
+                        self.handle().bury();
+                    }
                     break;
                 }
             }
@@ -186,6 +195,54 @@ impl Shard {
                 self.park(Some(self.backoff));
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+
+    /// The loop of a shard that gave up: no actor runs, no table is touched but to
+    /// publish; commands are answered (spawns refused, shutdown phases
+    /// acknowledged) and whatever arrives is counted as a dead letter (a host
+    /// request ends with `target-failed`), until `Exit`.
+    fn given_up_loop(&mut self) {
+        self.stopping = true;
+        self.failed = true;
+        // Nothing more leaves this shard: its overflow becomes dead letters.
+        self.seal();
+        loop {
+            while let Some(cmd) = self.handle().control.pop() {
+                self.counts.control_in += 1;
+                match cmd {
+                    Command::Spawn { reply, .. } => {
+                        let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
+                    }
+                    Command::Stop { address, reply } => {
+                        let _ = reply.send(Err(StopError::UnknownTarget(address)));
+                    }
+                    Command::StopAll { reply } | Command::Seal { reply } => {
+                        let _ = reply.send(());
+                    }
+                    Command::Exit => return,
+                    #[cfg(feature = "testing")]
+                    Command::Panic => {}
+                }
+            }
+            while let Some(item) = self.handle().host_inbox.pop() {
+                self.counts.host_in += 1;
+                match item {
+                    HostItem::Tell(env) => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                    HostItem::Request(r) => r.waiter.fulfil(Err(RequestError::TargetFailed)),
+                    HostItem::Cancel(_) => {}
+                }
+            }
+            for from in 0..self.shared.shards.len() {
+                while let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
+                    self.counts.remote_in += 1;
+                    if env.kind.counted() {
+                        self.dead_letter(env, DeadLetterReason::TargetFailed);
+                    }
+                }
+            }
+            self.publish();
+            self.park(Some(MAX_BACKOFF));
         }
     }
 

@@ -1235,3 +1235,37 @@ fn an_actor_dropping_the_last_handle_to_its_runtime_shuts_it_down() {
     done.recv_timeout(IDLE)
         .expect("dropping the runtime on its own shard returned");
 }
+
+/// A shard whose loop keeps panicking gives up running actor code, but still
+/// answers commands and counts what reaches it, so nothing waits for it and
+/// shutdown completes with every message accounted for.
+#[test]
+fn a_shard_that_keeps_panicking_gives_up_and_still_answers() {
+    let rt = builder(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let sink = rt
+        .spawn(&counter, SpawnOptions::new("sink").shard(0))
+        .unwrap();
+    rt.spawn(&counter, SpawnOptions::new("doomed").shard(1))
+        .unwrap();
+    for _ in 0..20 {
+        rt.inject_shard_panic(1);
+    }
+    let report = within(Duration::from_secs(60), "a shard that gave up", move || {
+        wait_for("the doomed actor is reported failed", || {
+            rt.stats().actor("doomed").unwrap().failure.is_some()
+        });
+        let err = rt
+            .spawn(&counter, SpawnOptions::new("new").shard(1))
+            .unwrap_err();
+        assert!(
+            matches!(err, SpawnError::ShardFailed { shard: 1 }),
+            "{err:?}"
+        );
+        rt.send(sink, b"x").unwrap();
+        assert!(rt.wait_idle(IDLE));
+        rt.shutdown()
+    });
+    assert_eq!(report.stats.actor("sink").unwrap().handled, 1);
+    assert!(!report.stats.actor("doomed").unwrap().alive);
+}
