@@ -16,11 +16,13 @@ pub const MAX_SLOTS_PER_SHARD: usize = 1 << SLOT_BITS;
 ///
 /// Addresses are plain `u64`s on the WebAssembly side (`wasmshard:actor/types.address`).
 /// The generation (32 bits) is checked on every delivery, so an address kept after its
-/// actor stopped never reaches a newer actor spawned into the same slot. A shard uses
-/// each of its slots once before it reuses any, and then reuses the one free the
-/// longest, so an address recurs only after its slot's generation wraps: 2^32 spawns
-/// into that slot, at least 2^32 × `max_actors` spawns on the shard (with the
-/// default 4096, about 1.8 × 10^13; months of spawning without pause).
+/// actor stopped never reaches a newer actor spawned into the same slot. A shard keeps
+/// spare slots beyond `max_actors` (as many again, up to 4096), uses each of its slots
+/// once before it reuses any, and then reuses the one free the longest; so even on a
+/// full shard a freed slot waits behind the spare ones, and an address recurs only
+/// after its slot's generation wraps: 2^32 spawns into that slot, at least
+/// 2^32 × min(`max_actors`, 4096) spawns on the shard (with the default 4096, about
+/// 1.8 × 10^13; months of spawning without pause).
 ///
 /// [`Address::HOST`] (`0`) is the sender of messages sent by the embedding host; it is
 /// never the address of an actor.

@@ -60,9 +60,22 @@ pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
 /// beyond the memory limit does), and the instance pool is sized to the same
 /// number, so no grow within it is refused.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
-/// The most slot words all shards keep together (`shards × max_actors`): 2^27,
-/// one GiB.
+/// The most slot words all shards keep together (`shards × (max_actors + spare
+/// slots)`): 2^27, one GiB.
 const MAX_SLOT_WORDS: u128 = 1 << 27;
+
+/// The most slots a shard keeps beyond `max_actors`.
+pub(crate) const MAX_SPARE_SLOTS: u32 = 4096;
+
+/// The largest `max_actors`: a shard's slots (`max_actors` and the spare ones)
+/// must fit the 24 bits an address gives them.
+pub const MAX_MAX_ACTORS: u32 = MAX_SLOTS_PER_SHARD as u32 - MAX_SPARE_SLOTS;
+
+/// Slots a shard keeps beyond `max_actors` (as many again, up to 4096): with
+/// them, a freed slot is reused only after at least that many other spawns.
+pub(crate) fn spare_slots(max_actors: u32) -> u32 {
+    max_actors.min(MAX_SPARE_SLOTS)
+}
 
 /// Refuses `value` outside `min..=max`.
 fn count(setting: &str, key: &str, value: u128, min: u128, max: u128) -> Result<(), BuildError> {
@@ -121,9 +134,11 @@ impl Config {
         })
     }
 
-    /// Slots each shard needs so that `max_actors` fit however they are placed.
+    /// Slots each shard keeps: room for `max_actors` however they are placed,
+    /// and [`spare_slots`] more, so that a freed slot waits behind at least that
+    /// many others before it is reused (see `Address`).
     pub(crate) fn slots_per_shard(&self) -> u32 {
-        self.max_actors
+        self.max_actors + spare_slots(self.max_actors)
     }
 
     /// The wasmtime engine these settings call for: a pooling allocator sized by
@@ -275,8 +290,11 @@ impl RuntimeBuilder {
     }
 
     /// Most actors alive at once, across all shards; sizes the instance pool:
-    /// 1 to 2^24 − 1, and `shards × max_actors` at most 2^27 (each shard keeps a
-    /// word for every actor it might hold). Default: 4096.
+    /// 1 to [`MAX_MAX_ACTORS`] (2^24 − 4096). Each shard keeps an 8-byte slot
+    /// word for every actor it might hold and for as many spare slots again (up
+    /// to 4096), and all shards together at most 2^27 words (one GiB), so
+    /// `shards × (max_actors + min(max_actors, 4096))` is at most 2^27.
+    /// Default: 4096.
     pub fn max_actors(mut self, n: u32) -> Self {
         self.config.max_actors = n;
         self
@@ -392,15 +410,17 @@ impl RuntimeBuilder {
             "max-actors",
             c.max_actors.into(),
             1,
-            MAX_SLOTS_PER_SHARD as u128 - 1,
+            MAX_MAX_ACTORS.into(),
         )?;
         // Each shard keeps a slot word (8 bytes) for every actor it might hold.
-        if c.shards as u128 * c.max_actors as u128 > MAX_SLOT_WORDS {
+        if c.shards as u128 * c.slots_per_shard() as u128 > MAX_SLOT_WORDS {
             return Err(BuildError::Setting(format!(
-                "shards × max_actors (manifest `shards`, `max-actors`) must be 1 to \
-                 {MAX_SLOT_WORDS} (each shard keeps 8 bytes for every actor it might hold), \
-                 not {} × {}",
-                c.shards, c.max_actors
+                "shards × max_actors (manifest `shards`, `max-actors`) is too large: each \
+                 shard keeps 8 bytes for every actor it might hold and for as many spare \
+                 slots again (up to 4096), at most {MAX_SLOT_WORDS} in all, not {} × ({} + {})",
+                c.shards,
+                c.max_actors,
+                spare_slots(c.max_actors)
             )));
         }
         count("batch", "batch", c.batch.into(), 1, MAX_BATCH.into())?;

@@ -234,12 +234,12 @@ pub enum BuildError {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Capacity {
-    /// Every slot of the shard holds an actor.
+    /// The shard holds `max_actors` actors.
     #[error("shard {shard} has all {slots} actor slots in use (raise max_actors)")]
     ShardFull {
         /// The shard.
         shard: usize,
-        /// Its slots.
+        /// Its slots for live actors (`max_actors`).
         slots: u32,
     },
     /// The instance pool (sized by `max_actors`) has no free instance.

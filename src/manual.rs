@@ -31,15 +31,20 @@ impl Manual {
     }
 
     /// Runs the control commands waiting for `shard` now (spawn and stop then
-    /// answer at once: no thread would take them).
+    /// answer at once: no thread would take them). They run as the shard, so
+    /// what they run (a native actor's `Drop` at a stop) that calls back into the
+    /// runtime is refused as from a handler, rather than locking the shards
+    /// again.
     pub(crate) fn take_commands(&self, shard: usize) {
         if let Some(s) = lock(&self.shards).get_mut(shard) {
-            // `Exit` is never sent to a manual runtime's shards.
-            if let Some(cause) = panics::quietly(|| {
-                s.take_commands();
-            }) {
-                s.crash(&cause);
-            }
+            shard::as_shard(self.runtime, shard, || {
+                // `Exit` is never sent to a manual runtime's shards.
+                if let Some(cause) = panics::quietly(|| {
+                    s.take_commands();
+                }) {
+                    s.crash(&cause);
+                }
+            });
         }
     }
 

@@ -479,24 +479,36 @@ impl Runtime {
     /// into mailboxes, due timeouts, up to 256 actor turns, overflow flushed.
     /// Never blocks. Returns whether any shard had something to do.
     ///
+    /// Called from one of the runtime's own actors (a handler, or a native
+    /// actor's `Drop`), where the shards are already running, it does nothing
+    /// and returns `false`.
+    ///
     /// # Panics
     ///
     /// If the runtime runs its own threads (built with [`RuntimeBuilder::build`]).
     pub fn step(&self) -> bool {
-        self.manual("step").step()
+        let manual = self.manual("step");
+        if shard::on_shard_of(self.directory.id) {
+            return false;
+        }
+        manual.step()
     }
 
     /// Steps every shard until none has anything to do now; returns the passes
     /// that did something. Open requests whose deadlines are still ahead stay
     /// open (see [`Runtime::wait_idle`] to wait for them too). The order in which
     /// actors run depends only on what was sent, so the same inputs give the same
-    /// run.
+    /// run. Called from one of the runtime's own actors, it does nothing and
+    /// returns 0 (as [`Runtime::step`]).
     ///
     /// # Panics
     ///
     /// As [`Runtime::step`].
     pub fn run_until_stalled(&self) -> u64 {
         let manual = self.manual("run_until_stalled");
+        if shard::on_shard_of(self.directory.id) {
+            return 0;
+        }
         let mut passes = 0;
         while manual.step() {
             passes += 1;

@@ -71,6 +71,9 @@ pub(crate) struct Shard {
     wasm: WasmSettings,
     /// Messages an actor handles per turn.
     batch: u32,
+    /// Most actors alive on this shard at once (its slot table has spare slots
+    /// beyond them).
+    max_actors: u32,
     /// How long the shard looks for work before it parks.
     park_spin: Duration,
     pin_core: bool,
@@ -123,6 +126,7 @@ impl Shard {
             },
             directory,
             batch: config.batch,
+            max_actors: config.max_actors,
             park_spin: config.park_spin,
             pin_core: config.pin_cores,
             parker,
@@ -427,20 +431,25 @@ impl Shard {
             return Err(SpawnError::ShuttingDown);
         }
         // Every slot is used once before any is reused, and then the one free the
-        // longest first: an address can only recur after 2^32 spawns into one slot
-        // (its generation wraps), which with S slots takes at least 2^32·S spawns
-        // on the shard (see `Address`).
-        let capacity = self.slots().len();
-        let slot = if (self.actors.len() as u32) < capacity {
-            self.actors.push(None);
-            self.actors.len() as u32 - 1
-        } else if let Some(s) = self.free.pop_front() {
-            s
-        } else {
+        // longest first. The table has spare slots beyond `max_actors` (as many
+        // again, up to 4096), so even on a full shard a freed slot waits behind
+        // the spare ones: an address can only recur after 2^32 spawns into one
+        // slot (its generation wraps), at least 2^32 × spare spawns on the shard
+        // (see `Address`).
+        if self.counts.actors >= u64::from(self.max_actors) {
             return Err(SpawnError::NoCapacity(Capacity::ShardFull {
                 shard: self.id,
-                slots: capacity,
+                slots: self.max_actors,
             }));
+        }
+        let slot = if (self.actors.len() as u32) < self.slots().len() {
+            self.actors.push(None);
+            self.actors.len() as u32 - 1
+        } else {
+            // Fewer than `max_actors` live: the spare slots, at least, are free.
+            self.free
+                .pop_front()
+                .expect("a shard below max_actors has free slots")
         };
         let generation = self.slots().activate(slot);
         let me = Address::new(self.id, slot, generation);

@@ -106,57 +106,96 @@ impl Threaded {
     /// ring, so the overflow becomes dead letters); exit (drain what is left, end
     /// the thread). Then the ticker ends. Returns the dead letters the shards kept.
     pub(crate) fn shutdown(&mut self, shared: &Shared) -> Vec<DeadLetter> {
-        let shards = &shared.shards[..self.threads.len()];
-        for phase in [Phase::StopAll, Phase::Seal] {
-            let answers: Vec<_> = shards
-                .iter()
-                .map(|shard| {
-                    let (reply, answer) = sync_channel(1);
-                    shard.command(match phase {
-                        Phase::StopAll => Command::StopAll { reply },
-                        Phase::Seal => Command::Seal { reply },
-                    });
-                    answer
-                })
-                .collect();
-            for a in answers {
-                // A shard whose thread is gone drops the command: no answer.
-                let _ = a.recv();
-            }
-        }
-        for shard in shards {
-            shard.command(Command::Exit);
-        }
-        let mut dead_letters = Vec::new();
-        for t in self.threads.drain(..) {
-            match t.join() {
-                Ok(exit) => dead_letters.extend(exit.dead_letters),
-                Err(_) => log::error!("wasmshard: a shard thread panicked"),
-            }
-        }
-        shared.stop_ticker();
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
-        dead_letters
+        let threads = std::mem::take(&mut self.threads);
+        phased_shutdown(shared, threads, self.ticker.take())
     }
 
     /// Shutdown from one of the runtime's own shard threads (an actor dropped the
-    /// last handle to its runtime): that thread cannot wait for itself, so every
-    /// shard is told to stop and end, and nobody waits. The threads end on their
-    /// own; their dead letters are counted, not returned.
-    pub(crate) fn shutdown_detached(&mut self, shared: &Shared) {
-        for shard in shared.shards[..self.threads.len()].iter() {
-            let (reply, _) = sync_channel(1);
-            shard.command(Command::StopAll { reply });
-            let (reply, _) = sync_channel(1);
-            shard.command(Command::Seal { reply });
-            shard.command(Command::Exit);
+    /// last handle to its runtime): that thread cannot wait for itself, so a
+    /// thread of its own runs the same phased shutdown once the actor's handler
+    /// has returned, and logs what was left undelivered (the report has nobody
+    /// to go to). Nothing is lost uncounted: the phases are the same.
+    pub(crate) fn shutdown_detached(&mut self, shared: &Arc<Shared>) {
+        let threads = std::mem::take(&mut self.threads);
+        let ticker = self.ticker.take();
+        let s = shared.clone();
+        let run = move || {
+            let dead_letters = phased_shutdown(&s, threads, ticker);
+            let counted: u64 = s
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.counters.snapshot(i).dead_letters)
+                .sum();
+            log::warn!(
+                target: "wasmshard",
+                "wasmshard: shut down from inside one of its actors (it dropped the last \
+                 handle to its runtime): {counted} dead letters{}",
+                dead_letters
+                    .first()
+                    .map(|d| format!(", the first to {}", d.to))
+                    .unwrap_or_default()
+            );
+        };
+        let started = std::thread::Builder::new()
+            .name("wasmshard-shutdown".into())
+            .spawn(run);
+        if let Err(e) = started {
+            // No thread for it: the shards are told to stop and end without
+            // waiting (what is in flight between them may go uncounted).
+            log::error!("wasmshard: no thread for a detached shutdown ({e}); shards told to end");
+            for shard in shared.shards.iter() {
+                let (reply, _) = sync_channel(1);
+                shard.command(Command::StopAll { reply });
+                let (reply, _) = sync_channel(1);
+                shard.command(Command::Seal { reply });
+                shard.command(Command::Exit);
+            }
+            shared.stop_ticker();
         }
-        self.threads.clear();
-        shared.stop_ticker();
-        self.ticker = None;
     }
+}
+
+/// The three shutdown phases over `threads` (see [`Threaded::shutdown`]); joins
+/// them and the ticker, and returns the dead letters the shards kept.
+fn phased_shutdown(
+    shared: &Shared,
+    threads: Vec<JoinHandle<ShardExit>>,
+    ticker: Option<JoinHandle<()>>,
+) -> Vec<DeadLetter> {
+    let shards = &shared.shards[..threads.len()];
+    for phase in [Phase::StopAll, Phase::Seal] {
+        let answers: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let (reply, answer) = sync_channel(1);
+                shard.command(match phase {
+                    Phase::StopAll => Command::StopAll { reply },
+                    Phase::Seal => Command::Seal { reply },
+                });
+                answer
+            })
+            .collect();
+        for a in answers {
+            // A shard whose thread is gone drops the command: no answer.
+            let _ = a.recv();
+        }
+    }
+    for shard in shards {
+        shard.command(Command::Exit);
+    }
+    let mut dead_letters = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(exit) => dead_letters.extend(exit.dead_letters),
+            Err(_) => log::error!("wasmshard: a shard thread panicked"),
+        }
+    }
+    shared.stop_ticker();
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
+    dead_letters
 }
 
 #[derive(Clone, Copy)]

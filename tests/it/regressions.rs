@@ -1236,6 +1236,187 @@ fn an_actor_dropping_the_last_handle_to_its_runtime_shuts_it_down() {
         .expect("dropping the runtime on its own shard returned");
 }
 
+/// The shutdown an actor started by dropping the last handle to its runtime told
+/// every shard to stop, seal and exit at once, without the phases: a shard could
+/// end while another still routed messages admitted for it into their ring,
+/// where they were neither delivered nor counted. Now the phased shutdown runs on
+/// a thread of its own and logs what it counted.
+#[test]
+fn a_detached_shutdown_delivers_or_counts_what_was_in_flight() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc;
+    const SENT: u64 = 300;
+    let logs = runtime_log();
+    let rt = Arc::new(builder(2).mailbox_capacity(1024).build().unwrap());
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let sink = rt
+        .spawn_native(
+            "sink",
+            Some(0),
+            Native(move |_: &mut Context<'_>, _, _: &[u8]| {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+    let held: Arc<Mutex<Option<Arc<wasmshard::Runtime>>>> = Arc::default();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let go = Mutex::new(go);
+    let (done_tx, done) = mpsc::channel();
+    let hold = held.clone();
+    let owner = rt
+        .spawn_native(
+            "owner",
+            Some(1),
+            Native(move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                go.lock().unwrap().recv().unwrap();
+                // Admitted now, routed to shard 0 when this handler returns.
+                let sent = (0..SENT).filter(|_| ctx.send(sink, b"m").is_ok()).count();
+                drop(hold.lock().unwrap().take());
+                // Shard 0 has been told to shut down meanwhile.
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = done_tx.send(sent as u64);
+            }),
+        )
+        .unwrap();
+    *held.lock().unwrap() = Some(rt.clone());
+    rt.send(owner, b"drop it").unwrap();
+    drop(rt);
+    go_tx.send(()).unwrap();
+    let sent = done.recv_timeout(IDLE).expect("the handler returned");
+    assert_eq!(sent, SENT, "every send was admitted");
+    let mut line = None;
+    wait_for("the detached shutdown's log line", || {
+        line = logs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("shut down from inside one of its actors"))
+            .cloned();
+        line.is_some()
+    });
+    let line = line.unwrap();
+    let dead: u64 = line
+        .split(": ")
+        .nth(2)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    assert_eq!(
+        handled.load(Ordering::SeqCst) + dead,
+        SENT,
+        "handled {} and {dead} dead letters ({line})",
+        handled.load(Ordering::SeqCst)
+    );
+}
+
+/// With all but one of a shard's slots taken, every spawn reused that one slot:
+/// an address recurred after 2^32 spawns, not the 2^32 × `max_actors` documented.
+/// The shard now keeps spare slots (as many again as `max_actors`, up to 4096),
+/// so a freed slot waits behind them, and `max_actors` still bounds live actors.
+#[test]
+fn a_nearly_full_shard_does_not_reuse_one_slot_over_and_over() {
+    use wasmshard::Capacity;
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(3)
+        .build_manual()
+        .unwrap();
+    let slot = |a: Address| (a.to_bits() >> 32) & 0xff_ffff;
+    let idle = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
+    rt.spawn_native("a", None, idle).unwrap();
+    rt.spawn_native("b", None, idle).unwrap();
+    let mut slots = Vec::new();
+    for i in 0..12 {
+        let c = rt.spawn_native(&format!("c{i}"), None, idle).unwrap();
+        let err = rt.spawn_native("one too many", None, idle).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpawnError::NoCapacity(Capacity::ShardFull { slots: 3, .. })
+            ),
+            "{err:?}"
+        );
+        slots.push(slot(c));
+        rt.stop(c).unwrap();
+    }
+    for (i, s) in slots.iter().enumerate() {
+        if let Some(again) = slots[i + 1..].iter().position(|t| t == s) {
+            assert!(
+                again >= 3,
+                "slot {s} reused after {again} other spawns: {slots:?}"
+            );
+        }
+    }
+}
+
+/// On a manual runtime, a handler that stepped its runtime, or a native actor
+/// whose `Drop` (run by `Runtime::stop`) spawned or stepped, locked the shards the
+/// caller already held: a deadlock, or a panic of the standard library's mutex.
+/// Those calls are now refused as every reentrant call is.
+#[test]
+fn stepping_a_manual_runtime_from_its_own_actor_is_refused() {
+    struct CallsBackOnDrop {
+        rt: Arc<std::sync::OnceLock<std::sync::Weak<Runtime>>>,
+        out: Arc<Mutex<Vec<String>>>,
+    }
+    impl NativeActor for CallsBackOnDrop {
+        fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+    }
+    impl Drop for CallsBackOnDrop {
+        fn drop(&mut self) {
+            if let Some(rt) = self.rt.get().and_then(|w| w.upgrade()) {
+                let spawned = rt.spawn_native("late", Some(0), Echo);
+                let stepped = rt.step();
+                let stalled = rt.run_until_stalled();
+                self.out
+                    .lock()
+                    .unwrap()
+                    .push(format!("{spawned:?} {stepped} {stalled}"));
+            }
+        }
+    }
+    let rt = Arc::new(builder(1).build_manual().unwrap());
+    let handle: Arc<std::sync::OnceLock<std::sync::Weak<Runtime>>> = Arc::default();
+    let out: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (h, o) = (handle.clone(), out.clone());
+    let stepper = rt
+        .spawn_native(
+            "stepper",
+            Some(0),
+            Native(move |_: &mut Context<'_>, _, _: &[u8]| {
+                let rt = h.get().and_then(|w| w.upgrade()).unwrap();
+                let stepped = rt.step();
+                let stalled = rt.run_until_stalled();
+                o.lock().unwrap().push(format!("{stepped} {stalled}"));
+            }),
+        )
+        .unwrap();
+    let dropper = rt
+        .spawn_native(
+            "dropper",
+            Some(0),
+            CallsBackOnDrop {
+                rt: handle.clone(),
+                out: out.clone(),
+            },
+        )
+        .unwrap();
+    handle.set(Arc::downgrade(&rt)).unwrap();
+    rt.send(stepper, b"go").unwrap();
+    let r = rt.clone();
+    within(Duration::from_secs(60), "reentrant stepping", move || {
+        r.run_until_stalled();
+        r.stop(dropper).unwrap();
+    });
+    assert_eq!(
+        *out.lock().unwrap(),
+        ["false 0", "Err(Reentrant) false 0"],
+        "what the reentrant calls returned"
+    );
+    assert!(rt.lookup("late").is_none());
+}
+
 /// A shard whose loop keeps panicking gives up running actor code, but still
 /// answers commands and counts what reaches it, so nothing waits for it and
 /// shutdown completes with every message accounted for.
