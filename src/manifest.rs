@@ -257,6 +257,10 @@ impl Manifest {
             }
             s.bytes()?;
         }
+        m.sends
+            .iter()
+            .try_fold(0u64, |n, s| n.checked_add(s.repeat.unwrap_or(1)))
+            .ok_or_else(|| invalid("the sends' repeats add up to more than 2^64 − 1".into()))?;
         Ok(m)
     }
 
@@ -371,7 +375,12 @@ impl Manifest {
                 .is_some_and(|f| f.load(Ordering::Relaxed))
                 || deadline.is_some_and(|d| Instant::now() >= d)
         };
-        let total: u64 = self.sends.iter().map(|s| s.repeat.unwrap_or(1)).sum();
+        // (`parse` refuses repeats that add up past `u64::MAX`; fields changed
+        // since are counted up to it.)
+        let total = self
+            .sends
+            .iter()
+            .fold(0u64, |n, s| n.saturating_add(s.repeat.unwrap_or(1)));
         let (mut delivered, mut refused) = (0u64, 0u64);
         'sends: for s in &self.sends {
             let payload = s.bytes()?;
@@ -425,7 +434,7 @@ impl Manifest {
         Ok(RunReport {
             actors: report.stats.actors,
             dead_letters: report.dead_letter_count,
-            undelivered_sends: total - delivered,
+            undelivered_sends: total.saturating_sub(delivered),
             refused_sends: refused,
             idle,
             interrupted,

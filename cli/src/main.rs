@@ -277,8 +277,11 @@ fn bench(
         "native" => &[Actors::Native],
         other => anyhow::bail!("--actors {other}: expected component, native or both"),
     };
-    if messages == 0 {
-        anyhow::bail!("--messages must be at least 1");
+    if !(1..=wasmshard::bench::MAX_MESSAGES).contains(&messages) {
+        anyhow::bail!(
+            "--messages {messages}: 1 to {} operations per workload",
+            wasmshard::bench::MAX_MESSAGES
+        );
     }
     let shards = shards.unwrap_or_else(|| {
         std::thread::available_parallelism()

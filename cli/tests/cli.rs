@@ -166,6 +166,11 @@ fn a_bad_manifest_is_refused_clearly() {
             "[runtime]\nshards = 0\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
             "shards",
         ),
+        // Repeats that add up past 2^64 overflowed the count of sends (a panic).
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 2\n",
+            "repeats add up",
+        ),
     ];
     for (i, (text, expect)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
@@ -462,6 +467,19 @@ fn ctrl_c_shuts_down_and_reports() {
 
 /// A bad `--payload` was refused only when the workload that used it ran, after
 /// the ones before it.
+/// `--messages` beyond what a run can count or record (each round trip's time is
+/// kept) overflowed, or aborted the process allocating the samples.
+#[test]
+fn bench_refuses_too_many_messages_before_running_anything() {
+    for n in ["18446744073709551615", "100000001"] {
+        let out = wasmshard(&["bench", "ping-pong", "--messages", n]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{n}: {stderr}");
+        assert!(stderr.contains("--messages"), "{n}: {stderr}");
+        assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
+    }
+}
+
 #[test]
 fn bench_refuses_a_bad_payload_before_running_anything() {
     let out = wasmshard(&[

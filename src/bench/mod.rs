@@ -230,6 +230,11 @@ impl Params {
 /// Round-trip times recorded by native actors, handed over once per run.
 type Samples = Arc<Mutex<Vec<u64>>>;
 
+/// The most operations one measurement takes (10^8): its counts fit the
+/// workloads' 32-bit commands, and the recorded round-trip times (8 bytes each)
+/// fit in memory.
+pub const MAX_MESSAGES: u64 = 100_000_000;
+
 /// Actors spawned per batch in `spawn` (they are stopped between batches).
 const SPAWN_BATCH: u64 = 1000;
 
@@ -282,18 +287,25 @@ pub struct Measurement {
     pub bytes_per_actor: Option<u64>,
 }
 
-/// Measures `workload` with `actors` over `messages` operations, after a warm-up
-/// of a tenth as many, and its floor likewise (components only).
+/// Measures `workload` with `actors` over `messages` operations (1 to
+/// [`MAX_MESSAGES`]), after a warm-up of a tenth as many, and its floor likewise
+/// (components only).
 ///
 /// # Errors
 ///
-/// As [`System::new`], [`System::run`] and [`Floor::new`].
+/// `messages` beyond [`MAX_MESSAGES`]; and as [`System::new`], [`System::run`]
+/// and [`Floor::new`].
 pub fn measure(
     workload: Workload,
     actors: Actors,
     params: &Params,
     messages: u64,
 ) -> Result<Measurement, BenchError> {
+    if messages > MAX_MESSAGES {
+        return Err(err(format!(
+            "{messages} operations: a measurement takes at most {MAX_MESSAGES}"
+        )));
+    }
     let messages = messages.max(1);
     let warm = (messages / 10).clamp(1, 100_000);
     let mut sys = System::new(workload, actors, params)?;

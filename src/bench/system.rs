@@ -261,8 +261,9 @@ impl System {
         }
     }
 
-    /// Runs `ops` operations and returns how long they took. For `fan-out`, whole
-    /// rounds run, and the time is scaled to `ops`.
+    /// Runs `ops` operations (taken as 1 to [`super::MAX_MESSAGES`]) and returns
+    /// how long they took. For `fan-out`, whole rounds run, and the time is scaled
+    /// to `ops`.
     ///
     /// # Errors
     ///
@@ -301,7 +302,7 @@ impl System {
     }
 
     fn run_inner(&mut self, ops: u64, record: bool) -> Result<Duration, BenchError> {
-        let ops = ops.clamp(1, u32::MAX as u64 / 2);
+        let ops = ops.clamp(1, super::MAX_MESSAGES);
         if self.workload == Workload::Spawn {
             return self.run_spawn(ops);
         }
