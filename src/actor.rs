@@ -55,9 +55,30 @@ pub(crate) struct WasmActor {
     budget: Option<u64>,
 }
 
+/// How a component's spawn ended short of an actor.
+pub(crate) enum InitEnd {
+    /// Instantiation or `init` failed: the spawn's error.
+    Failed(SpawnError),
+    /// The runtime's own code panicked during `init` (the payload, to go on
+    /// unwinding once the spawn is undone).
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
 /// Runs a native handler; a panic fails the actor alone, like a trapping component.
+/// (With the `testing` feature, a `RuntimeDefect` payload passes through,
+/// as a panic of the runtime's own code during the call would.)
 fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
-    panics::contain(f).map_err(|msg| {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Ok(r),
+        Err(payload) => {
+            #[cfg(feature = "testing")]
+            if payload.is::<crate::RuntimeDefect>() {
+                std::panic::resume_unwind(payload);
+            }
+            Err(panics::settle(payload))
+        }
+    }
+    .map_err(|msg| {
         Failure::new(
             FailureKind::Panic,
             format!("native actor panicked: {msg}"),
@@ -216,7 +237,7 @@ impl WasmActor {
         name: Arc<str>,
         config: &[u8],
         table: &mut Option<Box<Requests>>,
-    ) -> Result<WasmActor, (SpawnError, Vec<Envelope>)> {
+    ) -> Result<WasmActor, (InitEnd, Vec<Envelope>)> {
         let ctx = ActorCtx::new(me, name, settings.directory.clone(), settings.memory_limit);
         let pre = &component.inner.pre;
         let mut store = Store::new(pre.engine(), ctx);
@@ -231,7 +252,7 @@ impl WasmActor {
                 } else {
                     SpawnError::Instantiate(describe(e, &store.data().limiter))
                 };
-                return Err((err, Vec::new()));
+                return Err((InitEnd::Failed(err), Vec::new()));
             }
         };
         store.data_mut().instantiated = true;
@@ -247,8 +268,20 @@ impl WasmActor {
         // same component, and every instance of a component has the same types.
         let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
         store.data_mut().out.table = table.take();
-        let result = init.call(&mut store, (config,));
+        // A panic of the runtime's own code inside `init` (a host function's
+        // defect) must not take the shard's request table, or what `init` sent,
+        // down with the store: both are handed back, and the panic goes on.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            init.call(&mut store, (config,))
+        }));
         *table = store.data_mut().out.table.take();
+        let result = match result {
+            Ok(result) => result,
+            Err(payload) => {
+                let staged = std::mem::take(&mut store.data_mut().out.staged);
+                return Err((InitEnd::Panicked(payload), staged));
+            }
+        };
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
             Ok((Ok(()),)) => Ok(WasmActor {
@@ -259,13 +292,13 @@ impl WasmActor {
                 budget,
             }),
             Ok((Err(msg),)) => Err((
-                SpawnError::Init(msg),
+                InitEnd::Failed(SpawnError::Init(msg)),
                 std::mem::take(&mut store.data_mut().out.staged),
             )),
             Err(e) => {
                 let why = describe(e, &store.data().limiter);
                 Err((
-                    SpawnError::InitFailed(why),
+                    InitEnd::Failed(SpawnError::InitFailed(why)),
                     std::mem::take(&mut store.data_mut().out.staged),
                 ))
             }

@@ -113,8 +113,11 @@ const MAX_TEXT_NESTING: usize = 512;
 
 /// Refuses what would be too costly to compile before compiling it: a file over
 /// [`MAX_COMPONENT_SIZE`], and a component nested too deep or holding too many
-/// modules, components or instances. A component that fits these is bounded in
-/// what it costs to compile by its size.
+/// modules, components or instances. What is left costs compile time roughly in
+/// proportion to its bytes (its functions and their bodies), which the size cap
+/// bounds, together with the validator's own limits (at most a million
+/// functions, 128 KiB per function body, 50 000 locals per function); functions
+/// are not counted here.
 fn bound(binary: &[u8]) -> Result<(), LoadError> {
     let (mut depth, mut pieces, mut instances) = (0usize, 0usize, 0usize);
     for payload in wasmparser::Parser::new(0).parse_all(binary) {

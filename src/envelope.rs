@@ -66,3 +66,13 @@ impl Envelope {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The docs give a ring's memory as capacity × 112 bytes: an envelope and the
+    /// queue's stamp. A change of the envelope's size must change them too.
+    #[test]
+    fn a_ring_slot_is_112_bytes() {
+        assert_eq!(std::mem::size_of::<super::Envelope>() + 8, 112);
+    }
+}

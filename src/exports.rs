@@ -6,8 +6,8 @@
 //! `TypedFunc::new_unchecked`, whose soundness rests on this check: each export's
 //! parameter and result types must be exactly those of the Rust types the calls
 //! use (`u64` for `u64`, `list<u8>` for `&[u8]` and `LiftedBytes`, the enum
-//! `request-error` with exactly its five cases in order for `RequestError`), which
-//! is what wasmtime's own type check of those Rust types accepts.
+//! `request-error` with exactly its five cases in order for `RequestError`): a
+//! subset of what wasmtime's own type check of those Rust types accepts.
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, Type};

@@ -33,14 +33,17 @@
 //! | [`Address`] | `u64`: shard, slot, generation | a stale address never reaches a newer actor in the same slot |
 //! | [`NativeActor`] | a Rust actor, scheduled like a component | runs on its shard's thread |
 //! | envelope | `{to, from, kind, payload}` | payloads up to 64 bytes inline, no heap allocation |
-//!
 //! | [`PendingReply`] | a request the host made | `Send + Sync`; dropping it cancels the request |
 //!
 //! Components implement the `wasmshard:actor/component` world ([`WIT`]). Sends are
 //! admitted against the target's bounded mailbox at once (`mailbox-full` when it is
 //! full, for same-shard and cross-shard senders alike); messages from one sender to
 //! one receiver arrive in order (the host's tells and requests included); every
-//! message admitted is handled or counted as a dead letter, through shutdown too.
+//! message admitted is handled or counted as a dead letter, through shutdown too,
+//! and every request admitted ends exactly once for its requester (a reply, or
+//! `timeout`, `cancelled`, `target-failed`, `target-stopped`; a request to a
+//! target that stopped or failed ends with a failure, not as a dead letter,
+//! unless shutdown has stopped its requester too).
 //! A trap, an exhausted CPU budget, a memory- or table-limit hit, or a native
 //! actor's panic stops that actor only. Loading a component runs none of its code.
 //!
@@ -107,6 +110,9 @@ pub use error::{
 };
 pub use native::{Context, NativeActor};
 pub use pending::PendingReply;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use runtime::RuntimeDefect;
 pub use runtime::{Runtime, SpawnOptions};
 pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RequestStats, ShardStats,

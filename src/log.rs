@@ -134,7 +134,11 @@ pub(crate) fn emit(
             }
         }
         None => {
-            log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name())
+            // The process's logger is not ours either: a panic there loses the
+            // record, not the shard.
+            let _ = crate::panics::quietly(
+                || log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name()),
+            );
         }
     }
 }

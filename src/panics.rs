@@ -16,16 +16,17 @@ pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
 /// Runs `f`, catching a panic: its result, or the panic's message. A payload
 /// whose own `Drop` panics is kept (leaked) rather than unwinding again.
 pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => Ok(r),
-        Err(payload) => {
-            let message = message(&*payload);
-            if let Err(worse) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-                std::mem::forget(worse);
-            }
-            Err(message)
-        }
+    catch_unwind(AssertUnwindSafe(f)).map_err(settle)
+}
+
+/// A caught panic's message; its payload is dropped, or kept (leaked) if its own
+/// `Drop` panics, rather than unwinding again.
+pub(crate) fn settle(payload: Box<dyn Any + Send>) -> String {
+    let message = message(&*payload);
+    if let Err(worse) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(worse);
     }
+    message
 }
 
 /// Runs `f`, catching a panic: the panic's message, if there was one.

@@ -295,7 +295,20 @@ impl Runtime {
         }
         let (reply, answer) = sync_channel(1);
         self.command(address.shard(), Command::Stop { address, reply });
-        self.answer(&answer).unwrap_or(Err(StopError::ShuttingDown))
+        self.answer(&answer).unwrap_or_else(|| {
+            // No answer: the shard's thread is gone (its actors failed with it),
+            // or the runtime is shutting down.
+            Err(
+                if self.shared.shards[address.shard()]
+                    .dead
+                    .load(Ordering::SeqCst)
+                {
+                    StopError::UnknownTarget(address)
+                } else {
+                    StopError::ShuttingDown
+                },
+            )
+        })
     }
 
     /// The address registered under `name`.
@@ -460,6 +473,16 @@ impl Runtime {
         self.report(drained, dead_letters)
     }
 }
+
+/// A panic payload that stands for a defect of the runtime's own code, for the
+/// project's own tests (the `testing` feature): a native actor's handler that
+/// panics with it (`std::panic::panic_any(RuntimeDefect)`) is not contained as
+/// the actor's failure but unwinds into the shard's loop, as a panic of the
+/// runtime during the call would.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RuntimeDefect;
 
 /// Fault injection for the project's own tests (the `testing` feature).
 #[cfg(feature = "testing")]

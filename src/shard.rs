@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crate::actor::{Actor, Body, WasmActor, WasmSettings};
+use crate::actor::{Actor, Body, InitEnd, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
@@ -101,6 +101,12 @@ pub(crate) struct Shard {
     pass_end_tick: u64,
     /// Open requests made from this shard; lent to the actor being invoked.
     table: Option<Box<Requests>>,
+    /// Whether an admitted (counted) envelope is being handled: if the shard's
+    /// loop panics then, it is counted as a dead letter.
+    in_hand: bool,
+    /// The spawn under way: its slot, name and address (undone if the shard's
+    /// loop panics before it is placed).
+    spawning: Option<(u32, Arc<str>, Address)>,
     dead_letters: Vec<DeadLetter>,
     /// Counters, published to the shard handle once per pass. (The request
     /// counters are kept by the request table.)
@@ -142,6 +148,8 @@ impl Shard {
             backoff: MIN_BACKOFF,
             pass_end_tick: PASS_TICKS,
             table: Some(Box::new(Requests::new(id))),
+            in_hand: false,
+            spawning: None,
             dead_letters: Vec::new(),
             counts: ShardStats {
                 shard: id,
@@ -211,6 +219,13 @@ impl Shard {
         self.failed = true;
         // Nothing more leaves this shard: its overflow becomes dead letters.
         self.seal();
+        // It fires no timeouts: the host's requests still open here end now (if
+        // the crash did not end them already).
+        if let Some(table) = self.table.as_mut() {
+            for waiter in table.close_host_waiters() {
+                waiter.fulfil(Err(RequestError::TargetFailed));
+            }
+        }
         loop {
             while let Some(cmd) = self.handle().control.pop() {
                 self.counts.control_in += 1;
@@ -303,6 +318,24 @@ impl Shard {
             self.table = Some(Box::new(Requests::new(self.id)));
         }
         self.table().abandon_all();
+        // The envelope being handled when the loop panicked is gone with the
+        // unwinding: counted, so nothing admitted goes uncounted.
+        if std::mem::take(&mut self.in_hand) {
+            self.counts.dead_letters += 1;
+        }
+        // A spawn cut short: its slot and name are freed.
+        if let Some((slot, name, me)) = self.spawning.take()
+            && self.actors[slot as usize].is_none()
+        {
+            self.slots().deactivate(slot);
+            self.free.push_back(slot);
+            self.directory.unregister(&name, me);
+        }
+        // What the actors sent before (admitted, staged) goes on its way; then
+        // each fails, and what it held ends.
+        for slot in 0..self.actors.len() as u32 {
+            self.route_staged(slot);
+        }
         let why = Failure::new(
             FailureKind::ShardFailed,
             format!("shard {} failed: {cause}", self.id),
@@ -312,6 +345,11 @@ impl Shard {
             if self.actors[slot as usize].is_some() {
                 self.fail(slot, why.clone(), None);
             }
+        }
+        // No actor is left here to answer the host's requests: they end now
+        // (a shard that gives up fires no timeouts).
+        for waiter in self.table().close_host_waiters() {
+            waiter.fulfil(Err(RequestError::TargetFailed));
         }
         self.publish();
     }
@@ -454,6 +492,7 @@ impl Shard {
         let generation = self.slots().activate(slot);
         let me = Address::new(self.id, slot, generation);
         self.directory.register(&name, me);
+        self.spawning = Some((slot, name.clone(), me));
         let native = matches!(body, SpawnBody::Native(_));
         let body = match body {
             SpawnBody::Native(actor) => Ok(Body::Native {
@@ -470,6 +509,7 @@ impl Shard {
             )
             .map(Body::Wasm),
         };
+        self.spawning = None;
         match body {
             Ok(body) => {
                 let info = Arc::new(ActorInfo::new(name, me, native));
@@ -479,7 +519,7 @@ impl Shard {
                 self.route_staged(slot);
                 Ok(me)
             }
-            Err((err, staged)) => {
+            Err((end, staged)) => {
                 self.slots().deactivate(slot);
                 self.free.push_back(slot);
                 self.directory.unregister(&name, me);
@@ -489,7 +529,12 @@ impl Shard {
                 for env in staged {
                     self.route(env);
                 }
-                Err(err)
+                match end {
+                    InitEnd::Failed(err) => Err(err),
+                    // The runtime's own code panicked inside `init`: undone as
+                    // above, the panic goes on to the shard's loop.
+                    InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),
+                }
             }
         }
     }
@@ -635,7 +680,7 @@ impl Shard {
             return self.end_request(id, result, env);
         }
         if self.stopping {
-            return self.dead_letter(env, DeadLetterReason::ShuttingDown);
+            return self.refuse(env);
         }
         let slot = env.to.slot();
         match self.actors.get_mut(slot as usize) {
@@ -657,6 +702,25 @@ impl Shard {
                 )),
                 _ => self.dead_letter(env, DeadLetterReason::TargetGone),
             },
+        }
+    }
+
+    /// An envelope for a shard that runs no actors: at shutdown a dead letter; on a
+    /// failed shard, a request ends for its requester with `target-failed` (while
+    /// the shard can still send; a message is a dead letter).
+    #[cold]
+    fn refuse(&mut self, env: Envelope) {
+        if !self.failed {
+            return self.dead_letter(env, DeadLetterReason::ShuttingDown);
+        }
+        match env.kind {
+            Kind::Request(id, _) if !self.sealed => self.route(Envelope::failure(
+                env.from,
+                env.to,
+                id,
+                RequestError::TargetFailed,
+            )),
+            _ => self.dead_letter(env, DeadLetterReason::TargetFailed),
         }
     }
 
@@ -807,10 +871,13 @@ impl Shard {
                 break;
             };
             taken += 1;
-            counted += env.kind.counted() as u32;
+            let admitted = env.kind.counted();
+            counted += admitted as u32;
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
+            self.in_hand = admitted;
             let result = actor.handle(&env);
+            self.in_hand = false;
             self.table = actor.outbox().table.take();
             if result.is_ok() {
                 actor.handled += 1;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Lines waiting for stderr, at most.
 const QUEUE: usize = 8192;
@@ -76,18 +76,34 @@ impl Logs {
         }
     }
 
-    /// Waits (up to two seconds) until what was queued is written, saying first
-    /// how many lines were dropped, if any.
+    /// Waits (up to two seconds in all, however stuck stderr is) until what was
+    /// queued is written, saying first how many lines were dropped, if any.
     pub(crate) fn flush(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            let _ = self.tx.send(Item::Line(format!(
-                "wasmshard: {dropped} log lines were dropped (stderr did not keep up)\n"
-            )));
+            let note =
+                format!("wasmshard: {dropped} log lines were dropped (stderr did not keep up)\n");
+            self.send_by(Item::Line(note), deadline);
         }
         let (ack, done) = sync_channel(1);
-        if self.tx.send(Item::Flush(ack)).is_ok() {
-            let _ = done.recv_timeout(Duration::from_secs(2));
+        if self.send_by(Item::Flush(ack), deadline) {
+            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Queues `item` if room opens before `deadline`; whether it was queued.
+    fn send_by(&self, mut item: Item, deadline: Instant) -> bool {
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Full(_)) => return false,
+            }
         }
     }
 }

@@ -383,6 +383,28 @@ fn a_closed_stderr_neither_panics_nor_hangs_a_run() {
     assert!(out.contains("ran to idle"), "{out}");
 }
 
+/// With stderr a pipe nobody reads, the log queue filled and the final flush
+/// waited for room in it for ever: the run never ended.
+#[test]
+fn a_stuck_stderr_does_not_hold_the_run_at_its_end() {
+    let dir = tempdir();
+    // More log lines than the queue holds (8192), more bytes than a pipe buffers.
+    let path = manifest(
+        &dir,
+        "flood.toml",
+        "[[actor]]\nname = \"c\"\ncomponent = \"FIXTURES/counter.wat\"\n[[send]]\nto = \"c\"\npayload = \"report\"\nrepeat = 20000\n",
+    );
+    let mut child = start(&["run", path.to_str().unwrap()]);
+    // Held open, never read.
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let status = finish(child, std::time::Duration::from_secs(60));
+    let out = read(stdout);
+    drop(stderr);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("ran to idle"), "{out}");
+}
+
 /// A closed stdout (`wasmshard run x.toml | head -1`) panicked the command (exit
 /// status 101).
 #[test]

@@ -1,7 +1,11 @@
 //! Property tests with random input, run by `cargo test` with a bounded number of
 //! cases: a guest's host calls with random arguments (addresses, ids, pointers,
 //! lengths, log levels, timeouts), and random manifests. Whatever the input: no
-//! panic, no hang, and every message and request accounted for.
+//! panic, no hang, the runtime still delivers afterwards, and every request (the
+//! host's and the guests') ended exactly once; for manifests, every send is
+//! counted as delivered, refused or undelivered. (Message conservation under
+//! failure, shutdown and floods has its own tests in `regressions` and
+//! `lifecycle`.)
 //!
 //! `cargo test` runs 40 cases of each from a fixed seed;
 //! `WASMSHARD_FUZZ_CASES=2000 cargo test fuzz` runs 2000 from a random one.

@@ -1417,6 +1417,97 @@ fn stepping_a_manual_runtime_from_its_own_actor_is_refused() {
     assert!(rt.lookup("late").is_none());
 }
 
+/// A native actor whose handler, on a host request, sends messages and then hits
+/// a defect of the runtime (a panic the actor's guard does not contain).
+struct Defective {
+    sink: Address,
+}
+
+impl NativeActor for Defective {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        _: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        for _ in 0..5 {
+            ctx.send(self.sink, b"sent before the defect").unwrap();
+        }
+        std::panic::panic_any(wasmshard::RuntimeDefect)
+    }
+}
+
+/// When the shard's loop panicked inside a handler, what the actor had sent was
+/// dropped with its outbox, the request being handled vanished uncounted, and the
+/// host waited for that request until its timeout (for ever on a shard that gave
+/// up). Now the sends go on their way, the envelope in hand is a dead letter, and
+/// the host's request ends `target-failed` at once.
+#[test]
+fn a_defect_inside_a_handler_loses_nothing_and_leaves_no_one_waiting() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let (sink, inbox) = probe(&rt, "sink", 0);
+    let doomed = rt
+        .spawn_native("doomed", Some(1), Defective { sink })
+        .unwrap();
+    let r = rt.clone();
+    let result = within(Duration::from_secs(60), "the host's request", move || {
+        r.request(doomed, b"q", Duration::from_secs(3600))
+            .unwrap()
+            .wait(Duration::from_secs(3600))
+    });
+    assert_eq!(result, Some(Err(RequestError::TargetFailed)));
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(inbox.lock().unwrap().len(), 5, "the sends made before");
+    let stats = rt.stats();
+    assert_eq!(stats.shards[1].dead_letters, 1, "the request in hand");
+    assert!(stats.actor("doomed").unwrap().failure.is_some());
+}
+
+/// A request admitted for an actor whose shard then failed was counted as a dead
+/// letter there, and its requester heard nothing until its timeout. It now ends
+/// with `target-failed`.
+#[test]
+fn a_request_reaching_a_failed_shard_ends_target_failed() {
+    let rt = builder(2).build_manual().unwrap();
+    let doomed = rt.spawn_native("doomed", Some(0), Echo).unwrap();
+    type Outcomes = Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>;
+    let outcomes: Outcomes = Arc::default();
+    struct Ask {
+        target: Address,
+        outcomes: Outcomes,
+    }
+    impl NativeActor for Ask {
+        fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+            ctx.request(self.target, b"q", 3_600_000_000_000).unwrap();
+        }
+        fn handle_response(&mut self, _: &mut Context<'_>, _: u64, r: Result<&[u8], RequestError>) {
+            self.outcomes.lock().unwrap().push(r.map(<[u8]>::to_vec));
+        }
+    }
+    let asker = rt
+        .spawn_native(
+            "asker",
+            Some(1),
+            Ask {
+                target: doomed,
+                outcomes: outcomes.clone(),
+            },
+        )
+        .unwrap();
+    rt.send(asker, b"go").unwrap();
+    // One pass: shard 1 runs the asker, whose request waits in the ring to shard 0.
+    assert!(rt.step());
+    assert!(outcomes.lock().unwrap().is_empty());
+    rt.inject_shard_panic(0);
+    rt.run_until_stalled();
+    assert_eq!(*outcomes.lock().unwrap(), [Err(RequestError::TargetFailed)]);
+    let stats = rt.stats();
+    assert_eq!(stats.shards[1].requests.open, 0);
+}
+
 /// A shard whose loop keeps panicking gives up running actor code, but still
 /// answers commands and counts what reaches it, so nothing waits for it and
 /// shutdown completes with every message accounted for.
