@@ -22,20 +22,13 @@ pub(crate) struct ActorRequests {
     /// Deferred requests past which the next deferral first drops the expired.
     purge_at: usize,
     /// No deferred request expires before this (it may be earlier than the
-    /// earliest still kept, after answers): until `earliest + PURGE_SLACK_NS`,
-    /// a purge would find nothing, so none is tried.
+    /// earliest still kept, after answers): until then a purge would find
+    /// nothing, so none is tried.
     earliest: u64,
 }
 
 /// The fewest deferred requests an actor keeps before it looks for expired ones.
 const PURGE_AT: usize = 64;
-
-/// How long past its expiry (as the responder computed it) a deferred request is
-/// kept: the requester's own deadline counts from a clock reading its shard takes
-/// up to a pass later than the responder's, so a request is dropped here only
-/// once it has surely ended there (a pass is cut after two epoch ticks; one
-/// invocation is bounded by the CPU budget, 100 ms by default).
-const PURGE_SLACK_NS: u64 = 1_000_000_000;
 
 impl Default for ActorRequests {
     fn default() -> ActorRequests {
@@ -83,12 +76,20 @@ impl ActorRequests {
     }
 
     /// The handler deferred request `id`, whose requester waits until `expires`:
-    /// it may be answered later. Requests whose requesters stopped waiting well
-    /// before `now` (by [`PURGE_SLACK_NS`]) are forgotten first once the actor
-    /// holds many (an answer to one of them would be discarded anyway); the map
-    /// is scanned for them only when some may be found, so an actor at `cap` does
-    /// not scan it on every deferral. An actor holds at most `cap`. Returns
-    /// whether the request was kept (if not, it must end for its requester).
+    /// it may be answered later. Requests past their expiry are forgotten first
+    /// once the actor holds many (an answer to one of them would be discarded
+    /// anyway); the map is scanned for them only when some may be found, so an
+    /// actor at `cap` does not scan it on every deferral. An actor holds at most
+    /// `cap`. Returns whether the request was kept (if not, it must end for its
+    /// requester).
+    ///
+    /// `expires` is the responder's view: its clock when the request arrived
+    /// plus the timeout (rounded up to a millisecond). The requester's deadline
+    /// counts from its own shard's clock reading after the send, which may come
+    /// up to a pass later; in that window an actor holding many deferred
+    /// requests may forget one its requester still waits for, and a `respond`
+    /// to it says `unknown-target` while the requester ends with `timeout` a
+    /// moment later, as if the answer had come just after the deadline.
     pub(crate) fn defer(
         &mut self,
         id: u64,
@@ -97,12 +98,10 @@ impl ActorRequests {
         now: u64,
         cap: usize,
     ) -> bool {
-        if self.deferred.len() >= self.purge_at.min(cap)
-            && now >= self.earliest.saturating_add(PURGE_SLACK_NS)
-        {
+        if self.deferred.len() >= self.purge_at.min(cap) && now >= self.earliest {
             let mut earliest = u64::MAX;
             self.deferred.retain(|_, (_, e)| {
-                let keep = e.saturating_add(PURGE_SLACK_NS) > now;
+                let keep = *e > now;
                 if keep {
                     earliest = earliest.min(*e);
                 }
@@ -152,35 +151,35 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    /// A request the responder sees expire may still be open at its requester,
-    /// whose deadline counts from a later clock reading: it stays answerable for
-    /// the slack, and only then makes room.
+    /// At the cap, an expired request makes room; one not yet expired does not.
     #[test]
-    fn a_deferred_request_outlives_its_expiry_by_the_slack() {
+    fn a_full_map_makes_room_only_from_expired_requests() {
         let mut r = ActorRequests::default();
         let from = Address::from_bits(7);
         assert!(r.defer(1, from, 10 * MS, 0, 1));
-        // At the cap, just past the expiry: kept, so the new one is refused.
-        assert!(!r.defer(2, from, 20 * MS, 11 * MS, 1));
+        assert!(!r.defer(2, from, 20 * MS, 9 * MS, 1));
         assert_eq!(r.answer(1), Some(from));
         assert!(r.defer(3, from, 10 * MS, 0, 1));
-        // Past the slack: forgotten, and the new one takes its place.
-        assert!(r.defer(4, from, 2_000 * MS, 10 * MS + PURGE_SLACK_NS, 1));
+        assert!(r.defer(4, from, 2_000 * MS, 10 * MS, 1));
         assert_eq!(r.answer(3), None);
         assert_eq!(r.answer(4), Some(from));
     }
 
-    /// At the cap with nothing expired, a deferral does not scan the map again.
+    /// At the cap with nothing expired, a deferral does not scan the map: the
+    /// earliest expiry is known, and no scan is tried before it.
     #[test]
     fn a_full_map_is_not_rescanned_until_something_can_expire() {
         let mut r = ActorRequests::default();
         let from = Address::from_bits(7);
         for id in 0..100 {
-            assert!(r.defer(id, from, 5_000 * MS, 0, 100));
+            assert!(r.defer(id, from, (5_000 + id) * MS, 0, 100));
         }
-        assert!(!r.defer(100, from, 5_000 * MS, MS, 100));
-        assert_eq!(r.earliest, 5_000 * MS, "the earliest expiry is known");
-        // Nothing can be purged before 5 000 ms + slack: no scan is tried.
-        assert!(MS < r.earliest + PURGE_SLACK_NS);
+        assert_eq!(r.earliest, 5_000 * MS);
+        assert!(!r.defer(100, from, 9_000 * MS, MS, 100));
+        // Past the earliest: that one is forgotten, the new one kept.
+        assert!(r.defer(101, from, 9_000 * MS, 5_000 * MS, 100));
+        assert_eq!(r.answer(0), None);
+        assert_eq!(r.answer(1), Some(from));
+        assert_eq!(r.earliest, 5_001 * MS);
     }
 }
