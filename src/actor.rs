@@ -296,7 +296,8 @@ impl WasmActor {
                 std::mem::take(&mut store.data_mut().out.staged),
             )),
             Err(e) => {
-                let why = describe(e, &store.data().limiter);
+                let logged = store.data_mut().last_error.take();
+                let why = describe(e, &store.data().limiter).with_logged(logged);
                 Err((
                     InitEnd::Failed(SpawnError::InitFailed(why)),
                     std::mem::take(&mut store.data_mut().out.staged),
@@ -312,8 +313,24 @@ impl WasmActor {
         }
     }
 
-    fn fail(&self, e: wasmtime::Error) -> Failure {
-        describe(e, &self.store.data().limiter)
+    /// The end of an invocation: its result, or why it failed. An `error` line the
+    /// actor logged during a failed invocation (a guest SDK's panic hook writes
+    /// the panic's message and location there before the trap) goes into the
+    /// failure's message; after a successful one it is forgotten.
+    #[inline]
+    fn end<T>(&mut self, r: Result<T, wasmtime::Error>) -> Result<T, Failure> {
+        match r {
+            Ok(v) => {
+                if self.store.data().last_error.is_some() {
+                    self.store.data_mut().last_error = None;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let logged = self.store.data_mut().last_error.take();
+                Err(describe(e, &self.store.data().limiter).with_logged(logged))
+            }
+        }
     }
 
     #[inline]
@@ -322,8 +339,8 @@ impl WasmActor {
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
-        f.call(&mut self.store, (from.to_bits(), payload))
-            .map_err(|e| self.fail(e))
+        let r = f.call(&mut self.store, (from.to_bits(), payload));
+        self.end(r)
     }
 
     #[inline]
@@ -343,9 +360,8 @@ impl WasmActor {
         };
         // The reply is copied while it is lifted: `call` runs the guest's
         // post-return (which may free the buffer) before it returns.
-        let (reply,) = f
-            .call(&mut self.store, (from.to_bits(), id, payload))
-            .map_err(|e| self.fail(e))?;
+        let r = f.call(&mut self.store, (from.to_bits(), id, payload));
+        let (reply,) = self.end(r)?;
         Ok(reply.map(|r| r.0))
     }
 
@@ -360,8 +376,8 @@ impl WasmActor {
         let f = unsafe {
             TypedFunc::<(u64, Result<&[u8], RequestError>), ()>::new_unchecked(self.handle_response)
         };
-        f.call(&mut self.store, (id, response))
-            .map_err(|e| self.fail(e))
+        let r = f.call(&mut self.store, (id, response));
+        self.end(r)
     }
 }
 

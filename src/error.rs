@@ -148,6 +148,15 @@ impl Failure {
     pub fn kind(&self) -> FailureKind {
         self.kind
     }
+
+    /// The failure, saying also the `error` line the actor logged just before
+    /// it (a panic's message and location, from a guest SDK's panic hook).
+    pub(crate) fn with_logged(mut self, logged: Option<String>) -> Failure {
+        if let Some(line) = logged {
+            self.message = format!("{} (it logged before: {line})", self.message);
+        }
+        self
+    }
 }
 
 impl fmt::Display for Failure {

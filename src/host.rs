@@ -23,7 +23,13 @@ pub(crate) struct ActorCtx {
     pub(crate) name: Arc<str>,
     /// False while the component is being instantiated: host calls then trap.
     pub(crate) instantiated: bool,
+    /// The last `error` line logged during the invocation under way (cut to
+    /// [`LAST_ERROR_BYTES`]), for the failure's message if it fails.
+    pub(crate) last_error: Option<String>,
 }
+
+/// How much of an `error` log line a failure's message keeps.
+const LAST_ERROR_BYTES: usize = 512;
 
 impl ActorCtx {
     pub(crate) fn new(
@@ -37,6 +43,7 @@ impl ActorCtx {
             limiter: Limiter::new(memory_limit),
             name,
             instantiated: false,
+            last_error: None,
         }
     }
 }
@@ -202,12 +209,25 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
 
     host.func_wrap(
         "log",
-        |store: StoreContextMut<'_, ActorCtx>, (level, message): (LogLevel, WasmStr)| {
+        |mut store: StoreContextMut<'_, ActorCtx>, (level, message): (LogLevel, WasmStr)| {
             let message = message.to_str(&store)?;
             let data = store.data();
             data.out
                 .directory
                 .log(data.out.me, &data.name, level, &message);
+            if level == LogLevel::Error {
+                let mut line = crate::log::one_line(&message).into_owned();
+                if line.len() > LAST_ERROR_BYTES {
+                    let mut cut = LAST_ERROR_BYTES;
+                    while !line.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    line.truncate(cut);
+                    line.push('…');
+                }
+                drop(message);
+                store.data_mut().last_error = Some(line);
+            }
             Ok(())
         },
     )?;

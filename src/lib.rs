@@ -92,6 +92,7 @@ mod slots;
 mod stats;
 mod sys;
 mod threaded;
+mod typed;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
@@ -114,6 +115,10 @@ pub use pending::PendingReply;
 #[doc(hidden)]
 pub use runtime::RuntimeDefect;
 pub use runtime::{Runtime, SpawnOptions};
+pub use typed::{ReplyError, TypedReply, TypedSendError};
+/// The payload format typed sends use, shared with the guest SDK: a multicodec
+/// prefix, then the value in that codec (the `wasmshard-codec` crate).
+pub use wasmshard_codec as codec;
 pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RequestStats, ShardStats,
     ShutdownReport, Stats,

@@ -15,6 +15,7 @@ mod messaging;
 mod pattern;
 mod regressions;
 mod requests;
+mod sdk;
 mod support;
 
 /// Public types are shareable across threads as documented.

@@ -74,36 +74,72 @@ pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
     (w(0), w(1), w(2))
 }
 
-/// Builds the Rust test guest (`tests/guests/roles`, see its crate docs for the
-/// roles) for `wasm32-unknown-unknown`, once per test binary, and returns the core
-/// module's path. `None` when the `wasm32-unknown-unknown` target is not installed
-/// and `CI` is not set: the caller skips (a note goes to stderr). With `CI` set a
-/// missing target is a failure, as is any other build failure.
-pub(crate) fn guest_wasm() -> Option<&'static Path> {
+/// The Rust guests: the test guest (`tests/guests/roles`, see its crate docs
+/// for the roles) and the SDK's example actors (`examples/guests/*`).
+const GUEST_PACKAGES: [&str; 5] = [
+    "wasmshard-test-guest",
+    "wasmshard-example-counter",
+    "wasmshard-example-kv",
+    "wasmshard-example-pipeline",
+    "wasmshard-example-chat",
+];
+
+/// Builds the Rust guests for `wasm32-unknown-unknown`, once per test binary
+/// (one cargo run for all), and returns the folder of the core modules. `None`
+/// when the `wasm32-unknown-unknown` target is not installed and `CI` is not
+/// set: the caller skips (a note goes to stderr). With `CI` set a missing target
+/// is a failure, as is any other build failure.
+fn guests_dir() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(build_guest).as_deref()
+    BUILT.get_or_init(build_guests).as_deref()
 }
 
-/// Loads the Rust test guest into `rt`; `None` as [`guest_wasm`].
+/// The Rust test guest's core module; `None` as [`guests_dir`].
+pub(crate) fn guest_wasm() -> Option<PathBuf> {
+    Some(guests_dir()?.join("wasmshard_test_guest.wasm"))
+}
+
+/// Loads the Rust test guest into `rt`; `None` as [`guests_dir`].
 pub(crate) fn guest(rt: &Runtime) -> Option<Component> {
     let wasm = guest_wasm()?;
     Some(
-        rt.load_component_file(wasm)
+        rt.load_component_file(&wasm)
             .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
     )
 }
 
-fn build_guest() -> Option<PathBuf> {
+/// The example actor `examples/guests/NAME`'s core module; `None` as
+/// [`guests_dir`].
+pub(crate) fn example_wasm(name: &str) -> Option<PathBuf> {
+    Some(guests_dir()?.join(format!("wasmshard_example_{name}.wasm")))
+}
+
+/// Loads the example actor `examples/guests/NAME` into `rt`; `None` as
+/// [`guests_dir`].
+pub(crate) fn example(rt: &Runtime, name: &str) -> Option<Component> {
+    let wasm = example_wasm(name)?;
+    Some(
+        rt.load_component_file(&wasm)
+            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
+    )
+}
+
+fn build_guests() -> Option<PathBuf> {
     const TARGET: &str = "wasm32-unknown-unknown";
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target_dir = root.join("target").join("guests");
-    let output = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .current_dir(root)
-        .args(["build", "--release", "--locked", "--target", TARGET])
-        .args(["-p", "wasmshard-test-guest", "--target-dir"])
+        .args(["build", "--release", "--locked", "--target", TARGET]);
+    for p in GUEST_PACKAGES {
+        cargo.args(["-p", p]);
+    }
+    let output = cargo
+        .arg("--target-dir")
         .arg(&target_dir)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the test guest: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the Rust guests: {e}"));
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let missing = stderr.contains("target may not be installed")
@@ -112,26 +148,27 @@ fn build_guest() -> Option<PathBuf> {
         if missing {
             let how = format!("the {TARGET} target is not installed (rustup target add {TARGET})");
             if std::env::var_os("CI").is_some() {
-                panic!("cannot build the test guest: {how}\n{stderr}");
+                panic!("cannot build the Rust guests: {how}\n{stderr}");
             }
             // Straight to stderr: the test harness captures `eprintln!`.
             let _ = writeln!(
                 std::io::stderr(),
-                "note: skipping the tests that need the Rust test guest: {how}"
+                "note: skipping the tests that need the Rust guests (the test guest and \
+                 the SDK examples): {how}"
             );
             return None;
         }
         panic!(
-            "building the test guest failed ({}):\n{stderr}",
+            "building the Rust guests failed ({}):\n{stderr}",
             output.status
         );
     }
-    let wasm = target_dir
-        .join(TARGET)
-        .join("release")
-        .join("wasmshard_test_guest.wasm");
-    assert!(wasm.is_file(), "cargo built no {}", wasm.display());
-    Some(wasm)
+    let dir = target_dir.join(TARGET).join("release");
+    for p in GUEST_PACKAGES {
+        let wasm = dir.join(format!("{}.wasm", p.replace('-', "_")));
+        assert!(wasm.is_file(), "cargo built no {}", wasm.display());
+    }
+    Some(dir)
 }
 
 /// Runs `f` on a thread of its own and returns what it returns, failing the test

@@ -1,0 +1,617 @@
+//! Write wasmshard actors in Rust.
+//!
+//! An actor is a type that implements [`Actor`]: its state is `self`, its
+//! messages, requests and replies are serde types, and one macro,
+//! [`export_actor!`], makes the crate a wasmshard component. Build it for
+//! `wasm32-unknown-unknown` as a `cdylib`; the runtime loads the `.wasm` as it is.
+//!
+//! ```ignore
+//! use serde::{Deserialize, Serialize};
+//! use wasmshard_guest::{Actor, Address, Ctx, Reply};
+//!
+//! #[derive(Deserialize)]
+//! enum Msg { Add(u64) }
+//!
+//! #[derive(Deserialize)]
+//! enum Req { Total }
+//!
+//! struct Counter { total: u64 }
+//!
+//! impl Actor for Counter {
+//!     type Config = ();
+//!     type Message = Msg;
+//!     type Request = Req;
+//!     type Reply = u64;
+//!
+//!     fn init(_: &mut Ctx<Self>, (): ()) -> Result<Self, String> {
+//!         Ok(Counter { total: 0 })
+//!     }
+//!     fn message(&mut self, _: &mut Ctx<Self>, _: Address, Msg::Add(n): Msg) {
+//!         self.total += n;
+//!     }
+//!     fn request(&mut self, _: &mut Ctx<Self>, _: Address, Req::Total: Req, reply: Reply<u64>) {
+//!         let _ = reply.send(&self.total);
+//!     }
+//! }
+//!
+//! wasmshard_guest::export_actor!(Counter);
+//! ```
+//!
+//! # Payloads
+//!
+//! Every payload the SDK writes starts with its codec's multicodec code
+//! ([`Codec`]; by default [`codec::DEFAULT`]), and every payload it reads is
+//! decoded by its own prefix, whatever codec the sender chose. A payload that
+//! does not decode into the actor's type is handed to [`Actor::malformed`] (the
+//! default logs a warning); it never traps. [`Bytes`] takes any payload's body
+//! as it is, and [`Ctx::send_raw`] sends bytes with no encoding at all.
+//!
+//! # Requests
+//!
+//! [`Ctx::request`] sends a request and takes a continuation: a closure that
+//! runs with the actor and a context when the request ends (a reply, decoded;
+//! or why it failed). The SDK keeps the id → continuation table; a cancelled
+//! request's continuation never runs. A request the actor receives comes with a
+//! [`Reply`]: answer it during the handler (the reply goes back with the
+//! handler's return, no extra host call), or keep it in the actor's state and
+//! answer later. A `Reply` dropped unanswered answers with an empty payload,
+//! which an SDK requester sees as [`RequestFailure::Dropped`] at once, not as a
+//! timeout.
+//!
+//! # Failures
+//!
+//! A panic traps, which fails the actor (the runtime stops it and ends what it
+//! held). Before the trap, the SDK's panic hook writes the panic's message and
+//! location to the host log at `error`, and the runtime puts that line in the
+//! actor's failure reason. The [`log`] crate's macros go to the host log too
+//! (at `info` and above unless [`set_log_level`] says otherwise).
+
+#![warn(missing_docs)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use wasmshard_codec::{self as codec, Bytes, Codec, DecodeError, EncodeError};
+/// The `log` crate, whose records the SDK forwards to the host log.
+pub use log;
+
+/// The bindings `wit-bindgen` generates for the contract (`wit/actor.wit`), for
+/// what the SDK does not wrap. [`export_actor!`] uses them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "component",
+        pub_export_macro: true,
+        default_bindings_module: "wasmshard_guest::bindings",
+    });
+}
+
+use bindings::wasmshard::actor::host;
+pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
+
+/// An actor's address: where messages to it go. Any `u64` can be one; an address
+/// that names no live actor makes a send fail with [`SendError::UnknownTarget`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Address(pub u64);
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#018x}", self.0)
+    }
+}
+
+/// The id of a request this actor made.
+pub type RequestId = u64;
+
+/// A send or request that did not go out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The runtime refused it (the target's mailbox is full, the target is
+    /// unknown, the payload is too large, …).
+    Refused(SendError),
+    /// The value could not be encoded in the codec asked for.
+    Encode(EncodeError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Refused(e) => write!(f, "refused: {}", send_error_name(*e)),
+            Error::Encode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Refused(_) => None,
+            Error::Encode(e) => Some(e),
+        }
+    }
+}
+
+/// The WIT name of a send error (`mailbox-full`, …).
+pub fn send_error_name(e: SendError) -> &'static str {
+    match e {
+        SendError::UnknownTarget => "unknown-target",
+        SendError::MailboxFull => "mailbox-full",
+        SendError::Denied => "denied",
+        SendError::TooLarge => "too-large",
+        SendError::UnsupportedCodec => "unsupported-codec",
+        SendError::ShuttingDown => "shutting-down",
+        SendError::TooManyRequests => "too-many-requests",
+    }
+}
+
+/// Why a request this actor made ended without a reply it could read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// The runtime ended it: `timeout`, `target-failed`, `target-stopped`, ….
+    Failed(RequestError),
+    /// The responder dropped its [`Reply`] without answering.
+    Dropped,
+    /// The reply did not decode into the type expected.
+    Decode(DecodeError),
+}
+
+impl std::fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestFailure::Failed(e) => write!(f, "the request ended: {e:?}"),
+            RequestFailure::Dropped => f.write_str("the responder dropped the request unanswered"),
+            RequestFailure::Decode(e) => write!(f, "the reply does not decode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RequestFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RequestFailure::Decode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An actor: its state is `self`; the runtime calls these methods, one message
+/// at a time.
+pub trait Actor: Sized + 'static {
+    /// What `init` receives, decoded from the spawn's config bytes: by their
+    /// codec prefix if they have one, else as JSON text (so a manifest can say
+    /// `config = '{"limit": 5}'`); an empty config reads as JSON `null` (`()`,
+    /// `None`).
+    type Config: DeserializeOwned;
+    /// The messages (tells) it takes.
+    type Message: DeserializeOwned;
+    /// The requests it answers.
+    type Request: DeserializeOwned;
+    /// What it answers them with.
+    type Reply: Serialize;
+
+    /// Makes the actor from its config. An error fails the spawn with the message.
+    fn init(ctx: &mut Ctx<Self>, config: Self::Config) -> Result<Self, String>;
+
+    /// A message from `from`. The default ignores it.
+    fn message(&mut self, ctx: &mut Ctx<Self>, from: Address, message: Self::Message) {
+        let _ = (ctx, from, message);
+    }
+
+    /// A request from `from`, to be answered through `reply`, now or later. The
+    /// default drops it (the requester sees it dropped).
+    fn request(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: Address,
+        request: Self::Request,
+        reply: Reply<Self::Reply>,
+    ) {
+        let _ = (ctx, from, request, reply);
+    }
+
+    /// A message or request whose payload did not decode into [`Actor::Message`]
+    /// or [`Actor::Request`]. For a request, the SDK then drops its reply (the
+    /// requester sees it dropped). The default logs a warning.
+    fn malformed(&mut self, ctx: &mut Ctx<Self>, from: Address, error: DecodeError) {
+        let _ = ctx;
+        log::warn!("a payload from {from} does not decode: {error}");
+    }
+}
+
+/// What runs when a request ends: the actor, a context, and the raw outcome.
+type Continuation<A> = Box<dyn FnOnce(&mut A, &mut Ctx<A>, Result<&[u8], RequestError>)>;
+
+/// What an actor can do while it handles something: send, request, look up,
+/// read the clock. Handed to every [`Actor`] method.
+pub struct Ctx<'a, A> {
+    pending: &'a mut HashMap<RequestId, Continuation<A>>,
+    buf: &'a mut Vec<u8>,
+}
+
+impl<A: Actor> Ctx<'_, A> {
+    /// This actor's address.
+    pub fn me(&self) -> Address {
+        Address(host::self_address())
+    }
+
+    /// The address of the actor registered as `name`.
+    pub fn lookup(&self, name: &str) -> Option<Address> {
+        host::lookup(name).map(Address)
+    }
+
+    /// Monotonic time since an arbitrary origin (the runtime's clock).
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(host::now_ns())
+    }
+
+    /// Sends `message` to `to` in the default codec.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it, or it cannot be encoded.
+    pub fn send<T: Serialize + ?Sized>(&mut self, to: Address, message: &T) -> Result<(), Error> {
+        self.send_with(codec::DEFAULT, to, message)
+    }
+
+    /// Sends `message` to `to` in `codec`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ctx::send`].
+    pub fn send_with<T: Serialize + ?Sized>(
+        &mut self,
+        codec: Codec,
+        to: Address,
+        message: &T,
+    ) -> Result<(), Error> {
+        self.buf.clear();
+        codec::encode_into(codec, message, self.buf).map_err(Error::Encode)?;
+        host::send(to.0, self.buf).map_err(Error::Refused)
+    }
+
+    /// Sends `bytes` to `to` with the `raw` prefix and no encoding.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it.
+    pub fn send_raw(&mut self, to: Address, bytes: &[u8]) -> Result<(), Error> {
+        self.buf.clear();
+        self.buf.extend_from_slice(Codec::Raw.prefix());
+        self.buf.extend_from_slice(bytes);
+        host::send(to.0, self.buf).map_err(Error::Refused)
+    }
+
+    /// Sends `request` to `to` (default codec); when it ends, `then` runs with
+    /// the actor, a context and the reply decoded as `R` (or why there is none).
+    /// Returns the request's id (for [`Ctx::cancel`]).
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`then` never runs), or it cannot be encoded.
+    pub fn request<Q, R, F>(
+        &mut self,
+        to: Address,
+        request: &Q,
+        timeout: Duration,
+        then: F,
+    ) -> Result<RequestId, Error>
+    where
+        Q: Serialize + ?Sized,
+        R: DeserializeOwned,
+        F: FnOnce(&mut A, &mut Ctx<A>, Result<R, RequestFailure>) + 'static,
+    {
+        self.buf.clear();
+        codec::encode_into(codec::DEFAULT, request, self.buf).map_err(Error::Encode)?;
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let id = host::request(to.0, self.buf, ns).map_err(Error::Refused)?;
+        self.pending.insert(
+            id,
+            Box::new(move |actor, ctx, outcome| {
+                let outcome = match outcome {
+                    Ok([]) => Err(RequestFailure::Dropped),
+                    Ok(bytes) => codec::decode(bytes).map_err(RequestFailure::Decode),
+                    Err(e) => Err(RequestFailure::Failed(e)),
+                };
+                then(actor, ctx, outcome)
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Cancels request `id`: its continuation never runs. Whether it was still
+    /// open.
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        let open = self.pending.remove(&id).is_some();
+        host::cancel(id) && open
+    }
+
+    /// Requests this actor made that have not ended.
+    pub fn open_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes `message` to the host log at `level`.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        host::log(level, message);
+    }
+}
+
+thread_local! {
+    /// The request being handled now, while its reply may still go back with
+    /// the handler's return.
+    static CURRENT: Cell<Option<RequestId>> = const { Cell::new(None) };
+    /// The reply given during the handler, returned by it.
+    static IMMEDIATE: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// The answer to one request this actor received: answer it once, now or later
+/// (it can be kept in the actor's state). Dropped unanswered, it answers with an
+/// empty payload, which an SDK requester sees as [`RequestFailure::Dropped`]
+/// (and any other requester as an empty reply), so nobody waits for a timeout.
+#[must_use = "a Reply dropped unanswered tells the requester it was dropped"]
+pub struct Reply<T> {
+    id: RequestId,
+    answered: bool,
+    _type: PhantomData<fn(&T)>,
+}
+
+impl<T: Serialize> Reply<T> {
+    /// The request's id.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// Answers with `value` in the default codec.
+    ///
+    /// # Errors
+    ///
+    /// The value cannot be encoded (the reply is then still unanswered, and
+    /// dropping it says so), or the runtime refused the answer (the request has
+    /// ended: timed out, cancelled, or the requester is gone).
+    pub fn send(self, value: &T) -> Result<(), Error> {
+        self.send_with(codec::DEFAULT, value)
+    }
+
+    /// Answers with `value` in `codec`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reply::send`].
+    pub fn send_with(mut self, codec: Codec, value: &T) -> Result<(), Error> {
+        let bytes = codec::encode(codec, value).map_err(Error::Encode)?;
+        self.answered = true;
+        answer(self.id, bytes)
+    }
+}
+
+/// Sends `bytes` as the answer to `id`: with the handler's return if `id` is
+/// the request being handled, else through `respond`.
+fn answer(id: RequestId, bytes: Vec<u8>) -> Result<(), Error> {
+    if CURRENT.get() == Some(id) {
+        CURRENT.set(None);
+        IMMEDIATE.with_borrow_mut(|r| *r = Some(bytes));
+        Ok(())
+    } else {
+        host::respond(id, &bytes).map_err(Error::Refused)
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = answer(self.id, Vec::new());
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply").field("id", &self.id).finish()
+    }
+}
+
+/// The most detailed `log` records forwarded to the host (default: `info`).
+pub fn set_log_level(level: log::LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// The SDK's side of the exports; [`export_actor!`] calls it.
+#[doc(hidden)]
+pub mod __rt {
+    use super::*;
+
+    /// An actor's state between calls.
+    pub struct Host<A: Actor> {
+        actor: A,
+        pending: HashMap<RequestId, Continuation<A>>,
+        buf: Vec<u8>,
+    }
+
+    /// Where an exported actor's state lives.
+    pub type State<A> = std::thread::LocalKey<RefCell<Option<Host<A>>>>;
+
+    struct HostLog;
+
+    impl log::Log for HostLog {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let level = match record.level() {
+                log::Level::Error => LogLevel::Error,
+                log::Level::Warn => LogLevel::Warn,
+                log::Level::Info => LogLevel::Info,
+                log::Level::Debug => LogLevel::Debug,
+                log::Level::Trace => LogLevel::Trace,
+            };
+            host::log(level, &record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    /// The panic hook: the message and where, to the host log, before the trap.
+    fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic");
+        let message = match info.location() {
+            Some(at) => format!("panicked at {}:{}:{}: {what}", at.file(), at.line(), at.column()),
+            None => format!("panicked: {what}"),
+        };
+        host::log(LogLevel::Error, &message);
+    }
+
+    fn config<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, DecodeError> {
+        if bytes.is_empty() {
+            return codec::decode_body(Codec::Json, b"null");
+        }
+        if Codec::of(bytes).is_some() {
+            return codec::decode(bytes);
+        }
+        codec::decode_body(Codec::Json, bytes)
+    }
+
+    /// `init`.
+    pub fn init<A: Actor>(state: &'static State<A>, config_bytes: Vec<u8>) -> Result<(), String> {
+        std::panic::set_hook(Box::new(panic_hook));
+        static LOGGER: HostLog = HostLog;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+        let config = config::<A::Config>(&config_bytes)
+            .map_err(|e| format!("the config does not decode: {e}"))?;
+        let mut pending = HashMap::new();
+        let mut buf = Vec::with_capacity(64);
+        let actor = A::init(
+            &mut Ctx {
+                pending: &mut pending,
+                buf: &mut buf,
+            },
+            config,
+        )?;
+        state.with_borrow_mut(|s| {
+            *s = Some(Host {
+                actor,
+                pending,
+                buf,
+            })
+        });
+        Ok(())
+    }
+
+    fn with<A: Actor, R>(
+        state: &'static State<A>,
+        f: impl FnOnce(&mut A, &mut Ctx<'_, A>) -> R,
+    ) -> R {
+        state.with_borrow_mut(|s| {
+            let Host {
+                actor,
+                pending,
+                buf,
+            } = s.as_mut().expect("the runtime runs init first");
+            f(actor, &mut Ctx { pending, buf })
+        })
+    }
+
+    /// `handle-message`.
+    pub fn message<A: Actor>(state: &'static State<A>, from: u64, payload: Vec<u8>) {
+        with(state, |actor, ctx| match codec::decode::<A::Message>(&payload) {
+            Ok(m) => actor.message(ctx, Address(from), m),
+            Err(e) => actor.malformed(ctx, Address(from), e),
+        })
+    }
+
+    /// `handle-request`.
+    pub fn request<A: Actor>(
+        state: &'static State<A>,
+        from: u64,
+        id: u64,
+        payload: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        CURRENT.set(Some(id));
+        with(state, |actor, ctx| {
+            let reply = Reply {
+                id,
+                answered: false,
+                _type: PhantomData,
+            };
+            match codec::decode::<A::Request>(&payload) {
+                Ok(r) => actor.request(ctx, Address(from), r, reply),
+                Err(e) => {
+                    drop(reply);
+                    actor.malformed(ctx, Address(from), e)
+                }
+            }
+        });
+        CURRENT.set(None);
+        IMMEDIATE.with_borrow_mut(Option::take)
+    }
+
+    /// `handle-response`.
+    pub fn response<A: Actor>(
+        state: &'static State<A>,
+        id: u64,
+        response: Result<Vec<u8>, RequestError>,
+    ) {
+        with(state, |actor, ctx| {
+            // A cancelled request's end finds no continuation.
+            if let Some(then) = ctx.pending.remove(&id) {
+                then(actor, ctx, response.as_deref().map_err(|e| *e));
+            }
+        })
+    }
+}
+
+/// Exports `$actor` (a type that implements [`Actor`]) as the crate's
+/// component: generates the `wasmshard:actor/actor` exports and keeps the
+/// actor's state between calls. Use it once, at the crate's top level.
+#[macro_export]
+macro_rules! export_actor {
+    ($actor:ty) => {
+        const _: () = {
+            struct __WasmshardActor;
+            ::std::thread_local! {
+                static __STATE: ::core::cell::RefCell<
+                    ::core::option::Option<$crate::__rt::Host<$actor>>,
+                > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+            impl $crate::bindings::exports::wasmshard::actor::actor::Guest for __WasmshardActor {
+                fn init(config: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__rt::init::<$actor>(&__STATE, config)
+                }
+                fn handle_message(from: u64, payload: ::std::vec::Vec<u8>) {
+                    $crate::__rt::message::<$actor>(&__STATE, from, payload)
+                }
+                fn handle_request(
+                    from: u64,
+                    id: u64,
+                    payload: ::std::vec::Vec<u8>,
+                ) -> ::core::option::Option<::std::vec::Vec<u8>> {
+                    $crate::__rt::request::<$actor>(&__STATE, from, id, payload)
+                }
+                fn handle_response(
+                    id: u64,
+                    response: ::core::result::Result<
+                        ::std::vec::Vec<u8>,
+                        $crate::RequestError,
+                    >,
+                ) {
+                    $crate::__rt::response::<$actor>(&__STATE, id, response)
+                }
+            }
+            $crate::bindings::export!(__WasmshardActor with_types_in $crate::bindings);
+        };
+    };
+}

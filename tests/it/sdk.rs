@@ -1,0 +1,387 @@
+//! The Rust guest SDK (`wasmshard-guest`), through its example actors
+//! (`examples/guests/*`, built by cargo for `wasm32-unknown-unknown`): typed
+//! messages in every codec, requests answered at once and later, continuations,
+//! dropped replies, malformed payloads, panics, and every example end to end on
+//! one and two shards. The host side uses the runtime's typed helpers, which
+//! read and write the same format.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmshard::codec::{self, Codec};
+use wasmshard::{
+    LogRecord, ReplyError, RequestError, Runtime, RuntimeBuilder, SpawnOptions,
+};
+
+use crate::support::*;
+
+/// `examples/guests/counter`'s messages (the same shape, so the same bytes).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum CounterMsg {
+    Add(u64),
+    Report,
+    Total(u64),
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+enum CounterReq {
+    Get,
+    AddAndGet(u64),
+}
+
+/// `examples/guests/kv`'s requests and answers.
+#[derive(Serialize, Deserialize, Debug)]
+enum KvReq {
+    Put { key: String, value: String },
+    Get { key: String },
+    WaitFor { key: String },
+    Ignore,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum KvResp {
+    Done,
+    Value(Option<String>),
+}
+
+/// `examples/guests/chat`'s messages and request.
+#[derive(Serialize, Deserialize, Debug)]
+#[allow(dead_code, reason = "the same shape as the example's: some are only its own")]
+enum ChatMsg {
+    Join { name: String },
+    Say { text: String },
+    Line { from: String, text: String },
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+enum ChatReq {
+    History,
+}
+
+/// What the actors logged.
+type Logs = Arc<Mutex<Vec<LogRecord>>>;
+
+fn runtime(shards: usize) -> (Runtime, Logs) {
+    let logs: Logs = Arc::default();
+    let sink = logs.clone();
+    let rt = RuntimeBuilder::new()
+        .shards(shards)
+        .max_actors(32)
+        .log_sink(move |r: &LogRecord| sink.lock().unwrap().push(r.clone()))
+        .build()
+        .unwrap();
+    (rt, logs)
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn counter_takes_typed_messages_in_every_codec_and_answers_requests() {
+    for shards in [1, 2] {
+        let (rt, _) = runtime(shards);
+        let Some(counter) = example(&rt, "counter") else {
+            return;
+        };
+        let c = rt
+            .spawn(
+                &counter,
+                SpawnOptions::new("counter").config(r#"{"start": 100}"#),
+            )
+            .unwrap();
+        for (i, codec) in [Codec::Json, Codec::Cbor, Codec::MessagePack]
+            .into_iter()
+            .enumerate()
+        {
+            rt.send_typed_with(codec, c, &CounterMsg::Add(i as u64 + 1))
+                .unwrap();
+        }
+        // Requests in each codec too; the reply comes in the SDK's default.
+        let total: u64 = rt
+            .request_typed(c, &CounterReq::Get, WAIT)
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        assert_eq!(total, 106, "{shards} shards");
+        for codec in [Codec::Json, Codec::Cbor, Codec::MessagePack] {
+            let bytes = codec::encode(codec, &CounterReq::AddAndGet(1)).unwrap();
+            let reply = rt.request(c, &bytes, WAIT).unwrap().wait(WAIT);
+            let reply = reply.unwrap().unwrap();
+            assert_eq!(Codec::of(&reply), Some(codec::DEFAULT));
+            let _: u64 = codec::decode(&reply).unwrap();
+        }
+        let total: u64 = rt
+            .request_typed(c, &CounterReq::Get, WAIT)
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        assert_eq!(total, 109);
+        // A typed tell back: the counter reports to an actor that asks.
+        let (probe, inbox) = probe(&rt, "probe", shards - 1);
+        relay(
+            &rt,
+            probe,
+            c,
+            &codec::encode(Codec::Cbor, &CounterMsg::Report).unwrap(),
+        );
+        assert!(rt.wait_idle(WAIT));
+        let got = inbox.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            codec::decode::<CounterMsg>(&got[0].1).unwrap(),
+            CounterMsg::Total(109)
+        );
+        let report = rt.shutdown();
+        assert_eq!(report.dead_letter_count, 0);
+    }
+}
+
+#[test]
+fn a_malformed_payload_is_reported_to_the_actor_not_a_trap() {
+    let (rt, logs) = runtime(1);
+    let Some(counter) = example(&rt, "counter") else {
+        return;
+    };
+    let c = rt.spawn(&counter, SpawnOptions::new("counter")).unwrap();
+    // No codec prefix; a known codec with a body of the wrong type; a request
+    // that does not decode (its reply is dropped: the requester learns at once).
+    rt.send(c, b"\x99 not a codec").unwrap();
+    rt.send_typed_with(Codec::Json, c, &"a string, not a Msg")
+        .unwrap();
+    let dropped = rt
+        .request_typed::<_, u64>(c, &["not", "a", "Req"], WAIT)
+        .unwrap()
+        .wait(WAIT);
+    assert!(matches!(dropped, Err(ReplyError::Dropped)), "{dropped:?}");
+    rt.send_typed(c, &CounterMsg::Add(2)).unwrap();
+    let total: u64 = rt
+        .request_typed(c, &CounterReq::Get, WAIT)
+        .unwrap()
+        .wait(WAIT)
+        .unwrap();
+    assert_eq!(total, 2, "the actor is alive and kept its state");
+    let stats = rt.stats();
+    assert!(stats.actor("counter").unwrap().failure.is_none());
+    let warned = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.message.contains("does not decode"))
+        .count();
+    assert_eq!(warned, 3, "{:?}", logs.lock().unwrap());
+}
+
+#[test]
+fn a_guest_panic_says_why_in_the_failure_reason() {
+    let (rt, logs) = runtime(2);
+    let Some(counter) = example(&rt, "counter") else {
+        return;
+    };
+    let c = rt.spawn(&counter, SpawnOptions::new("counter")).unwrap();
+    rt.send_typed(c, &CounterMsg::Add(u64::MAX)).unwrap();
+    rt.send_typed(c, &CounterMsg::Add(1)).unwrap();
+    assert!(rt.wait_idle(WAIT));
+    let stats = rt.stats();
+    let failure = stats.actor("counter").unwrap().failure.clone().unwrap();
+    assert!(
+        failure.contains("the total overflows u64") && failure.contains("src/lib.rs"),
+        "{failure}"
+    );
+    assert!(
+        logs.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.message.contains("panicked at")),
+        "the panic went to the log too"
+    );
+}
+
+#[test]
+fn kv_answers_at_once_later_and_says_when_it_drops_a_request() {
+    for shards in [1, 2] {
+        let (rt, _) = runtime(shards);
+        let Some(kv) = example(&rt, "kv") else {
+            return;
+        };
+        let k = rt.spawn(&kv, SpawnOptions::new("kv")).unwrap();
+        let get = |key: &str| -> KvResp {
+            rt.request_typed(k, &KvReq::Get { key: key.into() }, WAIT)
+                .unwrap()
+                .wait(WAIT)
+                .unwrap()
+        };
+        assert_eq!(get("a"), KvResp::Value(None));
+        // Deferred: the answer waits in the actor's state until the key is set.
+        let waiting = rt
+            .request_typed::<_, KvResp>(k, &KvReq::WaitFor { key: "a".into() }, WAIT)
+            .unwrap();
+        assert!(matches!(waiting.try_get(), Err(ReplyError::NotYet)));
+        let put: KvResp = rt
+            .request_typed(
+                k,
+                &KvReq::Put {
+                    key: "a".into(),
+                    value: "1".into(),
+                },
+                WAIT,
+            )
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        assert_eq!(put, KvResp::Done);
+        assert_eq!(waiting.wait(WAIT).unwrap(), KvResp::Value(Some("1".into())));
+        assert_eq!(get("a"), KvResp::Value(Some("1".into())));
+        // A dropped reply ends the request at once, long before its timeout.
+        let ignored = rt
+            .request_typed::<_, KvResp>(k, &KvReq::Ignore, Duration::from_secs(3600))
+            .unwrap()
+            .wait(WAIT);
+        assert!(matches!(ignored, Err(ReplyError::Dropped)), "{ignored:?}");
+        // A waiter whose requester gave up: the later answer is refused quietly.
+        let gone = rt
+            .request_typed::<_, KvResp>(
+                k,
+                &KvReq::WaitFor { key: "b".into() },
+                Duration::from_millis(1),
+            )
+            .unwrap()
+            .wait(WAIT);
+        assert!(
+            matches!(gone, Err(ReplyError::Failed(RequestError::Timeout))),
+            "{gone:?}"
+        );
+        let _: KvResp = rt
+            .request_typed(
+                k,
+                &KvReq::Put {
+                    key: "b".into(),
+                    value: "2".into(),
+                },
+                WAIT,
+            )
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        let report = rt.shutdown();
+        assert!(report.stats.actor("kv").unwrap().failure.is_none());
+    }
+}
+
+#[test]
+fn pipeline_answers_after_its_sub_requests_return() {
+    for shards in [1, 2] {
+        let (rt, _) = runtime(shards);
+        let Some(pipeline) = example(&rt, "pipeline") else {
+            return;
+        };
+        rt.spawn(
+            &pipeline,
+            SpawnOptions::new("double")
+                .config(r#"{"Worker": "Double"}"#)
+                .shard(0),
+        )
+        .unwrap();
+        rt.spawn(
+            &pipeline,
+            SpawnOptions::new("square")
+                .config(r#"{"Worker": "Square"}"#)
+                .shard(shards - 1),
+        )
+        .unwrap();
+        let front = rt
+            .spawn(
+                &pipeline,
+                SpawnOptions::new("front")
+                    .config(r#"{"Front": {"workers": ["double", "square"], "timeout_ms": 60000}}"#)
+                    .shard(shards - 1),
+            )
+            .unwrap();
+        // Many at once: each answer waits for its own two sub-replies.
+        let pending: Vec<_> = (0..50u64)
+            .map(|n| rt.request_typed::<_, Result<u64, String>>(front, &n, WAIT).unwrap())
+            .collect();
+        for (n, p) in pending.into_iter().enumerate() {
+            let n = n as u64;
+            assert_eq!(p.wait(WAIT).unwrap(), Ok(2 * n + n * n), "{shards} shards");
+        }
+        // A worker that is gone: the front answers with the error.
+        rt.stop(rt.lookup("square").unwrap()).unwrap();
+        let failed = rt
+            .request_typed::<_, Result<u64, String>>(front, &7u64, WAIT)
+            .unwrap()
+            .wait(WAIT)
+            .unwrap();
+        assert!(failed.is_err(), "{failed:?}");
+        // Its config names workers that must exist.
+        let err = rt
+            .spawn(
+                &pipeline,
+                SpawnOptions::new("lonely")
+                    .config(r#"{"Front": {"workers": ["x", "y"], "timeout_ms": 1}}"#),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("no worker named `x`"), "{err}");
+    }
+}
+
+#[test]
+fn chat_relays_lines_to_members_across_shards() {
+    for shards in [1, 2] {
+        let (rt, _) = runtime(shards);
+        let Some(chat) = example(&rt, "chat") else {
+            return;
+        };
+        rt.spawn(&chat, SpawnOptions::new("lobby").config(r#""Room""#).shard(0))
+            .unwrap();
+        let names = ["ann", "bob", "cy"];
+        let members: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                rt.spawn(
+                    &chat,
+                    SpawnOptions::new(*name)
+                        .config(format!(r#"{{"Member": {{"room": "lobby", "name": "{name}"}}}}"#))
+                        .shard(i % shards),
+                )
+                .unwrap()
+            })
+            .collect();
+        assert!(rt.wait_idle(WAIT));
+        for m in &members {
+            for k in 0..3 {
+                rt.send_typed(
+                    *m,
+                    &ChatMsg::Say {
+                        text: format!("{k}"),
+                    },
+                )
+                .unwrap();
+            }
+        }
+        assert!(rt.wait_idle(WAIT));
+        for m in &members {
+            let lines: Vec<String> = rt
+                .request_typed(*m, &ChatReq::History, WAIT)
+                .unwrap()
+                .wait(WAIT)
+                .unwrap();
+            assert_eq!(lines.len(), 9, "{lines:?}");
+            // Each speaker's lines arrive in the order said.
+            for name in names {
+                let own: Vec<_> = lines
+                    .iter()
+                    .filter(|l| l.starts_with(&format!("{name}: ")))
+                    .collect();
+                assert_eq!(
+                    own,
+                    [0, 1, 2]
+                        .map(|k| format!("{name}: {k}"))
+                        .iter()
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        assert_eq!(rt.shutdown().dead_letter_count, 0);
+    }
+}
