@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use wasmshard::bench::{Floor, Params, Workload};
+use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
 use wasmshard::{Address, Context, Runtime, SpawnOptions};
 
@@ -73,7 +74,8 @@ fn mailbox_push_pop(mut mailbox: Mailbox) -> Mailbox {
 
 fn slots() -> (Slots, u32) {
     let slots = Slots::new(64);
-    let generation = slots.activate(3);
+    // An actor that declared its codecs: admission checks each payload's prefix.
+    let generation = slots.activate(3, &[Codec::Cbor, Codec::MessagePack]);
     (slots, generation)
 }
 
@@ -81,8 +83,9 @@ fn slots() -> (Slots, u32) {
 #[library_benchmark]
 #[bench::ops(setup = slots)]
 fn slot_admit_release((slots, generation): (Slots, u32)) -> Slots {
+    let payload = [0x81, 0x04, 0x01];
     for _ in 0..OPS {
-        assert!(slots.admit(3, black_box(generation), 1024));
+        assert!(slots.admit(3, black_box(generation), 1024, black_box(&payload)));
     }
     slots.release(3, OPS);
     slots

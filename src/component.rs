@@ -6,6 +6,8 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{InstancePre, Linker};
 
+use wasmshard_codec::Codec;
+
 use crate::error::LoadError;
 use crate::exports::{self, Exports};
 use crate::host::ActorCtx;
@@ -53,6 +55,8 @@ pub(crate) struct ComponentInner {
     pub(crate) exports: Exports,
     pub(crate) imports: Vec<String>,
     pub(crate) export_names: Vec<String>,
+    /// The codecs its `wasmshard:accepts` section declares, if it has one.
+    pub(crate) accepts: Option<Vec<Codec>>,
 }
 
 impl Component {
@@ -75,6 +79,49 @@ impl Component {
     pub fn exports(&self) -> &[String] {
         &self.inner.export_names
     }
+
+    /// The codecs the component declares it accepts (its `wasmshard:accepts`
+    /// custom section), if it declares any: actors spawned from it refuse other
+    /// payloads at admission with `unsupported-codec`, unless
+    /// [`crate::SpawnOptions::accepts`] says otherwise.
+    pub fn accepts(&self) -> Option<&[Codec]> {
+        self.inner.accepts.as_deref()
+    }
+}
+
+/// The name of the custom section in which a component declares the codecs it
+/// accepts: UTF-8, codec names separated by commas (`cbor,json`).
+pub const ACCEPTS_SECTION: &str = "wasmshard:accepts";
+
+/// The codecs a `wasmshard:accepts` section declares (in any module or component
+/// inside `binary`; several are joined). `None` if there is none.
+fn declared_accepts(binary: &[u8]) -> Result<Option<Vec<Codec>>, LoadError> {
+    let mut found: Option<Vec<Codec>> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(binary) {
+        let payload = payload.map_err(|e| LoadError::wrap("invalid WebAssembly", e))?;
+        let wasmparser::Payload::CustomSection(section) = payload else {
+            continue;
+        };
+        if section.name() != ACCEPTS_SECTION {
+            continue;
+        }
+        let text = std::str::from_utf8(section.data()).map_err(|e| {
+            LoadError::wrap(format!("the {ACCEPTS_SECTION} section is not UTF-8"), e)
+        })?;
+        let codecs = found.get_or_insert_with(Vec::new);
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let codec = Codec::from_name(name).ok_or_else(|| {
+                LoadError::new(format!(
+                    "the {ACCEPTS_SECTION} section names the codec `{name}`, which the \
+                     runtime does not know (it knows raw, json, cbor, messagepack)"
+                ))
+            })?;
+            if !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+        }
+    }
+    Ok(found)
 }
 
 impl std::fmt::Debug for Component {
@@ -304,6 +351,9 @@ pub(crate) fn load(
     bytes: &[u8],
 ) -> Result<Component, LoadError> {
     let (binary, kind) = to_component_binary(bytes)?;
+    // From the bytes as given: component-izing a core module may drop its
+    // custom sections.
+    let accepts = declared_accepts(&to_binary(bytes)?)?;
     let component = wasmtime::component::Component::new(engine, &binary)
         .map_err(|e| LoadError::wrap("invalid component", e))?;
     let ty = component.component_type();
@@ -324,6 +374,7 @@ pub(crate) fn load(
             exports,
             imports,
             export_names,
+            accepts,
         }),
     })
 }
@@ -341,6 +392,9 @@ pub struct Inspection {
     pub exports: Vec<String>,
     /// `Ok` if it fits the `wasmshard:actor/component` world, else what is wrong.
     pub fit: Result<(), String>,
+    /// The codecs its `wasmshard:accepts` section declares, if it has one (or
+    /// what is wrong with the section).
+    pub accepts: Result<Option<Vec<Codec>>, String>,
 }
 
 /// Describes a file's imports and exports and whether it fits the world.
@@ -365,6 +419,7 @@ pub(crate) fn inspect(
                 imports,
                 exports,
                 fit,
+                accepts: declared_accepts(&binary).map_err(|e| e.message()),
             })
         }
         Err(e) if wasmparser::Parser::is_core_wasm(&binary) => {
@@ -400,6 +455,7 @@ pub(crate) fn inspect(
                 imports,
                 exports,
                 fit: Err(e.to_string()),
+                accepts: declared_accepts(&binary).map_err(|e| e.message()),
             })
         }
         Err(e) => Err(e),

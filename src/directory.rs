@@ -73,9 +73,9 @@ impl Directory {
 
     /// Reserves room for one message in `to`'s mailbox.
     #[inline]
-    pub(crate) fn admit(&self, to: Address) -> Result<(), SendError> {
+    pub(crate) fn admit(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
         match self.slots.get(to.shard()) {
-            Some(slots) => slots.admit(to.slot(), to.generation(), self.mailbox_capacity),
+            Some(slots) => slots.admit(to.slot(), to.generation(), self.mailbox_capacity, payload),
             None => Err(SendError::UnknownTarget),
         }
     }
@@ -149,8 +149,8 @@ impl Directory {
     /// actors are being stopped), a refusal says `shutting-down`, whatever refused
     /// it. Only the refusal reads the flag: a send costs nothing more.
     #[inline]
-    pub(crate) fn admit_from_actor(&self, to: Address) -> Result<(), SendError> {
-        self.admit(to).map_err(|e| {
+    pub(crate) fn admit_from_actor(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
+        self.admit(to, payload).map_err(|e| {
             if self.stopping.load(Ordering::Acquire) {
                 SendError::ShuttingDown
             } else {

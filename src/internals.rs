@@ -56,9 +56,11 @@ impl Slots {
         Slots(SlotTable::new(slots))
     }
 
-    /// Takes `slot` into use; returns its generation.
-    pub fn activate(&self, slot: u32) -> u32 {
-        self.0.activate(slot)
+    /// Takes `slot` into use for an actor that accepts `accepts` (none: any
+    /// payload); returns its generation.
+    pub fn activate(&self, slot: u32, accepts: &[crate::codec::Codec]) -> u32 {
+        self.0
+            .activate(slot, accepts.iter().fold(0, |m, c| m | c.bit()))
     }
 
     /// Ends the actor in `slot`.
@@ -66,9 +68,10 @@ impl Slots {
         self.0.deactivate(slot)
     }
 
-    /// Admits one message for the actor `slot`/`generation`: whether it fit.
-    pub fn admit(&self, slot: u32, generation: u32, capacity: u32) -> bool {
-        self.0.admit(slot, generation, capacity).is_ok()
+    /// Admits one message (`payload`) for the actor `slot`/`generation`:
+    /// whether it fit and its codec is accepted.
+    pub fn admit(&self, slot: u32, generation: u32, capacity: u32, payload: &[u8]) -> bool {
+        self.0.admit(slot, generation, capacity, payload).is_ok()
     }
 
     /// Frees `n` admitted messages' room (a turn that handled them).

@@ -96,7 +96,9 @@ mod typed;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
-pub use component::{Component, Inspection, MAX_COMPONENT_SIZE, SourceKind, WIT, encode_component};
+pub use component::{
+    ACCEPTS_SECTION, Component, Inspection, MAX_COMPONENT_SIZE, SourceKind, WIT, encode_component,
+};
 pub use config::{
     DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
@@ -115,11 +117,11 @@ pub use pending::PendingReply;
 #[doc(hidden)]
 pub use runtime::RuntimeDefect;
 pub use runtime::{Runtime, SpawnOptions};
-pub use typed::{ReplyError, TypedReply, TypedSendError};
-/// The payload format typed sends use, shared with the guest SDK: a multicodec
-/// prefix, then the value in that codec (the `wasmshard-codec` crate).
-pub use wasmshard_codec as codec;
 pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RequestStats, ShardStats,
     ShutdownReport, Stats,
 };
+pub use typed::{ReplyError, TypedReply, TypedSendError};
+/// The payload format typed sends use, shared with the guest SDK: a multicodec
+/// prefix, then the value in that codec (the `wasmshard-codec` crate).
+pub use wasmshard_codec as codec;

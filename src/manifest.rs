@@ -9,9 +9,10 @@
 //! component = "counter.wat" # .wasm or .wat, relative to the manifest
 //! config = "text for init"  # optional
 //! shard = 1                 # optional
+//! accepts = ["cbor", "json"] # optional: the codecs it takes (default: what the component declares)
 //! [[send]]                  # delivered by the host, in order, after every actor is spawned
 //! to = "counter"
-//! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"
+//! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"; or json = '{"Add": 5}' (typed)
 //! repeat = 1                # optional
 //! ```
 //!
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, Codec};
 use crate::{
     ActorStats, BuildError, LoadError, Runtime, RuntimeBuilder, SendError, SpawnError, SpawnOptions,
 };
@@ -88,6 +90,10 @@ pub struct ActorSpec {
     pub config: Option<String>,
     /// Shard to spawn on.
     pub shard: Option<usize>,
+    /// The codecs the actor accepts (`raw`, `json`, `cbor`, `messagepack`):
+    /// other payloads are refused at admission with `unsupported-codec`. Default:
+    /// what the component declares, or any payload.
+    pub accepts: Option<Vec<String>>,
 }
 
 /// One `[[send]]`.
@@ -101,6 +107,10 @@ pub struct SendSpec {
     pub payload: Option<String>,
     /// Hex payload.
     pub payload_hex: Option<String>,
+    /// A typed payload: JSON text, sent with the JSON codec's prefix (as the
+    /// guest SDK and `Runtime::send_typed` write it), so actors written with the
+    /// SDK decode it.
+    pub json: Option<String>,
     /// How many times to send it (default 1).
     pub repeat: Option<u64>,
 }
@@ -135,9 +145,9 @@ pub enum ManifestError {
         file: String,
         /// What is wrong.
         what: String,
-        /// What caused it, if anything did (bad hex, say).
+        /// What caused it, if anything did (bad hex or JSON, say).
         #[source]
-        source: Option<hex::FromHexError>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The `[runtime]` settings do not build a runtime.
     #[error("the [runtime] settings")]
@@ -183,24 +193,38 @@ impl SendSpec {
     ///
     /// # Errors
     ///
-    /// Neither or both of `payload` and `payload-hex`, or bad hex.
+    /// Not exactly one of `payload`, `payload-hex` and `json`; bad hex; text in
+    /// `json` that is not JSON.
     pub fn bytes(&self) -> Result<Vec<u8>, ManifestError> {
-        match (&self.payload, &self.payload_hex) {
-            (Some(p), None) => Ok(p.as_bytes().to_vec()),
-            (None, Some(h)) => {
+        match (&self.payload, &self.payload_hex, &self.json) {
+            (Some(p), None, None) => Ok(p.as_bytes().to_vec()),
+            (None, Some(h), None) => {
                 let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
                 hex::decode(&digits).map_err(|e| ManifestError::Invalid {
                     file: String::new(),
                     what: format!("send to `{}`: payload-hex `{h}` is not hex", self.to),
-                    source: Some(e),
+                    source: Some(Box::new(e)),
                 })
             }
-            (None, None) => Err(invalid(format!(
-                "send to `{}`: give `payload` or `payload-hex`",
+            (None, None, Some(json)) => {
+                // Checked, then sent as written, after the JSON codec's prefix.
+                codec::decode_body::<serde::de::IgnoredAny>(Codec::Json, json.as_bytes()).map_err(
+                    |e| ManifestError::Invalid {
+                        file: String::new(),
+                        what: format!("send to `{}`: `json` is not JSON", self.to),
+                        source: Some(Box::new(e)),
+                    },
+                )?;
+                let mut bytes = Codec::Json.prefix().to_vec();
+                bytes.extend_from_slice(json.as_bytes());
+                Ok(bytes)
+            }
+            (None, None, None) => Err(invalid(format!(
+                "send to `{}`: give `payload`, `payload-hex` or `json`",
                 self.to
             ))),
-            (Some(_), Some(_)) => Err(invalid(format!(
-                "send to `{}`: give `payload` or `payload-hex`, not both",
+            _ => Err(invalid(format!(
+                "send to `{}`: give one of `payload`, `payload-hex` and `json`, not several",
                 self.to
             ))),
         }
@@ -246,6 +270,15 @@ impl Manifest {
             }
             if seen.insert(a.name.as_str(), i).is_some() {
                 return Err(invalid(format!("two actors are named `{}`", a.name)));
+            }
+            for name in a.accepts.iter().flatten() {
+                if Codec::from_name(name).is_none() {
+                    return Err(invalid(format!(
+                        "actor `{}` accepts `{name}`, which is no codec (raw, json, cbor, \
+                         messagepack)",
+                        a.name
+                    )));
+                }
             }
         }
         for s in &m.sends {
@@ -358,6 +391,10 @@ impl Manifest {
             let mut opts = SpawnOptions::new(&a.name).config(a.config.clone().unwrap_or_default());
             if let Some(s) = a.shard {
                 opts = opts.shard(s);
+            }
+            if let Some(names) = &a.accepts {
+                // Checked by `parse`.
+                opts = opts.accepts(names.iter().filter_map(|n| Codec::from_name(n)));
             }
             runtime
                 .spawn(&components[&path], opts)

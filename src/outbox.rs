@@ -44,7 +44,7 @@ impl Outbox {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit_from_actor(to)?;
+        self.directory.admit_from_actor(to, &payload)?;
         self.staged.push(Envelope {
             to,
             from: self.me,
@@ -73,7 +73,7 @@ impl Outbox {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit_from_actor(to)?;
+        self.directory.admit_from_actor(to, &payload)?;
         let id = table.open(Waiter::Actor(self.me), to, timeout_ns)?;
         self.requests.opened();
         self.staged.push(Envelope {

@@ -259,9 +259,15 @@ impl Runtime {
         component: &Component,
         options: SpawnOptions,
     ) -> Result<Address, SpawnError> {
+        let accepts = options
+            .accepts
+            .as_deref()
+            .or(component.accepts())
+            .unwrap_or_default();
         let body = SpawnBody::Wasm {
             component: component.clone(),
             config: options.config,
+            accepts: accepts.iter().fold(0, |m, c| m | c.bit()),
         };
         self.spawn_body(&options.name, options.shard, body)
     }
@@ -330,7 +336,7 @@ impl Runtime {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit(to)?;
+        self.directory.admit(to, payload)?;
         self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
             to,
             Address::HOST,
@@ -367,7 +373,7 @@ impl Runtime {
             self.host_requests.fetch_sub(1, Ordering::AcqRel);
             return Err(SendError::TooManyRequests);
         }
-        if let Err(e) = self.directory.admit(to) {
+        if let Err(e) = self.directory.admit(to, payload) {
             self.host_requests.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
@@ -571,6 +577,7 @@ pub struct SpawnOptions {
     name: String,
     config: Vec<u8>,
     shard: Option<usize>,
+    accepts: Option<Vec<crate::codec::Codec>>,
 }
 
 impl SpawnOptions {
@@ -580,6 +587,7 @@ impl SpawnOptions {
             name: name.into(),
             config: Vec::new(),
             shard: None,
+            accepts: None,
         }
     }
 
@@ -592,6 +600,19 @@ impl SpawnOptions {
     /// The shard to spawn on.
     pub fn shard(mut self, shard: usize) -> SpawnOptions {
         self.shard = Some(shard);
+        self
+    }
+
+    /// The codecs the actor accepts: a tell or request whose payload does not
+    /// start with one of their prefixes fails at admission with
+    /// [`SendError::UnsupportedCodec`], for every sender. Overrides what the
+    /// component declares (its `wasmshard:accepts` section); an empty list
+    /// accepts any payload. Default: what the component declares, or any payload.
+    pub fn accepts(
+        mut self,
+        codecs: impl IntoIterator<Item = crate::codec::Codec>,
+    ) -> SpawnOptions {
+        self.accepts = Some(codecs.into_iter().collect());
         self
     }
 }

@@ -489,7 +489,11 @@ impl Shard {
                 .pop_front()
                 .expect("a shard below max_actors has free slots")
         };
-        let generation = self.slots().activate(slot);
+        let accepts = match &body {
+            SpawnBody::Wasm { accepts, .. } => *accepts,
+            SpawnBody::Native(_) => 0,
+        };
+        let generation = self.slots().activate(slot, accepts);
         let me = Address::new(self.id, slot, generation);
         self.directory.register(&name, me);
         self.spawning = Some((slot, name.clone(), me));
@@ -499,7 +503,9 @@ impl Shard {
                 actor,
                 out: Outbox::new(me, self.directory.clone()),
             }),
-            SpawnBody::Wasm { component, config } => WasmActor::spawn(
+            SpawnBody::Wasm {
+                component, config, ..
+            } => WasmActor::spawn(
                 &self.wasm,
                 &component,
                 me,

@@ -50,6 +50,8 @@ pub(crate) enum SpawnBody {
     Wasm {
         component: Component,
         config: Vec<u8>,
+        /// The codecs the actor accepts ([`wasmshard_codec::Codec::bit`]s; 0: any).
+        accepts: u8,
     },
     Native(Box<dyn NativeActor>),
 }

@@ -6,8 +6,16 @@
 //! step, so a stale address can never take room in a newer actor's mailbox. Only the
 //! owning shard changes the generation (on spawn and stop) or releases room (after
 //! it handled a message), so those are plain stores and subtractions.
+//!
+//! Beside each word, the codecs the slot's actor accepts (a bit per codec; none
+//! set: any payload). The owner writes them before it marks the slot live, and
+//! a sender reads them after its compare-and-swap succeeded (which synchronizes
+//! with that mark), so a sender always checks the payload against the accepts
+//! of the very actor whose room it took.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use wasmshard_codec::Codec;
 
 use crate::error::SendError;
 
@@ -16,12 +24,21 @@ const FILL: u64 = ALIVE - 1;
 
 pub(crate) struct SlotTable {
     words: Box<[AtomicU64]>,
+    /// The codecs each slot's actor accepts ([`Codec::bit`]s; 0: any payload).
+    accepts: Box<[AtomicU8]>,
+}
+
+/// The bit of the codec `payload` starts with (0 if none the runtime knows).
+#[inline]
+fn codec_bit(payload: &[u8]) -> u8 {
+    Codec::of(payload).map_or(0, Codec::bit)
 }
 
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
         SlotTable {
             words: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            accepts: (0..slots).map(|_| AtomicU8::new(0)).collect(),
         }
     }
 
@@ -30,9 +47,16 @@ impl SlotTable {
     }
 
     /// Reserves one message of room in the mailbox of `slot`, if it holds a live
-    /// actor of `generation` whose mailbox has fewer than `capacity` messages.
+    /// actor of `generation` whose mailbox has fewer than `capacity` messages and
+    /// which accepts `payload`'s codec (an actor that declared none accepts any).
     #[inline]
-    pub(crate) fn admit(&self, slot: u32, generation: u32, capacity: u32) -> Result<(), SendError> {
+    pub(crate) fn admit(
+        &self,
+        slot: u32,
+        generation: u32,
+        capacity: u32,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         let Some(word) = self.words.get(slot as usize) else {
             return Err(SendError::UnknownTarget);
         };
@@ -45,10 +69,18 @@ impl SlotTable {
                 return Err(SendError::MailboxFull);
             }
             match word.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
+                Ok(_) => break,
                 Err(now) => cur = now,
             }
         }
+        // Written before the slot was marked live, which the CAS synchronized with.
+        let accepts = self.accepts[slot as usize].load(Ordering::Relaxed);
+        if accepts != 0 && accepts & codec_bit(payload) == 0 {
+            // Give the room back: refused at the door, as if never admitted.
+            word.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendError::UnsupportedCodec);
+        }
+        Ok(())
     }
 
     /// Gives back `n` messages of room after the owner handled them.
@@ -63,9 +95,11 @@ impl SlotTable {
         debug_assert!(prev & ALIVE != 0);
     }
 
-    /// Marks `slot` live with an empty mailbox and returns its generation.
+    /// Marks `slot` live with an empty mailbox, for an actor that accepts the
+    /// codecs in `accepts` (0: any payload), and returns its generation.
     /// Owner only, on a free slot.
-    pub(crate) fn activate(&self, slot: u32) -> u32 {
+    pub(crate) fn activate(&self, slot: u32, accepts: u8) -> u32 {
+        self.accepts[slot as usize].store(accepts, Ordering::Relaxed);
         let word = &self.words[slot as usize];
         let cur = word.load(Ordering::Acquire);
         debug_assert!(cur & ALIVE == 0, "activating a live slot");
@@ -95,20 +129,40 @@ mod tests {
     #[test]
     fn admission_checks_generation_and_capacity() {
         let t = SlotTable::new(4);
-        assert_eq!(t.admit(0, 1, 2), Err(SendError::UnknownTarget));
-        let g = t.activate(0);
+        assert_eq!(t.admit(0, 1, 2, b""), Err(SendError::UnknownTarget));
+        let g = t.activate(0, 0);
         assert_eq!(g, 1);
-        assert_eq!(t.admit(0, g, 2), Ok(()));
-        assert_eq!(t.admit(0, g, 2), Ok(()));
-        assert_eq!(t.admit(0, g, 2), Err(SendError::MailboxFull));
+        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::MailboxFull));
         t.release(0, 1);
-        assert_eq!(t.admit(0, g, 2), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
         t.deactivate(0);
-        assert_eq!(t.admit(0, g, 2), Err(SendError::UnknownTarget));
-        let g2 = t.activate(0);
+        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::UnknownTarget));
+        let g2 = t.activate(0, 0);
         assert_ne!(g, g2);
-        assert_eq!(t.admit(0, g, 2), Err(SendError::UnknownTarget));
-        assert_eq!(t.admit(0, g2, 2), Ok(()));
-        assert_eq!(t.admit(9, g2, 2), Err(SendError::UnknownTarget));
+        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::UnknownTarget));
+        assert_eq!(t.admit(0, g2, 2, b""), Ok(()));
+        assert_eq!(t.admit(9, g2, 2, b""), Err(SendError::UnknownTarget));
+    }
+
+    #[test]
+    fn admission_checks_the_codec_and_gives_refused_room_back() {
+        let t = SlotTable::new(2);
+        let g = t.activate(0, Codec::Cbor.bit() | Codec::Json.bit());
+        assert_eq!(t.admit(0, g, 1, b"\x51\x01"), Ok(()));
+        t.release(0, 1);
+        assert_eq!(t.admit(0, g, 1, b"\x80\x04{}"), Ok(()));
+        t.release(0, 1);
+        for refused in [&b""[..], b"\x55raw", b"\x81\x04", b"plain"] {
+            assert_eq!(t.admit(0, g, 1, refused), Err(SendError::UnsupportedCodec));
+        }
+        // The refusals took no room.
+        assert_eq!(t.admit(0, g, 1, b"\x51"), Ok(()));
+        assert_eq!(t.admit(0, g, 1, b"\x51"), Err(SendError::MailboxFull));
+        // An actor that declared nothing takes anything.
+        let g1 = t.activate(1, 0);
+        assert_eq!(t.admit(1, g1, 4, b"plain"), Ok(()));
+        assert_eq!(t.admit(1, g1, 4, b""), Ok(()));
     }
 }

@@ -231,7 +231,9 @@ pub fn encode_into<T: Serialize + ?Sized>(
     })
 }
 
-fn box_err(e: impl std::error::Error + Send + Sync + 'static) -> Box<dyn std::error::Error + Send + Sync> {
+fn box_err(
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(e)
 }
 

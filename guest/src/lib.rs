@@ -76,9 +76,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use wasmshard_codec::{self as codec, Bytes, Codec, DecodeError, EncodeError};
 /// The `log` crate, whose records the SDK forwards to the host log.
 pub use log;
+pub use wasmshard_codec::{self as codec, Bytes, Codec, DecodeError, EncodeError};
 
 /// The bindings `wit-bindgen` generates for the contract (`wit/actor.wit`), for
 /// what the SDK does not wrap. [`export_actor!`] uses them.
@@ -97,7 +97,9 @@ pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
 
 /// An actor's address: where messages to it go. Any `u64` can be one; an address
 /// that names no live actor makes a send fail with [`SendError::UnknownTarget`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Address(pub u64);
 
@@ -429,6 +431,18 @@ pub fn set_log_level(level: log::LevelFilter) {
 pub mod __rt {
     use super::*;
 
+    /// `text` as the bytes of a custom section (`N` is its length).
+    pub const fn section<const N: usize>(text: &str) -> [u8; N] {
+        let bytes = text.as_bytes();
+        let mut out = [0u8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = bytes[i];
+            i += 1;
+        }
+        out
+    }
+
     /// An actor's state between calls.
     pub struct Host<A: Actor> {
         actor: A,
@@ -467,7 +481,12 @@ pub mod __rt {
             .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
             .unwrap_or("a panic");
         let message = match info.location() {
-            Some(at) => format!("panicked at {}:{}:{}: {what}", at.file(), at.line(), at.column()),
+            Some(at) => format!(
+                "panicked at {}:{}:{}: {what}",
+                at.file(),
+                at.line(),
+                at.column()
+            ),
             None => format!("panicked: {what}"),
         };
         host::log(LogLevel::Error, &message);
@@ -527,9 +546,11 @@ pub mod __rt {
 
     /// `handle-message`.
     pub fn message<A: Actor>(state: &'static State<A>, from: u64, payload: Vec<u8>) {
-        with(state, |actor, ctx| match codec::decode::<A::Message>(&payload) {
-            Ok(m) => actor.message(ctx, Address(from), m),
-            Err(e) => actor.malformed(ctx, Address(from), e),
+        with(state, |actor, ctx| {
+            match codec::decode::<A::Message>(&payload) {
+                Ok(m) => actor.message(ctx, Address(from), m),
+                Err(e) => actor.malformed(ctx, Address(from), e),
+            }
         })
     }
 
@@ -577,10 +598,26 @@ pub mod __rt {
 /// Exports `$actor` (a type that implements [`Actor`]) as the crate's
 /// component: generates the `wasmshard:actor/actor` exports and keeps the
 /// actor's state between calls. Use it once, at the crate's top level.
+///
+/// It also declares the codecs the actor accepts, in the component's
+/// `wasmshard:accepts` section: by default every codec the SDK decodes (`raw`,
+/// `json`, `cbor`, `messagepack`), so the runtime refuses a payload with no
+/// codec prefix at admission (`unsupported-codec`) instead of handing the actor
+/// bytes it cannot read. `export_actor!(MyActor, accepts = "cbor,json")`
+/// declares fewer.
 #[macro_export]
 macro_rules! export_actor {
     ($actor:ty) => {
+        $crate::export_actor!($actor, accepts = "raw,json,cbor,messagepack");
+    };
+    ($actor:ty, accepts = $accepts:literal) => {
         const _: () = {
+            const __ACCEPTS_TEXT: &str = $accepts;
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(link_section = "wasmshard:accepts")]
+            #[used]
+            static __ACCEPTS: [u8; __ACCEPTS_TEXT.len()] =
+                $crate::__rt::section::<{ __ACCEPTS_TEXT.len() }>(__ACCEPTS_TEXT);
             struct __WasmshardActor;
             ::std::thread_local! {
                 static __STATE: ::core::cell::RefCell<
@@ -588,7 +625,9 @@ macro_rules! export_actor {
                 > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
             impl $crate::bindings::exports::wasmshard::actor::actor::Guest for __WasmshardActor {
-                fn init(config: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__rt::init::<$actor>(&__STATE, config)
                 }
                 fn handle_message(from: u64, payload: ::std::vec::Vec<u8>) {
@@ -603,15 +642,12 @@ macro_rules! export_actor {
                 }
                 fn handle_response(
                     id: u64,
-                    response: ::core::result::Result<
-                        ::std::vec::Vec<u8>,
-                        $crate::RequestError,
-                    >,
+                    response: ::core::result::Result<::std::vec::Vec<u8>, $crate::RequestError>,
                 ) {
                     $crate::__rt::response::<$actor>(&__STATE, id, response)
                 }
             }
             $crate::bindings::export!(__WasmshardActor with_types_in $crate::bindings);
-        };
+};
     };
 }

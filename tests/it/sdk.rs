@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wasmshard::codec::{self, Codec};
 use wasmshard::{
-    LogRecord, ReplyError, RequestError, Runtime, RuntimeBuilder, SpawnOptions,
+    Address, Context, LogRecord, ReplyError, RequestError, Runtime, RuntimeBuilder, SendError,
+    SpawnOptions,
 };
 
 use crate::support::*;
@@ -47,7 +48,10 @@ enum KvResp {
 
 /// `examples/guests/chat`'s messages and request.
 #[derive(Serialize, Deserialize, Debug)]
-#[allow(dead_code, reason = "the same shape as the example's: some are only its own")]
+#[allow(
+    dead_code,
+    reason = "the same shape as the example's: some are only its own"
+)]
 enum ChatMsg {
     Join { name: String },
     Say { text: String },
@@ -143,11 +147,17 @@ fn a_malformed_payload_is_reported_to_the_actor_not_a_trap() {
         return;
     };
     let c = rt.spawn(&counter, SpawnOptions::new("counter")).unwrap();
-    // No codec prefix; a known codec with a body of the wrong type; a request
-    // that does not decode (its reply is dropped: the requester learns at once).
-    rt.send(c, b"\x99 not a codec").unwrap();
+    // A payload with no codec prefix is refused at the door: the SDK declares
+    // the codecs it decodes.
+    assert_eq!(
+        rt.send(c, b"\x99 not a codec"),
+        Err(SendError::UnsupportedCodec)
+    );
+    // A known codec with a body of the wrong type, twice; a request that does not
+    // decode (its reply is dropped: the requester learns at once).
     rt.send_typed_with(Codec::Json, c, &"a string, not a Msg")
         .unwrap();
+    rt.send_typed_with(Codec::Cbor, c, &[1u8, 2, 3]).unwrap();
     let dropped = rt
         .request_typed::<_, u64>(c, &["not", "a", "Req"], WAIT)
         .unwrap()
@@ -298,7 +308,10 @@ fn pipeline_answers_after_its_sub_requests_return() {
             .unwrap();
         // Many at once: each answer waits for its own two sub-replies.
         let pending: Vec<_> = (0..50u64)
-            .map(|n| rt.request_typed::<_, Result<u64, String>>(front, &n, WAIT).unwrap())
+            .map(|n| {
+                rt.request_typed::<_, Result<u64, String>>(front, &n, WAIT)
+                    .unwrap()
+            })
             .collect();
         for (n, p) in pending.into_iter().enumerate() {
             let n = n as u64;
@@ -331,8 +344,11 @@ fn chat_relays_lines_to_members_across_shards() {
         let Some(chat) = example(&rt, "chat") else {
             return;
         };
-        rt.spawn(&chat, SpawnOptions::new("lobby").config(r#""Room""#).shard(0))
-            .unwrap();
+        rt.spawn(
+            &chat,
+            SpawnOptions::new("lobby").config(r#""Room""#).shard(0),
+        )
+        .unwrap();
         let names = ["ann", "bob", "cy"];
         let members: Vec<_> = names
             .iter()
@@ -341,7 +357,9 @@ fn chat_relays_lines_to_members_across_shards() {
                 rt.spawn(
                     &chat,
                     SpawnOptions::new(*name)
-                        .config(format!(r#"{{"Member": {{"room": "lobby", "name": "{name}"}}}}"#))
+                        .config(format!(
+                            r#"{{"Member": {{"room": "lobby", "name": "{name}"}}}}"#
+                        ))
                         .shard(i % shards),
                 )
                 .unwrap()
@@ -384,4 +402,88 @@ fn chat_relays_lines_to_members_across_shards() {
         }
         assert_eq!(rt.shutdown().dead_letter_count, 0);
     }
+}
+
+/// An actor that declares its codecs (here by spawn option, on a WAT counter)
+/// refuses other payloads at admission, from the host, from a sender on its own
+/// shard and from one on another, for tells and requests alike; what it accepts
+/// is delivered as before.
+#[test]
+fn unsupported_codec_is_refused_at_admission_for_every_sender() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    let target = rt
+        .spawn(
+            &counter,
+            SpawnOptions::new("picky")
+                .shard(0)
+                .accepts([Codec::Cbor, Codec::MessagePack]),
+        )
+        .unwrap();
+    let outcomes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let senders: Vec<Address> = (0..2)
+        .map(|shard| {
+            let out = outcomes.clone();
+            rt.spawn_native(
+                &format!("sender{shard}"),
+                Some(shard),
+                move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                    let cbor = codec::encode(Codec::Cbor, &1u8).unwrap();
+                    let json = codec::encode(Codec::Json, &1u8).unwrap();
+                    let results = [
+                        format!("{:?}", ctx.send(target, &cbor)),
+                        format!("{:?}", ctx.send(target, &json)),
+                        format!("{:?}", ctx.send(target, b"plain")),
+                        format!(
+                            "{:?}",
+                            ctx.request(target, &json, 1_000_000_000).map(|_| ())
+                        ),
+                        format!("{:?}", ctx.request(target, b"", 1_000_000_000).map(|_| ())),
+                    ];
+                    out.lock().unwrap().push(results.join(" "));
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    for s in &senders {
+        rt.send(*s, b"go").unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    let refused = "Ok(()) Err(UnsupportedCodec) Err(UnsupportedCodec) Err(UnsupportedCodec) \
+                   Err(UnsupportedCodec)";
+    assert_eq!(*outcomes.lock().unwrap(), [refused, refused]);
+    assert_eq!(rt.send(target, b"plain"), Err(SendError::UnsupportedCodec));
+    let refused = rt.request(target, b"\x80\x04{}", IDLE).map(|_| ());
+    assert_eq!(refused, Err(SendError::UnsupportedCodec));
+    rt.send_typed_with(Codec::MessagePack, target, &5u8)
+        .unwrap();
+    assert!(rt.wait_idle(IDLE));
+    // Exactly the accepted ones arrived (two senders' CBOR, the host's
+    // MessagePack), and nothing was lost or half-admitted: the mailbox is empty.
+    let report = Arc::try_unwrap(rt).unwrap().shutdown();
+    assert_eq!(report.stats.actor("picky").unwrap().handled, 3);
+    assert_eq!(report.dead_letter_count, 0);
+}
+
+/// The SDK declares its codecs in the component; loading and `inspect` read them.
+#[test]
+fn an_sdk_component_declares_its_codecs() {
+    let (rt, _) = runtime(1);
+    let Some(counter) = example(&rt, "counter") else {
+        return;
+    };
+    let all = [Codec::Raw, Codec::Json, Codec::Cbor, Codec::MessagePack];
+    assert_eq!(counter.accepts(), Some(&all[..]));
+    let bytes = std::fs::read(example_wasm("counter").unwrap()).unwrap();
+    let inspection = rt.inspect(&bytes).unwrap();
+    assert_eq!(inspection.accepts.unwrap(), Some(all.to_vec()));
+    // A WAT component declares nothing, and takes any payload.
+    let plain = load(&rt, "counter.wat");
+    assert_eq!(plain.accepts(), None);
+    // Spawn options override the section; an empty list accepts anything.
+    let any = rt
+        .spawn(&counter, SpawnOptions::new("any").accepts([]))
+        .unwrap();
+    rt.send(any, b"\x99 no codec").unwrap();
 }

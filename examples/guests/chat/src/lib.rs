@@ -114,7 +114,13 @@ impl Actor for Chat {
         }
     }
 
-    fn request(&mut self, _: &mut Ctx<Self>, _: Address, Req::History: Req, reply: Reply<Vec<String>>) {
+    fn request(
+        &mut self,
+        _: &mut Ctx<Self>,
+        _: Address,
+        Req::History: Req,
+        reply: Reply<Vec<String>>,
+    ) {
         let lines = match self {
             Chat::Member { lines, .. } => lines.clone(),
             Chat::Room { members } => members.iter().map(|(_, n)| n.clone()).collect(),
