@@ -234,6 +234,18 @@ fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
     for name in &i.exports {
         let _ = writeln!(out, "  {name}");
     }
+    match &i.accepts {
+        Ok(Some(codecs)) => {
+            let names: Vec<_> = codecs.iter().map(|c| c.name()).collect();
+            let _ = writeln!(out, "accepts: {}", names.join(", "));
+        }
+        Ok(None) => {
+            let _ = writeln!(out, "accepts: any payload (no codecs declared)");
+        }
+        Err(why) => {
+            let _ = writeln!(out, "accepts: {why}");
+        }
+    }
     let code = match &i.fit {
         Ok(()) => {
             let _ = writeln!(out, "fits wasmshard:actor/component: yes");

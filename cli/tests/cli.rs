@@ -166,6 +166,18 @@ fn a_bad_manifest_is_refused_clearly() {
             "[runtime]\nshards = 0\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
             "shards",
         ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\naccepts = [\"cbor\", \"yaml\"]\n",
+            "`yaml`",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\njson = \"{\"\n",
+            "`json` is not JSON",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\njson = \"1\"\npayload = \"x\"\n",
+            "not several",
+        ),
         // Repeats that add up past 2^64 overflowed the count of sends (a panic).
         (
             "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 2\n",
@@ -196,8 +208,30 @@ fn inspect_describes_fit_and_misfit() {
     assert!(stdout.contains("wasmshard:actor/host@0.1.0"));
     assert!(stdout.contains("wasmshard:actor/actor@0.1.0"));
     assert!(stdout.contains("fits wasmshard:actor/component: yes"));
+    assert!(
+        stdout.contains("accepts: any payload (no codecs declared)"),
+        "{stdout}"
+    );
 
     let dir = tempdir();
+    // A component that declares its codecs; and one that names an unknown one.
+    let echo = std::fs::read_to_string(fixture("echo.wat")).unwrap();
+    for (section, says, fits) in [
+        ("cbor, json", "accepts: cbor, json", true),
+        ("cbor,yaml", "names the codec `yaml`", false),
+    ] {
+        let picky = dir.join("picky.wat");
+        let text = echo.replacen(
+            "(module",
+            &format!("(module (@custom \"wasmshard:accepts\" \"{section}\")"),
+            1,
+        );
+        std::fs::write(&picky, text).unwrap();
+        let out = wasmshard(&["inspect", picky.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(says), "{stdout}");
+        assert_eq!(out.status.success(), fits, "{stdout}");
+    }
     let bad = dir.join("bad.wat");
     std::fs::write(&bad, "(module (memory (export \"memory\") 1))").unwrap();
     let out = wasmshard(&["inspect", bad.to_str().unwrap()]);

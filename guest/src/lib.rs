@@ -647,7 +647,7 @@ macro_rules! export_actor {
                     $crate::__rt::response::<$actor>(&__STATE, id, response)
                 }
             }
-            $crate::bindings::export!(__WasmshardActor with_types_in $crate::bindings);
-};
+    $crate::bindings::export!(__WasmshardActor with_types_in $crate::bindings);
+        };
     };
 }

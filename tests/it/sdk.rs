@@ -487,3 +487,49 @@ fn an_sdk_component_declares_its_codecs() {
         .unwrap();
     rt.send(any, b"\x99 no codec").unwrap();
 }
+
+/// Each example's manifest (`examples/*.toml`) runs to idle with what it says
+/// it logs, nothing failed and nothing undelivered. The manifests name the
+/// examples where `cargo build --target wasm32-unknown-unknown` puts them; here
+/// they are the modules this test binary built.
+#[test]
+fn the_example_manifests_run() {
+    let Some(counter) = example_wasm("counter") else {
+        return;
+    };
+    let built = counter.parent().unwrap().to_str().unwrap().to_string();
+    let cases = [
+        ("counter", "total: 150"),
+        ("kv", "colour = green"),
+        ("pipeline", "12 -> Ok(168)"),
+        ("chat", "cy: good morning"),
+    ];
+    for (name, says) in cases {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("../target/wasm32-unknown-unknown/release", &built);
+        let manifest = wasmshard::manifest::Manifest::parse(&text).unwrap();
+        let logs: Logs = Arc::default();
+        let sink = logs.clone();
+        let builder = manifest
+            .builder()
+            .log_sink(move |r: &LogRecord| sink.lock().unwrap().push(r.clone()));
+        let report = manifest.run(builder, Some(WAIT)).unwrap();
+        assert!(report.idle, "{name}");
+        assert_eq!(report.dead_letters, 0, "{name}");
+        assert_eq!(report.undelivered_sends, 0, "{name}");
+        assert!(
+            report.actors.iter().all(|a| a.failure.is_none()),
+            "{name}: {:?}",
+            report.actors
+        );
+        assert!(
+            logs.lock().unwrap().iter().any(|r| r.message == says),
+            "{name}: {:?}",
+            logs.lock().unwrap()
+        );
+    }
+}

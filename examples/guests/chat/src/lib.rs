@@ -2,7 +2,8 @@
 //!
 //! Config selects the role:
 //! - `"Room"`: keeps the members that joined and relays every `Say` as a `Line`
-//!   to each of them (the speaker included), in the order it received them;
+//!   to each of them (the speaker included), in the order it received them (and
+//!   logs it at `info`);
 //! - `{"Member": {"room": "lobby", "name": "ann"}}`: joins the room at init;
 //!   a `Say` from anyone else (the host) goes to the room; a `Line` from the
 //!   room is kept. Request `History` answers with the lines kept, as
@@ -91,6 +92,7 @@ impl Actor for Chat {
                 let Some(speaker) = members.iter().find(|(a, _)| *a == from) else {
                     return wasmshard_guest::log::warn!("{from} spoke without joining");
                 };
+                wasmshard_guest::log::info!("{}: {text}", speaker.1);
                 let line = Msg::Line {
                     from: speaker.1.clone(),
                     text,
@@ -108,7 +110,9 @@ impl Actor for Chat {
                 }
             }
             (Chat::Member { lines, .. }, Msg::Line { from, text }) => {
-                lines.push(format!("{from}: {text}"));
+                let line = format!("{from}: {text}");
+                wasmshard_guest::log::debug!("{line}");
+                lines.push(line);
             }
             (_, other) => wasmshard_guest::log::warn!("unexpected {other:?}"),
         }

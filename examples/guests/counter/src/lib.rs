@@ -2,7 +2,8 @@
 //!
 //! - message `Add(n)`: adds `n` (a total past `u64::MAX` panics: the actor fails,
 //!   and its failure reason says why);
-//! - message `Report`: tells the sender `Total(total)`;
+//! - message `Report`: tells the sender `Total(total)` (the host, which takes no
+//!   messages, gets the total in the log instead);
 //! - request `Get`: replies with the total; `AddAndGet(n)`: adds, then replies.
 //!
 //! Config (optional): `{"start": n}`, the total to start from.
@@ -56,6 +57,9 @@ impl Actor for Counter {
     fn message(&mut self, ctx: &mut Ctx<Self>, from: Address, msg: Msg) {
         match msg {
             Msg::Add(n) => self.add(n),
+            Msg::Report if from == Address(0) => {
+                wasmshard_guest::log::info!("total: {}", self.total);
+            }
             Msg::Report => {
                 if let Err(e) = ctx.send(from, &Msg::Total(self.total)) {
                     wasmshard_guest::log::warn!("cannot report to {from}: {e}");

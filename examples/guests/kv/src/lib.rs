@@ -9,7 +9,9 @@
 //!   at once, or later (the `Reply` waits in the actor's state);
 //! - `Ignore`: drops its reply unanswered (the requester learns it at once).
 //!
-//! Message `Delete { key }` removes a key.
+//! Messages (`Msg`): `Put { key, value }` stores without an answer (and answers
+//! waiters, as the request does); `Delete { key }` removes a key; `Dump` logs
+//! every key and value, in key order.
 
 use std::collections::HashMap;
 
@@ -52,11 +54,20 @@ pub enum Resp {
 /// The messages.
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Msg {
+    /// Store a value, answering nobody.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
     /// Remove a key.
     Delete {
         /// The key.
         key: String,
     },
+    /// Log the contents.
+    Dump,
 }
 
 #[derive(Default)]
@@ -75,18 +86,26 @@ impl Actor for Kv {
         Ok(Kv::default())
     }
 
-    fn message(&mut self, _: &mut Ctx<Self>, _: Address, Msg::Delete { key }: Msg) {
-        self.map.remove(&key);
+    fn message(&mut self, _: &mut Ctx<Self>, _: Address, msg: Msg) {
+        match msg {
+            Msg::Put { key, value } => self.put(key, value),
+            Msg::Delete { key } => {
+                self.map.remove(&key);
+            }
+            Msg::Dump => {
+                let mut keys: Vec<_> = self.map.keys().collect();
+                keys.sort();
+                for k in keys {
+                    wasmshard_guest::log::info!("{k} = {}", self.map[k]);
+                }
+            }
+        }
     }
 
     fn request(&mut self, _: &mut Ctx<Self>, _: Address, req: Req, reply: Reply<Resp>) {
         match req {
             Req::Put { key, value } => {
-                for waiter in self.waiting.remove(&key).unwrap_or_default() {
-                    // A waiter whose requester gave up is refused: nothing to do.
-                    let _ = waiter.send(&Resp::Value(Some(value.clone())));
-                }
-                self.map.insert(key, value);
+                self.put(key, value);
                 let _ = reply.send(&Resp::Done);
             }
             Req::Get { key } => {
@@ -100,6 +119,17 @@ impl Actor for Kv {
             },
             Req::Ignore => drop(reply),
         }
+    }
+}
+
+impl Kv {
+    /// Stores `value`, and answers whoever waited for `key`.
+    fn put(&mut self, key: String, value: String) {
+        for waiter in self.waiting.remove(&key).unwrap_or_default() {
+            // A waiter whose requester gave up is refused: nothing to do.
+            let _ = waiter.send(&Resp::Value(Some(value.clone())));
+        }
+        self.map.insert(key, value);
     }
 }
 

@@ -6,7 +6,8 @@
 //!   with `2n` or `n²` (wrapping);
 //! - `{"Front": {"workers": ["a", "b"], "timeout_ms": 1000}}`: answers a request
 //!   `n: u64` with the sum of what the two named workers answer for `n`, or with
-//!   an error string if either fails.
+//!   an error string if either fails. A message `n: u64` to the front does the
+//!   same work and logs the answer instead.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub enum Config {
 
 /// One request the front is working on.
 struct Job {
-    reply: Reply<Result<u64, String>>,
+    answer: Answer,
     parts: [Option<u64>; 2],
 }
 
@@ -55,7 +56,7 @@ enum Pipeline {
 
 impl Actor for Pipeline {
     type Config = Config;
-    type Message = ();
+    type Message = u64;
     type Request = u64;
     type Reply = Result<u64, String>;
 
@@ -80,6 +81,10 @@ impl Actor for Pipeline {
         })
     }
 
+    fn message(&mut self, ctx: &mut Ctx<Self>, _: Address, n: u64) {
+        self.start(ctx, n, Answer::Log(n));
+    }
+
     fn request(
         &mut self,
         ctx: &mut Ctx<Self>,
@@ -87,14 +92,38 @@ impl Actor for Pipeline {
         n: u64,
         reply: Reply<Result<u64, String>>,
     ) {
+        self.start(ctx, n, Answer::Reply(reply));
+    }
+}
+
+/// Where a job's answer goes.
+enum Answer {
+    /// Back to the requester.
+    Reply(Reply<Result<u64, String>>),
+    /// To the log (a message asked for the work, with this input).
+    Log(u64),
+}
+
+impl Answer {
+    fn give(self, result: Result<u64, String>) {
         match self {
-            Pipeline::Worker(op) => {
-                let result = match op {
-                    Op::Double => n.wrapping_mul(2),
-                    Op::Square => n.wrapping_mul(n),
-                };
-                let _ = reply.send(&Ok(result));
+            Answer::Reply(reply) => {
+                let _ = reply.send(&result);
             }
+            Answer::Log(n) => wasmshard_guest::log::info!("{n} -> {result:?}"),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Works on `n`: a worker answers at once; the front asks both workers and
+    /// answers when both have.
+    fn start(&mut self, ctx: &mut Ctx<Self>, n: u64, answer: Answer) {
+        match self {
+            Pipeline::Worker(op) => answer.give(Ok(match op {
+                Op::Double => n.wrapping_mul(2),
+                Op::Square => n.wrapping_mul(n),
+            })),
             Pipeline::Front {
                 workers,
                 timeout,
@@ -107,7 +136,7 @@ impl Actor for Pipeline {
                 jobs.insert(
                     job,
                     Job {
-                        reply,
+                        answer,
                         parts: [None, None],
                     },
                 );
@@ -128,9 +157,7 @@ impl Actor for Pipeline {
             }
         }
     }
-}
 
-impl Pipeline {
     /// One sub-request of `job` ended.
     fn part_done(
         &mut self,
@@ -152,7 +179,7 @@ impl Pipeline {
         j.parts[part] = Some(value);
         if let [Some(a), Some(b)] = j.parts {
             let j = jobs.remove(&job).expect("present");
-            let _ = j.reply.send(&Ok(a.wrapping_add(b)));
+            j.answer.give(Ok(a.wrapping_add(b)));
         }
     }
 
@@ -161,7 +188,7 @@ impl Pipeline {
         if let Pipeline::Front { jobs, .. } = self
             && let Some(j) = jobs.remove(&job)
         {
-            let _ = j.reply.send(&Err(why));
+            j.answer.give(Err(why));
         }
     }
 }
