@@ -72,7 +72,7 @@ impl Context<'_> {
         self.out.send(to, Payload::from_slice(payload))
     }
 
-    /// Makes a request to `to` that times out after `timeout_ns`; its end arrives in
+    /// Makes a request to `to` that times out after `timeout`; its end arrives in
     /// [`NativeActor::handle_response`] exactly once (unless cancelled).
     ///
     /// # Errors
@@ -82,8 +82,9 @@ impl Context<'_> {
         &mut self,
         to: Address,
         payload: &[u8],
-        timeout_ns: u64,
+        timeout: std::time::Duration,
     ) -> Result<u64, SendError> {
+        let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         self.out
             .request(to, Payload::from_slice(payload), timeout_ns)
     }

@@ -47,6 +47,30 @@ impl PendingReply {
     /// waiting could stop the very shard that must answer, it does not wait: it
     /// returns what [`PendingReply::try_get`] returns.
     pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
+        PendingReply::wait_inner(self, timeout)
+    }
+
+    /// Cancels the request (as dropping the handle does), and says whether it
+    /// was still open: if it had ended, nothing changes.
+    pub fn cancel(self) -> bool {
+        self.end_by_cancel()
+    }
+
+    /// Ends the request as cancelled for the host and tells its shard; whether
+    /// it was still open.
+    fn end_by_cancel(&self) -> bool {
+        // Ended for the host now (its place under the cap is free at once); the
+        // shard closes the request when it takes the cancel, or finds it ended.
+        if !self.waiter.fulfil(Err(RequestError::Cancelled)) {
+            return false;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
+        }
+        true
+    }
+
+    fn wait_inner(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
         if shard::on_shard_of(self.runtime) {
             return self.try_get();
         }
@@ -56,14 +80,6 @@ impl PendingReply {
 
 impl Drop for PendingReply {
     fn drop(&mut self) {
-        if self.waiter.outcome().is_some() {
-            return;
-        }
-        // Ended for the host now (its place under the cap is free at once); the
-        // shard closes the request when it takes the cancel, or finds it ended.
-        self.waiter.fulfil(Err(RequestError::Cancelled));
-        if let Some(shared) = self.shared.upgrade() {
-            shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
-        }
+        self.end_by_cancel();
     }
 }

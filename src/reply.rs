@@ -38,13 +38,16 @@ impl HostWaiter {
     }
 
     /// Records the outcome; only the first one counts.
-    pub(crate) fn fulfil(&self, outcome: Result<Vec<u8>, RequestError>) {
+    /// Ends the request with `outcome`, unless it has ended; whether it did now.
+    pub(crate) fn fulfil(&self, outcome: Result<Vec<u8>, RequestError>) -> bool {
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(outcome);
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            self.ready.notify_all();
+        if slot.is_some() {
+            return false;
         }
+        *slot = Some(outcome);
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.ready.notify_all();
+        true
     }
 
     /// The outcome, if the request has ended.

@@ -286,6 +286,25 @@ impl Runtime {
         self.spawn_body(name, shard, SpawnBody::Native(Box::new(actor)))
     }
 
+    /// Spawns a native actor that handles messages with `handler` (a closure whose
+    /// argument types need no annotations: `|ctx, from, payload| ...`). As
+    /// [`Runtime::spawn_native`] with the closure as the actor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::spawn_native`].
+    pub fn spawn_handler<F>(
+        &self,
+        name: &str,
+        shard: Option<usize>,
+        handler: F,
+    ) -> Result<Address, SpawnError>
+    where
+        F: FnMut(&mut crate::native::Context<'_>, Address, &[u8]) + Send + 'static,
+    {
+        self.spawn_native(name, shard, handler)
+    }
+
     /// Stops the actor at `address`. Messages still in its mailbox become dead letters;
     /// its name is free again; its address never reaches a later actor.
     ///

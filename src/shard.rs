@@ -248,7 +248,9 @@ impl Shard {
                 self.counts.host_in += 1;
                 match item {
                     HostItem::Tell(env) => self.dead_letter(env, DeadLetterReason::TargetFailed),
-                    HostItem::Request(r) => r.waiter.fulfil(Err(RequestError::TargetFailed)),
+                    HostItem::Request(r) => {
+                        r.waiter.fulfil(Err(RequestError::TargetFailed));
+                    }
                     HostItem::Cancel(_) => {}
                 }
             }
@@ -743,7 +745,9 @@ impl Shard {
             Err(_) => table.counts.failed += 1,
         }
         match waiter {
-            Waiter::Host(w) => w.fulfil(result.map(|()| env.payload.to_vec())),
+            Waiter::Host(w) => {
+                w.fulfil(result.map(|()| env.payload.to_vec()));
+            }
             Waiter::Actor(requester) => self.push_response(requester, env),
         }
     }
@@ -773,7 +777,9 @@ impl Shard {
         };
         while let Some((id, waiter)) = self.table().expire(now) {
             match waiter {
-                Waiter::Host(w) => w.fulfil(Err(RequestError::Timeout)),
+                Waiter::Host(w) => {
+                    w.fulfil(Err(RequestError::Timeout));
+                }
                 Waiter::Actor(requester) => {
                     self.push_response(
                         requester,

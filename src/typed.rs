@@ -77,6 +77,12 @@ impl<R: DeserializeOwned> TypedReply<R> {
         self.pending
     }
 
+    /// Cancels the request; whether it was still open (as
+    /// [`PendingReply::cancel`]).
+    pub fn cancel(self) -> bool {
+        self.pending.cancel()
+    }
+
     fn read(outcome: Option<Result<Vec<u8>, RequestError>>) -> Result<R, ReplyError> {
         match outcome {
             None => Err(ReplyError::NotYet),

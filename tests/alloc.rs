@@ -318,9 +318,9 @@ impl Requester {
         }
         self.left -= 1;
         let timeout = if self.mode == Mode::Timeouts {
-            0
+            std::time::Duration::ZERO
         } else {
-            60_000_000_000
+            std::time::Duration::from_secs(60)
         };
         let id = match ctx.request(self.target, &[1; 16], timeout) {
             Ok(id) => id,

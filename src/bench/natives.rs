@@ -221,7 +221,11 @@ impl Rtt {
     fn next(&mut self, ctx: &mut Context<'_>) {
         self.sent_at = Instant::now();
         if ctx
-            .request(self.target, &self.buf[..self.len], 60_000_000_000)
+            .request(
+                self.target,
+                &self.buf[..self.len],
+                std::time::Duration::from_secs(60),
+            )
             .is_err()
         {
             self.left = 0;

@@ -208,7 +208,9 @@ impl NativeActor for Asker {
     fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
         let n = payload.first().copied().unwrap_or(1);
         for _ in 0..n {
-            let id = ctx.request(self.target, b"q", 3_600_000_000_000).unwrap();
+            let id = ctx
+                .request(self.target, b"q", Duration::from_secs(3600))
+                .unwrap();
             self.ids.lock().unwrap().push(id);
         }
     }
@@ -217,7 +219,9 @@ impl NativeActor for Asker {
         r.unwrap();
         *self.answered.lock().unwrap() += 1;
         // Sequential round trips: the next one.
-        let id = ctx.request(self.target, b"q", 3_600_000_000_000).unwrap();
+        let id = ctx
+            .request(self.target, b"q", Duration::from_secs(3600))
+            .unwrap();
         self.ids.lock().unwrap().push(id);
     }
 }
@@ -638,7 +642,8 @@ fn a_slow_actor_delays_timeouts_and_commands_by_about_one_message() {
     }
     impl NativeActor for Timer {
         fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
-            ctx.request(self.target, b"q", 100_000_000).unwrap();
+            ctx.request(self.target, b"q", Duration::from_millis(100))
+                .unwrap();
         }
         fn handle_response(&mut self, _: &mut Context<'_>, _: u64, r: Result<&[u8], RequestError>) {
             assert_eq!(r, Err(RequestError::Timeout));
@@ -765,9 +770,10 @@ fn once_shutdown_stops_actors_their_sends_say_shutting_down() {
                 out.lock()
                     .unwrap()
                     .push(ctx.send(target, b"late").unwrap_err());
-                out.lock()
-                    .unwrap()
-                    .push(ctx.request(target, b"late", 1_000_000_000).unwrap_err());
+                out.lock().unwrap().push(
+                    ctx.request(target, b"late", Duration::from_secs(1))
+                        .unwrap_err(),
+                );
             }),
         )
         .unwrap();
@@ -1087,7 +1093,8 @@ struct Impatient {
 impl NativeActor for Impatient {
     fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
         for _ in 0..self.n {
-            ctx.request(self.target, b"q", self.timeout_ns).unwrap();
+            ctx.request(self.target, b"q", Duration::from_nanos(self.timeout_ns))
+                .unwrap();
         }
     }
 
@@ -1481,7 +1488,8 @@ fn a_request_reaching_a_failed_shard_ends_target_failed() {
     }
     impl NativeActor for Ask {
         fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
-            ctx.request(self.target, b"q", 3_600_000_000_000).unwrap();
+            ctx.request(self.target, b"q", Duration::from_secs(3600))
+                .unwrap();
         }
         fn handle_response(&mut self, _: &mut Context<'_>, _: u64, r: Result<&[u8], RequestError>) {
             self.outcomes.lock().unwrap().push(r.map(<[u8]>::to_vec));

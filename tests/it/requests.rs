@@ -155,7 +155,9 @@ struct Timed {
 impl NativeActor for Timed {
     fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
         for _ in 0..self.count {
-            let id = ctx.request(self.target, b"?", self.timeout_ns).unwrap();
+            let id = ctx
+                .request(self.target, b"?", Duration::from_nanos(self.timeout_ns))
+                .unwrap();
             self.made.push((id, ctx.now_ns()));
         }
     }
@@ -220,7 +222,8 @@ struct Flood {
 impl NativeActor for Flood {
     fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
         for _ in 0..self.count {
-            ctx.request(self.target, &[], 200_000_000).unwrap();
+            ctx.request(self.target, &[], Duration::from_millis(200))
+                .unwrap();
         }
     }
 
@@ -322,7 +325,7 @@ impl NativeActor for Driven {
         match payload {
             b"req" => {
                 let id = ctx
-                    .request(self.target.unwrap(), b"q", 60_000_000_000)
+                    .request(self.target.unwrap(), b"q", Duration::from_secs(60))
                     .unwrap();
                 self.made.lock().unwrap().push(id);
             }
@@ -539,7 +542,7 @@ fn open_requests_are_capped_per_actor() {
             for _ in 0..4 {
                 r2.lock()
                     .unwrap()
-                    .push(ctx.request(mute, b"", 60_000_000_000).map(|_| ()));
+                    .push(ctx.request(mute, b"", Duration::from_secs(60)).map(|_| ()));
             }
         })
         .unwrap();

@@ -272,8 +272,30 @@ fn kv_answers_at_once_later_and_says_when_it_drops_a_request() {
             .unwrap()
             .wait(WAIT)
             .unwrap();
+        // The host cancels what it no longer wants; an ended request stays ended.
+        let unwanted = rt
+            .request_typed::<_, KvResp>(k, &KvReq::WaitFor { key: "c".into() }, WAIT)
+            .unwrap();
+        assert!(unwanted.cancel());
+        let answered = rt
+            .request_typed::<_, KvResp>(k, &KvReq::Get { key: "a".into() }, WAIT)
+            .unwrap();
+        assert_eq!(
+            answered.wait(WAIT).unwrap(),
+            KvResp::Value(Some("1".into()))
+        );
+        assert!(!answered.cancel());
         let report = rt.shutdown();
         assert!(report.stats.actor("kv").unwrap().failure.is_none());
+        assert_eq!(
+            report
+                .stats
+                .shards
+                .iter()
+                .map(|s| s.requests.cancelled)
+                .sum::<u64>(),
+            1
+        );
     }
 }
 
@@ -436,9 +458,13 @@ fn unsupported_codec_is_refused_at_admission_for_every_sender() {
                         format!("{:?}", ctx.send(target, b"plain")),
                         format!(
                             "{:?}",
-                            ctx.request(target, &json, 1_000_000_000).map(|_| ())
+                            ctx.request(target, &json, Duration::from_secs(1))
+                                .map(|_| ())
                         ),
-                        format!("{:?}", ctx.request(target, b"", 1_000_000_000).map(|_| ())),
+                        format!(
+                            "{:?}",
+                            ctx.request(target, b"", Duration::from_secs(1)).map(|_| ())
+                        ),
                     ];
                     out.lock().unwrap().push(results.join(" "));
                 },
@@ -532,4 +558,22 @@ fn the_example_manifests_run() {
             logs.lock().unwrap()
         );
     }
+}
+
+/// A native actor from a closure with no annotated argument types (the closure
+/// passed to `spawn_native` needed every one spelled out).
+#[test]
+fn a_handler_closure_needs_no_annotations() {
+    let rt = builder(2).build().unwrap();
+    let seen: Arc<Mutex<Vec<(Address, Vec<u8>)>>> = Arc::default();
+    let s = seen.clone();
+    let a = rt
+        .spawn_handler("handler", Some(1), move |ctx, from, payload| {
+            assert_ne!(ctx.self_address(), from);
+            s.lock().unwrap().push((from, payload.to_vec()));
+        })
+        .unwrap();
+    rt.send(a, b"hi").unwrap();
+    assert!(rt.wait_idle(WAIT));
+    assert_eq!(*seen.lock().unwrap(), [(Address::HOST, b"hi".to_vec())]);
 }
