@@ -565,7 +565,7 @@ fn the_example_manifests_run() {
 #[test]
 fn a_handler_closure_needs_no_annotations() {
     let rt = builder(2).build().unwrap();
-    let seen: Arc<Mutex<Vec<(Address, Vec<u8>)>>> = Arc::default();
+    let seen: Inbox = Arc::default();
     let s = seen.clone();
     let a = rt
         .spawn_handler("handler", Some(1), move |ctx, from, payload| {
