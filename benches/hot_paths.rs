@@ -72,16 +72,24 @@ fn mailbox_push_pop(mut mailbox: Mailbox) -> Mailbox {
     mailbox
 }
 
+/// An actor that declared its codecs: admission checks each payload's prefix.
 fn slots() -> (Slots, u32) {
     let slots = Slots::new(64);
-    // An actor that declared its codecs: admission checks each payload's prefix.
     let generation = slots.activate(3, &[Codec::Cbor, Codec::MessagePack]);
+    (slots, generation)
+}
+
+/// An actor that declared none: any payload, no look at it.
+fn slots_any_codec() -> (Slots, u32) {
+    let slots = Slots::new(64);
+    let generation = slots.activate(3, &[]);
     (slots, generation)
 }
 
 // Admit `OPS` messages at a mailbox, then release them as a turn does.
 #[library_benchmark]
 #[bench::ops(setup = slots)]
+#[bench::any_codec(setup = slots_any_codec)]
 fn slot_admit_release((slots, generation): (Slots, u32)) -> Slots {
     let payload = [0x81, 0x04, 0x01];
     for _ in 0..OPS {

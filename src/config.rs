@@ -33,8 +33,8 @@ pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest mailbox capacity (the fill of a mailbox shares its slot word with
-/// the generation and a flag).
-pub const MAX_MAILBOX_CAPACITY: u32 = (1 << 30) - 1;
+/// the generation, a flag and the accepted codecs).
+pub const MAX_MAILBOX_CAPACITY: u32 = (1 << 26) - 1;
 /// The largest `max_payload`: 64 MiB.
 pub const MAX_MAX_PAYLOAD: usize = 64 << 20;
 /// The shortest epoch tick: 100 µs (each tick wakes the ticker thread).
@@ -250,7 +250,8 @@ impl RuntimeBuilder {
     }
 
     /// Capacity of every actor's mailbox, in messages: 1 to
-    /// [`MAX_MAILBOX_CAPACITY`] (2^30 − 1). Default: 1024.
+    /// [`MAX_MAILBOX_CAPACITY`] (2^26 − 1: the slot word keeps the count in 26
+    /// bits, beside the generation and the accepted codecs). Default: 1024.
     pub fn mailbox_capacity(mut self, n: u32) -> Self {
         self.config.mailbox_capacity = n;
         self

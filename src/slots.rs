@@ -7,38 +7,62 @@
 //! owning shard changes the generation (on spawn and stop) or releases room (after
 //! it handled a message), so those are plain stores and subtractions.
 //!
-//! Beside each word, the codecs the slot's actor accepts (a bit per codec; none
-//! set: any payload). The owner writes them before it marks the slot live, and
-//! a sender reads them after its compare-and-swap succeeded (which synchronizes
-//! with that mark), so a sender always checks the payload against the accepts
-//! of the very actor whose room it took.
+//! The word also holds the codecs the slot's actor accepts (a bit per codec,
+//! [`Codec::bit`]; none set: any payload), written with the generation when the
+//! owner marks the slot live, so the admission check reads them from the word it
+//! loads for the compare-and-swap: no other load, and a refused payload takes no
+//! room.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmshard_codec::Codec;
 
 use crate::error::SendError;
 
 const ALIVE: u64 = 1 << 31;
-const FILL: u64 = ALIVE - 1;
+/// Where the accepted codecs' four bits start.
+const ACCEPTS_SHIFT: u32 = 26;
+/// The mailbox's fill: the low 26 bits (so `mailbox_capacity` < 2^26).
+const FILL: u64 = (1 << ACCEPTS_SHIFT) - 1;
 
 pub(crate) struct SlotTable {
     words: Box<[AtomicU64]>,
-    /// The codecs each slot's actor accepts ([`Codec::bit`]s; 0: any payload).
-    accepts: Box<[AtomicU8]>,
 }
 
-/// The bit of the codec `payload` starts with (0 if none the runtime knows).
+/// For a payload's first byte: the bit of the codec it begins (0: none), and
+/// [`TWO_BYTES`] if the code goes on in a second byte, which must be `0x04`.
+static FIRST_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[0x55] = Codec::Raw.bit();
+    t[0x51] = Codec::Cbor.bit();
+    t[0x80] = Codec::Json.bit() | TWO_BYTES;
+    t[0x81] = Codec::MessagePack.bit() | TWO_BYTES;
+    t
+};
+
+/// In [`FIRST_BYTE`]: the code's varint has a second byte (`0x04`).
+const TWO_BYTES: u8 = 0x10;
+
+/// The bit of the codec `payload` starts with (0 if none the runtime knows): a
+/// table lookup on the first byte, and a compare of the second for two-byte
+/// codes.
 #[inline]
-fn codec_bit(payload: &[u8]) -> u8 {
-    Codec::of(payload).map_or(0, Codec::bit)
+fn codec_bit(payload: &[u8]) -> u64 {
+    let Some(&first) = payload.first() else {
+        return 0;
+    };
+    let t = FIRST_BYTE[first as usize];
+    if t & TWO_BYTES == 0 || payload.get(1) == Some(&0x04) {
+        u64::from(t & 0xf)
+    } else {
+        0
+    }
 }
 
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
         SlotTable {
             words: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            accepts: (0..slots).map(|_| AtomicU8::new(0)).collect(),
         }
     }
 
@@ -60,27 +84,26 @@ impl SlotTable {
         let Some(word) = self.words.get(slot as usize) else {
             return Err(SendError::UnknownTarget);
         };
+        let live = |cur: u64| (cur >> 32) as u32 == generation && cur & ALIVE != 0;
         let mut cur = word.load(Ordering::Acquire);
+        if !live(cur) {
+            return Err(SendError::UnknownTarget);
+        }
+        // Fixed for the generation: checked once, from the word already loaded.
+        let accepts = (cur >> ACCEPTS_SHIFT) & 0xf;
+        if accepts != 0 && accepts & codec_bit(payload) == 0 {
+            return Err(SendError::UnsupportedCodec);
+        }
         loop {
-            if (cur >> 32) as u32 != generation || cur & ALIVE == 0 {
-                return Err(SendError::UnknownTarget);
-            }
             if cur & FILL >= capacity as u64 {
                 return Err(SendError::MailboxFull);
             }
             match word.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(now) => cur = now,
+                Ok(_) => return Ok(()),
+                Err(now) if live(now) => cur = now,
+                Err(_) => return Err(SendError::UnknownTarget),
             }
         }
-        // Written before the slot was marked live, which the CAS synchronized with.
-        let accepts = self.accepts[slot as usize].load(Ordering::Relaxed);
-        if accepts != 0 && accepts & codec_bit(payload) == 0 {
-            // Give the room back: refused at the door, as if never admitted.
-            word.fetch_sub(1, Ordering::AcqRel);
-            return Err(SendError::UnsupportedCodec);
-        }
-        Ok(())
     }
 
     /// Gives back `n` messages of room after the owner handled them.
@@ -99,12 +122,12 @@ impl SlotTable {
     /// codecs in `accepts` (0: any payload), and returns its generation.
     /// Owner only, on a free slot.
     pub(crate) fn activate(&self, slot: u32, accepts: u8) -> u32 {
-        self.accepts[slot as usize].store(accepts, Ordering::Relaxed);
         let word = &self.words[slot as usize];
         let cur = word.load(Ordering::Acquire);
         debug_assert!(cur & ALIVE == 0, "activating a live slot");
         let generation = ((cur >> 32) as u32).max(1);
-        word.store(((generation as u64) << 32) | ALIVE, Ordering::Release);
+        let accepts = u64::from(accepts & 0xf) << ACCEPTS_SHIFT;
+        word.store(((generation as u64) << 32) | ALIVE | accepts, Ordering::Release);
         generation
     }
 
@@ -146,8 +169,23 @@ mod tests {
         assert_eq!(t.admit(9, g2, 2, b""), Err(SendError::UnknownTarget));
     }
 
+    /// The admission check's table agrees with the codec crate on every payload
+    /// of up to two bytes (and so on every payload: no code is longer).
     #[test]
-    fn admission_checks_the_codec_and_gives_refused_room_back() {
+    fn the_codec_table_agrees_with_the_codec_crate() {
+        let expect = |p: &[u8]| Codec::of(p).map_or(0, |c| u64::from(c.bit()));
+        assert_eq!(codec_bit(&[]), expect(&[]));
+        for a in 0..=255u8 {
+            assert_eq!(codec_bit(&[a]), expect(&[a]), "{a:#x}");
+            for b in 0..=255u8 {
+                assert_eq!(codec_bit(&[a, b]), expect(&[a, b]), "{a:#x} {b:#x}");
+                assert_eq!(codec_bit(&[a, b, 7]), expect(&[a, b, 7]));
+            }
+        }
+    }
+
+    #[test]
+    fn admission_checks_the_codec_and_a_refusal_takes_no_room() {
         let t = SlotTable::new(2);
         let g = t.activate(0, Codec::Cbor.bit() | Codec::Json.bit());
         assert_eq!(t.admit(0, g, 1, b"\x51\x01"), Ok(()));

@@ -120,8 +120,8 @@ impl Codec {
     }
 
     /// The codec whose payloads start like `payload`, if any: at most two bytes
-    /// are read, no allocation, a handful of instructions (what the runtime's
-    /// admission check runs).
+    /// are read, no allocation, a handful of instructions (the same look the
+    /// runtime's admission check takes).
     #[inline]
     pub fn of(payload: &[u8]) -> Option<Codec> {
         match payload {
