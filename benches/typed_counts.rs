@@ -1,0 +1,127 @@
+//! What the Rust guest SDK costs per message, in instructions (callgrind `Ir`,
+//! exact, unlike the wall-clock figures of `benches/typed.rs` on a noisy VM):
+//! `OPS` host tells to the SDK's counter example (a typed `Add(1)`) in each
+//! codec against the same to `counter.wat` (raw bytes), and `OPS` host request
+//! round trips (a typed `Get`, answered with a `u64`) against `responder.wat`, on
+//! a manual runtime. The host's payloads are encoded before the benchmark; what
+//! is counted is the send, the delivery, the guest's decode and handling, and for
+//! requests the encoded reply.
+//!
+//! Not part of the CI gate (it needs the example built first):
+//!
+//! ```sh
+//! cargo build --release --target wasm32-unknown-unknown -p wasmshard-example-counter
+//! cargo bench --bench typed_counts
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use iai_callgrind::{library_benchmark, library_benchmark_group, main};
+use serde::Serialize;
+use wasmshard::codec::{self, Codec};
+use wasmshard::{Address, Runtime, SpawnOptions};
+
+/// Messages or round trips per benchmark.
+const OPS: usize = 100;
+
+#[derive(Serialize)]
+enum Msg {
+    Add(u64),
+}
+
+#[derive(Serialize)]
+enum Req {
+    Get,
+}
+
+fn path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+const EXAMPLE: &str = "target/wasm32-unknown-unknown/release/wasmshard_example_counter.wasm";
+
+/// A manual runtime with one actor from `component`, and the payload to send it.
+struct Rig {
+    rt: Runtime,
+    to: Address,
+    payload: Vec<u8>,
+}
+
+fn rig(component: &str, payload: Vec<u8>) -> Rig {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .build_manual()
+        .expect("manual runtime");
+    let c = rt
+        .load_component_file(path(component))
+        .unwrap_or_else(|e| panic!("{component}: {e} (build the example first)"));
+    let to = rt.spawn(&c, SpawnOptions::new("target")).unwrap();
+    let rig = Rig { rt, to, payload };
+    // Warm: the instance's memory and the runtime's buffers are in use.
+    tells(&rig);
+    rig
+}
+
+fn tells(rig: &Rig) {
+    for _ in 0..OPS {
+        rig.rt.send(rig.to, &rig.payload).expect("admitted");
+    }
+    rig.rt.run_until_stalled();
+}
+
+fn round_trips(rig: &Rig) {
+    for _ in 0..OPS {
+        let reply = rig
+            .rt
+            .request(rig.to, &rig.payload, Duration::from_secs(60))
+            .expect("admitted");
+        rig.rt.run_until_stalled();
+        let bytes = reply.try_get().expect("answered").expect("a reply");
+        std::hint::black_box(bytes);
+    }
+}
+
+fn raw_tell() -> Rig {
+    rig("fixtures/counter.wat", b"12345678".to_vec())
+}
+
+fn typed_tell(codec: Codec) -> Rig {
+    rig(EXAMPLE, codec::encode(codec, &Msg::Add(1)).unwrap())
+}
+
+fn raw_request() -> Rig {
+    let r = rig("fixtures/responder.wat", b"12345678".to_vec());
+    round_trips(&r);
+    r
+}
+
+fn typed_request(codec: Codec) -> Rig {
+    let r = rig(EXAMPLE, codec::encode(codec, &Req::Get).unwrap());
+    round_trips(&r);
+    r
+}
+
+#[library_benchmark]
+#[bench::raw_wat(setup = raw_tell)]
+#[bench::sdk_json(args = (Codec::Json), setup = typed_tell)]
+#[bench::sdk_cbor(args = (Codec::Cbor), setup = typed_tell)]
+#[bench::sdk_messagepack(args = (Codec::MessagePack), setup = typed_tell)]
+fn tell(rig: Rig) -> Rig {
+    tells(&rig);
+    rig
+}
+
+#[library_benchmark]
+#[bench::raw_wat(setup = raw_request)]
+#[bench::sdk_json(args = (Codec::Json), setup = typed_request)]
+#[bench::sdk_cbor(args = (Codec::Cbor), setup = typed_request)]
+#[bench::sdk_messagepack(args = (Codec::MessagePack), setup = typed_request)]
+fn request(rig: Rig) -> Rig {
+    round_trips(&rig);
+    rig
+}
+
+library_benchmark_group!(name = typed; benchmarks = tell, request);
+main!(library_benchmark_groups = typed);
