@@ -127,7 +127,10 @@ impl SlotTable {
         debug_assert!(cur & ALIVE == 0, "activating a live slot");
         let generation = ((cur >> 32) as u32).max(1);
         let accepts = u64::from(accepts & 0xf) << ACCEPTS_SHIFT;
-        word.store(((generation as u64) << 32) | ALIVE | accepts, Ordering::Release);
+        word.store(
+            ((generation as u64) << 32) | ALIVE | accepts,
+            Ordering::Release,
+        );
         generation
     }
 
