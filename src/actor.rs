@@ -68,17 +68,12 @@ pub(crate) enum InitEnd {
 /// (With the `testing` feature, a `RuntimeDefect` payload passes through,
 /// as a panic of the runtime's own code during the call would.)
 fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => Ok(r),
-        Err(payload) => {
-            #[cfg(feature = "testing")]
-            if payload.is::<crate::RuntimeDefect>() {
-                std::panic::resume_unwind(payload);
-            }
-            Err(panics::settle(payload))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        #[cfg(feature = "testing")]
+        if payload.is::<crate::RuntimeDefect>() {
+            std::panic::resume_unwind(payload);
         }
-    }
-    .map_err(|msg| {
+        let msg = panics::settle(payload);
         Failure::new(
             FailureKind::Panic,
             format!("native actor panicked: {msg}"),

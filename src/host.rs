@@ -23,8 +23,9 @@ pub(crate) struct ActorCtx {
     pub(crate) name: Arc<str>,
     /// False while the component is being instantiated: host calls then trap.
     pub(crate) instantiated: bool,
-    /// The last `error` line logged during the invocation under way (cut to
-    /// [`LAST_ERROR_BYTES`]), for the failure's message if it fails.
+    /// The last `error` line logged during the invocation under way (made one
+    /// line and cut after [`LAST_ERROR_BYTES`]), for the failure's message if it
+    /// fails.
     pub(crate) last_error: Option<String>,
 }
 
@@ -216,15 +217,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                 .directory
                 .log(data.out.me, &data.name, level, &message);
             if level == LogLevel::Error {
-                let mut line = crate::log::one_line(&message).into_owned();
-                if line.len() > LAST_ERROR_BYTES {
-                    let mut cut = LAST_ERROR_BYTES;
-                    while !line.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    line.truncate(cut);
-                    line.push('…');
-                }
+                let line = crate::log::one_line(&message, LAST_ERROR_BYTES).into_owned();
                 drop(message);
                 store.data_mut().last_error = Some(line);
             }

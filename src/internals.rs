@@ -59,8 +59,7 @@ impl Slots {
     /// Takes `slot` into use for an actor that accepts `accepts` (none: any
     /// payload); returns its generation.
     pub fn activate(&self, slot: u32, accepts: &[crate::codec::Codec]) -> u32 {
-        self.0
-            .activate(slot, accepts.iter().fold(0, |m, c| m | c.bit()))
+        self.0.activate(slot, crate::slots::accepts_bits(accepts))
     }
 
     /// Ends the actor in `slot`.

@@ -85,15 +85,16 @@ fn unsafe_char(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `message` made safe to print as one line (see [`LogRecord::message`]).
-pub(crate) fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
-    if message.len() <= MAX_LOG_MESSAGE && !message.chars().any(unsafe_char) {
+/// `message` made safe to print as one line (see [`LogRecord::message`]), cut
+/// after `max` of its bytes (saying how much was cut).
+pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max && !message.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(message);
     }
-    let mut out = String::with_capacity(message.len().min(MAX_LOG_MESSAGE) + 32);
+    let mut out = String::with_capacity(message.len().min(max) + 32);
     let mut kept = 0;
     for c in message.chars() {
-        if kept + c.len_utf8() > MAX_LOG_MESSAGE {
+        if kept + c.len_utf8() > max {
             break;
         }
         kept += c.len_utf8();
@@ -120,7 +121,7 @@ pub(crate) fn emit(
     level: LogLevel,
     message: &str,
 ) {
-    let message = one_line(message);
+    let message = one_line(message, MAX_LOG_MESSAGE);
     match sink {
         Some(sink) => {
             let record = LogRecord {

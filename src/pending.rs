@@ -47,7 +47,10 @@ impl PendingReply {
     /// waiting could stop the very shard that must answer, it does not wait: it
     /// returns what [`PendingReply::try_get`] returns.
     pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
-        PendingReply::wait_inner(self, timeout)
+        if shard::on_shard_of(self.runtime) {
+            return self.try_get();
+        }
+        self.waiter.wait(Instant::now().checked_add(timeout))
     }
 
     /// Cancels the request (as dropping the handle does), and says whether it
@@ -68,13 +71,6 @@ impl PendingReply {
             shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
         }
         true
-    }
-
-    fn wait_inner(&self, timeout: Duration) -> Option<Result<Vec<u8>, RequestError>> {
-        if shard::on_shard_of(self.runtime) {
-            return self.try_get();
-        }
-        self.waiter.wait(Instant::now().checked_add(timeout))
     }
 }
 

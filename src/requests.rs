@@ -40,7 +40,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::address::Address;
-use crate::error::SendError;
+use crate::error::{RequestError, SendError};
 use crate::reply::HostWaiter;
 use crate::stats::RequestStats;
 
@@ -225,21 +225,19 @@ impl Requests {
         self.timers = BinaryHeap::from(timers);
     }
 
-    /// Ends every open request the host waits for and returns the waiters (shutdown).
-    pub(crate) fn close_host_waiters(&mut self) -> Vec<Arc<HostWaiter>> {
-        let mut waiters = Vec::new();
+    /// Ends every open request the host waits for with `error` (shutdown, or a
+    /// shard whose actors all failed: nobody is left to answer them).
+    pub(crate) fn end_host_waiters(&mut self, error: RequestError) {
         for slot in 0..self.entries.len() {
             if let Some((Waiter::Host(_), _)) = &self.entries[slot].open
                 && let Some((Waiter::Host(w), _)) = self.entries[slot].open.take()
             {
                 self.free.push_back(slot as u32);
                 self.counts.open -= 1;
-                // Ended by shutdown with `target-stopped`.
                 self.counts.failed += 1;
-                waiters.push(w);
+                w.fulfil(Err(error));
             }
         }
-        waiters
     }
 
     /// Gives the requests opened since the last call their deadlines: `now` (a

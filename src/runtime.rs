@@ -217,7 +217,7 @@ impl Runtime {
             },
         );
         let result = self.answer(&answer).unwrap_or_else(|| {
-            Err(if self.shared.shards[shard].dead.load(Ordering::SeqCst) {
+            Err(if self.shared.shards[shard].is_dead() {
                 SpawnError::ShardFailed { shard }
             } else {
                 SpawnError::ShuttingDown
@@ -267,7 +267,7 @@ impl Runtime {
         let body = SpawnBody::Wasm {
             component: component.clone(),
             config: options.config,
-            accepts: accepts.iter().fold(0, |m, c| m | c.bit()),
+            accepts: crate::slots::accepts_bits(accepts),
         };
         self.spawn_body(&options.name, options.shard, body)
     }
@@ -323,16 +323,11 @@ impl Runtime {
         self.answer(&answer).unwrap_or_else(|| {
             // No answer: the shard's thread is gone (its actors failed with it),
             // or the runtime is shutting down.
-            Err(
-                if self.shared.shards[address.shard()]
-                    .dead
-                    .load(Ordering::SeqCst)
-                {
-                    StopError::UnknownTarget(address)
-                } else {
-                    StopError::ShuttingDown
-                },
-            )
+            Err(if self.shared.shards[address.shard()].is_dead() {
+                StopError::UnknownTarget(address)
+            } else {
+                StopError::ShuttingDown
+            })
         })
     }
 

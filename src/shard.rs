@@ -222,9 +222,7 @@ impl Shard {
         // It fires no timeouts: the host's requests still open here end now (if
         // the crash did not end them already).
         if let Some(table) = self.table.as_mut() {
-            for waiter in table.close_host_waiters() {
-                waiter.fulfil(Err(RequestError::TargetFailed));
-            }
+            table.end_host_waiters(RequestError::TargetFailed);
         }
         loop {
             while let Some(cmd) = self.handle().control.pop() {
@@ -329,9 +327,7 @@ impl Shard {
         if let Some((slot, name, me)) = self.spawning.take()
             && self.actors[slot as usize].is_none()
         {
-            self.slots().deactivate(slot);
-            self.free.push_back(slot);
-            self.directory.unregister(&name, me);
+            self.unspawn(slot, &name, me);
         }
         // What the actors sent before (admitted, staged) goes on its way; then
         // each fails, and what it held ends.
@@ -350,9 +346,7 @@ impl Shard {
         }
         // No actor is left here to answer the host's requests: they end now
         // (a shard that gives up fires no timeouts).
-        for waiter in self.table().close_host_waiters() {
-            waiter.fulfil(Err(RequestError::TargetFailed));
-        }
+        self.table().end_host_waiters(RequestError::TargetFailed);
         self.publish();
     }
 
@@ -528,9 +522,7 @@ impl Shard {
                 Ok(me)
             }
             Err((end, staged)) => {
-                self.slots().deactivate(slot);
-                self.free.push_back(slot);
-                self.directory.unregister(&name, me);
+                self.unspawn(slot, &name, me);
                 if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
                     self.table().abandon(me);
                 }
@@ -545,6 +537,14 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Undoes a spawn that placed no actor: the slot is free again (at the back
+    /// of the line), its generation moves on, the name is released.
+    fn unspawn(&mut self, slot: u32, name: &Arc<str>, me: Address) {
+        self.slots().deactivate(slot);
+        self.free.push_back(slot);
+        self.directory.unregister(name, me);
     }
 
     /// Takes the actor out of its slot and ends its address. Requests it held
@@ -1022,9 +1022,7 @@ impl Shard {
         self.stopping = true;
         self.drain_inbound();
         self.seal();
-        for waiter in self.table().close_host_waiters() {
-            waiter.fulfil(Err(RequestError::TargetStopped));
-        }
+        self.table().end_host_waiters(RequestError::TargetStopped);
         self.publish();
         ShardExit {
             dead_letters: std::mem::take(&mut self.dead_letters),

@@ -146,7 +146,7 @@ impl ShardHandle {
         self.control_out.fetch_add(1, Ordering::SeqCst);
         self.control.push(cmd);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.dead.load(Ordering::SeqCst) {
+        if self.is_dead() {
             // Pairs with the fence in `bury`: either the dying thread drains this
             // command, or we see it dead and drain it ourselves.
             self.drain_commands();
@@ -158,6 +158,11 @@ impl ShardHandle {
     /// Drops every queued command (their waiters see their channels close).
     pub(crate) fn drain_commands(&self) {
         while self.control.pop().is_some() {}
+    }
+
+    /// Whether the shard's thread has given up (commands to it go unanswered).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
     }
 
     /// The shard's thread gives up: from now on commands are dropped on arrival.

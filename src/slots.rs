@@ -29,34 +29,9 @@ pub(crate) struct SlotTable {
     words: Box<[AtomicU64]>,
 }
 
-/// For a payload's first byte: the bit of the codec it begins (0: none), and
-/// [`TWO_BYTES`] if the code goes on in a second byte, which must be `0x04`.
-static FIRST_BYTE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[0x55] = Codec::Raw.bit();
-    t[0x51] = Codec::Cbor.bit();
-    t[0x80] = Codec::Json.bit() | TWO_BYTES;
-    t[0x81] = Codec::MessagePack.bit() | TWO_BYTES;
-    t
-};
-
-/// In [`FIRST_BYTE`]: the code's varint has a second byte (`0x04`).
-const TWO_BYTES: u8 = 0x10;
-
-/// The bit of the codec `payload` starts with (0 if none the runtime knows): a
-/// table lookup on the first byte, and a compare of the second for two-byte
-/// codes.
-#[inline]
-fn codec_bit(payload: &[u8]) -> u64 {
-    let Some(&first) = payload.first() else {
-        return 0;
-    };
-    let t = FIRST_BYTE[first as usize];
-    if t & TWO_BYTES == 0 || payload.get(1) == Some(&0x04) {
-        u64::from(t & 0xf)
-    } else {
-        0
-    }
+/// The slot word's bits for an actor that accepts `codecs` (none: any payload).
+pub(crate) fn accepts_bits(codecs: &[Codec]) -> u8 {
+    codecs.iter().fold(0, |bits, c| bits | c.bit())
 }
 
 impl SlotTable {
@@ -91,7 +66,7 @@ impl SlotTable {
         }
         // Fixed for the generation: checked once, from the word already loaded.
         let accepts = (cur >> ACCEPTS_SHIFT) & 0xf;
-        if accepts != 0 && accepts & codec_bit(payload) == 0 {
+        if accepts != 0 && accepts & u64::from(Codec::bit_of(payload)) == 0 {
             return Err(SendError::UnsupportedCodec);
         }
         loop {
@@ -170,21 +145,6 @@ mod tests {
         assert_eq!(t.admit(0, g, 2, b""), Err(SendError::UnknownTarget));
         assert_eq!(t.admit(0, g2, 2, b""), Ok(()));
         assert_eq!(t.admit(9, g2, 2, b""), Err(SendError::UnknownTarget));
-    }
-
-    /// The admission check's table agrees with the codec crate on every payload
-    /// of up to two bytes (and so on every payload: no code is longer).
-    #[test]
-    fn the_codec_table_agrees_with_the_codec_crate() {
-        let expect = |p: &[u8]| Codec::of(p).map_or(0, |c| u64::from(c.bit()));
-        assert_eq!(codec_bit(&[]), expect(&[]));
-        for a in 0..=255u8 {
-            assert_eq!(codec_bit(&[a]), expect(&[a]), "{a:#x}");
-            for b in 0..=255u8 {
-                assert_eq!(codec_bit(&[a, b]), expect(&[a, b]), "{a:#x} {b:#x}");
-                assert_eq!(codec_bit(&[a, b, 7]), expect(&[a, b, 7]));
-            }
-        }
     }
 
     #[test]

@@ -119,20 +119,50 @@ impl Codec {
         }
     }
 
-    /// The codec whose payloads start like `payload`, if any: at most two bytes
-    /// are read, no allocation, a handful of instructions (the same look the
-    /// runtime's admission check takes).
+    /// The codec whose payloads start like `payload`, if any (see
+    /// [`Codec::bit_of`]).
     #[inline]
     pub fn of(payload: &[u8]) -> Option<Codec> {
-        match payload {
-            [0x55, ..] => Some(Codec::Raw),
-            [0x51, ..] => Some(Codec::Cbor),
-            [0x80, 0x04, ..] => Some(Codec::Json),
-            [0x81, 0x04, ..] => Some(Codec::MessagePack),
+        match Codec::bit_of(payload) {
+            1 => Some(Codec::Raw),
+            2 => Some(Codec::Json),
+            4 => Some(Codec::Cbor),
+            8 => Some(Codec::MessagePack),
             _ => None,
         }
     }
+
+    /// The [`Codec::bit`] of the codec whose payloads start like `payload`, or 0
+    /// if none: a table lookup on the first byte and, for two-byte codes, a
+    /// compare of the second; no allocation (the runtime's admission check).
+    #[inline]
+    pub fn bit_of(payload: &[u8]) -> u8 {
+        let Some(&first) = payload.first() else {
+            return 0;
+        };
+        let t = FIRST_BYTE[first as usize];
+        if t & TWO_BYTES == 0 || payload.get(1) == Some(&0x04) {
+            t & 0xf
+        } else {
+            0
+        }
+    }
 }
+
+/// For a payload's first byte: the [`Codec::bit`] of the codec it begins (0:
+/// none), and [`TWO_BYTES`] if the code goes on in a second byte, which must be
+/// `0x04` (the prefixes in the table above).
+static FIRST_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[0x55] = Codec::Raw.bit();
+    t[0x51] = Codec::Cbor.bit();
+    t[0x80] = Codec::Json.bit() | TWO_BYTES;
+    t[0x81] = Codec::MessagePack.bit() | TWO_BYTES;
+    t
+};
+
+/// In [`FIRST_BYTE`]: the code's varint has a second byte (`0x04`).
+const TWO_BYTES: u8 = 0x10;
 
 impl std::fmt::Display for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -359,6 +389,24 @@ mod tests {
         map.insert(vec![1u8], 1u8);
         assert!(encode_into(Codec::Json, &map, &mut out).is_err());
         assert_eq!(out, [1, 2]);
+    }
+
+    /// The first-byte table and [`Codec::of`] agree with the codecs' prefixes on
+    /// every payload of up to two bytes (and so on every payload: no prefix is
+    /// longer).
+    #[test]
+    fn the_prefix_table_agrees_with_the_prefixes() {
+        let expect = |p: &[u8]| Codec::ALL.into_iter().find(|c| p.starts_with(c.prefix()));
+        assert_eq!(Codec::of(&[]), None);
+        for a in 0..=255u8 {
+            assert_eq!(Codec::of(&[a]), expect(&[a]), "{a:#x}");
+            for b in 0..=255u8 {
+                for p in [&[a, b][..], &[a, b, 7]] {
+                    assert_eq!(Codec::of(p), expect(p), "{p:x?}");
+                    assert_eq!(Codec::bit_of(p), expect(p).map_or(0, Codec::bit));
+                }
+            }
+        }
     }
 
     #[test]
