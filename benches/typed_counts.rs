@@ -7,10 +7,16 @@
 //! is counted is the send, the delivery, the guest's decode and handling, and for
 //! requests the encoded reply.
 //!
-//! Not part of the CI gate (it needs the example built first):
+//! `pipeline`: `OPS` host requests to the pipeline example's front, which asks
+//! two workers and answers with the sum (five component calls per request),
+//! written with continuations (the SDK's way) and with `async` on an in-guest
+//! executor (`tests/guests/async-trial`).
+//!
+//! Not part of the CI gate (it needs the guests built first):
 //!
 //! ```sh
-//! cargo build --release --target wasm32-unknown-unknown -p wasmshard-example-counter
+//! cargo build --release --target wasm32-unknown-unknown -p wasmshard-example-counter \
+//!     -p wasmshard-example-pipeline -p wasmshard-async-trial
 //! cargo bench --bench typed_counts
 //! ```
 
@@ -40,6 +46,8 @@ fn path(relative: &str) -> PathBuf {
 }
 
 const EXAMPLE: &str = "target/wasm32-unknown-unknown/release/wasmshard_example_counter.wasm";
+const PIPELINE: &str = "target/wasm32-unknown-unknown/release/wasmshard_example_pipeline.wasm";
+const ASYNC_TRIAL: &str = "target/wasm32-unknown-unknown/release/wasmshard_async_trial.wasm";
 
 /// A manual runtime with one actor from `component`, and the payload to send it.
 struct Rig {
@@ -103,6 +111,54 @@ fn typed_request(codec: Codec) -> Rig {
     r
 }
 
+/// The pipeline's two workers and a front from `front` (with `config`).
+fn pipeline(front: &str, config: &str) -> Rig {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .build_manual()
+        .expect("manual runtime");
+    let load = |file: &str| {
+        rt.load_component_file(path(file))
+            .unwrap_or_else(|e| panic!("{file}: {e} (build the guests first)"))
+    };
+    let workers = load(PIPELINE);
+    for (name, op) in [("double", "Double"), ("square", "Square")] {
+        let config = format!(r#"{{"Worker": "{op}"}}"#);
+        rt.spawn(&workers, SpawnOptions::new(name).config(config))
+            .unwrap();
+    }
+    let to = rt
+        .spawn(&load(front), SpawnOptions::new("front").config(config))
+        .unwrap();
+    let payload = codec::encode(codec::DEFAULT, &12u64).unwrap();
+    let rig = Rig { rt, to, payload };
+    round_trips(&rig);
+    rig
+}
+
+fn continuation_front() -> Rig {
+    pipeline(
+        PIPELINE,
+        r#"{"Front": {"workers": ["double", "square"], "timeout_ms": 60000}}"#,
+    )
+}
+
+fn async_front() -> Rig {
+    pipeline(
+        ASYNC_TRIAL,
+        r#"{"workers": ["double", "square"], "timeout_ms": 60000}"#,
+    )
+}
+
+#[library_benchmark]
+#[bench::continuations(setup = continuation_front)]
+#[bench::async_executor(setup = async_front)]
+fn pipeline_request(rig: Rig) -> Rig {
+    round_trips(&rig);
+    rig
+}
+
 #[library_benchmark]
 #[bench::raw_wat(setup = raw_tell)]
 #[bench::sdk_json(args = (Codec::Json), setup = typed_tell)]
@@ -123,5 +179,5 @@ fn request(rig: Rig) -> Rig {
     rig
 }
 
-library_benchmark_group!(name = typed; benchmarks = tell, request);
+library_benchmark_group!(name = typed; benchmarks = tell, request, pipeline_request);
 main!(library_benchmark_groups = typed);

@@ -25,6 +25,7 @@
 //!
 //! [multicodec]: https://github.com/multiformats/multicodec
 
+mod msgpack;
 mod raw;
 
 use serde::Serialize;
@@ -273,6 +274,13 @@ fn box_err(
 ///
 /// An empty payload, an unknown codec, or a body that is not a `T`.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    // The default codec first, in the fewest instructions.
+    if let [0x81, 0x04, body @ ..] = payload {
+        return msgpack::from_slice(body).map_err(|e| DecodeError::Body {
+            codec: Codec::MessagePack,
+            source: Box::new(e),
+        });
+    }
     if payload.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -295,7 +303,7 @@ pub fn decode_body<T: DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<T, 
         Codec::Raw => T::deserialize(raw::Reader(body)).map_err(|e| body_err(box_err(e))),
         Codec::Json => serde_json::from_slice(body).map_err(|e| body_err(box_err(e))),
         Codec::Cbor => minicbor_serde::from_slice(body).map_err(|e| body_err(box_err(e))),
-        Codec::MessagePack => rmp_serde::from_slice(body).map_err(|e| body_err(box_err(e))),
+        Codec::MessagePack => msgpack::from_slice(body).map_err(|e| body_err(box_err(e))),
     }
 }
 

@@ -70,11 +70,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod abi;
 
 /// The `log` crate, whose records the SDK forwards to the host log.
 pub use log;
@@ -87,8 +91,6 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "component",
-        pub_export_macro: true,
-        default_bindings_module: "wasmshard_guest::bindings",
     });
 }
 
@@ -232,10 +234,33 @@ pub trait Actor: Sized + 'static {
 /// What runs when a request ends: the actor, a context, and the raw outcome.
 type Continuation<A> = Box<dyn FnOnce(&mut A, &mut Ctx<A>, Result<&[u8], RequestError>)>;
 
+/// The open requests' continuations, by id.
+type Pending<A> = HashMap<RequestId, Continuation<A>, BuildHasherDefault<IdHasher>>;
+
+/// Hashes request ids with one multiplication (as FxHash does): the host
+/// assigns them, so nobody picks them to collide, and SipHash, the default,
+/// costs more than the rest of a lookup.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// What an actor can do while it handles something: send, request, look up,
 /// read the clock. Handed to every [`Actor`] method.
 pub struct Ctx<'a, A> {
-    pending: &'a mut HashMap<RequestId, Continuation<A>>,
+    pending: &'a mut Pending<A>,
     buf: &'a mut Vec<u8>,
 }
 
@@ -275,7 +300,7 @@ impl<A: Actor> Ctx<'_, A> {
         to: Address,
         message: &T,
     ) -> Result<(), Error> {
-        self.buf.clear();
+        abi::reuse(self.buf);
         codec::encode_into(codec, message, self.buf).map_err(Error::Encode)?;
         host::send(to.0, self.buf).map_err(Error::Refused)
     }
@@ -286,7 +311,7 @@ impl<A: Actor> Ctx<'_, A> {
     ///
     /// The runtime refused it.
     pub fn send_raw(&mut self, to: Address, bytes: &[u8]) -> Result<(), Error> {
-        self.buf.clear();
+        abi::reuse(self.buf);
         self.buf.extend_from_slice(Codec::Raw.prefix());
         self.buf.extend_from_slice(bytes);
         host::send(to.0, self.buf).map_err(Error::Refused)
@@ -311,7 +336,7 @@ impl<A: Actor> Ctx<'_, A> {
         R: DeserializeOwned,
         F: FnOnce(&mut A, &mut Ctx<A>, Result<R, RequestFailure>) + 'static,
     {
-        self.buf.clear();
+        abi::reuse(self.buf);
         codec::encode_into(codec::DEFAULT, request, self.buf).map_err(Error::Encode)?;
         let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let id = host::request(to.0, self.buf, ns).map_err(Error::Refused)?;
@@ -351,8 +376,11 @@ thread_local! {
     /// The request being handled now, while its reply may still go back with
     /// the handler's return.
     static CURRENT: Cell<Option<RequestId>> = const { Cell::new(None) };
-    /// The reply given during the handler, returned by it.
-    static IMMEDIATE: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    /// Whether the request being handled was answered (the reply is in the
+    /// outbox, going back with the handler's return).
+    static ANSWERED: Cell<bool> = const { Cell::new(false) };
+    /// Where an answer given later is encoded before it goes to `respond`.
+    static LATER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The answer to one request this actor received: answer it once, now or later
@@ -389,28 +417,37 @@ impl<T: Serialize> Reply<T> {
     ///
     /// As [`Reply::send`].
     pub fn send_with(mut self, codec: Codec, value: &T) -> Result<(), Error> {
-        let bytes = codec::encode(codec, value).map_err(Error::Encode)?;
-        self.answered = true;
-        answer(self.id, bytes)
-    }
-}
-
-/// Sends `bytes` as the answer to `id`: with the handler's return if `id` is
-/// the request being handled, else through `respond`.
-fn answer(id: RequestId, bytes: Vec<u8>) -> Result<(), Error> {
-    if CURRENT.get() == Some(id) {
-        CURRENT.set(None);
-        IMMEDIATE.with_borrow_mut(|r| *r = Some(bytes));
-        Ok(())
-    } else {
-        host::respond(id, &bytes).map_err(Error::Refused)
+        if CURRENT.get() == Some(self.id) {
+            // Goes back with the handler's return, from the outbox.
+            abi::OUTBOX.with_borrow_mut(|out| {
+                abi::reuse(out);
+                codec::encode_into(codec, value, out).map_err(Error::Encode)
+            })?;
+            CURRENT.set(None);
+            ANSWERED.set(true);
+            self.answered = true;
+            return Ok(());
+        }
+        LATER.with_borrow_mut(|buf| {
+            abi::reuse(buf);
+            codec::encode_into(codec, value, buf).map_err(Error::Encode)?;
+            self.answered = true;
+            host::respond(self.id, buf).map_err(Error::Refused)
+        })
     }
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if !self.answered {
-            let _ = answer(self.id, Vec::new());
+        if self.answered {
+            return;
+        }
+        if CURRENT.get() == Some(self.id) {
+            abi::OUTBOX.with_borrow_mut(abi::reuse);
+            CURRENT.set(None);
+            ANSWERED.set(true);
+        } else {
+            let _ = host::respond(self.id, &[]);
         }
     }
 }
@@ -446,7 +483,7 @@ pub mod __rt {
     /// An actor's state between calls.
     pub struct Host<A: Actor> {
         actor: A,
-        pending: HashMap<RequestId, Continuation<A>>,
+        pending: Pending<A>,
         buf: Vec<u8>,
     }
 
@@ -502,16 +539,26 @@ pub mod __rt {
         codec::decode_body(Codec::Json, bytes)
     }
 
-    /// `init`.
-    pub fn init<A: Actor>(state: &'static State<A>, config_bytes: Vec<u8>) -> Result<(), String> {
+    /// `init`: the config lowered at `ptr`, `len`; returns the result's area.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `len` are the export's list argument.
+    pub unsafe fn init<A: Actor>(state: &'static State<A>, ptr: *mut u8, len: usize) -> *mut u8 {
+        // SAFETY: the caller passes the export's argument, once.
+        let config = unsafe { abi::Lowered::new(ptr, len) };
+        abi::init_result(start::<A>(state, config.bytes()))
+    }
+
+    fn start<A: Actor>(state: &'static State<A>, config_bytes: &[u8]) -> Result<(), String> {
         std::panic::set_hook(Box::new(panic_hook));
         static LOGGER: HostLog = HostLog;
         if log::set_logger(&LOGGER).is_ok() {
             log::set_max_level(log::LevelFilter::Info);
         }
-        let config = config::<A::Config>(&config_bytes)
+        let config = config::<A::Config>(config_bytes)
             .map_err(|e| format!("the config does not decode: {e}"))?;
-        let mut pending = HashMap::new();
+        let mut pending = Pending::default();
         let mut buf = Vec::with_capacity(64);
         let actor = A::init(
             &mut Ctx {
@@ -545,30 +592,44 @@ pub mod __rt {
     }
 
     /// `handle-message`.
-    pub fn message<A: Actor>(state: &'static State<A>, from: u64, payload: Vec<u8>) {
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `len` are the export's list argument.
+    pub unsafe fn message<A: Actor>(state: &'static State<A>, from: u64, ptr: *mut u8, len: usize) {
+        // SAFETY: the caller passes the export's argument, once.
+        let payload = unsafe { abi::Lowered::new(ptr, len) };
         with(state, |actor, ctx| {
-            match codec::decode::<A::Message>(&payload) {
+            match codec::decode::<A::Message>(payload.bytes()) {
                 Ok(m) => actor.message(ctx, Address(from), m),
                 Err(e) => actor.malformed(ctx, Address(from), e),
             }
         })
     }
 
-    /// `handle-request`.
-    pub fn request<A: Actor>(
+    /// `handle-request`: returns the result's area.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `len` are the export's list argument.
+    pub unsafe fn request<A: Actor>(
         state: &'static State<A>,
         from: u64,
         id: u64,
-        payload: Vec<u8>,
-    ) -> Option<Vec<u8>> {
+        ptr: *mut u8,
+        len: usize,
+    ) -> *mut u8 {
+        // SAFETY: the caller passes the export's argument, once.
+        let payload = unsafe { abi::Lowered::new(ptr, len) };
         CURRENT.set(Some(id));
+        ANSWERED.set(false);
         with(state, |actor, ctx| {
             let reply = Reply {
                 id,
                 answered: false,
                 _type: PhantomData,
             };
-            match codec::decode::<A::Request>(&payload) {
+            match codec::decode::<A::Request>(payload.bytes()) {
                 Ok(r) => actor.request(ctx, Address(from), r, reply),
                 Err(e) => {
                     drop(reply);
@@ -577,19 +638,37 @@ pub mod __rt {
             }
         });
         CURRENT.set(None);
-        IMMEDIATE.with_borrow_mut(Option::take)
+        abi::request_result(ANSWERED.replace(false))
     }
 
-    /// `handle-response`.
-    pub fn response<A: Actor>(
+    /// `handle-response`: `case` 0 is a reply lowered at `ptr`, `len`; 1 an
+    /// error whose case is `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// The arguments are the export's.
+    pub unsafe fn response<A: Actor>(
         state: &'static State<A>,
         id: u64,
-        response: Result<Vec<u8>, RequestError>,
+        case: u32,
+        ptr: *mut u8,
+        len: usize,
     ) {
+        let (reply, error) = if case == 0 {
+            // SAFETY: in case 0, the caller passes the export's list, once.
+            (Some(unsafe { abi::Lowered::new(ptr, len) }), None)
+        } else {
+            (None, Some(abi::request_error(ptr as usize)))
+        };
         with(state, |actor, ctx| {
             // A cancelled request's end finds no continuation.
             if let Some(then) = ctx.pending.remove(&id) {
-                then(actor, ctx, response.as_deref().map_err(|e| *e));
+                let outcome = match (&reply, error) {
+                    (Some(r), _) => Ok(r.bytes()),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => unreachable!("one of the two is set"),
+                };
+                then(actor, ctx, outcome);
             }
         })
     }
@@ -618,36 +697,56 @@ macro_rules! export_actor {
             #[used]
             static __ACCEPTS: [u8; __ACCEPTS_TEXT.len()] =
                 $crate::__rt::section::<{ __ACCEPTS_TEXT.len() }>(__ACCEPTS_TEXT);
-            struct __WasmshardActor;
             ::std::thread_local! {
                 static __STATE: ::core::cell::RefCell<
                     ::core::option::Option<$crate::__rt::Host<$actor>>,
                 > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
-            impl $crate::bindings::exports::wasmshard::actor::actor::Guest for __WasmshardActor {
-                fn init(
-                    config: ::std::vec::Vec<u8>,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    $crate::__rt::init::<$actor>(&__STATE, config)
-                }
-                fn handle_message(from: u64, payload: ::std::vec::Vec<u8>) {
-                    $crate::__rt::message::<$actor>(&__STATE, from, payload)
-                }
-                fn handle_request(
-                    from: u64,
-                    id: u64,
-                    payload: ::std::vec::Vec<u8>,
-                ) -> ::core::option::Option<::std::vec::Vec<u8>> {
-                    $crate::__rt::request::<$actor>(&__STATE, from, id, payload)
-                }
-                fn handle_response(
-                    id: u64,
-                    response: ::core::result::Result<::std::vec::Vec<u8>, $crate::RequestError>,
-                ) {
-                    $crate::__rt::response::<$actor>(&__STATE, id, response)
+            #[cfg_attr(
+                target_arch = "wasm32",
+                unsafe(export_name = "wasmshard:actor/actor@0.1.0#init")
+            )]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+            unsafe extern "C" fn __init(ptr: *mut u8, len: usize) -> *mut u8 {
+                // SAFETY: the host calls the export with its lowered argument.
+                unsafe { $crate::__rt::init::<$actor>(&__STATE, ptr, len) }
+            }
+            #[cfg_attr(
+                target_arch = "wasm32",
+                unsafe(export_name = "wasmshard:actor/actor@0.1.0#handle-message")
+            )]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+            unsafe extern "C" fn __handle_message(from: i64, ptr: *mut u8, len: usize) {
+                // SAFETY: the host calls the export with its lowered arguments.
+                unsafe { $crate::__rt::message::<$actor>(&__STATE, from as u64, ptr, len) }
+            }
+            #[cfg_attr(
+                target_arch = "wasm32",
+                unsafe(export_name = "wasmshard:actor/actor@0.1.0#handle-request")
+            )]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+            unsafe extern "C" fn __handle_request(
+                from: i64,
+                id: i64,
+                ptr: *mut u8,
+                len: usize,
+            ) -> *mut u8 {
+                // SAFETY: the host calls the export with its lowered arguments.
+                unsafe {
+                    $crate::__rt::request::<$actor>(&__STATE, from as u64, id as u64, ptr, len)
                 }
             }
-    $crate::bindings::export!(__WasmshardActor with_types_in $crate::bindings);
+            #[cfg_attr(
+                target_arch = "wasm32",
+                unsafe(export_name = "wasmshard:actor/actor@0.1.0#handle-response")
+            )]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+            unsafe extern "C" fn __handle_response(id: i64, case: i32, ptr: *mut u8, len: usize) {
+                // SAFETY: the host calls the export with its lowered arguments.
+                unsafe {
+                    $crate::__rt::response::<$actor>(&__STATE, id as u64, case as u32, ptr, len)
+                }
+            }
         };
     };
 }

@@ -299,11 +299,60 @@ fn kv_answers_at_once_later_and_says_when_it_drops_a_request() {
     }
 }
 
+/// Payloads and replies of every size through the SDK's kept buffers: the
+/// inbox the host lowers into, the outbox immediate replies leave from, the
+/// buffer deferred replies are encoded in; small after large and large after
+/// small, past the size the buffers keep between calls.
+#[test]
+fn sdk_payloads_of_any_size_arrive_whole() {
+    let rt = RuntimeBuilder::new()
+        .shards(1)
+        .max_payload(4 << 20)
+        .build()
+        .unwrap();
+    let Some(kv) = example(&rt, "kv") else {
+        return;
+    };
+    let k = rt.spawn(&kv, SpawnOptions::new("kv")).unwrap();
+    let ask =
+        |req: &KvReq| -> KvResp { rt.request_typed(k, req, WAIT).unwrap().wait(WAIT).unwrap() };
+    for (i, len) in [3usize, 300_000, 0, 70_000, 5, 2_000_000, 64 * 1024, 1]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("k{i}");
+        // Deferred first: the answer to this `WaitFor` is encoded later, when
+        // the `Put` arrives.
+        let waiting = rt
+            .request_typed::<_, KvResp>(k, &KvReq::WaitFor { key: key.clone() }, WAIT)
+            .unwrap();
+        let value: String = (0..len)
+            .map(|j| char::from(b'a' + ((i + j) % 26) as u8))
+            .collect();
+        let put = KvReq::Put {
+            key: key.clone(),
+            value: value.clone(),
+        };
+        assert_eq!(ask(&put), KvResp::Done, "{len}");
+        assert_eq!(
+            waiting.wait(WAIT).unwrap(),
+            KvResp::Value(Some(value.clone())),
+            "{len}"
+        );
+        assert_eq!(
+            ask(&KvReq::Get { key }),
+            KvResp::Value(Some(value)),
+            "{len}"
+        );
+    }
+    assert_eq!(rt.stats().dead_letters, 0);
+}
+
 #[test]
 fn pipeline_answers_after_its_sub_requests_return() {
     for shards in [1, 2] {
         let (rt, _) = runtime(shards);
-        let Some(pipeline) = example(&rt, "pipeline") else {
+        let (Some(pipeline), Some(trial)) = (example(&rt, "pipeline"), async_trial(&rt)) else {
             return;
         };
         rt.spawn(
@@ -328,25 +377,39 @@ fn pipeline_answers_after_its_sub_requests_return() {
                     .shard(shards - 1),
             )
             .unwrap();
-        // Many at once: each answer waits for its own two sub-replies.
-        let pending: Vec<_> = (0..50u64)
-            .map(|n| {
-                rt.request_typed::<_, Result<u64, String>>(front, &n, WAIT)
-                    .unwrap()
-            })
-            .collect();
-        for (n, p) in pending.into_iter().enumerate() {
-            let n = n as u64;
-            assert_eq!(p.wait(WAIT).unwrap(), Ok(2 * n + n * n), "{shards} shards");
-        }
-        // A worker that is gone: the front answers with the error.
-        rt.stop(rt.lookup("square").unwrap()).unwrap();
-        let failed = rt
-            .request_typed::<_, Result<u64, String>>(front, &7u64, WAIT)
-            .unwrap()
-            .wait(WAIT)
+        // The same front with async handlers (the trial that chose
+        // continuations) answers the same.
+        let async_front = rt
+            .spawn(
+                &trial,
+                SpawnOptions::new("async-front")
+                    .config(r#"{"workers": ["double", "square"], "timeout_ms": 60000}"#)
+                    .shard(0),
+            )
             .unwrap();
-        assert!(failed.is_err(), "{failed:?}");
+        for front in [front, async_front] {
+            // Many at once: each answer waits for its own two sub-replies.
+            let pending: Vec<_> = (0..50u64)
+                .map(|n| {
+                    rt.request_typed::<_, Result<u64, String>>(front, &n, WAIT)
+                        .unwrap()
+                })
+                .collect();
+            for (n, p) in pending.into_iter().enumerate() {
+                let n = n as u64;
+                assert_eq!(p.wait(WAIT).unwrap(), Ok(2 * n + n * n), "{shards} shards");
+            }
+        }
+        // A worker that is gone: the fronts answer with the error.
+        rt.stop(rt.lookup("square").unwrap()).unwrap();
+        for front in [front, async_front] {
+            let failed = rt
+                .request_typed::<_, Result<u64, String>>(front, &7u64, WAIT)
+                .unwrap()
+                .wait(WAIT)
+                .unwrap();
+            assert!(failed.is_err(), "{failed:?}");
+        }
         // Its config names workers that must exist.
         let err = rt
             .spawn(

@@ -75,9 +75,11 @@ pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
 }
 
 /// The Rust guests: the test guest (`tests/guests/roles`, see its crate docs
-/// for the roles) and the SDK's example actors (`examples/guests/*`).
-const GUEST_PACKAGES: [&str; 5] = [
+/// for the roles), the async trial (`tests/guests/async-trial`) and the SDK's
+/// example actors (`examples/guests/*`).
+const GUEST_PACKAGES: [&str; 6] = [
     "wasmshard-test-guest",
+    "wasmshard-async-trial",
     "wasmshard-example-counter",
     "wasmshard-example-kv",
     "wasmshard-example-pipeline",
@@ -102,6 +104,16 @@ pub(crate) fn guest_wasm() -> Option<PathBuf> {
 /// Loads the Rust test guest into `rt`; `None` as [`guests_dir`].
 pub(crate) fn guest(rt: &Runtime) -> Option<Component> {
     let wasm = guest_wasm()?;
+    Some(
+        rt.load_component_file(&wasm)
+            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
+    )
+}
+
+/// Loads the async trial (`tests/guests/async-trial`: the pipeline's front on
+/// an in-guest executor) into `rt`; `None` as [`guests_dir`].
+pub(crate) fn async_trial(rt: &Runtime) -> Option<Component> {
+    let wasm = guests_dir()?.join("wasmshard_async_trial.wasm");
     Some(
         rt.load_component_file(&wasm)
             .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),

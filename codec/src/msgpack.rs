@@ -1,0 +1,802 @@
+//! A MessagePack reader for serde over a borrowed slice: what [`decode`]
+//! uses for [`Codec::MessagePack`] bodies (writing stays with `rmp-serde`).
+//!
+//! Why not `rmp-serde`'s reader: it reads through `std::io::Read` with an
+//! error type that carries an `io::Error`, and routes every value through its
+//! generic path; inside a guest (wasm32) that made decoding a one-field enum
+//! cost about four times the rest of an SDK actor's work per message. This
+//! one reads the slice directly, with a two-word error.
+//!
+//! It reads everything `rmp-serde` writes with the configuration this crate
+//! uses (structs as maps, binary `is_human_readable`), and the other forms
+//! its reader accepts for serde types: structs as arrays, enum variants by
+//! name or index, a unit struct as `nil` or `[]`, `i128`/`u128` as 16-byte
+//! `bin`. It is stricter in three ways, each a sign of a payload that is not
+//! what the type says: bytes after the value, elements a sequence or map has
+//! beyond what the type reads, and the extension types (serde has no model
+//! for them) are errors. Nesting deeper than [`MAX_DEPTH`] is an error, not
+//! a stack overflow.
+//!
+//! [`decode`]: crate::decode
+//! [`Codec::MessagePack`]: crate::Codec::MessagePack
+
+use serde::de::{self, DeserializeSeed, Visitor};
+
+/// How deeply arrays, maps and enum variants may nest (as `serde_json`).
+pub(crate) const MAX_DEPTH: u16 = 128;
+
+/// Why a MessagePack body did not decode.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Error(Kind);
+
+#[derive(Debug, PartialEq)]
+enum Kind {
+    /// The body ends inside a value.
+    Eof,
+    /// A byte that starts no value here (`0xc1`, an extension type, or a
+    /// marker the type cannot take).
+    Marker(u8),
+    /// Bytes follow the value.
+    Trailing,
+    /// A sequence or map has more elements than the type reads.
+    Extra,
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// What the type's `Deserialize` said.
+    Custom(Box<str>),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Eof => f.write_str("the body ends inside a value"),
+            Kind::Marker(m) => write!(f, "marker {m:#04x} starts no value the type takes here"),
+            Kind::Trailing => f.write_str("bytes follow the value"),
+            Kind::Extra => f.write_str("a sequence or map has more elements than the type reads"),
+            Kind::TooDeep => write!(f, "nested deeper than {MAX_DEPTH}"),
+            Kind::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Error(Kind::Custom(msg.to_string().into_boxed_str()))
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Decodes one value from `body`, which must hold exactly that value.
+///
+/// # Errors
+///
+/// The body is not MessagePack of a `T` (see the module doc).
+pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(body: &'de [u8]) -> Result<T> {
+    let mut de = Deserializer {
+        input: body,
+        depth: 0,
+    };
+    let value = T::deserialize(&mut de)?;
+    if de.input.is_empty() {
+        Ok(value)
+    } else {
+        Err(Error(Kind::Trailing))
+    }
+}
+
+struct Deserializer<'de> {
+    input: &'de [u8],
+    depth: u16,
+}
+
+impl<'de> Deserializer<'de> {
+    #[inline(always)]
+    fn peek(&self) -> Result<u8> {
+        self.input.first().copied().ok_or(Error(Kind::Eof))
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8> {
+        let (&b, rest) = self.input.split_first().ok_or(Error(Kind::Eof))?;
+        self.input = rest;
+        Ok(b)
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Result<&'de [u8]> {
+        if n > self.input.len() {
+            return Err(Error(Kind::Eof));
+        }
+        let (head, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(head)
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let bytes = self.take(N)?;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn len8(&mut self) -> Result<usize> {
+        self.byte().map(usize::from)
+    }
+
+    fn len16(&mut self) -> Result<usize> {
+        self.array().map(|b| usize::from(u16::from_be_bytes(b)))
+    }
+
+    fn len32(&mut self) -> Result<usize> {
+        // A length past the address space is past the body's end too.
+        self.array()
+            .map(|b| usize::try_from(u32::from_be_bytes(b)).unwrap_or(usize::MAX))
+    }
+
+    /// The length of the array or map that `marker` starts, if it starts one:
+    /// `(is_map, len)`.
+    fn container(&mut self, marker: u8) -> Result<Option<(bool, usize)>> {
+        Ok(Some(match marker {
+            0x80..=0x8f => (true, usize::from(marker & 0x0f)),
+            0x90..=0x9f => (false, usize::from(marker & 0x0f)),
+            0xdc => (false, self.len16()?),
+            0xdd => (false, self.len32()?),
+            0xde => (true, self.len16()?),
+            0xdf => (true, self.len32()?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The string that `marker` starts, if it starts one.
+    #[inline(always)]
+    fn str_after(&mut self, marker: u8) -> Result<Option<&'de [u8]>> {
+        let len = match marker {
+            0xa0..=0xbf => usize::from(marker & 0x1f),
+            0xd9 => self.len8()?,
+            0xda => self.len16()?,
+            0xdb => self.len32()?,
+            _ => return Ok(None),
+        };
+        self.take(len).map(Some)
+    }
+
+    /// The `bin` that `marker` starts, if it starts one.
+    #[inline(always)]
+    fn bin_after(&mut self, marker: u8) -> Result<Option<&'de [u8]>> {
+        let len = match marker {
+            0xc4 => self.len8()?,
+            0xc5 => self.len16()?,
+            0xc6 => self.len32()?,
+            _ => return Ok(None),
+        };
+        self.take(len).map(Some)
+    }
+
+    #[inline(always)]
+    fn enter(&mut self) -> Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Error(Kind::TooDeep));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Visits an array or map of `len` elements (pairs), then checks that the
+    /// visitor read them all.
+    fn compound<V: Visitor<'de>>(
+        &mut self,
+        is_map: bool,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.enter()?;
+        let mut access = Compound {
+            de: self,
+            left: len,
+        };
+        let value = if is_map {
+            visitor.visit_map(&mut access)
+        } else {
+            visitor.visit_seq(&mut access)
+        }?;
+        let left = access.left;
+        self.depth -= 1;
+        if left == 0 {
+            Ok(value)
+        } else {
+            Err(Error(Kind::Extra))
+        }
+    }
+}
+
+/// Visits `bytes` as a string: borrowed, checked as UTF-8 (ASCII first, which
+/// for the short names and keys of a message is most of them and the cheapest
+/// check). Bytes that are not UTF-8 are visited as bytes, as `rmp-serde` does.
+#[inline(always)]
+fn visit_str<'de, V: Visitor<'de>>(bytes: &'de [u8], visitor: V) -> Result<V::Value> {
+    // A plain loop: `is_ascii`'s word-at-a-time setup costs more than a short
+    // name.
+    if bytes.iter().all(|&b| b < 0x80) {
+        // SAFETY: ASCII is UTF-8.
+        return visitor.visit_borrowed_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => visitor.visit_borrowed_str(s),
+        Err(_) => visitor.visit_borrowed_bytes(bytes),
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let marker = self.byte()?;
+        match marker {
+            0x00..=0x7f => visitor.visit_u64(u64::from(marker)),
+            0xe0..=0xff => visitor.visit_i64(i64::from(marker as i8)),
+            0xc0 => visitor.visit_unit(),
+            0xc2 => visitor.visit_bool(false),
+            0xc3 => visitor.visit_bool(true),
+            0xca => visitor.visit_f32(f32::from_be_bytes(self.array()?)),
+            0xcb => visitor.visit_f64(f64::from_be_bytes(self.array()?)),
+            0xcc => visitor.visit_u64(u64::from(self.byte()?)),
+            0xcd => visitor.visit_u64(u64::from(u16::from_be_bytes(self.array()?))),
+            0xce => visitor.visit_u64(u64::from(u32::from_be_bytes(self.array()?))),
+            0xcf => visitor.visit_u64(u64::from_be_bytes(self.array()?)),
+            0xd0 => visitor.visit_i64(i64::from(self.byte()? as i8)),
+            0xd1 => visitor.visit_i64(i64::from(i16::from_be_bytes(self.array()?))),
+            0xd2 => visitor.visit_i64(i64::from(i32::from_be_bytes(self.array()?))),
+            0xd3 => visitor.visit_i64(i64::from_be_bytes(self.array()?)),
+            _ => {
+                if let Some(s) = self.str_after(marker)? {
+                    return visit_str(s, visitor);
+                }
+                if let Some(b) = self.bin_after(marker)? {
+                    return visitor.visit_borrowed_bytes(b);
+                }
+                if let Some((is_map, len)) = self.container(marker)? {
+                    return self.compound(is_map, len, visitor);
+                }
+                // 0xc1 (never used) and the extension types.
+                Err(Error(Kind::Marker(marker)))
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek()? == 0xc0 {
+            self.input = &self.input[1..];
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        // `rmp-serde` writes a unit struct as `[]`.
+        if self.peek()? == 0x90 {
+            self.input = &self.input[1..];
+            return visitor.visit_unit();
+        }
+        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.wide()? {
+            Some(b) => visitor.visit_i128(i128::from_be_bytes(b)),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.wide()? {
+            Some(b) => visitor.visit_u128(u128::from_be_bytes(b)),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        let marker = self.peek()?;
+        // `{variant: content}`, or a unit variant alone.
+        let with_content = match marker {
+            0x81 => {
+                self.input = &self.input[1..];
+                true
+            }
+            0xde | 0xdf => {
+                let before = self.input;
+                self.input = &self.input[1..];
+                match self.container(marker)? {
+                    Some((true, 1)) => true,
+                    _ => {
+                        self.input = before;
+                        return Err(Error(Kind::Marker(marker)));
+                    }
+                }
+            }
+            _ => false,
+        };
+        self.enter()?;
+        let value = visitor.visit_enum(Enum {
+            de: self,
+            with_content,
+        })?;
+        self.depth -= 1;
+        Ok(value)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_any(visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf
+        unit seq tuple tuple_struct map struct ignored_any
+    }
+}
+
+impl Deserializer<'_> {
+    /// A 16-byte `bin`, the form `rmp-serde` writes 128-bit integers in.
+    fn wide(&mut self) -> Result<Option<[u8; 16]>> {
+        if self.input.len() >= 2 && self.input[0] == 0xc4 && self.input[1] == 16 {
+            self.input = &self.input[2..];
+            return self.array().map(Some);
+        }
+        Ok(None)
+    }
+}
+
+/// The elements of an array, or the entries of a map.
+struct Compound<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    left: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Compound<'_, 'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        // Each element takes a byte at least: a longer claim is a lie that a
+        // visitor must not allocate for.
+        Some(self.left.min(self.de.input.len()))
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Compound<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
+        seed.deserialize(&mut *self.de)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left.min(self.de.input.len() / 2))
+    }
+}
+
+/// An enum: its variant, then (`with_content`) what the variant carries.
+struct Enum<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    with_content: bool,
+}
+
+impl<'de> de::EnumAccess<'de> for Enum<'_, 'de> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
+        let variant = seed.deserialize(&mut *self.de)?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Enum<'_, 'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<()> {
+        if self.with_content {
+            // `{variant: nil}` (or `[]`), as other writers put a unit variant.
+            match self.de.byte()? {
+                0xc0 | 0x90 => {}
+                marker => return Err(Error(Kind::Marker(marker))),
+            }
+        }
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
+        if !self.with_content {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"a newtype variant",
+            ));
+        }
+        seed.deserialize(&mut *self.de)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        if !self.with_content {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"a tuple variant",
+            ));
+        }
+        de::Deserializer::deserialize_any(&mut *self.de, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        if !self.with_content {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"a struct variant",
+            ));
+        }
+        de::Deserializer::deserialize_any(&mut *self.de, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+    use std::fmt::Debug;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Unit;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Newtype(u32);
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Pair(i8, String);
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    enum Shape {
+        Empty,
+        Circle(f64),
+        Rect(u16, u16),
+        Named { name: String, sides: Option<u8> },
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Everything {
+        small: u8,
+        big: u64,
+        neg: i64,
+        wide: i128,
+        uwide: u128,
+        ratio: f32,
+        exact: f64,
+        yes: bool,
+        letter: char,
+        text: String,
+        bytes: Vec<u8>,
+        maybe: Option<Box<Everything>>,
+        unit: (),
+        unit_struct: Unit,
+        newtype: Newtype,
+        pair: Pair,
+        shapes: Vec<Shape>,
+        map: BTreeMap<String, i32>,
+        tuple: (u8, bool, Option<u8>),
+    }
+
+    fn sample(text: &str, shapes: Vec<Shape>) -> Everything {
+        Everything {
+            small: 200,
+            big: u64::MAX,
+            neg: i64::MIN,
+            wide: i128::MIN + 7,
+            uwide: u128::MAX - 9,
+            ratio: 1.5,
+            exact: -0.1,
+            yes: true,
+            letter: 'é',
+            text: text.to_string(),
+            bytes: (0..=255).collect(),
+            maybe: Some(Box::new(Everything {
+                maybe: None,
+                shapes: vec![],
+                map: BTreeMap::new(),
+                ..Everything::small()
+            })),
+            unit: (),
+            unit_struct: Unit,
+            newtype: Newtype(70_000),
+            pair: Pair(-5, "ü".into()),
+            shapes,
+            map: [("a".to_string(), -1), ("bb".to_string(), 1 << 20)].into(),
+            tuple: (9, false, Some(3)),
+        }
+    }
+
+    impl Everything {
+        fn small() -> Everything {
+            Everything {
+                small: 0,
+                big: 0,
+                neg: 0,
+                wide: 0,
+                uwide: 0,
+                ratio: 0.0,
+                exact: 0.0,
+                yes: false,
+                letter: 'a',
+                text: String::new(),
+                bytes: vec![],
+                maybe: None,
+                unit: (),
+                unit_struct: Unit,
+                newtype: Newtype(0),
+                pair: Pair(0, String::new()),
+                shapes: vec![],
+                map: BTreeMap::new(),
+                tuple: (0, false, None),
+            }
+        }
+    }
+
+    fn shapes() -> Vec<Shape> {
+        vec![
+            Shape::Empty,
+            Shape::Circle(2.5),
+            Shape::Rect(3, 65535),
+            Shape::Named {
+                name: "hex".into(),
+                sides: Some(6),
+            },
+            Shape::Named {
+                name: String::new(),
+                sides: None,
+            },
+        ]
+    }
+
+    /// Both ways `rmp-serde` writes structs: as maps (this crate's way) and
+    /// as arrays (its default, and other writers').
+    fn written<T: Serialize>(value: &T) -> [Vec<u8>; 2] {
+        let mut map = Vec::new();
+        value
+            .serialize(&mut rmp_serde::Serializer::new(&mut map).with_struct_map())
+            .unwrap();
+        [map, rmp_serde::to_vec(value).unwrap()]
+    }
+
+    fn round_trips<T>(value: T)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + Debug,
+    {
+        for bytes in written(&value) {
+            let ours: T = from_slice(&bytes).unwrap_or_else(|e| panic!("{value:?}: {e}"));
+            assert_eq!(ours, value);
+            let theirs: T = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(theirs, value);
+        }
+    }
+
+    #[test]
+    fn reads_what_rmp_serde_writes() {
+        for text in [
+            "",
+            "x",
+            &"a".repeat(31),
+            &"b".repeat(32),
+            &"c".repeat(256),
+            &"d".repeat(70_000),
+            "ünï",
+        ] {
+            round_trips(sample(text, shapes()));
+        }
+        for n in [
+            0u64,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX.into(),
+            u64::MAX,
+        ] {
+            round_trips(n);
+        }
+        for n in [
+            0i64,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32_768,
+            -32_769,
+            i32::MIN.into(),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            round_trips(n);
+        }
+        for len in [0usize, 15, 16, 65_535, 65_536] {
+            round_trips(vec![Shape::Empty; len]);
+            round_trips(
+                (0..len)
+                    .map(|i| (i as u32, Unit))
+                    .collect::<BTreeMap<_, _>>(),
+            );
+        }
+        round_trips(Some(1u8));
+        round_trips(Option::<Unit>::None);
+        round_trips((Unit, Newtype(1), Pair(1, "p".into())));
+        round_trips(f32::MIN_POSITIVE);
+        round_trips(u128::MAX);
+        round_trips(i128::MIN);
+    }
+
+    #[test]
+    fn enum_variants_by_index_and_unit_variants_as_maps() {
+        // Variant by index (other writers), and `{"Empty": nil}`.
+        let by_index = [0x81, 0x01, 0xcb, 0x40, 0x04, 0, 0, 0, 0, 0, 0];
+        assert_eq!(from_slice::<Shape>(&by_index), Ok(Shape::Circle(2.5)));
+        let unit_as_map = [0x81, 0xa5, b'E', b'm', b'p', b't', b'y', 0xc0];
+        assert_eq!(from_slice::<Shape>(&unit_as_map), Ok(Shape::Empty));
+        assert_eq!(from_slice::<Shape>(&[0x00]), Ok(Shape::Empty));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        let good = written(&sample("text", shapes()))[0].clone();
+        // Every truncation ends inside a value.
+        for cut in 0..good.len() {
+            assert!(
+                from_slice::<Everything>(&good[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(
+            from_slice::<Everything>(&trailing),
+            Err(Error(Kind::Trailing))
+        );
+        // A pair read as one u8 from a longer array.
+        assert_eq!(from_slice::<(u8,)>(&[0x92, 1, 2]), Err(Error(Kind::Extra)));
+        // 0xc1 and the extension types.
+        assert_eq!(from_slice::<u8>(&[0xc1]), Err(Error(Kind::Marker(0xc1))));
+        assert_eq!(
+            from_slice::<u8>(&[0xd4, 1, 2]),
+            Err(Error(Kind::Marker(0xd4)))
+        );
+        // Not the type's shape.
+        assert!(from_slice::<u8>(&[0xcd, 1, 0]).is_err());
+        assert!(from_slice::<Shape>(&[0x82, 0xa5]).is_err());
+        assert!(from_slice::<Shape>(&[0xa6, b'C', b'i', b'r', b'c', b'l', b'e']).is_err());
+    }
+
+    #[test]
+    fn hostile_lengths_and_nesting_end_in_errors() {
+        // An array32 and a map32 that claim 4 G elements and hold none: no
+        // allocation for the claim, an error at the end of the body.
+        assert_eq!(
+            from_slice::<Vec<u64>>(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(Error(Kind::Eof))
+        );
+        assert_eq!(
+            from_slice::<BTreeMap<u8, u8>>(&[0xdf, 0xff, 0xff, 0xff, 0xff]),
+            Err(Error(Kind::Eof))
+        );
+        assert_eq!(
+            from_slice::<String>(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'a']),
+            Err(Error(Kind::Eof))
+        );
+        // Arrays in arrays, far deeper than the limit.
+        let deep = vec![0x91; 100_000];
+        assert_eq!(
+            from_slice::<de::IgnoredAny>(&deep).map(|_| ()),
+            Err(Error(Kind::TooDeep))
+        );
+        let deep_enums: Vec<u8> = std::iter::repeat_n([0x81, 0x01], 50_000)
+            .flatten()
+            .collect();
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        enum Nest {
+            Leaf,
+            Node(Box<Nest>),
+        }
+        assert_eq!(
+            from_slice::<Nest>(&deep_enums).map(|_| ()),
+            Err(Error(Kind::TooDeep))
+        );
+    }
+
+    /// Random and mutated bodies: never a panic, and whatever this reader
+    /// accepts `rmp-serde` reads as the same value.
+    #[test]
+    fn accepts_nothing_rmp_serde_reads_otherwise() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let goods: Vec<Vec<u8>> = shapes()
+            .iter()
+            .flat_map(written)
+            .chain(written(&sample("t", shapes())))
+            .collect();
+        let mut accepted = 0;
+        for i in 0..20_000 {
+            let mut bytes = if i % 4 == 0 {
+                (0..next() % 24).map(|_| next() as u8).collect()
+            } else {
+                goods[next() as usize % goods.len()].clone()
+            };
+            if !bytes.is_empty() {
+                for _ in 0..=next() % 3 {
+                    let at = next() as usize % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            if let Ok(ours) = from_slice::<Shape>(&bytes) {
+                accepted += 1;
+                assert_eq!(
+                    rmp_serde::from_slice::<Shape>(&bytes).ok(),
+                    Some(ours),
+                    "{bytes:02x?}"
+                );
+            }
+            if let Ok(ours) = from_slice::<Everything>(&bytes) {
+                accepted += 1;
+                let theirs = rmp_serde::from_slice::<Everything>(&bytes).ok();
+                assert_eq!(theirs, Some(ours), "{bytes:02x?}");
+            }
+        }
+        assert!(accepted > 100, "only {accepted} mutations decoded");
+    }
+}
