@@ -276,10 +276,7 @@ fn box_err(
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     // The default codec first, in the fewest instructions.
     if let [0x81, 0x04, body @ ..] = payload {
-        return msgpack::from_slice(body).map_err(|e| DecodeError::Body {
-            codec: Codec::MessagePack,
-            source: Box::new(e),
-        });
+        return decode_body(Codec::MessagePack, body);
     }
     if payload.is_empty() {
         return Err(DecodeError::Empty);

@@ -325,14 +325,10 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 true
             }
             0xde | 0xdf => {
-                let before = self.input;
                 self.input = &self.input[1..];
                 match self.container(marker)? {
                     Some((true, 1)) => true,
-                    _ => {
-                        self.input = before;
-                        return Err(Error(Kind::Marker(marker)));
-                    }
+                    _ => return Err(Error(Kind::Marker(marker))),
                 }
             }
             _ => false,

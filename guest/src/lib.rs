@@ -417,37 +417,43 @@ impl<T: Serialize> Reply<T> {
     ///
     /// As [`Reply::send`].
     pub fn send_with(mut self, codec: Codec, value: &T) -> Result<(), Error> {
-        if CURRENT.get() == Some(self.id) {
-            // Goes back with the handler's return, from the outbox.
-            abi::OUTBOX.with_borrow_mut(|out| {
-                abi::reuse(out);
-                codec::encode_into(codec, value, out).map_err(Error::Encode)
-            })?;
-            CURRENT.set(None);
-            ANSWERED.set(true);
-            self.answered = true;
-            return Ok(());
-        }
-        LATER.with_borrow_mut(|buf| {
-            abi::reuse(buf);
-            codec::encode_into(codec, value, buf).map_err(Error::Encode)?;
-            self.answered = true;
-            host::respond(self.id, buf).map_err(Error::Refused)
-        })
+        let sent = answer(self.id, |buf| {
+            codec::encode_into(codec, value, buf).map_err(Error::Encode)
+        });
+        // Unanswered only if nothing went (the value did not encode).
+        self.answered = !matches!(sent, Err(Error::Encode(_)));
+        sent
     }
+}
+
+/// Answers request `id` with what `write` puts in an empty buffer: with the
+/// handler's return (from the outbox) if `id` is the request being handled,
+/// else through `respond`. Nothing goes if `write` fails.
+fn answer(
+    id: RequestId,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if CURRENT.get() == Some(id) {
+        abi::OUTBOX.with_borrow_mut(|out| {
+            abi::reuse(out);
+            write(out)
+        })?;
+        CURRENT.set(None);
+        ANSWERED.set(true);
+        return Ok(());
+    }
+    LATER.with_borrow_mut(|buf| {
+        abi::reuse(buf);
+        write(buf)?;
+        host::respond(id, buf).map_err(Error::Refused)
+    })
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if self.answered {
-            return;
-        }
-        if CURRENT.get() == Some(self.id) {
-            abi::OUTBOX.with_borrow_mut(abi::reuse);
-            CURRENT.set(None);
-            ANSWERED.set(true);
-        } else {
-            let _ = host::respond(self.id, &[]);
+        if !self.answered {
+            // The empty payload: "dropped".
+            let _ = answer(self.id, |_| Ok(()));
         }
     }
 }
@@ -654,21 +660,20 @@ pub mod __rt {
         ptr: *mut u8,
         len: usize,
     ) {
-        let (reply, error) = if case == 0 {
+        let outcome = if case == 0 {
             // SAFETY: in case 0, the caller passes the export's list, once.
-            (Some(unsafe { abi::Lowered::new(ptr, len) }), None)
+            Ok(unsafe { abi::Lowered::new(ptr, len) })
         } else {
-            (None, Some(abi::request_error(ptr as usize)))
+            Err(abi::request_error(ptr as usize))
         };
         with(state, |actor, ctx| {
             // A cancelled request's end finds no continuation.
             if let Some(then) = ctx.pending.remove(&id) {
-                let outcome = match (&reply, error) {
-                    (Some(r), _) => Ok(r.bytes()),
-                    (None, Some(e)) => Err(e),
-                    (None, None) => unreachable!("one of the two is set"),
-                };
-                then(actor, ctx, outcome);
+                then(
+                    actor,
+                    ctx,
+                    outcome.as_ref().map(abi::Lowered::bytes).map_err(|e| *e),
+                );
             }
         })
     }
