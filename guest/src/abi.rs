@@ -95,7 +95,7 @@ pub unsafe fn realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize
             return inbox;
         }
         // Grow: nothing in the old inbox is kept (it is not occupied).
-        let cap = new_len.next_power_of_two().max(256);
+        let cap = new_len.checked_next_power_of_two().unwrap_or(new_len).max(256);
         let Ok(layout) = Layout::from_size_align(cap, INBOX_ALIGN) else {
             trap();
         };
