@@ -8,22 +8,26 @@
 //! one reads the slice directly, with a two-word error.
 //!
 //! It reads everything `rmp-serde` writes with the configuration this crate
-//! uses (structs as maps, binary `is_human_readable`), and the other forms
+//! uses (structs as maps, binary `is_human_readable`) up to [`MAX_DEPTH`]
+//! levels of nesting, and the other forms
 //! its reader accepts for serde types: structs as arrays, enum variants by
 //! name or index, a unit struct as `nil` or `[]`, `i128`/`u128` as 16-byte
 //! `bin`. It is stricter in three ways, each a sign of a payload that is not
 //! what the type says: bytes after the value, elements a sequence or map has
 //! beyond what the type reads, and the extension types (serde has no model
-//! for them) are errors. Nesting deeper than [`MAX_DEPTH`] is an error, not
-//! a stack overflow.
+//! for them) are errors. Nesting deeper than [`MAX_DEPTH`] (each array, map,
+//! enum, `Some` and newtype struct is a level, so a recursive type cannot
+//! recurse without reading) is an error, not a stack overflow.
 //!
 //! [`decode`]: crate::decode
 //! [`Codec::MessagePack`]: crate::Codec::MessagePack
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
-/// How deeply arrays, maps and enum variants may nest (as `serde_json`).
-pub(crate) const MAX_DEPTH: u16 = 128;
+/// How deeply values may nest: arrays, maps, enums, `Some` and newtype
+/// structs each count (an enum variant with an array or map as its content
+/// counts twice).
+pub(crate) const MAX_DEPTH: u16 = 256;
 
 /// Why a MessagePack body did not decode.
 #[derive(Debug, PartialEq)]
@@ -272,7 +276,10 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             self.input = &self.input[1..];
             visitor.visit_none()
         } else {
-            visitor.visit_some(self)
+            self.enter()?;
+            let value = visitor.visit_some(&mut *self)?;
+            self.depth -= 1;
+            Ok(value)
         }
     }
 
@@ -294,7 +301,10 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        visitor.visit_newtype_struct(self)
+        self.enter()?;
+        let value = visitor.visit_newtype_struct(&mut *self)?;
+        self.depth -= 1;
+        Ok(value)
     }
 
     fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -432,9 +442,9 @@ impl<'de> de::VariantAccess<'de> for Enum<'_, 'de> {
 
     fn unit_variant(self) -> Result<()> {
         if self.with_content {
-            // `{variant: nil}` (or `[]`), as other writers put a unit variant.
+            // `{variant: nil}`, as other writers put a unit variant.
             match self.de.byte()? {
-                0xc0 | 0x90 => {}
+                0xc0 => {}
                 marker => return Err(Error(Kind::Marker(marker))),
             }
         }
@@ -681,6 +691,10 @@ mod tests {
         let unit_as_map = [0x81, 0xa5, b'E', b'm', b'p', b't', b'y', 0xc0];
         assert_eq!(from_slice::<Shape>(&unit_as_map), Ok(Shape::Empty));
         assert_eq!(from_slice::<Shape>(&[0x00]), Ok(Shape::Empty));
+        // `{"Empty": []}` is not a unit variant (nor is it to `rmp-serde`).
+        let unit_as_array = [0x81, 0xa5, b'E', b'm', b'p', b't', b'y', 0x90];
+        assert!(from_slice::<Shape>(&unit_as_array).is_err());
+        assert!(rmp_serde::from_slice::<Shape>(&unit_as_array).is_err());
     }
 
     #[test]

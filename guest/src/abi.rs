@@ -27,9 +27,9 @@ use crate::RequestError;
 /// The inbox's alignment: the most any list the host lowers here asks for.
 const INBOX_ALIGN: usize = 8;
 
-/// The most a buffer kept between calls (the inbox, the outbox, the send
-/// buffer) keeps: one that grew past it for a large payload is given back
-/// after that call, so an actor does not hold its largest message for ever.
+/// The most a buffer kept between calls keeps: the inbox is given back after
+/// the call that grew it past this, the outbox and the send buffers when they
+/// are next used, so an actor does not hold its largest message for ever.
 pub const KEEP: usize = 64 * 1024;
 
 /// Empties `buf` for reuse, giving back what it holds beyond [`KEEP`].
@@ -57,7 +57,10 @@ struct ReturnArea([MaybeUninit<u8>; 12]);
 static mut RETURN_AREA: ReturnArea = ReturnArea([MaybeUninit::uninit(); 12]);
 
 /// `cabi_realloc`: the host's allocator in this instance, which it calls to
-/// lower each export's list argument. A fresh allocation that fits the inbox's
+/// lower each export's list argument. (No import of the contract returns a
+/// list or a string; one that did would have its result lowered here too, and
+/// its generated bindings would free it as their own: the inbox would need a
+/// way to tell the two apart first.) A fresh allocation that fits the inbox's
 /// alignment gets the inbox (grown if need be) while no payload occupies it;
 /// anything else goes to the global allocator, as the generated glue does.
 ///
@@ -95,7 +98,10 @@ pub unsafe fn realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize
             return inbox;
         }
         // Grow: nothing in the old inbox is kept (it is not occupied).
-        let cap = new_len.checked_next_power_of_two().unwrap_or(new_len).max(256);
+        let cap = new_len
+            .checked_next_power_of_two()
+            .unwrap_or(new_len)
+            .max(256);
         let Ok(layout) = Layout::from_size_align(cap, INBOX_ALIGN) else {
             trap();
         };

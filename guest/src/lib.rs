@@ -404,9 +404,10 @@ impl<T: Serialize> Reply<T> {
     ///
     /// # Errors
     ///
-    /// The value cannot be encoded (the reply is then still unanswered, and
-    /// dropping it says so), or the runtime refused the answer (the request has
-    /// ended: timed out, cancelled, or the requester is gone).
+    /// The value cannot be encoded (nothing went, and the reply, consumed,
+    /// answers as dropped: the requester learns at once), or the runtime
+    /// refused the answer (the request has ended: timed out, cancelled, or the
+    /// requester is gone).
     pub fn send(self, value: &T) -> Result<(), Error> {
         self.send_with(codec::DEFAULT, value)
     }
