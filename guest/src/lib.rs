@@ -418,43 +418,40 @@ impl<T: Serialize> Reply<T> {
     ///
     /// As [`Reply::send`].
     pub fn send_with(mut self, codec: Codec, value: &T) -> Result<(), Error> {
-        let sent = answer(self.id, |buf| {
-            codec::encode_into(codec, value, buf).map_err(Error::Encode)
-        });
-        // Unanswered only if nothing went (the value did not encode).
-        self.answered = !matches!(sent, Err(Error::Encode(_)));
-        sent
+        // Written out rather than shared with `drop` through a closure: that
+        // cost about 60 instructions per reply (measured).
+        if CURRENT.get() == Some(self.id) {
+            // Goes back with the handler's return, from the outbox.
+            abi::OUTBOX.with_borrow_mut(|out| {
+                abi::reuse(out);
+                codec::encode_into(codec, value, out).map_err(Error::Encode)
+            })?;
+            CURRENT.set(None);
+            ANSWERED.set(true);
+            self.answered = true;
+            return Ok(());
+        }
+        LATER.with_borrow_mut(|buf| {
+            abi::reuse(buf);
+            codec::encode_into(codec, value, buf).map_err(Error::Encode)?;
+            self.answered = true;
+            host::respond(self.id, buf).map_err(Error::Refused)
+        })
     }
-}
-
-/// Answers request `id` with what `write` puts in an empty buffer: with the
-/// handler's return (from the outbox) if `id` is the request being handled,
-/// else through `respond`. Nothing goes if `write` fails.
-fn answer(
-    id: RequestId,
-    write: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
-) -> Result<(), Error> {
-    if CURRENT.get() == Some(id) {
-        abi::OUTBOX.with_borrow_mut(|out| {
-            abi::reuse(out);
-            write(out)
-        })?;
-        CURRENT.set(None);
-        ANSWERED.set(true);
-        return Ok(());
-    }
-    LATER.with_borrow_mut(|buf| {
-        abi::reuse(buf);
-        write(buf)?;
-        host::respond(id, buf).map_err(Error::Refused)
-    })
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if !self.answered {
-            // The empty payload: "dropped".
-            let _ = answer(self.id, |_| Ok(()));
+        if self.answered {
+            return;
+        }
+        // The empty payload: "dropped".
+        if CURRENT.get() == Some(self.id) {
+            abi::OUTBOX.with_borrow_mut(abi::reuse);
+            CURRENT.set(None);
+            ANSWERED.set(true);
+        } else {
+            let _ = host::respond(self.id, &[]);
         }
     }
 }
