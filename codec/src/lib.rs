@@ -223,7 +223,10 @@ pub enum DecodeError {
 impl DecodeError {
     /// A body that did not decode, with what its codec said.
     #[cold]
-    fn body(codec: Codec, source: impl std::error::Error + Send + Sync + 'static) -> DecodeError {
+    pub(crate) fn body(
+        codec: Codec,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> DecodeError {
         DecodeError::Body {
             codec,
             source: Box::new(source),
@@ -289,7 +292,7 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     // `decode_body` from two places here costs every codec a call more in a
     // guest: 100 instructions per message more, measured).
     if let [0x81, 0x04, body @ ..] = payload {
-        return msgpack::from_slice(body).map_err(|e| DecodeError::body(Codec::MessagePack, e));
+        return msgpack::decode(body);
     }
     if payload.is_empty() {
         return Err(DecodeError::Empty);
@@ -312,7 +315,7 @@ pub fn decode_body<T: DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<T, 
         Codec::Raw => T::deserialize(raw::Reader(body)).map_err(|e| DecodeError::body(codec, e)),
         Codec::Json => serde_json::from_slice(body).map_err(|e| DecodeError::body(codec, e)),
         Codec::Cbor => minicbor_serde::from_slice(body).map_err(|e| DecodeError::body(codec, e)),
-        Codec::MessagePack => msgpack::from_slice(body).map_err(|e| DecodeError::body(codec, e)),
+        Codec::MessagePack => msgpack::decode(body),
     }
 }
 

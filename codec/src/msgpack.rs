@@ -19,6 +19,15 @@
 //! enum, `Some` and newtype struct is a level, so a recursive type cannot
 //! recurse without reading) is an error, not a stack overflow.
 //!
+//! Written for a wasm guest, where every access to linear memory is a bounds
+//! check and every loop turn an interruption check: the commonest forms (a
+//! `fixstr` name, a positive `fixint`, an enum as a one-entry map) are read
+//! inline, everything else out of line on a copy of the reader's state, so
+//! that on those paths the reader's address is not taken and it lives in
+//! registers; a short name is
+//! checked as ASCII without a loop. On a typed tell, that took decoding from
+//! about 490 instructions to about 210.
+//!
 //! [`decode`]: crate::decode
 //! [`Codec::MessagePack`]: crate::Codec::MessagePack
 
@@ -78,6 +87,7 @@ type Result<T> = std::result::Result<T, Error>;
 /// # Errors
 ///
 /// The body is not MessagePack of a `T` (see the module doc).
+#[inline(always)]
 pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(body: &'de [u8]) -> Result<T> {
     let mut de = Deserializer {
         input: body,
@@ -89,6 +99,14 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(body: &'de [u8]) -> Resul
     } else {
         Err(Error(Kind::Trailing))
     }
+}
+
+/// [`from_slice`] with the error as the crate's: the value is written once,
+/// where the caller keeps it, rather than moved from one result to another.
+pub(crate) fn decode<'de, T: de::Deserialize<'de>>(
+    body: &'de [u8],
+) -> std::result::Result<T, crate::DecodeError> {
+    from_slice(body).map_err(|e| crate::DecodeError::body(crate::Codec::MessagePack, e))
 }
 
 struct Deserializer<'de> {
@@ -217,14 +235,38 @@ impl<'de> Deserializer<'de> {
     }
 }
 
+/// Whether `bytes` is ASCII, without a loop up to 16 bytes (the names and
+/// keys of a message): two overlapping loads cover it. In a wasm guest every
+/// loop turn pays an interruption check besides its own work.
+#[inline(always)]
+fn short_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = bytes.len();
+    let word = |at: usize| -> u64 {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |at: usize| -> u64 {
+        let mut w = [0; 4];
+        w.copy_from_slice(&bytes[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    match n {
+        0 => true,
+        1..=3 => (bytes[0] | bytes[n / 2] | bytes[n - 1]) < 0x80,
+        4..=7 => (half(0) | half(n - 4)) & HIGH == 0,
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        _ => bytes.is_ascii(),
+    }
+}
+
 /// Visits `bytes` as a string: borrowed, checked as UTF-8 (ASCII first, which
 /// for the short names and keys of a message is most of them and the cheapest
 /// check). Bytes that are not UTF-8 are visited as bytes, as `rmp-serde` does.
 #[inline(always)]
 fn visit_str<'de, V: Visitor<'de>>(bytes: &'de [u8], visitor: V) -> Result<V::Value> {
-    // A plain loop: `is_ascii`'s word-at-a-time setup costs more than a short
-    // name.
-    if bytes.iter().all(|&b| b < 0x80) {
+    if short_ascii(bytes) {
         // SAFETY: ASCII is UTF-8.
         return visitor.visit_borrowed_str(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
@@ -232,6 +274,35 @@ fn visit_str<'de, V: Visitor<'de>>(bytes: &'de [u8], visitor: V) -> Result<V::Va
         Ok(s) => visitor.visit_borrowed_str(s),
         Err(_) => visitor.visit_borrowed_bytes(bytes),
     }
+}
+
+/// [`Deserializer::any_cold`]'s body: a reader of its own, made from the
+/// caller's state and handed back with the result.
+#[cold]
+#[inline(never)]
+fn any_out_of_line<'de, V: Visitor<'de>>(
+    input: &'de [u8],
+    depth: u16,
+    visitor: V,
+) -> (Result<V::Value>, &'de [u8], u16) {
+    let mut de = Deserializer { input, depth };
+    let result = de::Deserializer::deserialize_any(&mut de, visitor);
+    (result, de.input, de.depth)
+}
+
+/// Integer readers that take a positive `fixint` (`0..=127`, the commonest
+/// integer in a message) without the general path's dispatch on every marker.
+macro_rules! fast_integers {
+    ($($method:ident)*) => {$(
+        #[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+            if let Some((&small @ 0x00..=0x7f, rest)) = self.input.split_first() {
+                self.input = rest;
+                return visitor.visit_u64(u64::from(small));
+            }
+            self.any_cold(visitor)
+        }
+    )*};
 }
 
 impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
@@ -353,20 +424,46 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_any(visitor)
+        // A variant's or field's name, short: a `fixstr`, read here without
+        // the general path's dispatch on every marker.
+        if let Some((&marker @ 0xa0..=0xbf, rest)) = self.input.split_first() {
+            let len = usize::from(marker & 0x1f);
+            if let Some((name, rest)) = rest.split_at_checked(len) {
+                self.input = rest;
+                return visit_str(name, visitor);
+            }
+        }
+        self.any_cold(visitor)
     }
 
     fn is_human_readable(&self) -> bool {
         false
     }
 
+    fast_integers! {
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf
+        bool f32 f64 char str string bytes byte_buf
         unit seq tuple tuple_struct map struct ignored_any
     }
 }
 
-impl Deserializer<'_> {
+impl<'de> Deserializer<'de> {
+    /// The general path, out of line: what a fast path falls back to. The
+    /// reader's state goes by value, so that a caller's reader, not having
+    /// its address taken, can live in registers (in a wasm guest, every
+    /// access to memory is a bounds check).
+    #[inline(always)]
+    fn any_cold<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        let (result, input, depth) = any_out_of_line(self.input, self.depth, visitor);
+        self.input = input;
+        self.depth = depth;
+        result
+    }
+
     /// A 16-byte `bin`, the form `rmp-serde` writes 128-bit integers in.
     fn wide(&mut self) -> Result<Option<[u8; 16]>> {
         if self.input.len() >= 2 && self.input[0] == 0xc4 && self.input[1] == 16 {
@@ -725,6 +822,33 @@ mod tests {
         assert!(from_slice::<u8>(&[0xcd, 1, 0]).is_err());
         assert!(from_slice::<Shape>(&[0x82, 0xa5]).is_err());
         assert!(from_slice::<Shape>(&[0xa6, b'C', b'i', b'r', b'c', b'l', b'e']).is_err());
+    }
+
+    #[test]
+    fn the_loop_free_ascii_check_agrees_with_the_standard_one() {
+        for len in 0..40 {
+            let ascii = vec![b'a'; len];
+            assert!(short_ascii(&ascii), "{len}");
+            for at in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut bytes = ascii.clone();
+                    bytes[at] = high;
+                    assert!(!short_ascii(&bytes), "{len} bytes, high at {at}");
+                }
+            }
+        }
+        // Names that are not ASCII but are UTF-8 are read as strings, and
+        // ones that are not UTF-8 as bytes, through the same fast path.
+        #[derive(Deserialize, Debug, PartialEq)]
+        enum Named {
+            #[serde(rename = "größe")]
+            Size(u8),
+        }
+        assert_eq!(
+            from_slice::<Named>(b"\x81\xa7gr\xc3\xb6\xc3\x9fe\x07"),
+            Ok(Named::Size(7))
+        );
+        assert!(from_slice::<Named>(b"\x81\xa2\xff\xfe\x07").is_err());
     }
 
     #[test]

@@ -190,11 +190,27 @@ impl Lowered {
 }
 
 impl Drop for Lowered {
+    #[inline(always)]
     fn drop(&mut self) {
         if self.len == 0 {
             return;
         }
         let (inbox, cap) = INBOX.get();
+        if self.ptr == inbox && cap <= KEEP {
+            // The common case, inline: the inbox, kept.
+            LENT.set(false);
+            return;
+        }
+        self.give_back(inbox, cap);
+    }
+}
+
+impl Lowered {
+    /// What `drop` does for a list not in the inbox, or an inbox too large
+    /// to keep.
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self, inbox: *mut u8, cap: usize) {
         if self.ptr == inbox {
             LENT.set(false);
             if cap > KEEP {
