@@ -3,7 +3,8 @@
 //! `OPS` host tells to the SDK's counter example (a typed `Add(1)`) in each
 //! codec against the same to `counter.wat` (raw bytes), and `OPS` host request
 //! round trips (a typed `Get`, answered with a `u64`) against `responder.wat`, on
-//! a manual runtime. The host's payloads are encoded before the benchmark; what
+//! a manual runtime; `sdk_struct` does the same with a struct as the message
+//! (`Add { n: 1 }` to `tests/guests/tally`) and a unit struct as the request. The host's payloads are encoded before the benchmark; what
 //! is counted is the send, the delivery, the guest's decode and handling, and for
 //! requests the encoded reply.
 //!
@@ -16,7 +17,7 @@
 //!
 //! ```sh
 //! cargo build --release --target wasm32-unknown-unknown -p wasmshard-example-counter \
-//!     -p wasmshard-example-pipeline -p wasmshard-async-trial
+//!     -p wasmshard-example-pipeline -p wasmshard-async-trial -p wasmshard-tally
 //! cargo bench --bench typed_counts
 //! ```
 
@@ -41,6 +42,14 @@ enum Req {
     Get,
 }
 
+#[derive(Serialize)]
+struct Add {
+    n: u64,
+}
+
+#[derive(Serialize)]
+struct Get;
+
 fn path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -48,6 +57,7 @@ fn path(relative: &str) -> PathBuf {
 const EXAMPLE: &str = "target/wasm32-unknown-unknown/release/wasmshard_example_counter.wasm";
 const PIPELINE: &str = "target/wasm32-unknown-unknown/release/wasmshard_example_pipeline.wasm";
 const ASYNC_TRIAL: &str = "target/wasm32-unknown-unknown/release/wasmshard_async_trial.wasm";
+const TALLY: &str = "target/wasm32-unknown-unknown/release/wasmshard_tally.wasm";
 
 /// A manual runtime with one actor from `component`, and the payload to send it.
 struct Rig {
@@ -97,6 +107,16 @@ fn raw_tell() -> Rig {
 
 fn typed_tell(codec: Codec) -> Rig {
     rig(EXAMPLE, codec::encode(codec, &Msg::Add(1)).unwrap())
+}
+
+fn struct_tell() -> Rig {
+    rig(TALLY, codec::encode(codec::DEFAULT, &Add { n: 1 }).unwrap())
+}
+
+fn struct_request() -> Rig {
+    let r = rig(TALLY, codec::encode(codec::DEFAULT, &Get).unwrap());
+    round_trips(&r);
+    r
 }
 
 fn raw_request() -> Rig {
@@ -164,6 +184,7 @@ fn pipeline_request(rig: Rig) -> Rig {
 #[bench::sdk_json(args = (Codec::Json), setup = typed_tell)]
 #[bench::sdk_cbor(args = (Codec::Cbor), setup = typed_tell)]
 #[bench::sdk_messagepack(args = (Codec::MessagePack), setup = typed_tell)]
+#[bench::sdk_struct(setup = struct_tell)]
 fn tell(rig: Rig) -> Rig {
     tells(&rig);
     rig
@@ -174,6 +195,7 @@ fn tell(rig: Rig) -> Rig {
 #[bench::sdk_json(args = (Codec::Json), setup = typed_request)]
 #[bench::sdk_cbor(args = (Codec::Cbor), setup = typed_request)]
 #[bench::sdk_messagepack(args = (Codec::MessagePack), setup = typed_request)]
+#[bench::sdk_struct(setup = struct_request)]
 fn request(rig: Rig) -> Rig {
     round_trips(&rig);
     rig

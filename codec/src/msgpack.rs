@@ -436,6 +436,12 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         self.any_cold(visitor)
     }
 
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        // Out of line on a copy, so that a struct's reader is not addressed
+        // for the sake of fields it does not know.
+        self.any_cold(visitor)
+    }
+
     fn is_human_readable(&self) -> bool {
         false
     }
@@ -447,7 +453,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     serde::forward_to_deserialize_any! {
         bool f32 f64 char str string bytes byte_buf
-        unit seq tuple tuple_struct map struct ignored_any
+        unit seq tuple tuple_struct map struct
     }
 }
 

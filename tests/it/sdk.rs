@@ -140,6 +140,62 @@ fn counter_takes_typed_messages_in_every_codec_and_answers_requests() {
     }
 }
 
+/// The tally's message, with a field it does not know.
+#[derive(Serialize)]
+struct TallyAdd {
+    note: &'static str,
+    n: u64,
+    tags: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct TallyGet;
+
+#[test]
+fn a_struct_message_decodes_in_every_codec_skipping_unknown_fields() {
+    let (rt, logs) = runtime(1);
+    let Some(tally) = tally(&rt) else {
+        return;
+    };
+    let t = rt.spawn(&tally, SpawnOptions::new("tally")).unwrap();
+    for (i, codec) in [Codec::Json, Codec::Cbor, Codec::MessagePack]
+        .into_iter()
+        .enumerate()
+    {
+        // Unknown fields before and after the one it reads, one of them nested.
+        let add = TallyAdd {
+            note: "skip me",
+            n: 10u64.pow(i as u32),
+            tags: vec![1, 2, 3],
+        };
+        rt.send_typed_with(codec, t, &add).unwrap();
+    }
+    // A large `n` (not a fixint), and one without `n` (malformed: not counted).
+    rt.send_typed(
+        t,
+        &TallyAdd {
+            note: "",
+            n: 1 << 40,
+            tags: vec![],
+        },
+    )
+    .unwrap();
+    rt.send_typed(t, &TallyGet).unwrap();
+    let total: u64 = rt
+        .request_typed(t, &TallyGet, WAIT)
+        .unwrap()
+        .wait(WAIT)
+        .unwrap();
+    assert_eq!(total, 111 + (1 << 40));
+    let logs = logs.lock().unwrap();
+    assert!(
+        logs.iter().any(|r| r.message.contains("does not decode")),
+        "{logs:?}"
+    );
+    let report = rt.shutdown();
+    assert_eq!(report.dead_letter_count, 0);
+}
+
 #[test]
 fn a_malformed_payload_is_reported_to_the_actor_not_a_trap() {
     let (rt, logs) = runtime(1);

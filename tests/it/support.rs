@@ -75,11 +75,12 @@ pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
 }
 
 /// The Rust guests: the test guest (`tests/guests/roles`, see its crate docs
-/// for the roles), the async trial (`tests/guests/async-trial`) and the SDK's
-/// example actors (`examples/guests/*`).
-const GUEST_PACKAGES: [&str; 6] = [
+/// for the roles), the async trial (`tests/guests/async-trial`), the tally
+/// (`tests/guests/tally`) and the SDK's example actors (`examples/guests/*`).
+const GUEST_PACKAGES: [&str; 7] = [
     "wasmshard-test-guest",
     "wasmshard-async-trial",
+    "wasmshard-tally",
     "wasmshard-example-counter",
     "wasmshard-example-kv",
     "wasmshard-example-pipeline",
@@ -114,6 +115,16 @@ pub(crate) fn guest(rt: &Runtime) -> Option<Component> {
 /// an in-guest executor) into `rt`; `None` as [`guests_dir`].
 pub(crate) fn async_trial(rt: &Runtime) -> Option<Component> {
     let wasm = guests_dir()?.join("wasmshard_async_trial.wasm");
+    Some(
+        rt.load_component_file(&wasm)
+            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
+    )
+}
+
+/// Loads the tally (`tests/guests/tally`: a struct as its message) into
+/// `rt`; `None` as [`guests_dir`].
+pub(crate) fn tally(rt: &Runtime) -> Option<Component> {
+    let wasm = guests_dir()?.join("wasmshard_tally.wasm");
     Some(
         rt.load_component_file(&wasm)
             .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
