@@ -197,6 +197,43 @@ fn a_struct_message_decodes_in_every_codec_skipping_unknown_fields() {
 }
 
 #[test]
+fn unknown_fields_nested_to_the_limit_are_skipped_and_past_it_refused_without_a_trap() {
+    let (rt, logs) = runtime(1);
+    let Some(tally) = tally(&rt) else {
+        return;
+    };
+    let t = rt.spawn(&tally, SpawnOptions::new("tally")).unwrap();
+    // `{n: 1, x: [[...[0]...]]}`: the struct is one level, each array one more.
+    let nested = |arrays: usize| {
+        let mut p = Codec::MessagePack.prefix().to_vec();
+        p.extend_from_slice(&[0x82, 0xa1, b'n', 0x01, 0xa1, b'x']);
+        p.extend(std::iter::repeat_n(0x91, arrays));
+        p.push(0x00);
+        p
+    };
+    rt.send(t, &nested(250)).unwrap();
+    rt.send(t, &nested(10_000)).unwrap();
+    let total: u64 = rt
+        .request_typed(t, &TallyGet, WAIT)
+        .unwrap()
+        .wait(WAIT)
+        .unwrap();
+    assert_eq!(total, 1, "the one within the limit counted");
+    let refused = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.message.contains("does not decode"))
+        .count();
+    assert_eq!(refused, 1);
+    assert!(
+        rt.stats().actor("tally").unwrap().failure.is_none(),
+        "no trap"
+    );
+    rt.shutdown();
+}
+
+#[test]
 fn a_malformed_payload_is_reported_to_the_actor_not_a_trap() {
     let (rt, logs) = runtime(1);
     let Some(counter) = example(&rt, "counter") else {
