@@ -298,7 +298,7 @@ macro_rules! fast_integers {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
             if let Some((&small @ 0x00..=0x7f, rest)) = self.input.split_first() {
                 self.input = rest;
-                return visitor.visit_u64(u64::from(small));
+                return visitor.visit_u8(small);
             }
             self.any_cold(visitor)
         }
@@ -311,20 +311,22 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let marker = self.byte()?;
         match marker {
-            0x00..=0x7f => visitor.visit_u64(u64::from(marker)),
-            0xe0..=0xff => visitor.visit_i64(i64::from(marker as i8)),
+            // Integers are visited by their width, as `rmp-serde` does: where
+            // serde buffers a value (untagged enums, `flatten`) it shows.
+            0x00..=0x7f => visitor.visit_u8(marker),
+            0xe0..=0xff => visitor.visit_i8(marker as i8),
             0xc0 => visitor.visit_unit(),
             0xc2 => visitor.visit_bool(false),
             0xc3 => visitor.visit_bool(true),
             0xca => visitor.visit_f32(f32::from_be_bytes(self.array()?)),
             0xcb => visitor.visit_f64(f64::from_be_bytes(self.array()?)),
-            0xcc => visitor.visit_u64(u64::from(self.byte()?)),
-            0xcd => visitor.visit_u64(u64::from(u16::from_be_bytes(self.array()?))),
-            0xce => visitor.visit_u64(u64::from(u32::from_be_bytes(self.array()?))),
+            0xcc => visitor.visit_u8(self.byte()?),
+            0xcd => visitor.visit_u16(u16::from_be_bytes(self.array()?)),
+            0xce => visitor.visit_u32(u32::from_be_bytes(self.array()?)),
             0xcf => visitor.visit_u64(u64::from_be_bytes(self.array()?)),
-            0xd0 => visitor.visit_i64(i64::from(self.byte()? as i8)),
-            0xd1 => visitor.visit_i64(i64::from(i16::from_be_bytes(self.array()?))),
-            0xd2 => visitor.visit_i64(i64::from(i32::from_be_bytes(self.array()?))),
+            0xd0 => visitor.visit_i8(self.byte()? as i8),
+            0xd1 => visitor.visit_i16(i16::from_be_bytes(self.array()?)),
+            0xd2 => visitor.visit_i32(i32::from_be_bytes(self.array()?)),
             0xd3 => visitor.visit_i64(i64::from_be_bytes(self.array()?)),
             _ => {
                 if let Some(s) = self.str_after(marker)? {
@@ -784,6 +786,44 @@ mod tests {
         round_trips(f32::MIN_POSITIVE);
         round_trips(u128::MAX);
         round_trips(i128::MIN);
+    }
+
+    #[test]
+    fn integers_are_visited_by_their_width_as_rmp_serde_does() {
+        // Where serde buffers a value (untagged enums, `flatten`), the width
+        // shows: a field key written as a `u32` names no field there.
+        #[derive(Deserialize, Debug, PartialEq)]
+        #[serde(untagged)]
+        enum Untagged {
+            Number(u8),
+            Struct { x: u8 },
+        }
+        let body = b"\x81\xce\x00\x00\x00\x00\x18";
+        let theirs = rmp_serde::from_slice::<Untagged>(body);
+        assert!(theirs.is_err(), "{theirs:?}");
+        assert!(from_slice::<Untagged>(body).is_err());
+        // As a `u8` key it is field 0, for both.
+        let body = b"\x81\x00\x18";
+        assert_eq!(
+            rmp_serde::from_slice::<Untagged>(body).unwrap(),
+            Untagged::Struct { x: 24 }
+        );
+        assert_eq!(from_slice::<Untagged>(body), Ok(Untagged::Struct { x: 24 }));
+        // Every width into a wide type still reads.
+        for (body, value) in [
+            (&b"\x7f"[..], 127i64),
+            (b"\xff", -1),
+            (b"\xcc\xff", 255),
+            (b"\xcd\xff\xff", 65_535),
+            (b"\xce\xff\xff\xff\xff", 4_294_967_295),
+            (b"\xd0\x80", -128),
+            (b"\xd1\x80\x00", -32_768),
+            (b"\xd2\x80\x00\x00\x00", -2_147_483_648),
+            (b"\xd3\x80\x00\x00\x00\x00\x00\x00\x00", i64::MIN),
+        ] {
+            assert_eq!(from_slice::<i64>(body), Ok(value));
+            assert_eq!(rmp_serde::from_slice::<i64>(body).unwrap(), value);
+        }
     }
 
     #[test]
