@@ -206,8 +206,9 @@ fn natives(
                 Some(*shard),
                 move |ctx: &mut Context<'_>, _, _: &[u8]| {
                     for _ in 0..n {
-                        // Reliable: a full mailbox is retried (the sink drains it
-                        // on another shard, or in a later turn on this one).
+                        // Reliable: a full mailbox is retried while the sink
+                        // drains it on another shard (the caller sizes the
+                        // mailbox so that one on this shard never fills).
                         while ctx.send(sink, &payload).is_err() {
                             std::hint::spin_loop();
                         }
@@ -246,7 +247,10 @@ fn native_steady_state() {
         let rt = Runtime::builder()
             .shards(shards)
             .max_actors(8)
-            .mailbox_capacity(20_000)
+            // Room for all a kick sends (three producers of MESSAGES / 5): a
+            // producer on the sink's own shard cannot wait for the sink to drain
+            // (it would spin in the sink's shard's turn forever).
+            .mailbox_capacity(32_768)
             .ring_capacity(ring)
             .build()
             .unwrap();
