@@ -151,13 +151,17 @@ struct TallyAdd {
 #[derive(Serialize)]
 struct TallyGet;
 
+/// A tally on `rt`; `None` as [`tally`].
+fn spawn_tally(rt: &Runtime) -> Option<Address> {
+    Some(rt.spawn(&tally(rt)?, SpawnOptions::new("tally")).unwrap())
+}
+
 #[test]
 fn a_struct_message_decodes_in_every_codec_skipping_unknown_fields() {
     let (rt, logs) = runtime(1);
-    let Some(tally) = tally(&rt) else {
+    let Some(t) = spawn_tally(&rt) else {
         return;
     };
-    let t = rt.spawn(&tally, SpawnOptions::new("tally")).unwrap();
     for (i, codec) in [Codec::Json, Codec::Cbor, Codec::MessagePack]
         .into_iter()
         .enumerate()
@@ -199,10 +203,9 @@ fn a_struct_message_decodes_in_every_codec_skipping_unknown_fields() {
 #[test]
 fn unknown_fields_nested_to_the_limit_are_skipped_and_past_it_refused_without_a_trap() {
     let (rt, logs) = runtime(1);
-    let Some(tally) = tally(&rt) else {
+    let Some(t) = spawn_tally(&rt) else {
         return;
     };
-    let t = rt.spawn(&tally, SpawnOptions::new("tally")).unwrap();
     // `{n: 1, x: [[...[0]...]]}`: the struct is one level, each array one more.
     let nested = |arrays: usize| {
         let mut p = Codec::MessagePack.prefix().to_vec();

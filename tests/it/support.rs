@@ -104,31 +104,22 @@ pub(crate) fn guest_wasm() -> Option<PathBuf> {
 
 /// Loads the Rust test guest into `rt`; `None` as [`guests_dir`].
 pub(crate) fn guest(rt: &Runtime) -> Option<Component> {
-    let wasm = guest_wasm()?;
-    Some(
-        rt.load_component_file(&wasm)
-            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
-    )
+    Some(load_built(rt, &guest_wasm()?))
 }
 
 /// Loads the async trial (`tests/guests/async-trial`: the pipeline's front on
 /// an in-guest executor) into `rt`; `None` as [`guests_dir`].
 pub(crate) fn async_trial(rt: &Runtime) -> Option<Component> {
-    let wasm = guests_dir()?.join("wasmshard_async_trial.wasm");
-    Some(
-        rt.load_component_file(&wasm)
-            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
-    )
+    Some(load_built(
+        rt,
+        &guests_dir()?.join("wasmshard_async_trial.wasm"),
+    ))
 }
 
 /// Loads the tally (`tests/guests/tally`: a struct as its message) into
 /// `rt`; `None` as [`guests_dir`].
 pub(crate) fn tally(rt: &Runtime) -> Option<Component> {
-    let wasm = guests_dir()?.join("wasmshard_tally.wasm");
-    Some(
-        rt.load_component_file(&wasm)
-            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
-    )
+    Some(load_built(rt, &guests_dir()?.join("wasmshard_tally.wasm")))
 }
 
 /// The example actor `examples/guests/NAME`'s core module; `None` as
@@ -140,11 +131,13 @@ pub(crate) fn example_wasm(name: &str) -> Option<PathBuf> {
 /// Loads the example actor `examples/guests/NAME` into `rt`; `None` as
 /// [`guests_dir`].
 pub(crate) fn example(rt: &Runtime, name: &str) -> Option<Component> {
-    let wasm = example_wasm(name)?;
-    Some(
-        rt.load_component_file(&wasm)
-            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display())),
-    )
+    Some(load_built(rt, &example_wasm(name)?))
+}
+
+/// Loads a built guest's core module into `rt`; a load failure fails the test.
+fn load_built(rt: &Runtime, wasm: &Path) -> Component {
+    rt.load_component_file(wasm)
+        .unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
 }
 
 fn build_guests() -> Option<PathBuf> {
