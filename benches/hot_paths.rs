@@ -20,7 +20,7 @@ use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use wasmshard::bench::{Floor, Params, Workload};
 use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
-use wasmshard::{Address, Context, Runtime, SpawnOptions};
+use wasmshard::{Address, Context, Grants, Runtime, SpawnOptions};
 
 /// Operations per benchmark (messages, round trips, inserts).
 const OPS: u32 = 100;
@@ -236,14 +236,20 @@ fn handled(name: &'static str) -> Count {
     Box::new(move |rt: &Runtime| rt.stats().actor(name).expect(name).handled)
 }
 
-/// A component producer blasting `OPS` 8-byte messages at a counter component.
+/// A component producer blasting `OPS` 8-byte messages at a counter component
+/// (granted exactly that: the grant check is measured).
 fn components_rig() -> Rig {
     let rt = manual();
     let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
     let counter = rt.load_component_file(fixture("counter.wat")).unwrap();
     rt.spawn(&counter, SpawnOptions::new("sink")).unwrap();
     let start = rt
-        .spawn(&producer, SpawnOptions::new("producer").config("sink"))
+        .spawn(
+            &producer,
+            SpawnOptions::new("producer")
+                .config("sink")
+                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
+        )
         .unwrap();
     let trigger = [OPS, 0, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
     Rig {
@@ -291,7 +297,8 @@ fn natives_rig() -> Rig {
     .warmed()
 }
 
-/// `OPS` sequential request round trips between two components.
+/// `OPS` sequential request round trips between two components (the requester
+/// granted the responder).
 fn requests_rig() -> Rig {
     let rt = manual();
     let rtt = rt.load_component_file(fixture("rtt.wat")).unwrap();
@@ -299,7 +306,12 @@ fn requests_rig() -> Rig {
     rt.spawn(&responder, SpawnOptions::new("responder"))
         .unwrap();
     let start = rt
-        .spawn(&rtt, SpawnOptions::new("rtt").config("responder"))
+        .spawn(
+            &rtt,
+            SpawnOptions::new("rtt")
+                .config("responder")
+                .grants(Grants::none().lookup(["responder"]).request(["responder"])),
+        )
         .unwrap();
     // 8 bytes, as the floor's requests carry.
     let mut trigger = OPS.to_le_bytes().to_vec();

@@ -27,7 +27,7 @@ use std::time::Duration;
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use serde::Serialize;
 use wasmshard::codec::{self, Codec};
-use wasmshard::{Address, Runtime, SpawnOptions};
+use wasmshard::{Address, Grants, Runtime, SpawnOptions};
 
 /// Messages or round trips per benchmark.
 const OPS: usize = 100;
@@ -149,7 +149,14 @@ fn pipeline(front: &str, config: &str) -> Rig {
             .unwrap();
     }
     let to = rt
-        .spawn(&load(front), SpawnOptions::new("front").config(config))
+        .spawn(
+            &load(front),
+            SpawnOptions::new("front").config(config).grants(
+                Grants::none()
+                    .lookup(["double", "square"])
+                    .request(["double", "square"]),
+            ),
+        )
         .unwrap();
     let payload = codec::encode(codec::DEFAULT, &12u64).unwrap();
     let rig = Rig { rt, to, payload };

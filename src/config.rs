@@ -1,11 +1,13 @@
 //! Runtime configuration and its builder.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::address::{MAX_SHARDS, MAX_SLOTS_PER_SHARD};
 use crate::error::{BuildError, cause};
+use crate::grants::{Grants, Rate};
 use crate::log::{LogRecord, LogSink};
 
 /// Default capacity of every actor's mailbox, in messages.
@@ -29,6 +31,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 4096;
 pub const DEFAULT_PARK_SPIN: Duration = Duration::from_micros(50);
 /// Default number of requests one actor may have open at once.
 pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
+/// Default number of denials the audit trail keeps (the most recent ones).
+pub const DEFAULT_AUDIT_CAPACITY: usize = 1024;
+/// The most denials the audit trail may keep.
+pub const MAX_AUDIT_CAPACITY: usize = 1 << 20;
 /// Default time `shutdown` waits for in-flight messages to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,8 +66,8 @@ pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
 /// beyond the memory limit does), and the instance pool is sized to the same
 /// number, so no grow within it is refused.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
-/// The most slot words all shards keep together (`shards × (max_actors + spare
-/// slots)`): 2^27, one GiB.
+/// The most slots all shards keep together (`shards × (max_actors + spare
+/// slots)`): 2^27 of 16 bytes (a slot word and the labels beside it), two GiB.
 const MAX_SLOT_WORDS: u128 = 1 << 27;
 
 /// The most slots a shard keeps beyond `max_actors`.
@@ -123,6 +129,11 @@ pub(crate) struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) max_open_requests: u32,
     pub(crate) park_spin: Duration,
+    pub(crate) audit_capacity: usize,
+    /// The grants of a component actor spawned without its own.
+    pub(crate) default_grants: Arc<Grants>,
+    /// The quota of a component actor spawned without its own.
+    pub(crate) default_rate: Option<Rate>,
 }
 
 impl Config {
@@ -237,6 +248,9 @@ impl RuntimeBuilder {
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
                 park_spin: DEFAULT_PARK_SPIN,
+                audit_capacity: DEFAULT_AUDIT_CAPACITY,
+                default_grants: Arc::new(Grants::none()),
+                default_rate: None,
             },
             log_sink: None,
         }
@@ -358,6 +372,30 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The grants of a component actor spawned without its own
+    /// ([`SpawnOptions::grants`](crate::SpawnOptions::grants)). Default:
+    /// [`Grants::none`], so a component may message no one but itself and those
+    /// who made requests of it until it is granted more; [`Grants::all`] trusts
+    /// every component.
+    pub fn default_grants(mut self, grants: Grants) -> Self {
+        self.config.default_grants = Arc::new(grants);
+        self
+    }
+
+    /// The quota of a component actor spawned without its own
+    /// ([`SpawnOptions::rate`](crate::SpawnOptions::rate)). Default: none.
+    pub fn default_rate(mut self, rate: Option<Rate>) -> Self {
+        self.config.default_rate = rate;
+        self
+    }
+
+    /// How many denials the audit trail ([`Runtime::audit`](crate::Runtime::audit))
+    /// keeps, the most recent ones: 0 to [`MAX_AUDIT_CAPACITY`]. Default: 1024.
+    pub fn audit_capacity(mut self, n: usize) -> Self {
+        self.config.audit_capacity = n;
+        self
+    }
+
     /// Sends components' log lines to `sink` instead of the [`log`] crate (where they
     /// go by default, target `wasmshard::guest`, as `[name] level: message`).
     pub fn log_sink(mut self, sink: impl Fn(&LogRecord) + Send + Sync + 'static) -> Self {
@@ -415,11 +453,11 @@ impl RuntimeBuilder {
             1,
             MAX_MAX_ACTORS.into(),
         )?;
-        // Each shard keeps a slot word (8 bytes) for every actor it might hold.
+        // Each shard keeps a slot (16 bytes) for every actor it might hold.
         if c.shards as u128 * c.slots_per_shard() as u128 > MAX_SLOT_WORDS {
             return Err(BuildError::Setting(format!(
                 "shards × max_actors (manifest `shards`, `max-actors`) is too large: each \
-                 shard keeps 8 bytes for every actor it might hold and for as many spare \
+                 shard keeps 16 bytes for every actor it might hold and for as many spare \
                  slots again (up to 4096), at most {MAX_SLOT_WORDS} in all, not {} × ({} + {})",
                 c.shards,
                 c.max_actors,
@@ -455,6 +493,20 @@ impl RuntimeBuilder {
             Duration::ZERO,
             MAX_PARK_SPIN,
         )?;
+        count(
+            "audit_capacity",
+            "audit-capacity",
+            c.audit_capacity as u128,
+            0,
+            MAX_AUDIT_CAPACITY as u128,
+        )?;
+        c.default_grants
+            .check()
+            .map_err(|e| BuildError::Policy("default_grants", e))?;
+        if let Some(rate) = &c.default_rate {
+            rate.check()
+                .map_err(|e| BuildError::Policy("default_rate", e))?;
+        }
         Ok(())
     }
 }

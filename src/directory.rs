@@ -9,22 +9,32 @@
 //! | field | written by | read by | ordering |
 //! |---|---|---|---|
 //! | `slots[s]` words | senders (admit: CAS), shard `s` (release, activate, deactivate) | any sender | AcqRel RMW; see `slots.rs` |
-//! | `names` | spawn (reserve, on the host thread; register, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
+//! | `names` (names, grant labels) | spawn (reserve, on the host thread; enroll, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
+//! | `trails[s]` | actors of shard `s` (a denial) | `Runtime::audit` | `Mutex`, one per shard: taken only to record a denial or to read |
 //! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
 //! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
 //! | limits, clock start, log sink | nobody after construction | anyone | immutable |
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ahash::AHashMap;
 
 use crate::address::Address;
+use crate::audit::{Denial, Record, Trail};
 use crate::config::Config;
 use crate::error::{SendError, SpawnError};
+use crate::grants::{Grants, Labels, Masks, PolicyError};
 use crate::log::{self, LogLevel, LogSink};
 use crate::slots::SlotTable;
 use crate::sys::Clock;
+
+/// The name registry: names and the grant labels their patterns use.
+#[derive(Default)]
+struct Names {
+    map: AHashMap<Arc<str>, Address>,
+    labels: Labels,
+}
 
 /// Where actors are and whether they can take a message. See the module docs.
 pub(crate) struct Directory {
@@ -38,7 +48,11 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// `slots[s]`: the slot table of shard `s`.
     slots: Box<[SlotTable]>,
-    names: RwLock<AHashMap<Arc<str>, Address>>,
+    names: RwLock<Names>,
+    /// `trails[s]`: the last denials of shard `s`'s actors.
+    trails: Box<[Mutex<Trail>]>,
+    /// How many denials the audit trail keeps.
+    audit_capacity: usize,
     clock: Clock,
     log_sink: Option<LogSink>,
     closing: AtomicBool,
@@ -57,7 +71,11 @@ impl Directory {
             slots: (0..config.shards)
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),
-            names: RwLock::new(AHashMap::new()),
+            names: RwLock::new(Names::default()),
+            trails: (0..config.shards)
+                .map(|_| Mutex::new(Trail::new(config.audit_capacity)))
+                .collect(),
+            audit_capacity: config.audit_capacity,
             clock: Clock::new(),
             log_sink,
             closing: AtomicBool::new(false),
@@ -71,49 +89,118 @@ impl Directory {
         &self.slots[shard]
     }
 
-    /// Reserves room for one message in `to`'s mailbox.
+    /// Reserves room for one message in `to`'s mailbox, from a sender whose
+    /// grant for the operation is `mask` (the host's: every bit).
     #[inline]
-    pub(crate) fn admit(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
+    pub(crate) fn admit(&self, to: Address, payload: &[u8], mask: u64) -> Result<(), SendError> {
         match self.slots.get(to.shard()) {
-            Some(slots) => slots.admit(to.slot(), to.generation(), self.mailbox_capacity, payload),
+            Some(slots) => slots.admit(
+                to.slot(),
+                to.generation(),
+                self.mailbox_capacity,
+                payload,
+                mask,
+            ),
             None => Err(SendError::UnknownTarget),
         }
     }
 
-    /// The address registered under `name`.
-    pub(crate) fn lookup(&self, name: &str) -> Option<Address> {
+    /// The address registered under `name`, if a sender whose `lookup` grant is
+    /// `mask` may see it: `Err(())` when the name exists but is hidden from it.
+    pub(crate) fn lookup(&self, name: &str, mask: u64) -> Result<Option<Address>, ()> {
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-        names.get(name).copied().filter(|a| *a != Address::HOST)
+        let Some(&a) = names.map.get(name).filter(|a| **a != Address::HOST) else {
+            return Ok(None);
+        };
+        if mask == u64::MAX {
+            return Ok(Some(a));
+        }
+        match self.slots(a.shard()).labels(a.slot(), a.generation()) {
+            Some(labels) if labels & mask != 0 => Ok(Some(a)),
+            Some(_) => Err(()),
+            // Registered, not yet (or no longer) live: as absent.
+            None => Ok(None),
+        }
     }
 
     /// Reserves `name` for an actor being spawned.
     pub(crate) fn reserve(&self, name: &str) -> Result<Arc<str>, SpawnError> {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
-        if names.contains_key(name) {
+        if names.map.contains_key(name) {
             return Err(SpawnError::NameTaken(name.to_string()));
         }
         let name: Arc<str> = name.into();
-        names.insert(name.clone(), Address::HOST);
+        names.map.insert(name.clone(), Address::HOST);
         Ok(name)
     }
 
-    /// Gives a reserved name its actor's address.
-    pub(crate) fn register(&self, name: &Arc<str>, address: Address) {
-        self.names
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), address);
+    /// Makes the reserved `name` the live actor in `slot` of `shard`, with the
+    /// codecs `accepts`, the labels its name matches, and `grants` compiled into
+    /// masks (`None`: trusted). New patterns mark the live actors whose names match
+    /// them, before the new actor can send. All under the registry's lock, so
+    /// that labels are never written but there.
+    pub(crate) fn enroll(
+        &self,
+        name: &Arc<str>,
+        shard: usize,
+        slot: u32,
+        accepts: u8,
+        grants: Option<&Grants>,
+    ) -> Result<(Address, Masks), PolicyError> {
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        let Names { map, labels } = &mut *names;
+        let masks = match grants {
+            None => Masks::TRUSTED,
+            Some(grants) => labels.compile(grants, |bit, pattern| {
+                for (n, a) in map.iter().filter(|(_, a)| **a != Address::HOST) {
+                    let on = crate::grants::pattern_matches(pattern, n);
+                    self.slots(a.shard())
+                        .mark(a.slot(), a.generation(), bit, on);
+                }
+            })?,
+        };
+        let generation = self.slots(shard).activate(slot, accepts, labels.of(name));
+        let me = Address::new(shard, slot, generation);
+        map.insert(name.clone(), me);
+        Ok((me, masks))
     }
 
-    /// Drops `name` if it still names `address` (or is still only reserved).
-    pub(crate) fn unregister(&self, name: &str, address: Address) {
+    /// Drops `name` if it still names `address` (or is still only reserved), and
+    /// gives back the grant labels `held`.
+    pub(crate) fn unregister(&self, name: &str, address: Address, held: u64) {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        names.labels.release(held);
         if names
+            .map
             .get(name)
             .is_some_and(|a| *a == address || *a == Address::HOST)
         {
-            names.remove(name);
+            names.map.remove(name);
         }
+    }
+
+    /// Records a denial in the trail of the sender's shard.
+    pub(crate) fn record(&self, record: Record) {
+        if let Some(trail) = self.trails.get(record.from.shard()) {
+            trail.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+        }
+    }
+
+    /// The last denials (at most the trail's capacity), oldest first.
+    pub(crate) fn audit(&self, name_of: impl Fn(Address) -> Option<String>) -> Vec<Denial> {
+        let mut all: Vec<Denial> = self
+            .trails
+            .iter()
+            .flat_map(|t| {
+                t.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .denials(&name_of)
+            })
+            .collect();
+        all.sort_by_key(|d| d.at_ns);
+        let excess = all.len().saturating_sub(self.audit_capacity);
+        all.drain(..excess);
+        all
     }
 
     /// Monotonic nanoseconds since the runtime started.
@@ -149,9 +236,14 @@ impl Directory {
     /// actors are being stopped), a refusal says `shutting-down`, whatever refused
     /// it. Only the refusal reads the flag: a send costs nothing more.
     #[inline]
-    pub(crate) fn admit_from_actor(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
-        self.admit(to, payload).map_err(|e| {
-            if self.stopping.load(Ordering::Acquire) {
+    pub(crate) fn admit_from_actor(
+        &self,
+        to: Address,
+        payload: &[u8],
+        mask: u64,
+    ) -> Result<(), SendError> {
+        self.admit(to, payload, mask).map_err(|e| {
+            if e != SendError::Denied && self.stopping.load(Ordering::Acquire) {
                 SendError::ShuttingDown
             } else {
                 e

@@ -237,6 +237,9 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A default grant or quota cannot be used (the setting's name, and why).
+    #[error("invalid runtime configuration: {0}")]
+    Policy(&'static str, #[source] crate::grants::PolicyError),
 }
 
 /// Why there is no room for another actor.
@@ -297,6 +300,28 @@ pub enum SpawnError {
     /// waiting for a shard would deadlock. Ask the host to spawn instead (send it
     /// a message through a native actor).
     #[error("spawn was called from one of the runtime's own actors, where it would deadlock")]
+    Reentrant,
+    /// Its grants or quota cannot be used.
+    #[error("the actor's grants or quota cannot be used")]
+    Policy(#[source] crate::grants::PolicyError),
+}
+
+/// An actor's quota could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuotaError {
+    /// No live actor has this address.
+    #[error("no live actor has address {0}")]
+    UnknownTarget(Address),
+    /// The rate is out of range.
+    #[error("the quota cannot be used")]
+    Invalid(#[source] crate::grants::PolicyError),
+    /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// Called from one of the runtime's own actors, where waiting for a shard
+    /// would deadlock.
+    #[error("set_rate was called from one of the runtime's own actors, where it would deadlock")]
     Reentrant,
 }
 

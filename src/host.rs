@@ -10,6 +10,7 @@ use crate::config::MAX_TABLE_ELEMENTS;
 use crate::directory::Directory;
 use crate::envelope::Payload;
 use crate::error::{FailureKind, SendError};
+use crate::grants::Masks;
 use crate::log::LogLevel;
 use crate::outbox::Outbox;
 
@@ -38,9 +39,10 @@ impl ActorCtx {
         name: Arc<str>,
         directory: Arc<Directory>,
         memory_limit: usize,
+        masks: Masks,
     ) -> ActorCtx {
         ActorCtx {
-            out: Outbox::new(me, directory),
+            out: Outbox::new(me, name.clone(), directory, masks),
             limiter: Limiter::new(memory_limit),
             name,
             instantiated: false,
@@ -157,9 +159,17 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
 
     host.func_wrap(
         "lookup",
-        |store: StoreContextMut<'_, ActorCtx>, (name,): (WasmStr,)| {
+        |mut store: StoreContextMut<'_, ActorCtx>, (name,): (WasmStr,)| {
             let name = name.to_str(&store)?;
-            Ok((store.data().out.lookup(&name).map(Address::to_bits),))
+            match store.data().out.lookup(&name) {
+                Ok(found) => Ok((found.map(Address::to_bits),)),
+                // Hidden by its grants: as absent.
+                Err(()) => {
+                    let name = name.into_owned();
+                    store.data_mut().out.hidden(&name);
+                    Ok((None,))
+                }
+            }
         },
     )?;
 

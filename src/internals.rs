@@ -57,9 +57,11 @@ impl Slots {
     }
 
     /// Takes `slot` into use for an actor that accepts `accepts` (none: any
-    /// payload); returns its generation.
+    /// payload), whose name matches one grant pattern besides `*`; returns its
+    /// generation.
     pub fn activate(&self, slot: u32, accepts: &[crate::codec::Codec]) -> u32 {
-        self.0.activate(slot, crate::slots::accepts_bits(accepts))
+        self.0
+            .activate(slot, crate::slots::accepts_bits(accepts), GRANTED | 1)
     }
 
     /// Ends the actor in `slot`.
@@ -67,10 +69,13 @@ impl Slots {
         self.0.deactivate(slot)
     }
 
-    /// Admits one message (`payload`) for the actor `slot`/`generation`:
-    /// whether it fit and its codec is accepted.
+    /// Admits one message (`payload`) for the actor `slot`/`generation` from a
+    /// sender granted the pattern its name matches: whether it fit and its codec
+    /// is accepted.
     pub fn admit(&self, slot: u32, generation: u32, capacity: u32, payload: &[u8]) -> bool {
-        self.0.admit(slot, generation, capacity, payload).is_ok()
+        self.0
+            .admit(slot, generation, capacity, payload, GRANTED)
+            .is_ok()
     }
 
     /// Frees `n` admitted messages' room (a turn that handled them).
@@ -78,6 +83,9 @@ impl Slots {
         self.0.release(slot, n)
     }
 }
+
+/// The label of the one grant pattern the benchmark's actors match.
+const GRANTED: u64 = 1 << 5;
 
 /// The per-shard table of open requests and their timeouts.
 pub struct RequestTable(Requests);

@@ -2,7 +2,7 @@
 //! scheduler with no async runtime.
 //!
 //! ```
-//! use wasmshard::{Runtime, SpawnOptions};
+//! use wasmshard::{Grants, Runtime, SpawnOptions};
 //! use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
 //!
 //! let runtime = Runtime::builder().shards(2).build()?;
@@ -14,7 +14,9 @@
 //! runtime.spawn_native("sink", Some(1), move |_: &mut wasmshard::Context<'_>, _, payload: &[u8]| {
 //!     counter.fetch_add(payload.len() as u64, Ordering::Relaxed);
 //! })?;
-//! let echo = runtime.spawn(&echo, SpawnOptions::new("echo").config("sink").shard(0))?;
+//! // Components reach no one unless granted: this one may find and message `sink`.
+//! let grants = Grants::none().lookup(["sink"]).send(["sink"]);
+//! let echo = runtime.spawn(&echo, SpawnOptions::new("echo").config("sink").shard(0).grants(grants))?;
 //! runtime.send(echo, b"hello")?;
 //! assert!(runtime.wait_idle(std::time::Duration::from_secs(10)));
 //! assert_eq!(seen.load(Ordering::Relaxed), 5);
@@ -61,6 +63,7 @@
 mod actor;
 mod actor_requests;
 mod address;
+mod audit;
 #[cfg(feature = "bench")]
 pub mod bench;
 mod component;
@@ -69,6 +72,7 @@ mod directory;
 mod envelope;
 mod error;
 mod exports;
+mod grants;
 mod host;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
@@ -96,20 +100,24 @@ mod typed;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
+pub use audit::Denial;
 pub use component::{
     ACCEPTS_SECTION, Component, Inspection, MAX_COMPONENT_SIZE, SourceKind, WIT, encode_component,
 };
 pub use config::{
-    DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT, DEFAULT_EPOCH_TICK,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET,
-    MAX_DRAIN_TIMEOUT, MAX_EPOCH_TICK, MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS,
-    MAX_MAX_PAYLOAD, MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_TABLE_ELEMENTS,
-    MIN_EPOCH_TICK, RuntimeBuilder,
+    DEFAULT_AUDIT_CAPACITY, DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_EPOCH_TICK, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY,
+    MAX_AUDIT_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET, MAX_DRAIN_TIMEOUT, MAX_EPOCH_TICK,
+    MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS, MAX_MAX_PAYLOAD, MAX_MEMORY_LIMIT,
+    MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_TABLE_ELEMENTS, MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
-    BuildError, Capacity, Failure, FailureKind, LoadError, RequestError, SendError, SpawnError,
-    StopError,
+    BuildError, Capacity, Failure, FailureKind, LoadError, QuotaError, RequestError, SendError,
+    SpawnError, StopError,
+};
+pub use grants::{
+    Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,
 };
 pub use native::{Context, NativeActor};
 pub use pending::PendingReply;
@@ -118,8 +126,8 @@ pub use pending::PendingReply;
 pub use runtime::RuntimeDefect;
 pub use runtime::{Runtime, SpawnOptions};
 pub use stats::{
-    ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RequestStats, ShardStats,
-    ShutdownReport, Stats,
+    ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage, RequestStats,
+    ShardStats, ShutdownReport, Stats,
 };
 pub use typed::{ReplyError, TypedReply, TypedSendError};
 /// The payload format typed sends use, shared with the guest SDK: a multicodec

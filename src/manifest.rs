@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Codec};
 use crate::{
-    ActorStats, BuildError, LoadError, Runtime, RuntimeBuilder, SendError, SpawnError, SpawnOptions,
+    ActorStats, BuildError, Denial, Grants, LoadError, Rate, Runtime, RuntimeBuilder, SendError,
+    SpawnError, SpawnOptions,
 };
 
 /// A parsed, checked manifest.
@@ -75,6 +76,23 @@ pub struct RuntimeSection {
     pub drain_timeout_ms: Option<u64>,
     pub max_open_requests: Option<u32>,
     pub park_spin_us: Option<u64>,
+    /// The grants of an `[[actor]]` that gives none: `"none"` (the default) or
+    /// `"all"`.
+    pub default_grants: Option<DefaultGrants>,
+    /// The quota of an `[[actor]]` that gives none (default: none).
+    pub default_rate: Option<Rate>,
+    pub audit_capacity: Option<usize>,
+}
+
+/// `[runtime] default-grants`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DefaultGrants {
+    /// Components reach no one until granted ([`Grants::none`]).
+    None,
+    /// Components reach everything ([`Grants::all`]).
+    All,
 }
 
 /// One `[[actor]]`.
@@ -94,6 +112,12 @@ pub struct ActorSpec {
     /// other payloads are refused at admission with `unsupported-codec`. Default:
     /// what the component declares, or any payload.
     pub accepts: Option<Vec<String>>,
+    /// What it may reach: `grants = { send = ["worker-*"], request = ["db"] }`
+    /// (see [`Grants`]). Default: `[runtime] default-grants`.
+    pub grants: Option<Grants>,
+    /// Its quota: `rate = { messages-per-sec = 10000, burst = 100 }`. Default:
+    /// `[runtime] default-rate`.
+    pub rate: Option<Rate>,
 }
 
 /// One `[[send]]`.
@@ -271,6 +295,16 @@ impl Manifest {
             if seen.insert(a.name.as_str(), i).is_some() {
                 return Err(invalid(format!("two actors are named `{}`", a.name)));
             }
+            if let Some(g) = &a.grants {
+                g.check().map_err(|e| {
+                    invalid(format!("actor `{}`: {}", a.name, crate::error::chain(&e)))
+                })?;
+            }
+            if let Some(r) = &a.rate {
+                r.check().map_err(|e| {
+                    invalid(format!("actor `{}`: {}", a.name, crate::error::chain(&e)))
+                })?;
+            }
             for name in a.accepts.iter().flatten() {
                 if Codec::from_name(name).is_none() {
                     return Err(invalid(format!(
@@ -340,6 +374,16 @@ impl Manifest {
         if let Some(v) = r.park_spin_us {
             b = b.park_spin(Duration::from_micros(v));
         }
+        match r.default_grants {
+            Some(DefaultGrants::All) => b = b.default_grants(Grants::all()),
+            Some(DefaultGrants::None) | None => {}
+        }
+        if let Some(v) = r.default_rate {
+            b = b.default_rate(Some(v));
+        }
+        if let Some(v) = r.audit_capacity {
+            b = b.audit_capacity(v);
+        }
         b
     }
 
@@ -395,6 +439,12 @@ impl Manifest {
             if let Some(names) = &a.accepts {
                 // Checked by `parse`.
                 opts = opts.accepts(names.iter().filter_map(|n| Codec::from_name(n)));
+            }
+            if let Some(g) = &a.grants {
+                opts = opts.grants(g.clone());
+            }
+            if let Some(r) = a.rate {
+                opts = opts.rate(Some(r));
             }
             runtime
                 .spawn(&components[&path], opts)
@@ -463,6 +513,7 @@ impl Manifest {
             .interrupt
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed));
+        let audit = runtime.audit();
         let report = if idle {
             runtime.shutdown()
         } else {
@@ -473,6 +524,7 @@ impl Manifest {
             dead_letters: report.dead_letter_count,
             undelivered_sends: total.saturating_sub(delivered),
             refused_sends: refused,
+            audit,
             idle,
             interrupted,
             elapsed: started.elapsed(),
@@ -519,6 +571,8 @@ pub struct RunReport {
     pub undelivered_sends: u64,
     /// Of those, sends the runtime refused (the target gone, say).
     pub refused_sends: u64,
+    /// The audit trail at the end of the run: the most recent denials.
+    pub audit: Vec<Denial>,
     /// Whether the system became idle (rather than being stopped early).
     pub idle: bool,
     /// Whether the run was stopped by its interrupt flag (Ctrl-C).

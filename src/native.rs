@@ -107,7 +107,7 @@ impl Context<'_> {
 
     /// The address registered under `name`, if any.
     pub fn lookup(&self, name: &str) -> Option<Address> {
-        self.out.lookup(name)
+        self.out.directory.lookup(name, u64::MAX).ok().flatten()
     }
 
     /// Monotonic nanoseconds since the runtime started.

@@ -9,14 +9,27 @@ use std::sync::Arc;
 
 use crate::actor_requests::ActorRequests;
 use crate::address::Address;
+use crate::audit::Record;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload, timeout_ms};
 use crate::error::SendError;
+use crate::grants::{Aim, Bucket, Masks, Operation};
 use crate::requests::{Requests, Waiter};
 
 pub(crate) struct Outbox {
     pub(crate) me: Address,
+    pub(crate) name: Arc<str>,
     pub(crate) directory: Arc<Directory>,
+    /// What its grants allow (trusted: everything).
+    pub(crate) masks: Masks,
+    /// Its quota, if it has one.
+    pub(crate) rate: Option<Bucket>,
+    /// The shard's clock reading for this turn (set when it has a quota).
+    pub(crate) now: u64,
+    /// Operations denied by its grants.
+    pub(crate) denied: u64,
+    /// Sends refused by its quota.
+    pub(crate) rate_limited: u64,
     pub(crate) staged: Vec<Envelope>,
     /// Messages and requests sent successfully, as counted for the actor's stats.
     pub(crate) sent: u64,
@@ -27,10 +40,21 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(me: Address, directory: Arc<Directory>) -> Outbox {
+    pub(crate) fn new(
+        me: Address,
+        name: Arc<str>,
+        directory: Arc<Directory>,
+        masks: Masks,
+    ) -> Outbox {
         Outbox {
             me,
+            name,
             directory,
+            masks,
+            rate: None,
+            now: 0,
+            denied: 0,
+            rate_limited: 0,
             staged: Vec::with_capacity(16),
             sent: 0,
             table: None,
@@ -44,7 +68,19 @@ impl Outbox {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit_from_actor(to, &payload)?;
+        if let Some(rate) = &self.rate
+            && !rate.admits(self.now)
+            && to != self.me
+        {
+            return Err(self.limited());
+        }
+        if let Err(e) = self
+            .directory
+            .admit_from_actor(to, &payload, self.masks.send)
+        {
+            self.refused(to, &payload, e, Operation::Send)?;
+        }
+        self.spend(to);
         self.staged.push(Envelope {
             to,
             from: self.me,
@@ -53,6 +89,56 @@ impl Outbox {
         });
         self.sent += 1;
         Ok(())
+    }
+
+    /// A send to `to` was admitted: it costs its quota (messages to itself are free).
+    #[inline]
+    fn spend(&mut self, to: Address) {
+        if let Some(rate) = &mut self.rate
+            && to != self.me
+        {
+            rate.spend(self.now);
+        }
+    }
+
+    /// A send beyond the quota.
+    #[cold]
+    fn limited(&mut self) -> SendError {
+        self.rate_limited += 1;
+        SendError::TooManyRequests
+    }
+
+    /// Admission refused `to` with `e`: a denial of a message to itself is
+    /// admitted again without the grant; other denials are recorded.
+    #[cold]
+    fn refused(
+        &mut self,
+        to: Address,
+        payload: &[u8],
+        e: SendError,
+        op: Operation,
+    ) -> Result<(), SendError> {
+        if e != SendError::Denied {
+            return Err(e);
+        }
+        if to == self.me {
+            return self.directory.admit_from_actor(to, payload, u64::MAX);
+        }
+        Err(self.deny(op, Aim::Actor(to)))
+    }
+
+    /// Counts and records a denial.
+    #[cold]
+    fn deny(&mut self, operation: Operation, aim: Aim) -> SendError {
+        self.denied += 1;
+        self.directory.record(Record {
+            at_ns: self.directory.now_ns(),
+            from: self.me,
+            from_name: self.name.clone(),
+            operation,
+            aim,
+        });
+        SendError::Denied
     }
 
     /// Admits and stages a request; returns its id.
@@ -73,8 +159,21 @@ impl Outbox {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit_from_actor(to, &payload)?;
+        if let Some(rate) = &self.rate
+            && !rate.admits(self.now)
+            && to != self.me
+        {
+            return Err(self.limited());
+        }
+        if let Err(e) = self
+            .directory
+            .admit_from_actor(to, &payload, self.masks.request)
+        {
+            self.refused(to, &payload, e, Operation::Request)?;
+        }
+        let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
         let id = table.open(Waiter::Actor(self.me), to, timeout_ns)?;
+        self.spend(to);
         self.requests.opened();
         self.staged.push(Envelope {
             to,
@@ -117,8 +216,17 @@ impl Outbox {
         true
     }
 
-    pub(crate) fn lookup(&self, name: &str) -> Option<Address> {
-        self.directory.lookup(name)
+    /// The actor registered under `name`; `Err(())` if its grants hide it (see
+    /// [`Outbox::hidden`]).
+    pub(crate) fn lookup(&self, name: &str) -> Result<Option<Address>, ()> {
+        self.directory.lookup(name, self.masks.lookup)
+    }
+
+    /// Counts and records a `lookup` of `name` that its grants hid.
+    #[cold]
+    pub(crate) fn hidden(&mut self, name: &str) {
+        let name: String = name.chars().take(256).collect();
+        self.deny(Operation::Lookup, Aim::Name(name.into()));
     }
 
     pub(crate) fn now_ns(&self) -> u64 {

@@ -10,11 +10,13 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::address::Address;
+use crate::audit::Denial;
 use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{BuildError, LoadError, SendError, SpawnError, StopError, cause};
+use crate::error::{BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, cause};
+use crate::grants::{Grants, Rate};
 use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
 use crate::native::NativeActor;
@@ -225,7 +227,7 @@ impl Runtime {
         });
         if result.is_err() {
             // Frees the reservation if the shard refused before registering.
-            self.directory.unregister(&name, Address::HOST);
+            self.directory.unregister(&name, Address::HOST, 0);
         }
         result
     }
@@ -264,10 +266,23 @@ impl Runtime {
             .as_deref()
             .or(component.accepts())
             .unwrap_or_default();
+        let grants = match options.grants {
+            Some(grants) => {
+                grants.check().map_err(SpawnError::Policy)?;
+                Arc::new(grants)
+            }
+            None => self.config.default_grants.clone(),
+        };
+        let rate = options.rate.unwrap_or(self.config.default_rate);
+        if let Some(rate) = &rate {
+            rate.check().map_err(SpawnError::Policy)?;
+        }
         let body = SpawnBody::Wasm {
             component: component.clone(),
             config: options.config,
             accepts: crate::slots::accepts_bits(accepts),
+            grants,
+            rate,
         };
         self.spawn_body(&options.name, options.shard, body)
     }
@@ -331,9 +346,60 @@ impl Runtime {
         })
     }
 
+    /// Sets the quota of the actor at `address` (any actor, native ones
+    /// included), or lifts it with `None`. It takes effect from the actor's next
+    /// turn, with a full burst.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError::UnknownTarget`] if no live actor has the address,
+    /// [`QuotaError::Invalid`] for a rate out of range.
+    pub fn set_rate(&self, address: Address, rate: Option<Rate>) -> Result<(), QuotaError> {
+        if let Some(rate) = &rate {
+            rate.check().map_err(QuotaError::Invalid)?;
+        }
+        if address.shard() >= self.shards() {
+            return Err(QuotaError::UnknownTarget(address));
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(QuotaError::Reentrant);
+        }
+        let (reply, answer) = sync_channel(1);
+        self.command(
+            address.shard(),
+            Command::SetRate {
+                address,
+                rate,
+                reply,
+            },
+        );
+        self.answer(&answer).unwrap_or_else(|| {
+            Err(if self.shared.shards[address.shard()].is_dead() {
+                QuotaError::UnknownTarget(address)
+            } else {
+                QuotaError::ShuttingDown
+            })
+        })
+    }
+
+    /// The audit trail: the most recent operations denied by actors' grants
+    /// (at most [`RuntimeBuilder::audit_capacity`], oldest first). A target's
+    /// name is given while the runtime still knows the actor (live, or among
+    /// the ended actors stats keep).
+    pub fn audit(&self) -> Vec<Denial> {
+        let actors = self.shared.actor_stats();
+        self.directory.audit(|a| {
+            actors
+                .iter()
+                .rev()
+                .find(|s| s.address == a)
+                .map(|s| s.name.clone())
+        })
+    }
+
     /// The address registered under `name`.
     pub fn lookup(&self, name: &str) -> Option<Address> {
-        self.directory.lookup(name)
+        self.directory.lookup(name, u64::MAX).ok().flatten()
     }
 
     /// Sends `payload` from the host ([`Address::HOST`]) to `to`.
@@ -350,7 +416,7 @@ impl Runtime {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        self.directory.admit(to, payload)?;
+        self.directory.admit(to, payload, u64::MAX)?;
         self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
             to,
             Address::HOST,
@@ -387,7 +453,7 @@ impl Runtime {
             self.host_requests.fetch_sub(1, Ordering::AcqRel);
             return Err(SendError::TooManyRequests);
         }
-        if let Err(e) = self.directory.admit(to, payload) {
+        if let Err(e) = self.directory.admit(to, payload, u64::MAX) {
             self.host_requests.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
@@ -592,6 +658,8 @@ pub struct SpawnOptions {
     config: Vec<u8>,
     shard: Option<usize>,
     accepts: Option<Vec<crate::codec::Codec>>,
+    grants: Option<Grants>,
+    rate: Option<Option<Rate>>,
 }
 
 impl SpawnOptions {
@@ -602,7 +670,23 @@ impl SpawnOptions {
             config: Vec::new(),
             shard: None,
             accepts: None,
+            grants: None,
+            rate: None,
         }
+    }
+
+    /// What the actor may reach (see [`Grants`]). Default: the runtime's
+    /// [`RuntimeBuilder::default_grants`], which is [`Grants::none`] unless set.
+    pub fn grants(mut self, grants: Grants) -> SpawnOptions {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// The actor's quota (`None`: unlimited). Default: the runtime's
+    /// [`RuntimeBuilder::default_rate`], which is none unless set.
+    pub fn rate(mut self, rate: Option<Rate>) -> SpawnOptions {
+        self.rate = Some(rate);
+        self
     }
 
     /// The bytes passed to the component's `init`.

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crate::actor::{Actor, Body, InitEnd, WasmActor, WasmSettings};
+use crate::actor::{Actor, Body, Enrolled, InitEnd, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, timeout_ms};
-use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, StopError};
+use crate::error::{
+    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError,
+};
+use crate::grants::Bucket;
 use crate::outbox::Outbox;
 use crate::panics::quietly;
 use crate::requests::{self, Requests, Waiter};
@@ -104,10 +107,13 @@ pub(crate) struct Shard {
     /// Whether an admitted (counted) envelope is being handled: if the shard's
     /// loop panics then, it is counted as a dead letter.
     in_hand: bool,
-    /// The spawn under way: its slot, name and address (undone if the shard's
-    /// loop panics before it is placed).
-    spawning: Option<(u32, Arc<str>, Address)>,
+    /// The spawn under way: its slot, name, address and the grant labels it
+    /// holds (undone if the shard's loop panics before it is placed).
+    spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
+    /// The clock as read in a pass (`loops` then, and the reading): read at
+    /// most once a pass, and only when an actor with a quota runs.
+    clock: (u64, u64),
     /// Counters, published to the shard handle once per pass. (The request
     /// counters are kept by the request table.)
     counts: ShardStats,
@@ -151,6 +157,7 @@ impl Shard {
             in_hand: false,
             spawning: None,
             dead_letters: Vec::new(),
+            clock: (u64::MAX, 0),
             counts: ShardStats {
                 shard: id,
                 ..ShardStats::default()
@@ -233,6 +240,9 @@ impl Shard {
                     }
                     Command::Stop { address, reply } => {
                         let _ = reply.send(Err(StopError::UnknownTarget(address)));
+                    }
+                    Command::SetRate { address, reply, .. } => {
+                        let _ = reply.send(Err(QuotaError::UnknownTarget(address)));
                     }
                     Command::StopAll { reply } | Command::Seal { reply } => {
                         let _ = reply.send(());
@@ -324,10 +334,10 @@ impl Shard {
             self.counts.dead_letters += 1;
         }
         // A spawn cut short: its slot and name are freed.
-        if let Some((slot, name, me)) = self.spawning.take()
+        if let Some((slot, name, me, held)) = self.spawning.take()
             && self.actors[slot as usize].is_none()
         {
-            self.unspawn(slot, &name, me);
+            self.unspawn(slot, &name, me, held);
         }
         // What the actors sent before (admitted, staged) goes on its way; then
         // each fails, and what it held ends.
@@ -418,6 +428,14 @@ impl Shard {
         self.directory.slots(self.id)
     }
 
+    /// The clock, read at most once a pass (quotas are refilled from it).
+    fn pass_clock(&mut self) -> u64 {
+        if self.clock.0 != self.counts.loops {
+            self.clock = (self.counts.loops, self.directory.now_ns());
+        }
+        self.clock.1
+    }
+
     /// Runs control commands; returns whether the shard must exit.
     pub(crate) fn take_commands(&mut self) -> bool {
         while let Some(cmd) = self.handle().control.pop() {
@@ -433,6 +451,25 @@ impl Shard {
                         Ok(())
                     } else {
                         Err(StopError::UnknownTarget(address))
+                    };
+                    let _ = reply.send(r);
+                }
+                Command::SetRate {
+                    address,
+                    rate,
+                    reply,
+                } => {
+                    let r = if self.is_live(address) {
+                        let now = self.pass_clock();
+                        let actor = self.actors[address.slot() as usize]
+                            .as_mut()
+                            .expect("live actor");
+                        actor.outbox().rate = rate.map(Bucket::new);
+                        actor.outbox().now = now;
+                        actor.publish();
+                        Ok(())
+                    } else {
+                        Err(QuotaError::UnknownTarget(address))
                     };
                     let _ = reply.send(r);
                 }
@@ -485,27 +522,44 @@ impl Shard {
                 .pop_front()
                 .expect("a shard below max_actors has free slots")
         };
-        let accepts = match &body {
-            SpawnBody::Wasm { accepts, .. } => *accepts,
-            SpawnBody::Native(_) => 0,
+        let (accepts, grants) = match &body {
+            SpawnBody::Wasm {
+                accepts, grants, ..
+            } => (*accepts, Some(&**grants)),
+            SpawnBody::Native(_) => (0, None),
         };
-        let generation = self.slots().activate(slot, accepts);
-        let me = Address::new(self.id, slot, generation);
-        self.directory.register(&name, me);
-        self.spawning = Some((slot, name.clone(), me));
+        let (me, masks) = match self.directory.enroll(&name, self.id, slot, accepts, grants) {
+            Ok(enrolled) => enrolled,
+            Err(e) => {
+                // Never live: the slot waits at the back of the line.
+                self.free.push_back(slot);
+                return Err(SpawnError::Policy(e));
+            }
+        };
+        let generation = me.generation();
+        self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(_));
+        let now = self.pass_clock();
         let body = match body {
             SpawnBody::Native(actor) => Ok(Body::Native {
                 actor,
-                out: Outbox::new(me, self.directory.clone()),
+                out: Outbox::new(me, name.clone(), self.directory.clone(), masks),
             }),
             SpawnBody::Wasm {
-                component, config, ..
+                component,
+                config,
+                rate,
+                ..
             } => WasmActor::spawn(
                 &self.wasm,
                 &component,
-                me,
-                name.clone(),
+                Enrolled {
+                    me,
+                    name: name.clone(),
+                    masks,
+                    rate,
+                    now,
+                },
                 &config,
                 &mut self.table,
             )
@@ -522,7 +576,7 @@ impl Shard {
                 Ok(me)
             }
             Err((end, staged)) => {
-                self.unspawn(slot, &name, me);
+                self.unspawn(slot, &name, me, masks.held);
                 if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
                     self.table().abandon(me);
                 }
@@ -541,10 +595,10 @@ impl Shard {
 
     /// Undoes a spawn that placed no actor: the slot is free again (at the back
     /// of the line), its generation moves on, the name is released.
-    fn unspawn(&mut self, slot: u32, name: &Arc<str>, me: Address) {
+    fn unspawn(&mut self, slot: u32, name: &Arc<str>, me: Address, held: u64) {
         self.slots().deactivate(slot);
         self.free.push_back(slot);
-        self.directory.unregister(name, me);
+        self.directory.unregister(name, me, held);
     }
 
     /// Takes the actor out of its slot and ends its address. Requests it held
@@ -561,7 +615,8 @@ impl Shard {
         actor.publish();
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
-        self.directory.unregister(&actor.info.name, me);
+        let held = actor.outbox().masks.held;
+        self.directory.unregister(&actor.info.name, me, held);
         self.shared.retire_actor(me);
         // What it asked for ends here: nobody is left to receive the answers (a
         // reply that comes later is counted as late). A stopping shard has ended
@@ -860,6 +915,15 @@ impl Shard {
     /// when the turn begins: what arrives during the turn (a message it sends
     /// itself to yield, say) waits for its next turn, so other actors run first.
     fn run_actor(&mut self, slot: u32) {
+        let Some(actor) = self.actors[slot as usize].as_mut() else {
+            return;
+        };
+        if actor.outbox().rate.is_some() {
+            let now = self.pass_clock();
+            if let Some(actor) = self.actors[slot as usize].as_mut() {
+                actor.outbox().now = now;
+            }
+        }
         let Some(actor) = self.actors[slot as usize].as_ref() else {
             return;
         };

@@ -39,7 +39,8 @@ use crossbeam_queue::SegQueue;
 use crate::address::Address;
 use crate::component::Component;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{SpawnError, StopError};
+use crate::error::{QuotaError, SpawnError, StopError};
+use crate::grants::{Grants, Rate};
 use crate::native::NativeActor;
 use crate::reply::HostWaiter;
 use crate::ring::{Mesh, Ring};
@@ -52,6 +53,10 @@ pub(crate) enum SpawnBody {
         config: Vec<u8>,
         /// The codecs the actor accepts ([`wasmshard_codec::Codec::bit`]s; 0: any).
         accepts: u8,
+        /// What it may reach.
+        grants: Arc<Grants>,
+        /// Its quota.
+        rate: Option<Rate>,
     },
     Native(Box<dyn NativeActor>),
 }
@@ -66,6 +71,12 @@ pub(crate) enum Command {
     Stop {
         address: Address,
         reply: SyncSender<Result<(), StopError>>,
+    },
+    /// Sets (or, with `None`, lifts) an actor's quota.
+    SetRate {
+        address: Address,
+        rate: Option<Rate>,
+        reply: SyncSender<Result<(), QuotaError>>,
     },
     /// Shutdown, phase one: stop every actor; from now on whatever arrives is a
     /// dead letter.

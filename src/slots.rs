@@ -7,6 +7,11 @@
 //! owning shard changes the generation (on spawn and stop) or releases room (after
 //! it handled a message), so those are plain stores and subtractions.
 //!
+//! Beside each word, in the same 16 bytes, are the labels of the grant patterns
+//! the slot's actor's name matches (see `grants.rs`): a sender's mask for the
+//! operation must share a bit with them. They are written with the word when the
+//! owner marks the slot live, and only under the name registry's lock after that.
+//!
 //! The word also holds the codecs the slot's actor accepts (a bit per codec,
 //! [`Codec::bit`]; none set: any payload), written with the generation when the
 //! owner marks the slot live, so the admission check reads them from the word it
@@ -26,7 +31,15 @@ const ACCEPTS_SHIFT: u32 = 26;
 const FILL: u64 = (1 << ACCEPTS_SHIFT) - 1;
 
 pub(crate) struct SlotTable {
-    words: Box<[AtomicU64]>,
+    words: Box<[Slot]>,
+}
+
+/// One slot: its word and its labels, in one 16-byte line.
+#[repr(C, align(16))]
+#[derive(Default)]
+struct Slot {
+    word: AtomicU64,
+    labels: AtomicU64,
 }
 
 /// The slot word's bits for an actor that accepts `codecs` (none: any payload).
@@ -37,7 +50,7 @@ pub(crate) fn accepts_bits(codecs: &[Codec]) -> u8 {
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
         SlotTable {
-            words: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            words: (0..slots).map(|_| Slot::default()).collect(),
         }
     }
 
@@ -46,8 +59,9 @@ impl SlotTable {
     }
 
     /// Reserves one message of room in the mailbox of `slot`, if it holds a live
-    /// actor of `generation` whose mailbox has fewer than `capacity` messages and
-    /// which accepts `payload`'s codec (an actor that declared none accepts any).
+    /// actor of `generation` whose mailbox has fewer than `capacity` messages,
+    /// which carries a label of `mask` (the sender's grant) and which accepts
+    /// `payload`'s codec (an actor that declared none accepts any).
     #[inline]
     pub(crate) fn admit(
         &self,
@@ -55,14 +69,20 @@ impl SlotTable {
         generation: u32,
         capacity: u32,
         payload: &[u8],
+        mask: u64,
     ) -> Result<(), SendError> {
-        let Some(word) = self.words.get(slot as usize) else {
+        let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
             return Err(SendError::UnknownTarget);
         };
         let live = |cur: u64| (cur >> 32) as u32 == generation && cur & ALIVE != 0;
         let mut cur = word.load(Ordering::Acquire);
         if !live(cur) {
             return Err(SendError::UnknownTarget);
+        }
+        // Written before the word made the slot live (the Acquire above sees
+        // them), or later under the name registry's lock.
+        if labels.load(Ordering::Relaxed) & mask == 0 {
+            return Err(SendError::Denied);
         }
         // Fixed for the generation: checked once, from the word already loaded.
         let accepts = (cur >> ACCEPTS_SHIFT) & 0xf;
@@ -85,7 +105,9 @@ impl SlotTable {
     /// Owner only, while the actor is alive.
     #[inline]
     pub(crate) fn release(&self, slot: u32, n: u32) {
-        let prev = self.words[slot as usize].fetch_sub(n as u64, Ordering::AcqRel);
+        let prev = self.words[slot as usize]
+            .word
+            .fetch_sub(n as u64, Ordering::AcqRel);
         debug_assert!(
             prev & FILL >= n as u64,
             "released more room than was reserved"
@@ -94,10 +116,11 @@ impl SlotTable {
     }
 
     /// Marks `slot` live with an empty mailbox, for an actor that accepts the
-    /// codecs in `accepts` (0: any payload), and returns its generation.
-    /// Owner only, on a free slot.
-    pub(crate) fn activate(&self, slot: u32, accepts: u8) -> u32 {
-        let word = &self.words[slot as usize];
+    /// codecs in `accepts` (0: any payload) and carries `labels`, and returns its
+    /// generation. Owner only, on a free slot, under the name registry's lock.
+    pub(crate) fn activate(&self, slot: u32, accepts: u8, labels: u64) -> u32 {
+        let Slot { word, labels: l } = &self.words[slot as usize];
+        l.store(labels, Ordering::Relaxed);
         let cur = word.load(Ordering::Acquire);
         debug_assert!(cur & ALIVE == 0, "activating a live slot");
         let generation = ((cur >> 32) as u32).max(1);
@@ -112,7 +135,7 @@ impl SlotTable {
     /// Marks `slot` dead and moves it to the next generation, so every address of
     /// the old actor fails from now on. Owner only.
     pub(crate) fn deactivate(&self, slot: u32) {
-        let word = &self.words[slot as usize];
+        let word = &self.words[slot as usize].word;
         let cur = word.load(Ordering::Acquire);
         let mut next = ((cur >> 32) as u32).wrapping_add(1);
         if next == 0 {
@@ -123,6 +146,33 @@ impl SlotTable {
     }
 }
 
+impl SlotTable {
+    /// The labels of the live actor of `generation` in `slot`.
+    pub(crate) fn labels(&self, slot: u32, generation: u32) -> Option<u64> {
+        let Slot { word, labels } = self.words.get(slot as usize)?;
+        let cur = word.load(Ordering::Acquire);
+        ((cur >> 32) as u32 == generation && cur & ALIVE != 0)
+            .then(|| labels.load(Ordering::Relaxed))
+    }
+
+    /// Adds (or, with `on` false, takes away) label `bit` of the live actor of
+    /// `generation` in `slot`. Under the name registry's lock.
+    pub(crate) fn mark(&self, slot: u32, generation: u32, bit: u64, on: bool) {
+        let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
+            return;
+        };
+        let cur = word.load(Ordering::Acquire);
+        if (cur >> 32) as u32 != generation || cur & ALIVE == 0 {
+            return;
+        }
+        if on {
+            labels.fetch_or(bit, Ordering::Release);
+        } else {
+            labels.fetch_and(!bit, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,40 +180,64 @@ mod tests {
     #[test]
     fn admission_checks_generation_and_capacity() {
         let t = SlotTable::new(4);
-        assert_eq!(t.admit(0, 1, 2, b""), Err(SendError::UnknownTarget));
-        let g = t.activate(0, 0);
+        assert_eq!(t.admit(0, 1, 2, b"", 1), Err(SendError::UnknownTarget));
+        let g = t.activate(0, 0, 1);
         assert_eq!(g, 1);
-        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
-        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
-        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::MailboxFull));
+        assert_eq!(t.admit(0, g, 2, b"", 1), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b"", 1), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b"", 1), Err(SendError::MailboxFull));
         t.release(0, 1);
-        assert_eq!(t.admit(0, g, 2, b""), Ok(()));
+        assert_eq!(t.admit(0, g, 2, b"", 1), Ok(()));
         t.deactivate(0);
-        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::UnknownTarget));
-        let g2 = t.activate(0, 0);
+        assert_eq!(t.admit(0, g, 2, b"", 1), Err(SendError::UnknownTarget));
+        let g2 = t.activate(0, 0, 1);
         assert_ne!(g, g2);
-        assert_eq!(t.admit(0, g, 2, b""), Err(SendError::UnknownTarget));
-        assert_eq!(t.admit(0, g2, 2, b""), Ok(()));
-        assert_eq!(t.admit(9, g2, 2, b""), Err(SendError::UnknownTarget));
+        assert_eq!(t.admit(0, g, 2, b"", 1), Err(SendError::UnknownTarget));
+        assert_eq!(t.admit(0, g2, 2, b"", 1), Ok(()));
+        assert_eq!(t.admit(9, g2, 2, b"", 1), Err(SendError::UnknownTarget));
     }
 
     #[test]
     fn admission_checks_the_codec_and_a_refusal_takes_no_room() {
         let t = SlotTable::new(2);
-        let g = t.activate(0, Codec::Cbor.bit() | Codec::Json.bit());
-        assert_eq!(t.admit(0, g, 1, b"\x51\x01"), Ok(()));
+        let g = t.activate(0, Codec::Cbor.bit() | Codec::Json.bit(), 1);
+        assert_eq!(t.admit(0, g, 1, b"\x51\x01", 1), Ok(()));
         t.release(0, 1);
-        assert_eq!(t.admit(0, g, 1, b"\x80\x04{}"), Ok(()));
+        assert_eq!(t.admit(0, g, 1, b"\x80\x04{}", 1), Ok(()));
         t.release(0, 1);
         for refused in [&b""[..], b"\x55raw", b"\x81\x04", b"plain"] {
-            assert_eq!(t.admit(0, g, 1, refused), Err(SendError::UnsupportedCodec));
+            assert_eq!(
+                t.admit(0, g, 1, refused, 1),
+                Err(SendError::UnsupportedCodec)
+            );
         }
         // The refusals took no room.
-        assert_eq!(t.admit(0, g, 1, b"\x51"), Ok(()));
-        assert_eq!(t.admit(0, g, 1, b"\x51"), Err(SendError::MailboxFull));
+        assert_eq!(t.admit(0, g, 1, b"\x51", 1), Ok(()));
+        assert_eq!(t.admit(0, g, 1, b"\x51", 1), Err(SendError::MailboxFull));
         // An actor that declared nothing takes anything.
-        let g1 = t.activate(1, 0);
-        assert_eq!(t.admit(1, g1, 4, b"plain"), Ok(()));
-        assert_eq!(t.admit(1, g1, 4, b""), Ok(()));
+        let g1 = t.activate(1, 0, 1);
+        assert_eq!(t.admit(1, g1, 4, b"plain", 1), Ok(()));
+        assert_eq!(t.admit(1, g1, 4, b"", 1), Ok(()));
+    }
+
+    #[test]
+    fn admission_checks_the_labels_and_a_denial_takes_no_room() {
+        let t = SlotTable::new(1);
+        let g = t.activate(0, 0, 0b101);
+        assert_eq!(t.admit(0, g, 1, b"", 0b010), Err(SendError::Denied));
+        assert_eq!(t.admit(0, g, 1, b"", 0b100), Ok(()));
+        t.release(0, 1);
+        t.mark(0, g, 0b010, true);
+        assert_eq!(t.labels(0, g), Some(0b111));
+        assert_eq!(t.admit(0, g, 1, b"", 0b010), Ok(()));
+        assert_eq!(t.admit(0, g, 1, b"", 0b010), Err(SendError::MailboxFull));
+        t.mark(0, g, 0b100, false);
+        assert_eq!(t.labels(0, g), Some(0b011));
+        // A stale generation is neither marked nor read.
+        t.deactivate(0);
+        t.mark(0, g, 0b1000, true);
+        assert_eq!(t.labels(0, g), None);
+        let g2 = t.activate(0, 0, 1);
+        assert_eq!(t.labels(0, g2), Some(1));
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::Serialize;
 
 use crate::address::Address;
+use crate::grants::Rate;
 
 /// A counter written by one thread and read by any.
 #[derive(Default, Debug)]
@@ -155,6 +156,10 @@ pub(crate) struct ActorInfo {
     pub(crate) handled: Counter,
     pub(crate) failures: Counter,
     pub(crate) deferred: Counter,
+    pub(crate) denied: Counter,
+    pub(crate) rate_limited: Counter,
+    /// The quota's rate (0: none), burst and sends available, as last published.
+    rate: [Counter; 3],
     pub(crate) alive: AtomicBool,
     pub(crate) failure: Mutex<Option<String>>,
 }
@@ -170,12 +175,26 @@ impl ActorInfo {
             handled: Counter::default(),
             failures: Counter::default(),
             deferred: Counter::default(),
+            denied: Counter::default(),
+            rate_limited: Counter::default(),
+            rate: Default::default(),
             alive: AtomicBool::new(true),
             failure: Mutex::new(None),
         }
     }
 
+    /// Publishes the quota in force and what is left of it. Owner only.
+    pub(crate) fn publish_rate(&self, rate: Option<(Rate, u64)>) {
+        let (mps, burst, available) = rate.map_or((0, 0, 0), |(r, a)| {
+            (r.messages_per_sec, u64::from(r.burst), a)
+        });
+        self.rate[0].set(mps);
+        self.rate[1].set(burst);
+        self.rate[2].set(available);
+    }
+
     pub(crate) fn snapshot(&self) -> ActorStats {
+        let mps = self.rate[0].get();
         ActorStats {
             name: self.name.to_string(),
             address: self.address,
@@ -186,6 +205,12 @@ impl ActorInfo {
             handled: self.handled.get(),
             failures: self.failures.get(),
             deferred: self.deferred.get(),
+            denied: self.denied.get(),
+            rate_limited: self.rate_limited.get(),
+            rate: (mps != 0).then(|| RateUsage {
+                limit: Rate::new(mps, u32::try_from(self.rate[1].get()).unwrap_or(u32::MAX)),
+                available: self.rate[2].get(),
+            }),
             failure: self
                 .failure
                 .lock()
@@ -219,10 +244,26 @@ pub struct ActorStats {
     /// Requests it deferred and has not answered yet (those whose requesters
     /// stopped waiting are forgotten once there are many).
     pub deferred: u64,
+    /// Operations its grants denied (sends, requests, lookups).
+    pub denied: u64,
+    /// Sends and requests its quota refused.
+    pub rate_limited: u64,
+    /// Its quota, if it has one, and what is left of it.
+    pub rate: Option<RateUsage>,
     /// Why it failed, if it did; it is stopped then.
     pub failure: Option<String>,
     /// Whether it is still running.
     pub alive: bool,
+}
+
+/// An actor's quota and its current use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RateUsage {
+    /// The quota.
+    pub limit: Rate,
+    /// Sends it could make now (up to the burst), as of its last turn.
+    pub available: u64,
 }
 
 /// A snapshot of the whole runtime, from [`Runtime::stats`](crate::Runtime::stats).

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmshard::{Address, Context, NativeActor, Runtime, SpawnOptions};
+use wasmshard::{Address, Context, Grants, NativeActor, Runtime, SpawnOptions};
 
 struct Counting;
 
@@ -66,7 +66,10 @@ fn pipeline(rt: &Runtime, checker_shard: usize) -> Address {
         .unwrap();
     rt.spawn(
         &producer,
-        SpawnOptions::new("producer").config("check").shard(0),
+        SpawnOptions::new("producer")
+            .config("check")
+            .shard(0)
+            .grants(Grants::none().lookup(["check"]).send(["check"])),
     )
     .unwrap()
 }
@@ -134,7 +137,13 @@ fn requests_steady_state(shards: usize, responder_shard: usize) {
     )
     .unwrap();
     let r = rt
-        .spawn(&rtt, SpawnOptions::new("rtt").config("responder").shard(0))
+        .spawn(
+            &rtt,
+            SpawnOptions::new("rtt")
+                .config("responder")
+                .shard(0)
+                .grants(Grants::none().lookup(["responder"]).request(["responder"])),
+        )
         .unwrap();
     let run = |n: u32| {
         let mut msg = [0u8; 64];

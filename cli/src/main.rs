@@ -79,6 +79,11 @@ enum Command {
         /// Which actors: component, native, or both.
         #[arg(long, default_value = "both")]
         actors: String,
+        /// The components' grants: `exact` (each is granted the bench's actor
+        /// names, so every send passes the grant check) or `all` (the runtime's
+        /// `default-grants = "all"`).
+        #[arg(long, default_value = "exact")]
+        grants: String,
         /// Print the results as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -106,8 +111,11 @@ fn main() -> ExitCode {
             messages,
             payload,
             actors,
+            grants,
             json,
-        } => bench(&workloads, shards, messages, payload, &actors, json),
+        } => bench(
+            &workloads, shards, messages, payload, &actors, &grants, json,
+        ),
     };
     let code = match result {
         Ok(code) => code,
@@ -182,23 +190,48 @@ fn table(report: &RunReport) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  failure",
-        "name", "shard", "received", "sent", "handled"
+        "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  failure",
+        "name", "shard", "received", "sent", "handled", "denied", "limited"
     );
     for a in &report.actors {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {}",
+            "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {}",
             a.name,
             a.shard,
             a.received,
             a.sent,
             a.handled,
+            a.denied,
+            a.rate_limited,
             a.failure.as_deref().unwrap_or("-")
         );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "dead letters: {}", report.dead_letters);
+    if !report.audit.is_empty() {
+        let _ = writeln!(
+            out,
+            "denied by grants (the last {}, oldest first):",
+            report.audit.len()
+        );
+        for d in &report.audit {
+            let target = match (&d.target_name, d.target) {
+                (Some(name), Some(a)) => format!("`{name}` ({a})"),
+                (Some(name), None) => format!("`{name}`"),
+                (None, Some(a)) => a.to_string(),
+                (None, None) => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:>12.6} s  `{}` ({}) {} {target}",
+                d.at_ns as f64 / 1e9,
+                d.from_name,
+                d.from,
+                d.operation
+            );
+        }
+    }
     if report.undelivered_sends > 0 {
         let _ = writeln!(
             out,
@@ -266,6 +299,7 @@ fn bench(
     messages: u64,
     payload: usize,
     actors: &str,
+    grants: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     use wasmshard::bench::{Actors, Params, Workload, measure};
@@ -300,9 +334,15 @@ fn bench(
             .map_or(2, |n| n.get())
             .max(2)
     });
+    let trusted = match grants {
+        "exact" => false,
+        "all" => true,
+        other => anyhow::bail!("--grants {other}: expected exact or all"),
+    };
     let params = Params {
         shards,
         payload,
+        trusted,
         ..Params::default()
     };
     // Bad parameters are refused before anything runs.

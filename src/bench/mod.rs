@@ -184,6 +184,9 @@ pub struct Params {
     pub fan_out: usize,
     /// Actors in the `ring`.
     pub ring: usize,
+    /// Whether components run with every grant (the runtime's default grants
+    /// all), rather than granted the bench's actor names (the default).
+    pub trusted: bool,
 }
 
 impl Default for Params {
@@ -193,6 +196,7 @@ impl Default for Params {
             payload: 64,
             fan_out: 8,
             ring: 16,
+            trusted: false,
         }
     }
 }

@@ -8,7 +8,14 @@ use super::{
     Actors, BenchError, Params, SPAWN_BATCH, Samples, Workload, err, fixtures, lock,
     producer_command,
 };
-use crate::{Address, Component, NativeActor, Runtime, SpawnOptions};
+use crate::{Address, Component, Grants, NativeActor, Runtime, SpawnOptions};
+
+/// What a bench component is granted when the runtime does not trust it: the
+/// names of the actors the workloads send to, request from and look up.
+fn bench_grants() -> Grants {
+    let names = ["sink-*", "relay-*", "responder", "collector"];
+    Grants::none().send(names).request(names).lookup(names)
+}
 
 /// Most round-trip times a component records in one run.
 const LATENCY_SAMPLES: u64 = 65_536;
@@ -51,12 +58,14 @@ impl System {
             Workload::Spawn => SPAWN_BATCH as u32 + 16,
             _ => (2 * shards + params.fan_out + params.ring + 8) as u32,
         };
-        let rt = Runtime::builder()
+        let mut builder = Runtime::builder()
             .shards(shards)
             .max_actors(max_actors)
-            .log_sink(|_| {})
-            .build()
-            .map_err(err)?;
+            .log_sink(|_| {});
+        if params.trusted {
+            builder = builder.default_grants(Grants::all());
+        }
+        let rt = builder.build().map_err(err)?;
         let mut sys = System {
             workload,
             actors,
@@ -101,9 +110,13 @@ impl System {
     ) -> Result<Address, BenchError> {
         let shard = shard % self.shards;
         let spawned = match component {
-            Some(c) => self
-                .rt
-                .spawn(c, SpawnOptions::new(name).config(config).shard(shard)),
+            Some(c) => {
+                let mut options = SpawnOptions::new(name).config(config).shard(shard);
+                if !self.params.trusted {
+                    options = options.grants(bench_grants());
+                }
+                self.rt.spawn(c, options)
+            }
             None => self.rt.spawn_native(name, Some(shard), native),
         };
         spawned.map_err(|e| err(format!("cannot spawn `{name}`: {e}")))

@@ -1,6 +1,7 @@
 //! Integration tests: the public API driven with real WebAssembly.
 
 mod bench;
+mod capabilities;
 mod fuzz;
 mod guests;
 mod isolation;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wasmshard::codec::{self, Codec};
 use wasmshard::{
-    Address, Context, LogRecord, ReplyError, RequestError, Runtime, RuntimeBuilder, SendError,
-    SpawnOptions,
+    Address, Context, Grants, LogRecord, ReplyError, RequestError, Runtime, RuntimeBuilder,
+    SendError, SpawnOptions,
 };
 
 use crate::support::*;
@@ -90,7 +90,10 @@ fn counter_takes_typed_messages_in_every_codec_and_answers_requests() {
         let c = rt
             .spawn(
                 &counter,
-                SpawnOptions::new("counter").config(r#"{"start": 100}"#),
+                SpawnOptions::new("counter")
+                    .config(r#"{"start": 100}"#)
+                    // It answers a `Report` with a tell to the asker.
+                    .grants(Grants::none().send(["probe"])),
             )
             .unwrap();
         for (i, codec) in [Codec::Json, Codec::Cbor, Codec::MessagePack]
@@ -465,11 +468,16 @@ fn pipeline_answers_after_its_sub_requests_return() {
                 .shard(shards - 1),
         )
         .unwrap();
+        // A front may find and ask its two workers, no one else.
+        let workers = Grants::none()
+            .lookup(["double", "square"])
+            .request(["double", "square"]);
         let front = rt
             .spawn(
                 &pipeline,
                 SpawnOptions::new("front")
                     .config(r#"{"Front": {"workers": ["double", "square"], "timeout_ms": 60000}}"#)
+                    .grants(workers.clone())
                     .shard(shards - 1),
             )
             .unwrap();
@@ -480,6 +488,7 @@ fn pipeline_answers_after_its_sub_requests_return() {
                 &trial,
                 SpawnOptions::new("async-front")
                     .config(r#"{"workers": ["double", "square"], "timeout_ms": 60000}"#)
+                    .grants(workers)
                     .shard(0),
             )
             .unwrap();
@@ -527,7 +536,10 @@ fn chat_relays_lines_to_members_across_shards() {
         };
         rt.spawn(
             &chat,
-            SpawnOptions::new("lobby").config(r#""Room""#).shard(0),
+            SpawnOptions::new("lobby")
+                .config(r#""Room""#)
+                .shard(0)
+                .grants(Grants::none().send(["ann", "bob", "cy"])),
         )
         .unwrap();
         let names = ["ann", "bob", "cy"];
@@ -541,6 +553,7 @@ fn chat_relays_lines_to_members_across_shards() {
                         .config(format!(
                             r#"{{"Member": {{"room": "lobby", "name": "{name}"}}}}"#
                         ))
+                        .grants(Grants::none().lookup(["lobby"]).send(["lobby"]))
                         .shard(i % shards),
                 )
                 .unwrap()

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wasmshard::{Address, Component, Context, Runtime, RuntimeBuilder};
+use wasmshard::{Address, Component, Context, Grants, Runtime, RuntimeBuilder};
 
 pub(crate) const IDLE: Duration = Duration::from_secs(60);
 
@@ -17,8 +17,14 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
 }
 
 /// A builder sized for tests: few actors, so many runtimes fit side by side.
+/// Its components are granted everything (`default_grants`): the tests of
+/// other features are not about grants; `capabilities.rs` is, and builds its
+/// runtimes with the default (nothing granted).
 pub(crate) fn builder(shards: usize) -> RuntimeBuilder {
-    Runtime::builder().shards(shards).max_actors(32)
+    Runtime::builder()
+        .shards(shards)
+        .max_actors(32)
+        .default_grants(Grants::all())
 }
 
 pub(crate) fn load(rt: &Runtime, name: &str) -> Component {

@@ -59,6 +59,19 @@
 //!   `handle-request` before answering; a request `respond-then-panic` answers
 //!   itself with `respond(id, f(payload))` and then panics.
 //! - `trap-in-init`: panics in `init`.
+//! - `ops`: its requests are commands, each answered at once with what the
+//!   host calls returned, as `u32`s; a code is 0 for ok, or `1 +` the
+//!   `send-error` case's index in the WIT enum (1 unknown-target, 2
+//!   mailbox-full, 3 denied, 4 too-large, 5 unsupported-codec, 6
+//!   shutting-down, 7 too-many-requests). `l` + a name: `lookup`, answered
+//!   `[0, address lo, hi]` when found and `[1, 0, 0]` when not; `s` + a target
+//!   `u64`: `send`s it `ops`, answered `[code]`; `r` + a target `u64`:
+//!   `request`s `ops` from it, answered `[code]`; `m`: sends itself `self`,
+//!   answered `[code]`; `x` + a target `u64` + a count `u32`: sends it `count`
+//!   tells, answered `[ok, denied, too-many-requests, other]`; `c`: answered
+//!   `[selfs, replies, failures]`, how many `self` tells it received from
+//!   itself and how its own requests ended; `ops` (what the role itself
+//!   requests): answered with nothing. Other tells are ignored.
 //!
 //! A panic aborts (there is no unwinding on this target), which traps: the
 //! runtime fails the actor.
@@ -89,6 +102,66 @@ enum Role {
     Silent,
     Requester(Requester),
     Trap(Deferring),
+    Ops(Ops),
+}
+
+fn code(r: Result<(), host::SendError>) -> u32 {
+    use host::SendError as E;
+    match r {
+        Ok(()) => 0,
+        Err(E::UnknownTarget) => 1,
+        Err(E::MailboxFull) => 2,
+        Err(E::Denied) => 3,
+        Err(E::TooLarge) => 4,
+        Err(E::UnsupportedCodec) => 5,
+        Err(E::ShuttingDown) => 6,
+        Err(E::TooManyRequests) => 7,
+    }
+}
+
+#[derive(Default)]
+struct Ops {
+    selfs: u32,
+    replies: u32,
+    failures: u32,
+}
+
+impl Ops {
+    fn command(&mut self, payload: &[u8]) -> Vec<u8> {
+        let target = || u64_at(payload, 1);
+        let words = match payload.first() {
+            Some(b'l') => {
+                let name = std::str::from_utf8(&payload[1..]).expect("a UTF-8 name");
+                let found = host::lookup(name);
+                let a = found.unwrap_or(0);
+                vec![u32::from(found.is_none()), a as u32, (a >> 32) as u32]
+            }
+            Some(b's') => vec![code(host::send(target(), b"ops"))],
+            Some(b'r') => vec![code(
+                host::request(target(), b"ops", SUB_REQUEST_TIMEOUT_NS).map(|_| ()),
+            )],
+            Some(b'm') => vec![code(host::send(host::self_address(), b"self"))],
+            Some(b'x') => {
+                let (to, n) = (target(), u32_at(payload, 9));
+                let mut counts = [0u32; 4];
+                for _ in 0..n {
+                    let i = match code(host::send(to, b"flood")) {
+                        0 => 0,
+                        3 => 1,
+                        7 => 2,
+                        _ => 3,
+                    };
+                    counts[i] += 1;
+                }
+                counts.to_vec()
+            }
+            Some(b'c') => vec![self.selfs, self.replies, self.failures],
+            // What the role's own `r` asks: answered with nothing.
+            Some(b'o') => vec![],
+            _ => panic!("ops: unknown command"),
+        };
+        encode(&words)
+    }
 }
 
 thread_local! {
@@ -415,6 +488,7 @@ impl Guest for Roles {
             ["requester"] => Role::Requester(Requester::default()),
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
+            ["ops"] => Role::Ops(Ops::default()),
             _ => return Err(format!("unknown role `{config}`")),
         };
         ROLE.with_borrow_mut(|r| *r = Some(role));
@@ -430,6 +504,8 @@ impl Guest for Roles {
             Role::Deferring(d) => d.answer_all(),
             Role::Trap(_) if payload == b"panic" => panic!("trap: panic on command"),
             Role::Trap(d) => d.answer_all(),
+            Role::Ops(o) if from == host::self_address() && payload == b"self" => o.selfs += 1,
+            Role::Ops(_) => {}
             Role::Proxy(_) | Role::Silent => {}
         })
     }
@@ -454,6 +530,7 @@ impl Guest for Roles {
                 d.held.push((id, payload));
                 None
             }
+            Role::Ops(o) => Some(o.command(&payload)),
             Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
         })
     }
@@ -462,6 +539,8 @@ impl Guest for Roles {
         with_role(|role| match role {
             Role::Requester(r) => r.response(id, response),
             Role::Proxy(p) => p.response(id, response),
+            Role::Ops(o) if response.is_ok() => o.replies += 1,
+            Role::Ops(o) => o.failures += 1,
             _ => host::log(LogLevel::Warn, &format!("unexpected response for {id:#x}")),
         })
     }
