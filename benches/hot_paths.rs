@@ -20,7 +20,7 @@ use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use wasmshard::bench::{Floor, Params, Workload};
 use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
-use wasmshard::{Address, Context, Grants, Runtime, SpawnOptions};
+use wasmshard::{Address, Context, Grants, Rate, Runtime, SpawnOptions};
 
 /// Operations per benchmark (messages, round trips, inserts).
 const OPS: u32 = 100;
@@ -239,6 +239,16 @@ fn handled(name: &'static str) -> Count {
 /// A component producer blasting `OPS` 8-byte messages at a counter component
 /// (granted exactly that: the grant check is measured).
 fn components_rig() -> Rig {
+    components_rig_with(None)
+}
+
+/// The same with a quota on the producer, one it never reaches: what checking
+/// and spending a quota costs.
+fn components_with_quota_rig() -> Rig {
+    components_rig_with(Some(Rate::new(wasmshard::MAX_RATE, u32::MAX)))
+}
+
+fn components_rig_with(rate: Option<Rate>) -> Rig {
     let rt = manual();
     let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
     let counter = rt.load_component_file(fixture("counter.wat")).unwrap();
@@ -248,7 +258,8 @@ fn components_rig() -> Rig {
             &producer,
             SpawnOptions::new("producer")
                 .config("sink")
-                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
+                .grants(Grants::none().lookup(["sink"]).send(["sink"]))
+                .rate(rate),
         )
         .unwrap();
     let trigger = [OPS, 0, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -362,6 +373,7 @@ fn floor(workload: Workload) -> Floor {
 // Guest send → guest handle on one shard, `OPS` messages.
 #[library_benchmark]
 #[bench::components(setup = components_rig)]
+#[bench::components_with_quota(setup = components_with_quota_rig)]
 #[bench::natives(setup = natives_rig)]
 fn route(rig: Rig) -> Rig {
     rig.round();

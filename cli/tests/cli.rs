@@ -67,7 +67,9 @@ fn run_json_has_the_documented_shape() {
             "{address}"
         );
     }
+    assert_eq!(v["audit"], serde_json::json!([]), "nothing was denied");
     let by = |n: &str| actors.iter().find(|a| a["name"] == n).unwrap().clone();
+    assert_eq!(by("echo")["denied"], 0);
     // echo forwards its 100 hellos to the counter, which also gets one "report".
     assert_eq!(by("echo")["handled"], 100);
     assert_eq!(by("counter")["handled"], 101);
@@ -108,7 +110,9 @@ fn run_for_a_duration_stops_a_system_that_never_idles() {
         format!(
             "[runtime]\nshards = 2\ndrain-timeout-ms = 0\n\
              [[actor]]\nname = \"ping\"\ncomponent = \"{p}\"\nconfig = \"pong\"\n\
+             grants = {{ lookup = [\"pong\"], send = [\"pong\"] }}\n\
              [[actor]]\nname = \"pong\"\ncomponent = \"{p}\"\nconfig = \"ping\"\n\
+             grants = {{ lookup = [\"ping\"], send = [\"ping\"] }}\n\
              [[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
             p = fixture("pingpong.wat").display()
         ),
@@ -177,6 +181,23 @@ fn a_bad_manifest_is_refused_clearly() {
         (
             "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\njson = \"1\"\npayload = \"x\"\n",
             "not several",
+        ),
+        // A grant naming an operation that does not exist.
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\ngrants = { sned = [\"b\"] }\n",
+            "unknown field `sned`, expected one of `send`, `request`, `lookup`",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\ngrants = { send = [\"\"] }\n",
+            "send grant",
+        ),
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\nrate = { messages-per-sec = 0 }\n",
+            "messages-per-sec must be 1 to",
+        ),
+        (
+            "[runtime]\ndefault-grants = \"some\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+            "default-grants",
         ),
         // Repeats that add up past 2^64 overflowed the count of sends (a panic).
         (
@@ -504,7 +525,7 @@ fn ctrl_c_shuts_down_and_reports() {
     let path = manifest(
         &dir,
         "endless.toml",
-        "[[actor]]\nname = \"ping\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"pong\"\n[[actor]]\nname = \"pong\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"ping\"\n[[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
+        "[[actor]]\nname = \"ping\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"pong\"\ngrants = { lookup = [\"pong\"], send = [\"pong\"] }\n[[actor]]\nname = \"pong\"\ncomponent = \"FIXTURES/pingpong.wat\"\nconfig = \"ping\"\ngrants = { lookup = [\"ping\"], send = [\"ping\"] }\n[[send]]\nto = \"ping\"\npayload-hex = \"ffffffff\"\n",
     );
     let mut child = start(&["run", path.to_str().unwrap()]);
     std::thread::sleep(std::time::Duration::from_millis(800));
@@ -551,4 +572,67 @@ fn bench_refuses_a_bad_payload_before_running_anything() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("payload"), "{stderr}");
     assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
+}
+
+#[test]
+fn run_reports_what_grants_denied() {
+    let dir = tempdir();
+    // The echo may find the counter but not message it; the second echo has
+    // the runtime's default, which this manifest makes "all".
+    let path = manifest(
+        &dir,
+        "denied.toml",
+        "[runtime]\nshards = 2\n\
+         [[actor]]\nname = \"counter\"\ncomponent = \"FIXTURES/counter.wat\"\n\
+         [[actor]]\nname = \"echo\"\ncomponent = \"FIXTURES/echo.wat\"\nconfig = \"counter\"\n\
+         grants = { lookup = [\"counter\"] }\n\
+         [[send]]\nto = \"echo\"\npayload = \"hello\"\nrepeat = 3\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("denied by grants (the last 3, oldest first):"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("`echo`") && l.contains("send `counter`"))
+            .count(),
+        3,
+        "{stdout}"
+    );
+    let echo = stdout.lines().find(|l| l.starts_with("echo")).unwrap();
+    let columns: Vec<&str> = echo.split_whitespace().collect();
+    // name, shard, received, sent, handled, denied, limited, failure
+    assert_eq!(columns[2..8], ["3", "0", "3", "3", "0", "-"], "{echo}");
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let audit = v["audit"].as_array().unwrap();
+    assert_eq!(audit.len(), 3);
+    assert_eq!(audit[0]["operation"], "send");
+    assert_eq!(audit[0]["from_name"], "echo");
+    assert_eq!(audit[0]["target_name"], "counter");
+    // With `default-grants = "all"` nothing is denied.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("shards = 2", "shards = 2\ndefault-grants = \"all\"")
+        .replace("grants = { lookup = [\"counter\"] }\n", "");
+    std::fs::write(&path, text).unwrap();
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["audit"], serde_json::json!([]));
+    let counter = v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "counter")
+        .unwrap()
+        .clone();
+    assert_eq!(counter["received"], 3);
 }
