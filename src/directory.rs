@@ -24,7 +24,7 @@ use crate::address::Address;
 use crate::audit::{Denial, Record, Trail};
 use crate::config::Config;
 use crate::error::{SendError, SpawnError};
-use crate::grants::{Grants, Labels, Masks, PolicyError};
+use crate::grants::{Grants, Labels, Masks};
 use crate::log::{self, LogLevel, LogSink};
 use crate::slots::SlotTable;
 use crate::sys::Clock;
@@ -146,18 +146,28 @@ impl Directory {
         slot: u32,
         accepts: u8,
         grants: Option<&Grants>,
-    ) -> Result<(Address, Masks), PolicyError> {
+    ) -> Result<(Address, Masks), SpawnError> {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
         let Names { map, labels } = &mut *names;
+        if !map
+            .get_key_value(&**name)
+            .is_some_and(|(k, a)| Arc::ptr_eq(k, name) && *a == Address::HOST)
+        {
+            // Not this spawn's reservation (a defect if it happens): refuse
+            // rather than give two actors one name.
+            return Err(SpawnError::NameTaken(name.to_string()));
+        }
         let masks = match grants {
             None => Masks::TRUSTED,
-            Some(grants) => labels.compile(grants, |bit, pattern| {
-                for (n, a) in map.iter().filter(|(_, a)| **a != Address::HOST) {
-                    let on = crate::grants::pattern_matches(pattern, n);
-                    self.slots(a.shard())
-                        .mark(a.slot(), a.generation(), bit, on);
-                }
-            })?,
+            Some(grants) => labels
+                .compile(grants, |bit, pattern| {
+                    for (n, a) in map.iter().filter(|(_, a)| **a != Address::HOST) {
+                        let on = crate::grants::pattern_matches(pattern, n);
+                        self.slots(a.shard())
+                            .mark(a.slot(), a.generation(), bit, on);
+                    }
+                })
+                .map_err(SpawnError::Policy)?,
         };
         let generation = self.slots(shard).activate(slot, accepts, labels.of(name));
         let me = Address::new(shard, slot, generation);
@@ -165,17 +175,19 @@ impl Directory {
         Ok((me, masks))
     }
 
-    /// Drops `name` if it still names `address` (or is still only reserved), and
-    /// gives back the grant labels `held`.
-    pub(crate) fn unregister(&self, name: &str, address: Address, held: u64) {
+    /// Drops `name` if it is still this spawn's (the very `Arc` [`Directory::reserve`]
+    /// returned) and names `address` or is still only reserved, and gives back
+    /// the grant labels `held`. A later spawn's reservation of the same name is
+    /// another `Arc`, and stays.
+    pub(crate) fn unregister(&self, name: &Arc<str>, address: Address, held: u64) {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
         names.labels.release(held);
         if names
             .map
-            .get(name)
-            .is_some_and(|a| *a == address || *a == Address::HOST)
+            .get_key_value(&**name)
+            .is_some_and(|(k, a)| Arc::ptr_eq(k, name) && (*a == address || *a == Address::HOST))
         {
-            names.map.remove(name);
+            names.map.remove(&**name);
         }
     }
 
@@ -249,5 +261,34 @@ impl Directory {
                 e
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RuntimeBuilder;
+
+    #[test]
+    fn a_failed_spawn_frees_its_own_reservation_only() {
+        let d = Directory::new(&RuntimeBuilder::new().shards(1).config, None);
+        let first = d.reserve("x").unwrap();
+        // The first spawn fails: its name is freed, and reserved again by a
+        // second spawn before the first one's cleanup has finished.
+        d.unregister(&first, Address::HOST, 0);
+        let second = d.reserve("x").unwrap();
+        d.unregister(&first, Address::HOST, 0);
+        assert!(
+            matches!(d.reserve("x"), Err(SpawnError::NameTaken(_))),
+            "the second spawn's reservation was dropped by the first's cleanup"
+        );
+        // The first spawn cannot enroll under the second's reservation.
+        assert!(matches!(
+            d.enroll(&first, 0, 0, 0, None),
+            Err(SpawnError::NameTaken(_))
+        ));
+        let (a, masks) = d.enroll(&second, 0, 0, 0, None).unwrap();
+        assert_eq!(masks, Masks::TRUSTED);
+        assert_eq!(d.lookup("x", u64::MAX), Ok(Some(a)));
     }
 }

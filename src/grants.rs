@@ -439,7 +439,9 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) fn new(rate: Rate) -> Bucket {
-        let interval = (1_000_000_000 / rate.messages_per_sec).max(1);
+        // Rounded up: a rate that does not divide a second is held a little
+        // under what it asks (at most one nanosecond a send), never over it.
+        let interval = 1_000_000_000u64.div_ceil(rate.messages_per_sec.max(1));
         Bucket {
             rate,
             interval,
@@ -537,6 +539,24 @@ mod tests {
                 .compile(&Grants::none().send(["one-more"]), |_, _| {})
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_rate_that_does_not_divide_a_second_is_never_exceeded() {
+        for rate in [3, 7, 600_000_000, 400_000_000, MAX_RATE] {
+            let mut b = Bucket::new(Rate::new(rate, 1));
+            // Ten thousand intervals, a try at each.
+            let (start, window) = (1_000_000_000u64, 10_000 * b.interval);
+            let mut sent = 0u128;
+            for now in (start..start + window).step_by(b.interval as usize) {
+                if b.admits(now) {
+                    b.spend(now);
+                    sent += 1;
+                }
+            }
+            let allowed = u128::from(rate) * u128::from(window) / 1_000_000_000 + 1;
+            assert!(sent <= allowed, "{sent} sends in {window} ns at {rate}/s");
+        }
     }
 
     #[test]

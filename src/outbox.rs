@@ -99,9 +99,13 @@ impl Outbox {
         if !self.quota_admits(to) {
             return Err(self.limited());
         }
-        self.admit_and_stage(to, payload)?;
-        self.spend(to);
-        Ok(())
+        let sent = self.admit_and_stage(to, payload);
+        // A denied send costs its quota too: an actor with a quota cannot fill
+        // the audit trail faster than it may send.
+        if matches!(sent, Ok(()) | Err(SendError::Denied)) {
+            self.spend(to);
+        }
+        sent
     }
 
     /// Whether the quota lets a send to `to` go (messages to itself always go).
@@ -187,6 +191,10 @@ impl Outbox {
             .directory
             .admit_from_actor(to, &payload, self.masks.request)
         {
+            if e == SendError::Denied {
+                // As for a send: a denial costs its quota.
+                self.spend(to);
+            }
             self.refused(to, &payload, e, Operation::Request)?;
         }
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;

@@ -533,13 +533,17 @@ impl Shard {
             Err(e) => {
                 // Never live: the slot waits at the back of the line.
                 self.free.push_back(slot);
-                return Err(SpawnError::Policy(e));
+                return Err(e);
             }
         };
         let generation = me.generation();
         self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(_));
-        let now = self.pass_clock();
+        // The clock, read only for an actor with a quota.
+        let now = match &body {
+            SpawnBody::Wasm { rate: Some(_), .. } => self.pass_clock(),
+            _ => 0,
+        };
         let body = match body {
             SpawnBody::Native(actor) => Ok(Body::Native {
                 actor,

@@ -493,6 +493,19 @@ fn the_burst_is_honoured_and_a_quota_change_takes_effect() {
         )
         .unwrap_err();
     assert!(matches!(err, SpawnError::Policy(_)), "{err}");
+    // A denied send costs its quota: an actor with a quota cannot fill the
+    // audit trail faster than it may send.
+    let target = spawn_sink(&rt, &g, "target", 0);
+    let denied = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("denied")
+                .config("ops")
+                .rate(Some(Rate::new(1, 5))),
+        )
+        .unwrap();
+    assert_eq!(flood(&rt, denied, target, 100), [0, 5, 95, 0]);
+    assert_eq!(rt.audit().len(), 5);
 }
 
 #[test]
