@@ -543,3 +543,46 @@ fn a_refused_send_is_reported_with_the_right_error_from_a_native_context() {
         ]
     );
 }
+
+#[test]
+fn grants_hold_while_other_spawns_bring_and_free_patterns() {
+    // Patterns come and go (each spawn below brings a new one and frees it
+    // when stopped, so labels are marked on live actors, freed and reused)
+    // while a sender on another shard keeps sending: its grant never fails
+    // a target it names and never lets it reach one it does not.
+    let Some((rt, g)) = rig(2) else { return };
+    let named: Vec<Address> = (0..4)
+        .map(|i| spawn_sink(&rt, &g, &format!("t-{i}"), 1))
+        .collect();
+    let other = spawn_sink(&rt, &g, "u-0", 1);
+    let sender = spawn_ops(&rt, &g, "s", 0, Grants::none().send(["t-*"]));
+    let rt = std::sync::Arc::new(rt);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (rt, g, stop) = (rt.clone(), g.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Patterns that match the targets, the other, or nothing.
+                let patterns = [format!("t-{}*", n % 4), format!("u-*{n}"), format!("*-{n}")];
+                let a = spawn_ops(&rt, &g, &format!("churn-{n}"), (n % 2) as usize, {
+                    Grants::none().send(patterns).lookup(["*"])
+                });
+                rt.stop(a).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for _ in 0..200 {
+        for &t in &named {
+            assert_eq!(flood(&rt, sender, t, 5), [5, 0, 0, 0]);
+        }
+        assert_eq!(flood(&rt, sender, other, 5), [0, 5, 0, 0]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let spawned = churn.join().unwrap();
+    assert!(spawned > 0);
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().actor("s").unwrap().sent, 200 * 4 * 5);
+}
