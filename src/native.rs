@@ -67,7 +67,9 @@ impl Context<'_> {
     /// # Errors
     ///
     /// The [`SendError`] a component would see: `mailbox-full`, `unknown-target`,
-    /// `too-large`.
+    /// `too-large`, `unsupported-codec`, and `too-many-requests` beyond a quota
+    /// set with [`Runtime::set_rate`](crate::Runtime::set_rate). A native actor
+    /// is trusted: grants never deny it.
     pub fn send(&mut self, to: Address, payload: &[u8]) -> Result<(), SendError> {
         self.out.send(to, Payload::from_slice(payload))
     }
