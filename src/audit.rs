@@ -54,6 +54,11 @@ impl Trail {
         if self.capacity == 0 {
             return;
         }
+        if self.records.capacity() == 0 {
+            // Room for the usual trail at once, so recording a denial does not
+            // allocate again and again as the ring fills.
+            self.records.reserve_exact(self.capacity.min(1024));
+        }
         if self.records.len() == self.capacity {
             self.records.pop_front();
         }

@@ -101,7 +101,7 @@ impl Directory {
                 payload,
                 mask,
             ),
-            None => Err(SendError::UnknownTarget),
+            None => Err(crate::slots::no_actor(mask, 0, to.generation())),
         }
     }
 

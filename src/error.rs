@@ -33,7 +33,10 @@ pub enum SendError {
     #[component(name = "mailbox-full")]
     #[error("mailbox-full (the target's mailbox is full; retry later)")]
     MailboxFull,
-    /// The sender is not allowed to reach the target.
+    /// The sender is not allowed to reach the target: its grants do not name
+    /// it. A sender without the `*` grant also gets this for an address no
+    /// live actor has (unless its grant named the actor that last had it), so
+    /// it cannot tell an actor it may not reach from a dead or forged address.
     #[component(name = "denied")]
     #[error("denied (the sender may not reach this target)")]
     Denied,

@@ -23,12 +23,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmshard_codec::Codec;
 
 use crate::error::SendError;
+use crate::grants::EVERYONE;
 
 const ALIVE: u64 = 1 << 31;
 /// Where the accepted codecs' four bits start.
 const ACCEPTS_SHIFT: u32 = 26;
 /// The mailbox's fill: the low 26 bits (so `mailbox_capacity` < 2^26).
 const FILL: u64 = (1 << ACCEPTS_SHIFT) - 1;
+
+/// Why no actor took a message (the address names no live actor) for a sender
+/// whose grant is `mask`, the slot's labels being `labels` (those of the last
+/// actor it held; 0 if none): `unknown-target`, unless the sender may not reach
+/// what the slot held, when it is `denied`, as for a live actor. So a sender
+/// without the `*` grant cannot tell a live actor it may not reach from a dead
+/// address or a forged one; the sender granted `*` (and the host, and native
+/// actors) learns `unknown-target`, as does anyone for generation 0, which no
+/// actor ever has (the host's address is one).
+#[cold]
+pub(crate) fn no_actor(mask: u64, labels: u64, generation: u32) -> SendError {
+    if generation != 0 && mask & EVERYONE == 0 && labels & mask == 0 {
+        SendError::Denied
+    } else {
+        SendError::UnknownTarget
+    }
+}
 
 pub(crate) struct SlotTable {
     words: Box<[Slot]>,
@@ -72,12 +90,12 @@ impl SlotTable {
         mask: u64,
     ) -> Result<(), SendError> {
         let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
-            return Err(SendError::UnknownTarget);
+            return Err(no_actor(mask, 0, generation));
         };
         let live = |cur: u64| (cur >> 32) as u32 == generation && cur & ALIVE != 0;
         let mut cur = word.load(Ordering::Acquire);
         if !live(cur) {
-            return Err(SendError::UnknownTarget);
+            return Err(no_actor(mask, labels.load(Ordering::Relaxed), generation));
         }
         // Written before the word made the slot live (the Acquire above sees
         // them), or later under the name registry's lock.
@@ -239,5 +257,26 @@ mod tests {
         assert_eq!(t.labels(0, g), None);
         let g2 = t.activate(0, 0, 1);
         assert_eq!(t.labels(0, g2), Some(1));
+    }
+
+    #[test]
+    fn a_sender_without_the_star_grant_learns_nothing_of_dead_addresses() {
+        let t = SlotTable::new(2);
+        let g = t.activate(0, 0, EVERYONE | 0b100);
+        t.deactivate(0);
+        // Granted the name the dead actor had: it learns it is gone.
+        assert_eq!(t.admit(0, g, 1, b"", 0b100), Err(SendError::UnknownTarget));
+        // Not granted it, a slot never used, a slot out of range: denied, as a
+        // live actor it may not reach would be.
+        assert_eq!(t.admit(0, g, 1, b"", 0b010), Err(SendError::Denied));
+        assert_eq!(t.admit(1, 1, 1, b"", 0b010), Err(SendError::Denied));
+        assert_eq!(t.admit(9, 1, 1, b"", 0b010), Err(SendError::Denied));
+        // Generation 0 (the host's address) is no actor's, for anyone.
+        assert_eq!(t.admit(0, 0, 1, b"", 0b010), Err(SendError::UnknownTarget));
+        // The `*` grant, and the trusted, learn unknown-target.
+        for mask in [EVERYONE, u64::MAX] {
+            assert_eq!(t.admit(1, 1, 1, b"", mask), Err(SendError::UnknownTarget));
+            assert_eq!(t.admit(9, 1, 1, b"", mask), Err(SendError::UnknownTarget));
+        }
     }
 }

@@ -586,3 +586,48 @@ fn grants_hold_while_other_spawns_bring_and_free_patterns() {
     assert!(rt.wait_idle(IDLE));
     assert_eq!(rt.stats().actor("s").unwrap().sent, 200 * 4 * 5);
 }
+
+#[test]
+fn a_restricted_sender_cannot_tell_live_actors_from_dead_or_forged_addresses() {
+    for (sender_shard, target_shard) in [(0, 0), (0, 1)] {
+        let Some((rt, g)) = rig(2) else { return };
+        let live = spawn_sink(&rt, &g, "live", target_shard);
+        let gone = spawn_sink(&rt, &g, "gone", target_shard);
+        let mine = spawn_sink(&rt, &g, "mine", target_shard);
+        let prober = spawn_ops(
+            &rt,
+            &g,
+            "prober",
+            sender_shard,
+            Grants::none().send(["mine"]),
+        );
+        rt.stop(gone).unwrap();
+        rt.stop(mine).unwrap();
+        // A live actor it may not reach, a dead one it could not have reached,
+        // a slot never used, a shard that does not exist: all alike.
+        let forged = [
+            live,
+            gone,
+            Address::from_bits(live.to_bits() + (20 << 32)),
+            Address::from_bits(((target_shard as u64) << 56) | (30 << 32) | 1),
+            Address::from_bits((200 << 56) | 1),
+        ];
+        for a in forged {
+            assert_eq!(send(&rt, prober, a), DENIED, "{a}");
+        }
+        // What it was granted, now gone: it may learn that.
+        assert_eq!(send(&rt, prober, mine), UNKNOWN_TARGET);
+        // An actor granted `*` learns unknown-target, as before grants.
+        let trusted = spawn_ops(&rt, &g, "trusted", sender_shard, Grants::all());
+        for a in &forged[1..] {
+            assert_eq!(send(&rt, trusted, *a), UNKNOWN_TARGET, "{a}");
+        }
+        assert_eq!(send(&rt, trusted, live), OK);
+        // The probes are in the audit trail.
+        assert_eq!(rt.audit().len(), forged.len());
+        assert_eq!(
+            rt.stats().actor("prober").unwrap().denied,
+            forged.len() as u64
+        );
+    }
+}

@@ -407,6 +407,9 @@ fn sdk_payloads_of_any_size_arrive_whole() {
     let rt = RuntimeBuilder::new()
         .shards(1)
         .max_payload(4 << 20)
+        // Megabytes through a debug-built host on a loaded machine: the CPU
+        // budget (wall-clock epochs) is not what this test is about.
+        .cpu_budget(Some(Duration::from_secs(30)))
         .build()
         .unwrap();
     let Some(kv) = example(&rt, "kv") else {
