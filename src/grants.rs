@@ -316,20 +316,24 @@ impl Labels {
             .fold(EVERYONE, |bits, (i, _)| bits | 2 << i)
     }
 
-    /// The label of `pattern`, taken once more. `Ok((bit, true))` when the label
-    /// is new: the live actors must be marked.
-    fn take(&mut self, pattern: &str) -> Result<(u64, bool), PolicyError> {
-        if let Some(i) = self
-            .patterns
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|(p, _)| &**p == pattern))
-        {
-            if let Some((_, users)) = &mut self.patterns[i] {
-                *users += 1;
+    /// The label of `pattern`, for an actor that holds the labels `held`: one
+    /// more use of it unless it is among them. `Ok((bit, true))` when the label
+    /// is new (the live actors must be marked).
+    fn take(&mut self, pattern: &str, held: u64) -> Result<(u64, bool), PolicyError> {
+        let mut free = None;
+        for (i, slot) in self.patterns.iter_mut().enumerate() {
+            match slot {
+                Some((p, users)) if &**p == pattern => {
+                    if held & (2 << i) == 0 {
+                        *users += 1;
+                    }
+                    return Ok((2 << i, false));
+                }
+                None if free.is_none() => free = Some(i),
+                _ => {}
             }
-            return Ok((2 << i, false));
         }
-        let i = match self.patterns.iter().position(Option::is_none) {
+        let i = match free {
             Some(i) => i,
             None if self.patterns.len() < MAX_PATTERNS => {
                 self.patterns.push(None);
@@ -374,34 +378,21 @@ impl Labels {
                     *mask |= EVERYONE;
                     continue;
                 }
-                let held = masks.held;
-                let bit = match self.find(p) {
-                    Some(bit) if held & bit != 0 => bit,
-                    _ => match self.take(p) {
-                        Ok((bit, new)) => {
-                            if new {
-                                mark(bit, p);
-                            }
-                            masks.held |= bit;
-                            bit
-                        }
-                        Err(e) => {
-                            self.release(masks.held);
-                            return Err(e);
-                        }
-                    },
+                let (bit, new) = match self.take(p, masks.held) {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        self.release(masks.held);
+                        return Err(e);
+                    }
                 };
+                if new {
+                    mark(bit, p);
+                }
+                masks.held |= bit;
                 *mask |= bit;
             }
         }
         Ok(masks)
-    }
-
-    fn find(&self, pattern: &str) -> Option<u64> {
-        self.patterns
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|(p, _)| &**p == pattern))
-            .map(|i| 2 << i)
     }
 }
 

@@ -430,10 +430,7 @@ impl Shard {
 
     /// The clock, read at most once a pass (quotas are refilled from it).
     fn pass_clock(&mut self) -> u64 {
-        if self.clock.0 != self.counts.loops {
-            self.clock = (self.counts.loops, self.directory.now_ns());
-        }
-        self.clock.1
+        pass_clock(&mut self.clock, self.counts.loops, &self.directory)
     }
 
     /// Runs control commands; returns whether the shard must exit.
@@ -464,8 +461,9 @@ impl Shard {
                         let actor = self.actors[address.slot() as usize]
                             .as_mut()
                             .expect("live actor");
-                        actor.outbox().rate = rate.map(Bucket::new);
-                        actor.outbox().now = now;
+                        let out = actor.outbox();
+                        out.rate = rate.map(Bucket::new);
+                        out.now = now;
                         actor.publish();
                         Ok(())
                     } else {
@@ -923,14 +921,8 @@ impl Shard {
             return;
         };
         if actor.outbox().rate.is_some() {
-            let now = self.pass_clock();
-            if let Some(actor) = self.actors[slot as usize].as_mut() {
-                actor.outbox().now = now;
-            }
+            actor.outbox().now = pass_clock(&mut self.clock, self.counts.loops, &self.directory);
         }
-        let Some(actor) = self.actors[slot as usize].as_ref() else {
-            return;
-        };
         let batch = self
             .batch
             .min(u32::try_from(actor.mailbox.len()).unwrap_or(u32::MAX));
@@ -1096,4 +1088,13 @@ impl Shard {
             dead_letters: std::mem::take(&mut self.dead_letters),
         }
     }
+}
+
+/// The clock as `clock` holds it for pass `loops`, read if this pass has not
+/// read it yet (a free function, so a caller can hold an actor meanwhile).
+fn pass_clock(clock: &mut (u64, u64), loops: u64, directory: &Directory) -> u64 {
+    if clock.0 != loops {
+        *clock = (loops, directory.now_ns());
+    }
+    clock.1
 }
