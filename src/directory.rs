@@ -161,10 +161,17 @@ impl Directory {
             None => Masks::TRUSTED,
             Some(grants) => labels
                 .compile(grants, |bit, pattern| {
+                    // A label for a new pattern: nothing may carry it from a
+                    // pattern it stood for before (dead slots included: a
+                    // sender could tell them from live actors it may not
+                    // reach), then the live actors whose names match get it.
+                    for table in self.slots.iter() {
+                        table.clear_label(bit);
+                    }
                     for (n, a) in map.iter().filter(|(_, a)| **a != Address::HOST) {
-                        let on = crate::grants::pattern_matches(pattern, n);
-                        self.slots(a.shard())
-                            .mark(a.slot(), a.generation(), bit, on);
+                        if crate::grants::pattern_matches(pattern, n) {
+                            self.slots(a.shard()).mark(a.slot(), a.generation(), bit);
+                        }
                     }
                 })
                 .map_err(SpawnError::Policy)?,

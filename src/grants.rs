@@ -374,7 +374,8 @@ impl Labels {
             (Operation::Lookup, &mut masks.lookup),
         ] {
             for p in grants.patterns(op) {
-                if p == "*" {
+                // `*`, `**`, ...: everyone.
+                if p.bytes().all(|b| b == b'*') {
                     *mask |= EVERYONE;
                     continue;
                 }
@@ -494,6 +495,17 @@ mod tests {
         ] {
             assert_eq!(pattern_matches(p, n), m, "{p} ~ {n}");
         }
+    }
+
+    #[test]
+    fn a_pattern_of_stars_is_everyone() {
+        let mut labels = Labels::default();
+        let m = labels
+            .compile(&Grants::none().send(["**"]).lookup(["***"]), |_, _| {
+                panic!("no label")
+            })
+            .unwrap();
+        assert_eq!((m.send, m.lookup, m.held), (EVERYONE, EVERYONE, 0));
     }
 
     #[test]

@@ -428,11 +428,6 @@ impl Shard {
         self.directory.slots(self.id)
     }
 
-    /// The clock, read at most once a pass (quotas are refilled from it).
-    fn pass_clock(&mut self) -> u64 {
-        pass_clock(&mut self.clock, self.counts.loops, &self.directory)
-    }
-
     /// Runs control commands; returns whether the shard must exit.
     pub(crate) fn take_commands(&mut self) -> bool {
         while let Some(cmd) = self.handle().control.pop() {
@@ -457,7 +452,10 @@ impl Shard {
                     reply,
                 } => {
                     let r = if self.is_live(address) {
-                        let now = self.pass_clock();
+                        // Read now: commands may run outside a pass (a manual
+                        // runtime takes them at once), and the new bucket
+                        // starts full from this moment.
+                        let now = self.directory.now_ns();
                         let actor = self.actors[address.slot() as usize]
                             .as_mut()
                             .expect("live actor");
@@ -537,9 +535,10 @@ impl Shard {
         let generation = me.generation();
         self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(_));
-        // The clock, read only for an actor with a quota.
+        // The clock, read only for an actor with a quota, and read now: a
+        // spawn may run outside a pass (a manual runtime takes it at once).
         let now = match &body {
-            SpawnBody::Wasm { rate: Some(_), .. } => self.pass_clock(),
+            SpawnBody::Wasm { rate: Some(_), .. } => self.directory.now_ns(),
             _ => 0,
         };
         let body = match body {

@@ -173,20 +173,24 @@ impl SlotTable {
             .then(|| labels.load(Ordering::Relaxed))
     }
 
-    /// Adds (or, with `on` false, takes away) label `bit` of the live actor of
-    /// `generation` in `slot`. Under the name registry's lock.
-    pub(crate) fn mark(&self, slot: u32, generation: u32, bit: u64, on: bool) {
+    /// Takes label `bit` away from every slot, live or not (a label about to
+    /// stand for a new pattern: what the slots carried of its old one must not
+    /// count). Under the name registry's lock.
+    pub(crate) fn clear_label(&self, bit: u64) {
+        for Slot { labels, .. } in self.words.iter() {
+            labels.fetch_and(!bit, Ordering::Release);
+        }
+    }
+
+    /// Adds label `bit` to the live actor of `generation` in `slot`. Under the
+    /// name registry's lock.
+    pub(crate) fn mark(&self, slot: u32, generation: u32, bit: u64) {
         let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
             return;
         };
         let cur = word.load(Ordering::Acquire);
-        if (cur >> 32) as u32 != generation || cur & ALIVE == 0 {
-            return;
-        }
-        if on {
+        if (cur >> 32) as u32 == generation && cur & ALIVE != 0 {
             labels.fetch_or(bit, Ordering::Release);
-        } else {
-            labels.fetch_and(!bit, Ordering::Release);
         }
     }
 }
@@ -245,15 +249,15 @@ mod tests {
         assert_eq!(t.admit(0, g, 1, b"", 0b010), Err(SendError::Denied));
         assert_eq!(t.admit(0, g, 1, b"", 0b100), Ok(()));
         t.release(0, 1);
-        t.mark(0, g, 0b010, true);
+        t.mark(0, g, 0b010);
         assert_eq!(t.labels(0, g), Some(0b111));
         assert_eq!(t.admit(0, g, 1, b"", 0b010), Ok(()));
         assert_eq!(t.admit(0, g, 1, b"", 0b010), Err(SendError::MailboxFull));
-        t.mark(0, g, 0b100, false);
+        t.clear_label(0b100);
         assert_eq!(t.labels(0, g), Some(0b011));
         // A stale generation is neither marked nor read.
         t.deactivate(0);
-        t.mark(0, g, 0b1000, true);
+        t.mark(0, g, 0b1000);
         assert_eq!(t.labels(0, g), None);
         let g2 = t.activate(0, 0, 1);
         assert_eq!(t.labels(0, g2), Some(1));

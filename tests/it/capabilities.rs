@@ -631,3 +631,27 @@ fn a_restricted_sender_cannot_tell_live_actors_from_dead_or_forged_addresses() {
         );
     }
 }
+
+#[test]
+fn a_reused_label_carries_nothing_of_its_old_pattern() {
+    // A label freed with its pattern and given to a new one: the dead slot that
+    // carried the old pattern must not answer the new pattern's holder
+    // `unknown-target` (that would tell it the address is dead, not merely
+    // out of its reach).
+    let Some((rt, g)) = rig(1) else { return };
+    let old = spawn_ops(&rt, &g, "old", 0, Grants::none().send(["x-*"]));
+    let x = spawn_sink(&rt, &g, "x-1", 0);
+    assert_eq!(send(&rt, old, x), OK);
+    rt.stop(x).unwrap();
+    assert_eq!(
+        send(&rt, old, x),
+        UNKNOWN_TARGET,
+        "it may learn its target is gone"
+    );
+    rt.stop(old).unwrap();
+    // `x-*`'s label is free; `y` takes it.
+    let prober = spawn_ops(&rt, &g, "prober", 0, Grants::none().send(["y"]));
+    assert_eq!(send(&rt, prober, x), DENIED);
+    let y = spawn_sink(&rt, &g, "y", 0);
+    assert_eq!(send(&rt, prober, y), OK);
+}
