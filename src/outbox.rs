@@ -74,7 +74,10 @@ impl Outbox {
         self.admit_and_stage(to, payload)
     }
 
-    #[inline]
+    /// Admission with the send grant, then staging. Inlined into both callers:
+    /// left a call of its own it cost natives' sends about 1.5 % of
+    /// `route::natives`.
+    #[inline(always)]
     fn admit_and_stage(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
         if let Err(e) = self
             .directory
