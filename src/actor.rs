@@ -8,10 +8,8 @@ use wasmtime::{Store, Trap};
 
 use crate::address::Address;
 use crate::component::Component;
-use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload};
 use crate::error::{Capacity, Failure, FailureKind, RequestError, SpawnError, cause};
-use crate::grants::{Bucket, Masks, Rate};
 use crate::host::{ActorCtx, Limiter};
 use crate::lifted::LiftedBytes;
 use crate::mailbox::Mailbox;
@@ -20,6 +18,7 @@ use crate::outbox::Outbox;
 use crate::panics;
 use crate::requests::Requests;
 use crate::stats::ActorInfo;
+use crate::supervision::{Maker, Supervisor};
 
 pub(crate) struct Actor {
     pub(crate) generation: u32,
@@ -30,6 +29,8 @@ pub(crate) struct Actor {
     pub(crate) received: u64,
     pub(crate) handled: u64,
     pub(crate) body: Body,
+    /// How it is restarted, if it is supervised.
+    pub(crate) supervisor: Option<Box<Supervisor>>,
 }
 
 /// An invocation that failed.
@@ -48,6 +49,12 @@ pub(crate) enum Body {
     Wasm(WasmActor),
     Native {
         actor: Box<dyn NativeActor>,
+        out: Outbox,
+    },
+    /// A supervised actor between a failure and its restart: its outbox (with
+    /// its grants, quota and counters) waits for the new instance. It is never
+    /// in the ready queue; its mailbox fills as usual.
+    Down {
         out: Outbox,
     },
 }
@@ -87,6 +94,17 @@ fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     })
 }
 
+/// The failure of a call into an actor that is waiting for its restart (the
+/// shard never runs one; a defect if it does).
+#[cold]
+fn down() -> Failure {
+    Failure::new(
+        FailureKind::Other,
+        "invoked while waiting for its restart",
+        None,
+    )
+}
+
 impl Actor {
     pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
         Actor {
@@ -97,13 +115,14 @@ impl Actor {
             received: 0,
             handled: 0,
             body,
+            supervisor: None,
         }
     }
 
     pub(crate) fn outbox(&mut self) -> &mut Outbox {
         match &mut self.body {
             Body::Wasm(w) => &mut w.store.data_mut().out,
-            Body::Native { out, .. } => out,
+            Body::Native { out, .. } | Body::Down { out } => out,
         }
     }
 
@@ -123,6 +142,7 @@ impl Actor {
                 Body::Native { actor, out } => {
                     guard(|| actor.handle_message(&mut Context { out }, from, payload))
                 }
+                Body::Down { .. } => Err(down()),
             }
             .map_err(unanswered),
             Kind::Request(id, timeout_ms) => {
@@ -133,6 +153,7 @@ impl Actor {
                         guard(|| actor.handle_request(&mut Context { out }, from, id, payload))
                             .map(|r| r.map(Payload::from_vec))
                     }
+                    Body::Down { .. } => Err(down()),
                 };
                 let out = self.outbox();
                 // `Some` while unanswered; `respond` during the call took it.
@@ -200,6 +221,7 @@ impl Actor {
                     Body::Native { actor, out } => {
                         guard(|| actor.handle_response(&mut Context { out }, id, response))
                     }
+                    Body::Down { .. } => Err(down()),
                 }
                 .map_err(unanswered)
             }
@@ -222,19 +244,42 @@ impl Actor {
     }
 }
 
-/// Who a component actor being spawned is: its address and name, its grants
-/// (compiled) and quota, and the shard's clock reading.
-pub(crate) struct Enrolled {
-    pub(crate) me: Address,
-    pub(crate) name: Arc<str>,
-    pub(crate) masks: Masks,
-    pub(crate) rate: Option<Rate>,
-    pub(crate) now: u64,
+impl Body {
+    /// Ends the body, keeping its outbox. A native actor's `Drop` runs here; a
+    /// panic there is returned (its message) and ends nothing more.
+    pub(crate) fn into_outbox(self) -> (Outbox, Option<String>) {
+        match self {
+            Body::Wasm(w) => (w.store.into_data().out, None),
+            Body::Native { actor, out } => (out, panics::quietly(|| drop(actor))),
+            Body::Down { out } => (out, None),
+        }
+    }
+
+    /// Makes a new body around `out` from `maker`, for a restart: a component
+    /// instantiated again with `init` run on its config, or a native actor
+    /// from its factory (a panic there fails the restart).
+    // The body it returns is as large; restarts are rare.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn remake(
+        maker: &mut Maker,
+        settings: &WasmSettings,
+        out: Outbox,
+        table: &mut Option<Box<Requests>>,
+    ) -> Result<Body, (InitEnd, Outbox)> {
+        match maker {
+            Maker::Wasm { component, config } => {
+                WasmActor::spawn(settings, component, out, config, table).map(Body::Wasm)
+            }
+            Maker::Native(factory) => match guard(factory) {
+                Ok(actor) => Ok(Body::Native { actor, out }),
+                Err(failure) => Err((InitEnd::Failed(SpawnError::InitFailed(failure)), out)),
+            },
+        }
+    }
 }
 
 /// What every component actor of a shard is spawned with.
 pub(crate) struct WasmSettings {
-    pub(crate) directory: Arc<Directory>,
     /// Bytes of linear memory an actor may have.
     pub(crate) memory_limit: usize,
     /// Epoch ticks an invocation may run, or `None` without CPU budgets.
@@ -242,32 +287,21 @@ pub(crate) struct WasmSettings {
 }
 
 impl WasmActor {
-    /// Instantiates `component` for the actor at `me` and runs its `init`, with
-    /// the shard's request table lent to it.
-    /// On failure, what the actor sent during `init` is returned for routing.
+    /// Instantiates `component` for the actor whose outbox is `out` (its
+    /// address, name, grants, quota and the shard's clock reading) and runs its
+    /// `init`, with the shard's request table lent to it.
+    /// On failure, the outbox is handed back with what the actor sent during
+    /// `init` staged in it, for routing.
+    // The actor it returns is as large; spawns are rare.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn spawn(
         settings: &WasmSettings,
         component: &Component,
-        enrolled: Enrolled,
+        out: Outbox,
         config: &[u8],
         table: &mut Option<Box<Requests>>,
-    ) -> Result<WasmActor, (InitEnd, Vec<Envelope>)> {
-        let Enrolled {
-            me,
-            name,
-            masks,
-            rate,
-            now,
-        } = enrolled;
-        let mut ctx = ActorCtx::new(
-            me,
-            name,
-            settings.directory.clone(),
-            settings.memory_limit,
-            masks,
-        );
-        ctx.out.rate = rate.map(Bucket::new);
-        ctx.out.now = now;
+    ) -> Result<WasmActor, (InitEnd, Outbox)> {
+        let ctx = ActorCtx::new(out, settings.memory_limit);
         let pre = &component.inner.pre;
         let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|c| &mut c.limiter);
@@ -281,7 +315,7 @@ impl WasmActor {
                 } else {
                     SpawnError::Instantiate(describe(e, &store.data().limiter))
                 };
-                return Err((InitEnd::Failed(err), Vec::new()));
+                return Err((InitEnd::Failed(err), store.into_data().out));
             }
         };
         store.data_mut().instantiated = true;
@@ -306,10 +340,7 @@ impl WasmActor {
         *table = store.data_mut().out.table.take();
         let result = match result {
             Ok(result) => result,
-            Err(payload) => {
-                let staged = std::mem::take(&mut store.data_mut().out.staged);
-                return Err((InitEnd::Panicked(payload), staged));
-            }
+            Err(payload) => return Err((InitEnd::Panicked(payload), store.into_data().out)),
         };
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
@@ -322,14 +353,14 @@ impl WasmActor {
             }),
             Ok((Err(msg),)) => Err((
                 InitEnd::Failed(SpawnError::Init(msg)),
-                std::mem::take(&mut store.data_mut().out.staged),
+                store.into_data().out,
             )),
             Err(e) => {
                 let logged = store.data_mut().last_error.take();
                 let why = describe(e, &store.data().limiter).with_logged(logged);
                 Err((
                     InitEnd::Failed(SpawnError::InitFailed(why)),
-                    std::mem::take(&mut store.data_mut().out.staged),
+                    store.into_data().out,
                 ))
             }
         }

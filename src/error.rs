@@ -119,6 +119,9 @@ pub enum FailureKind {
     /// The shard that ran the actor failed (a defect of the runtime); every actor
     /// of that shard failed with it.
     ShardFailed,
+    /// A supervised actor failed once more than its restart intensity allows
+    /// and ended for good; the source is its last failure.
+    RestartsExhausted,
     /// Something else went wrong in wasmtime; see the source.
     Other,
 }
@@ -304,8 +307,8 @@ pub enum SpawnError {
     /// a message through a native actor).
     #[error("spawn was called from one of the runtime's own actors, where it would deadlock")]
     Reentrant,
-    /// Its grants or quota cannot be used.
-    #[error("the actor's grants or quota cannot be used")]
+    /// Its grants, quota or restart policy cannot be used.
+    #[error("the actor's grants, quota or restart policy cannot be used")]
     Policy(#[source] crate::grants::PolicyError),
 }
 

@@ -293,6 +293,9 @@ pub enum PolicyError {
     /// A rate out of range.
     #[error("invalid rate: {0}")]
     Rate(String),
+    /// A restart policy out of range.
+    #[error("invalid restart policy: {0}")]
+    Restart(String),
 }
 
 /// The label bit of `*`, which every actor carries.

@@ -7,10 +7,8 @@ use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
 
 use crate::address::Address;
 use crate::config::MAX_TABLE_ELEMENTS;
-use crate::directory::Directory;
 use crate::envelope::Payload;
 use crate::error::{FailureKind, SendError};
-use crate::grants::Masks;
 use crate::log::LogLevel;
 use crate::outbox::Outbox;
 
@@ -34,17 +32,11 @@ pub(crate) struct ActorCtx {
 const LAST_ERROR_BYTES: usize = 512;
 
 impl ActorCtx {
-    pub(crate) fn new(
-        me: Address,
-        name: Arc<str>,
-        directory: Arc<Directory>,
-        memory_limit: usize,
-        masks: Masks,
-    ) -> ActorCtx {
+    pub(crate) fn new(out: Outbox, memory_limit: usize) -> ActorCtx {
         ActorCtx {
-            out: Outbox::new(me, name.clone(), directory, masks),
+            name: out.name.clone(),
+            out,
             limiter: Limiter::new(memory_limit),
-            name,
             instantiated: false,
             last_error: None,
         }

@@ -10,6 +10,11 @@
 //! config = "text for init"  # optional
 //! shard = 1                 # optional
 //! accepts = ["cbor", "json"] # optional: the codecs it takes (default: what the component declares)
+//! restart = "on-failure"    # optional (default "never"): restarted in place when it fails,
+//! max-restarts = 5          #   at most 5 times within
+//! restart-window = "10s"    #   10 seconds, the second restart in a window after
+//! backoff = "10ms"          #   10 ms, doubling up to
+//! max-backoff = "1s"        #   1 second
 //! [[send]]                  # delivered by the host, in order, after every actor is spawned
 //! to = "counter"
 //! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"; or json = '{"Add": 5}' (typed)
@@ -34,8 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Codec};
 use crate::{
-    ActorStats, BuildError, Denial, Grants, LoadError, Rate, Runtime, RuntimeBuilder, SendError,
-    SpawnError, SpawnOptions,
+    ActorStats, BuildError, Denial, Grants, LoadError, Rate, Restart, RestartPolicy, Runtime,
+    RuntimeBuilder, SendError, SpawnError, SpawnOptions,
 };
 
 /// A parsed, checked manifest.
@@ -118,6 +123,70 @@ pub struct ActorSpec {
     /// Its quota: `rate = { messages-per-sec = 10000, burst = 100 }`. Default:
     /// `[runtime] default-rate`.
     pub rate: Option<Rate>,
+    /// `"never"` (the default) or `"on-failure"`: restarted in place (see
+    /// [`Restart`]).
+    pub restart: Option<RestartPolicy>,
+    /// Restarts allowed within the window (default 5).
+    #[serde(rename = "max-restarts")]
+    pub max_restarts: Option<u32>,
+    /// The window restarts are counted in, as `10s` or `500ms` (default `10s`).
+    #[serde(rename = "restart-window")]
+    pub restart_window: Option<String>,
+    /// The wait before the second restart within the window (default `10ms`).
+    pub backoff: Option<String>,
+    /// The longest wait (default `1s`).
+    #[serde(rename = "max-backoff")]
+    pub max_backoff: Option<String>,
+}
+
+impl ActorSpec {
+    /// Its restart policy, checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::Invalid`] for a duration that does not parse, a value
+    /// out of range, or a supervision key without `restart = "on-failure"`.
+    pub fn supervision(&self) -> Result<Restart, ManifestError> {
+        let name = &self.name;
+        let policy = self.restart.unwrap_or_default();
+        let mut r = match policy {
+            RestartPolicy::OnFailure => Restart::on_failure(),
+            _ => Restart::never(),
+        };
+        let keys = [
+            ("max-restarts", self.max_restarts.is_some()),
+            ("restart-window", self.restart_window.is_some()),
+            ("backoff", self.backoff.is_some()),
+            ("max-backoff", self.max_backoff.is_some()),
+        ];
+        if !r.restarts()
+            && let Some((key, _)) = keys.iter().find(|(_, given)| *given)
+        {
+            return Err(invalid(format!(
+                "actor `{name}`: `{key}` needs `restart = \"on-failure\"`"
+            )));
+        }
+        let duration = |key: &str, text: &Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(t) => humantime::parse_duration(t).map_err(|e| ManifestError::Invalid {
+                file: String::new(),
+                what: format!(
+                    "actor `{name}`: {key} `{t}` is not a duration (say `500ms` or `2s`)"
+                ),
+                source: Some(Box::new(e)),
+            }),
+        };
+        if let Some(n) = self.max_restarts {
+            r = r.max_restarts(n);
+        }
+        r = r.window(duration("restart-window", &self.restart_window, r.window)?);
+        let first = duration("backoff", &self.backoff, r.backoff)?;
+        let max = duration("max-backoff", &self.max_backoff, r.max_backoff)?;
+        r = r.backoff(first, max);
+        r.check()
+            .map_err(|e| invalid(format!("actor `{name}`: {}", crate::error::chain(&e))))?;
+        Ok(r)
+    }
 }
 
 /// One `[[send]]`.
@@ -305,6 +374,7 @@ impl Manifest {
                     invalid(format!("actor `{}`: {}", a.name, crate::error::chain(&e)))
                 })?;
             }
+            a.supervision()?;
             for name in a.accepts.iter().flatten() {
                 if Codec::from_name(name).is_none() {
                     return Err(invalid(format!(
@@ -446,6 +516,7 @@ impl Manifest {
             if let Some(r) = a.rate {
                 opts = opts.rate(Some(r));
             }
+            opts = opts.restart(a.supervision()?);
             runtime
                 .spawn(&components[&path], opts)
                 .map_err(|source| ManifestError::Spawn {

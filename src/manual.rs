@@ -58,7 +58,10 @@ impl Manual {
                     return false;
                 }
             }
-            if shards.iter_mut().all(|s| s.open_requests() == 0) {
+            if shards
+                .iter_mut()
+                .all(|s| s.open_requests() == 0 && !s.restarting())
+            {
                 return true;
             }
             let next = shards.iter_mut().filter_map(|s| s.next_deadline()).min();

@@ -25,6 +25,7 @@ use crate::reply::HostWaiter;
 use crate::shard::{self, Shard};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
+use crate::supervision::{Factory, Restart};
 use crate::threaded::Threaded;
 
 /// The wasmshard runtime: the wasmtime engine, the shard threads, the name registry.
@@ -277,12 +278,14 @@ impl Runtime {
         if let Some(rate) = &rate {
             rate.check().map_err(SpawnError::Policy)?;
         }
+        options.restart.check().map_err(SpawnError::Policy)?;
         let body = SpawnBody::Wasm {
             component: component.clone(),
             config: options.config,
             accepts: crate::slots::accepts_bits(accepts),
             grants,
             rate,
+            restart: options.restart.restarts().then_some(options.restart),
         };
         self.spawn_body(&options.name, options.shard, body)
     }
@@ -298,7 +301,37 @@ impl Runtime {
         shard: Option<usize>,
         actor: impl NativeActor,
     ) -> Result<Address, SpawnError> {
-        self.spawn_body(name, shard, SpawnBody::Native(Box::new(actor)))
+        self.spawn_body(name, shard, SpawnBody::Native(Box::new(actor), None))
+    }
+
+    /// Spawns a supervised native actor: `factory` makes its first instance
+    /// (here, on the caller's thread) and, after each failure (a panic) within
+    /// `restart`'s intensity, a new one on the actor's shard, in place (same
+    /// address, name and queued messages; see [`Restart`]). A panic of the
+    /// factory during a restart is a failure like any other.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Policy`] for a restart policy out of range, and those of
+    /// [`Runtime::spawn_native`].
+    pub fn spawn_native_supervised<A, F>(
+        &self,
+        name: &str,
+        shard: Option<usize>,
+        restart: Restart,
+        mut factory: F,
+    ) -> Result<Address, SpawnError>
+    where
+        A: NativeActor,
+        F: FnMut() -> A + Send + 'static,
+    {
+        restart.check().map_err(SpawnError::Policy)?;
+        let first: Box<dyn NativeActor> = Box::new(factory());
+        let supervision = restart.restarts().then(|| {
+            let factory: Factory = Box::new(move || Box::new(factory()) as Box<dyn NativeActor>);
+            (restart, factory)
+        });
+        self.spawn_body(name, shard, SpawnBody::Native(first, supervision))
     }
 
     /// Spawns a native actor that handles messages with `handler` (a closure whose
@@ -660,6 +693,7 @@ pub struct SpawnOptions {
     accepts: Option<Vec<crate::codec::Codec>>,
     grants: Option<Grants>,
     rate: Option<Option<Rate>>,
+    restart: Restart,
 }
 
 impl SpawnOptions {
@@ -672,7 +706,14 @@ impl SpawnOptions {
             accepts: None,
             grants: None,
             rate: None,
+            restart: Restart::never(),
         }
+    }
+
+    /// How the actor is supervised (see [`Restart`]). Default: [`Restart::never`].
+    pub fn restart(mut self, restart: Restart) -> SpawnOptions {
+        self.restart = restart;
+        self
     }
 
     /// What the actor may reach (see [`Grants`]). Default: the runtime's

@@ -5,12 +5,13 @@
 //! flush overflow to other shards' rings and wake parked targets; with nothing to
 //! do, announce parking, re-check every inbound queue, and sleep in `poll`.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crate::actor::{Actor, Body, Enrolled, InitEnd, WasmActor, WasmSettings};
+use crate::actor::{Actor, Body, InitEnd, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::config::Config;
 use crate::directory::Directory;
@@ -25,6 +26,7 @@ use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
+use crate::supervision::{Maker, Supervisor, Verdict};
 use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
@@ -111,6 +113,8 @@ pub(crate) struct Shard {
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
+    /// Supervised actors waiting for their restart: when, slot, generation.
+    restarts: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// The clock as read in a pass (`loops` then, and the reading): read at
     /// most once a pass, and only when an actor with a quota runs.
     clock: (u64, u64),
@@ -132,7 +136,6 @@ impl Shard {
             id,
             shared,
             wasm: WasmSettings {
-                directory: directory.clone(),
                 memory_limit: config.memory_limit,
                 budget: config.budget_ticks(),
             },
@@ -157,6 +160,7 @@ impl Shard {
             in_hand: false,
             spawning: None,
             dead_letters: Vec::new(),
+            restarts: BinaryHeap::new(),
             clock: (u64::MAX, 0),
             counts: ShardStats {
                 shard: id,
@@ -372,10 +376,18 @@ impl Shard {
     }
 
     /// The earliest deadline of a request open on this shard (arming those made
-    /// since the last clock reading, so it reads the clock if any is open).
+    /// since the last clock reading, so it reads the clock if any is open), or
+    /// of a restart, whichever comes first.
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
-        self.arm_timers()?;
-        self.table().next_deadline()
+        let restart = self.restarts.peek().map(|Reverse((at, ..))| *at);
+        let request = match self.arm_timers() {
+            Some(_) => self.table().next_deadline(),
+            None => None,
+        };
+        match (restart, request) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Reads the clock and arms the requests made since the last reading;
@@ -392,6 +404,11 @@ impl Shard {
     /// Requests open on this shard.
     pub(crate) fn open_requests(&mut self) -> usize {
         self.table().open_count()
+    }
+
+    /// Whether a supervised actor waits for its restart here.
+    pub(crate) fn restarting(&self) -> bool {
+        !self.restarts.is_empty()
     }
 
     /// Shutdown, phase one: stops every actor; from now on everything is a dead letter.
@@ -440,6 +457,7 @@ impl Shard {
                 Command::Stop { address, reply } => {
                     let r = if self.is_live(address) {
                         self.remove(address.slot(), DeadLetterReason::TargetStopped, None);
+                        self.publish();
                         Ok(())
                     } else {
                         Err(StopError::UnknownTarget(address))
@@ -522,7 +540,7 @@ impl Shard {
             SpawnBody::Wasm {
                 accepts, grants, ..
             } => (*accepts, Some(&**grants)),
-            SpawnBody::Native(_) => (0, None),
+            SpawnBody::Native(..) => (0, None),
         };
         let (me, masks) = match self.directory.enroll(&name, self.id, slot, accepts, grants) {
             Ok(enrolled) => enrolled,
@@ -534,50 +552,48 @@ impl Shard {
         };
         let generation = me.generation();
         self.spawning = Some((slot, name.clone(), me, masks.held));
-        let native = matches!(body, SpawnBody::Native(_));
-        // The clock, read only for an actor with a quota, and read now: a
-        // spawn may run outside a pass (a manual runtime takes it at once).
-        let now = match &body {
-            SpawnBody::Wasm { rate: Some(_), .. } => self.directory.now_ns(),
-            _ => 0,
-        };
-        let body = match body {
-            SpawnBody::Native(actor) => Ok(Body::Native {
-                actor,
-                out: Outbox::new(me, name.clone(), self.directory.clone(), masks),
-            }),
+        let native = matches!(body, SpawnBody::Native(..));
+        let mut out = Outbox::new(me, name.clone(), self.directory.clone(), masks);
+        let (body, supervisor) = match body {
+            SpawnBody::Native(actor, restart) => (
+                Ok(Body::Native { actor, out }),
+                restart.map(|(restart, factory)| Supervisor::new(restart, Maker::Native(factory))),
+            ),
             SpawnBody::Wasm {
                 component,
                 config,
                 rate,
+                restart,
                 ..
-            } => WasmActor::spawn(
-                &self.wasm,
-                &component,
-                Enrolled {
-                    me,
-                    name: name.clone(),
-                    masks,
-                    rate,
-                    now,
-                },
-                &config,
-                &mut self.table,
-            )
-            .map(Body::Wasm),
+            } => {
+                if let Some(rate) = rate {
+                    out.rate = Some(Bucket::new(rate));
+                    // Read now: a spawn may run outside a pass (a manual
+                    // runtime takes it at once).
+                    out.now = self.directory.now_ns();
+                }
+                let body = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
+                    .map(Body::Wasm);
+                let supervisor = restart
+                    .map(|restart| Supervisor::new(restart, Maker::Wasm { component, config }));
+                (body, supervisor)
+            }
         };
         self.spawning = None;
         match body {
             Ok(body) => {
                 let info = Arc::new(ActorInfo::new(name, me, native));
                 self.shared.register_actor(info.clone());
-                self.actors[slot as usize] = Some(Actor::new(generation, info, body));
+                let mut actor = Actor::new(generation, info, body);
+                actor.supervisor = supervisor.map(Box::new);
+                self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
                 self.route_staged(slot);
                 Ok(me)
             }
-            Err((end, staged)) => {
+            Err((end, mut out)) => {
                 self.unspawn(slot, &name, me, masks.held);
+                let staged = std::mem::take(&mut out.staged);
                 if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
                     self.table().abandon(me);
                 }
@@ -610,6 +626,10 @@ impl Shard {
         let Some(mut actor) = self.actors[slot as usize].take() else {
             return;
         };
+        if matches!(actor.body, Body::Down { .. }) {
+            // Its restart will not come.
+            self.restarts.retain(|Reverse((_, s, _))| *s != slot);
+        }
         self.slots().deactivate(slot);
         self.free.push_back(slot);
         self.counts.actors -= 1;
@@ -828,6 +848,9 @@ impl Shard {
     }
 
     fn fire_timers(&mut self) {
+        if !self.restarts.is_empty() {
+            self.fire_restarts(self.directory.now_ns());
+        }
         let Some(now) = self.arm_timers() else {
             return;
         };
@@ -919,6 +942,9 @@ impl Shard {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return;
         };
+        if matches!(actor.body, Body::Down { .. }) {
+            return; // waiting for its restart, which schedules it
+        }
         if actor.outbox().rate.is_some() {
             actor.outbox().now = pass_clock(&mut self.clock, self.counts.loops, &self.directory);
         }
@@ -957,6 +983,9 @@ impl Shard {
             self.route_staged(slot);
             if let Err(fault) = result {
                 let killer = (!fault.answered).then_some(env);
+                // The room of what it took this turn (the failing one included)
+                // is given back: a restarted actor keeps its slot.
+                self.slots().release(slot, counted);
                 self.fail(slot, fault.failure, killer);
                 return;
             }
@@ -972,21 +1001,182 @@ impl Shard {
     }
 
     /// The actor in `slot` failed on `killer` (`None` if that was a request it had
-    /// already answered): it is removed, and everything it held ends.
+    /// already answered): a supervised actor within its intensity goes down to
+    /// be restarted in place; otherwise it is removed, and everything it held ends.
     fn fail(&mut self, slot: u32, cause: Failure, killer: Option<Envelope>) {
-        let info = self.actors[slot as usize]
-            .as_ref()
-            .expect("live actor")
-            .info
-            .clone();
+        let actor = self.actors[slot as usize].as_mut().expect("live actor");
+        let info = actor.info.clone();
+        info.failures.set(info.failures.get() + 1);
+        // A stopping (or failed) shard restarts nothing.
+        let verdict = match &mut actor.supervisor {
+            Some(supervisor) if !self.stopping => Some(supervisor.failed(self.directory.now_ns())),
+            _ => None,
+        };
+        let cause = match verdict {
+            Some(Verdict::RestartAfter(delay)) => {
+                log::warn!(
+                    "wasmshard: actor `{}` ({}) failed: {cause}; restarting{}",
+                    info.name,
+                    info.address,
+                    if delay == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            " in {}",
+                            humantime::format_duration(Duration::from_nanos(delay))
+                        )
+                    }
+                );
+                *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
+                return self.go_down(slot, killer, delay);
+            }
+            Some(Verdict::GiveUp) => {
+                let restart = actor.supervisor.as_ref().expect("supervised").restart;
+                Failure::new(
+                    FailureKind::RestartsExhausted,
+                    format!(
+                        "gave up: failed again after {} restart{} within {}; last failure: {cause}",
+                        restart.max_restarts,
+                        if restart.max_restarts == 1 { "" } else { "s" },
+                        humantime::format_duration(restart.window)
+                    ),
+                    Some(Arc::new(cause)),
+                )
+            }
+            None => cause,
+        };
         log::warn!(
             "wasmshard: actor `{}` ({}) failed: {cause}",
             info.name,
             info.address
         );
-        info.failures.set(info.failures.get() + 1);
         *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
         self.remove(slot, DeadLetterReason::TargetFailed, killer);
+    }
+
+    /// A supervised actor failed and will restart in place after `delay`
+    /// nanoseconds: its body is dropped (its outbox kept); the message it failed
+    /// on is a dead letter (a request ends `target-failed`); requests it held
+    /// end `target-failed`; its own open requests are abandoned (late replies
+    /// are discarded). Its slot stays live: senders are admitted against its
+    /// mailbox as usual, and what is queued waits for the new instance.
+    fn go_down(&mut self, slot: u32, killer: Option<Envelope>, delay: u64) {
+        let mut actor = self.actors[slot as usize].take().expect("live actor");
+        let me = actor.info.address;
+        let (mut out, panicked) = actor.body.into_outbox();
+        if let Some(why) = panicked {
+            log::warn!("wasmshard: dropping native actor {me} panicked: {why}");
+        }
+        if out.requests.open() > 0 {
+            self.table().abandon(me);
+        }
+        let held: Vec<(u64, Address)> = out.requests.take_deferred().collect();
+        out.requests = Default::default();
+        actor.body = Body::Down { out };
+        // Kept out of the ready queue until the restart: `scheduled` set, so a
+        // delivery does not queue it.
+        actor.scheduled = true;
+        actor.publish();
+        let generation = actor.generation;
+        self.actors[slot as usize] = Some(actor);
+        for (id, requester) in held {
+            self.route(Envelope::failure(
+                requester,
+                me,
+                id,
+                RequestError::TargetFailed,
+            ));
+        }
+        if let Some(env) = killer {
+            match env.kind {
+                Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                Kind::Request(id, _) => self.route(Envelope::failure(
+                    env.from,
+                    me,
+                    id,
+                    RequestError::TargetFailed,
+                )),
+                Kind::Response(..) => {}
+            }
+        }
+        let due = self.directory.now_ns().saturating_add(delay);
+        self.restarts.push(Reverse((due, slot, generation)));
+    }
+
+    /// Restarts the supervised actor of `generation` in `slot`, if it is still
+    /// down: a new body around its outbox. If that fails (its `init` refused or
+    /// trapped, its factory panicked), it is a failure like any other.
+    fn restart(&mut self, slot: u32, generation: u32) {
+        let Some(mut actor) = self.actors[slot as usize].take() else {
+            return;
+        };
+        let mut out = match actor.body {
+            Body::Down { out } if actor.generation == generation => out,
+            body => {
+                // Stopped, or a later actor in the slot: nothing to restart.
+                actor.body = body;
+                self.actors[slot as usize] = Some(actor);
+                return;
+            }
+        };
+        if out.rate.is_some() {
+            out.now = self.directory.now_ns();
+        }
+        let supervisor = actor
+            .supervisor
+            .as_mut()
+            .expect("a down actor is supervised");
+        let made = Body::remake(&mut supervisor.maker, &self.wasm, out, &mut self.table);
+        let failure = match made {
+            Ok(body) => {
+                actor.body = body;
+                actor.info.restarts.set(actor.info.restarts.get() + 1);
+                let queued = !actor.mailbox.is_empty();
+                actor.scheduled = queued;
+                actor.publish();
+                self.actors[slot as usize] = Some(actor);
+                if queued {
+                    self.ready.push_back(slot);
+                }
+                // What its `init` sent.
+                self.route_staged(slot);
+                return;
+            }
+            Err((end, out)) => {
+                actor.body = Body::Down { out };
+                self.actors[slot as usize] = Some(actor);
+                // What its `init` sent before it failed goes on its way.
+                self.route_staged(slot);
+                match end {
+                    InitEnd::Failed(SpawnError::InitFailed(f) | SpawnError::Instantiate(f)) => {
+                        Failure::new(f.kind(), format!("restart failed: {f}"), Some(Arc::new(f)))
+                    }
+                    InitEnd::Failed(e) => Failure::new(
+                        FailureKind::Other,
+                        format!("restart failed: {e}"),
+                        Some(Arc::new(e)),
+                    ),
+                    InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),
+                }
+            }
+        };
+        self.fail(slot, failure, None);
+    }
+
+    /// Restarts the supervised actors whose backoff has passed by `now` (those
+    /// due when it begins: a restart that fails again waits its turn).
+    fn fire_restarts(&mut self, now: u64) {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, slot, generation))) = self.restarts.peek() {
+            if at > now {
+                break;
+            }
+            self.restarts.pop();
+            due.push((slot, generation));
+        }
+        for (slot, generation) in due {
+            self.restart(slot, generation);
+        }
     }
 
     fn flush_overflow(&mut self) {
@@ -1020,6 +1210,7 @@ impl Shard {
 
     fn publish(&mut self) {
         self.counts.overflow = self.overflowing as u64;
+        self.counts.restarting = self.restarts.len() as u64;
         if let Some(table) = &self.table {
             self.handle().counters.publish(&self.counts, &table.counts);
         }

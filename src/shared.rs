@@ -45,6 +45,7 @@ use crate::native::NativeActor;
 use crate::reply::HostWaiter;
 use crate::ring::{Mesh, Ring};
 use crate::stats::{ActorInfo, RETAINED_ENDED_ACTORS, ShardCounters};
+use crate::supervision::{Factory, Restart};
 
 /// What an actor is spawned from.
 pub(crate) enum SpawnBody {
@@ -57,8 +58,11 @@ pub(crate) enum SpawnBody {
         grants: Arc<Grants>,
         /// Its quota.
         rate: Option<Rate>,
+        /// How it is restarted (`None`: never).
+        restart: Option<Restart>,
     },
-    Native(Box<dyn NativeActor>),
+    /// A native actor, and how it is restarted (`None`: never) from what.
+    Native(Box<dyn NativeActor>, Option<(Restart, Factory)>),
 }
 
 /// Work the host hands a shard through its control queue (and waits for).
@@ -348,7 +352,11 @@ impl Shared {
             let (ci, co) = (c.control_in.get(), s.control_out.load(Ordering::SeqCst));
             out += o;
             inn += i;
-            drained &= hi == ho && ci == co && c.open_requests() == 0 && c.overflow.get() == 0;
+            drained &= hi == ho
+                && ci == co
+                && c.open_requests() == 0
+                && c.overflow.get() == 0
+                && c.restarting() == 0;
             for v in [o, i, hi, ho, ci, co, c.loops.get()] {
                 digest = digest.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             }

@@ -93,6 +93,11 @@ macro_rules! shard_counters {
             pub(crate) fn open_requests(&self) -> u64 {
                 self.requests.open.get()
             }
+
+            /// Supervised actors waiting for their restart, as last published.
+            pub(crate) fn restarting(&self) -> u64 {
+                self.restarting.get()
+            }
         }
     };
 }
@@ -121,6 +126,8 @@ shard_counters! {
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).
         overflow,
+        /// Supervised actors waiting for their restart (now).
+        restarting,
     }
     requests {
         /// Requests made.
@@ -155,6 +162,7 @@ pub(crate) struct ActorInfo {
     pub(crate) sent: Counter,
     pub(crate) handled: Counter,
     pub(crate) failures: Counter,
+    pub(crate) restarts: Counter,
     pub(crate) deferred: Counter,
     pub(crate) denied: Counter,
     pub(crate) rate_limited: Counter,
@@ -174,6 +182,7 @@ impl ActorInfo {
             sent: Counter::default(),
             handled: Counter::default(),
             failures: Counter::default(),
+            restarts: Counter::default(),
             deferred: Counter::default(),
             denied: Counter::default(),
             rate_limited: Counter::default(),
@@ -204,6 +213,7 @@ impl ActorInfo {
             sent: self.sent.get(),
             handled: self.handled.get(),
             failures: self.failures.get(),
+            restarts: self.restarts.get(),
             deferred: self.deferred.get(),
             denied: self.denied.get(),
             rate_limited: self.rate_limited.get(),
@@ -239,8 +249,11 @@ pub struct ActorStats {
     pub sent: u64,
     /// Messages it handled to completion.
     pub handled: u64,
-    /// Invocations that failed (trap, CPU budget, memory limit).
+    /// Invocations that failed (trap, CPU budget, memory limit), and restarts
+    /// of a supervised actor that failed.
     pub failures: u64,
+    /// Times a supervised actor was restarted in place.
+    pub restarts: u64,
     /// Requests it deferred and has not answered yet (those whose requesters
     /// stopped waiting are forgotten once there are many).
     pub deferred: u64,
@@ -250,7 +263,8 @@ pub struct ActorStats {
     pub rate_limited: u64,
     /// Its quota, if it has one, and what is left of it.
     pub rate: Option<RateUsage>,
-    /// Why it failed, if it did; it is stopped then.
+    /// Why it last failed, if it did: it is stopped then, unless it is
+    /// supervised and was restarted (or waits for its restart).
     pub failure: Option<String>,
     /// Whether it is still running.
     pub alive: bool,

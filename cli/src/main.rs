@@ -190,13 +190,13 @@ fn table(report: &RunReport) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  failure",
-        "name", "shard", "received", "sent", "handled", "denied", "limited"
+        "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>8}  failure",
+        "name", "shard", "received", "sent", "handled", "denied", "limited", "restarts"
     );
     for a in &report.actors {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {}",
+            "{:<width$}  {:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>8}  {}",
             a.name,
             a.shard,
             a.received,
@@ -204,6 +204,7 @@ fn table(report: &RunReport) -> String {
             a.handled,
             a.denied,
             a.rate_limited,
+            a.restarts,
             a.failure.as_deref().unwrap_or("-")
         );
     }

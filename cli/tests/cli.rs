@@ -609,8 +609,8 @@ fn run_reports_what_grants_denied() {
     );
     let echo = stdout.lines().find(|l| l.starts_with("echo")).unwrap();
     let columns: Vec<&str> = echo.split_whitespace().collect();
-    // name, shard, received, sent, handled, denied, limited, failure
-    assert_eq!(columns[2..8], ["3", "0", "3", "3", "0", "-"], "{echo}");
+    // name, shard, received, sent, handled, denied, limited, restarts, failure
+    assert_eq!(columns[2..9], ["3", "0", "3", "3", "0", "0", "-"], "{echo}");
     let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let audit = v["audit"].as_array().unwrap();
@@ -635,4 +635,74 @@ fn run_reports_what_grants_denied() {
         .unwrap()
         .clone();
     assert_eq!(counter["received"], 3);
+}
+
+#[test]
+fn run_restarts_a_supervised_actor_and_reports_it() {
+    let dir = tempdir();
+    // `boom` traps; the supervised one is restarted in place and handles what
+    // was queued behind each `boom`; the other ends at its first.
+    let path = manifest(
+        &dir,
+        "supervised.toml",
+        "[[actor]]\nname = \"kept\"\ncomponent = \"FIXTURES/trap.wat\"\n\
+         restart = \"on-failure\"\nmax-restarts = 3\nrestart-window = \"1m\"\n\
+         backoff = \"1ms\"\nmax-backoff = \"5ms\"\n\
+         [[actor]]\nname = \"lost\"\ncomponent = \"FIXTURES/trap.wat\"\n\
+         [[send]]\nto = \"kept\"\npayload = \"boom\"\nrepeat = 2\n\
+         [[send]]\nto = \"kept\"\npayload = \"fine\"\nrepeat = 5\n\
+         [[send]]\nto = \"lost\"\npayload = \"boom\"\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kept = stdout.lines().find(|l| l.starts_with("kept")).unwrap();
+    let columns: Vec<&str> = kept.split_whitespace().collect();
+    // name, shard, received, sent, handled, denied, limited, restarts, failure
+    assert_eq!(
+        columns[2..9],
+        ["7", "0", "5", "0", "0", "2", "trap:"],
+        "{kept}"
+    );
+    let lost = stdout.lines().find(|l| l.starts_with("lost")).unwrap();
+    assert!(lost.contains("unreachable"), "{lost}");
+    assert!(stdout.contains("dead letters: 3"), "{stdout}");
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept = v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "kept")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (kept["restarts"].as_u64(), kept["failures"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // Supervision keys are checked before anything runs.
+    for (bad, says) in [
+        (
+            "backoff = \"1ms\"",
+            "`backoff` needs `restart = \"on-failure\"`",
+        ),
+        ("restart = \"sometimes\"", "unknown variant `sometimes`"),
+        (
+            "restart = \"on-failure\"\nrestart-window = \"soon\"",
+            "restart-window `soon` is not a duration",
+        ),
+        (
+            "restart = \"on-failure\"\nbackoff = \"2s\"",
+            "backoff 2s is above max-backoff 1s",
+        ),
+    ] {
+        let path = manifest(
+            &dir,
+            "bad-supervision.toml",
+            &format!("[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/trap.wat\"\n{bad}\n"),
+        );
+        let out = wasmshard(&["run", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
 }

@@ -17,6 +17,7 @@ mod pattern;
 mod regressions;
 mod requests;
 mod sdk;
+mod supervision;
 mod support;
 
 /// Public types are shareable across threads as documented.

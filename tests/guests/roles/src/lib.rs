@@ -54,6 +54,12 @@
 //!   error; `cancel` calls that returned true, false; `request` calls that
 //!   failed; responses for an id that was cancelled, had already ended or was
 //!   never made (each of those is a runtime bug).
+//! - `forward NAME [GATE]`: `init` fails (returns an error) if an actor
+//!   called `GATE` is given and not registered; otherwise it tells the actor
+//!   called `NAME` `up` (so each instance announces itself). Each tell is
+//!   forwarded to `NAME` verbatim, except `panic`, which panics. A request is
+//!   answered with the number of tells this instance has forwarded (`u32`), or
+//!   panics if it is `panic`.
 //! - `trap`: holds requests like `deferring` and answers them all on a tell, but:
 //!   a tell `panic` panics in `handle-message`; a request `panic` panics in
 //!   `handle-request` before answering; a request `respond-then-panic` answers
@@ -103,6 +109,7 @@ enum Role {
     Requester(Requester),
     Trap(Deferring),
     Ops(Ops),
+    Forward { to: Address, forwarded: u32 },
 }
 
 fn code(r: Result<(), host::SendError>) -> u32 {
@@ -489,6 +496,16 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            ["forward", to, rest @ ..] => {
+                if let [gate] = rest
+                    && host::lookup(gate).is_none()
+                {
+                    return Err(format!("forward: `{gate}` is not registered"));
+                }
+                let to = host::lookup(to).ok_or_else(|| format!("forward: no `{to}`"))?;
+                host::send(to, b"up").map_err(|e| format!("forward: {e:?}"))?;
+                Role::Forward { to, forwarded: 0 }
+            }
             _ => return Err(format!("unknown role `{config}`")),
         };
         ROLE.with_borrow_mut(|r| *r = Some(role));
@@ -506,6 +523,11 @@ impl Guest for Roles {
             Role::Trap(d) => d.answer_all(),
             Role::Ops(o) if from == host::self_address() && payload == b"self" => o.selfs += 1,
             Role::Ops(_) => {}
+            Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on command"),
+            Role::Forward { to, forwarded } => {
+                host::send(*to, &payload).expect("forwarded");
+                *forwarded += 1;
+            }
             Role::Proxy(_) | Role::Silent => {}
         })
     }
@@ -531,6 +553,8 @@ impl Guest for Roles {
                 None
             }
             Role::Ops(o) => Some(o.command(&payload)),
+            Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on request"),
+            Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
             Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
         })
     }

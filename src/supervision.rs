@@ -1,0 +1,299 @@
+//! Supervision: restarting a failed actor in place.
+//!
+//! A supervised actor that fails keeps its slot, so its address, its name and
+//! the messages queued for it stay; its body is dropped, and a new one is made
+//! (a component instantiated again, with `init` run on the same config; a
+//! native actor from its factory) when the backoff has passed. The policy
+//! counts failures within a sliding window; beyond `max_restarts` of them the
+//! actor ends for good.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::component::Component;
+use crate::grants::PolicyError;
+use crate::native::NativeActor;
+
+/// Whether a failed actor is restarted (in a manifest: `restart = "never"` or
+/// `"on-failure"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RestartPolicy {
+    /// A failure ends the actor (the default).
+    #[default]
+    Never,
+    /// A failure restarts the actor in place, within the intensity.
+    OnFailure,
+}
+
+/// Most failures a restart window may allow.
+pub const MAX_RESTARTS: u32 = 10_000;
+/// The longest restart window and the longest backoff.
+pub const MAX_RESTART_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// How an actor is supervised: its policy, its intensity (at most
+/// `max_restarts` restarts within `window`) and its backoff.
+///
+/// The first restart after a quiet window is immediate; each further failure
+/// within the window waits `backoff`, doubled each time, up to `max_backoff`,
+/// before its restart. A failure that would make `max_restarts + 1` within the
+/// window ends the actor for good. Messages sent to it while it waits are
+/// admitted against its mailbox as usual and handled by the new instance.
+///
+/// ```
+/// use std::time::Duration;
+/// use wasmshard::Restart;
+///
+/// let restart = Restart::on_failure()
+///     .max_restarts(3)
+///     .window(Duration::from_secs(5))
+///     .backoff(Duration::from_millis(1), Duration::from_millis(100));
+/// assert!(restart.check().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Restart {
+    /// Whether it restarts at all.
+    pub policy: RestartPolicy,
+    /// Restarts allowed within `window` (default 5).
+    pub max_restarts: u32,
+    /// The window the restarts are counted in (default 10 s).
+    pub window: Duration,
+    /// The wait before the second restart within the window (default 10 ms).
+    pub backoff: Duration,
+    /// The longest wait (default 1 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for Restart {
+    fn default() -> Restart {
+        Restart::never()
+    }
+}
+
+impl Restart {
+    /// No restarts: a failure ends the actor.
+    pub const fn never() -> Restart {
+        Restart {
+            policy: RestartPolicy::Never,
+            max_restarts: 5,
+            window: Duration::from_secs(10),
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// Restarts on failure, with the default intensity (5 within 10 s) and
+    /// backoff (10 ms, doubling, up to 1 s).
+    pub const fn on_failure() -> Restart {
+        Restart {
+            policy: RestartPolicy::OnFailure,
+            ..Restart::never()
+        }
+    }
+
+    /// At most `n` restarts within the window.
+    pub const fn max_restarts(mut self, n: u32) -> Restart {
+        self.max_restarts = n;
+        self
+    }
+
+    /// The window restarts are counted in.
+    pub const fn window(mut self, window: Duration) -> Restart {
+        self.window = window;
+        self
+    }
+
+    /// The first wait, and the longest.
+    pub const fn backoff(mut self, first: Duration, max: Duration) -> Restart {
+        self.backoff = first;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Whether it restarts at all.
+    pub fn restarts(&self) -> bool {
+        self.policy == RestartPolicy::OnFailure
+    }
+
+    /// Checks the values: `max_restarts` at most [`MAX_RESTARTS`]; a window
+    /// above zero; the backoff at most `max_backoff`; both durations at most
+    /// [`MAX_RESTART_DURATION`].
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Restart`] saying which value is out of range.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        let bad = |why: String| Err(PolicyError::Restart(why));
+        if self.max_restarts > MAX_RESTARTS {
+            return bad(format!(
+                "max-restarts {} is above {MAX_RESTARTS}",
+                self.max_restarts
+            ));
+        }
+        if self.window.is_zero() || self.window > MAX_RESTART_DURATION {
+            return bad(format!(
+                "restart-window {} is not within (0, {}]",
+                show(self.window),
+                show(MAX_RESTART_DURATION)
+            ));
+        }
+        if self.max_backoff > MAX_RESTART_DURATION {
+            return bad(format!(
+                "max-backoff {} is above {}",
+                show(self.max_backoff),
+                show(MAX_RESTART_DURATION)
+            ));
+        }
+        if self.backoff > self.max_backoff {
+            return bad(format!(
+                "backoff {} is above max-backoff {}",
+                show(self.backoff),
+                show(self.max_backoff)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Makes a native actor (for its first instance and each restart).
+pub(crate) type Factory = Box<dyn FnMut() -> Box<dyn NativeActor> + Send>;
+
+/// What a supervised actor is made from again.
+pub(crate) enum Maker {
+    Wasm {
+        component: Component,
+        config: Vec<u8>,
+    },
+    Native(Factory),
+}
+
+/// A supervised actor's policy, its maker and its recent failures.
+pub(crate) struct Supervisor {
+    pub(crate) restart: Restart,
+    pub(crate) maker: Maker,
+    /// When its failures within the window happened (oldest first).
+    recent: VecDeque<u64>,
+}
+
+/// What a failure leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Restart once this many nanoseconds have passed.
+    RestartAfter(u64),
+    /// The intensity is exceeded: the actor ends for good.
+    GiveUp,
+}
+
+impl Supervisor {
+    pub(crate) fn new(restart: Restart, maker: Maker) -> Supervisor {
+        Supervisor {
+            restart,
+            maker,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Records a failure at `now` (nanoseconds) and says what follows.
+    pub(crate) fn failed(&mut self, now: u64) -> Verdict {
+        let r = &self.restart;
+        let window = u64::try_from(r.window.as_nanos()).unwrap_or(u64::MAX);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= window)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let streak = self.recent.len();
+        if streak > r.max_restarts as usize {
+            return Verdict::GiveUp;
+        }
+        if streak == 1 {
+            return Verdict::RestartAfter(0);
+        }
+        let first = u64::try_from(r.backoff.as_nanos()).unwrap_or(u64::MAX);
+        let max = u64::try_from(r.max_backoff.as_nanos()).unwrap_or(u64::MAX);
+        let doubled = first.saturating_mul(1u64 << (streak - 2).min(63));
+        Verdict::RestartAfter(doubled.min(max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supervisor(restart: Restart) -> Supervisor {
+        Supervisor::new(restart, Maker::Native(Box::new(|| unreachable!())))
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_first_restart_is_immediate_then_the_backoff_doubles_up_to_its_cap() {
+        let mut s = supervisor(
+            Restart::on_failure()
+                .max_restarts(6)
+                .window(Duration::from_secs(10))
+                .backoff(Duration::from_millis(10), Duration::from_millis(35)),
+        );
+        let verdicts: Vec<_> = (0..7).map(|i| s.failed(i * MS)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::RestartAfter(0),
+                Verdict::RestartAfter(10 * MS),
+                Verdict::RestartAfter(20 * MS),
+                Verdict::RestartAfter(35 * MS),
+                Verdict::RestartAfter(35 * MS),
+                Verdict::RestartAfter(35 * MS),
+                Verdict::GiveUp,
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_older_than_the_window_are_forgotten() {
+        let mut s = supervisor(
+            Restart::on_failure()
+                .max_restarts(2)
+                .window(Duration::from_millis(100)),
+        );
+        assert_eq!(s.failed(0), Verdict::RestartAfter(0));
+        assert_eq!(s.failed(50 * MS), Verdict::RestartAfter(10 * MS));
+        // The first has left the window: two within it, still allowed.
+        assert_eq!(s.failed(120 * MS), Verdict::RestartAfter(10 * MS));
+        assert_eq!(s.failed(130 * MS), Verdict::GiveUp);
+        // A quiet window later, a failure restarts at once again.
+        let mut s = supervisor(Restart::on_failure().window(Duration::from_millis(100)));
+        s.failed(0);
+        assert_eq!(s.failed(500 * MS), Verdict::RestartAfter(0));
+    }
+
+    #[test]
+    fn zero_restarts_gives_up_at_the_first_failure() {
+        let mut s = supervisor(Restart::on_failure().max_restarts(0));
+        assert_eq!(s.failed(0), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let ok = Restart::on_failure();
+        assert!(ok.check().is_ok());
+        assert!(ok.max_restarts(MAX_RESTARTS + 1).check().is_err());
+        assert!(ok.window(Duration::ZERO).check().is_err());
+        assert!(
+            ok.backoff(Duration::from_secs(2), Duration::from_secs(1))
+                .check()
+                .is_err()
+        );
+        assert!(
+            ok.backoff(Duration::ZERO, MAX_RESTART_DURATION * 2)
+                .check()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Supervision: a failed actor restarted in place (same address, name and
+//! queued messages), its intensity and backoff, and supervised native actors.
+//! Driven through the Rust test guest's `forward` and `trap` roles
+//! (`tests/guests/roles`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmshard::{
+    Address, Component, Context, NativeActor, RequestError, Restart, Runtime, SendError,
+    SpawnError, SpawnOptions,
+};
+
+use crate::support::*;
+
+/// Restarts at once, every time (no backoff), up to `max` within a minute.
+fn eager(max: u32) -> Restart {
+    Restart::on_failure()
+        .max_restarts(max)
+        .window(Duration::from_secs(60))
+        .backoff(Duration::ZERO, Duration::ZERO)
+}
+
+/// A collector probe and a `forward` actor supervised by `restart`.
+fn forwarder(rt: &Runtime, g: &Component, shard: usize, restart: Restart) -> (Address, Inbox) {
+    let (_, inbox) = probe(rt, "collector", 0);
+    let fwd = rt
+        .spawn(
+            g,
+            SpawnOptions::new("fwd")
+                .config("forward collector")
+                .shard(shard)
+                .restart(restart),
+        )
+        .unwrap();
+    (fwd, inbox)
+}
+
+fn payloads(inbox: &Inbox) -> Vec<String> {
+    inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+#[test]
+fn a_restart_keeps_the_address_the_name_and_the_queue() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (fwd, inbox) = forwarder(&rt, &g, 0, eager(5));
+    // Queued together: the fatal one is in the middle.
+    for p in ["1", "2", "panic", "3", "4", "5"] {
+        rt.send(fwd, p.as_bytes()).unwrap();
+    }
+    rt.run_until_stalled();
+    // Each instance announces itself from init: the second one handled what
+    // was queued behind the fatal message, in order, at the same address.
+    assert_eq!(payloads(&inbox), ["up", "1", "2", "up", "3", "4", "5"]);
+    assert!(inbox.lock().unwrap().iter().all(|(from, _)| *from == fwd));
+    let stats = rt.stats();
+    let a = stats.actor("fwd").unwrap();
+    assert_eq!((a.restarts, a.failures, a.alive), (1, 1, true));
+    // (The test guest installs no panic hook: a panic is a bare trap.)
+    assert!(
+        a.failure.as_deref().unwrap().contains("unreachable"),
+        "{:?}",
+        a.failure
+    );
+    assert_eq!(a.address, fwd);
+    // The fatal message is the only dead letter.
+    assert_eq!(stats.dead_letters, 1);
+    assert_eq!(rt.lookup("fwd"), Some(fwd));
+    rt.send(fwd, b"6").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(payloads(&inbox).last().unwrap(), "6");
+    let report = rt.shutdown();
+    assert_eq!(report.dead_letter_count, 1);
+}
+
+#[test]
+fn requests_it_held_or_failed_on_end_target_failed_at_once() {
+    let rt = builder(2).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let trap = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("trap")
+                .config("trap")
+                .shard(1)
+                .restart(eager(5)),
+        )
+        .unwrap();
+    let long = Duration::from_secs(600);
+    // Held (deferred) by the first instance; then it panics on a tell.
+    let held = rt.request(trap, b"held", long).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(held.try_get(), None);
+    rt.send(trap, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(held.try_get(), Some(Err(RequestError::TargetFailed)));
+    // A request it fails on ends the same way.
+    let fatal = rt.request(trap, b"panic", long).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(fatal.try_get(), Some(Err(RequestError::TargetFailed)));
+    // The third instance answers.
+    let fresh = rt.request(trap, b"fresh", long).unwrap();
+    rt.send(trap, b"answer").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(
+        fresh.try_get(),
+        Some(Ok(crate::pattern::transform(b"fresh")))
+    );
+    let stats = rt.stats();
+    let a = stats.actor("trap").unwrap();
+    assert_eq!((a.restarts, a.failures, a.alive), (2, 2, true));
+    assert_eq!(stats.shards[0].requests.open, 0);
+}
+
+#[test]
+fn beyond_its_intensity_it_ends_for_good_and_leaves_nothing_behind() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (fwd, inbox) = forwarder(&rt, &g, 0, eager(2));
+    for p in ["panic", "a", "panic", "b", "panic", "after", "later"] {
+        rt.send(fwd, p.as_bytes()).unwrap();
+    }
+    rt.run_until_stalled();
+    assert_eq!(payloads(&inbox), ["up", "up", "a", "up", "b"]);
+    let stats = rt.stats();
+    let a = stats.actor("fwd").unwrap();
+    assert_eq!((a.restarts, a.failures, a.alive), (2, 3, false));
+    let why = a.failure.as_deref().unwrap();
+    assert!(why.contains("gave up"), "{why}");
+    assert!(why.contains("2 restarts within 1m"), "{why}");
+    assert!(why.contains("last failure: trap"), "{why}");
+    // Three fatal messages and the two queued behind the last.
+    assert_eq!(stats.dead_letters, 5);
+    assert_eq!(stats.shards[0].actors, 1);
+    assert_eq!(stats.shards[0].restarting, 0);
+    assert_eq!(rt.lookup("fwd"), None);
+    assert_eq!(rt.send(fwd, b"x"), Err(SendError::UnknownTarget));
+    // The name is free again.
+    rt.spawn(&g, SpawnOptions::new("fwd").config("forward collector"))
+        .unwrap();
+}
+
+#[test]
+fn a_restart_whose_init_fails_is_a_failure_of_its_own() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (gate, _) = probe(&rt, "gate", 0);
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let fwd = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("fwd")
+                .config("forward collector gate")
+                .restart(eager(3)),
+        )
+        .unwrap();
+    // Without the gate, every new instance's init refuses.
+    rt.stop(gate).unwrap();
+    rt.send(fwd, b"panic").unwrap();
+    rt.send(fwd, b"queued").unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let a = stats.actor("fwd").unwrap();
+    // One panic, then three restarts that failed: the fourth failure is one
+    // more than the intensity allows.
+    assert_eq!((a.restarts, a.failures, a.alive), (0, 4, false));
+    let why = a.failure.as_deref().unwrap();
+    assert!(why.contains("gave up"), "{why}");
+    assert!(why.contains("restart failed"), "{why}");
+    assert!(why.contains("`gate` is not registered"), "{why}");
+    assert_eq!(payloads(&inbox), ["up"]);
+    assert_eq!(stats.dead_letters, 2);
+    assert_eq!(rt.lookup("fwd"), None);
+}
+
+#[test]
+fn the_backoff_delays_a_restart_and_sends_are_admitted_meanwhile() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let backoff = Duration::from_millis(300);
+    let (fwd, inbox) = forwarder(
+        &rt,
+        &g,
+        0,
+        Restart::on_failure().backoff(backoff, Duration::from_secs(5)),
+    );
+    rt.send(fwd, b"panic").unwrap();
+    rt.send(fwd, b"panic").unwrap();
+    // The second failure waits the backoff; wait until it has happened.
+    let deadline = Instant::now() + IDLE;
+    while rt.stats().actor("fwd").unwrap().failures < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let failed_at = Instant::now();
+    rt.send(fwd, b"waited").unwrap();
+    let a = rt.stats().actor("fwd").unwrap().clone();
+    assert_eq!((a.restarts, a.alive), (1, true));
+    assert!(rt.wait_idle(IDLE));
+    assert!(failed_at.elapsed() >= backoff);
+    assert_eq!(payloads(&inbox), ["up", "up", "up", "waited"]);
+    assert_eq!(rt.stats().actor("fwd").unwrap().restarts, 2);
+}
+
+#[test]
+fn stop_and_shutdown_while_waiting_for_a_restart() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let wait = Restart::on_failure().backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let (fwd, _) = forwarder(&rt, &g, 0, wait);
+    let other = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("other")
+                .config("forward collector")
+                .restart(wait),
+        )
+        .unwrap();
+    for to in [fwd, other] {
+        rt.send(to, b"panic").unwrap();
+        rt.send(to, b"panic").unwrap();
+        rt.send(to, b"queued").unwrap();
+    }
+    // Both wait a minute for their second restart; the runtime is not idle.
+    assert!(!rt.wait_idle(Duration::from_millis(50)));
+    assert_eq!(rt.stats().shards[0].restarting, 2);
+    rt.stop(fwd).unwrap();
+    assert_eq!(rt.lookup("fwd"), None);
+    assert_eq!(rt.stats().shards[0].restarting, 1);
+    assert_eq!(rt.send(fwd, b"x"), Err(SendError::UnknownTarget));
+    let report = rt.shutdown_within(Duration::from_millis(10));
+    // Per actor: two fatal messages and the one queued.
+    assert_eq!(report.dead_letter_count, 6);
+    assert!(!report.stats.actor("other").unwrap().alive);
+}
+
+/// A native actor that records what it handles and panics on `panic`.
+struct Flaky {
+    instance: u32,
+    seen: Inbox,
+}
+
+impl NativeActor for Flaky {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, payload: &[u8]) {
+        assert!(payload != b"panic", "flaky: panic on command");
+        let mut p = self.instance.to_le_bytes().to_vec();
+        p.extend_from_slice(payload);
+        self.seen.lock().unwrap().push((Address::HOST, p));
+    }
+}
+
+#[test]
+fn a_native_actor_is_restarted_from_its_factory() {
+    let rt = builder(1).build_manual().unwrap();
+    let seen: Inbox = Arc::default();
+    let made = Arc::new(AtomicU32::new(0));
+    let (s, m) = (seen.clone(), made.clone());
+    let flaky = rt
+        .spawn_native_supervised("flaky", None, eager(5), move || {
+            let instance = m.fetch_add(1, Ordering::SeqCst);
+            // The second instance cannot be made: that restart fails.
+            assert!(instance != 1, "factory: no second instance");
+            Flaky {
+                instance,
+                seen: s.clone(),
+            }
+        })
+        .unwrap();
+    for p in ["a", "panic", "b"] {
+        rt.send(flaky, p.as_bytes()).unwrap();
+    }
+    rt.run_until_stalled();
+    let seen: Vec<(u32, Vec<u8>)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| {
+            (
+                u32::from_le_bytes(p[..4].try_into().unwrap()),
+                p[4..].to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(0, b"a".to_vec()), (2, b"b".to_vec())]);
+    assert_eq!(made.load(Ordering::SeqCst), 3);
+    let stats = rt.stats();
+    let a = stats.actor("flaky").unwrap();
+    assert_eq!((a.restarts, a.failures, a.alive), (1, 2, true));
+    assert!(a.failure.as_deref().unwrap().contains("no second instance"));
+}
+
+#[test]
+fn restart_policies_out_of_range_are_refused() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let bad = Restart::on_failure().window(Duration::ZERO);
+    let e = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("bad")
+                .config("forward collector")
+                .restart(bad),
+        )
+        .unwrap_err();
+    assert!(matches!(e, SpawnError::Policy(_)), "{e}");
+    let why = std::error::Error::source(&e).unwrap().to_string();
+    assert!(why.contains("restart-window"), "{why}");
+    let e = rt
+        .spawn_native_supervised(
+            "bad",
+            None,
+            Restart::on_failure().backoff(Duration::from_secs(2), Duration::from_secs(1)),
+            || |_: &mut Context<'_>, _: Address, _: &[u8]| {},
+        )
+        .unwrap_err();
+    let why = std::error::Error::source(&e).unwrap().to_string();
+    assert!(why.contains("max-backoff"), "{why}");
+    assert_eq!(rt.lookup("bad"), None);
+}
+
+/// A flood across shards with a fatal message every thousand: every other
+/// message is forwarded once, in order, and each fatal one is a dead letter.
+#[test]
+fn a_flood_through_restarts_loses_and_repeats_nothing() {
+    let rt = builder(2).mailbox_capacity(1 << 16).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (fwd, inbox) = forwarder(&rt, &g, 1, eager(100));
+    let mut expected = Vec::new();
+    for i in 0..10_000u32 {
+        if i % 1000 == 999 {
+            rt.send(fwd, b"panic").unwrap();
+        } else {
+            let p = format!("m{i}");
+            rt.send(fwd, p.as_bytes()).unwrap();
+            expected.push(p);
+        }
+    }
+    assert!(rt.wait_idle(IDLE));
+    let got: Vec<String> = payloads(&inbox).into_iter().filter(|p| p != "up").collect();
+    assert_eq!(got, expected);
+    let stats = rt.stats();
+    let a = stats.actor("fwd").unwrap();
+    assert_eq!((a.restarts, a.failures, a.alive), (10, 10, true));
+    assert_eq!(stats.dead_letters, 10);
+    assert_eq!(a.handled, 9_990);
+}
