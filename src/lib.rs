@@ -130,7 +130,9 @@ pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage, RequestStats,
     ShardStats, ShutdownReport, Stats,
 };
-pub use supervision::{MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy};
+pub use supervision::{
+    Group, MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy, Strategy,
+};
 pub use typed::{ReplyError, TypedReply, TypedSendError};
 /// The payload format typed sends use, shared with the guest SDK: a multicodec
 /// prefix, then the value in that codec (the `wasmshard-codec` crate).

@@ -15,6 +15,13 @@
 //! restart-window = "10s"    #   10 seconds, the second restart in a window after
 //! backoff = "10ms"          #   10 ms, doubling up to
 //! max-backoff = "1s"        #   1 second
+//! [[group]]                 # optional: actors restarted together
+//! name = "pipeline"
+//! strategy = "one-for-all"  # or "one-for-one" (default), "rest-for-one"
+//! members = ["parse", "store"] # [[actor]]s without restart keys of their own;
+//!                           # "started after" follows the [[actor]] order
+//! max-restarts = 5          # for the whole group; also restart-window, backoff,
+//!                           # max-backoff, shard (its members live there)
 //! [[send]]                  # delivered by the host, in order, after every actor is spawned
 //! to = "counter"
 //! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"; or json = '{"Add": 5}' (typed)
@@ -40,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, Codec};
 use crate::{
     ActorStats, BuildError, Denial, Grants, LoadError, Rate, Restart, RestartPolicy, Runtime,
-    RuntimeBuilder, SendError, SpawnError, SpawnOptions,
+    RuntimeBuilder, SendError, SpawnError, SpawnOptions, Strategy,
 };
 
 /// A parsed, checked manifest.
@@ -54,6 +61,9 @@ pub struct Manifest {
     /// Actors to spawn, in order.
     #[serde(default, rename = "actor")]
     pub actors: Vec<ActorSpec>,
+    /// Supervision groups: which actors are restarted together.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupSpec>,
     /// Messages the host sends once every actor is spawned, in order.
     #[serde(default, rename = "send")]
     pub sends: Vec<SendSpec>,
@@ -147,46 +157,105 @@ impl ActorSpec {
     /// [`ManifestError::Invalid`] for a duration that does not parse, a value
     /// out of range, or a supervision key without `restart = "on-failure"`.
     pub fn supervision(&self) -> Result<Restart, ManifestError> {
-        let name = &self.name;
-        let policy = self.restart.unwrap_or_default();
-        let mut r = match policy {
-            RestartPolicy::OnFailure => Restart::on_failure(),
-            _ => Restart::never(),
-        };
-        let keys = [
-            ("max-restarts", self.max_restarts.is_some()),
-            ("restart-window", self.restart_window.is_some()),
-            ("backoff", self.backoff.is_some()),
-            ("max-backoff", self.max_backoff.is_some()),
-        ];
-        if !r.restarts()
-            && let Some((key, _)) = keys.iter().find(|(_, given)| *given)
-        {
-            return Err(invalid(format!(
-                "actor `{name}`: `{key}` needs `restart = \"on-failure\"`"
-            )));
-        }
-        let duration = |key: &str, text: &Option<String>, default: Duration| match text {
-            None => Ok(default),
-            Some(t) => humantime::parse_duration(t).map_err(|e| ManifestError::Invalid {
-                file: String::new(),
-                what: format!(
-                    "actor `{name}`: {key} `{t}` is not a duration (say `500ms` or `2s`)"
-                ),
-                source: Some(Box::new(e)),
-            }),
-        };
-        if let Some(n) = self.max_restarts {
-            r = r.max_restarts(n);
-        }
-        r = r.window(duration("restart-window", &self.restart_window, r.window)?);
-        let first = duration("backoff", &self.backoff, r.backoff)?;
-        let max = duration("max-backoff", &self.max_backoff, r.max_backoff)?;
-        r = r.backoff(first, max);
-        r.check()
-            .map_err(|e| invalid(format!("actor `{name}`: {}", crate::error::chain(&e))))?;
-        Ok(r)
+        restart_keys(
+            &format!("actor `{}`", self.name),
+            self.restart.unwrap_or_default(),
+            [
+                ("max-restarts", self.max_restarts.map(|n| n.to_string())),
+                ("restart-window", self.restart_window.clone()),
+                ("backoff", self.backoff.clone()),
+                ("max-backoff", self.max_backoff.clone()),
+            ],
+        )
     }
+}
+
+/// One `[[group]]`: a supervision group (see
+/// [`Runtime::create_group`](crate::Runtime::create_group)).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct GroupSpec {
+    /// Its name (a label).
+    pub name: String,
+    /// `"one-for-one"` (the default), `"one-for-all"` or `"rest-for-one"`.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Its members, `[[actor]]` names; their restart order ("started
+    /// after") is the `[[actor]]` order. A member has no restart keys of its own.
+    pub members: Vec<String>,
+    /// The shard its members live on (default: a member's `shard`, or
+    /// round-robin).
+    pub shard: Option<usize>,
+    /// Restarts allowed within the window, for the whole group (default 5).
+    pub max_restarts: Option<u32>,
+    /// The window, as `10s` (default).
+    pub restart_window: Option<String>,
+    /// The wait before the second restart within the window (default `10ms`).
+    pub backoff: Option<String>,
+    /// The longest wait (default `1s`).
+    pub max_backoff: Option<String>,
+}
+
+impl GroupSpec {
+    /// Its policy, checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::Invalid`] for a duration that does not parse or a value
+    /// out of range.
+    pub fn supervision(&self) -> Result<Restart, ManifestError> {
+        restart_keys(
+            &format!("group `{}`", self.name),
+            RestartPolicy::OnFailure,
+            [
+                ("max-restarts", self.max_restarts.map(|n| n.to_string())),
+                ("restart-window", self.restart_window.clone()),
+                ("backoff", self.backoff.clone()),
+                ("max-backoff", self.max_backoff.clone()),
+            ],
+        )
+    }
+}
+
+/// A restart policy from its manifest keys (`max-restarts`,
+/// `restart-window`, `backoff`, `max-backoff`, each as given), for `owner`.
+fn restart_keys(
+    owner: &str,
+    policy: RestartPolicy,
+    keys: [(&str, Option<String>); 4],
+) -> Result<Restart, ManifestError> {
+    let mut r = match policy {
+        RestartPolicy::OnFailure => Restart::on_failure(),
+        _ => Restart::never(),
+    };
+    if !r.restarts()
+        && let Some((key, _)) = keys.iter().find(|(_, v)| v.is_some())
+    {
+        return Err(invalid(format!(
+            "{owner}: `{key}` needs `restart = \"on-failure\"`"
+        )));
+    }
+    let [(_, max), (_, window), (_, backoff), (_, max_backoff)] = keys;
+    let duration = |key: &str, text: Option<String>, default: Duration| match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(&t).map_err(|e| ManifestError::Invalid {
+            file: String::new(),
+            what: format!("{owner}: {key} `{t}` is not a duration (say `500ms` or `2s`)"),
+            source: Some(Box::new(e)),
+        }),
+    };
+    if let Some(n) = max {
+        // Written by `supervision` from a `u32`.
+        r = r.max_restarts(n.parse().unwrap_or(u32::MAX));
+    }
+    r = r.window(duration("restart-window", window, r.window)?);
+    let first = duration("backoff", backoff, r.backoff)?;
+    let longest = duration("max-backoff", max_backoff, r.max_backoff)?;
+    r = r.backoff(first, longest);
+    r.check()
+        .map_err(|e| invalid(format!("{owner}: {}", crate::error::chain(&e))))?;
+    Ok(r)
 }
 
 /// One `[[send]]`.
@@ -248,6 +317,15 @@ pub enum ManifestError {
     /// A component does not load.
     #[error("a component does not load")]
     Load(#[source] LoadError),
+    /// A group cannot be made.
+    #[error("group `{name}` cannot be made")]
+    Group {
+        /// The group.
+        name: String,
+        /// Why.
+        #[source]
+        source: SpawnError,
+    },
     /// An actor does not spawn.
     #[error("actor `{name}` does not spawn")]
     Spawn {
@@ -385,6 +463,44 @@ impl Manifest {
                 }
             }
         }
+        let mut grouped = HashMap::new();
+        for g in &m.groups {
+            g.supervision()?;
+            let mut shard = g.shard;
+            for member in &g.members {
+                let Some(&i) = seen.get(member.as_str()) else {
+                    return Err(invalid(format!(
+                        "group `{}` has member `{member}`, which is no [[actor]]",
+                        g.name
+                    )));
+                };
+                if let Some(other) = grouped.insert(member.as_str(), g.name.as_str()) {
+                    return Err(invalid(format!(
+                        "actor `{member}` is a member of two groups, `{other}` and `{}`",
+                        g.name
+                    )));
+                }
+                let a = &m.actors[i];
+                if a.supervision()?.restarts() {
+                    return Err(invalid(format!(
+                        "actor `{member}` is a member of group `{}`, which restarts it: it \
+                         takes no restart keys of its own",
+                        g.name
+                    )));
+                }
+                match (shard, a.shard) {
+                    (Some(s), Some(t)) if s != t => {
+                        return Err(invalid(format!(
+                            "group `{}` lives on shard {s}, but its member `{member}` is \
+                             on shard {t}",
+                            g.name
+                        )));
+                    }
+                    (None, Some(t)) => shard = Some(t),
+                    _ => {}
+                }
+            }
+        }
         for s in &m.sends {
             if !seen.contains_key(s.to.as_str()) {
                 return Err(invalid(format!(
@@ -493,6 +609,26 @@ impl Manifest {
     ) -> Result<RunReport, ManifestError> {
         let runtime = builder.build().map_err(ManifestError::Build)?;
         let started = Instant::now();
+        let mut groups = HashMap::new();
+        for g in &self.groups {
+            // The shard of the group, or of a member that names one (checked
+            // to agree by `parse`).
+            let shard = g.shard.or_else(|| {
+                self.actors
+                    .iter()
+                    .filter(|a| g.members.contains(&a.name))
+                    .find_map(|a| a.shard)
+            });
+            let group = runtime
+                .create_group(&g.name, g.strategy, g.supervision()?, shard)
+                .map_err(|source| ManifestError::Group {
+                    name: g.name.clone(),
+                    source,
+                })?;
+            for member in &g.members {
+                groups.insert(member.as_str(), group.clone());
+            }
+        }
         let mut components = HashMap::new();
         for a in &self.actors {
             let path = self.base.join(&a.component);
@@ -517,6 +653,9 @@ impl Manifest {
                 opts = opts.rate(Some(r));
             }
             opts = opts.restart(a.supervision()?);
+            if let Some(group) = groups.get(a.name.as_str()) {
+                opts = opts.group(group);
+            }
             runtime
                 .spawn(&components[&path], opts)
                 .map_err(|source| ManifestError::Spawn {

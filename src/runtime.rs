@@ -16,7 +16,7 @@ use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Payload};
 use crate::error::{BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, cause};
-use crate::grants::{Grants, Rate};
+use crate::grants::{Grants, PolicyError, Rate};
 use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
 use crate::native::NativeActor;
@@ -25,7 +25,7 @@ use crate::reply::HostWaiter;
 use crate::shard::{self, Shard};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
-use crate::supervision::{Factory, Restart};
+use crate::supervision::{Factory, Group, Plan, Restart, Strategy};
 use crate::threaded::Threaded;
 
 /// The wasmshard runtime: the wasmtime engine, the shard threads, the name registry.
@@ -278,16 +278,21 @@ impl Runtime {
         if let Some(rate) = &rate {
             rate.check().map_err(SpawnError::Policy)?;
         }
-        options.restart.check().map_err(SpawnError::Policy)?;
+        let (shard, plan) = self.plan(
+            &options.name,
+            options.shard,
+            options.restart,
+            options.group.as_ref(),
+        )?;
         let body = SpawnBody::Wasm {
             component: component.clone(),
             config: options.config,
             accepts: crate::slots::accepts_bits(accepts),
             grants,
             rate,
-            restart: options.restart.restarts().then_some(options.restart),
+            plan,
         };
-        self.spawn_body(&options.name, options.shard, body)
+        self.spawn_body(&options.name, shard, body)
     }
 
     /// Spawns a native actor: Rust code scheduled and addressed like a component.
@@ -319,19 +324,145 @@ impl Runtime {
         name: &str,
         shard: Option<usize>,
         restart: Restart,
+        factory: F,
+    ) -> Result<Address, SpawnError>
+    where
+        A: NativeActor,
+        F: FnMut() -> A + Send + 'static,
+    {
+        let (shard, plan) = self.plan(name, shard, restart, None)?;
+        self.spawn_made(name, shard, plan, factory)
+    }
+
+    /// Spawns a native actor into `group` (on its shard), made by `factory`
+    /// as for [`Runtime::spawn_native_supervised`] and restarted by the group.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Policy`] for a group of another runtime, and those of
+    /// [`Runtime::spawn_native`].
+    pub fn spawn_native_in_group<A, F>(
+        &self,
+        name: &str,
+        group: &Group,
+        factory: F,
+    ) -> Result<Address, SpawnError>
+    where
+        A: NativeActor,
+        F: FnMut() -> A + Send + 'static,
+    {
+        let (shard, plan) = self.plan(name, None, Restart::never(), Some(group))?;
+        self.spawn_made(name, shard, plan, factory)
+    }
+
+    fn spawn_made<A, F>(
+        &self,
+        name: &str,
+        shard: Option<usize>,
+        plan: Option<Plan>,
         mut factory: F,
     ) -> Result<Address, SpawnError>
     where
         A: NativeActor,
         F: FnMut() -> A + Send + 'static,
     {
-        restart.check().map_err(SpawnError::Policy)?;
         let first: Box<dyn NativeActor> = Box::new(factory());
-        let supervision = restart.restarts().then(|| {
+        let supervision = plan.map(|plan| {
             let factory: Factory = Box::new(move || Box::new(factory()) as Box<dyn NativeActor>);
-            (restart, factory)
+            (plan, factory)
         });
         self.spawn_body(name, shard, SpawnBody::Native(first, supervision))
+    }
+
+    /// How an actor called `name` is supervised, and the shard it goes to: its
+    /// own `restart` policy, or `group`'s (on the group's shard).
+    fn plan(
+        &self,
+        name: &str,
+        shard: Option<usize>,
+        restart: Restart,
+        group: Option<&Group>,
+    ) -> Result<(Option<usize>, Option<Plan>), SpawnError> {
+        let refuse = |why: String| Err(SpawnError::Policy(PolicyError::Restart(why)));
+        restart.check().map_err(SpawnError::Policy)?;
+        let Some(group) = group else {
+            return Ok((shard, restart.restarts().then_some(Plan::Own(restart))));
+        };
+        if group.runtime != self.directory.id {
+            return refuse(format!("group `{}` belongs to another runtime", group.name));
+        }
+        if restart.restarts() {
+            return refuse(format!(
+                "`{name}` is a member of group `{}`, which restarts it: it has no policy of its own",
+                group.name
+            ));
+        }
+        if shard.is_some_and(|s| s != group.shard) {
+            return refuse(format!(
+                "`{name}` is a member of group `{}`, whose members live on its shard {}",
+                group.name, group.shard
+            ));
+        }
+        Ok((Some(group.shard), Some(Plan::Group(group.index))))
+    }
+
+    /// Creates a supervision group on `shard` (default: round-robin): members
+    /// spawned into it ([`SpawnOptions::group`], [`Runtime::spawn_native_in_group`])
+    /// live on that shard and are restarted in place by `strategy` when one
+    /// fails, at most `restart.max_restarts` times within its window for the
+    /// whole group (with its backoff); the failure beyond that ends every member.
+    /// The name is a label for reports and logs.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Policy`] for a policy out of range or one that does not
+    /// restart ([`Restart::never`]); [`SpawnError::NoSuchShard`],
+    /// [`SpawnError::ShuttingDown`], [`SpawnError::ShardFailed`],
+    /// [`SpawnError::Reentrant`].
+    pub fn create_group(
+        &self,
+        name: &str,
+        strategy: Strategy,
+        restart: Restart,
+        shard: Option<usize>,
+    ) -> Result<Group, SpawnError> {
+        restart.check().map_err(SpawnError::Policy)?;
+        if !restart.restarts() {
+            return Err(SpawnError::Policy(PolicyError::Restart(format!(
+                "group `{name}` restarts its members: its policy is on-failure"
+            ))));
+        }
+        if self.directory.is_closing() {
+            return Err(SpawnError::ShuttingDown);
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(SpawnError::Reentrant);
+        }
+        let shard = self.pick_shard(shard)?;
+        let name: Arc<str> = name.into();
+        let (reply, answer) = sync_channel(1);
+        self.command(
+            shard,
+            Command::CreateGroup {
+                name: name.clone(),
+                strategy,
+                restart,
+                reply,
+            },
+        );
+        let index = self.answer(&answer).unwrap_or_else(|| {
+            Err(if self.shared.shards[shard].is_dead() {
+                SpawnError::ShardFailed { shard }
+            } else {
+                SpawnError::ShuttingDown
+            })
+        })?;
+        Ok(Group {
+            name,
+            shard,
+            index,
+            runtime: self.directory.id,
+        })
     }
 
     /// Spawns a native actor that handles messages with `handler` (a closure whose
@@ -694,6 +825,7 @@ pub struct SpawnOptions {
     grants: Option<Grants>,
     rate: Option<Option<Rate>>,
     restart: Restart,
+    group: Option<Group>,
 }
 
 impl SpawnOptions {
@@ -707,7 +839,16 @@ impl SpawnOptions {
             grants: None,
             rate: None,
             restart: Restart::never(),
+            group: None,
         }
+    }
+
+    /// Spawns it into a supervision group (on the group's shard), which
+    /// restarts it (see [`Runtime::create_group`]). A member has no restart
+    /// policy of its own.
+    pub fn group(mut self, group: &Group) -> SpawnOptions {
+        self.group = Some(group.clone());
+        self
     }
 
     /// How the actor is supervised (see [`Restart`]). Default: [`Restart::never`].

@@ -20,13 +20,14 @@ use crate::error::{
     Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError,
 };
 use crate::grants::Bucket;
+use crate::grants::PolicyError;
 use crate::outbox::Outbox;
 use crate::panics::quietly;
 use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
-use crate::supervision::{Maker, Supervisor, Verdict};
+use crate::supervision::{GroupState, Intensity, Judge, Maker, Plan, Supervisor, Verdict};
 use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
@@ -113,6 +114,8 @@ pub(crate) struct Shard {
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
+    /// Supervision groups on this shard, by index.
+    groups: Vec<GroupState>,
     /// Supervised actors waiting for their restart: when, slot, generation.
     restarts: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// The clock as read in a pass (`loops` then, and the reading): read at
@@ -160,6 +163,7 @@ impl Shard {
             in_hand: false,
             spawning: None,
             dead_letters: Vec::new(),
+            groups: Vec::new(),
             restarts: BinaryHeap::new(),
             clock: (u64::MAX, 0),
             counts: ShardStats {
@@ -240,6 +244,9 @@ impl Shard {
                 self.counts.control_in += 1;
                 match cmd {
                     Command::Spawn { reply, .. } => {
+                        let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
+                    }
+                    Command::CreateGroup { reply, .. } => {
                         let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
                     }
                     Command::Stop { address, reply } => {
@@ -487,6 +494,27 @@ impl Shard {
                     };
                     let _ = reply.send(r);
                 }
+                Command::CreateGroup {
+                    name,
+                    strategy,
+                    restart,
+                    reply,
+                } => {
+                    let r = if self.failed {
+                        Err(SpawnError::ShardFailed { shard: self.id })
+                    } else if self.stopping {
+                        Err(SpawnError::ShuttingDown)
+                    } else {
+                        self.groups.push(GroupState {
+                            name,
+                            strategy,
+                            intensity: Intensity::new(restart),
+                            members: Vec::new(),
+                        });
+                        Ok(self.groups.len() as u32 - 1)
+                    };
+                    let _ = reply.send(r);
+                }
                 Command::StopAll { reply } => {
                     self.stop_all();
                     let _ = reply.send(());
@@ -536,6 +564,23 @@ impl Shard {
                 .pop_front()
                 .expect("a shard below max_actors has free slots")
         };
+        let group = match &body {
+            SpawnBody::Wasm {
+                plan: Some(Plan::Group(g)),
+                ..
+            }
+            | SpawnBody::Native(_, Some((Plan::Group(g), _))) => Some(*g),
+            _ => None,
+        };
+        if group.is_some_and(|g| g as usize >= self.groups.len()) {
+            // Group handles are checked against their runtime and shard by
+            // the host: a defect if this is reached.
+            self.free.push_back(slot);
+            return Err(SpawnError::Policy(PolicyError::Restart(format!(
+                "shard {} has no such group",
+                self.id
+            ))));
+        }
         let (accepts, grants) = match &body {
             SpawnBody::Wasm {
                 accepts, grants, ..
@@ -554,16 +599,19 @@ impl Shard {
         self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(..));
         let mut out = Outbox::new(me, name.clone(), self.directory.clone(), masks);
-        let (body, supervisor) = match body {
-            SpawnBody::Native(actor, restart) => (
-                Ok(Body::Native { actor, out }),
-                restart.map(|(restart, factory)| Supervisor::new(restart, Maker::Native(factory))),
-            ),
+        let (body, maker, plan) = match body {
+            SpawnBody::Native(actor, supervision) => {
+                let (plan, maker) = match supervision {
+                    Some((plan, factory)) => (Some(plan), Some(Maker::Native(factory))),
+                    None => (None, None),
+                };
+                (Ok(Body::Native { actor, out }), maker, plan)
+            }
             SpawnBody::Wasm {
                 component,
                 config,
                 rate,
-                restart,
+                plan,
                 ..
             } => {
                 if let Some(rate) = rate {
@@ -574,16 +622,33 @@ impl Shard {
                 }
                 let body = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
                     .map(Body::Wasm);
-                let supervisor = restart
-                    .map(|restart| Supervisor::new(restart, Maker::Wasm { component, config }));
-                (body, supervisor)
+                let maker = plan.is_some().then_some(Maker::Wasm { component, config });
+                (body, maker, plan)
             }
+        };
+        let supervisor = match (plan, maker) {
+            (Some(Plan::Own(restart)), Some(maker)) => Some(Supervisor {
+                maker,
+                judge: Judge::Own(Intensity::new(restart)),
+            }),
+            (Some(Plan::Group(g)), Some(maker)) => Some(Supervisor {
+                maker,
+                judge: Judge::Group(g),
+            }),
+            _ => None,
         };
         self.spawning = None;
         match body {
             Ok(body) => {
                 let info = Arc::new(ActorInfo::new(name, me, native));
                 self.shared.register_actor(info.clone());
+                if let Some(Supervisor {
+                    judge: Judge::Group(g),
+                    ..
+                }) = &supervisor
+                {
+                    self.groups[*g as usize].members.push((slot, generation));
+                }
                 let mut actor = Actor::new(generation, info, body);
                 actor.supervisor = supervisor.map(Box::new);
                 self.actors[slot as usize] = Some(actor);
@@ -630,10 +695,20 @@ impl Shard {
             // Its restart will not come.
             self.restarts.retain(|Reverse((_, s, _))| *s != slot);
         }
+        if let Some(Supervisor {
+            judge: Judge::Group(g),
+            ..
+        }) = actor.supervisor.as_deref()
+        {
+            self.groups[*g as usize].members.retain(|&(s, _)| s != slot);
+        }
         self.slots().deactivate(slot);
         self.free.push_back(slot);
         self.counts.actors -= 1;
         actor.publish();
+        if reason == DeadLetterReason::TargetFailed {
+            actor.info.failed.store(true, Ordering::Release);
+        }
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
         let held = actor.outbox().masks.held;
@@ -1004,47 +1079,119 @@ impl Shard {
     /// already answered): a supervised actor within its intensity goes down to
     /// be restarted in place; otherwise it is removed, and everything it held ends.
     fn fail(&mut self, slot: u32, cause: Failure, killer: Option<Envelope>) {
+        let now = self.directory.now_ns();
         let actor = self.actors[slot as usize].as_mut().expect("live actor");
         let info = actor.info.clone();
         info.failures.set(info.failures.get() + 1);
-        // A stopping (or failed) shard restarts nothing.
-        let verdict = match &mut actor.supervisor {
-            Some(supervisor) if !self.stopping => Some(supervisor.failed(self.directory.now_ns())),
-            _ => None,
+        let set_failure = |why: String| {
+            *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         };
-        let cause = match verdict {
+        // A stopping (or failed) shard restarts nothing.
+        let (verdict, group) = match &mut actor.supervisor {
+            Some(s) if !self.stopping => match &mut s.judge {
+                Judge::Own(intensity) => (Some(intensity.failed(now)), None),
+                Judge::Group(g) => {
+                    let group = &mut self.groups[*g as usize];
+                    (Some(group.intensity.failed(now)), Some(*g))
+                }
+            },
+            _ => (None, None),
+        };
+        match verdict {
             Some(Verdict::RestartAfter(delay)) => {
+                let after = if delay == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        " in {}",
+                        humantime::format_duration(Duration::from_nanos(delay))
+                    )
+                };
                 log::warn!(
-                    "wasmshard: actor `{}` ({}) failed: {cause}; restarting{}",
+                    "wasmshard: actor `{}` ({}) failed: {cause}; restarting{after}",
                     info.name,
-                    info.address,
-                    if delay == 0 {
-                        String::new()
-                    } else {
-                        format!(
-                            " in {}",
-                            humantime::format_duration(Duration::from_nanos(delay))
-                        )
-                    }
+                    info.address
                 );
-                *info.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
-                return self.go_down(slot, killer, delay);
+                set_failure(cause.to_string());
+                let Some(g) = group else {
+                    return self.go_down(slot, killer, delay);
+                };
+                let group = &self.groups[g as usize];
+                let affected = group.affected(slot);
+                if affected.len() > 1 {
+                    log::warn!(
+                        "wasmshard: group `{}` ({}) restarts {} members{after}",
+                        group.name,
+                        group.strategy,
+                        affected.len()
+                    );
+                }
+                let mut killer = killer;
+                for (member, generation) in affected {
+                    let up = matches!(
+                        &self.actors[member as usize],
+                        Some(a) if a.generation == generation && !matches!(a.body, Body::Down { .. })
+                    );
+                    if member == slot {
+                        self.go_down(slot, killer.take(), delay);
+                    } else if up {
+                        self.go_down(member, None, delay);
+                    }
+                }
             }
             Some(Verdict::GiveUp) => {
-                let restart = actor.supervisor.as_ref().expect("supervised").restart;
-                Failure::new(
-                    FailureKind::RestartsExhausted,
-                    format!(
-                        "gave up: failed again after {} restart{} within {}; last failure: {cause}",
-                        restart.max_restarts,
-                        if restart.max_restarts == 1 { "" } else { "s" },
-                        humantime::format_duration(restart.window)
-                    ),
-                    Some(Arc::new(cause)),
-                )
+                let Some(g) = group else {
+                    let Some(Supervisor {
+                        judge: Judge::Own(intensity),
+                        ..
+                    }) = actor.supervisor.as_deref()
+                    else {
+                        unreachable!("judged by its own intensity")
+                    };
+                    let why = gave_up(format!("gave up: {}", intensity.gave_up()), cause);
+                    return self.end_failed(slot, why, killer);
+                };
+                let group = &self.groups[g as usize];
+                let (gname, members) = (group.name.clone(), group.members.clone());
+                let why = gave_up(
+                    format!("gave up: group `{gname}` {}", group.intensity.gave_up()),
+                    cause,
+                );
+                let sibling = format!(
+                    "group `{gname}` gave up after `{}` failed: {why}",
+                    info.name
+                );
+                self.end_failed(slot, why, killer);
+                for (member, generation) in members {
+                    if matches!(&self.actors[member as usize], Some(a) if a.generation == generation)
+                    {
+                        let info = self.actors[member as usize]
+                            .as_ref()
+                            .expect("live")
+                            .info
+                            .clone();
+                        log::warn!(
+                            "wasmshard: actor `{}` ({}) ends: {sibling}",
+                            info.name,
+                            info.address
+                        );
+                        *info.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(sibling.clone());
+                        self.remove(member, DeadLetterReason::TargetFailed, None);
+                    }
+                }
             }
-            None => cause,
-        };
+            None => self.end_failed(slot, cause, killer),
+        }
+    }
+
+    /// Ends the actor in `slot` for good, failed with `cause`.
+    fn end_failed(&mut self, slot: u32, cause: Failure, killer: Option<Envelope>) {
+        let info = self.actors[slot as usize]
+            .as_ref()
+            .expect("live actor")
+            .info
+            .clone();
         log::warn!(
             "wasmshard: actor `{}` ({}) failed: {cause}",
             info.name,
@@ -1278,6 +1425,16 @@ impl Shard {
             dead_letters: std::mem::take(&mut self.dead_letters),
         }
     }
+}
+
+/// A failure beyond an intensity: `what` it says, with the last failure as
+/// its source.
+fn gave_up(what: String, last: Failure) -> Failure {
+    Failure::new(
+        FailureKind::RestartsExhausted,
+        format!("{what}; last failure: {last}"),
+        Some(Arc::new(last)),
+    )
 }
 
 /// The clock as `clock` holds it for pass `loops`, read if this pass has not

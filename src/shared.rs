@@ -45,7 +45,7 @@ use crate::native::NativeActor;
 use crate::reply::HostWaiter;
 use crate::ring::{Mesh, Ring};
 use crate::stats::{ActorInfo, RETAINED_ENDED_ACTORS, ShardCounters};
-use crate::supervision::{Factory, Restart};
+use crate::supervision::{Factory, Plan, Restart, Strategy};
 
 /// What an actor is spawned from.
 pub(crate) enum SpawnBody {
@@ -58,11 +58,12 @@ pub(crate) enum SpawnBody {
         grants: Arc<Grants>,
         /// Its quota.
         rate: Option<Rate>,
-        /// How it is restarted (`None`: never).
-        restart: Option<Restart>,
+        /// How it is supervised (`None`: it is not).
+        plan: Option<Plan>,
     },
-    /// A native actor, and how it is restarted (`None`: never) from what.
-    Native(Box<dyn NativeActor>, Option<(Restart, Factory)>),
+    /// A native actor, and how it is supervised (`None`: it is not) and
+    /// remade.
+    Native(Box<dyn NativeActor>, Option<(Plan, Factory)>),
 }
 
 /// Work the host hands a shard through its control queue (and waits for).
@@ -81,6 +82,13 @@ pub(crate) enum Command {
         address: Address,
         rate: Option<Rate>,
         reply: SyncSender<Result<(), QuotaError>>,
+    },
+    /// Creates a supervision group on the shard; answers its index.
+    CreateGroup {
+        name: Arc<str>,
+        strategy: Strategy,
+        restart: Restart,
+        reply: SyncSender<Result<u32, SpawnError>>,
     },
     /// Shutdown, phase one: stop every actor; from now on whatever arrives is a
     /// dead letter.

@@ -169,6 +169,8 @@ pub(crate) struct ActorInfo {
     /// The quota's rate (0: none), burst and sends available, as last published.
     rate: [Counter; 3],
     pub(crate) alive: AtomicBool,
+    /// Whether it ended because it failed.
+    pub(crate) failed: AtomicBool,
     pub(crate) failure: Mutex<Option<String>>,
 }
 
@@ -188,6 +190,7 @@ impl ActorInfo {
             rate_limited: Counter::default(),
             rate: Default::default(),
             alive: AtomicBool::new(true),
+            failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
     }
@@ -227,6 +230,7 @@ impl ActorInfo {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             alive: self.alive.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
         }
     }
 }
@@ -268,6 +272,10 @@ pub struct ActorStats {
     pub failure: Option<String>,
     /// Whether it is still running.
     pub alive: bool,
+    /// Whether it ended because it failed (a supervised actor that was
+    /// restarted after its last failure has not; one stopped at shutdown has
+    /// not).
+    pub failed: bool,
 }
 
 /// An actor's quota and its current use.

@@ -170,10 +170,29 @@ pub(crate) enum Maker {
     Native(Factory),
 }
 
-/// A supervised actor's policy, its maker and its recent failures.
+/// How an actor being spawned is supervised: by a policy of its own, or by
+/// the group (its index on the shard) it joins.
+pub(crate) enum Plan {
+    Own(Restart),
+    Group(u32),
+}
+
+/// How a supervised actor's failures are judged: by its own policy, or by its
+/// group's (the index of the group on the actor's shard).
+pub(crate) enum Judge {
+    Own(Intensity),
+    Group(u32),
+}
+
+/// A supervised actor: what it is made from, and who judges its failures.
 pub(crate) struct Supervisor {
-    pub(crate) restart: Restart,
     pub(crate) maker: Maker,
+    pub(crate) judge: Judge,
+}
+
+/// A restart policy and the failures within its window.
+pub(crate) struct Intensity {
+    pub(crate) restart: Restart,
     /// When its failures within the window happened (oldest first).
     recent: VecDeque<u64>,
 }
@@ -183,15 +202,14 @@ pub(crate) struct Supervisor {
 pub(crate) enum Verdict {
     /// Restart once this many nanoseconds have passed.
     RestartAfter(u64),
-    /// The intensity is exceeded: the actor ends for good.
+    /// The intensity is exceeded: the actor (or group) ends for good.
     GiveUp,
 }
 
-impl Supervisor {
-    pub(crate) fn new(restart: Restart, maker: Maker) -> Supervisor {
-        Supervisor {
+impl Intensity {
+    pub(crate) fn new(restart: Restart) -> Intensity {
+        Intensity {
             restart,
-            maker,
             recent: VecDeque::new(),
         }
     }
@@ -220,14 +238,108 @@ impl Supervisor {
         let doubled = first.saturating_mul(1u64 << (streak - 2).min(63));
         Verdict::RestartAfter(doubled.min(max))
     }
+
+    /// Says that the intensity was exceeded, with the last failure.
+    pub(crate) fn gave_up(&self) -> String {
+        let r = &self.restart;
+        format!(
+            "failed again after {} restart{} within {}",
+            r.max_restarts,
+            if r.max_restarts == 1 { "" } else { "s" },
+            humantime::format_duration(r.window)
+        )
+    }
+}
+
+/// How a supervision group restarts its members when one fails (as OTP's
+/// supervisors do). In a manifest: `"one-for-one"`, `"one-for-all"`,
+/// `"rest-for-one"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Strategy {
+    /// Only the member that failed (the default).
+    #[default]
+    OneForOne,
+    /// Every member.
+    OneForAll,
+    /// The member that failed and every member started after it.
+    RestForOne,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::OneForOne => "one-for-one",
+            Strategy::OneForAll => "one-for-all",
+            Strategy::RestForOne => "rest-for-one",
+        })
+    }
+}
+
+/// A supervision group made with [`Runtime::create_group`](crate::Runtime::create_group):
+/// actors spawned into it ([`SpawnOptions::group`](crate::SpawnOptions::group))
+/// live on its shard and are restarted together by its strategy, within its
+/// intensity; beyond that, every member ends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Group {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) shard: usize,
+    pub(crate) index: u32,
+    /// The runtime it belongs to (its directory's id).
+    pub(crate) runtime: u64,
+}
+
+impl Group {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The shard its members live on.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+}
+
+/// A group as its shard keeps it.
+pub(crate) struct GroupState {
+    pub(crate) name: std::sync::Arc<str>,
+    pub(crate) strategy: Strategy,
+    pub(crate) intensity: Intensity,
+    /// Its live members, in the order they were spawned: (slot, generation).
+    pub(crate) members: Vec<(u32, u32)>,
+}
+
+impl GroupState {
+    /// The members a failure of `slot` restarts, in spawn order.
+    pub(crate) fn affected(&self, slot: u32) -> Vec<(u32, u32)> {
+        match self.strategy {
+            Strategy::OneForAll => self.members.clone(),
+            Strategy::RestForOne => {
+                let at = self
+                    .members
+                    .iter()
+                    .position(|&(s, _)| s == slot)
+                    .unwrap_or(self.members.len());
+                self.members[at..].to_vec()
+            }
+            _ => self
+                .members
+                .iter()
+                .filter(|&&(s, _)| s == slot)
+                .copied()
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn supervisor(restart: Restart) -> Supervisor {
-        Supervisor::new(restart, Maker::Native(Box::new(|| unreachable!())))
+    fn supervisor(restart: Restart) -> Intensity {
+        Intensity::new(restart)
     }
 
     const MS: u64 = 1_000_000;
@@ -277,6 +389,22 @@ mod tests {
     fn zero_restarts_gives_up_at_the_first_failure() {
         let mut s = supervisor(Restart::on_failure().max_restarts(0));
         assert_eq!(s.failed(0), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn a_strategy_picks_the_members_a_failure_restarts() {
+        let mut g = GroupState {
+            name: "g".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity::new(Restart::on_failure()),
+            members: vec![(4, 1), (2, 1), (7, 3)],
+        };
+        assert_eq!(g.affected(2), [(2, 1)]);
+        g.strategy = Strategy::RestForOne;
+        assert_eq!(g.affected(2), [(2, 1), (7, 3)]);
+        assert_eq!(g.affected(4), [(4, 1), (2, 1), (7, 3)]);
+        g.strategy = Strategy::OneForAll;
+        assert_eq!(g.affected(7), [(4, 1), (2, 1), (7, 3)]);
     }
 
     #[test]

@@ -42,7 +42,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Spawn the actors a manifest describes, deliver its messages, run until idle,
-    /// shut down, and print per-actor counters. Exit status 3 if an actor failed;
+    /// shut down, and print per-actor counters. Exit status 3 if an actor ended
+    /// failed (one restarted by its supervision did not);
     /// Ctrl-C shuts down and prints the report (exit status 130).
     Run {
         /// The TOML manifest.
@@ -172,7 +173,7 @@ fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result
     }
     Ok(if report.interrupted {
         ExitCode::from(INTERRUPTED)
-    } else if report.actors.iter().any(|a| a.failure.is_some()) {
+    } else if report.actors.iter().any(|a| a.failed) {
         ExitCode::from(ACTOR_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -205,7 +206,12 @@ fn table(report: &RunReport) -> String {
             a.denied,
             a.rate_limited,
             a.restarts,
-            a.failure.as_deref().unwrap_or("-")
+            match (&a.failure, a.failed) {
+                (None, _) => "-".to_string(),
+                (Some(f), true) => f.clone(),
+                // Supervised, and restarted after it.
+                (Some(f), false) => format!("(restarted) {f}"),
+            }
         );
     }
     let _ = writeln!(out);

@@ -660,7 +660,7 @@ fn run_restarts_a_supervised_actor_and_reports_it() {
     // name, shard, received, sent, handled, denied, limited, restarts, failure
     assert_eq!(
         columns[2..9],
-        ["7", "0", "5", "0", "0", "2", "trap:"],
+        ["7", "0", "5", "0", "0", "2", "(restarted)"],
         "{kept}"
     );
     let lost = stdout.lines().find(|l| l.starts_with("lost")).unwrap();
@@ -700,6 +700,84 @@ fn run_restarts_a_supervised_actor_and_reports_it() {
             "bad-supervision.toml",
             &format!("[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/trap.wat\"\n{bad}\n"),
         );
+        let out = wasmshard(&["run", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn run_restarts_a_group_together() {
+    let dir = tempdir();
+    let actor = |n: &str| format!("[[actor]]\nname = \"{n}\"\ncomponent = \"FIXTURES/trap.wat\"\n");
+    let text = format!(
+        "[runtime]\nshards = 2\n{}{}{}{}\
+         [[group]]\nname = \"crew\"\nstrategy = \"rest-for-one\"\nmembers = [\"x\", \"y\", \"z\"]\n\
+         shard = 1\nmax-restarts = 2\n\
+         [[send]]\nto = \"y\"\npayload = \"boom\"\n",
+        actor("x"),
+        actor("y"),
+        actor("z"),
+        actor("outside"),
+    );
+    let path = manifest(&dir, "group.toml", &text);
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats_of = |n: &str| {
+        v["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    // rest-for-one: y and the member started after it.
+    let restarts: Vec<_> = ["x", "y", "z", "outside"]
+        .iter()
+        .map(|n| stats_of(n)["restarts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(restarts, [0, 1, 1, 0]);
+    for n in ["x", "y", "z"] {
+        assert_eq!(stats_of(n)["shard"], 1, "{n}");
+    }
+    // Groups are checked before anything runs.
+    for (bad, says) in [
+        (
+            "members = [\"x\", \"nobody\"]",
+            "group `g` has member `nobody`, which is no [[actor]]",
+        ),
+        (
+            "members = [\"x\"]\nstrategy = \"all-for-none\"",
+            "unknown variant `all-for-none`",
+        ),
+        (
+            "members = [\"y\"]\n[[group]]\nname = \"h\"\nmembers = [\"y\"]",
+            "actor `y` is a member of two groups, `g` and `h`",
+        ),
+        (
+            "members = [\"x\", \"y\"]\nshard = 0",
+            "but its member `y` is on shard 1",
+        ),
+        ("members = [\"z\"]", "takes no restart keys of its own"),
+        (
+            "members = [\"x\"]\nbackoff = \"later\"",
+            "group `g`: backoff `later` is not a duration",
+        ),
+    ] {
+        let text = format!(
+            "[runtime]\nshards = 2\n{}[[actor]]\nname = \"y\"\ncomponent = \"FIXTURES/trap.wat\"\n\
+             shard = 1\n[[actor]]\nname = \"z\"\ncomponent = \"FIXTURES/trap.wat\"\n\
+             restart = \"on-failure\"\n[[group]]\nname = \"g\"\n{bad}\n",
+            actor("x")
+        );
+        let path = manifest(&dir, "bad-group.toml", &text);
         let out = wasmshard(&["run", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{bad}");

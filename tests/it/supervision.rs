@@ -1,5 +1,6 @@
 //! Supervision: a failed actor restarted in place (same address, name and
-//! queued messages), its intensity and backoff, and supervised native actors.
+//! queued messages), its intensity and backoff, supervised native actors, and
+//! supervision groups.
 //! Driven through the Rust test guest's `forward` and `trap` roles
 //! (`tests/guests/roles`).
 
@@ -8,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmshard::{
-    Address, Component, Context, NativeActor, RequestError, Restart, Runtime, SendError,
-    SpawnError, SpawnOptions,
+    Address, Component, Context, Group, NativeActor, RequestError, Restart, Runtime, SendError,
+    SpawnError, SpawnOptions, Strategy,
 };
 
 use crate::support::*;
@@ -62,7 +63,7 @@ fn a_restart_keeps_the_address_the_name_and_the_queue() {
     assert!(inbox.lock().unwrap().iter().all(|(from, _)| *from == fwd));
     let stats = rt.stats();
     let a = stats.actor("fwd").unwrap();
-    assert_eq!((a.restarts, a.failures, a.alive), (1, 1, true));
+    assert_eq!((a.restarts, a.failures, a.alive, a.failed), (1, 1, true, false));
     // (The test guest installs no panic hook: a panic is a bare trap.)
     assert!(
         a.failure.as_deref().unwrap().contains("unreachable"),
@@ -131,7 +132,7 @@ fn beyond_its_intensity_it_ends_for_good_and_leaves_nothing_behind() {
     assert_eq!(payloads(&inbox), ["up", "up", "a", "up", "b"]);
     let stats = rt.stats();
     let a = stats.actor("fwd").unwrap();
-    assert_eq!((a.restarts, a.failures, a.alive), (2, 3, false));
+    assert_eq!((a.restarts, a.failures, a.alive, a.failed), (2, 3, false, true));
     let why = a.failure.as_deref().unwrap();
     assert!(why.contains("gave up"), "{why}");
     assert!(why.contains("2 restarts within 1m"), "{why}");
@@ -350,4 +351,172 @@ fn a_flood_through_restarts_loses_and_repeats_nothing() {
     assert_eq!((a.restarts, a.failures, a.alive), (10, 10, true));
     assert_eq!(stats.dead_letters, 10);
     assert_eq!(a.handled, 9_990);
+}
+
+/// Spawns `forward collector` actors `names` into `group`, in order.
+fn members(rt: &Runtime, g: &Component, group: &Group, names: &[&str]) -> Vec<Address> {
+    names
+        .iter()
+        .map(|n| {
+            rt.spawn(
+                g,
+                SpawnOptions::new(*n)
+                    .config("forward collector")
+                    .group(group),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// How many times each of `who` announced an instance, in order.
+fn ups(inbox: &Inbox, who: &[Address]) -> Vec<usize> {
+    let seen = inbox.lock().unwrap();
+    who.iter()
+        .map(|a| seen.iter().filter(|(f, p)| f == a && p == b"up").count())
+        .collect()
+}
+
+fn restarts(rt: &Runtime, names: &[&str]) -> Vec<(u64, u64, bool)> {
+    let stats = rt.stats();
+    names
+        .iter()
+        .map(|n| {
+            let a = stats.actor(n).unwrap();
+            (a.restarts, a.failures, a.alive)
+        })
+        .collect()
+}
+
+#[test]
+fn a_group_restarts_the_members_its_strategy_names_and_nobody_else() {
+    for (strategy, restarted) in [
+        (Strategy::OneForOne, [1, 2, 1]),
+        (Strategy::OneForAll, [2, 2, 2]),
+        (Strategy::RestForOne, [1, 2, 2]),
+    ] {
+        let rt = builder(2).build_manual().unwrap();
+        let Some(g) = guest(&rt) else { return };
+        let (_, inbox) = probe(&rt, "collector", 0);
+        let group = rt.create_group("g", strategy, eager(5), Some(1)).unwrap();
+        let who = members(&rt, &g, &group, &["a", "b", "c"]);
+        assert!(who.iter().all(|a| a.shard() == 1));
+        // An actor of its own beside the group, on the same shard.
+        let outsider = rt
+            .spawn(
+                &g,
+                SpawnOptions::new("outsider")
+                    .config("forward collector")
+                    .shard(1)
+                    .restart(eager(5)),
+            )
+            .unwrap();
+        rt.send(who[0], b"a1").unwrap();
+        rt.send(who[1], b"panic").unwrap();
+        rt.send(who[2], b"c1").unwrap();
+        rt.send(outsider, b"o1").unwrap();
+        rt.run_until_stalled();
+        let mut all = who.clone();
+        all.push(outsider);
+        let mut expected = restarted.to_vec();
+        expected.push(1);
+        assert_eq!(ups(&inbox, &all), expected, "{strategy}");
+        let r: Vec<u64> = restarts(&rt, &["a", "b", "c", "outsider"])
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        let want: Vec<u64> = expected.iter().map(|&n| n as u64 - 1).collect();
+        assert_eq!(r, want, "{strategy}");
+        // Only b failed; what the others had queued was handled once.
+        assert_eq!(restarts(&rt, &["a", "b", "c"])[1].1, 1);
+        let got = payloads(&inbox);
+        for p in ["a1", "c1", "o1"] {
+            assert_eq!(
+                got.iter().filter(|g| *g == p).count(),
+                1,
+                "{strategy}: {got:?}"
+            );
+        }
+        assert_eq!(rt.stats().dead_letters, 1, "{strategy}");
+    }
+}
+
+#[test]
+fn a_group_beyond_its_intensity_ends_every_member() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let group = rt
+        .create_group("crew", Strategy::OneForOne, eager(1), None)
+        .unwrap();
+    let who = members(&rt, &g, &group, &["a", "b", "c"]);
+    let seen = Arc::new(AtomicU32::new(0));
+    let s = seen.clone();
+    let native = rt
+        .spawn_native_in_group("n", &group, move || {
+            let s = s.clone();
+            move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    rt.send(native, b"hello").unwrap();
+    rt.send(who[1], b"panic").unwrap();
+    rt.run_until_stalled();
+    rt.send(who[0], b"panic").unwrap();
+    rt.send(who[2], b"queued").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    let stats = rt.stats();
+    for n in ["a", "b", "c", "n"] {
+        let a = stats.actor(n).unwrap();
+        assert!(!a.alive && a.failed, "{n}");
+        assert_eq!(rt.lookup(n), None);
+    }
+    let why = stats.actor("a").unwrap().failure.clone().unwrap();
+    assert!(
+        why.starts_with("gave up: group `crew` failed again after 1 restart within 1m"),
+        "{why}"
+    );
+    let sibling = stats.actor("c").unwrap().failure.clone().unwrap();
+    assert!(
+        sibling.starts_with("group `crew` gave up after `a` failed"),
+        "{sibling}"
+    );
+    assert_eq!(stats.actor("b").unwrap().restarts, 1);
+    assert_eq!(stats.shards[0].actors, 1); // the collector
+    assert_eq!(ups(&inbox, &who), [1, 2, 1]);
+    // Two fatal messages, and what c had queued.
+    assert_eq!(stats.dead_letters, 3);
+}
+
+#[test]
+fn group_membership_is_checked() {
+    let rt = builder(2).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let policy = |e: SpawnError| {
+        assert!(matches!(e, SpawnError::Policy(_)), "{e}");
+        std::error::Error::source(&e).unwrap().to_string()
+    };
+    let e = rt
+        .create_group("g", Strategy::OneForAll, Restart::never(), None)
+        .unwrap_err();
+    assert!(policy(e).contains("on-failure"));
+    let group = rt
+        .create_group("g", Strategy::OneForAll, eager(3), Some(0))
+        .unwrap();
+    assert_eq!((group.name(), group.shard()), ("g", 0));
+    let opts = || {
+        SpawnOptions::new("m")
+            .config("forward collector")
+            .group(&group)
+    };
+    let e = rt.spawn(&g, opts().restart(eager(1))).unwrap_err();
+    assert!(policy(e).contains("no policy of its own"));
+    let e = rt.spawn(&g, opts().shard(1)).unwrap_err();
+    assert!(policy(e).contains("live on its shard 0"));
+    let other = builder(1).build().unwrap();
+    let e = other.spawn(&g, opts()).unwrap_err();
+    assert!(policy(e).contains("another runtime"));
+    assert_eq!(rt.lookup("m"), None);
 }
