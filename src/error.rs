@@ -331,6 +331,36 @@ pub enum QuotaError {
     Reentrant,
 }
 
+/// An actor's component could not be replaced
+/// ([`Runtime::upgrade`](crate::Runtime::upgrade)); the actor runs on as before.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// No live actor has this address.
+    #[error("no live actor has address {0}")]
+    UnknownTarget(Address),
+    /// The actor is a native actor, which has no component to replace.
+    #[error("actor {0} is a native actor: it has no component to replace")]
+    Native(Address),
+    /// The new component could not be instantiated, or its `init` failed: the
+    /// old instance stays (rolled back).
+    #[error("the new instance did not start; the old one stays")]
+    Init(#[source] SpawnError),
+    /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// The actor's shard has failed.
+    #[error("shard {shard} has failed")]
+    ShardFailed {
+        /// The shard.
+        shard: usize,
+    },
+    /// Called from one of the runtime's own actors (on a shard's thread), where
+    /// waiting for a shard would deadlock.
+    #[error("upgrade was called from one of the runtime's own actors, where it would deadlock")]
+    Reentrant,
+}
+
 /// An actor could not be stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

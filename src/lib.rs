@@ -115,7 +115,7 @@ pub use config::{
 };
 pub use error::{
     BuildError, Capacity, Failure, FailureKind, LoadError, QuotaError, RequestError, SendError,
-    SpawnError, StopError,
+    SpawnError, StopError, UpgradeError,
 };
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,

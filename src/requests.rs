@@ -187,6 +187,26 @@ impl Requests {
         self.abandon_where(|a| a == requester)
     }
 
+    /// The requests `requester` (of this shard) has open: a scan of the table.
+    pub(crate) fn open_by(&self, requester: Address) -> Vec<u64> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(&e.open, Some((Waiter::Actor(a), _)) if *a == requester))
+            .map(|(slot, e)| pack(self.shard, slot as u32, e.generation))
+            .collect()
+    }
+
+    /// Ends the requests `ids` (those still open) as abandoned: their
+    /// requester's instance is gone.
+    pub(crate) fn abandon_ids(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            if self.close(id).is_some() {
+                self.counts.abandoned += 1;
+            }
+        }
+    }
+
     /// Ends every request any actor of this shard has open (shutdown: all of them
     /// are going), in one scan.
     pub(crate) fn abandon_all(&mut self) -> u64 {

@@ -15,7 +15,9 @@ use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, cause};
+use crate::error::{
+    BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, UpgradeError, cause,
+};
 use crate::grants::{Grants, PolicyError, Rate};
 use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
@@ -404,6 +406,51 @@ impl Runtime {
             ));
         }
         Ok((Some(group.shard), Some(Plan::Group(group.index))))
+    }
+
+    /// Replaces the component of the component actor at `address` with
+    /// `component`, between two of its messages: a new instance runs `init`
+    /// with the actor's config first, while the old one stands. If that fails,
+    /// the old instance stays and the error says why (rollback). Otherwise the
+    /// new instance takes over the address, the name, the grants, the quota,
+    /// the queued messages (none lost, none handled twice) and the counters;
+    /// the old instance's own open requests are abandoned and the requests it
+    /// held (deferred) end `target-stopped`. The codecs it accepts stay as they
+    /// were. A supervised actor's later restarts use the new component; one
+    /// waiting for its restart is restarted from it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`UpgradeError::UnknownTarget`], [`UpgradeError::Native`],
+    /// [`UpgradeError::Init`] (rolled back), [`UpgradeError::ShuttingDown`],
+    /// [`UpgradeError::ShardFailed`], [`UpgradeError::Reentrant`].
+    pub fn upgrade(&self, address: Address, component: &Component) -> Result<(), UpgradeError> {
+        if address.shard() >= self.shards() {
+            return Err(UpgradeError::UnknownTarget(address));
+        }
+        if self.directory.is_closing() {
+            return Err(UpgradeError::ShuttingDown);
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(UpgradeError::Reentrant);
+        }
+        let shard = address.shard();
+        let (reply, answer) = sync_channel(1);
+        self.command(
+            shard,
+            Command::Upgrade {
+                address,
+                component: component.clone(),
+                reply,
+            },
+        );
+        self.answer(&answer).unwrap_or_else(|| {
+            Err(if self.shared.shards[shard].is_dead() {
+                UpgradeError::ShardFailed { shard }
+            } else {
+                UpgradeError::ShuttingDown
+            })
+        })
     }
 
     /// Creates a supervision group on `shard` (default: round-robin): members

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use crate::actor::{Actor, Body, InitEnd, WasmActor, WasmSettings};
 use crate::address::Address;
+use crate::component::Component;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, timeout_ms};
 use crate::error::{
-    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError,
+    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, UpgradeError,
 };
 use crate::grants::Bucket;
 use crate::grants::PolicyError;
@@ -248,6 +249,9 @@ impl Shard {
                     }
                     Command::CreateGroup { reply, .. } => {
                         let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
+                    }
+                    Command::Upgrade { reply, .. } => {
+                        let _ = reply.send(Err(UpgradeError::ShardFailed { shard: self.id }));
                     }
                     Command::Stop { address, reply } => {
                         let _ = reply.send(Err(StopError::UnknownTarget(address)));
@@ -494,6 +498,23 @@ impl Shard {
                     };
                     let _ = reply.send(r);
                 }
+                Command::Upgrade {
+                    address,
+                    component,
+                    reply,
+                } => {
+                    let r = if self.failed {
+                        Err(UpgradeError::ShardFailed { shard: self.id })
+                    } else if self.stopping {
+                        Err(UpgradeError::ShuttingDown)
+                    } else if !self.is_live(address) {
+                        Err(UpgradeError::UnknownTarget(address))
+                    } else {
+                        self.upgrade(address.slot(), component)
+                    };
+                    self.publish();
+                    let _ = reply.send(r);
+                }
                 Command::CreateGroup {
                     name,
                     strategy,
@@ -622,8 +643,7 @@ impl Shard {
                 }
                 let body = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
                     .map(Body::Wasm);
-                let maker = plan.is_some().then_some(Maker::Wasm { component, config });
-                (body, maker, plan)
+                (body, Some(Maker::Wasm { component, config }), plan)
             }
         };
         let supervisor = match (plan, maker) {
@@ -635,7 +655,11 @@ impl Shard {
                 maker,
                 judge: Judge::Group(g),
             }),
-            _ => None,
+            (None, Some(maker)) => Some(Supervisor {
+                maker,
+                judge: Judge::Unsupervised,
+            }),
+            (_, None) => None,
         };
         self.spawning = None;
         match body {
@@ -1090,6 +1114,7 @@ impl Shard {
         let (verdict, group) = match &mut actor.supervisor {
             Some(s) if !self.stopping => match &mut s.judge {
                 Judge::Own(intensity) => (Some(intensity.failed(now)), None),
+                Judge::Unsupervised => (None, None),
                 Judge::Group(g) => {
                     let group = &mut self.groups[*g as usize];
                     (Some(group.intensity.failed(now)), Some(*g))
@@ -1308,6 +1333,104 @@ impl Shard {
             }
         };
         self.fail(slot, failure, None);
+    }
+
+    /// Replaces the component of the actor in `slot` (between two messages: a
+    /// command runs between passes). The new instance is made around a new
+    /// outbox with the actor's address, name, grants and quota, and its `init`
+    /// runs on the actor's config while the old instance stands; if that
+    /// fails, the new one is dropped and the old one goes on (what the new
+    /// `init` sent is routed, its requests abandoned). Otherwise the new one
+    /// takes the old one's place: the mailbox is untouched, the counters carry
+    /// over, the old instance's open requests are abandoned and those it held
+    /// end `target-stopped` (the new instance cannot know them). An actor
+    /// waiting for its restart is restarted now, from the new component.
+    fn upgrade(&mut self, slot: u32, component: Component) -> Result<(), UpgradeError> {
+        let mut actor = self.actors[slot as usize].take().expect("live actor");
+        let me = actor.info.address;
+        let down = matches!(actor.body, Body::Down { .. });
+        let Some(Supervisor {
+            maker: Maker::Wasm { config, .. },
+            ..
+        }) = actor.supervisor.as_deref()
+        else {
+            self.actors[slot as usize] = Some(actor);
+            return Err(UpgradeError::Native(me));
+        };
+        let config = config.clone();
+        let old = actor.outbox();
+        let mut out = Outbox::new(me, old.name.clone(), self.directory.clone(), old.masks);
+        (out.sent, out.denied, out.rate_limited) = (old.sent, old.denied, old.rate_limited);
+        out.rate = old.rate;
+        if out.rate.is_some() {
+            out.now = self.directory.now_ns();
+        }
+        // The old instance's requests, to end if the new one takes over.
+        let asked = if old.requests.open() > 0 {
+            self.table().open_by(me)
+        } else {
+            Vec::new()
+        };
+        match WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table) {
+            Ok(new) => {
+                let (mut old, _) =
+                    std::mem::replace(&mut actor.body, Body::Wasm(new)).into_outbox();
+                self.table().abandon_ids(asked);
+                let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
+                if let Some(s) = actor.supervisor.as_deref_mut() {
+                    s.maker = Maker::Wasm { component, config };
+                }
+                actor.info.upgrades.set(actor.info.upgrades.get() + 1);
+                if down {
+                    // Its restart has come.
+                    self.restarts.retain(|Reverse((_, s, _))| *s != slot);
+                    let queued = !actor.mailbox.is_empty();
+                    actor.scheduled = queued;
+                    if queued {
+                        self.ready.push_back(slot);
+                    }
+                }
+                actor.publish();
+                let generation = actor.generation;
+                self.actors[slot as usize] = Some(actor);
+                for (id, requester) in held {
+                    self.route(Envelope::failure(
+                        requester,
+                        me,
+                        id,
+                        RequestError::TargetStopped,
+                    ));
+                }
+                // What the new `init` sent.
+                self.route_staged(slot);
+                log::info!(
+                    "wasmshard: actor `{}` ({me}) upgraded (generation {generation})",
+                    self.actors[slot as usize].as_ref().expect("live").info.name
+                );
+                Ok(())
+            }
+            Err((end, mut out)) => {
+                self.actors[slot as usize] = Some(actor);
+                // Rolled back. What the new `init` sent goes on its way; the
+                // requests it made have nobody to answer.
+                let staged = std::mem::take(&mut out.staged);
+                let made: Vec<u64> = staged
+                    .iter()
+                    .filter_map(|e| match e.kind {
+                        Kind::Request(id, _) => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                self.table().abandon_ids(made);
+                for env in staged {
+                    self.route(env);
+                }
+                match end {
+                    InitEnd::Failed(e) => Err(UpgradeError::Init(e)),
+                    InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),
+                }
+            }
+        }
     }
 
     /// Restarts the supervised actors whose backoff has passed by `now` (those

@@ -39,7 +39,7 @@ use crossbeam_queue::SegQueue;
 use crate::address::Address;
 use crate::component::Component;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{QuotaError, SpawnError, StopError};
+use crate::error::{QuotaError, SpawnError, StopError, UpgradeError};
 use crate::grants::{Grants, Rate};
 use crate::native::NativeActor;
 use crate::reply::HostWaiter;
@@ -82,6 +82,12 @@ pub(crate) enum Command {
         address: Address,
         rate: Option<Rate>,
         reply: SyncSender<Result<(), QuotaError>>,
+    },
+    /// Replaces a component actor's component (between two messages).
+    Upgrade {
+        address: Address,
+        component: Component,
+        reply: SyncSender<Result<(), UpgradeError>>,
     },
     /// Creates a supervision group on the shard; answers its index.
     CreateGroup {

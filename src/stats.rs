@@ -163,6 +163,7 @@ pub(crate) struct ActorInfo {
     pub(crate) handled: Counter,
     pub(crate) failures: Counter,
     pub(crate) restarts: Counter,
+    pub(crate) upgrades: Counter,
     pub(crate) deferred: Counter,
     pub(crate) denied: Counter,
     pub(crate) rate_limited: Counter,
@@ -185,6 +186,7 @@ impl ActorInfo {
             handled: Counter::default(),
             failures: Counter::default(),
             restarts: Counter::default(),
+            upgrades: Counter::default(),
             deferred: Counter::default(),
             denied: Counter::default(),
             rate_limited: Counter::default(),
@@ -217,6 +219,7 @@ impl ActorInfo {
             handled: self.handled.get(),
             failures: self.failures.get(),
             restarts: self.restarts.get(),
+            upgrades: self.upgrades.get(),
             deferred: self.deferred.get(),
             denied: self.denied.get(),
             rate_limited: self.rate_limited.get(),
@@ -258,6 +261,8 @@ pub struct ActorStats {
     pub failures: u64,
     /// Times a supervised actor was restarted in place.
     pub restarts: u64,
+    /// Times its component was replaced ([`Runtime::upgrade`](crate::Runtime::upgrade)).
+    pub upgrades: u64,
     /// Requests it deferred and has not answered yet (those whose requesters
     /// stopped waiting are forgotten once there are many).
     pub deferred: u64,

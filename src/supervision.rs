@@ -178,13 +178,17 @@ pub(crate) enum Plan {
 }
 
 /// How a supervised actor's failures are judged: by its own policy, or by its
-/// group's (the index of the group on the actor's shard).
+/// group's (the index of the group on the actor's shard); or not at all (a
+/// component that is not supervised, kept for what it is made from, which an
+/// upgrade needs).
 pub(crate) enum Judge {
     Own(Intensity),
     Group(u32),
+    Unsupervised,
 }
 
-/// A supervised actor: what it is made from, and who judges its failures.
+/// What an actor is made from, and who judges its failures (every component
+/// actor has one; a native actor only if it is supervised).
 pub(crate) struct Supervisor {
     pub(crate) maker: Maker,
     pub(crate) judge: Judge,

@@ -1,6 +1,6 @@
 //! Supervision: a failed actor restarted in place (same address, name and
 //! queued messages), its intensity and backoff, supervised native actors, and
-//! supervision groups.
+//! supervision groups; hot swap (`Runtime::upgrade`).
 //! Driven through the Rust test guest's `forward` and `trap` roles
 //! (`tests/guests/roles`).
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wasmshard::{
     Address, Component, Context, Group, NativeActor, RequestError, Restart, Runtime, SendError,
-    SpawnError, SpawnOptions, Strategy,
+    SpawnError, SpawnOptions, Strategy, UpgradeError,
 };
 
 use crate::support::*;
@@ -63,7 +63,10 @@ fn a_restart_keeps_the_address_the_name_and_the_queue() {
     assert!(inbox.lock().unwrap().iter().all(|(from, _)| *from == fwd));
     let stats = rt.stats();
     let a = stats.actor("fwd").unwrap();
-    assert_eq!((a.restarts, a.failures, a.alive, a.failed), (1, 1, true, false));
+    assert_eq!(
+        (a.restarts, a.failures, a.alive, a.failed),
+        (1, 1, true, false)
+    );
     // (The test guest installs no panic hook: a panic is a bare trap.)
     assert!(
         a.failure.as_deref().unwrap().contains("unreachable"),
@@ -132,7 +135,10 @@ fn beyond_its_intensity_it_ends_for_good_and_leaves_nothing_behind() {
     assert_eq!(payloads(&inbox), ["up", "up", "a", "up", "b"]);
     let stats = rt.stats();
     let a = stats.actor("fwd").unwrap();
-    assert_eq!((a.restarts, a.failures, a.alive, a.failed), (2, 3, false, true));
+    assert_eq!(
+        (a.restarts, a.failures, a.alive, a.failed),
+        (2, 3, false, true)
+    );
     let why = a.failure.as_deref().unwrap();
     assert!(why.contains("gave up"), "{why}");
     assert!(why.contains("2 restarts within 1m"), "{why}");
@@ -192,6 +198,7 @@ fn the_backoff_delays_a_restart_and_sends_are_admitted_meanwhile() {
         0,
         Restart::on_failure().backoff(backoff, Duration::from_secs(5)),
     );
+    let sent = Instant::now();
     rt.send(fwd, b"panic").unwrap();
     rt.send(fwd, b"panic").unwrap();
     // The second failure waits the backoff; wait until it has happened.
@@ -200,12 +207,11 @@ fn the_backoff_delays_a_restart_and_sends_are_admitted_meanwhile() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(1));
     }
-    let failed_at = Instant::now();
     rt.send(fwd, b"waited").unwrap();
     let a = rt.stats().actor("fwd").unwrap().clone();
     assert_eq!((a.restarts, a.alive), (1, true));
     assert!(rt.wait_idle(IDLE));
-    assert!(failed_at.elapsed() >= backoff);
+    assert!(sent.elapsed() >= backoff);
     assert_eq!(payloads(&inbox), ["up", "up", "up", "waited"]);
     assert_eq!(rt.stats().actor("fwd").unwrap().restarts, 2);
 }
@@ -519,4 +525,137 @@ fn group_membership_is_checked() {
     let e = other.spawn(&g, opts()).unwrap_err();
     assert!(policy(e).contains("another runtime"));
     assert_eq!(rt.lookup("m"), None);
+}
+
+#[test]
+fn an_upgrade_under_a_flood_loses_and_repeats_nothing() {
+    let rt = Arc::new(builder(2).mailbox_capacity(1 << 16).build().unwrap());
+    let Some(g) = guest(&rt) else { return };
+    let (fwd, inbox) = forwarder(&rt, &g, 1, Restart::never());
+    // A second load of the same guest: a different component value.
+    let next = guest(&rt).unwrap();
+    let flood = {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            for i in 0..10_000u32 {
+                rt.send(fwd, format!("m{i}").as_bytes()).unwrap();
+            }
+        })
+    };
+    for _ in 0..5 {
+        rt.upgrade(fwd, &next).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    flood.join().unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let got = payloads(&inbox);
+    // Each instance said `up` once from its init.
+    assert_eq!(got.iter().filter(|p| *p == "up").count(), 6);
+    let expected: Vec<String> = (0..10_000).map(|i| format!("m{i}")).collect();
+    let forwarded: Vec<String> = got.into_iter().filter(|p| p != "up").collect();
+    assert_eq!(forwarded, expected);
+    let stats = rt.stats();
+    let a = stats.actor("fwd").unwrap();
+    assert_eq!((a.upgrades, a.handled, a.failures), (5, 10_000, 0));
+    assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
+fn an_upgrade_whose_init_fails_rolls_back() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (gate, _) = probe(&rt, "gate", 0);
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let fwd = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("fwd").config("forward collector gate"),
+        )
+        .unwrap();
+    rt.send(fwd, b"before").unwrap();
+    rt.stop(gate).unwrap();
+    // Queued: the upgrade comes between two messages.
+    let e = rt.upgrade(fwd, &g).unwrap_err();
+    match &e {
+        UpgradeError::Init(SpawnError::Init(why)) => {
+            assert!(why.contains("`gate` is not registered"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    rt.send(fwd, b"after").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(payloads(&inbox), ["up", "before", "after"]);
+    let a = rt.stats().actor("fwd").unwrap().clone();
+    assert_eq!((a.upgrades, a.alive, a.failures), (0, true, 0));
+}
+
+#[test]
+fn an_upgrade_runs_the_new_code_and_ends_what_the_old_one_held() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let counter = load(&rt, "counter.wat");
+    // The trap role defers requests; the counter (WAT) ignores its config.
+    let trap = rt
+        .spawn(&g, SpawnOptions::new("trap").config("trap"))
+        .unwrap();
+    let held = rt.request(trap, b"held", Duration::from_secs(600)).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(held.try_get(), None);
+    rt.upgrade(trap, &counter).unwrap();
+    assert_eq!(held.try_get(), Some(Err(RequestError::TargetStopped)));
+    // `panic` traps the old code, not the new.
+    rt.send(trap, b"panic").unwrap();
+    rt.run_until_stalled();
+    let a = rt.stats().actor("trap").unwrap().clone();
+    // (The old instance handled the request it deferred; the new one `panic`.)
+    assert_eq!(
+        (a.upgrades, a.alive, a.failures, a.handled),
+        (1, true, 0, 2)
+    );
+    // Errors: a native actor, a dead address; the actor is untouched.
+    let (native, _) = probe(&rt, "native", 0);
+    assert!(matches!(
+        rt.upgrade(native, &counter),
+        Err(UpgradeError::Native(a)) if a == native
+    ));
+    rt.stop(native).unwrap();
+    assert!(matches!(
+        rt.upgrade(native, &counter),
+        Err(UpgradeError::UnknownTarget(_))
+    ));
+}
+
+#[test]
+fn upgrading_an_actor_waiting_for_its_restart_restarts_it_from_the_new_code() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let counter = load(&rt, "counter.wat");
+    let fwd = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("fwd")
+                .config("forward collector")
+                .restart(
+                    Restart::on_failure()
+                        .backoff(Duration::from_secs(600), Duration::from_secs(600)),
+                ),
+        )
+        .unwrap();
+    for p in ["panic", "panic", "queued"] {
+        rt.send(fwd, p.as_bytes()).unwrap();
+    }
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].restarting, 1);
+    rt.upgrade(fwd, &counter).unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].restarting, 0);
+    let a = stats.actor("fwd").unwrap();
+    // The counter handled what was queued.
+    assert_eq!(
+        (a.upgrades, a.restarts, a.handled, a.alive),
+        (1, 1, 1, true)
+    );
+    assert_eq!(payloads(&inbox), ["up", "up"]);
 }
