@@ -29,6 +29,8 @@ pub(crate) struct Actor {
     pub(crate) received: u64,
     pub(crate) handled: u64,
     pub(crate) body: Body,
+    /// Monitors watching it: (id, watcher). They end when it is gone for good.
+    pub(crate) monitors: Vec<(u64, Address)>,
     /// How it is restarted, if it is supervised.
     pub(crate) supervisor: Option<Box<Supervisor>>,
 }
@@ -115,6 +117,7 @@ impl Actor {
             received: 0,
             handled: 0,
             body,
+            monitors: Vec::new(),
             supervisor: None,
         }
     }
@@ -225,6 +228,8 @@ impl Actor {
                 }
                 .map_err(unanswered)
             }
+            // Taken by the shard as it arrives; never in a mailbox.
+            Kind::Stop | Kind::Monitor(_) => Ok(()),
         }
     }
 

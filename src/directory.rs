@@ -13,7 +13,9 @@
 //! | `trails[s]` | actors of shard `s` (a denial) | `Runtime::audit` | `Mutex`, one per shard: taken only to record a denial or to read |
 //! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
 //! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
-//! | limits, clock start, log sink | nobody after construction | anyone | immutable |
+//! | `pools[s]` (free slots) | shard `s`'s thread only (its spawns, stops, failures, and its actors' spawns) | the same thread | `Mutex`, never contended |
+//! | `components` (registered for spawns from actors) | the host (`register_component`) | actors spawning, on their shard | `RwLock` (a control path) |
+//! | limits, default grants, clock start, log sink | nobody after construction | anyone | immutable |
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,11 +24,12 @@ use ahash::AHashMap;
 
 use crate::address::Address;
 use crate::audit::{Denial, Record, Trail};
+use crate::component::Component;
 use crate::config::Config;
 use crate::error::{SendError, SpawnError};
 use crate::grants::{Grants, Labels, Masks};
 use crate::log::{self, LogLevel, LogSink};
-use crate::slots::SlotTable;
+use crate::slots::{SlotPool, SlotTable};
 use crate::sys::Clock;
 
 /// The name registry: names and the grant labels their patterns use.
@@ -48,6 +51,13 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// `slots[s]`: the slot table of shard `s`.
     slots: Box<[SlotTable]>,
+    /// `pools[s]`: the free slots of shard `s`.
+    pools: Box<[Mutex<SlotPool>]>,
+    /// Components actors may spawn, by the name they were registered under.
+    components: RwLock<AHashMap<Arc<str>, Component>>,
+    /// The grants of an actor spawned by a native actor (which is trusted, but
+    /// its component children are not).
+    pub(crate) default_grants: Arc<Grants>,
     names: RwLock<Names>,
     /// `trails[s]`: the last denials of shard `s`'s actors.
     trails: Box<[Mutex<Trail>]>,
@@ -71,6 +81,11 @@ impl Directory {
             slots: (0..config.shards)
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),
+            pools: (0..config.shards)
+                .map(|_| Mutex::new(SlotPool::new(config.slots_per_shard(), config.max_actors)))
+                .collect(),
+            components: RwLock::new(AHashMap::new()),
+            default_grants: config.default_grants.clone(),
             names: RwLock::new(Names::default()),
             trails: (0..config.shards)
                 .map(|_| Mutex::new(Trail::new(config.audit_capacity)))
@@ -87,6 +102,11 @@ impl Directory {
     #[inline]
     pub(crate) fn slots(&self, shard: usize) -> &SlotTable {
         &self.slots[shard]
+    }
+
+    /// The slot table of `shard`, if there is one.
+    pub(crate) fn slots_of(&self, shard: usize) -> Option<&SlotTable> {
+        self.slots.get(shard)
     }
 
     /// Reserves room for one message in `to`'s mailbox, from a sender whose
@@ -139,19 +159,25 @@ impl Directory {
     /// masks (`None`: trusted). New patterns mark the live actors whose names match
     /// them, before the new actor can send. All under the registry's lock, so
     /// that labels are never written but there.
+    ///
+    /// `parent` spawned it (the host: [`Address::HOST`]). An anonymous actor
+    /// (`registered` false) has no name in the registry, and its name matches
+    /// no pattern but `*`.
     pub(crate) fn enroll(
         &self,
         name: &Arc<str>,
-        shard: usize,
-        slot: u32,
+        (shard, slot): (usize, u32),
         accepts: u8,
         grants: Option<&Grants>,
+        parent: Address,
+        registered: bool,
     ) -> Result<(Address, Masks), SpawnError> {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
         let Names { map, labels } = &mut *names;
-        if !map
-            .get_key_value(&**name)
-            .is_some_and(|(k, a)| Arc::ptr_eq(k, name) && *a == Address::HOST)
+        if registered
+            && !map
+                .get_key_value(&**name)
+                .is_some_and(|(k, a)| Arc::ptr_eq(k, name) && *a == Address::HOST)
         {
             // Not this spawn's reservation (a defect if it happens): refuse
             // rather than give two actors one name.
@@ -176,9 +202,17 @@ impl Directory {
                 })
                 .map_err(SpawnError::Policy)?,
         };
-        let generation = self.slots(shard).activate(slot, accepts, labels.of(name));
+        let own = if registered {
+            labels.of(name)
+        } else {
+            crate::grants::EVERYONE
+        };
+        self.slots(shard).set_parent(slot, parent);
+        let generation = self.slots(shard).activate(slot, accepts, own);
         let me = Address::new(shard, slot, generation);
-        map.insert(name.clone(), me);
+        if registered {
+            map.insert(name.clone(), me);
+        }
         Ok((me, masks))
     }
 
@@ -226,6 +260,51 @@ impl Directory {
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
         self.clock.now_ns()
+    }
+
+    /// The free slots of `shard`.
+    pub(crate) fn pool(&self, shard: usize) -> std::sync::MutexGuard<'_, SlotPool> {
+        self.pools[shard].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `component` for spawns from actors under `name`; returns the
+    /// component it replaces.
+    pub(crate) fn register_component(&self, name: &str, component: Component) -> Option<Component> {
+        let mut components = self.components.write().unwrap_or_else(|e| e.into_inner());
+        components.insert(name.into(), component)
+    }
+
+    /// The component registered under `name`.
+    pub(crate) fn component(&self, name: &str) -> Option<Component> {
+        let components = self.components.read().unwrap_or_else(|e| e.into_inner());
+        components.get(name).cloned()
+    }
+
+    /// Whether the actor `me` (grants compiled to `mask` for the operation) may
+    /// act on `to` without sending it anything (`stop`, `monitor`): `to` must be
+    /// live, and be `me`, its child, or carry a label of `mask`. Otherwise the
+    /// error a send would get (`denied` or `unknown-target`, by the same rule
+    /// that hides which addresses are live).
+    pub(crate) fn reach(&self, me: Address, to: Address, mask: u64) -> Result<(), SendError> {
+        let Some(table) = self.slots.get(to.shard()) else {
+            return Err(crate::slots::no_actor(mask, 0, to.generation()));
+        };
+        let own = to == me || table.is_parent(to.slot(), me);
+        match table.labels(to.slot(), to.generation()) {
+            Some(labels) if own || labels & mask != 0 => Ok(()),
+            Some(_) => Err(SendError::Denied),
+            None if own => Err(SendError::UnknownTarget),
+            None => Err(crate::slots::no_actor(
+                mask,
+                table.last_labels(to.slot()),
+                to.generation(),
+            )),
+        }
+    }
+
+    /// Whether the shutdown drain has passed (nothing new is admitted).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Writes one line an actor logged.
@@ -291,10 +370,12 @@ mod tests {
         );
         // The first spawn cannot enroll under the second's reservation.
         assert!(matches!(
-            d.enroll(&first, 0, 0, 0, None),
+            d.enroll(&first, (0, 0), 0, None, Address::HOST, true),
             Err(SpawnError::NameTaken(_))
         ));
-        let (a, masks) = d.enroll(&second, 0, 0, 0, None).unwrap();
+        let (a, masks) = d
+            .enroll(&second, (0, 0), 0, None, Address::HOST, true)
+            .unwrap();
         assert_eq!(masks, Masks::TRUSTED);
         assert_eq!(d.lookup("x", u64::MAX), Ok(Some(a)));
     }

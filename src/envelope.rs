@@ -21,6 +21,14 @@ pub(crate) enum Kind {
     /// The end of request `id`: the reply (its bytes are the payload) or why it
     /// failed. Always admitted: bounded by the requester's open requests.
     Response(u64, Result<(), RequestError>),
+    /// Control envelopes from an actor (`stop`, `monitor`): never in a
+    /// mailbox, they hold no room, and go to the target's shard like a
+    /// message, so they keep their place after what the same sender sent
+    /// before. Stop the target:
+    Stop,
+    /// Monitor `id` of the sender watches the target: end it when the target
+    /// is gone for good.
+    Monitor(u64),
 }
 
 /// A timeout in nanoseconds as a request envelope carries it: milliseconds,
@@ -31,9 +39,15 @@ pub(crate) fn timeout_ms(timeout_ns: u64) -> u32 {
 }
 
 impl Kind {
+    /// Whether it is a control envelope (`Stop`, `Monitor`).
+    #[inline]
+    pub(crate) fn is_control(self) -> bool {
+        matches!(self, Kind::Stop | Kind::Monitor(_))
+    }
+
     /// Whether the envelope holds room in its target's mailbox.
     pub(crate) fn counted(self) -> bool {
-        !matches!(self, Kind::Response(..))
+        !matches!(self, Kind::Response(..) | Kind::Stop | Kind::Monitor(_))
     }
 }
 

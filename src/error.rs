@@ -331,6 +331,37 @@ pub enum QuotaError {
     Reentrant,
 }
 
+/// Why a spawn from an actor (`wasmshard:actor/lifecycle.spawn`, or
+/// [`Context::spawn`](crate::Context::spawn)) failed. Mirrors
+/// `wasmshard:actor/lifecycle.spawn-error`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[component(enum)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum ChildSpawnError {
+    /// No component is registered under that name
+    /// ([`Runtime::register_component`](crate::Runtime::register_component)).
+    #[component(name = "unknown-component")]
+    #[error("unknown-component (no component is registered under that name)")]
+    UnknownComponent,
+    /// An actor of that name exists (or is being spawned).
+    #[component(name = "name-taken")]
+    #[error("name-taken (an actor of that name exists)")]
+    NameTaken,
+    /// The caller's shard holds as many actors as it may.
+    #[component(name = "no-capacity")]
+    #[error("no-capacity (the shard holds as many actors as it may)")]
+    NoCapacity,
+    /// The caller's grants do not name the component.
+    #[component(name = "denied")]
+    #[error("denied (the caller may not spawn this component)")]
+    Denied,
+    /// The runtime is shutting down.
+    #[component(name = "shutting-down")]
+    #[error("shutting-down (the runtime is shutting down)")]
+    ShuttingDown,
+}
+
 /// An actor's component could not be replaced
 /// ([`Runtime::upgrade`](crate::Runtime::upgrade)); the actor runs on as before.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -375,6 +375,8 @@ impl Labels {
             (Operation::Send, &mut masks.send),
             (Operation::Request, &mut masks.request),
             (Operation::Lookup, &mut masks.lookup),
+            (Operation::Stop, &mut masks.stop),
+            (Operation::Monitor, &mut masks.monitor),
         ] {
             for p in grants.patterns(op) {
                 // `*`, `**`, ...: everyone.
@@ -407,6 +409,8 @@ pub(crate) struct Masks {
     pub(crate) send: u64,
     pub(crate) request: u64,
     pub(crate) lookup: u64,
+    pub(crate) stop: u64,
+    pub(crate) monitor: u64,
     pub(crate) held: u64,
 }
 
@@ -416,6 +420,8 @@ impl Masks {
         send: u64::MAX,
         request: u64::MAX,
         lookup: u64::MAX,
+        stop: u64::MAX,
+        monitor: u64::MAX,
         held: 0,
     };
 }

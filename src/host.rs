@@ -14,6 +14,7 @@ use crate::outbox::Outbox;
 
 /// The name of the imported interface.
 pub(crate) const HOST_INTERFACE: &str = "wasmshard:actor/host@0.1.0";
+pub(crate) const LIFECYCLE_INTERFACE: &str = "wasmshard:actor/lifecycle@0.1.0";
 
 /// Store data of one component actor.
 pub(crate) struct ActorCtx {
@@ -123,7 +124,8 @@ fn copy_payload(store: &StoreContextMut<'_, ActorCtx>, list: &WasmList<u8>) -> O
     Some(Payload::from_slice(list.as_le_slice(store)))
 }
 
-/// Refuses a call that acts (`send`, `request`, `respond`, `cancel`) made while
+/// Refuses a call that acts (`send`, `request`, `respond`, `cancel`, `spawn`,
+/// `stop`, `monitor`) made while
 /// the component is being instantiated (from a start function): the actor does
 /// not exist yet, so nothing it asked for could be delivered or undone. The call
 /// traps, which fails the spawn. Calls that only read (`self-address`, `lookup`,
@@ -230,6 +232,50 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap("now-ns", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
         Ok((store.data().out.now_ns(),))
     })?;
+
+    let mut lifecycle = linker.instance(LIFECYCLE_INTERFACE)?;
+
+    lifecycle.func_wrap(
+        "spawn",
+        |mut store: StoreContextMut<'_, ActorCtx>,
+         (component, name, config): (WasmStr, Option<WasmStr>, WasmList<u8>)| {
+            entered(&store, "spawn")?;
+            let max = store.data().out.directory.max_payload;
+            if config.len() > max {
+                wasmtime::bail!(
+                    "`spawn` was given a config of {} bytes, over the {max}-byte payload limit",
+                    config.len()
+                );
+            }
+            let component = component.to_str(&store)?.into_owned();
+            let name = match &name {
+                Some(n) => Some(n.to_str(&store)?.into_owned()),
+                None => None,
+            };
+            let config = config.as_le_slice(&store).to_vec();
+            let r = store
+                .data_mut()
+                .out
+                .spawn(&component, name.as_deref(), &config);
+            Ok((r.map(Address::to_bits),))
+        },
+    )?;
+
+    lifecycle.func_wrap(
+        "stop",
+        |mut store: StoreContextMut<'_, ActorCtx>, (target,): (u64,)| {
+            entered(&store, "stop")?;
+            Ok((store.data_mut().out.stop(Address::from_bits(target)),))
+        },
+    )?;
+
+    lifecycle.func_wrap(
+        "monitor",
+        |mut store: StoreContextMut<'_, ActorCtx>, (target,): (u64,)| {
+            entered(&store, "monitor")?;
+            Ok((store.data_mut().out.monitor(Address::from_bits(target)),))
+        },
+    )?;
 
     Ok(linker)
 }

@@ -114,8 +114,8 @@ pub use config::{
     MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_TABLE_ELEMENTS, MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
-    BuildError, Capacity, Failure, FailureKind, LoadError, QuotaError, RequestError, SendError,
-    SpawnError, StopError, UpgradeError,
+    BuildError, Capacity, ChildSpawnError, Failure, FailureKind, LoadError, QuotaError,
+    RequestError, SendError, SpawnError, StopError, UpgradeError,
 };
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,

@@ -15,6 +15,9 @@
 //! restart-window = "10s"    #   10 seconds, the second restart in a window after
 //! backoff = "10ms"          #   10 ms, doubling up to
 //! max-backoff = "1s"        #   1 second
+//! [[component]]             # optional: registered for actors to spawn by name
+//! name = "worker"
+//! path = "worker.wasm"
 //! [[group]]                 # optional: actors restarted together
 //! name = "pipeline"
 //! strategy = "one-for-all"  # or "one-for-one" (default), "rest-for-one"
@@ -61,6 +64,9 @@ pub struct Manifest {
     /// Actors to spawn, in order.
     #[serde(default, rename = "actor")]
     pub actors: Vec<ActorSpec>,
+    /// Components registered for actors to spawn (`[[component]] name, path`).
+    #[serde(default, rename = "component")]
+    pub components: Vec<ComponentSpec>,
     /// Supervision groups: which actors are restarted together.
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
@@ -168,6 +174,18 @@ impl ActorSpec {
             ],
         )
     }
+}
+
+/// One `[[component]]`: a component registered for actors to spawn by name
+/// ([`Runtime::register_component`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ComponentSpec {
+    /// The name actors spawn it by (and `spawn` grants name).
+    pub name: String,
+    /// Path of the component, relative to the manifest.
+    pub path: PathBuf,
 }
 
 /// One `[[group]]`: a supervision group (see
@@ -463,6 +481,15 @@ impl Manifest {
                 }
             }
         }
+        let mut registered = HashMap::new();
+        for c in &m.components {
+            if c.name.is_empty() {
+                return Err(invalid("a [[component]] has an empty name".into()));
+            }
+            if registered.insert(c.name.as_str(), ()).is_some() {
+                return Err(invalid(format!("two components are named `{}`", c.name)));
+            }
+        }
         let mut grouped = HashMap::new();
         for g in &m.groups {
             g.supervision()?;
@@ -630,6 +657,16 @@ impl Manifest {
             }
         }
         let mut components = HashMap::new();
+        for c in &self.components {
+            let path = self.base.join(&c.path);
+            if !components.contains_key(&path) {
+                let loaded = runtime
+                    .load_component_file(&path)
+                    .map_err(ManifestError::Load)?;
+                components.insert(path.clone(), loaded);
+            }
+            runtime.register_component(&c.name, &components[&path]);
+        }
         for a in &self.actors {
             let path = self.base.join(&a.component);
             if !components.contains_key(&path) {

@@ -2,7 +2,7 @@
 
 use crate::address::Address;
 use crate::envelope::Payload;
-use crate::error::{RequestError, SendError};
+use crate::error::{ChildSpawnError, RequestError, SendError};
 use crate::outbox::Outbox;
 
 /// A Rust actor. It runs on the shard it was spawned on, one message at a time,
@@ -115,5 +115,50 @@ impl Context<'_> {
     /// Monotonic nanoseconds since the runtime started.
     pub fn now_ns(&self) -> u64 {
         self.out.now_ns()
+    }
+
+    /// Spawns an actor from the component registered under `component`
+    /// ([`Runtime::register_component`](crate::Runtime::register_component)),
+    /// named `name` (`None`: anonymous, reachable by its address only), on
+    /// this actor's shard, as a component's `lifecycle.spawn` does: the address
+    /// is returned at once, and the child's `init` runs with `config` when this
+    /// handler returns, before what it sent is routed. The child gets the
+    /// runtime's default grants (a native actor is trusted; the components it
+    /// spawns are not), and this actor may always reach, stop and monitor it.
+    ///
+    /// # Errors
+    ///
+    /// [`ChildSpawnError::UnknownComponent`], [`ChildSpawnError::NameTaken`],
+    /// [`ChildSpawnError::NoCapacity`], [`ChildSpawnError::ShuttingDown`].
+    pub fn spawn(
+        &mut self,
+        component: &str,
+        name: Option<&str>,
+        config: &[u8],
+    ) -> Result<Address, ChildSpawnError> {
+        self.out.spawn(component, name, config)
+    }
+
+    /// Stops the actor at `target` once this handler returns (after what it
+    /// sent before).
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` if no live actor has the address.
+    pub fn stop(&mut self, target: Address) -> Result<(), SendError> {
+        self.out.stop(target)
+    }
+
+    /// Watches `target`: the returned id ends in [`NativeActor::handle_response`]
+    /// with `target-stopped` or `target-failed` once the target is gone for
+    /// good (a supervised restart is not an end); [`Context::cancel`] stops
+    /// watching.
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` if no live actor has the address; `too-many-requests`
+    /// beyond the open-request cap (monitors count as open requests).
+    pub fn monitor(&mut self, target: Address) -> Result<u64, SendError> {
+        self.out.monitor(target)
     }
 }

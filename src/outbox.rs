@@ -10,10 +10,11 @@ use std::sync::Arc;
 use crate::actor_requests::ActorRequests;
 use crate::address::Address;
 use crate::audit::Record;
+use crate::component::Component;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload, timeout_ms};
-use crate::error::SendError;
-use crate::grants::{Aim, Bucket, Masks, Operation};
+use crate::error::{ChildSpawnError, SendError};
+use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
 use crate::requests::{Requests, Waiter};
 
 pub(crate) struct Outbox {
@@ -37,6 +38,24 @@ pub(crate) struct Outbox {
     pub(crate) table: Option<Box<Requests>>,
     /// This actor's requests: open, being handled, deferred.
     pub(crate) requests: ActorRequests,
+    /// Its grants (`None`: trusted), for spawns and what its children inherit.
+    pub(crate) grants: Option<Arc<Grants>>,
+    /// Children it spawned during the invocation, for the shard to start
+    /// (their slots taken, their names registered) before it routes `staged`.
+    pub(crate) spawns: Vec<Child>,
+}
+
+/// An actor spawned by another, waiting for its shard to start it: its slot
+/// and address are its already, its `init` has not run.
+pub(crate) struct Child {
+    pub(crate) slot: u32,
+    pub(crate) me: Address,
+    pub(crate) name: Arc<str>,
+    pub(crate) parent: Address,
+    pub(crate) masks: Masks,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) component: Component,
+    pub(crate) config: Vec<u8>,
 }
 
 impl Outbox {
@@ -45,6 +64,7 @@ impl Outbox {
         name: Arc<str>,
         directory: Arc<Directory>,
         masks: Masks,
+        grants: Option<Arc<Grants>>,
     ) -> Outbox {
         Outbox {
             me,
@@ -59,6 +79,8 @@ impl Outbox {
             sent: 0,
             table: None,
             requests: ActorRequests::default(),
+            grants,
+            spawns: Vec::new(),
         }
     }
 
@@ -149,7 +171,7 @@ impl Outbox {
         if e != SendError::Denied {
             return Err(e);
         }
-        if to == self.me {
+        if to == self.me || self.is_child(to) {
             return self.directory.admit_from_actor(to, payload, u64::MAX);
         }
         Err(self.deny(op, Aim::Actor(to)))
@@ -260,5 +282,149 @@ impl Outbox {
 
     pub(crate) fn now_ns(&self) -> u64 {
         self.directory.now_ns()
+    }
+
+    /// Whether this actor spawned the actor last in `to`'s slot (the
+    /// admission that follows checks it is still that one).
+    #[cold]
+    fn is_child(&self, to: Address) -> bool {
+        self.directory
+            .slots_of(to.shard())
+            .is_some_and(|t| t.is_parent(to.slot(), self.me))
+    }
+
+    /// Spawns an actor from the component registered as `component`, named
+    /// `name` (`None`: anonymous), on this actor's shard: its slot is taken and
+    /// its name registered now, so its address is returned at once; the shard
+    /// starts it (runs its `init` with `config`) when this invocation returns,
+    /// before it routes what this one sent. It inherits this actor's grants
+    /// (an actor spawned by a native one gets the runtime's default grants).
+    pub(crate) fn spawn(
+        &mut self,
+        component: &str,
+        name: Option<&str>,
+        config: &[u8],
+    ) -> Result<Address, ChildSpawnError> {
+        let d = self.directory.clone();
+        if d.is_closing() || d.is_stopping() {
+            return Err(ChildSpawnError::ShuttingDown);
+        }
+        if let Some(grants) = &self.grants
+            && !grants
+                .patterns(Operation::Spawn)
+                .iter()
+                .any(|p| crate::grants::pattern_matches(p, component))
+        {
+            let aim: String = component.chars().take(256).collect();
+            self.deny(Operation::Spawn, Aim::Name(aim.into()));
+            return Err(ChildSpawnError::Denied);
+        }
+        let Some(made_from) = d.component(component) else {
+            return Err(ChildSpawnError::UnknownComponent);
+        };
+        let shard = self.me.shard();
+        let (name, registered) = match name {
+            Some(n) => (d.reserve(n).map_err(|_| ChildSpawnError::NameTaken)?, true),
+            None => (Arc::from(component), false),
+        };
+        let Some(slot) = d.pool(shard).take() else {
+            if registered {
+                d.unregister(&name, Address::HOST, 0);
+            }
+            return Err(ChildSpawnError::NoCapacity);
+        };
+        let grants = self
+            .grants
+            .clone()
+            .unwrap_or_else(|| d.default_grants.clone());
+        let accepts = crate::slots::accepts_bits(made_from.accepts().unwrap_or_default());
+        let enrolled = d.enroll(
+            &name,
+            (shard, slot),
+            accepts,
+            Some(&grants),
+            self.me,
+            registered,
+        );
+        let (me, masks) = match enrolled {
+            Ok(e) => e,
+            Err(_) => {
+                d.pool(shard).give_back(slot);
+                if registered {
+                    d.unregister(&name, Address::HOST, 0);
+                }
+                return Err(ChildSpawnError::NoCapacity);
+            }
+        };
+        let name = if registered {
+            name
+        } else {
+            // Anonymous: named for reports by its component and address.
+            Arc::from(format!("{component}@{me}"))
+        };
+        self.spawns.push(Child {
+            slot,
+            me,
+            name,
+            parent: self.me,
+            masks,
+            grants,
+            component: made_from,
+            config: config.to_vec(),
+        });
+        Ok(me)
+    }
+
+    /// Stops `target` once this invocation returns (after what it sent
+    /// before): its own child, itself, or an actor its `stop` grant names.
+    pub(crate) fn stop(&mut self, target: Address) -> Result<(), SendError> {
+        if let Err(e) = self.directory.reach(self.me, target, self.masks.stop) {
+            return Err(self.unreached(e, Operation::Stop, target));
+        }
+        self.staged.push(Envelope {
+            to: target,
+            from: self.me,
+            kind: Kind::Stop,
+            payload: Payload::new(),
+        });
+        Ok(())
+    }
+
+    /// Watches `target` (its own child, itself, or an actor its `monitor`
+    /// grant names): returns the id that ends, through `handle-response`, with
+    /// `target-stopped` or `target-failed` once the target is gone for good.
+    pub(crate) fn monitor(&mut self, target: Address) -> Result<u64, SendError> {
+        let Some(table) = self.table.as_mut() else {
+            return Err(SendError::ShuttingDown);
+        };
+        if self.requests.open() >= self.directory.max_open_requests || !table.has_room() {
+            return Err(SendError::TooManyRequests);
+        }
+        if let Err(e) = self.directory.reach(self.me, target, self.masks.monitor) {
+            return Err(self.unreached(e, Operation::Monitor, target));
+        }
+        let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
+        let id = table.open_monitor(self.me, target)?;
+        self.requests.opened();
+        self.staged.push(Envelope {
+            to: target,
+            from: self.me,
+            kind: Kind::Monitor(id),
+            payload: Payload::new(),
+        });
+        Ok(id)
+    }
+
+    /// A `stop` or `monitor` that could not reach `target`: a denial is
+    /// recorded; at shutdown any refusal says `shutting-down`.
+    #[cold]
+    fn unreached(&mut self, e: SendError, op: Operation, target: Address) -> SendError {
+        if e == SendError::Denied {
+            return self.deny(op, Aim::Actor(target));
+        }
+        if self.directory.is_stopping() {
+            return SendError::ShuttingDown;
+        }
+        e
     }
 }

@@ -59,6 +59,8 @@ const MIN_FREE: usize = 4096;
 struct Entry {
     generation: u32,
     open: Option<(Waiter, Address)>,
+    /// A monitor: no deadline; it ends when its target is gone for good.
+    monitor: bool,
 }
 
 pub(crate) struct Requests {
@@ -133,17 +135,46 @@ impl Requests {
             self.entries.push(Entry {
                 generation: 0,
                 open: None,
+                monitor: false,
             });
             self.entries.len() as u32 - 1
         };
         let e = &mut self.entries[slot as usize];
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
+        e.monitor = false;
         let id = pack(self.shard, slot, e.generation);
         self.fresh.push((timeout_ns, id));
         self.counts.open += 1;
         self.counts.made += 1;
         Ok(id)
+    }
+
+    /// Opens a monitor of `target` by the actor `watcher`: an entry like a
+    /// request's, with no deadline, that ends when the target's shard says it
+    /// is gone (or the watcher cancels it, or goes).
+    ///
+    /// # Errors
+    ///
+    /// As [`Requests::open`].
+    pub(crate) fn open_monitor(
+        &mut self,
+        watcher: Address,
+        target: Address,
+    ) -> Result<u64, SendError> {
+        let id = self.open(Waiter::Actor(watcher), target, 0)?;
+        // Never armed: `arm` skips what is not a request.
+        self.fresh.pop();
+        let (slot, _) = unpack(id);
+        self.entries[slot as usize].monitor = true;
+        self.counts.made -= 1;
+        self.counts.monitors += 1;
+        Ok(id)
+    }
+
+    /// Requests open now with a deadline (monitors have none).
+    pub(crate) fn timed_count(&self) -> usize {
+        (self.counts.open - self.counts.monitors) as usize
     }
 
     fn entry(&self, id: u64) -> Option<&Entry> {
@@ -164,9 +195,20 @@ impl Requests {
 
     /// Ends request `id` if it is open, returning who waits for it and its target.
     pub(crate) fn close(&mut self, id: u64) -> Option<(Waiter, Address)> {
+        self.close_entry(id)
+            .map(|(waiter, target, _)| (waiter, target))
+    }
+
+    /// [`Requests::close`], saying also whether it was a monitor.
+    pub(crate) fn close_entry(&mut self, id: u64) -> Option<(Waiter, Address, bool)> {
         self.entry(id)?;
         let (slot, _) = unpack(id);
-        let open = self.entries[slot as usize].open.take();
+        let e = &mut self.entries[slot as usize];
+        let open = e.open.take();
+        let monitor = std::mem::take(&mut e.monitor);
+        if monitor {
+            self.counts.monitors -= 1;
+        }
         self.free.push_back(slot);
         self.counts.open -= 1;
         if self.counts.open == 0 {
@@ -177,7 +219,7 @@ impl Requests {
         if self.timers.len() > 1024 && self.timers.len() > 4 * self.open_count() {
             self.compact();
         }
-        open
+        open.map(|(waiter, target)| (waiter, target, monitor))
     }
 
     /// Ends every request the actor `requester` (of this shard) has open: it is

@@ -408,6 +408,15 @@ impl Runtime {
         Ok((Some(group.shard), Some(Plan::Group(group.index))))
     }
 
+    /// Registers `component` under `name` for actors to spawn
+    /// (`wasmshard:actor/lifecycle.spawn`, [`Context::spawn`](crate::Context::spawn));
+    /// returns the component it replaces (spawns from then on use the new one;
+    /// running actors are untouched). An actor's `spawn` grant names the
+    /// components it may spawn by these names.
+    pub fn register_component(&self, name: &str, component: &Component) -> Option<Component> {
+        self.directory.register_component(name, component.clone())
+    }
+
     /// Replaces the component of the component actor at `address` with
     /// `component`, between two of its messages: a new instance runs `init`
     /// with the actor's config first, while the old one stands. If that fails,

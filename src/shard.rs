@@ -22,7 +22,7 @@ use crate::error::{
 };
 use crate::grants::Bucket;
 use crate::grants::PolicyError;
-use crate::outbox::Outbox;
+use crate::outbox::{Child, Outbox};
 use crate::panics::quietly;
 use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
@@ -78,16 +78,15 @@ pub(crate) struct Shard {
     wasm: WasmSettings,
     /// Messages an actor handles per turn.
     batch: u32,
-    /// Most actors alive on this shard at once (its slot table has spare slots
-    /// beyond them).
-    max_actors: u32,
     /// How long the shard looks for work before it parks.
     park_spin: Duration,
     pin_core: bool,
     parker: Parker,
+    /// The actors by slot (grown as slots are first used; the free slots are
+    /// the directory's `pool` of this shard).
     actors: Vec<Option<Actor>>,
-    /// Free slots, the longest free first.
-    free: VecDeque<u32>,
+    /// Children spawned by actors, being started (see `place_children`).
+    children: VecDeque<Child>,
     ready: VecDeque<u32>,
     /// Envelopes for shard `i` that did not fit its ring, in order.
     overflow: Vec<VecDeque<Envelope>>,
@@ -145,12 +144,11 @@ impl Shard {
             },
             directory,
             batch: config.batch,
-            max_actors: config.max_actors,
             park_spin: config.park_spin,
             pin_core: config.pin_cores,
             parker,
             actors: Vec::new(),
-            free: VecDeque::new(),
+            children: VecDeque::new(),
             ready: VecDeque::with_capacity(64),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
@@ -354,6 +352,15 @@ impl Shard {
         {
             self.unspawn(slot, &name, me, held);
         }
+        // So are those of children that were waiting to start.
+        let waiting: Vec<Child> = self.children.drain(..).collect();
+        self.discard_children(waiting);
+        for slot in 0..self.actors.len() {
+            if let Some(actor) = self.actors[slot].as_mut() {
+                let spawns = std::mem::take(&mut actor.outbox().spawns);
+                self.discard_children(spawns);
+            }
+        }
         // What the actors sent before (admitted, staged) goes on its way; then
         // each fails, and what it held ends.
         for slot in 0..self.actors.len() as u32 {
@@ -404,7 +411,7 @@ impl Shard {
     /// Reads the clock and arms the requests made since the last reading;
     /// returns the reading, or `None` (reading nothing) if no request is open.
     fn arm_timers(&mut self) -> Option<u64> {
-        if self.table().open_count() == 0 {
+        if self.table().timed_count() == 0 {
             return None;
         }
         let now = self.directory.now_ns();
@@ -412,9 +419,9 @@ impl Shard {
         Some(now)
     }
 
-    /// Requests open on this shard.
+    /// Requests open on this shard with a deadline (not monitors).
     pub(crate) fn open_requests(&mut self) -> usize {
-        self.table().open_count()
+        self.table().timed_count()
     }
 
     /// Whether a supervised actor waits for its restart here.
@@ -570,21 +577,14 @@ impl Shard {
         // the spare ones: an address can only recur after 2^32 spawns into one
         // slot (its generation wraps), at least 2^32 × spare spawns on the shard
         // (see `Address`).
-        if self.counts.actors >= u64::from(self.max_actors) {
+        let taken = self.directory.pool(self.id).take();
+        let Some(slot) = taken else {
             return Err(SpawnError::NoCapacity(Capacity::ShardFull {
                 shard: self.id,
-                slots: self.max_actors,
+                slots: self.directory.pool(self.id).max(),
             }));
-        }
-        let slot = if (self.actors.len() as u32) < self.slots().len() {
-            self.actors.push(None);
-            self.actors.len() as u32 - 1
-        } else {
-            // Fewer than `max_actors` live: the spare slots, at least, are free.
-            self.free
-                .pop_front()
-                .expect("a shard below max_actors has free slots")
         };
+        self.make_room(slot);
         let group = match &body {
             SpawnBody::Wasm {
                 plan: Some(Plan::Group(g)),
@@ -596,7 +596,7 @@ impl Shard {
         if group.is_some_and(|g| g as usize >= self.groups.len()) {
             // Group handles are checked against their runtime and shard by
             // the host: a defect if this is reached.
-            self.free.push_back(slot);
+            self.directory.pool(self.id).give_back(slot);
             return Err(SpawnError::Policy(PolicyError::Restart(format!(
                 "shard {} has no such group",
                 self.id
@@ -608,18 +608,25 @@ impl Shard {
             } => (*accepts, Some(&**grants)),
             SpawnBody::Native(..) => (0, None),
         };
-        let (me, masks) = match self.directory.enroll(&name, self.id, slot, accepts, grants) {
+        let enrolled =
+            self.directory
+                .enroll(&name, (self.id, slot), accepts, grants, Address::HOST, true);
+        let (me, masks) = match enrolled {
             Ok(enrolled) => enrolled,
             Err(e) => {
                 // Never live: the slot waits at the back of the line.
-                self.free.push_back(slot);
+                self.directory.pool(self.id).give_back(slot);
                 return Err(e);
             }
         };
         let generation = me.generation();
         self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(..));
-        let mut out = Outbox::new(me, name.clone(), self.directory.clone(), masks);
+        let grants = match &body {
+            SpawnBody::Wasm { grants, .. } => Some(grants.clone()),
+            SpawnBody::Native(..) => None,
+        };
+        let mut out = Outbox::new(me, name.clone(), self.directory.clone(), masks, grants);
         let (body, maker, plan) = match body {
             SpawnBody::Native(actor, supervision) => {
                 let (plan, maker) = match supervision {
@@ -682,6 +689,7 @@ impl Shard {
             }
             Err((end, mut out)) => {
                 self.unspawn(slot, &name, me, masks.held);
+                self.discard_children(std::mem::take(&mut out.spawns));
                 let staged = std::mem::take(&mut out.staged);
                 if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
                     self.table().abandon(me);
@@ -703,8 +711,148 @@ impl Shard {
     /// of the line), its generation moves on, the name is released.
     fn unspawn(&mut self, slot: u32, name: &Arc<str>, me: Address, held: u64) {
         self.slots().deactivate(slot);
-        self.free.push_back(slot);
+        self.directory.pool(self.id).give_back(slot);
         self.directory.unregister(name, me, held);
+    }
+
+    /// Makes sure `actors` reaches `slot`.
+    fn make_room(&mut self, slot: u32) {
+        if self.actors.len() <= slot as usize {
+            self.actors.resize_with(slot as usize + 1, || None);
+        }
+    }
+
+    /// Undoes the spawns an outbox holds whose children will never start (the
+    /// spawner's own start failed, or the shard is stopping).
+    fn discard_children(&mut self, spawns: Vec<Child>) {
+        for child in spawns {
+            self.unspawn(child.slot, &child.name, child.me, child.masks.held);
+        }
+    }
+
+    /// Starts the children the actor in `parent` spawned during its last
+    /// invocation, and theirs (whom their `init` spawned), before anything they
+    /// sent is routed: a message to a child finds it started. Each gets its
+    /// `init` in spawn order; a child whose `init` fails is undone, and what its
+    /// parent sent it ends as for a failed actor. No recursion: the children
+    /// wait in `self.children`, so a chain of spawns takes no stack.
+    #[cold]
+    #[inline(never)]
+    fn place_children(&mut self, parent: u32) {
+        let Some(actor) = self.actors[parent as usize].as_mut() else {
+            return;
+        };
+        let spawns = std::mem::take(&mut actor.outbox().spawns);
+        self.children.extend(spawns);
+        let mut started = Vec::new();
+        while let Some(child) = self.children.pop_front() {
+            if let Some(slot) = self.place_child(child) {
+                started.push(slot);
+            }
+        }
+        // What the children sent from their `init`, now that all are started.
+        for slot in started {
+            self.route_staged(slot);
+        }
+    }
+
+    /// Starts one child; returns its slot if it started.
+    fn place_child(&mut self, child: Child) -> Option<u32> {
+        let Child {
+            slot,
+            me,
+            name,
+            parent,
+            masks,
+            grants,
+            component,
+            config,
+        } = child;
+        if self.stopping {
+            self.unspawn(slot, &name, me, masks.held);
+            return None;
+        }
+        self.make_room(slot);
+        self.spawning = Some((slot, name.clone(), me, masks.held));
+        let out = Outbox::new(
+            me,
+            name.clone(),
+            self.directory.clone(),
+            masks,
+            Some(grants),
+        );
+        let made = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table);
+        self.spawning = None;
+        match made {
+            Ok(body) => {
+                let info = Arc::new(ActorInfo::new(name, me, false));
+                self.shared.register_actor(info.clone());
+                let mut actor = Actor::new(me.generation(), info, Body::Wasm(body));
+                actor.supervisor = Some(Box::new(Supervisor {
+                    maker: Maker::Wasm { component, config },
+                    judge: Judge::Unsupervised,
+                }));
+                // Its own children start after it, before anything is routed.
+                let spawns = std::mem::take(&mut actor.outbox().spawns);
+                self.children.extend(spawns);
+                self.actors[slot as usize] = Some(actor);
+                self.counts.actors += 1;
+                Some(slot)
+            }
+            Err((end, mut out)) => {
+                self.unspawn(slot, &name, me, masks.held);
+                self.discard_children(std::mem::take(&mut out.spawns));
+                let staged = std::mem::take(&mut out.staged);
+                if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
+                    self.table().abandon(me);
+                }
+                for env in staged {
+                    self.route(env);
+                }
+                self.orphaned(parent, me);
+                match end {
+                    InitEnd::Failed(e) => {
+                        log::warn!(
+                            "wasmshard: actor `{name}` ({me}), spawned by {parent}, did not start: {e}"
+                        );
+                        None
+                    }
+                    InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),
+                }
+            }
+        }
+    }
+
+    /// The child `child` of the actor `parent` did not start: what the parent
+    /// sent it (not routed yet) ends as for a failed actor: a message is a dead
+    /// letter, a request and a monitor end `target-failed`.
+    fn orphaned(&mut self, parent: Address, child: Address) {
+        if !self.is_live(parent) {
+            return;
+        }
+        let actor = self.actors[parent.slot() as usize]
+            .as_mut()
+            .expect("live actor");
+        let staged = &mut actor.outbox().staged;
+        if !staged.iter().any(|e| e.to == child) {
+            return;
+        }
+        let (to_child, rest): (Vec<Envelope>, Vec<Envelope>) = std::mem::take(staged)
+            .into_iter()
+            .partition(|e| e.to == child);
+        *staged = rest;
+        for env in to_child {
+            match env.kind {
+                Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                Kind::Request(id, _) | Kind::Monitor(id) => self.route(Envelope::failure(
+                    env.from,
+                    child,
+                    id,
+                    RequestError::TargetFailed,
+                )),
+                Kind::Stop | Kind::Response(..) => {}
+            }
+        }
     }
 
     /// Takes the actor out of its slot and ends its address. Requests it held
@@ -727,7 +875,7 @@ impl Shard {
             self.groups[*g as usize].members.retain(|&(s, _)| s != slot);
         }
         self.slots().deactivate(slot);
-        self.free.push_back(slot);
+        self.directory.pool(self.id).give_back(slot);
         self.counts.actors -= 1;
         actor.publish();
         if reason == DeadLetterReason::TargetFailed {
@@ -752,6 +900,14 @@ impl Shard {
         for (id, requester) in actor.outbox().requests.take_deferred() {
             self.route(Envelope::failure(requester, me, id, error));
         }
+        // Those watching it learn it is gone for good.
+        for (id, watcher) in std::mem::take(&mut actor.monitors) {
+            self.route(Envelope::failure(watcher, me, id, error));
+        }
+        // Children it spawned that have not started (it is removed within the
+        // invocation that spawned them) never will.
+        let spawns = std::mem::take(&mut actor.outbox().spawns);
+        self.discard_children(spawns);
         let mailbox = std::mem::take(&mut actor.mailbox);
         // Dropping the actor runs a native actor's `Drop`: a panic there ends no
         // more than the actor.
@@ -764,7 +920,8 @@ impl Shard {
                 Kind::Tell => self.dead_letter(env, reason),
                 Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
-                Kind::Response(..) => {}
+                // (Control envelopes never wait in a mailbox.)
+                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) => {}
             }
         }
     }
@@ -862,6 +1019,9 @@ impl Shard {
         if let Kind::Response(id, result) = env.kind {
             return self.end_request(id, result, env);
         }
+        if env.kind.is_control() {
+            return self.control(env);
+        }
         if self.stopping {
             return self.refuse(env);
         }
@@ -888,6 +1048,36 @@ impl Shard {
         }
     }
 
+    /// A control envelope reached its target's shard: stop the target, or add
+    /// a monitor to it. A monitor of an actor that is gone ends at once
+    /// (`target-stopped`; `target-failed` on a failed shard).
+    #[cold]
+    #[inline(never)]
+    fn control(&mut self, env: Envelope) {
+        let live = !self.stopping && self.is_live(env.to);
+        match env.kind {
+            Kind::Stop if live => {
+                self.remove(env.to.slot(), DeadLetterReason::TargetStopped, None);
+            }
+            Kind::Monitor(id) if live => {
+                let actor = self.actors[env.to.slot() as usize]
+                    .as_mut()
+                    .expect("live actor");
+                actor.monitors.push((id, env.from));
+            }
+            Kind::Monitor(id) if !self.sealed => {
+                let error = if self.failed {
+                    RequestError::TargetFailed
+                } else {
+                    RequestError::TargetStopped
+                };
+                self.route(Envelope::failure(env.from, env.to, id, error));
+            }
+            // Stop of an actor that is gone, or anything once sealed.
+            _ => {}
+        }
+    }
+
     /// An envelope for a shard that runs no actors: at shutdown a dead letter; on a
     /// failed shard, a request ends for its requester with `target-failed` (while
     /// the shard can still send; a message is a dead letter).
@@ -911,11 +1101,13 @@ impl Shard {
     /// the outcome to whoever waits, or discard a late reply.
     fn end_request(&mut self, id: u64, result: Result<(), RequestError>, env: Envelope) {
         let table = self.table();
-        let Some((waiter, _)) = table.close(id) else {
+        let Some((waiter, _, monitor)) = table.close_entry(id) else {
             table.counts.late += 1;
             return;
         };
         match result {
+            // A monitor's end is not a request's outcome.
+            _ if monitor => {}
             Ok(()) => table.counts.answered += 1,
             Err(_) => table.counts.failed += 1,
         }
@@ -1002,19 +1194,34 @@ impl Shard {
         }
     }
 
-    /// Routes what the actor in `slot` staged. Its staging vector is lent out and
-    /// handed back empty, so every actor keeps the capacity it has needed (vectors
-    /// do not wander between actors, which would make them grow again).
-    fn route_staged(&mut self, slot: u32) {
+    /// Routes what the actor in `slot` staged, after starting the children it
+    /// spawned. Its staging vector is lent out and handed back empty, so every
+    /// actor keeps the capacity it has needed (vectors do not wander between
+    /// actors, which would make them grow again). Returns whether the actor is
+    /// still there (it may have stopped itself).
+    fn route_staged(&mut self, slot: u32) -> bool {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
-            return;
+            return false;
+        };
+        if !actor.outbox().spawns.is_empty() {
+            // Started before anything is routed, so what the actor sent its
+            // children finds them.
+            self.place_children(slot);
+        }
+        let Some(actor) = self.actors[slot as usize].as_mut() else {
+            return false;
         };
         let mut staged = std::mem::take(&mut actor.outbox().staged);
         for env in staged.drain(..) {
             self.route(env);
         }
-        if let Some(actor) = self.actors[slot as usize].as_mut() {
-            actor.outbox().staged = staged;
+        match self.actors[slot as usize].as_mut() {
+            Some(actor) => {
+                actor.outbox().staged = staged;
+                true
+            }
+            // It stopped itself.
+            None => false,
         }
     }
 
@@ -1079,14 +1286,19 @@ impl Shard {
                 actor.handled += 1;
             }
             // Route what it sent, even if it failed afterwards: those sends succeeded.
-            self.route_staged(slot);
+            let here = self.route_staged(slot);
             if let Err(fault) = result {
-                let killer = (!fault.answered).then_some(env);
-                // The room of what it took this turn (the failing one included)
-                // is given back: a restarted actor keeps its slot.
-                self.slots().release(slot, counted);
-                self.fail(slot, fault.failure, killer);
+                if here {
+                    let killer = (!fault.answered).then_some(env);
+                    // The room of what it took this turn (the failing one
+                    // included) is given back: a restarted actor keeps its slot.
+                    self.slots().release(slot, counted);
+                    self.fail(slot, fault.failure, killer);
+                }
                 return;
+            }
+            if !here {
+                return; // it stopped itself
             }
         }
         self.slots().release(slot, counted);
@@ -1268,7 +1480,7 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Response(..) => {}
+                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) => {}
             }
         }
         let due = self.directory.now_ns().saturating_add(delay);
@@ -1359,7 +1571,13 @@ impl Shard {
         };
         let config = config.clone();
         let old = actor.outbox();
-        let mut out = Outbox::new(me, old.name.clone(), self.directory.clone(), old.masks);
+        let mut out = Outbox::new(
+            me,
+            old.name.clone(),
+            self.directory.clone(),
+            old.masks,
+            old.grants.clone(),
+        );
         (out.sent, out.denied, out.rate_limited) = (old.sent, old.denied, old.rate_limited);
         out.rate = old.rate;
         if out.rate.is_some() {

@@ -18,6 +18,7 @@
 //! loads for the compare-and-swap: no other load, and a refused payload takes no
 //! room.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmshard_codec::Codec;
@@ -50,6 +51,68 @@ pub(crate) fn no_actor(mask: u64, labels: u64, generation: u32) -> SendError {
 
 pub(crate) struct SlotTable {
     words: Box<[Slot]>,
+    /// `parents[slot]`: the address (bits) of the actor that spawned the
+    /// slot's actor, 0 if the host did. Read only when a grant check fails (an
+    /// actor may always reach its own children). Written before the word makes
+    /// the slot live.
+    parents: Box<[AtomicU64]>,
+}
+
+/// Which slots of a shard are free: shared by the shard (host spawns, stops,
+/// failures) and its actors (spawns from a guest, which take a slot during the
+/// call); only the shard's own thread ever takes its lock, so it is never
+/// contended. Every slot is used once before any is reused, then the one free
+/// the longest first.
+#[derive(Debug)]
+pub(crate) struct SlotPool {
+    free: VecDeque<u32>,
+    /// Slots handed out at least once (the next never used is `used`).
+    used: u32,
+    /// Slots in the table.
+    capacity: u32,
+    /// Slots taken now (live actors and spawns under way).
+    live: u32,
+    /// Most slots taken at once (`max_actors`).
+    max: u32,
+}
+
+impl SlotPool {
+    pub(crate) fn new(capacity: u32, max: u32) -> SlotPool {
+        SlotPool {
+            free: VecDeque::new(),
+            used: 0,
+            capacity,
+            live: 0,
+            max,
+        }
+    }
+
+    /// A free slot, or `None` if `max` are taken.
+    pub(crate) fn take(&mut self) -> Option<u32> {
+        if self.live >= self.max {
+            return None;
+        }
+        let slot = if self.used < self.capacity {
+            self.used += 1;
+            self.used - 1
+        } else {
+            // Fewer than `max` taken: the spare slots, at least, are free.
+            self.free.pop_front()?
+        };
+        self.live += 1;
+        Some(slot)
+    }
+
+    /// Gives `slot` back (at the back of the line).
+    pub(crate) fn give_back(&mut self, slot: u32) {
+        self.free.push_back(slot);
+        self.live -= 1;
+    }
+
+    /// The most slots taken at once.
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
 }
 
 /// One slot: its word and its labels, in one 16-byte line.
@@ -69,11 +132,33 @@ impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
         SlotTable {
             words: (0..slots).map(|_| Slot::default()).collect(),
+            parents: (0..slots).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    pub(crate) fn len(&self) -> u32 {
-        self.words.len() as u32
+    /// Records who spawns the actor about to go live in `slot` (the host:
+    /// [`Address::HOST`]). Before the word makes it live.
+    pub(crate) fn set_parent(&self, slot: u32, parent: crate::address::Address) {
+        if let Some(p) = self.parents.get(slot as usize) {
+            p.store(parent.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `parent` spawned the actor (live or not) last in `slot`.
+    #[cold]
+    pub(crate) fn is_parent(&self, slot: u32, parent: crate::address::Address) -> bool {
+        parent != crate::address::Address::HOST
+            && self
+                .parents
+                .get(slot as usize)
+                .is_some_and(|p| p.load(Ordering::Relaxed) == parent.to_bits())
+    }
+
+    /// The labels of the actor (live or not) last in `slot` (0: none ever).
+    pub(crate) fn last_labels(&self, slot: u32) -> u64 {
+        self.words
+            .get(slot as usize)
+            .map_or(0, |s| s.labels.load(Ordering::Relaxed))
     }
 
     /// Reserves one message of room in the mailbox of `slot`, if it holds a live

@@ -89,9 +89,12 @@ macro_rules! shard_counters {
                 }
             }
 
-            /// Requests open, as last published.
+            /// Requests open with a deadline (not monitors), as last published.
             pub(crate) fn open_requests(&self) -> u64 {
-                self.requests.open.get()
+                self.requests
+                    .open
+                    .get()
+                    .saturating_sub(self.requests.monitors.get())
             }
 
             /// Supervised actors waiting for their restart, as last published.
@@ -143,8 +146,10 @@ shard_counters! {
         /// Of those, ended because their requester stopped or failed (nobody was
         /// left to tell).
         abandoned,
-        /// Of those, still open.
+        /// Of those, still open (monitors included).
         open,
+        /// Monitors open now (watching an actor until it is gone for good).
+        monitors,
         /// Replies that arrived after their request had ended, discarded.
         late,
     }

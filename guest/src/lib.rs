@@ -94,8 +94,9 @@ pub mod bindings {
     });
 }
 
-use bindings::wasmshard::actor::host;
+pub use bindings::wasmshard::actor::lifecycle::SpawnError;
 pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
+use bindings::wasmshard::actor::{host, lifecycle};
 
 /// An actor's address: where messages to it go. Any `u64` can be one; an address
 /// that names no live actor makes a send fail with [`SendError::UnknownTarget`].
@@ -123,6 +124,9 @@ pub enum Error {
     Refused(SendError),
     /// The value could not be encoded in the codec asked for.
     Encode(EncodeError),
+    /// A spawn the runtime refused (the component is not registered, the name
+    /// is taken, the shard is full, the grants do not allow it, …).
+    NotSpawned(SpawnError),
 }
 
 impl std::fmt::Display for Error {
@@ -130,6 +134,7 @@ impl std::fmt::Display for Error {
         match self {
             Error::Refused(e) => write!(f, "refused: {}", send_error_name(*e)),
             Error::Encode(e) => e.fmt(f),
+            Error::NotSpawned(e) => write!(f, "not spawned: {}", spawn_error_name(*e)),
         }
     }
 }
@@ -137,7 +142,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Refused(_) => None,
+            Error::Refused(_) | Error::NotSpawned(_) => None,
             Error::Encode(e) => Some(e),
         }
     }
@@ -153,6 +158,17 @@ pub fn send_error_name(e: SendError) -> &'static str {
         SendError::UnsupportedCodec => "unsupported-codec",
         SendError::ShuttingDown => "shutting-down",
         SendError::TooManyRequests => "too-many-requests",
+    }
+}
+
+/// The WIT name of a spawn error (`unknown-component`, …).
+pub fn spawn_error_name(e: SpawnError) -> &'static str {
+    match e {
+        SpawnError::UnknownComponent => "unknown-component",
+        SpawnError::NameTaken => "name-taken",
+        SpawnError::NoCapacity => "no-capacity",
+        SpawnError::Denied => "denied",
+        SpawnError::ShuttingDown => "shutting-down",
     }
 }
 
@@ -349,6 +365,64 @@ impl<A: Actor> Ctx<'_, A> {
                     Err(e) => Err(RequestFailure::Failed(e)),
                 };
                 then(actor, ctx, outcome)
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Spawns an actor from the component the host registered as `component`,
+    /// on this actor's shard, named `name` (`None`: anonymous), its `init`
+    /// getting `config` in the default codec. Returns its address at once;
+    /// messages to it wait for its `init`. It inherits this actor's grants,
+    /// and this actor may always message, stop and monitor it.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused the spawn ([`Error::NotSpawned`]), or `config`
+    /// cannot be encoded.
+    pub fn spawn<C: Serialize + ?Sized>(
+        &mut self,
+        component: &str,
+        name: Option<&str>,
+        config: &C,
+    ) -> Result<Address, Error> {
+        abi::reuse(self.buf);
+        codec::encode_into(codec::DEFAULT, config, self.buf).map_err(Error::Encode)?;
+        lifecycle::spawn(component, name, self.buf)
+            .map(Address)
+            .map_err(Error::NotSpawned)
+    }
+
+    /// Stops `target` once this handler returns: an actor this one spawned,
+    /// itself, or one its `stop` grant names.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`unknown-target`, `denied`).
+    pub fn stop(&mut self, target: Address) -> Result<(), Error> {
+        lifecycle::stop(target.0).map_err(Error::Refused)
+    }
+
+    /// Watches `target`: when it is gone for good (a supervised restart is not
+    /// an end), `then` runs with why (`target-stopped` or `target-failed`).
+    /// Returns the watch's id ([`Ctx::cancel`] stops watching).
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`unknown-target`, `denied`,
+    /// `too-many-requests`): `then` never runs.
+    pub fn monitor<F>(&mut self, target: Address, then: F) -> Result<RequestId, Error>
+    where
+        F: FnOnce(&mut A, &mut Ctx<A>, RequestError) + 'static,
+    {
+        let id = lifecycle::monitor(target.0).map_err(Error::Refused)?;
+        self.pending.insert(
+            id,
+            Box::new(move |actor, ctx, outcome| {
+                // A monitor never gets a reply; its end is always an error.
+                if let Err(why) = outcome {
+                    then(actor, ctx, why)
+                }
             }),
         );
         Ok(id)

@@ -2,6 +2,7 @@
 
 mod bench;
 mod capabilities;
+mod children;
 mod fuzz;
 mod guests;
 mod isolation;

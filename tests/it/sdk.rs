@@ -752,3 +752,61 @@ fn a_handler_closure_needs_no_annotations() {
     assert!(rt.wait_idle(WAIT));
     assert_eq!(*seen.lock().unwrap(), [(Address::HOST, b"hi".to_vec())]);
 }
+
+/// The SDK's lifecycle wrappers, in the nursery (`tests/guests/nursery`):
+/// children of the tally spawned from `init`, told, watched as they fail
+/// (a total past `u64::MAX` panics), stopped; a refused spawn.
+#[test]
+fn an_sdk_actor_spawns_watches_and_stops_children() {
+    let rt = builder(1).build_manual().unwrap();
+    let (Some(n), Some(t)) = (nursery(&rt), tally(&rt)) else {
+        return;
+    };
+    rt.register_component("tally", &t);
+    let nursery = rt
+        .spawn(
+            &n,
+            SpawnOptions::new("nursery")
+                .config(r#"{"component": "tally", "children": 3}"#)
+                .grants(Grants::none().spawn(["tally"])),
+        )
+        .unwrap();
+    let report = |rt: &Runtime| -> [u32; 4] {
+        let reply = rt.request_typed::<_, [u32; 4]>(nursery, &"Report", Duration::from_secs(60));
+        rt.run_until_stalled();
+        reply.unwrap().try_get().expect("answered")
+    };
+    rt.run_until_stalled();
+    assert_eq!(report(&rt), [3, 0, 0, 0]);
+    rt.send_typed(nursery, &serde_json::json!({"Add": 5}))
+        .unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let children: Vec<_> = stats
+        .actors
+        .iter()
+        .filter(|a| a.name.starts_with("tally@"))
+        .collect();
+    assert_eq!(children.len(), 3);
+    assert!(children.iter().all(|c| c.handled == 1 && c.alive));
+    // Past u64::MAX: every child fails, and every watch says so.
+    rt.send_typed(nursery, &serde_json::json!({"Add": u64::MAX}))
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(report(&rt), [3, 0, 3, 0]);
+    // Not granted: refused, counted.
+    rt.send_typed(nursery, &serde_json::json!({"Spawn": "nursery"}))
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(report(&rt), [3, 0, 3, 1]);
+    // One more (named); stopping ends its watch with target-stopped.
+    rt.send_typed(nursery, &serde_json::json!({"Spawn": "tally"}))
+        .unwrap();
+    rt.run_until_stalled();
+    assert!(rt.lookup("tally").is_some());
+    rt.send_typed(nursery, &serde_json::json!("Stop")).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(report(&rt), [4, 1, 3, 1]);
+    assert_eq!(rt.lookup("tally"), None);
+    assert_eq!(rt.stats().shards[0].actors, 1);
+}

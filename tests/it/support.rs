@@ -83,10 +83,11 @@ pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
 /// The Rust guests: the test guest (`tests/guests/roles`, see its crate docs
 /// for the roles), the async trial (`tests/guests/async-trial`), the tally
 /// (`tests/guests/tally`) and the SDK's example actors (`examples/guests/*`).
-const GUEST_PACKAGES: [&str; 7] = [
+const GUEST_PACKAGES: [&str; 8] = [
     "wasmshard-test-guest",
     "wasmshard-async-trial",
     "wasmshard-tally",
+    "wasmshard-nursery",
     "wasmshard-example-counter",
     "wasmshard-example-kv",
     "wasmshard-example-pipeline",
@@ -119,6 +120,15 @@ pub(crate) fn async_trial(rt: &Runtime) -> Option<Component> {
     Some(load_built(
         rt,
         &guests_dir()?.join("wasmshard_async_trial.wasm"),
+    ))
+}
+
+/// Loads the nursery (`tests/guests/nursery`: spawns, watches and stops
+/// children with the SDK) into `rt`; `None` as [`guests_dir`].
+pub(crate) fn nursery(rt: &Runtime) -> Option<Component> {
+    Some(load_built(
+        rt,
+        &guests_dir()?.join("wasmshard_nursery.wasm"),
     ))
 }
 

@@ -60,6 +60,20 @@
 //!   forwarded to `NAME` verbatim, except `panic`, which panics. A request is
 //!   answered with the number of tells this instance has forwarded (`u32`), or
 //!   panics if it is `panic`.
+//! - `parent COMPONENT`: spawns and watches children of the registered
+//!   `COMPONENT` (with config `forward collector`); its requests are commands,
+//!   answered with `u32` words (codes: 0 ok, `1 +` the spawn-error's or
+//!   send-error's index): `s` + `n: u32` spawns `n` anonymous children →
+//!   `[spawned, last error code]`; `S` + name spawns one child by that name →
+//!   `[code]`; `u` + component spawns one anonymous child of another
+//!   component → `[code]`; `m` + `n: u32` spawns `n` anonymous children and
+//!   monitors each in the same call → `[spawned, watched]`; `t` + bytes tells every child the bytes →
+//!   `[ok, refused]`; `w` monitors every child → `[ok, last error code]`; `h`
+//!   stops the first half of its children → `[ok, refused]`; `p` tells the
+//!   second half `panic` → `[ok, refused]`; `x`/`y`/`z` + address stops,
+//!   monitors, tells `hi` to that address → `[code]`; `e` reports how its
+//!   monitors ended → `[target-stopped, target-failed, other, unknown id,
+//!   ended twice]`.
 //! - `trap`: holds requests like `deferring` and answers them all on a tell, but:
 //!   a tell `panic` panics in `handle-message`; a request `panic` panics in
 //!   `handle-request` before answering; a request `respond-then-panic` answers
@@ -93,8 +107,8 @@ wit_bindgen::generate!({
 });
 
 use exports::wasmshard::actor::actor::Guest;
-use wasmshard::actor::host;
 use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
+use wasmshard::actor::{host, lifecycle};
 
 /// How long the requests the guest makes on its own account may take.
 const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -110,6 +124,136 @@ enum Role {
     Trap(Deferring),
     Ops(Ops),
     Forward { to: Address, forwarded: u32 },
+    Parent(Parent),
+}
+
+#[derive(Default)]
+struct Parent {
+    component: String,
+    children: Vec<Address>,
+    /// Open monitors, and how the ended ones ended.
+    watching: HashSet<RequestId>,
+    ended: HashSet<RequestId>,
+    /// [target-stopped, target-failed, other, unknown id, ended twice]
+    ends: [u32; 5],
+}
+
+fn spawn_code(r: Result<Address, lifecycle::SpawnError>) -> u32 {
+    use lifecycle::SpawnError as E;
+    match r {
+        Ok(_) => 0,
+        Err(E::UnknownComponent) => 1,
+        Err(E::NameTaken) => 2,
+        Err(E::NoCapacity) => 3,
+        Err(E::Denied) => 4,
+        Err(E::ShuttingDown) => 5,
+    }
+}
+
+impl Parent {
+    fn spawn(&mut self, component: &str, name: Option<&str>) -> u32 {
+        let r = lifecycle::spawn(component, name, b"forward collector");
+        if let Ok(child) = r {
+            self.children.push(child);
+        }
+        spawn_code(r)
+    }
+
+    fn tell_all(children: &[Address], payload: &[u8]) -> Vec<u32> {
+        let mut counts = [0u32; 2];
+        for &c in children {
+            counts[usize::from(host::send(c, payload).is_err())] += 1;
+        }
+        counts.to_vec()
+    }
+
+    fn command(&mut self, payload: &[u8]) -> Vec<u8> {
+        let target = || u64_at(payload, 1);
+        let half = self.children.len() / 2;
+        let words = match payload.first() {
+            Some(b's') => {
+                let (mut spawned, mut last) = (0, 0);
+                let component = self.component.clone();
+                for _ in 0..u32_at(payload, 1) {
+                    match self.spawn(&component, None) {
+                        0 => spawned += 1,
+                        e => last = e,
+                    }
+                }
+                vec![spawned, last]
+            }
+            Some(b'm') => {
+                let (mut spawned, mut watched) = (0, 0);
+                let component = self.component.clone();
+                for _ in 0..u32_at(payload, 1) {
+                    if self.spawn(&component, None) != 0 {
+                        continue;
+                    }
+                    spawned += 1;
+                    let child = *self.children.last().expect("spawned");
+                    if let Ok(id) = lifecycle::monitor(child) {
+                        self.watching.insert(id);
+                        watched += 1;
+                    }
+                }
+                vec![spawned, watched]
+            }
+            Some(b'S') => {
+                let name = std::str::from_utf8(&payload[1..]).expect("a UTF-8 name");
+                let component = self.component.clone();
+                vec![self.spawn(&component, Some(name))]
+            }
+            Some(b'u') => {
+                let component = std::str::from_utf8(&payload[1..]).expect("a UTF-8 name");
+                vec![self.spawn(component, None)]
+            }
+            Some(b't') => Self::tell_all(&self.children, &payload[1..]),
+            Some(b'p') => Self::tell_all(&self.children[half..], b"panic"),
+            Some(b'h') => {
+                let mut counts = [0u32; 2];
+                for &c in &self.children[..half] {
+                    counts[usize::from(lifecycle::stop(c).is_err())] += 1;
+                }
+                counts.to_vec()
+            }
+            Some(b'w') => {
+                let (mut ok, mut last) = (0, 0);
+                for &c in &self.children {
+                    match lifecycle::monitor(c) {
+                        Ok(id) => {
+                            self.watching.insert(id);
+                            ok += 1;
+                        }
+                        Err(e) => last = code(Err(e)),
+                    }
+                }
+                vec![ok, last]
+            }
+            Some(b'x') => vec![code(lifecycle::stop(target()))],
+            Some(b'y') => vec![code(lifecycle::monitor(target()).map(|id| {
+                self.watching.insert(id);
+            }))],
+            Some(b'z') => vec![code(host::send(target(), b"hi"))],
+            Some(b'e') => self.ends.to_vec(),
+            _ => panic!("parent: unknown command"),
+        };
+        encode(&words)
+    }
+
+    fn ended(&mut self, id: RequestId, response: Result<Vec<u8>, RequestError>) {
+        if !self.watching.remove(&id) {
+            let i = if self.ended.contains(&id) { 4 } else { 3 };
+            self.ends[i] += 1;
+            return;
+        }
+        self.ended.insert(id);
+        let i = match response {
+            Err(RequestError::TargetStopped) => 0,
+            Err(RequestError::TargetFailed) => 1,
+            _ => 2,
+        };
+        self.ends[i] += 1;
+    }
 }
 
 fn code(r: Result<(), host::SendError>) -> u32 {
@@ -496,6 +640,10 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            ["parent", component] => Role::Parent(Parent {
+                component: component.to_string(),
+                ..Parent::default()
+            }),
             ["forward", to, rest @ ..] => {
                 if let [gate] = rest
                     && host::lookup(gate).is_none()
@@ -528,7 +676,7 @@ impl Guest for Roles {
                 host::send(*to, &payload).expect("forwarded");
                 *forwarded += 1;
             }
-            Role::Proxy(_) | Role::Silent => {}
+            Role::Proxy(_) | Role::Silent | Role::Parent(_) => {}
         })
     }
 
@@ -555,6 +703,7 @@ impl Guest for Roles {
             Role::Ops(o) => Some(o.command(&payload)),
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on request"),
             Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
+            Role::Parent(p) => Some(p.command(&payload)),
             Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
         })
     }
@@ -563,6 +712,7 @@ impl Guest for Roles {
         with_role(|role| match role {
             Role::Requester(r) => r.response(id, response),
             Role::Proxy(p) => p.response(id, response),
+            Role::Parent(p) => p.ended(id, response),
             Role::Ops(o) if response.is_ok() => o.replies += 1,
             Role::Ops(o) => o.failures += 1,
             _ => host::log(LogLevel::Warn, &format!("unexpected response for {id:#x}")),

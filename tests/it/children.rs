@@ -1,0 +1,273 @@
+//! Actors that spawn, stop and watch actors (`wasmshard:actor/lifecycle`),
+//! driven through the Rust test guest's `parent` role (`tests/guests/roles`),
+//! whose children are the same guest in its `forward collector` role.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmshard::{
+    Address, ChildSpawnError, Component, Context, Grants, NativeActor, Operation, RequestError,
+    Runtime, SpawnOptions,
+};
+
+use crate::support::*;
+
+/// Codes the `parent` role answers with.
+const OK: u32 = 0;
+const UNKNOWN_COMPONENT: u32 = 1;
+const NAME_TAKEN: u32 = 2;
+const NO_CAPACITY: u32 = 3;
+const SPAWN_DENIED: u32 = 4;
+/// A send-error's code: `1 +` its index.
+const UNKNOWN_TARGET: u32 = 1;
+const DENIED: u32 = 3;
+
+fn words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Asks the parent to run `command`, stepping the manual runtime until the
+/// answer is in.
+fn ask(rt: &Runtime, parent: Address, command: &[u8]) -> Vec<u32> {
+    let reply = rt
+        .request(parent, command, Duration::from_secs(600))
+        .unwrap();
+    rt.run_until_stalled();
+    words(&reply.try_get().expect("answered").expect("a reply"))
+}
+
+fn with_address(c: u8, a: Address) -> Vec<u8> {
+    let mut v = vec![c];
+    v.extend_from_slice(&a.to_bits().to_le_bytes());
+    v
+}
+
+/// What children need: to find the collector and tell it.
+fn parent_grants() -> Grants {
+    Grants::none()
+        .spawn(["child"])
+        .lookup(["collector"])
+        .send(["collector"])
+}
+
+/// A manual runtime with a collector, the guest registered as `child`, and a
+/// parent with `grants`.
+fn family(max_actors: u32, grants: Grants) -> Option<(Runtime, Component, Address, Inbox)> {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(max_actors)
+        .mailbox_capacity(4096)
+        .build_manual()
+        .unwrap();
+    let g = guest(&rt)?;
+    assert!(rt.register_component("child", &g).is_none());
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let parent = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("parent")
+                .config("parent child")
+                .grants(grants),
+        )
+        .unwrap();
+    Some((rt, g, parent, inbox))
+}
+
+#[test]
+fn a_parent_spawns_messages_stops_and_watches_a_thousand_children() {
+    let Some((rt, _, parent, inbox)) = family(1100, parent_grants()) else {
+        return;
+    };
+    for _ in 0..4 {
+        assert_eq!(ask(&rt, parent, &[b's', 250, 0, 0, 0]), [250, OK]);
+    }
+    // Each child started (its init told the collector) before the parent's
+    // next message to it: its own children are reachable without a grant.
+    assert_eq!(ask(&rt, parent, b"tm1"), [1000, 0]);
+    assert_eq!(ask(&rt, parent, b"w"), [1000, OK]);
+    let seen = inbox.lock().unwrap().clone();
+    let children: std::collections::HashSet<Address> = seen.iter().map(|(a, _)| *a).collect();
+    assert_eq!(children.len(), 1000);
+    for (what, n) in [(&b"up"[..], 1000), (b"m1", 1000)] {
+        assert_eq!(seen.iter().filter(|(_, p)| p == what).count(), n);
+    }
+    // Half stopped, half failed: each monitor ends once, with the right error.
+    assert_eq!(ask(&rt, parent, b"h"), [500, 0]);
+    assert_eq!(ask(&rt, parent, b"p"), [500, 0]);
+    rt.run_until_stalled();
+    assert_eq!(ask(&rt, parent, b"e"), [500, 500, 0, 0, 0]);
+    let stats = rt.stats();
+    // The registry is back to the parent and the collector.
+    assert_eq!(stats.shards[0].actors, 2);
+    assert_eq!(stats.shards[0].requests.monitors, 0);
+    assert_eq!(stats.shards[0].requests.open, 0);
+    let child = stats
+        .actors
+        .iter()
+        .find(|a| a.name.starts_with("child@"))
+        .unwrap();
+    assert!(!child.alive);
+    // A second round fits in the freed slots.
+    assert_eq!(ask(&rt, parent, &[b's', 0xe8, 3, 0, 0]), [1000, OK]);
+}
+
+#[test]
+fn spawn_errors_are_reported_and_leave_nothing_behind() {
+    let grants = parent_grants().spawn(["child", "nowhere"]);
+    let Some((rt, _, parent, _)) = family(8, grants) else {
+        return;
+    };
+    assert_eq!(ask(&rt, parent, b"unowhere"), [UNKNOWN_COMPONENT]);
+    assert_eq!(ask(&rt, parent, b"uelsewhere"), [SPAWN_DENIED]);
+    assert_eq!(ask(&rt, parent, b"Scollector"), [NAME_TAKEN]);
+    assert_eq!(ask(&rt, parent, b"Sworker"), [OK]);
+    assert_eq!(ask(&rt, parent, b"Sworker"), [NAME_TAKEN]);
+    assert!(rt.lookup("worker").is_some());
+    // Eight actors at most: parent, collector, worker, then five more.
+    assert_eq!(ask(&rt, parent, &[b's', 10, 0, 0, 0]), [5, NO_CAPACITY]);
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].actors, 8);
+    // Stopping one makes room for one.
+    let worker = rt.lookup("worker").unwrap();
+    assert_eq!(ask(&rt, parent, &with_address(b'x', worker)), [OK]);
+    assert_eq!(rt.lookup("worker"), None);
+    assert_eq!(ask(&rt, parent, &[b's', 2, 0, 0, 0]), [1, NO_CAPACITY]);
+}
+
+#[test]
+fn grants_bound_spawning_stopping_and_watching_and_children_inherit_them() {
+    // No spawn grant.
+    let Some((rt, _, parent, _)) = family(16, Grants::none()) else {
+        return;
+    };
+    assert_eq!(ask(&rt, parent, &[b's', 1, 0, 0, 0]), [0, SPAWN_DENIED]);
+    let audit = rt.audit();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].operation, Operation::Spawn);
+    // Another actor: not its child, no grant to stop, watch or message it.
+    let (other, _) = probe(&rt, "other", 0);
+    assert_eq!(ask(&rt, parent, &with_address(b'x', other)), [DENIED]);
+    assert_eq!(ask(&rt, parent, &with_address(b'y', other)), [DENIED]);
+    assert_eq!(ask(&rt, parent, &with_address(b'z', other)), [DENIED]);
+    // A forged address: as for a send, denied (it may not learn what is live).
+    let forged = Address::from_bits(other.to_bits() + 7);
+    assert_eq!(ask(&rt, parent, &with_address(b'x', forged)), [DENIED]);
+    drop(rt);
+
+    // Granted: it may stop and watch `other`; a dead one is unknown-target.
+    let grants = parent_grants().stop(["other"]).monitor(["other"]);
+    let Some((rt, _, parent, _)) = family(16, grants) else {
+        return;
+    };
+    let (other, _) = probe(&rt, "other", 0);
+    assert_eq!(ask(&rt, parent, &with_address(b'y', other)), [OK]);
+    assert_eq!(ask(&rt, parent, &with_address(b'x', other)), [OK]);
+    assert_eq!(rt.lookup("other"), None);
+    assert_eq!(ask(&rt, parent, b"e"), [1, 0, 0, 0, 0]);
+    assert_eq!(
+        ask(&rt, parent, &with_address(b'x', other)),
+        [UNKNOWN_TARGET]
+    );
+    drop(rt);
+
+    // Children inherit the parent's grants: without `send` to the collector
+    // a child's init cannot announce itself, and the child does not start.
+    let grants = Grants::none().spawn(["child"]).lookup(["collector"]);
+    let Some((rt, _, parent, inbox)) = family(16, grants) else {
+        return;
+    };
+    // Spawned and watched in one call: the address is its at once.
+    assert_eq!(ask(&rt, parent, &[b'm', 1, 0, 0, 0]), [1, 1]);
+    rt.run_until_stalled();
+    assert!(inbox.lock().unwrap().is_empty());
+    // Gone by the next call.
+    assert_eq!(ask(&rt, parent, b"w"), [0, UNKNOWN_TARGET]);
+    let denial = rt.audit().pop().unwrap();
+    assert!(denial.from_name.starts_with("child@"), "{denial:?}");
+    assert_eq!(denial.target_name.as_deref(), Some("collector"));
+    // The child that did not start: its monitor ended target-failed.
+    assert_eq!(ask(&rt, parent, b"e"), [0, 1, 0, 0, 0]);
+    assert_eq!(rt.stats().shards[0].actors, 2);
+}
+
+/// How a native actor's monitors ended.
+type Ends = Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>;
+
+/// A native actor that spawns one child, watches it, stops it, and records
+/// how the watch ended.
+struct Nanny {
+    ends: Ends,
+}
+
+impl NativeActor for Nanny {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        match payload {
+            b"go" => {
+                let child = ctx
+                    .spawn("child", Some("kid"), b"forward collector")
+                    .unwrap();
+                ctx.monitor(child).unwrap();
+                assert_eq!(
+                    ctx.spawn("nowhere", None, b""),
+                    Err(ChildSpawnError::UnknownComponent)
+                );
+                ctx.send(child, b"hello").unwrap();
+            }
+            b"stop" => {
+                let kid = ctx.lookup("kid").unwrap();
+                ctx.stop(kid).unwrap();
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        _: &mut Context<'_>,
+        _: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        self.ends.lock().unwrap().push(response.map(<[u8]>::to_vec));
+    }
+}
+
+#[test]
+fn a_native_actor_spawns_stops_and_watches_components() {
+    let rt = Runtime::builder()
+        .shards(2)
+        .max_actors(16)
+        .default_grants(Grants::none().lookup(["collector"]).send(["collector"]))
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    rt.register_component("child", &g);
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let ends: Ends = Arc::default();
+    let nanny = rt
+        .spawn_native(
+            "nanny",
+            Some(1),
+            Nanny {
+                ends: Arc::clone(&ends),
+            },
+        )
+        .unwrap();
+    rt.send(nanny, b"go").unwrap();
+    rt.run_until_stalled();
+    let kid = rt.lookup("kid").unwrap();
+    assert_eq!(kid.shard(), 1, "children live on their parent's shard");
+    let got: Vec<Vec<u8>> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(got, [b"up".to_vec(), b"hello".to_vec()]);
+    rt.send(nanny, b"stop").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.lookup("kid"), None);
+    assert_eq!(*ends.lock().unwrap(), [Err(RequestError::TargetStopped)]);
+}
