@@ -241,11 +241,13 @@ impl Actor {
         let (sent, deferred) = (out.sent, out.requests.deferred() as u64);
         let (denied, rate_limited) = (out.denied, out.rate_limited);
         let rate = out.rate.map(|b| (b.rate, b.available(out.now)));
+        let stored = out.storage.bytes() as u64;
         self.info.sent.set(sent);
         self.info.deferred.set(deferred);
         self.info.denied.set(denied);
         self.info.rate_limited.set(rate_limited);
         self.info.publish_rate(rate);
+        self.info.stored.set(stored);
     }
 }
 

@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
 pub const DEFAULT_AUDIT_CAPACITY: usize = 1024;
 /// The most denials the audit trail may keep.
 pub const MAX_AUDIT_CAPACITY: usize = 1 << 20;
+/// Default bytes one actor may keep in its storage (keys and values).
+pub const DEFAULT_STORAGE_QUOTA: usize = 1 << 20;
+/// The largest storage quota.
+pub const MAX_STORAGE_QUOTA: usize = 1 << 30;
 /// Default time `shutdown` waits for in-flight messages to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,6 +132,7 @@ pub(crate) struct Config {
     pub(crate) ring_capacity: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) max_open_requests: u32,
+    pub(crate) storage_quota: usize,
     pub(crate) park_spin: Duration,
     pub(crate) audit_capacity: usize,
     /// The grants of a component actor spawned without its own.
@@ -252,6 +257,7 @@ impl RuntimeBuilder {
                 ring_capacity: DEFAULT_RING_CAPACITY,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
+                storage_quota: DEFAULT_STORAGE_QUOTA,
                 park_spin: DEFAULT_PARK_SPIN,
                 audit_capacity: DEFAULT_AUDIT_CAPACITY,
                 default_grants: Arc::new(Grants::none()),
@@ -377,6 +383,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Bytes one actor may keep in its storage (`wasmshard:actor/storage`),
+    /// keys and values together: 0 to [`MAX_STORAGE_QUOTA`] (1 GiB). Default:
+    /// 1 MiB. Beyond it, `set` fails with `quota-exceeded`.
+    pub fn storage_quota(mut self, bytes: usize) -> Self {
+        self.config.storage_quota = bytes;
+        self
+    }
+
     /// The grants of a component actor spawned without its own
     /// ([`SpawnOptions::grants`](crate::SpawnOptions::grants)). Default:
     /// [`Grants::none`], so a component may message no one but itself and those
@@ -497,6 +511,13 @@ impl RuntimeBuilder {
             c.park_spin,
             Duration::ZERO,
             MAX_PARK_SPIN,
+        )?;
+        count(
+            "storage_quota",
+            "storage-quota",
+            c.storage_quota as u128,
+            0,
+            MAX_STORAGE_QUOTA as u128,
         )?;
         count(
             "audit_capacity",

@@ -49,6 +49,8 @@ pub(crate) struct Directory {
     pub(crate) max_payload: usize,
     /// Requests one actor may have open.
     pub(crate) max_open_requests: u32,
+    /// Bytes one actor may keep in its storage.
+    pub(crate) storage_quota: usize,
     /// `slots[s]`: the slot table of shard `s`.
     slots: Box<[SlotTable]>,
     /// `pools[s]`: the free slots of shard `s`.
@@ -78,6 +80,7 @@ impl Directory {
             mailbox_capacity: config.mailbox_capacity,
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
+            storage_quota: config.storage_quota,
             slots: (0..config.shards)
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),

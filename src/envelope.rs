@@ -39,12 +39,6 @@ pub(crate) fn timeout_ms(timeout_ns: u64) -> u32 {
 }
 
 impl Kind {
-    /// Whether it is a control envelope (`Stop`, `Monitor`).
-    #[inline]
-    pub(crate) fn is_control(self) -> bool {
-        matches!(self, Kind::Stop | Kind::Monitor(_))
-    }
-
     /// Whether the envelope holds room in its target's mailbox.
     pub(crate) fn counted(self) -> bool {
         !matches!(self, Kind::Response(..) | Kind::Stop | Kind::Monitor(_))

@@ -362,6 +362,27 @@ pub enum ChildSpawnError {
     ShuttingDown,
 }
 
+/// Why a storage `set` failed. Mirrors `wasmshard:actor/storage.storage-error`.
+#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[component(enum)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The key is over the longest key, or the key and value together are
+    /// over the actor's whole quota.
+    #[component(name = "too-large")]
+    #[error("too-large (the key, or the key and value together, can never fit)")]
+    TooLarge,
+    /// It would take the actor's storage over its quota.
+    #[component(name = "quota-exceeded")]
+    #[error("quota-exceeded (the actor's storage would exceed its quota)")]
+    QuotaExceeded,
+    /// The storage cannot be written (the durable store failed).
+    #[component(name = "unavailable")]
+    #[error("unavailable (the storage cannot be written)")]
+    Unavailable,
+}
+
 /// An actor's component could not be replaced
 /// ([`Runtime::upgrade`](crate::Runtime::upgrade)); the actor runs on as before.
 #[derive(Debug, Clone, thiserror::Error)]

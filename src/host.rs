@@ -15,6 +15,7 @@ use crate::outbox::Outbox;
 /// The name of the imported interface.
 pub(crate) const HOST_INTERFACE: &str = "wasmshard:actor/host@0.1.0";
 pub(crate) const LIFECYCLE_INTERFACE: &str = "wasmshard:actor/lifecycle@0.1.0";
+pub(crate) const STORAGE_INTERFACE: &str = "wasmshard:actor/storage@0.1.0";
 
 /// Store data of one component actor.
 pub(crate) struct ActorCtx {
@@ -274,6 +275,45 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         |mut store: StoreContextMut<'_, ActorCtx>, (target,): (u64,)| {
             entered(&store, "monitor")?;
             Ok((store.data_mut().out.monitor(Address::from_bits(target)),))
+        },
+    )?;
+
+    let mut storage = linker.instance(STORAGE_INTERFACE)?;
+
+    storage.func_wrap(
+        "get",
+        |store: StoreContextMut<'_, ActorCtx>, (key,): (WasmList<u8>,)| {
+            let key = key.as_le_slice(&store);
+            Ok((store.data().out.storage.get(key).map(<[u8]>::to_vec),))
+        },
+    )?;
+
+    storage.func_wrap(
+        "set",
+        |mut store: StoreContextMut<'_, ActorCtx>, (key, value): (WasmList<u8>, WasmList<u8>)| {
+            entered(&store, "set")?;
+            let quota = store.data().out.directory.storage_quota;
+            // Checked before anything is copied: an oversized entry costs nothing.
+            if key.len() > crate::storage::MAX_STORAGE_KEY
+                || key.len().saturating_add(value.len()) > quota
+            {
+                return Ok((Err(crate::error::StorageError::TooLarge),));
+            }
+            // Copied out of guest memory (which the store holds) before the
+            // store's data can be borrowed: the key on the stack if short, the
+            // value into the box it is kept in.
+            let key: smallvec::SmallVec<[u8; 64]> = key.as_le_slice(&store).into();
+            let value: Box<[u8]> = value.as_le_slice(&store).into();
+            Ok((store.data_mut().out.storage.set(&key, value, quota),))
+        },
+    )?;
+
+    storage.func_wrap(
+        "delete",
+        |mut store: StoreContextMut<'_, ActorCtx>, (key,): (WasmList<u8>,)| {
+            entered(&store, "delete")?;
+            let key: smallvec::SmallVec<[u8; 64]> = key.as_le_slice(&store).into();
+            Ok((store.data_mut().out.storage.delete(&key),))
         },
     )?;
 

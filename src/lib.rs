@@ -94,6 +94,7 @@ mod shard;
 mod shared;
 mod slots;
 mod stats;
+mod storage;
 mod supervision;
 mod sys;
 mod threaded;
@@ -109,13 +110,14 @@ pub use config::{
     DEFAULT_AUDIT_CAPACITY, DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_EPOCH_TICK, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS,
     DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY,
-    MAX_AUDIT_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET, MAX_DRAIN_TIMEOUT, MAX_EPOCH_TICK,
-    MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS, MAX_MAX_PAYLOAD, MAX_MEMORY_LIMIT,
-    MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_TABLE_ELEMENTS, MIN_EPOCH_TICK, RuntimeBuilder,
+    DEFAULT_STORAGE_QUOTA, MAX_AUDIT_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET, MAX_DRAIN_TIMEOUT,
+    MAX_EPOCH_TICK, MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS, MAX_MAX_PAYLOAD,
+    MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_STORAGE_QUOTA, MAX_TABLE_ELEMENTS,
+    MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
     BuildError, Capacity, ChildSpawnError, Failure, FailureKind, LoadError, QuotaError,
-    RequestError, SendError, SpawnError, StopError, UpgradeError,
+    RequestError, SendError, SpawnError, StopError, StorageError, UpgradeError,
 };
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,
@@ -130,6 +132,7 @@ pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage, RequestStats,
     ShardStats, ShutdownReport, Stats,
 };
+pub use storage::MAX_STORAGE_KEY;
 pub use supervision::{
     Group, MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy, Strategy,
 };

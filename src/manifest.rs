@@ -34,7 +34,7 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `park-spin-us`.
+//! `max-open-requests`, `park-spin-us`, `storage-quota` (bytes).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
 //! request is open (so requests with timeouts end before the report).
@@ -96,6 +96,7 @@ pub struct RuntimeSection {
     pub ring_capacity: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
     pub max_open_requests: Option<u32>,
+    pub storage_quota: Option<usize>,
     pub park_spin_us: Option<u64>,
     /// The grants of an `[[actor]]` that gives none: `"none"` (the default) or
     /// `"all"`.
@@ -580,6 +581,9 @@ impl Manifest {
         }
         if let Some(v) = r.drain_timeout_ms {
             b = b.drain_timeout(Duration::from_millis(v));
+        }
+        if let Some(v) = r.storage_quota {
+            b = b.storage_quota(v);
         }
         if let Some(v) = r.max_open_requests {
             b = b.max_open_requests(v);

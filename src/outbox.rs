@@ -16,6 +16,7 @@ use crate::envelope::{Envelope, Kind, Payload, timeout_ms};
 use crate::error::{ChildSpawnError, SendError};
 use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
 use crate::requests::{Requests, Waiter};
+use crate::storage::Storage;
 
 pub(crate) struct Outbox {
     pub(crate) me: Address,
@@ -40,6 +41,8 @@ pub(crate) struct Outbox {
     pub(crate) requests: ActorRequests,
     /// Its grants (`None`: trusted), for spawns and what its children inherit.
     pub(crate) grants: Option<Arc<Grants>>,
+    /// Its storage (kept with the outbox, so a restart finds it).
+    pub(crate) storage: Storage,
     /// Children it spawned during the invocation, for the shard to start
     /// (their slots taken, their names registered) before it routes `staged`.
     pub(crate) spawns: Vec<Child>,
@@ -80,6 +83,7 @@ impl Outbox {
             table: None,
             requests: ActorRequests::default(),
             grants,
+            storage: Storage::default(),
             spawns: Vec::new(),
         }
     }

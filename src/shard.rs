@@ -1016,11 +1016,8 @@ impl Shard {
     /// Puts an envelope addressed to this shard into its actor's mailbox.
     #[inline]
     fn deliver(&mut self, env: Envelope) {
-        if let Kind::Response(id, result) = env.kind {
-            return self.end_request(id, result, env);
-        }
-        if env.kind.is_control() {
-            return self.control(env);
+        if !matches!(env.kind, Kind::Tell | Kind::Request(..)) {
+            return self.deliver_other(env);
         }
         if self.stopping {
             return self.refuse(env);
@@ -1046,6 +1043,16 @@ impl Shard {
                 _ => self.dead_letter(env, DeadLetterReason::TargetGone),
             },
         }
+    }
+
+    /// Delivers a response (the end of a request made here) or a control
+    /// envelope.
+    #[inline]
+    fn deliver_other(&mut self, env: Envelope) {
+        if let Kind::Response(id, result) = env.kind {
+            return self.end_request(id, result, env);
+        }
+        self.control(env);
     }
 
     /// A control envelope reached its target's shard: stop the target, or add
@@ -1199,19 +1206,19 @@ impl Shard {
     /// actor keeps the capacity it has needed (vectors do not wander between
     /// actors, which would make them grow again). Returns whether the actor is
     /// still there (it may have stopped itself).
+    #[inline]
     fn route_staged(&mut self, slot: u32) -> bool {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return false;
         };
-        if !actor.outbox().spawns.is_empty() {
-            // Started before anything is routed, so what the actor sent its
-            // children finds them.
-            self.place_children(slot);
+        let out = actor.outbox();
+        if !out.spawns.is_empty() {
+            return self.route_staged_after_spawns(slot);
         }
-        let Some(actor) = self.actors[slot as usize].as_mut() else {
-            return false;
-        };
-        let mut staged = std::mem::take(&mut actor.outbox().staged);
+        if out.staged.is_empty() {
+            return true;
+        }
+        let mut staged = std::mem::take(&mut out.staged);
         for env in staged.drain(..) {
             self.route(env);
         }
@@ -1223,6 +1230,16 @@ impl Shard {
             // It stopped itself.
             None => false,
         }
+    }
+
+    /// [`Shard::route_staged`] for an actor that spawned children: they are
+    /// started first, so what it sent them finds them.
+    #[cold]
+    #[inline(never)]
+    fn route_staged_after_spawns(&mut self, slot: u32) -> bool {
+        // Takes the spawns out of its outbox: routing comes next.
+        self.place_children(slot);
+        self.route_staged(slot)
     }
 
     /// Runs ready actors round-robin, one turn each, until none is ready,
@@ -1583,6 +1600,9 @@ impl Shard {
         if out.rate.is_some() {
             out.now = self.directory.now_ns();
         }
+        // The new `init` reads what the old instance stored; a copy, so a
+        // rollback leaves the old one's as it was.
+        out.storage = old.storage.clone();
         // The old instance's requests, to end if the new one takes over.
         let asked = if old.requests.open() > 0 {
             self.table().open_by(me)

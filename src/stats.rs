@@ -169,6 +169,7 @@ pub(crate) struct ActorInfo {
     pub(crate) failures: Counter,
     pub(crate) restarts: Counter,
     pub(crate) upgrades: Counter,
+    pub(crate) stored: Counter,
     pub(crate) deferred: Counter,
     pub(crate) denied: Counter,
     pub(crate) rate_limited: Counter,
@@ -192,6 +193,7 @@ impl ActorInfo {
             failures: Counter::default(),
             restarts: Counter::default(),
             upgrades: Counter::default(),
+            stored: Counter::default(),
             deferred: Counter::default(),
             denied: Counter::default(),
             rate_limited: Counter::default(),
@@ -225,6 +227,7 @@ impl ActorInfo {
             failures: self.failures.get(),
             restarts: self.restarts.get(),
             upgrades: self.upgrades.get(),
+            stored: self.stored.get(),
             deferred: self.deferred.get(),
             denied: self.denied.get(),
             rate_limited: self.rate_limited.get(),
@@ -268,6 +271,8 @@ pub struct ActorStats {
     pub restarts: u64,
     /// Times its component was replaced ([`Runtime::upgrade`](crate::Runtime::upgrade)).
     pub upgrades: u64,
+    /// Bytes in its storage (keys and values), as of its last turn.
+    pub stored: u64,
     /// Requests it deferred and has not answered yet (those whose requesters
     /// stopped waiting are forgotten once there are many).
     pub deferred: u64,

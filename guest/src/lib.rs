@@ -95,8 +95,9 @@ pub mod bindings {
 }
 
 pub use bindings::wasmshard::actor::lifecycle::SpawnError;
+pub use bindings::wasmshard::actor::storage::StorageError;
 pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
-use bindings::wasmshard::actor::{host, lifecycle};
+use bindings::wasmshard::actor::{host, lifecycle, storage};
 
 /// An actor's address: where messages to it go. Any `u64` can be one; an address
 /// that names no live actor makes a send fail with [`SendError::UnknownTarget`].
@@ -127,6 +128,8 @@ pub enum Error {
     /// A spawn the runtime refused (the component is not registered, the name
     /// is taken, the shard is full, the grants do not allow it, …).
     NotSpawned(SpawnError),
+    /// A storage write the runtime refused (too large, over the quota, …).
+    NotStored(StorageError),
 }
 
 impl std::fmt::Display for Error {
@@ -135,6 +138,11 @@ impl std::fmt::Display for Error {
             Error::Refused(e) => write!(f, "refused: {}", send_error_name(*e)),
             Error::Encode(e) => e.fmt(f),
             Error::NotSpawned(e) => write!(f, "not spawned: {}", spawn_error_name(*e)),
+            Error::NotStored(e) => f.write_str(match e {
+                StorageError::TooLarge => "not stored: too-large",
+                StorageError::QuotaExceeded => "not stored: quota-exceeded",
+                StorageError::Unavailable => "not stored: unavailable",
+            }),
         }
     }
 }
@@ -142,7 +150,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Refused(_) | Error::NotSpawned(_) => None,
+            Error::Refused(_) | Error::NotSpawned(_) | Error::NotStored(_) => None,
             Error::Encode(e) => Some(e),
         }
     }
@@ -426,6 +434,35 @@ impl<A: Actor> Ctx<'_, A> {
             }),
         );
         Ok(id)
+    }
+
+    /// The value this actor stored under `key` (in its storage, which the
+    /// host keeps across restarts and upgrades), decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// The stored bytes do not decode as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DecodeError> {
+        storage::get(key.as_bytes())
+            .map(|bytes| codec::decode(&bytes))
+            .transpose()
+    }
+
+    /// Stores `value` (in the default codec) under `key`.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it ([`Error::NotStored`]: the key is too long, the
+    /// value too large, the actor's quota exceeded), or it cannot be encoded.
+    pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
+        abi::reuse(self.buf);
+        codec::encode_into(codec::DEFAULT, value, self.buf).map_err(Error::Encode)?;
+        storage::set(key.as_bytes(), self.buf).map_err(Error::NotStored)
+    }
+
+    /// Deletes what is stored under `key`; whether there was anything.
+    pub fn delete(&mut self, key: &str) -> bool {
+        storage::delete(key.as_bytes())
     }
 
     /// Cancels request `id`: its continuation never runs. Whether it was still

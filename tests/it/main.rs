@@ -18,6 +18,7 @@ mod pattern;
 mod regressions;
 mod requests;
 mod sdk;
+mod storage;
 mod supervision;
 mod support;
 

@@ -771,13 +771,13 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
                 .grants(Grants::none().spawn(["tally"])),
         )
         .unwrap();
-    let report = |rt: &Runtime| -> [u32; 4] {
-        let reply = rt.request_typed::<_, [u32; 4]>(nursery, &"Report", Duration::from_secs(60));
+    let report = |rt: &Runtime| -> [u32; 5] {
+        let reply = rt.request_typed::<_, [u32; 5]>(nursery, &"Report", Duration::from_secs(60));
         rt.run_until_stalled();
         reply.unwrap().try_get().expect("answered")
     };
     rt.run_until_stalled();
-    assert_eq!(report(&rt), [3, 0, 0, 0]);
+    assert_eq!(report(&rt), [3, 0, 0, 0, 1]);
     rt.send_typed(nursery, &serde_json::json!({"Add": 5}))
         .unwrap();
     rt.run_until_stalled();
@@ -793,12 +793,12 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
     rt.send_typed(nursery, &serde_json::json!({"Add": u64::MAX}))
         .unwrap();
     rt.run_until_stalled();
-    assert_eq!(report(&rt), [3, 0, 3, 0]);
+    assert_eq!(report(&rt), [3, 0, 3, 0, 1]);
     // Not granted: refused, counted.
     rt.send_typed(nursery, &serde_json::json!({"Spawn": "nursery"}))
         .unwrap();
     rt.run_until_stalled();
-    assert_eq!(report(&rt), [3, 0, 3, 1]);
+    assert_eq!(report(&rt), [3, 0, 3, 1, 1]);
     // One more (named); stopping ends its watch with target-stopped.
     rt.send_typed(nursery, &serde_json::json!({"Spawn": "tally"}))
         .unwrap();
@@ -806,7 +806,52 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
     assert!(rt.lookup("tally").is_some());
     rt.send_typed(nursery, &serde_json::json!("Stop")).unwrap();
     rt.run_until_stalled();
-    assert_eq!(report(&rt), [4, 1, 3, 1]);
+    assert_eq!(report(&rt), [4, 1, 3, 1, 1]);
     assert_eq!(rt.lookup("tally"), None);
     assert_eq!(rt.stats().shards[0].actors, 1);
+    // Its storage (`Ctx::get`, `Ctx::set`) outlives an upgrade: the new
+    // instance counts on. (Its children were the old instance's.)
+    rt.upgrade(nursery, &n).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(report(&rt)[4], 2);
+}
+
+/// A manifest registers components (`[[component]]`) for its actors to spawn.
+#[test]
+fn a_manifest_registers_components_for_actors_to_spawn() {
+    let Some(dir) = guest_wasm().map(|p| p.parent().unwrap().to_path_buf()) else {
+        return;
+    };
+    let text = format!(
+        "[runtime]\nshards = 1\n\
+         [[component]]\nname = \"tally\"\npath = \"{dir}/wasmshard_tally.wasm\"\n\
+         [[actor]]\nname = \"nursery\"\ncomponent = \"{dir}/wasmshard_nursery.wasm\"\n\
+         config = '{{\"component\": \"tally\", \"children\": 4}}'\n\
+         grants = {{ spawn = [\"tally\"] }}\n\
+         [[send]]\nto = \"nursery\"\njson = '{{\"Add\": 2}}'\n",
+        dir = dir.display()
+    );
+    let manifest = wasmshard::manifest::Manifest::parse(&text).unwrap();
+    let report = manifest.run(manifest.builder(), Some(WAIT)).unwrap();
+    assert!(report.idle);
+    let children: Vec<_> = report
+        .actors
+        .iter()
+        .filter(|a| a.name.starts_with("tally@"))
+        .collect();
+    assert_eq!(children.len(), 4, "{:?}", report.actors);
+    assert!(children.iter().all(|c| c.handled == 1 && !c.failed));
+    // Two components of one name are refused before anything runs.
+    let twice = text.replace(
+        "[[actor]]",
+        &format!(
+            "[[component]]\nname = \"tally\"\npath = \"{}/x.wasm\"\n[[actor]]",
+            dir.display()
+        ),
+    );
+    let e = wasmshard::manifest::Manifest::parse(&twice).unwrap_err();
+    assert!(
+        e.to_string().contains("two components are named `tally`"),
+        "{e}"
+    );
 }

@@ -6,8 +6,11 @@
 //! message `{"Add": n}` tells every child `{"n": n}` (the tally's message);
 //! `"Stop"` stops them all; `{"Spawn": NAME}` spawns one more of `NAME`,
 //! under that name. The request `"Report"` answers `[children, stopped,
-//! failed, refused]`: children spawned, watches that ended with
-//! `target-stopped`, with `target-failed`, and spawns refused.
+//! failed, refused, inits]`: children spawned, watches that ended with
+//! `target-stopped`, with `target-failed`, spawns refused, and how many times
+//! an instance of it has run `init` (kept in its storage with `Ctx::get` and
+//! `Ctx::set`, so a restart or an upgrade counts on). A message `"Panic"`
+//! panics.
 
 use serde::{Deserialize, Serialize};
 use wasmshard_guest::{Actor, Address, Ctx, Reply, RequestError};
@@ -23,6 +26,7 @@ enum Command {
     Add(u64),
     Stop,
     Spawn(String),
+    Panic,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +46,7 @@ struct Nursery {
     stopped: u32,
     failed: u32,
     refused: u32,
+    inits: u32,
 }
 
 impl Nursery {
@@ -70,10 +75,16 @@ impl Actor for Nursery {
     type Config = Config;
     type Message = Command;
     type Request = Ask;
-    type Reply = [u32; 4];
+    type Reply = [u32; 5];
 
     fn init(ctx: &mut Ctx<Self>, config: Config) -> Result<Self, String> {
-        let mut me = Nursery::default();
+        let inits = ctx.get::<u32>("inits").map_err(|e| e.to_string())?;
+        let inits = inits.unwrap_or(0) + 1;
+        ctx.set("inits", &inits).map_err(|e| e.to_string())?;
+        let mut me = Nursery {
+            inits,
+            ..Nursery::default()
+        };
         for _ in 0..config.children {
             me.spawn(ctx, &config.component, None);
         }
@@ -97,15 +108,17 @@ impl Actor for Nursery {
                 }
             }
             Command::Spawn(name) => self.spawn(ctx, &name.clone(), Some(&name)),
+            Command::Panic => panic!("nursery: panic on command"),
         }
     }
 
-    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 4]>) {
+    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 5]>) {
         let _ = reply.send(&[
             self.children.len() as u32,
             self.stopped,
             self.failed,
             self.refused,
+            self.inits,
         ]);
     }
 }

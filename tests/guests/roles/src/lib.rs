@@ -74,6 +74,12 @@
 //!   monitors, tells `hi` to that address → `[code]`; `e` reports how its
 //!   monitors ended → `[target-stopped, target-failed, other, unknown id,
 //!   ended twice]`.
+//! - `keeper`: keeps state in the host's storage. Its `init` adds one to the
+//!   `u32` stored under `inits` (so a restarted or upgraded instance shows it
+//!   read what the last one wrote). Requests: `g` + key → `[1, value…]` or
+//!   `[0]`; `s` + key length (`u32`) + key + value → `[code]` (0 ok, 1
+//!   too-large, 2 quota-exceeded, 3 unavailable); `d` + key → `[deleted]`. A
+//!   tell `panic` panics.
 //! - `trap`: holds requests like `deferring` and answers them all on a tell, but:
 //!   a tell `panic` panics in `handle-message`; a request `panic` panics in
 //!   `handle-request` before answering; a request `respond-then-panic` answers
@@ -108,7 +114,7 @@ wit_bindgen::generate!({
 
 use exports::wasmshard::actor::actor::Guest;
 use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
-use wasmshard::actor::{host, lifecycle};
+use wasmshard::actor::{host, lifecycle, storage};
 
 /// How long the requests the guest makes on its own account may take.
 const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -125,6 +131,32 @@ enum Role {
     Ops(Ops),
     Forward { to: Address, forwarded: u32 },
     Parent(Parent),
+    Keeper,
+}
+
+fn keeper(payload: &[u8]) -> Vec<u8> {
+    match payload.first() {
+        Some(b'g') => match storage::get(&payload[1..]) {
+            Some(mut v) => {
+                v.insert(0, 1);
+                v
+            }
+            None => vec![0],
+        },
+        Some(b's') => {
+            let n = u32_at(payload, 1) as usize;
+            let (key, value) = payload[5..].split_at(n);
+            let code = match storage::set(key, value) {
+                Ok(()) => 0,
+                Err(storage::StorageError::TooLarge) => 1,
+                Err(storage::StorageError::QuotaExceeded) => 2,
+                Err(storage::StorageError::Unavailable) => 3,
+            };
+            vec![code]
+        }
+        Some(b'd') => vec![u8::from(storage::delete(&payload[1..]))],
+        _ => panic!("keeper: unknown command"),
+    }
 }
 
 #[derive(Default)]
@@ -640,6 +672,12 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            ["keeper"] => {
+                let inits = storage::get(b"inits").map_or(0, |v| u32_at(&v, 0));
+                storage::set(b"inits", &(inits + 1).to_le_bytes())
+                    .map_err(|e| format!("keeper: {e:?}"))?;
+                Role::Keeper
+            }
             ["parent", component] => Role::Parent(Parent {
                 component: component.to_string(),
                 ..Parent::default()
@@ -672,11 +710,12 @@ impl Guest for Roles {
             Role::Ops(o) if from == host::self_address() && payload == b"self" => o.selfs += 1,
             Role::Ops(_) => {}
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on command"),
+            Role::Keeper if payload == b"panic" => panic!("keeper: panic on command"),
             Role::Forward { to, forwarded } => {
                 host::send(*to, &payload).expect("forwarded");
                 *forwarded += 1;
             }
-            Role::Proxy(_) | Role::Silent | Role::Parent(_) => {}
+            Role::Proxy(_) | Role::Silent | Role::Parent(_) | Role::Keeper => {}
         })
     }
 
@@ -704,6 +743,7 @@ impl Guest for Roles {
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on request"),
             Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
             Role::Parent(p) => Some(p.command(&payload)),
+            Role::Keeper => Some(keeper(&payload)),
             Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
         })
     }

@@ -1,0 +1,131 @@
+//! Per-actor storage (`wasmshard:actor/storage`), driven through the Rust test
+//! guest's `keeper` role (`tests/guests/roles`): it outlives a supervised
+//! restart and an upgrade, is bounded by the quota, and is dropped when the
+//! actor ends for good.
+
+use std::time::Duration;
+
+use wasmshard::{Address, Component, Restart, Runtime, SpawnOptions};
+
+use crate::support::*;
+
+/// Codes the keeper answers `s` with.
+const OK: u8 = 0;
+const TOO_LARGE: u8 = 1;
+const QUOTA_EXCEEDED: u8 = 2;
+
+fn ask(rt: &Runtime, keeper: Address, command: &[u8]) -> Vec<u8> {
+    let reply = rt
+        .request(keeper, command, Duration::from_secs(600))
+        .unwrap();
+    rt.run_until_stalled();
+    reply.try_get().expect("answered").expect("a reply")
+}
+
+fn set(rt: &Runtime, keeper: Address, key: &[u8], value: &[u8]) -> u8 {
+    let mut c = vec![b's'];
+    c.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    c.extend_from_slice(key);
+    c.extend_from_slice(value);
+    ask(rt, keeper, &c)[0]
+}
+
+fn get(rt: &Runtime, keeper: Address, key: &[u8]) -> Option<Vec<u8>> {
+    let mut c = vec![b'g'];
+    c.extend_from_slice(key);
+    let r = ask(rt, keeper, &c);
+    (r[0] == 1).then(|| r[1..].to_vec())
+}
+
+fn inits(rt: &Runtime, keeper: Address) -> u32 {
+    u32::from_le_bytes(get(rt, keeper, b"inits").unwrap().try_into().unwrap())
+}
+
+fn spawn_keeper(rt: &Runtime, g: &Component) -> Address {
+    rt.spawn(
+        g,
+        SpawnOptions::new("keeper")
+            .config("keeper")
+            .restart(Restart::on_failure()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn storage_outlives_a_restart_and_an_upgrade_and_ends_with_the_actor() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 1);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    rt.send(keeper, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().actor("keeper").unwrap().restarts, 1);
+    // The new instance's init read what the first one wrote.
+    assert_eq!(inits(&rt, keeper), 2);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    rt.upgrade(keeper, &g).unwrap();
+    assert_eq!(inits(&rt, keeper), 3);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    let stats = rt.stats();
+    assert_eq!(stats.actor("keeper").unwrap().stored, 5 + 4 + 6 + 4);
+    // Ended for good: a new actor of the same name starts empty.
+    rt.stop(keeper).unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 1);
+    assert_eq!(get(&rt, keeper, b"colour"), None);
+}
+
+#[test]
+fn storage_is_bounded_by_its_quota() {
+    let rt = builder(1).storage_quota(64).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    // `inits` takes 9 bytes already.
+    let long_key = vec![b'k'; wasmshard::MAX_STORAGE_KEY + 1];
+    assert_eq!(set(&rt, keeper, &long_key, b"v"), TOO_LARGE);
+    assert_eq!(set(&rt, keeper, b"big", &[0; 62]), TOO_LARGE);
+    assert_eq!(set(&rt, keeper, b"a", &[1; 50]), OK);
+    assert_eq!(set(&rt, keeper, b"b", &[2; 10]), QUOTA_EXCEEDED);
+    // Replacing counts the difference only; deleting gives room back.
+    assert_eq!(set(&rt, keeper, b"a", &[3; 54]), OK);
+    assert_eq!(set(&rt, keeper, b"a", &[3; 55]), QUOTA_EXCEEDED);
+    assert_eq!(ask(&rt, keeper, b"da"), [1]);
+    assert_eq!(ask(&rt, keeper, b"da"), [0]);
+    assert_eq!(set(&rt, keeper, b"b", &[2; 10]), OK);
+    assert_eq!(rt.stats().actor("keeper").unwrap().stored, 9 + 11);
+    // A quota of zero refuses even `init`'s write: the spawn fails.
+    let none = builder(1).storage_quota(0).build_manual().unwrap();
+    let e = none
+        .spawn(
+            &guest(&none).unwrap(),
+            SpawnOptions::new("k").config("keeper"),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("init"), "{e}");
+}
+
+/// The storage benchmark's fixture: the interface at the canonical ABI, from
+/// hand-written WAT (a failed call traps).
+#[test]
+fn the_storage_fixture_sets_gets_and_deletes() {
+    let rt = builder(1).build_manual().unwrap();
+    let store = load(&rt, "store.wat");
+    let a = rt.spawn(&store, SpawnOptions::new("store")).unwrap();
+    let run = |mode: u8, n: u32| {
+        let mut msg = vec![mode, 0, 0, 0];
+        msg.extend_from_slice(&n.to_le_bytes());
+        rt.send(a, &msg).unwrap();
+        rt.run_until_stalled();
+    };
+    run(b's', 3);
+    run(b'g', 3);
+    assert_eq!(rt.stats().actor("store").unwrap().stored, 40);
+    run(b'd', 2);
+    let stats = rt.stats();
+    let s = stats.actor("store").unwrap();
+    assert_eq!((s.stored, s.handled, s.alive), (0, 3, true));
+    // A get of what is gone traps (the fixture insists on finding it).
+    run(b'g', 1);
+    assert!(!rt.stats().actor("store").unwrap().alive);
+}
