@@ -194,7 +194,10 @@ fn storage(c: &mut Criterion) {
     let stats = rt.stats();
     let a = stats.actor("store").expect("stats");
     assert!(a.alive && a.failure.is_none(), "{a:?}");
-    assert_eq!(a.stored, 8 + 32);
+    assert_eq!(
+        a.stored,
+        (8 + 32 + wasmshard::STORAGE_ENTRY_OVERHEAD) as u64
+    );
 }
 
 criterion_group!(benches, supervision, spawn, storage);

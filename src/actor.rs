@@ -229,7 +229,7 @@ impl Actor {
                 .map_err(unanswered)
             }
             // Taken by the shard as it arrives; never in a mailbox.
-            Kind::Stop | Kind::Monitor(_) => Ok(()),
+            Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => Ok(()),
         }
     }
 

@@ -133,6 +133,7 @@ pub(crate) struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) max_open_requests: u32,
     pub(crate) storage_quota: usize,
+    pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
     pub(crate) audit_capacity: usize,
     /// The grants of a component actor spawned without its own.
@@ -258,6 +259,7 @@ impl RuntimeBuilder {
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
                 storage_quota: DEFAULT_STORAGE_QUOTA,
+                storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
                 audit_capacity: DEFAULT_AUDIT_CAPACITY,
                 default_grants: Arc::new(Grants::none()),
@@ -388,6 +390,20 @@ impl RuntimeBuilder {
     /// 1 MiB. Beyond it, `set` fails with `quota-exceeded`.
     pub fn storage_quota(mut self, bytes: usize) -> Self {
         self.config.storage_quota = bytes;
+        self
+    }
+
+    /// Makes storage durable: what named actors store is written to a
+    /// database in `dir` (created if missing), keyed by actor name, in group
+    /// commits off the message path, and an actor spawned under a name finds
+    /// what an actor of that name stored before, in this process or an
+    /// earlier one. A crash loses at most the changes not yet committed (those
+    /// of the last few milliseconds); a clean shutdown commits everything.
+    /// What an actor stored is deleted when it ends for good (stopped, or
+    /// failed beyond its supervision), not at shutdown. Anonymous actors keep
+    /// their storage in memory only. Default: none (all storage in memory).
+    pub fn storage_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.storage_dir = Some(dir.into());
         self
     }
 

@@ -26,6 +26,7 @@ use crate::address::Address;
 use crate::audit::{Denial, Record, Trail};
 use crate::component::Component;
 use crate::config::Config;
+use crate::durable::Durable;
 use crate::error::{SendError, SpawnError};
 use crate::grants::{Grants, Labels, Masks};
 use crate::log::{self, LogLevel, LogSink};
@@ -51,6 +52,8 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// Bytes one actor may keep in its storage.
     pub(crate) storage_quota: usize,
+    /// The durable store, with a storage directory.
+    pub(crate) durable: Option<Arc<Durable>>,
     /// `slots[s]`: the slot table of shard `s`.
     slots: Box<[SlotTable]>,
     /// `pools[s]`: the free slots of shard `s`.
@@ -60,6 +63,8 @@ pub(crate) struct Directory {
     /// The grants of an actor spawned by a native actor (which is trusted, but
     /// its component children are not).
     pub(crate) default_grants: Arc<Grants>,
+    /// The quota of an actor spawned by a native actor.
+    pub(crate) default_rate: Option<crate::grants::Rate>,
     names: RwLock<Names>,
     /// `trails[s]`: the last denials of shard `s`'s actors.
     trails: Box<[Mutex<Trail>]>,
@@ -73,7 +78,11 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    pub(crate) fn new(config: &Config, log_sink: Option<LogSink>) -> Directory {
+    pub(crate) fn new(
+        config: &Config,
+        log_sink: Option<LogSink>,
+        durable: Option<Arc<Durable>>,
+    ) -> Directory {
         static RUNTIMES: AtomicU64 = AtomicU64::new(1);
         Directory {
             id: RUNTIMES.fetch_add(1, Ordering::Relaxed),
@@ -81,6 +90,7 @@ impl Directory {
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
             storage_quota: config.storage_quota,
+            durable,
             slots: (0..config.shards)
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),
@@ -89,6 +99,7 @@ impl Directory {
                 .collect(),
             components: RwLock::new(AHashMap::new()),
             default_grants: config.default_grants.clone(),
+            default_rate: config.default_rate,
             names: RwLock::new(Names::default()),
             trails: (0..config.shards)
                 .map(|_| Mutex::new(Trail::new(config.audit_capacity)))
@@ -360,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_failed_spawn_frees_its_own_reservation_only() {
-        let d = Directory::new(&RuntimeBuilder::new().shards(1).config, None);
+        let d = Directory::new(&RuntimeBuilder::new().shards(1).config, None, None);
         let first = d.reserve("x").unwrap();
         // The first spawn fails: its name is freed, and reserved again by a
         // second spawn before the first one's cleanup has finished.

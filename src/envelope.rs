@@ -29,6 +29,9 @@ pub(crate) enum Kind {
     /// Monitor `id` of the sender watches the target: end it when the target
     /// is gone for good.
     Monitor(u64),
+    /// Monitor `id` of the sender ended on its side (cancelled, or the
+    /// watcher went): the target forgets it.
+    Demonitor(u64),
 }
 
 /// A timeout in nanoseconds as a request envelope carries it: milliseconds,
@@ -41,7 +44,10 @@ pub(crate) fn timeout_ms(timeout_ns: u64) -> u32 {
 impl Kind {
     /// Whether the envelope holds room in its target's mailbox.
     pub(crate) fn counted(self) -> bool {
-        !matches!(self, Kind::Response(..) | Kind::Stop | Kind::Monitor(_))
+        !matches!(
+            self,
+            Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_)
+        )
     }
 }
 

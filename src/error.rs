@@ -246,6 +246,15 @@ pub enum BuildError {
     /// A default grant or quota cannot be used (the setting's name, and why).
     #[error("invalid runtime configuration: {0}")]
     Policy(&'static str, #[source] crate::grants::PolicyError),
+    /// The durable store in the storage directory cannot be opened.
+    #[error("cannot open the storage in {dir}")]
+    Storage {
+        /// The storage directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: Cause,
+    },
 }
 
 /// Why there is no room for another actor.
@@ -307,6 +316,9 @@ pub enum SpawnError {
     /// a message through a native actor).
     #[error("spawn was called from one of the runtime's own actors, where it would deadlock")]
     Reentrant,
+    /// What the actor stored durably cannot be read.
+    #[error("its durable storage cannot be read")]
+    Storage(#[source] Cause),
     /// Its grants, quota or restart policy cannot be used.
     #[error("the actor's grants, quota or restart policy cannot be used")]
     Policy(#[source] crate::grants::PolicyError),

@@ -69,6 +69,7 @@ pub mod bench;
 mod component;
 mod config;
 mod directory;
+mod durable;
 mod envelope;
 mod error;
 mod exports;
@@ -132,7 +133,7 @@ pub use stats::{
     ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage, RequestStats,
     ShardStats, ShutdownReport, Stats,
 };
-pub use storage::MAX_STORAGE_KEY;
+pub use storage::{MAX_STORAGE_KEY, STORAGE_ENTRY_OVERHEAD};
 pub use supervision::{
     Group, MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy, Strategy,
 };

@@ -34,7 +34,8 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `park-spin-us`, `storage-quota` (bytes).
+//! `max-open-requests`, `park-spin-us`, `storage-quota` (bytes), `storage-dir`
+//! (durable storage, relative to the manifest).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
 //! request is open (so requests with timeouts end before the report).
@@ -97,6 +98,8 @@ pub struct RuntimeSection {
     pub drain_timeout_ms: Option<u64>,
     pub max_open_requests: Option<u32>,
     pub storage_quota: Option<usize>,
+    /// Where durable storage lives (relative to the manifest); none: in memory.
+    pub storage_dir: Option<PathBuf>,
     pub park_spin_us: Option<u64>,
     /// The grants of an `[[actor]]` that gives none: `"none"` (the default) or
     /// `"all"`.
@@ -584,6 +587,9 @@ impl Manifest {
         }
         if let Some(v) = r.storage_quota {
             b = b.storage_quota(v);
+        }
+        if let Some(dir) = &r.storage_dir {
+            b = b.storage_dir(self.base.join(dir));
         }
         if let Some(v) = r.max_open_requests {
             b = b.max_open_requests(v);

@@ -54,11 +54,15 @@ pub(crate) struct Child {
     pub(crate) slot: u32,
     pub(crate) me: Address,
     pub(crate) name: Arc<str>,
+    /// Whether its name is in the registry (it is not anonymous).
+    pub(crate) registered: bool,
     pub(crate) parent: Address,
     pub(crate) masks: Masks,
     pub(crate) grants: Arc<Grants>,
     pub(crate) component: Component,
     pub(crate) config: Vec<u8>,
+    /// Its quota: its parent's, or the runtime's default.
+    pub(crate) rate: Option<crate::grants::Rate>,
 }
 
 impl Outbox {
@@ -219,12 +223,13 @@ impl Outbox {
         if let Err(e) = self
             .directory
             .admit_from_actor(to, &payload, self.masks.request)
+            && let Err(e) = self.refused(to, &payload, e, Operation::Request)
         {
             if e == SendError::Denied {
                 // As for a send: a denial costs its quota.
                 self.spend(to);
             }
-            self.refused(to, &payload, e, Operation::Request)?;
+            return Err(e);
         }
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
         let id = table.open(Waiter::Actor(self.me), to, timeout_ns)?;
@@ -265,9 +270,22 @@ impl Outbox {
         if !table.is_open_by(id, self.me) {
             return false;
         }
-        table.close(id);
-        table.counts.cancelled += 1;
+        let Some((_, target, monitor)) = table.close_entry(id) else {
+            return false;
+        };
         self.requests.ended();
+        if monitor {
+            // The target forgets the watch (else a loop of monitor and
+            // cancel would grow its list without bound).
+            self.staged.push(Envelope {
+                to: target,
+                from: self.me,
+                kind: Kind::Demonitor(id),
+                payload: Payload::new(),
+            });
+        } else {
+            table.counts.cancelled += 1;
+        }
         true
     }
 
@@ -370,11 +388,13 @@ impl Outbox {
             slot,
             me,
             name,
+            registered,
             parent: self.me,
             masks,
             grants,
             component: made_from,
             config: config.to_vec(),
+            rate: self.rate.map(|b| b.rate).or(d.default_rate),
         });
         Ok(me)
     }

@@ -229,6 +229,21 @@ impl Requests {
         self.abandon_where(|a| a == requester)
     }
 
+    /// The monitors `requester` (of this shard) has open, and their targets:
+    /// a scan of the table.
+    pub(crate) fn monitors_of(&self, requester: Address) -> Vec<(u64, Address)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| match &e.open {
+                Some((Waiter::Actor(a), target)) if e.monitor && *a == requester => {
+                    Some((pack(self.shard, slot as u32, e.generation), *target))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The requests `requester` (of this shard) has open: a scan of the table.
     pub(crate) fn open_by(&self, requester: Address) -> Vec<u64> {
         self.entries

@@ -14,6 +14,7 @@ use crate::audit::Denial;
 use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
+use crate::durable::Durable;
 use crate::envelope::{Envelope, Payload};
 use crate::error::{
     BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, UpgradeError, cause,
@@ -123,7 +124,14 @@ impl Runtime {
             handles.push(ShardHandle::new(waker));
         }
         let shared = Arc::new(Shared::new(handles, config.ring_capacity));
-        let directory = Arc::new(Directory::new(&config, log_sink));
+        let durable = match &config.storage_dir {
+            Some(dir) => Some(Durable::open(dir).map_err(|e| BuildError::Storage {
+                dir: dir.display().to_string(),
+                source: crate::durable::failure(e),
+            })?),
+            None => None,
+        };
+        let directory = Arc::new(Directory::new(&config, log_sink, durable));
         let shards: Vec<Shard> = parkers
             .into_iter()
             .enumerate()
@@ -776,6 +784,11 @@ impl Runtime {
             Driver::Threads(threads) => threads.shutdown(&self.shared),
             Driver::Manual(manual) => manual.shutdown(),
         };
+        // Every actor is stopped: what they stored is committed before the
+        // runtime is gone.
+        if let Some(durable) = &self.directory.durable {
+            durable.close();
+        }
         self.report(drained, dead_letters)
     }
 }

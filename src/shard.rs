@@ -28,6 +28,7 @@ use crate::requests::{self, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
+use crate::storage::Storage;
 use crate::supervision::{GroupState, Intensity, Judge, Maker, Plan, Supervisor, Verdict};
 use crate::sys::Parker;
 
@@ -648,8 +649,14 @@ impl Shard {
                     // runtime takes it at once).
                     out.now = self.directory.now_ns();
                 }
-                let body = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
-                    .map(Body::Wasm);
+                let body = match self.storage_of(&name, true) {
+                    Ok(storage) => {
+                        out.storage = storage;
+                        WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
+                            .map(Body::Wasm)
+                    }
+                    Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+                };
                 (body, Some(Maker::Wasm { component, config }), plan)
             }
         };
@@ -690,12 +697,15 @@ impl Shard {
             Err((end, mut out)) => {
                 self.unspawn(slot, &name, me, masks.held);
                 self.discard_children(std::mem::take(&mut out.spawns));
-                let staged = std::mem::take(&mut out.staged);
-                if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
+                // What it sent goes on its way; the requests and watches it
+                // made have nobody to end for.
+                if out.requests.open() > 0 {
                     self.table().abandon(me);
                 }
-                for env in staged {
-                    self.route(env);
+                for env in std::mem::take(&mut out.staged) {
+                    if !matches!(env.kind, Kind::Monitor(_)) {
+                        self.route(env);
+                    }
                 }
                 match end {
                     InitEnd::Failed(err) => Err(err),
@@ -713,6 +723,35 @@ impl Shard {
         self.slots().deactivate(slot);
         self.directory.pool(self.id).give_back(slot);
         self.directory.unregister(name, me, held);
+    }
+
+    /// The storage an actor called `name` starts with: what it stored
+    /// durably before, with a storage directory and a name (`registered`);
+    /// otherwise empty, in memory.
+    fn storage_of(
+        &self,
+        name: &Arc<str>,
+        registered: bool,
+    ) -> Result<Storage, crate::error::Cause> {
+        match &self.directory.durable {
+            Some(durable) if registered => {
+                Storage::durable(name.clone(), durable.clone()).map_err(crate::durable::failure)
+            }
+            _ => Ok(Storage::default()),
+        }
+    }
+
+    /// The watcher `me` goes (or its instance does): the targets of its open
+    /// monitors forget them.
+    fn forget_watches(&mut self, me: Address) {
+        for (id, target) in self.table().monitors_of(me) {
+            self.route(Envelope {
+                to: target,
+                from: me,
+                kind: Kind::Demonitor(id),
+                payload: crate::envelope::Payload::new(),
+            });
+        }
     }
 
     /// Makes sure `actors` reaches `slot`.
@@ -762,11 +801,13 @@ impl Shard {
             slot,
             me,
             name,
+            registered,
             parent,
             masks,
             grants,
             component,
             config,
+            rate,
         } = child;
         if self.stopping {
             self.unspawn(slot, &name, me, masks.held);
@@ -774,14 +815,24 @@ impl Shard {
         }
         self.make_room(slot);
         self.spawning = Some((slot, name.clone(), me, masks.held));
-        let out = Outbox::new(
+        let mut out = Outbox::new(
             me,
             name.clone(),
             self.directory.clone(),
             masks,
             Some(grants),
         );
-        let made = WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table);
+        if let Some(rate) = rate {
+            out.rate = Some(Bucket::new(rate));
+            out.now = self.directory.now_ns();
+        }
+        let made = match self.storage_of(&name, registered) {
+            Ok(storage) => {
+                out.storage = storage;
+                WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
+            }
+            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+        };
         self.spawning = None;
         match made {
             Ok(body) => {
@@ -795,6 +846,7 @@ impl Shard {
                 // Its own children start after it, before anything is routed.
                 let spawns = std::mem::take(&mut actor.outbox().spawns);
                 self.children.extend(spawns);
+                actor.publish();
                 self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
                 Some(slot)
@@ -802,12 +854,15 @@ impl Shard {
             Err((end, mut out)) => {
                 self.unspawn(slot, &name, me, masks.held);
                 self.discard_children(std::mem::take(&mut out.spawns));
-                let staged = std::mem::take(&mut out.staged);
-                if staged.iter().any(|e| matches!(e.kind, Kind::Request(..))) {
+                // What it sent goes on its way; the requests and watches it
+                // made have nobody to end for.
+                if out.requests.open() > 0 {
                     self.table().abandon(me);
                 }
-                for env in staged {
-                    self.route(env);
+                for env in std::mem::take(&mut out.staged) {
+                    if !matches!(env.kind, Kind::Monitor(_)) {
+                        self.route(env);
+                    }
                 }
                 self.orphaned(parent, me);
                 match end {
@@ -850,7 +905,7 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Stop | Kind::Response(..) => {}
+                Kind::Stop | Kind::Demonitor(_) | Kind::Response(..) => {}
             }
         }
     }
@@ -890,6 +945,7 @@ impl Shard {
         // reply that comes later is counted as late). A stopping shard has ended
         // every actor's requests at once already.
         if !self.stopping && actor.outbox().requests.open() > 0 {
+            self.forget_watches(me);
             self.table().abandon(me);
         }
         let error = if reason == DeadLetterReason::TargetFailed {
@@ -900,14 +956,26 @@ impl Shard {
         for (id, requester) in actor.outbox().requests.take_deferred() {
             self.route(Envelope::failure(requester, me, id, error));
         }
+        // Ended for good: what it stored goes (not at shutdown: durable
+        // storage is for the next process).
+        if reason != DeadLetterReason::ShuttingDown {
+            actor.outbox().storage.end();
+        }
         // Those watching it learn it is gone for good.
         for (id, watcher) in std::mem::take(&mut actor.monitors) {
             self.route(Envelope::failure(watcher, me, id, error));
         }
         // Children it spawned that have not started (it is removed within the
-        // invocation that spawned them) never will.
+        // invocation that spawned them) never will; what it sent and was
+        // admitted but not routed yet (a child's `init` stopped it) goes on.
         let spawns = std::mem::take(&mut actor.outbox().spawns);
         self.discard_children(spawns);
+        let staged = std::mem::take(&mut actor.outbox().staged);
+        for env in staged {
+            if !matches!(env.kind, Kind::Monitor(_)) {
+                self.route(env);
+            }
+        }
         let mailbox = std::mem::take(&mut actor.mailbox);
         // Dropping the actor runs a native actor's `Drop`: a panic there ends no
         // more than the actor.
@@ -921,7 +989,7 @@ impl Shard {
                 Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
                 // (Control envelopes never wait in a mailbox.)
-                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) => {}
+                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => {}
             }
         }
     }
@@ -1071,6 +1139,12 @@ impl Shard {
                     .as_mut()
                     .expect("live actor");
                 actor.monitors.push((id, env.from));
+            }
+            Kind::Demonitor(id) if live => {
+                let actor = self.actors[env.to.slot() as usize]
+                    .as_mut()
+                    .expect("live actor");
+                actor.monitors.retain(|&(i, w)| !(i == id && w == env.from));
             }
             Kind::Monitor(id) if !self.sealed => {
                 let error = if self.failed {
@@ -1305,12 +1379,25 @@ impl Shard {
             // Route what it sent, even if it failed afterwards: those sends succeeded.
             let here = self.route_staged(slot);
             if let Err(fault) = result {
+                let killer = (!fault.answered).then_some(env);
                 if here {
-                    let killer = (!fault.answered).then_some(env);
                     // The room of what it took this turn (the failing one
                     // included) is given back: a restarted actor keeps its slot.
                     self.slots().release(slot, counted);
                     self.fail(slot, fault.failure, killer);
+                } else if let Some(env) = killer {
+                    // It stopped itself, then failed on this one: it ends as
+                    // it would have with the actor.
+                    match env.kind {
+                        Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                        Kind::Request(id, _) => self.route(Envelope::failure(
+                            env.from,
+                            env.to,
+                            id,
+                            RequestError::TargetFailed,
+                        )),
+                        _ => {}
+                    }
                 }
                 return;
             }
@@ -1469,6 +1556,7 @@ impl Shard {
             log::warn!("wasmshard: dropping native actor {me} panicked: {why}");
         }
         if out.requests.open() > 0 {
+            self.forget_watches(me);
             self.table().abandon(me);
         }
         let held: Vec<(u64, Address)> = out.requests.take_deferred().collect();
@@ -1497,7 +1585,7 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) => {}
+                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => {}
             }
         }
         let due = self.directory.now_ns().saturating_add(delay);
@@ -1543,11 +1631,21 @@ impl Shard {
                 self.route_staged(slot);
                 return;
             }
-            Err((end, out)) => {
+            Err((end, mut out)) => {
+                // Children its `init` spawned never start; what it sent
+                // before it failed goes on its way (a watch it made ends
+                // with it: its requests are abandoned when it goes down).
+                self.discard_children(std::mem::take(&mut out.spawns));
+                out.staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
                 actor.body = Body::Down { out };
                 self.actors[slot as usize] = Some(actor);
-                // What its `init` sent before it failed goes on its way.
-                self.route_staged(slot);
+                if !self.route_staged(slot) {
+                    // Its `init` stopped it: nothing is left to restart.
+                    if let InitEnd::Panicked(payload) = end {
+                        std::panic::resume_unwind(payload);
+                    }
+                    return;
+                }
                 match end {
                     InitEnd::Failed(SpawnError::InitFailed(f) | SpawnError::Instantiate(f)) => {
                         Failure::new(f.kind(), format!("restart failed: {f}"), Some(Arc::new(f)))
@@ -1602,7 +1700,7 @@ impl Shard {
         }
         // The new `init` reads what the old instance stored; a copy, so a
         // rollback leaves the old one's as it was.
-        out.storage = old.storage.clone();
+        out.storage = old.storage.copy();
         // The old instance's requests, to end if the new one takes over.
         let asked = if old.requests.open() > 0 {
             self.table().open_by(me)
@@ -1613,6 +1711,7 @@ impl Shard {
             Ok(new) => {
                 let (mut old, _) =
                     std::mem::replace(&mut actor.body, Body::Wasm(new)).into_outbox();
+                actor.outbox().storage.adopt(&mut old.storage);
                 self.table().abandon_ids(asked);
                 let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
                 if let Some(s) = actor.supervisor.as_deref_mut() {
@@ -1649,17 +1748,20 @@ impl Shard {
             }
             Err((end, mut out)) => {
                 self.actors[slot as usize] = Some(actor);
-                // Rolled back. What the new `init` sent goes on its way; the
-                // requests it made have nobody to answer.
-                let staged = std::mem::take(&mut out.staged);
+                // Rolled back. Children the new `init` spawned never start;
+                // what it sent goes on its way, but the requests and watches
+                // it made have nobody to end for.
+                self.discard_children(std::mem::take(&mut out.spawns));
+                let mut staged = std::mem::take(&mut out.staged);
                 let made: Vec<u64> = staged
                     .iter()
                     .filter_map(|e| match e.kind {
-                        Kind::Request(id, _) => Some(id),
+                        Kind::Request(id, _) | Kind::Monitor(id) => Some(id),
                         _ => None,
                     })
                     .collect();
                 self.table().abandon_ids(made);
+                staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
                 for env in staged {
                     self.route(env);
                 }

@@ -7,22 +7,79 @@
 //! values an actor holds add up to at most its quota
 //! ([`RuntimeBuilder::storage_quota`](crate::RuntimeBuilder::storage_quota)).
 
+use std::sync::Arc;
+
 use ahash::AHashMap;
 
+use crate::durable::{Durable, Op};
 use crate::error::StorageError;
 
 /// The longest storage key, in bytes.
 pub const MAX_STORAGE_KEY: usize = 1024;
 
+/// What each stored entry counts against the quota besides its key and
+/// value: about what the host spends keeping it (so a flood of tiny entries
+/// is bounded too).
+pub const STORAGE_ENTRY_OVERHEAD: usize = 32;
+
 /// One actor's stored keys and values, and the bytes they take.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Storage {
     map: AHashMap<Box<[u8]>, Box<[u8]>>,
     /// Keys and values together, in bytes.
     bytes: usize,
+    /// Where its changes go too, with a storage directory (a named actor):
+    /// the durable store, under its name.
+    durable: Option<(Arc<str>, Arc<Durable>)>,
 }
 
 impl Storage {
+    /// The storage of the actor called `name`, as the durable store has it.
+    pub(crate) fn durable(
+        name: Arc<str>,
+        durable: Arc<Durable>,
+    ) -> Result<Storage, crate::durable::Failure> {
+        let map = durable.load(&name)?;
+        let bytes = map
+            .iter()
+            .map(|(k, v)| STORAGE_ENTRY_OVERHEAD + k.len() + v.len())
+            .sum();
+        Ok(Storage {
+            map,
+            bytes,
+            durable: Some((name, durable)),
+        })
+    }
+
+    /// A copy for a new instance whose `init` may fail (an upgrade): its
+    /// changes stay in memory until [`Storage::adopt`].
+    pub(crate) fn copy(&self) -> Storage {
+        Storage {
+            map: self.map.clone(),
+            bytes: self.bytes,
+            durable: None,
+        }
+    }
+
+    /// Makes this copy (see [`Storage::copy`]) the actor's storage in place of
+    /// `old`: with a durable store, what it holds is written over what was.
+    pub(crate) fn adopt(&mut self, old: &mut Storage) {
+        self.durable = old.durable.take();
+        if let Some((name, durable)) = &self.durable {
+            durable.push(Op::Clear(name.clone()));
+            for (k, v) in &self.map {
+                durable.push(Op::Set(name.clone(), k.clone(), v.clone()));
+            }
+        }
+    }
+
+    /// The actor ended for good: what it stored durably goes.
+    pub(crate) fn end(&mut self) {
+        if let Some((name, durable)) = self.durable.take() {
+            durable.push(Op::Clear(name));
+        }
+    }
+
     /// The value stored under `key`.
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
@@ -42,10 +99,19 @@ impl Storage {
         value: Box<[u8]>,
         quota: usize,
     ) -> Result<(), StorageError> {
-        let size = key.len() + value.len();
+        let size = STORAGE_ENTRY_OVERHEAD + key.len() + value.len();
         if key.len() > MAX_STORAGE_KEY || size > quota {
             return Err(StorageError::TooLarge);
         }
+        if let Some((_, durable)) = &self.durable
+            && !durable.is_available()
+        {
+            return Err(StorageError::Unavailable);
+        }
+        let logged = self
+            .durable
+            .as_ref()
+            .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
         match self.map.get_mut(key) {
             Some(old) => {
                 let after = self.bytes - old.len() + value.len();
@@ -63,6 +129,9 @@ impl Storage {
                 self.bytes += size;
             }
         }
+        if let (Some((name, key, value)), Some((_, durable))) = (logged, &self.durable) {
+            durable.push(Op::Set(name, key, value));
+        }
         Ok(())
     }
 
@@ -70,7 +139,10 @@ impl Storage {
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
         match self.map.remove(key) {
             Some(old) => {
-                self.bytes -= key.len() + old.len();
+                self.bytes -= STORAGE_ENTRY_OVERHEAD + key.len() + old.len();
+                if let Some((name, durable)) = &self.durable {
+                    durable.push(Op::Delete(name.clone(), key.into()));
+                }
                 true
             }
             None => false,
@@ -88,30 +160,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_quota_counts_keys_and_values_and_replacements() {
+    fn the_quota_counts_keys_values_overhead_and_replacements() {
+        const O: usize = STORAGE_ENTRY_OVERHEAD;
+        let q = 2 * O + 12;
         let mut s = Storage::default();
         let b = |v: &[u8]| -> Box<[u8]> { v.into() };
-        assert_eq!(s.set(b"ab", b(b"1234"), 10), Ok(()));
-        assert_eq!(s.bytes(), 6);
+        assert_eq!(s.set(b"ab", b(b"1234"), q), Ok(()));
+        assert_eq!(s.bytes(), O + 6);
         assert_eq!(
-            s.set(b"cd", b(b"12345"), 10),
+            s.set(b"cd", b(b"1234567"), q),
             Err(StorageError::QuotaExceeded)
         );
-        // Replacing shrinks or grows by the difference only.
-        assert_eq!(s.set(b"ab", b(b"12345678"), 10), Ok(()));
-        assert_eq!(s.bytes(), 10);
-        assert_eq!(s.get(b"ab"), Some(&b"12345678"[..]));
+        assert_eq!(s.set(b"cd", b(b"1234"), q), Ok(()));
+        // Replacing grows or shrinks by the difference only.
         assert_eq!(
-            s.set(b"ab", b(b"123456789"), 10),
+            s.set(b"ab", b(b"12345"), q),
             Err(StorageError::QuotaExceeded)
         );
+        assert_eq!(s.set(b"ab", b(b"12"), q), Ok(()));
+        assert_eq!(s.bytes(), 2 * O + 10);
+        assert_eq!(s.get(b"ab"), Some(&b"12"[..]));
+        // An entry larger than the whole quota can never fit.
         assert_eq!(
-            s.set(b"x", b(b"1234567890"), 10),
+            s.set(b"x", vec![0; q].into(), q),
             Err(StorageError::TooLarge)
         );
         assert!(s.delete(b"ab"));
         assert!(!s.delete(b"ab"));
-        assert_eq!((s.bytes(), s.get(b"ab")), (0, None));
+        assert_eq!((s.bytes(), s.get(b"ab")), (O + 6, None));
         let long = vec![0u8; MAX_STORAGE_KEY + 1];
         assert_eq!(
             s.set(&long, b(b""), usize::MAX),

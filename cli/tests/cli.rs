@@ -784,3 +784,42 @@ fn run_restarts_a_group_together() {
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn durable_storage_survives_between_runs() {
+    let dir = tempdir();
+    let manifest_with = |payload: &str| {
+        manifest(
+            &dir,
+            "durable.toml",
+            &format!(
+                "[runtime]\nstorage-dir = \"state\"\n\
+                 [[actor]]\nname = \"store\"\ncomponent = \"FIXTURES/store.wat\"\n\
+                 [[send]]\nto = \"store\"\npayload-hex = \"{payload}\"\n"
+            ),
+        )
+    };
+    // First run: set. Second: get, which traps if nothing was kept.
+    for (mode, payload) in [("set", "7300000001000000"), ("get", "6700000001000000")] {
+        let path = manifest_with(payload);
+        let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The key, the value and the entry's overhead.
+        assert_eq!(v["actors"][0]["stored"], 40 + 32, "{mode}");
+    }
+    assert!(dir.join("state").is_dir(), "relative to the manifest");
+    // Without the directory, the second run finds nothing and the actor fails.
+    let path = manifest(
+        &dir,
+        "memory.toml",
+        "[[actor]]\nname = \"store\"\ncomponent = \"FIXTURES/store.wat\"\n\
+         [[send]]\nto = \"store\"\npayload-hex = \"6700000001000000\"\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+}

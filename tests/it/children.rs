@@ -271,3 +271,70 @@ fn a_native_actor_spawns_stops_and_watches_components() {
     assert_eq!(rt.lookup("kid"), None);
     assert_eq!(*ends.lock().unwrap(), [Err(RequestError::TargetStopped)]);
 }
+
+/// A child gets its parent's quota (a rate-limited actor cannot send past its
+/// quota through children it spawns).
+#[test]
+fn children_inherit_their_parents_quota() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(16)
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    rt.register_component("child", &g);
+    let (_, _) = probe(&rt, "collector", 0);
+    let parent = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("parent")
+                .config("parent child")
+                .grants(parent_grants())
+                .rate(Some(wasmshard::Rate::new(1000, 10))),
+        )
+        .unwrap();
+    assert_eq!(ask(&rt, parent, &[b's', 1, 0, 0, 0]), [1, OK]);
+    let stats = rt.stats();
+    let child = stats
+        .actors
+        .iter()
+        .find(|a| a.name.starts_with("child@"))
+        .unwrap();
+    assert_eq!(child.rate.unwrap().limit, wasmshard::Rate::new(1000, 10));
+}
+
+/// Watches that end on the watcher's side (cancelled) are forgotten by the
+/// target: a loop of monitor and cancel grew the target's list without
+/// bound, and its end sent one late notice per cancelled watch.
+#[test]
+fn a_cancelled_watch_is_forgotten_by_its_target() {
+    let rt = Runtime::builder()
+        .shards(2)
+        .max_actors(16)
+        .build_manual()
+        .unwrap();
+    let (target, _) = probe(&rt, "target", 1);
+    let watcher = rt
+        .spawn_handler(
+            "watcher",
+            Some(0),
+            move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                for _ in 0..100 {
+                    let id = ctx.monitor(target).unwrap();
+                    assert!(ctx.cancel(id));
+                }
+            },
+        )
+        .unwrap();
+    rt.send(watcher, b"go").unwrap();
+    rt.run_until_stalled();
+    rt.stop(target).unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].requests.late, 0);
+    assert_eq!(stats.shards[0].requests.monitors, 0);
+    assert_eq!(
+        stats.shards[0].requests.cancelled, 0,
+        "a watch is not a request"
+    );
+}

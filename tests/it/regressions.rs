@@ -1549,3 +1549,48 @@ fn a_shard_that_keeps_panicking_gives_up_and_still_answers() {
     assert_eq!(report.stats.actor("sink").unwrap().handled, 1);
     assert!(!report.stats.actor("doomed").unwrap().alive);
 }
+
+/// A supervised actor whose restarted `init` stops it and then fails: the
+/// restart found it gone and failed it again, a panic of the shard's loop
+/// that failed every actor there.
+#[test]
+fn a_restart_whose_init_stops_the_actor_fails_nothing_else() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (bystander, _) = probe(&rt, "bystander", 0);
+    let quitter = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("quitter")
+                .config("quitter")
+                .restart(wasmshard::Restart::on_failure()),
+        )
+        .unwrap();
+    rt.send(quitter, b"panic").unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let q = stats.actor("quitter").unwrap();
+    assert!(!q.alive);
+    assert!(stats.actor("bystander").unwrap().alive);
+    assert!(stats.actor("bystander").unwrap().failure.is_none());
+    rt.send(bystander, b"still here").unwrap();
+}
+
+/// An actor that stops itself while handling a request, then fails: the
+/// request it was handling was left open (its requester waited for its
+/// timeout, forever with no timeout).
+#[test]
+fn a_request_whose_handler_stops_itself_then_fails_ends_at_once() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let quitter = rt
+        .spawn(&g, SpawnOptions::new("quitter").config("quitter"))
+        .unwrap();
+    let reply = rt
+        .request(quitter, b"stop-then-panic", Duration::from_secs(3600))
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(reply.try_get(), Some(Err(RequestError::TargetFailed)));
+    assert_eq!(rt.stats().shards[0].requests.open, 0);
+    assert_eq!(rt.lookup("quitter"), None);
+}

@@ -68,7 +68,9 @@ fn storage_outlives_a_restart_and_an_upgrade_and_ends_with_the_actor() {
     assert_eq!(inits(&rt, keeper), 3);
     assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
     let stats = rt.stats();
-    assert_eq!(stats.actor("keeper").unwrap().stored, 5 + 4 + 6 + 4);
+    // Two entries, each with its overhead.
+    let o = wasmshard::STORAGE_ENTRY_OVERHEAD as u64;
+    assert_eq!(stats.actor("keeper").unwrap().stored, 2 * o + 5 + 4 + 6 + 4);
     // Ended for good: a new actor of the same name starts empty.
     rt.stop(keeper).unwrap();
     let keeper = spawn_keeper(&rt, &g);
@@ -78,13 +80,15 @@ fn storage_outlives_a_restart_and_an_upgrade_and_ends_with_the_actor() {
 
 #[test]
 fn storage_is_bounded_by_its_quota() {
-    let rt = builder(1).storage_quota(64).build_manual().unwrap();
+    // Each entry counts its key, its value and the overhead.
+    let o = wasmshard::STORAGE_ENTRY_OVERHEAD;
+    let rt = builder(1).storage_quota(2 * o + 64).build_manual().unwrap();
     let Some(g) = guest(&rt) else { return };
     let keeper = spawn_keeper(&rt, &g);
-    // `inits` takes 9 bytes already.
+    // `inits` takes o + 9 bytes already.
     let long_key = vec![b'k'; wasmshard::MAX_STORAGE_KEY + 1];
     assert_eq!(set(&rt, keeper, &long_key, b"v"), TOO_LARGE);
-    assert_eq!(set(&rt, keeper, b"big", &[0; 62]), TOO_LARGE);
+    assert_eq!(set(&rt, keeper, b"big", &vec![0; 62 + o]), TOO_LARGE);
     assert_eq!(set(&rt, keeper, b"a", &[1; 50]), OK);
     assert_eq!(set(&rt, keeper, b"b", &[2; 10]), QUOTA_EXCEEDED);
     // Replacing counts the difference only; deleting gives room back.
@@ -93,7 +97,10 @@ fn storage_is_bounded_by_its_quota() {
     assert_eq!(ask(&rt, keeper, b"da"), [1]);
     assert_eq!(ask(&rt, keeper, b"da"), [0]);
     assert_eq!(set(&rt, keeper, b"b", &[2; 10]), OK);
-    assert_eq!(rt.stats().actor("keeper").unwrap().stored, 9 + 11);
+    assert_eq!(
+        rt.stats().actor("keeper").unwrap().stored,
+        (2 * o + 9 + 11) as u64
+    );
     // A quota of zero refuses even `init`'s write: the spawn fails.
     let none = builder(1).storage_quota(0).build_manual().unwrap();
     let e = none
@@ -120,7 +127,8 @@ fn the_storage_fixture_sets_gets_and_deletes() {
     };
     run(b's', 3);
     run(b'g', 3);
-    assert_eq!(rt.stats().actor("store").unwrap().stored, 40);
+    let o = wasmshard::STORAGE_ENTRY_OVERHEAD as u64;
+    assert_eq!(rt.stats().actor("store").unwrap().stored, o + 40);
     run(b'd', 2);
     let stats = rt.stats();
     let s = stats.actor("store").unwrap();
@@ -128,4 +136,75 @@ fn the_storage_fixture_sets_gets_and_deletes() {
     // A get of what is gone traps (the fixture insists on finding it).
     run(b'g', 1);
     assert!(!rt.stats().actor("store").unwrap().alive);
+}
+
+/// A fresh directory for one test's durable storage.
+fn storage_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmshard-it-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn durable_storage_outlives_the_runtime_and_ends_with_the_actor() {
+    let dir = storage_dir("durable");
+    let runtime = || builder(2).storage_dir(&dir).build_manual().unwrap();
+    let rt = runtime();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    assert_eq!(set(&rt, keeper, b"size", b"9"), OK);
+    assert_eq!(ask(&rt, keeper, b"dsize"), [1]);
+    // An anonymous-free way to check a second actor keeps its own.
+    let other = rt
+        .spawn(&g, SpawnOptions::new("other").config("keeper"))
+        .unwrap();
+    assert_eq!(set(&rt, other, b"colour", b"red"), OK);
+    rt.shutdown();
+
+    // A later runtime on the same directory: each name finds its own.
+    let rt = runtime();
+    let g = guest(&rt).unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 2);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    assert_eq!(get(&rt, keeper, b"size"), None);
+    let other = rt
+        .spawn(&g, SpawnOptions::new("other").config("keeper"))
+        .unwrap();
+    assert_eq!(get(&rt, other, b"colour").as_deref(), Some(&b"red"[..]));
+    // An upgrade rewrites it; a restart keeps it.
+    rt.upgrade(keeper, &g).unwrap();
+    rt.send(keeper, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(inits(&rt, keeper), 4);
+    // Stopped: ended for good, its storage goes, at once for a new actor of
+    // the name and for later runtimes.
+    rt.stop(keeper).unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 1);
+    assert_eq!(get(&rt, keeper, b"colour"), None);
+    rt.stop(keeper).unwrap();
+    rt.shutdown();
+
+    let rt = runtime();
+    let g = guest(&rt).unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 1);
+    let other = rt
+        .spawn(&g, SpawnOptions::new("other").config("keeper"))
+        .unwrap();
+    assert_eq!(inits(&rt, other), 3);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_storage_dir_that_cannot_be_opened_fails_the_build() {
+    let file = storage_dir("not-a-dir");
+    std::fs::write(&file, b"a file, not a directory").unwrap();
+    let e = builder(1).storage_dir(&file).build().unwrap_err();
+    assert!(matches!(e, wasmshard::BuildError::Storage { .. }), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+    let _ = std::fs::remove_file(&file);
 }

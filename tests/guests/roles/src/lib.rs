@@ -80,6 +80,9 @@
 //!   `[0]`; `s` + key length (`u32`) + key + value → `[code]` (0 ok, 1
 //!   too-large, 2 quota-exceeded, 3 unavailable); `d` + key → `[deleted]`. A
 //!   tell `panic` panics.
+//! - `quitter`: its first `init` marks its storage; a later one (a restart)
+//!   stops the actor and then fails. A tell `panic` panics; a request
+//!   `stop-then-panic` stops the actor and then panics.
 //! - `trap`: holds requests like `deferring` and answers them all on a tell, but:
 //!   a tell `panic` panics in `handle-message`; a request `panic` panics in
 //!   `handle-request` before answering; a request `respond-then-panic` answers
@@ -132,6 +135,7 @@ enum Role {
     Forward { to: Address, forwarded: u32 },
     Parent(Parent),
     Keeper,
+    Quitter,
 }
 
 fn keeper(payload: &[u8]) -> Vec<u8> {
@@ -672,6 +676,14 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            ["quitter"] => {
+                if storage::get(b"started").is_some() {
+                    lifecycle::stop(host::self_address()).expect("stop myself");
+                    return Err("quitter: quits on its restart".into());
+                }
+                storage::set(b"started", b"").map_err(|e| format!("quitter: {e:?}"))?;
+                Role::Quitter
+            }
             ["keeper"] => {
                 let inits = storage::get(b"inits").map_or(0, |v| u32_at(&v, 0));
                 storage::set(b"inits", &(inits + 1).to_le_bytes())
@@ -711,11 +723,12 @@ impl Guest for Roles {
             Role::Ops(_) => {}
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on command"),
             Role::Keeper if payload == b"panic" => panic!("keeper: panic on command"),
+            Role::Quitter if payload == b"panic" => panic!("quitter: panic on command"),
             Role::Forward { to, forwarded } => {
                 host::send(*to, &payload).expect("forwarded");
                 *forwarded += 1;
             }
-            Role::Proxy(_) | Role::Silent | Role::Parent(_) | Role::Keeper => {}
+            Role::Proxy(_) | Role::Silent | Role::Parent(_) | Role::Keeper | Role::Quitter => {}
         })
     }
 
@@ -744,6 +757,11 @@ impl Guest for Roles {
             Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
             Role::Parent(p) => Some(p.command(&payload)),
             Role::Keeper => Some(keeper(&payload)),
+            Role::Quitter if payload == b"stop-then-panic" => {
+                lifecycle::stop(host::self_address()).expect("stop myself");
+                panic!("quitter: panic after stopping")
+            }
+            Role::Quitter => Some(Vec::new()),
             Role::Sink(_) | Role::Source(_) | Role::Silent | Role::Requester(_) => None,
         })
     }
