@@ -7,7 +7,8 @@
 //!
 //! **Storage**: `store.wat` calls `storage.set`, `get` or `set` then `delete`
 //! 1000 times in one message (an 8-byte key, a 32-byte value); per call, less
-//! the loop alone (`storage/loop`).
+//! the loop alone (`storage/loop`); `storage-durable/*` the same with a
+//! storage directory (changes also queued for the database's writer thread).
 //!
 //! Restart: Each iteration sends a fatal message and
 //! then an ordinary one to a supervised actor and steps the runtime until it
@@ -156,11 +157,21 @@ fn spawn(c: &mut Criterion) {
 const STORAGE_OPS: u32 = 1000;
 
 fn storage(c: &mut Criterion) {
-    let rt = Runtime::builder()
-        .shards(1)
-        .max_actors(8)
-        .build_manual()
-        .expect("runtime");
+    storage_on(c, "storage", None);
+    let dir = std::env::temp_dir().join(format!("wasmshard-bench-{}", std::process::id()));
+    storage_on(c, "storage-durable", Some(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The storage benchmarks on a runtime with storage in memory, or durable in
+/// `dir` (each change also queued for the writer thread, which commits off
+/// the measured thread).
+fn storage_on(c: &mut Criterion, group: &str, dir: Option<&std::path::Path>) {
+    let mut builder = Runtime::builder().shards(1).max_actors(8);
+    if let Some(dir) = dir {
+        builder = builder.storage_dir(dir);
+    }
+    let rt = builder.build_manual().expect("runtime");
     let store = rt
         .load_component_file(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/store.wat"))
         .expect("store.wat");
@@ -172,7 +183,7 @@ fn storage(c: &mut Criterion) {
         rt.run_until_stalled();
     };
     run(b's', 1);
-    let mut g = c.benchmark_group("storage");
+    let mut g = c.benchmark_group(group);
     // Per operation: the loop of `STORAGE_OPS` in one message.
     for (name, mode) in [
         ("loop", b'b'),

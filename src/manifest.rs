@@ -25,6 +25,9 @@
 //!                           # "started after" follows the [[actor]] order
 //! max-restarts = 5          # for the whole group; also restart-window, backoff,
 //!                           # max-backoff, shard (its members live there)
+//! [[upgrade]]               # optional: swapped in once the sends are made
+//! actor = "counter"
+//! component = "counter-v2.wat"
 //! [[send]]                  # delivered by the host, in order, after every actor is spawned
 //! to = "counter"
 //! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"; or json = '{"Add": 5}' (typed)
@@ -48,10 +51,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::Address;
 use crate::codec::{self, Codec};
 use crate::{
     ActorStats, BuildError, Denial, Grants, LoadError, Rate, Restart, RestartPolicy, Runtime,
-    RuntimeBuilder, SendError, SpawnError, SpawnOptions, Strategy,
+    RuntimeBuilder, SendError, SpawnError, SpawnOptions, Strategy, UpgradeError,
 };
 
 /// A parsed, checked manifest.
@@ -74,6 +78,10 @@ pub struct Manifest {
     /// Messages the host sends once every actor is spawned, in order.
     #[serde(default, rename = "send")]
     pub sends: Vec<SendSpec>,
+    /// Components to swap in once the sends are made (while the actors may
+    /// still be handling them), in order.
+    #[serde(default, rename = "upgrade")]
+    pub upgrades: Vec<UpgradeSpec>,
     /// The directory component paths are relative to.
     #[serde(skip)]
     pub base: PathBuf,
@@ -178,6 +186,18 @@ impl ActorSpec {
             ],
         )
     }
+}
+
+/// One `[[upgrade]]`: replace an actor's component
+/// ([`Runtime::upgrade`](crate::Runtime::upgrade)) once the sends are made.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpgradeSpec {
+    /// The `[[actor]]` to upgrade.
+    pub actor: String,
+    /// Path of the new component, relative to the manifest.
+    pub component: PathBuf,
 }
 
 /// One `[[component]]`: a component registered for actors to spawn by name
@@ -339,6 +359,15 @@ pub enum ManifestError {
     /// A component does not load.
     #[error("a component does not load")]
     Load(#[source] LoadError),
+    /// An upgrade was refused or rolled back (the actor runs on as it was).
+    #[error("actor `{name}` was not upgraded")]
+    Upgrade {
+        /// The actor.
+        name: String,
+        /// Why.
+        #[source]
+        source: UpgradeError,
+    },
     /// A group cannot be made.
     #[error("group `{name}` cannot be made")]
     Group {
@@ -530,6 +559,14 @@ impl Manifest {
                     (None, Some(t)) => shard = Some(t),
                     _ => {}
                 }
+            }
+        }
+        for u in &m.upgrades {
+            if !seen.contains_key(u.actor.as_str()) {
+                return Err(invalid(format!(
+                    "upgrade of `{}`, which is no [[actor]]",
+                    u.actor
+                )));
             }
         }
         for s in &m.sends {
@@ -753,6 +790,30 @@ impl Manifest {
                     }
                 }
             }
+        }
+        for u in &self.upgrades {
+            if stop() {
+                break;
+            }
+            let path = self.base.join(&u.component);
+            if !components.contains_key(&path) {
+                let loaded = runtime
+                    .load_component_file(&path)
+                    .map_err(ManifestError::Load)?;
+                components.insert(path.clone(), loaded);
+            }
+            let Some(actor) = runtime.lookup(&u.actor) else {
+                return Err(ManifestError::Upgrade {
+                    name: u.actor.clone(),
+                    source: UpgradeError::UnknownTarget(Address::HOST),
+                });
+            };
+            runtime
+                .upgrade(actor, &components[&path])
+                .map_err(|source| ManifestError::Upgrade {
+                    name: u.actor.clone(),
+                    source,
+                })?;
         }
         let idle = loop {
             if stop() {

@@ -823,3 +823,47 @@ fn durable_storage_survives_between_runs() {
     let out = wasmshard(&["run", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn run_upgrades_an_actor_under_load() {
+    let dir = tempdir();
+    let text = "[runtime]\nshards = 2\n\
+         [[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/trap.wat\"\nshard = 1\n\
+         [[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 3000\n\
+         [[upgrade]]\nactor = \"a\"\ncomponent = \"FIXTURES/counter.wat\"\n";
+    let path = manifest(&dir, "upgrade.toml", text);
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &v["actors"][0];
+    // Every message handled once, by one instance or the other.
+    assert_eq!(
+        (a["handled"].as_u64(), a["upgrades"].as_u64()),
+        (Some(3000), Some(1))
+    );
+    assert_eq!(v["dead_letters"], 0);
+    // An upgrade whose init fails (it loops past its CPU budget) rolls back,
+    // and the run says so.
+    let path = manifest(
+        &dir,
+        "rollback.toml",
+        &text.replace("FIXTURES/counter.wat", "FIXTURES/hostile/init_loops.wat"),
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("actor `a` was not upgraded"), "{stderr}");
+    assert!(stderr.contains("CPU budget"), "{stderr}");
+    // An upgrade of no actor is refused before anything runs.
+    let path = manifest(
+        &dir,
+        "nobody.toml",
+        &text.replace("actor = \"a\"\ncomponent", "actor = \"b\"\ncomponent"),
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upgrade of `b`, which is no [[actor]]"));
+}
