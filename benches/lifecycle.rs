@@ -47,7 +47,9 @@ fn twice(rt: &Runtime, to: Address, first: &[u8], iters: u64) -> Duration {
 }
 
 fn supervision(c: &mut Criterion) {
-    // A native actor's panic goes through the panic hook; keep it quiet.
+    // A native actor's panic goes through the panic hook; keep it quiet
+    // (for this group only: the checks after it must say why they fail).
+    let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let rt = Runtime::builder()
         .shards(1)
@@ -77,10 +79,12 @@ fn supervision(c: &mut Criterion) {
         });
     }
     g.finish();
+    std::panic::set_hook(hook);
     let stats = rt.stats();
     for name in ["component", "native"] {
         let a = stats.actor(name).expect("stats");
-        assert!(a.alive && a.restarts > 0, "{name}: {a:?}");
+        // (Zero when a filter skipped the group.)
+        assert!(a.alive, "{name}: {a:?}");
         assert_eq!(a.restarts, a.failures, "{name}: every failure restarted");
     }
 }
@@ -149,8 +153,13 @@ fn spawn(c: &mut Criterion) {
         })
     });
     let stats = rt.stats();
-    assert_eq!(stats.shards[0].actors, 1, "every child stopped");
-    assert!(stats.actors.iter().all(|a| a.failure.is_none()));
+    // Every child stopped, none failed.
+    assert!(
+        stats
+            .actors
+            .iter()
+            .all(|a| a.failure.is_none() && (a.name == "spawner" || !a.alive))
+    );
 }
 
 /// Storage operations per message in `store.wat`'s loop.
@@ -205,10 +214,8 @@ fn storage_on(c: &mut Criterion, group: &str, dir: Option<&std::path::Path>) {
     let stats = rt.stats();
     let a = stats.actor("store").expect("stats");
     assert!(a.alive && a.failure.is_none(), "{a:?}");
-    assert_eq!(
-        a.stored,
-        (8 + 32 + wasmshard::STORAGE_ENTRY_OVERHEAD) as u64
-    );
+    // The last loop deleted what it set.
+    assert_eq!(a.stored, 0);
 }
 
 criterion_group!(benches, supervision, spawn, storage);

@@ -38,7 +38,7 @@ pub(crate) const FILE: &str = "wasmshard-storage.redb";
 
 /// One change to one actor's storage.
 pub(crate) enum Op {
-    Set(Arc<str>, Box<[u8]>, Box<[u8]>),
+    Set(Arc<str>, Box<[u8]>, Arc<[u8]>),
     Delete(Arc<str>, Box<[u8]>),
     /// The actor ended for good: everything it stored goes.
     Clear(Arc<str>),
@@ -75,7 +75,7 @@ pub(crate) struct Durable {
 }
 
 /// An actor's stored keys and values.
-pub(crate) type Entries = AHashMap<Box<[u8]>, Box<[u8]>>;
+pub(crate) type Entries = AHashMap<Box<[u8]>, Arc<[u8]>>;
 
 /// Why the store could not be opened or read.
 pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -134,7 +134,7 @@ impl Durable {
             if n != name {
                 break;
             }
-            entries.insert(Box::<[u8]>::from(key), Box::<[u8]>::from(v.value()));
+            entries.insert(Box::<[u8]>::from(key), Arc::<[u8]>::from(v.value()));
         }
         for op in q.committing.iter().chain(q.queued.iter()) {
             if op.name() != name {

@@ -695,18 +695,7 @@ impl Shard {
                 Ok(me)
             }
             Err((end, mut out)) => {
-                self.unspawn(slot, &name, me, masks.held);
-                self.discard_children(std::mem::take(&mut out.spawns));
-                // What it sent goes on its way; the requests and watches it
-                // made have nobody to end for.
-                if out.requests.open() > 0 {
-                    self.table().abandon(me);
-                }
-                for env in std::mem::take(&mut out.staged) {
-                    if !matches!(env.kind, Kind::Monitor(_)) {
-                        self.route(env);
-                    }
-                }
+                self.never_started(slot, &name, me, masks.held, &mut out);
                 match end {
                     InitEnd::Failed(err) => Err(err),
                     // The runtime's own code panicked inside `init`: undone as
@@ -751,6 +740,30 @@ impl Shard {
                 kind: Kind::Demonitor(id),
                 payload: crate::envelope::Payload::new(),
             });
+        }
+    }
+
+    /// A spawn whose start failed (its `init`, or its storage): the slot and
+    /// name are freed, the children it spawned never start, what it sent goes
+    /// on its way, and the requests and watches it made have nobody to end
+    /// for.
+    fn never_started(
+        &mut self,
+        slot: u32,
+        name: &Arc<str>,
+        me: Address,
+        held: u64,
+        out: &mut Outbox,
+    ) {
+        self.unspawn(slot, name, me, held);
+        self.discard_children(std::mem::take(&mut out.spawns));
+        if out.requests.open() > 0 {
+            self.table().abandon(me);
+        }
+        for env in std::mem::take(&mut out.staged) {
+            if !matches!(env.kind, Kind::Monitor(_)) {
+                self.route(env);
+            }
         }
     }
 
@@ -852,18 +865,7 @@ impl Shard {
                 Some(slot)
             }
             Err((end, mut out)) => {
-                self.unspawn(slot, &name, me, masks.held);
-                self.discard_children(std::mem::take(&mut out.spawns));
-                // What it sent goes on its way; the requests and watches it
-                // made have nobody to end for.
-                if out.requests.open() > 0 {
-                    self.table().abandon(me);
-                }
-                for env in std::mem::take(&mut out.staged) {
-                    if !matches!(env.kind, Kind::Monitor(_)) {
-                        self.route(env);
-                    }
-                }
+                self.never_started(slot, &name, me, masks.held, &mut out);
                 self.orphaned(parent, me);
                 match end {
                     InitEnd::Failed(e) => {

@@ -25,7 +25,9 @@ pub const STORAGE_ENTRY_OVERHEAD: usize = 32;
 /// One actor's stored keys and values, and the bytes they take.
 #[derive(Default)]
 pub(crate) struct Storage {
-    map: AHashMap<Box<[u8]>, Box<[u8]>>,
+    /// Values are shared (`Arc`), so `get` hands one out without a copy and a
+    /// durable change queues it without one.
+    map: AHashMap<Box<[u8]>, Arc<[u8]>>,
     /// Keys and values together, in bytes.
     bytes: usize,
     /// Where its changes go too, with a storage directory (a named actor):
@@ -82,8 +84,8 @@ impl Storage {
 
     /// The value stored under `key`.
     #[inline]
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(|v| &**v)
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Arc<[u8]>> {
+        self.map.get(key)
     }
 
     /// Stores `value` under `key`, within `quota` bytes for all keys and
@@ -96,7 +98,7 @@ impl Storage {
     pub(crate) fn set(
         &mut self,
         key: &[u8],
-        value: Box<[u8]>,
+        value: Arc<[u8]>,
         quota: usize,
     ) -> Result<(), StorageError> {
         let size = STORAGE_ENTRY_OVERHEAD + key.len() + value.len();
@@ -164,7 +166,7 @@ mod tests {
         const O: usize = STORAGE_ENTRY_OVERHEAD;
         let q = 2 * O + 12;
         let mut s = Storage::default();
-        let b = |v: &[u8]| -> Box<[u8]> { v.into() };
+        let b = |v: &[u8]| -> Arc<[u8]> { v.into() };
         assert_eq!(s.set(b"ab", b(b"1234"), q), Ok(()));
         assert_eq!(s.bytes(), O + 6);
         assert_eq!(
@@ -179,7 +181,7 @@ mod tests {
         );
         assert_eq!(s.set(b"ab", b(b"12"), q), Ok(()));
         assert_eq!(s.bytes(), 2 * O + 10);
-        assert_eq!(s.get(b"ab"), Some(&b"12"[..]));
+        assert_eq!(s.get(b"ab").map(|v| &v[..]), Some(&b"12"[..]));
         // An entry larger than the whole quota can never fit.
         assert_eq!(
             s.set(b"x", vec![0; q].into(), q),
@@ -187,7 +189,7 @@ mod tests {
         );
         assert!(s.delete(b"ab"));
         assert!(!s.delete(b"ab"));
-        assert_eq!((s.bytes(), s.get(b"ab")), (O + 6, None));
+        assert_eq!((s.bytes(), s.get(b"ab").is_none()), (O + 6, true));
         let long = vec![0u8; MAX_STORAGE_KEY + 1];
         assert_eq!(
             s.set(&long, b(b""), usize::MAX),
