@@ -627,7 +627,7 @@ impl Shard {
             SpawnBody::Wasm { grants, .. } => Some(grants.clone()),
             SpawnBody::Native(..) => None,
         };
-        let mut out = Outbox::new(me, name.clone(), self.directory.clone(), masks, grants);
+        let out = Outbox::new(me, name.clone(), self.directory.clone(), masks, grants);
         let (body, maker, plan) = match body {
             SpawnBody::Native(actor, supervision) => {
                 let (plan, maker) = match supervision {
@@ -643,20 +643,9 @@ impl Shard {
                 plan,
                 ..
             } => {
-                if let Some(rate) = rate {
-                    out.rate = Some(Bucket::new(rate));
-                    // Read now: a spawn may run outside a pass (a manual
-                    // runtime takes it at once).
-                    out.now = self.directory.now_ns();
-                }
-                let body = match self.storage_of(&name, true) {
-                    Ok(storage) => {
-                        out.storage = storage;
-                        WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
-                            .map(Body::Wasm)
-                    }
-                    Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
-                };
+                let body = self
+                    .start_component(out, rate, true, &component, &config)
+                    .map(Body::Wasm);
                 (body, Some(Maker::Wasm { component, config }), plan)
             }
         };
@@ -712,6 +701,34 @@ impl Shard {
         self.slots().deactivate(slot);
         self.directory.pool(self.id).give_back(slot);
         self.directory.unregister(name, me, held);
+    }
+
+    /// Starts a component actor around `out`: its quota, the storage its name
+    /// finds (durable only for a `registered` name), then the instance and
+    /// its `init` with `config`.
+    // The actor it returns is as large; spawns are rare.
+    #[allow(clippy::result_large_err)]
+    fn start_component(
+        &mut self,
+        mut out: Outbox,
+        rate: Option<crate::grants::Rate>,
+        registered: bool,
+        component: &Component,
+        config: &[u8],
+    ) -> Result<WasmActor, (InitEnd, Outbox)> {
+        if let Some(rate) = rate {
+            out.rate = Some(Bucket::new(rate));
+            // Read now: a spawn may run outside a pass (a manual runtime
+            // takes it at once).
+            out.now = self.directory.now_ns();
+        }
+        match self.storage_of(&out.name, registered) {
+            Ok(storage) => {
+                out.storage = storage;
+                WasmActor::spawn(&self.wasm, component, out, config, &mut self.table)
+            }
+            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+        }
     }
 
     /// The storage an actor called `name` starts with: what it stored
@@ -828,24 +845,14 @@ impl Shard {
         }
         self.make_room(slot);
         self.spawning = Some((slot, name.clone(), me, masks.held));
-        let mut out = Outbox::new(
+        let out = Outbox::new(
             me,
             name.clone(),
             self.directory.clone(),
             masks,
             Some(grants),
         );
-        if let Some(rate) = rate {
-            out.rate = Some(Bucket::new(rate));
-            out.now = self.directory.now_ns();
-        }
-        let made = match self.storage_of(&name, registered) {
-            Ok(storage) => {
-                out.storage = storage;
-                WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table)
-            }
-            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
-        };
+        let made = self.start_component(out, rate, registered, &component, &config);
         self.spawning = None;
         match made {
             Ok(body) => {
