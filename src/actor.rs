@@ -140,7 +140,7 @@ impl Actor {
             answered: false,
         };
         match env.kind {
-            Kind::Tell => match &mut self.body {
+            Kind::Tell | Kind::Timer => match &mut self.body {
                 Body::Wasm(w) => w.handle_message(from, payload),
                 Body::Native { actor, out } => {
                     guard(|| actor.handle_message(&mut Context { out }, from, payload))

@@ -31,6 +31,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 4096;
 pub const DEFAULT_PARK_SPIN: Duration = Duration::from_micros(50);
 /// Default number of requests one actor may have open at once.
 pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
+/// Default number of timers one actor may have pending at once.
+pub const DEFAULT_MAX_TIMERS: u32 = 4096;
+/// The most timers one actor may have pending.
+pub const MAX_MAX_TIMERS: u32 = 1 << 20;
 /// Default number of denials the audit trail keeps (the most recent ones).
 pub const DEFAULT_AUDIT_CAPACITY: usize = 1024;
 /// The most denials the audit trail may keep.
@@ -132,6 +136,7 @@ pub(crate) struct Config {
     pub(crate) ring_capacity: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) max_open_requests: u32,
+    pub(crate) max_timers: u32,
     pub(crate) storage_quota: usize,
     pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
@@ -258,6 +263,7 @@ impl RuntimeBuilder {
                 ring_capacity: DEFAULT_RING_CAPACITY,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
+                max_timers: DEFAULT_MAX_TIMERS,
                 storage_quota: DEFAULT_STORAGE_QUOTA,
                 storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
@@ -382,6 +388,17 @@ impl RuntimeBuilder {
     /// mailbox, and this cap is what bounds them.
     pub fn max_open_requests(mut self, n: u32) -> Self {
         self.config.max_open_requests = n;
+        self
+    }
+
+    /// Timers one actor may have pending at once (`wasmshard:actor/timers`,
+    /// [`Context::schedule`](crate::Context::schedule), and the host's
+    /// [`Runtime::schedule`](crate::Runtime::schedule) for it): 1 to
+    /// [`MAX_MAX_TIMERS`] (2^20). Default: 4096. Beyond it, `schedule` fails
+    /// with `too-many-requests`. A fired timer is always admitted to its
+    /// actor's mailbox, and this cap is what bounds them.
+    pub fn max_timers(mut self, n: u32) -> Self {
+        self.config.max_timers = n;
         self
     }
 
@@ -520,6 +537,13 @@ impl RuntimeBuilder {
             c.max_open_requests.into(),
             1,
             MAX_MAX_OPEN_REQUESTS.into(),
+        )?;
+        count(
+            "max_timers",
+            "max-timers",
+            c.max_timers.into(),
+            1,
+            MAX_MAX_TIMERS.into(),
         )?;
         duration(
             "park_spin",

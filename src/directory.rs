@@ -50,6 +50,10 @@ pub(crate) struct Directory {
     pub(crate) max_payload: usize,
     /// Requests one actor may have open.
     pub(crate) max_open_requests: u32,
+    /// Timers one actor may have pending.
+    pub(crate) max_timers: u32,
+    /// Subscriptions to topics.
+    pub(crate) topics: crate::topics::Topics,
     /// Bytes one actor may keep in its storage.
     pub(crate) storage_quota: usize,
     /// The durable store, with a storage directory.
@@ -89,6 +93,8 @@ impl Directory {
             mailbox_capacity: config.mailbox_capacity,
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
+            max_timers: config.max_timers,
+            topics: crate::topics::Topics::new(config.shards),
             storage_quota: config.storage_quota,
             durable,
             slots: (0..config.shards)

@@ -32,6 +32,10 @@ pub(crate) enum Kind {
     /// Monitor `id` of the sender ended on its side (cancelled, or the
     /// watcher went): the target forgets it.
     Demonitor(u64),
+    /// A timer that fired: handled as a message (from the actor itself, or
+    /// the host). Always admitted: bounded by the actor's cap on pending
+    /// timers.
+    Timer,
 }
 
 /// A timeout in nanoseconds as a request envelope carries it: milliseconds,
@@ -46,7 +50,7 @@ impl Kind {
     pub(crate) fn counted(self) -> bool {
         !matches!(
             self,
-            Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_)
+            Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) | Kind::Timer
         )
     }
 }

@@ -441,6 +441,35 @@ pub enum StopError {
     Reentrant,
 }
 
+/// The host could not set or cancel a timer ([`crate::Runtime::schedule`],
+/// [`crate::Runtime::cancel_timer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimerError {
+    /// No live actor has this address.
+    #[error("no live actor has address {0}")]
+    UnknownTarget(Address),
+    /// The payload is larger than the runtime's maximum.
+    #[error("the payload of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The actor has as many timers pending as it may (`max-timers`).
+    #[error("the actor has {0} timers pending, as many as it may")]
+    TooManyTimers(u32),
+    /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// Called from one of the runtime's own actors (on a shard's thread), where
+    /// waiting for a shard would deadlock (a native actor uses
+    /// [`crate::Context::schedule`]).
+    #[error("a timer call was made from one of the runtime's own actors, where it would deadlock")]
+    Reentrant,
+}
+
 /// `error` and each of its causes, separated by `: `, on one line.
 pub(crate) fn chain(error: &dyn StdError) -> String {
     let mut out = error.to_string();

@@ -14,8 +14,18 @@ use crate::outbox::Outbox;
 
 /// The name of the imported interface.
 pub(crate) const HOST_INTERFACE: &str = "wasmshard:actor/host@0.1.0";
+pub(crate) const TIMERS_INTERFACE: &str = "wasmshard:actor/timers@0.1.0";
+pub(crate) const TOPICS_INTERFACE: &str = "wasmshard:actor/topics@0.1.0";
 pub(crate) const LIFECYCLE_INTERFACE: &str = "wasmshard:actor/lifecycle@0.1.0";
 pub(crate) const STORAGE_INTERFACE: &str = "wasmshard:actor/storage@0.1.0";
+
+/// `publish-outcome` as the canonical ABI lowers it.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy)]
+#[component(record)]
+struct PublishOutcome {
+    delivered: u32,
+    refused: u32,
+}
 
 /// Store data of one component actor.
 pub(crate) struct ActorCtx {
@@ -233,6 +243,73 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     host.func_wrap("now-ns", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
         Ok((store.data().out.now_ns(),))
     })?;
+
+    let mut timers = linker.instance(TIMERS_INTERFACE)?;
+
+    timers.func_wrap(
+        "schedule",
+        |mut store: StoreContextMut<'_, ActorCtx>, (delay, payload): (u64, WasmList<u8>)| {
+            entered(&store, "schedule")?;
+            let Some(bytes) = copy_payload(&store, &payload) else {
+                return Ok((Err(SendError::TooLarge),));
+            };
+            Ok((store.data_mut().out.schedule(delay, bytes),))
+        },
+    )?;
+
+    timers.func_wrap(
+        "cancel-timer",
+        |mut store: StoreContextMut<'_, ActorCtx>, (id,): (u64,)| {
+            entered(&store, "cancel-timer")?;
+            Ok((store.data_mut().out.cancel_timer(id),))
+        },
+    )?;
+
+    let mut topics = linker.instance(TOPICS_INTERFACE)?;
+
+    topics.func_wrap(
+        "subscribe",
+        |mut store: StoreContextMut<'_, ActorCtx>, (topic,): (WasmStr,)| {
+            entered(&store, "subscribe")?;
+            let topic = topic.to_str(&store)?.into_owned();
+            Ok((store.data_mut().out.subscribe(&topic),))
+        },
+    )?;
+
+    topics.func_wrap(
+        "unsubscribe",
+        |mut store: StoreContextMut<'_, ActorCtx>, (topic,): (WasmStr,)| {
+            entered(&store, "unsubscribe")?;
+            let topic = topic.to_str(&store)?.into_owned();
+            Ok((store.data_mut().out.unsubscribe(&topic),))
+        },
+    )?;
+
+    topics.func_wrap(
+        "publish",
+        |mut store: StoreContextMut<'_, ActorCtx>, (topic, payload): (WasmStr, WasmList<u8>)| {
+            entered(&store, "publish")?;
+            let Some(bytes) = copy_payload(&store, &payload) else {
+                return Ok((Err(SendError::TooLarge),));
+            };
+            // Copied onto the stack (the store is borrowed by the string):
+            // a topic is short.
+            let mut name = [0u8; crate::MAX_TOPIC_LEN];
+            let topic = topic.to_str(&store)?;
+            let len = topic.len();
+            if len > crate::MAX_TOPIC_LEN {
+                return Ok((Err(SendError::TooLarge),));
+            }
+            name[..len].copy_from_slice(topic.as_bytes());
+            drop(topic);
+            let topic = std::str::from_utf8(&name[..len]).expect("copied from a str");
+            let r = store.data_mut().out.publish(topic, bytes);
+            Ok((r.map(|o| PublishOutcome {
+                delivered: o.delivered,
+                refused: o.refused,
+            }),))
+        },
+    )?;
 
     let mut lifecycle = linker.instance(LIFECYCLE_INTERFACE)?;
 

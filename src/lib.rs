@@ -99,6 +99,7 @@ mod storage;
 mod supervision;
 mod sys;
 mod threaded;
+mod topics;
 mod typed;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
@@ -110,15 +111,15 @@ pub use component::{
 pub use config::{
     DEFAULT_AUDIT_CAPACITY, DEFAULT_BATCH, DEFAULT_CPU_BUDGET, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_EPOCH_TICK, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTORS, DEFAULT_MAX_OPEN_REQUESTS,
-    DEFAULT_MAX_PAYLOAD, DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN, DEFAULT_RING_CAPACITY,
-    DEFAULT_STORAGE_QUOTA, MAX_AUDIT_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET, MAX_DRAIN_TIMEOUT,
-    MAX_EPOCH_TICK, MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS, MAX_MAX_PAYLOAD,
-    MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY, MAX_STORAGE_QUOTA, MAX_TABLE_ELEMENTS,
-    MIN_EPOCH_TICK, RuntimeBuilder,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_TIMERS, DEFAULT_MEMORY_LIMIT, DEFAULT_PARK_SPIN,
+    DEFAULT_RING_CAPACITY, DEFAULT_STORAGE_QUOTA, MAX_AUDIT_CAPACITY, MAX_BATCH, MAX_CPU_BUDGET,
+    MAX_DRAIN_TIMEOUT, MAX_EPOCH_TICK, MAX_MAILBOX_CAPACITY, MAX_MAX_ACTORS, MAX_MAX_OPEN_REQUESTS,
+    MAX_MAX_PAYLOAD, MAX_MAX_TIMERS, MAX_MEMORY_LIMIT, MAX_PARK_SPIN, MAX_RING_CAPACITY,
+    MAX_STORAGE_QUOTA, MAX_TABLE_ELEMENTS, MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
     BuildError, Capacity, ChildSpawnError, Failure, FailureKind, LoadError, QuotaError,
-    RequestError, SendError, SpawnError, StopError, StorageError, UpgradeError,
+    RequestError, SendError, SpawnError, StopError, StorageError, TimerError, UpgradeError,
 };
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,
@@ -137,6 +138,7 @@ pub use storage::{MAX_STORAGE_KEY, STORAGE_ENTRY_OVERHEAD};
 pub use supervision::{
     Group, MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy, Strategy,
 };
+pub use topics::{MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, PublishOutcome, TopicStats};
 pub use typed::{ReplyError, TypedReply, TypedSendError};
 /// The payload format typed sends use, shared with the guest SDK: a multicodec
 /// prefix, then the value in that codec (the `wasmshard-codec` crate).

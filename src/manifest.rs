@@ -37,7 +37,7 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `park-spin-us`, `storage-quota` (bytes), `storage-dir`
+//! `max-open-requests`, `max-timers`, `park-spin-us`, `storage-quota` (bytes), `storage-dir`
 //! (durable storage, relative to the manifest).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
@@ -105,6 +105,7 @@ pub struct RuntimeSection {
     pub ring_capacity: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
     pub max_open_requests: Option<u32>,
+    pub max_timers: Option<u32>,
     pub storage_quota: Option<usize>,
     /// Where durable storage lives (relative to the manifest); none: in memory.
     pub storage_dir: Option<PathBuf>,
@@ -630,6 +631,9 @@ impl Manifest {
         }
         if let Some(v) = r.max_open_requests {
             b = b.max_open_requests(v);
+        }
+        if let Some(v) = r.max_timers {
+            b = b.max_timers(v);
         }
         if let Some(v) = r.park_spin_us {
             b = b.park_spin(Duration::from_micros(v));

@@ -4,6 +4,7 @@ use crate::address::Address;
 use crate::envelope::Payload;
 use crate::error::{ChildSpawnError, RequestError, SendError};
 use crate::outbox::Outbox;
+use crate::topics::PublishOutcome;
 
 /// A Rust actor. It runs on the shard it was spawned on, one message at a time,
 /// exactly like a component; an embedding host uses one to receive messages.
@@ -147,6 +148,68 @@ impl Context<'_> {
     /// `unknown-target` if no live actor has the address.
     pub fn stop(&mut self, target: Address) -> Result<(), SendError> {
         self.out.stop(target)
+    }
+
+    /// Sets a timer: `payload` comes back to this actor's
+    /// [`NativeActor::handle_message`] (from its own address) once `delay` has
+    /// passed, exactly once unless cancelled, always admitted when due. Timers
+    /// end with the actor and carry over a supervised restart. Returns the
+    /// timer's id, for [`Context::cancel_timer`]. Resolution: as a request's
+    /// timeout (never early; in the first pass of the shard after it is due).
+    ///
+    /// # Errors
+    ///
+    /// `too-large`; `too-many-requests` beyond the per-actor cap on pending
+    /// timers ([`RuntimeBuilder::max_timers`](crate::RuntimeBuilder::max_timers)).
+    pub fn schedule(
+        &mut self,
+        delay: std::time::Duration,
+        payload: &[u8],
+    ) -> Result<u64, SendError> {
+        let delay_ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.out.schedule(delay_ns, Payload::from_slice(payload))
+    }
+
+    /// Cancels timer `id` of this actor; returns whether it was pending (a
+    /// cancelled timer never fires).
+    pub fn cancel_timer(&mut self, id: u64) -> bool {
+        self.out.cancel_timer(id)
+    }
+
+    /// Subscribes this actor to `topic`: a name (`prices.eur`) or a pattern
+    /// whose last segment is `*` (`prices.*` matches `prices.eur` and
+    /// `prices.eur.spot`; see [`Runtime::publish`](crate::Runtime::publish)
+    /// for the grammar). Publications reach it through
+    /// [`NativeActor::handle_message`], from their publisher. Subscribing
+    /// twice to the same topic or pattern is one subscription; subscriptions
+    /// end with the actor.
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` for a topic that breaks the grammar, `too-large` over
+    /// [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN), `too-many-requests` beyond
+    /// [`MAX_SUBSCRIPTIONS`](crate::MAX_SUBSCRIPTIONS).
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), SendError> {
+        self.out.subscribe(topic)
+    }
+
+    /// Ends this actor's subscription to `topic` (as given to
+    /// [`Context::subscribe`]); returns whether it had one.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.out.unsubscribe(topic)
+    }
+
+    /// Offers `payload` to every current subscriber of `topic`, as
+    /// [`Runtime::publish`](crate::Runtime::publish) does, from this actor:
+    /// each admitted at its mailbox at once, in order with what this actor
+    /// sends it otherwise.
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` for a topic that breaks the grammar, `too-large`,
+    /// `too-many-requests` beyond a quota.
+    pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<PublishOutcome, SendError> {
+        self.out.publish(topic, Payload::from_slice(payload))
     }
 
     /// Watches `target`: the returned id ends in [`NativeActor::handle_response`]

@@ -46,6 +46,13 @@ pub(crate) struct Outbox {
     /// Children it spawned during the invocation, for the shard to start
     /// (their slots taken, their names registered) before it routes `staged`.
     pub(crate) spawns: Vec<Child>,
+    /// Its timers pending in the shard's table (they outlive an instance:
+    /// kept with the outbox, so a restart or upgrade finds them).
+    pub(crate) timers: u32,
+    /// Whether it ever subscribed to a topic (its subscriptions end with it).
+    pub(crate) subscribed: bool,
+    /// The topics it published to, resolved (made at its first publication).
+    pub(crate) topic_cache: Option<Box<crate::topics::Cache>>,
 }
 
 /// An actor spawned by another, waiting for its shard to start it: its slot
@@ -63,6 +70,15 @@ pub(crate) struct Child {
     pub(crate) config: Vec<u8>,
     /// Its quota: its parent's, or the runtime's default.
     pub(crate) rate: Option<crate::grants::Rate>,
+}
+
+/// Whether `grants` allow `operation` on `name` (a topic or component name:
+/// matched against the patterns, on the rare paths that name one).
+fn allows(grants: &Grants, operation: Operation, name: &str) -> bool {
+    grants
+        .patterns(operation)
+        .iter()
+        .any(|p| crate::grants::pattern_matches(p, name))
 }
 
 impl Outbox {
@@ -89,7 +105,156 @@ impl Outbox {
             grants,
             storage: Storage::default(),
             spawns: Vec::new(),
+            timers: 0,
+            subscribed: false,
+            topic_cache: None,
         }
+    }
+
+    /// Offers `payload` to every current subscriber of `topic`, each admitted
+    /// at its mailbox at once (staged as a message from this actor, so it
+    /// keeps its place among what this actor sends that subscriber). One unit
+    /// of a quota, whatever the number of subscribers.
+    ///
+    /// # Errors
+    ///
+    /// `too-large` for a payload over the maximum or a topic over
+    /// [`crate::MAX_TOPIC_LEN`]; `unknown-target` for a topic that breaks the
+    /// grammar (see [`crate::topics`]); `denied` by its `publish` grant;
+    /// `too-many-requests` beyond its quota; `shutting-down`.
+    pub(crate) fn publish(
+        &mut self,
+        topic: &str,
+        payload: Payload,
+    ) -> Result<crate::PublishOutcome, SendError> {
+        use crate::topics::{Malformed, parse};
+        if payload.len() > self.directory.max_payload {
+            return Err(SendError::TooLarge);
+        }
+        match parse(topic, false) {
+            Ok(_) => {}
+            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
+            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
+        }
+        if self.directory.is_stopping() {
+            return Err(SendError::ShuttingDown);
+        }
+        if let Some(rate) = &self.rate
+            && !rate.admits(self.now)
+        {
+            return Err(self.limited());
+        }
+        let mut cache = self.topic_cache.take().unwrap_or_default();
+        let grants = self.grants.as_deref();
+        let (route, allowed) = cache.route(&self.directory.topics, topic, |t| {
+            grants.is_none_or(|g| allows(g, crate::grants::Operation::Publish, t))
+        });
+        let mut outcome = crate::PublishOutcome::default();
+        let result = if *allowed {
+            for &to in route.subscribers.iter() {
+                match self.directory.admit(to, &payload, u64::MAX) {
+                    Ok(()) => {
+                        self.staged.push(Envelope {
+                            to,
+                            from: self.me,
+                            kind: Kind::Tell,
+                            payload: payload.clone(),
+                        });
+                        outcome.delivered += 1;
+                    }
+                    // It ended since the route was resolved: no longer a subscriber.
+                    Err(SendError::UnknownTarget) => {}
+                    Err(_) => outcome.refused += 1,
+                }
+            }
+            route.counters.count(self.me.shard(), false, outcome);
+            self.sent += u64::from(outcome.delivered);
+            Ok(outcome)
+        } else {
+            Err(SendError::Denied)
+        };
+        self.topic_cache = Some(cache);
+        if let Some(rate) = &mut self.rate {
+            // A denied publication costs its quota too, as a denied send does.
+            rate.spend(self.now);
+        }
+        if result.is_err() {
+            let aim: String = topic.chars().take(256).collect();
+            return Err(self.deny(crate::grants::Operation::Publish, Aim::Name(aim.into())));
+        }
+        result
+    }
+
+    /// Subscribes this actor to `topic` (a name, or a pattern ending in `.*`).
+    ///
+    /// # Errors
+    ///
+    /// `too-large` for a topic over [`crate::MAX_TOPIC_LEN`]; `unknown-target`
+    /// for one that breaks the grammar; `denied` by its `subscribe` grant;
+    /// `too-many-requests` beyond [`crate::MAX_SUBSCRIPTIONS`];
+    /// `shutting-down`.
+    pub(crate) fn subscribe(&mut self, topic: &str) -> Result<(), SendError> {
+        use crate::topics::{Malformed, SubscribeError, parse};
+        match parse(topic, true) {
+            Ok(_) => {}
+            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
+            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
+        }
+        if self.directory.is_stopping() {
+            return Err(SendError::ShuttingDown);
+        }
+        if let Some(g) = self.grants.as_deref()
+            && !allows(g, crate::grants::Operation::Subscribe, topic)
+        {
+            let aim: String = topic.chars().take(256).collect();
+            return Err(self.deny(crate::grants::Operation::Subscribe, Aim::Name(aim.into())));
+        }
+        match self.directory.topics.subscribe(self.me, topic) {
+            Ok(()) => {
+                self.subscribed = true;
+                Ok(())
+            }
+            Err(SubscribeError::TooMany) => Err(SendError::TooManyRequests),
+            Err(SubscribeError::Malformed(_)) => Err(SendError::UnknownTarget),
+        }
+    }
+
+    /// Ends this actor's subscription to `topic`; returns whether it had one.
+    pub(crate) fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.subscribed && self.directory.topics.unsubscribe(self.me, topic)
+    }
+
+    /// Sets a timer: `payload` comes back to this actor's `handle-message`
+    /// (from itself) once `delay_ns` has passed. Returns the timer's id.
+    ///
+    /// # Errors
+    ///
+    /// `too-large` for a payload over the maximum; `too-many-requests` beyond
+    /// the per-actor cap on pending timers.
+    pub(crate) fn schedule(&mut self, delay_ns: u64, payload: Payload) -> Result<u64, SendError> {
+        if payload.len() > self.directory.max_payload {
+            return Err(SendError::TooLarge);
+        }
+        if self.timers >= self.directory.max_timers {
+            return Err(SendError::TooManyRequests);
+        }
+        let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
+        let id = table.open_timer(self.me, self.me, delay_ns, payload)?;
+        self.timers += 1;
+        Ok(id)
+    }
+
+    /// Cancels timer `id` of this actor; returns whether it was pending (a
+    /// cancelled timer never fires).
+    pub(crate) fn cancel_timer(&mut self, id: u64) -> bool {
+        let Some(table) = self.table.as_mut() else {
+            return false;
+        };
+        let cancelled = table.cancel_timer(id, self.me);
+        if cancelled {
+            self.timers -= 1;
+        }
+        cancelled
     }
 
     /// Admits and stages a tell of `payload` to `to`.
@@ -332,10 +497,7 @@ impl Outbox {
             return Err(ChildSpawnError::ShuttingDown);
         }
         if let Some(grants) = &self.grants
-            && !grants
-                .patterns(Operation::Spawn)
-                .iter()
-                .any(|p| crate::grants::pattern_matches(p, component))
+            && !allows(grants, Operation::Spawn, component)
         {
             let aim: String = component.chars().take(256).collect();
             self.deny(Operation::Spawn, Aim::Name(aim.into()));

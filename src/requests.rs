@@ -40,6 +40,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::address::Address;
+use crate::envelope::Payload;
 use crate::error::{RequestError, SendError};
 use crate::reply::HostWaiter;
 use crate::stats::RequestStats;
@@ -56,11 +57,36 @@ pub(crate) enum Waiter {
 const MAX_ENTRIES: usize = 1 << 24;
 /// Free slots the table keeps before it reuses one (see the module docs).
 const MIN_FREE: usize = 4096;
+/// What an open entry is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A request: it ends with a reply, a failure or its timeout.
+    Request,
+    /// A monitor: no deadline; it ends when its target is gone for good.
+    Monitor,
+    /// A timer: at its deadline its payload (kept in `payloads` at the same
+    /// slot) goes to the waiting actor, from the entry's "target" (the actor
+    /// itself, or the host).
+    Timer,
+}
+
 struct Entry {
     generation: u32,
     open: Option<(Waiter, Address)>,
-    /// A monitor: no deadline; it ends when its target is gone for good.
-    monitor: bool,
+    kind: Use,
+}
+
+/// What reached its deadline (see [`Requests::expire`]).
+pub(crate) enum Expired {
+    /// Request `id` timed out; `Waiter` waits for its end.
+    Request(u64, Waiter),
+    /// Timer `id` of actor `to` is due: deliver `payload` from `from`.
+    Timer {
+        id: u64,
+        to: Address,
+        from: Address,
+        payload: Payload,
+    },
 }
 
 pub(crate) struct Requests {
@@ -70,8 +96,10 @@ pub(crate) struct Requests {
     /// Most entries this table may hold.
     limit: usize,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
-    /// Requests opened since the last `arm`: (timeout in ns, id).
+    /// Requests and timers opened since the last `arm`: (timeout in ns, id).
     fresh: Vec<(u64, u64)>,
+    /// Timers' payloads, by entry slot (grown only once a timer is set).
+    payloads: Vec<Payload>,
     /// Outcomes so far, and the requests open now (`counts.open`).
     pub(crate) counts: RequestStats,
 }
@@ -102,6 +130,7 @@ impl Requests {
             limit,
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
+            payloads: Vec::new(),
             counts: RequestStats::default(),
         }
     }
@@ -129,25 +158,110 @@ impl Requests {
         target: Address,
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
+        let id = self.take(waiter, target, Use::Request)?;
+        self.fresh.push((timeout_ns, id));
+        self.counts.open += 1;
+        self.counts.made += 1;
+        Ok(id)
+    }
+
+    /// Takes a free entry for `kind`; returns its id.
+    #[inline]
+    fn take(&mut self, waiter: Waiter, target: Address, kind: Use) -> Result<u64, SendError> {
         let slot = if self.free.len() >= MIN_FREE || self.entries.len() >= self.limit {
             self.free.pop_front().ok_or(SendError::TooManyRequests)?
         } else {
             self.entries.push(Entry {
                 generation: 0,
                 open: None,
-                monitor: false,
+                kind: Use::Request,
             });
             self.entries.len() as u32 - 1
         };
         let e = &mut self.entries[slot as usize];
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
-        e.monitor = false;
-        let id = pack(self.shard, slot, e.generation);
-        self.fresh.push((timeout_ns, id));
-        self.counts.open += 1;
-        self.counts.made += 1;
+        e.kind = kind;
+        Ok(pack(self.shard, slot, e.generation))
+    }
+
+    /// Sets a timer: `payload` goes to the actor `to`, from `from` (itself, or
+    /// the host), `delay_ns` after the next `arm`. The caller keeps the
+    /// per-actor cap.
+    ///
+    /// # Errors
+    ///
+    /// As [`Requests::open`].
+    pub(crate) fn open_timer(
+        &mut self,
+        to: Address,
+        from: Address,
+        delay_ns: u64,
+        payload: Payload,
+    ) -> Result<u64, SendError> {
+        let id = self.take(Waiter::Actor(to), from, Use::Timer)?;
+        let (slot, _) = unpack(id);
+        if self.payloads.len() <= slot as usize {
+            self.payloads.resize_with(slot as usize + 1, Payload::new);
+        }
+        self.payloads[slot as usize] = payload;
+        self.fresh.push((delay_ns, id));
+        self.counts.timers += 1;
+        self.counts.scheduled += 1;
         Ok(id)
+    }
+
+    /// Whether `id` is a timer of the actor `me` that has not fired.
+    pub(crate) fn is_timer_of(&self, id: u64, me: Address) -> bool {
+        self.entry(id).is_some_and(|e| {
+            e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me)
+        })
+    }
+
+    /// The actor timer `id` is for, if it is pending.
+    pub(crate) fn timer_target(&self, id: u64) -> Option<Address> {
+        match self.entry(id) {
+            Some(Entry {
+                kind: Use::Timer,
+                open: Some((Waiter::Actor(a), _)),
+                ..
+            }) => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// Cancels timer `id` of the actor `me`; returns whether it was pending.
+    pub(crate) fn cancel_timer(&mut self, id: u64, me: Address) -> bool {
+        if !self.is_timer_of(id, me) {
+            return false;
+        }
+        self.close_entry(id);
+        true
+    }
+
+    /// Ends every timer the actor `me` has pending (it ended); returns how many.
+    pub(crate) fn drop_timers(&mut self, me: Address) -> u64 {
+        let mut ended = 0;
+        for slot in 0..self.entries.len() {
+            let e = &self.entries[slot];
+            if e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me) {
+                self.close_entry(pack(self.shard, slot as u32, e.generation));
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// The timers the actor `me` has pending: a scan of the table.
+    pub(crate) fn timers_of(&self, me: Address) -> Vec<u64> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me)
+            })
+            .map(|(slot, e)| pack(self.shard, slot as u32, e.generation))
+            .collect()
     }
 
     /// Opens a monitor of `target` by the actor `watcher`: an entry like a
@@ -162,19 +276,16 @@ impl Requests {
         watcher: Address,
         target: Address,
     ) -> Result<u64, SendError> {
-        let id = self.open(Waiter::Actor(watcher), target, 0)?;
-        // Never armed: `arm` skips what is not a request.
-        self.fresh.pop();
-        let (slot, _) = unpack(id);
-        self.entries[slot as usize].monitor = true;
-        self.counts.made -= 1;
+        // Never armed: it has no deadline.
+        let id = self.take(Waiter::Actor(watcher), target, Use::Monitor)?;
+        self.counts.open += 1;
         self.counts.monitors += 1;
         Ok(id)
     }
 
-    /// Requests open now with a deadline (monitors have none).
+    /// Requests open now with a deadline (monitors have none), and timers.
     pub(crate) fn timed_count(&self) -> usize {
-        (self.counts.open - self.counts.monitors) as usize
+        (self.counts.open - self.counts.monitors + self.counts.timers) as usize
     }
 
     fn entry(&self, id: u64) -> Option<&Entry> {
@@ -187,10 +298,11 @@ impl Requests {
             .filter(|e| e.generation == generation && e.open.is_some())
     }
 
-    /// Whether `id` is open and was made by the actor `me`.
+    /// Whether `id` is an open request or monitor made by the actor `me`.
     pub(crate) fn is_open_by(&self, id: u64, me: Address) -> bool {
-        self.entry(id)
-            .is_some_and(|e| matches!(e.open, Some((Waiter::Actor(a), _)) if a == me))
+        self.entry(id).is_some_and(|e| {
+            e.kind != Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me)
+        })
     }
 
     /// Ends request `id` if it is open, returning who waits for it and its target.
@@ -199,24 +311,34 @@ impl Requests {
             .map(|(waiter, target, _)| (waiter, target))
     }
 
-    /// [`Requests::close`], saying also whether it was a monitor.
+    /// [`Requests::close`], saying also whether it was a monitor. A timer's
+    /// payload is dropped (its id is never a request's: a response naming it
+    /// is late).
     pub(crate) fn close_entry(&mut self, id: u64) -> Option<(Waiter, Address, bool)> {
         self.entry(id)?;
         let (slot, _) = unpack(id);
         let e = &mut self.entries[slot as usize];
         let open = e.open.take();
-        let monitor = std::mem::take(&mut e.monitor);
-        if monitor {
-            self.counts.monitors -= 1;
-        }
+        let kind = std::mem::replace(&mut e.kind, Use::Request);
         self.free.push_back(slot);
-        self.counts.open -= 1;
-        if self.counts.open == 0 {
+        match kind {
+            Use::Request => self.counts.open -= 1,
+            Use::Monitor => {
+                self.counts.monitors -= 1;
+                self.counts.open -= 1;
+            }
+            Use::Timer => {
+                self.counts.timers -= 1;
+                self.payloads[slot as usize] = Payload::new();
+            }
+        }
+        let monitor = kind == Use::Monitor;
+        if self.counts.open == 0 && self.counts.timers == 0 {
             // Every fresh one has ended: nothing to arm.
             self.fresh.clear();
         }
         // The heap entry is now stale; rebuild once stale ones dominate.
-        if self.timers.len() > 1024 && self.timers.len() > 4 * self.open_count() {
+        if self.timers.len() > 1024 && self.timers.len() > 4 * self.timed_count() {
             self.compact();
         }
         open.map(|(waiter, target)| (waiter, target, monitor))
@@ -236,7 +358,7 @@ impl Requests {
             .iter()
             .enumerate()
             .filter_map(|(slot, e)| match &e.open {
-                Some((Waiter::Actor(a), target)) if e.monitor && *a == requester => {
+                Some((Waiter::Actor(a), target)) if e.kind == Use::Monitor && *a == requester => {
                     Some((pack(self.shard, slot as u32, e.generation), *target))
                 }
                 _ => None,
@@ -244,12 +366,16 @@ impl Requests {
             .collect()
     }
 
-    /// The requests `requester` (of this shard) has open: a scan of the table.
+    /// The requests and monitors `requester` (of this shard) has open (not its
+    /// timers): a scan of the table.
     pub(crate) fn open_by(&self, requester: Address) -> Vec<u64> {
         self.entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| matches!(&e.open, Some((Waiter::Actor(a), _)) if *a == requester))
+            .filter(|(_, e)| {
+                e.kind != Use::Timer
+                    && matches!(&e.open, Some((Waiter::Actor(a), _)) if *a == requester)
+            })
             .map(|(slot, e)| pack(self.shard, slot as u32, e.generation))
             .collect()
     }
@@ -264,9 +390,15 @@ impl Requests {
         }
     }
 
-    /// Ends every request any actor of this shard has open (shutdown: all of them
-    /// are going), in one scan.
+    /// Ends every request any actor of this shard has open, and every timer
+    /// (shutdown: all of them are going), in one scan.
     pub(crate) fn abandon_all(&mut self) -> u64 {
+        for slot in 0..self.entries.len() {
+            let e = &self.entries[slot];
+            if e.kind == Use::Timer && e.open.is_some() {
+                self.close_entry(pack(self.shard, slot as u32, e.generation));
+            }
+        }
         self.abandon_where(|_| true)
     }
 
@@ -275,6 +407,7 @@ impl Requests {
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
             if let Some((Waiter::Actor(a), _)) = &e.open
+                && e.kind != Use::Timer
                 && gone(*a)
             {
                 let id = pack(self.shard, slot as u32, e.generation);
@@ -341,21 +474,36 @@ impl Requests {
         None
     }
 
-    /// Ends and returns one armed request whose deadline is at or before `now`.
-    pub(crate) fn expire(&mut self, now: u64) -> Option<(u64, Waiter)> {
+    /// Ends and returns one armed request or timer whose deadline is at or
+    /// before `now`.
+    pub(crate) fn expire(&mut self, now: u64) -> Option<Expired> {
         loop {
             let &Reverse((deadline, id)) = self.timers.peek()?;
-            if self.entry(id).is_none() {
+            let Some(kind) = self.entry(id).map(|e| e.kind) else {
                 self.timers.pop();
                 continue;
-            }
+            };
             if deadline > now {
                 return None;
             }
             self.timers.pop();
+            if kind == Use::Timer {
+                let (slot, _) = unpack(id);
+                let payload = std::mem::take(&mut self.payloads[slot as usize]);
+                let (waiter, from) = self.close(id)?;
+                // A timer always waits for an actor.
+                let Waiter::Actor(to) = waiter else { continue };
+                self.counts.fired += 1;
+                return Some(Expired::Timer {
+                    id,
+                    to,
+                    from,
+                    payload,
+                });
+            }
             let (waiter, _) = self.close(id)?;
             self.counts.timed_out += 1;
-            return Some((id, waiter));
+            return Some(Expired::Request(id, waiter));
         }
     }
 }
@@ -366,6 +514,12 @@ mod tests {
 
     fn me() -> Address {
         Address::new(0, 1, 1)
+    }
+
+    fn expired_id(e: Expired) -> u64 {
+        match e {
+            Expired::Request(id, _) | Expired::Timer { id, .. } => id,
+        }
     }
 
     fn open(r: &mut Requests, timeout: u64) -> u64 {
@@ -455,10 +609,63 @@ mod tests {
         assert_eq!(r.next_deadline(), Some(10));
         assert_eq!(r.timers.len(), 2, "the closed one never reached the heap");
         assert!(r.expire(5).is_none());
-        assert_eq!(r.expire(100).map(|x| x.0), Some(b));
-        assert_eq!(r.expire(100).map(|x| x.0), Some(a));
+        assert_eq!(r.expire(100).map(expired_id), Some(b));
+        assert_eq!(r.expire(100).map(expired_id), Some(a));
         assert!(r.expire(100).is_none());
         assert_eq!(r.counts.timed_out, 2);
+    }
+
+    #[test]
+    fn timers_fire_once_cancel_and_outlive_abandon() {
+        let mut r = Requests::new(0);
+        let t1 = r
+            .open_timer(me(), me(), 10, Payload::from_slice(b"one"))
+            .unwrap();
+        let t2 = r
+            .open_timer(me(), Address::HOST, 20, Payload::from_slice(b"two"))
+            .unwrap();
+        let req = open(&mut r, 15);
+        assert_eq!(r.timed_count(), 3);
+        assert!(!r.is_open_by(t1, me()), "a timer is not a request");
+        assert!(r.is_timer_of(t1, me()) && !r.is_timer_of(req, me()));
+        // A restart abandons the requests, not the timers.
+        assert_eq!(r.abandon(me()), 1);
+        assert_eq!(r.timers_of(me()), vec![t1, t2]);
+        r.arm(100);
+        match r.expire(110) {
+            Some(Expired::Timer {
+                id, to, payload, ..
+            }) => {
+                assert_eq!((id, to, &payload[..]), (t1, me(), &b"one"[..]));
+            }
+            _ => panic!("timer one is due"),
+        }
+        assert!(r.expire(119).is_none(), "never early");
+        assert!(!r.cancel_timer(t1, me()), "fired: no longer pending");
+        assert!(!r.cancel_timer(t2, Address::new(0, 2, 1)), "not theirs");
+        assert!(r.cancel_timer(t2, me()));
+        assert!(
+            r.expire(u64::MAX).is_none(),
+            "a cancelled timer never fires"
+        );
+        assert_eq!(
+            (r.counts.scheduled, r.counts.fired, r.counts.timers),
+            (2, 1, 0)
+        );
+        // Closing one of many pending timers does not rebuild the heap (that
+        // made firing n timers cost n² once).
+        let many: Vec<u64> = (0..3000)
+            .map(|i| r.open_timer(me(), me(), 1000 + i, Payload::new()).unwrap())
+            .collect();
+        r.arm(0);
+        let heap = r.timers.len();
+        assert!(r.cancel_timer(many[0], me()));
+        assert_eq!(r.timers.len(), heap, "no compaction");
+        assert_eq!(r.drop_timers(me()), 2999);
+        let t3 = r.open_timer(me(), me(), 5, Payload::new()).unwrap();
+        assert_eq!(r.drop_timers(me()), 1);
+        assert!(!r.cancel_timer(t3, me()));
+        assert_eq!(r.timed_count(), 0);
     }
 
     #[test]
@@ -470,8 +677,8 @@ mod tests {
         assert_eq!(r.next_deadline(), Some(1_050));
         r.arm(2_000);
         assert!(r.expire(1_049).is_none());
-        assert_eq!(r.expire(1_050).map(|x| x.0), Some(a));
+        assert_eq!(r.expire(1_050).map(expired_id), Some(a));
         assert!(r.expire(2_009).is_none());
-        assert_eq!(r.expire(2_010).map(|x| x.0), Some(b));
+        assert_eq!(r.expire(2_010).map(expired_id), Some(b));
     }
 }

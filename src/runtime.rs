@@ -17,7 +17,8 @@ use crate::directory::Directory;
 use crate::durable::Durable;
 use crate::envelope::{Envelope, Payload};
 use crate::error::{
-    BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, UpgradeError, cause,
+    BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, TimerError, UpgradeError,
+    cause,
 };
 use crate::grants::{Grants, PolicyError, Rate};
 use crate::host::{self, ActorCtx};
@@ -30,6 +31,7 @@ use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBo
 use crate::stats::{DeadLetter, ShutdownReport, Stats};
 use crate::supervision::{Factory, Group, Plan, Restart, Strategy};
 use crate::threaded::Threaded;
+use crate::topics::{PublishOutcome, TopicStats};
 
 /// The wasmshard runtime: the wasmtime engine, the shard threads, the name registry.
 ///
@@ -608,6 +610,148 @@ impl Runtime {
                 QuotaError::ShuttingDown
             })
         })
+    }
+
+    /// Sets a timer from the host: `payload` reaches the actor at `to`
+    /// (through `handle-message`, from [`Address::HOST`]) once `delay` has
+    /// passed, exactly once unless cancelled, always admitted when due. It
+    /// counts against the actor's cap on pending timers
+    /// ([`RuntimeBuilder::max_timers`](crate::RuntimeBuilder::max_timers)),
+    /// ends with the actor and carries over its supervised restarts and
+    /// upgrades. Returns the timer's id, for [`Runtime::cancel_timer`].
+    /// Resolution: as a request's timeout (it fires in the first pass of
+    /// its shard after it is due; never early).
+    ///
+    /// # Errors
+    ///
+    /// [`TimerError::UnknownTarget`], [`TimerError::TooLarge`],
+    /// [`TimerError::TooManyTimers`], [`TimerError::ShuttingDown`],
+    /// [`TimerError::Reentrant`] from one of the runtime's own actors.
+    pub fn schedule(
+        &self,
+        to: Address,
+        delay: Duration,
+        payload: &[u8],
+    ) -> Result<u64, TimerError> {
+        let max = self.directory.max_payload;
+        if payload.len() > max {
+            return Err(TimerError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        if to.shard() >= self.shards() {
+            return Err(TimerError::UnknownTarget(to));
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(TimerError::Reentrant);
+        }
+        if self.directory.is_closing() {
+            return Err(TimerError::ShuttingDown);
+        }
+        let (reply, answer) = sync_channel(1);
+        self.command(
+            to.shard(),
+            Command::Schedule {
+                to,
+                delay_ns: u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX),
+                payload: crate::envelope::Payload::from_slice(payload),
+                reply,
+            },
+        );
+        self.answer(&answer).unwrap_or_else(|| {
+            Err(if self.shared.shards[to.shard()].is_dead() {
+                TimerError::UnknownTarget(to)
+            } else {
+                TimerError::ShuttingDown
+            })
+        })
+    }
+
+    /// Offers `payload` to every current subscriber of `topic`, from the host
+    /// ([`Address::HOST`]): each subscription's actor admits it at its mailbox
+    /// at once or refuses it (a full mailbox, a codec it does not accept),
+    /// and the outcome counts both; refusals are counted per topic too
+    /// ([`Runtime::topics`]). Subscribers get it through `handle-message`; the
+    /// host's messages to one actor keep their order.
+    ///
+    /// A topic is one or more non-empty segments separated by `.` (no `*`),
+    /// at most [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) bytes. Subscriptions
+    /// name a topic or a pattern whose last segment is `*`, which matches one
+    /// or more segments (`events.*` matches `events.user` and
+    /// `events.user.created`, not `events`); `*` alone matches every topic.
+    /// An actor subscribed both by name and by a pattern (or by two patterns)
+    /// that match gets each publication once per subscription.
+    ///
+    /// The host's publication resolves the topic under the registry's lock
+    /// (actors' publications use a cache of their own and take no lock).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownTarget`] for a topic that breaks the grammar,
+    /// [`SendError::TooLarge`], [`SendError::ShuttingDown`].
+    pub fn publish(&self, topic: &str, payload: &[u8]) -> Result<PublishOutcome, SendError> {
+        use crate::topics::{Malformed, parse};
+        if self.directory.is_closing() {
+            return Err(SendError::ShuttingDown);
+        }
+        if payload.len() > self.directory.max_payload {
+            return Err(SendError::TooLarge);
+        }
+        match parse(topic, false) {
+            Ok(_) => {}
+            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
+            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
+        }
+        let route = self.directory.topics.resolve(topic);
+        let mut outcome = PublishOutcome::default();
+        for &to in route.subscribers.iter() {
+            match self.directory.admit(to, payload, u64::MAX) {
+                Ok(()) => {
+                    self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
+                        to,
+                        Address::HOST,
+                        payload,
+                    )));
+                    outcome.delivered += 1;
+                }
+                Err(SendError::UnknownTarget) => {}
+                Err(_) => outcome.refused += 1,
+            }
+        }
+        route.counters.count(self.shards(), true, outcome);
+        Ok(outcome)
+    }
+
+    /// Every topic published to or subscribed to (names and patterns), by
+    /// name, with its subscriptions now and its counts: publications,
+    /// deliveries, refusals.
+    pub fn topics(&self) -> Vec<TopicStats> {
+        self.directory.topics.stats()
+    }
+
+    /// Cancels timer `id` (set by [`Runtime::schedule`], or by an actor);
+    /// returns whether it was pending. A cancelled timer never fires.
+    ///
+    /// # Errors
+    ///
+    /// [`TimerError::ShuttingDown`], [`TimerError::Reentrant`] from one of
+    /// the runtime's own actors.
+    pub fn cancel_timer(&self, id: u64) -> Result<bool, TimerError> {
+        let shard = crate::requests::shard_of(id);
+        if shard >= self.shards() {
+            return Ok(false);
+        }
+        if shard::on_shard_of(self.directory.id) {
+            return Err(TimerError::Reentrant);
+        }
+        let (reply, answer) = sync_channel(1);
+        self.command(shard, Command::CancelTimer { id, reply });
+        match self.answer(&answer) {
+            Some(pending) => Ok(pending),
+            None if self.shared.shards[shard].is_dead() => Ok(false),
+            None => Err(TimerError::ShuttingDown),
+        }
     }
 
     /// The audit trail: the most recent operations denied by actors' grants

@@ -18,13 +18,14 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, timeout_ms};
 use crate::error::{
-    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, UpgradeError,
+    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, TimerError,
+    UpgradeError,
 };
 use crate::grants::Bucket;
 use crate::grants::PolicyError;
 use crate::outbox::{Child, Outbox};
 use crate::panics::quietly;
-use crate::requests::{self, Requests, Waiter};
+use crate::requests::{self, Expired, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
@@ -257,6 +258,12 @@ impl Shard {
                     }
                     Command::SetRate { address, reply, .. } => {
                         let _ = reply.send(Err(QuotaError::UnknownTarget(address)));
+                    }
+                    Command::Schedule { to, reply, .. } => {
+                        let _ = reply.send(Err(TimerError::UnknownTarget(to)));
+                    }
+                    Command::CancelTimer { reply, .. } => {
+                        let _ = reply.send(false);
                     }
                     Command::StopAll { reply } | Command::Seal { reply } => {
                         let _ = reply.send(());
@@ -523,6 +530,21 @@ impl Shard {
                     self.publish();
                     let _ = reply.send(r);
                 }
+                Command::Schedule {
+                    to,
+                    delay_ns,
+                    payload,
+                    reply,
+                } => {
+                    let r = self.schedule_for_host(to, delay_ns, payload);
+                    self.publish();
+                    let _ = reply.send(r);
+                }
+                Command::CancelTimer { id, reply } => {
+                    let r = self.cancel_timer_for_host(id);
+                    self.publish();
+                    let _ = reply.send(r);
+                }
                 Command::CreateGroup {
                     name,
                     strategy,
@@ -558,6 +580,57 @@ impl Shard {
             }
         }
         false
+    }
+
+    /// A timer the host sets for the actor `to`.
+    fn schedule_for_host(
+        &mut self,
+        to: Address,
+        delay_ns: u64,
+        payload: crate::envelope::Payload,
+    ) -> Result<u64, TimerError> {
+        if self.stopping {
+            return Err(TimerError::ShuttingDown);
+        }
+        if !self.is_live(to) {
+            return Err(TimerError::UnknownTarget(to));
+        }
+        let cap = self.directory.max_timers;
+        let mut table = self.table.take().expect("the table is home between passes");
+        let actor = self.actors[to.slot() as usize]
+            .as_mut()
+            .expect("live actor");
+        let out = actor.outbox();
+        let r = if out.timers >= cap {
+            Err(TimerError::TooManyTimers(cap))
+        } else {
+            match table.open_timer(to, Address::HOST, delay_ns, payload) {
+                Ok(id) => {
+                    out.timers += 1;
+                    Ok(id)
+                }
+                Err(_) => Err(TimerError::TooManyTimers(cap)),
+            }
+        };
+        self.table = Some(table);
+        r
+    }
+
+    /// The host cancels timer `id`: whichever actor of this shard it is for.
+    fn cancel_timer_for_host(&mut self, id: u64) -> bool {
+        let Some(to) = self.table().timer_target(id) else {
+            return false;
+        };
+        if !self.table().cancel_timer(id, to) {
+            return false;
+        }
+        if self.is_live(to) {
+            let actor = self.actors[to.slot() as usize]
+                .as_mut()
+                .expect("live actor");
+            actor.outbox().timers -= 1;
+        }
+        true
     }
 
     fn is_live(&self, a: Address) -> bool {
@@ -777,6 +850,7 @@ impl Shard {
         if out.requests.open() > 0 {
             self.table().abandon(me);
         }
+        self.drop_timers(me, &mut out.timers);
         for env in std::mem::take(&mut out.staged) {
             if !matches!(env.kind, Kind::Monitor(_)) {
                 self.route(env);
@@ -914,7 +988,7 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Stop | Kind::Demonitor(_) | Kind::Response(..) => {}
+                Kind::Stop | Kind::Demonitor(_) | Kind::Response(..) | Kind::Timer => {}
             }
         }
     }
@@ -957,6 +1031,16 @@ impl Shard {
             self.forget_watches(me);
             self.table().abandon(me);
         }
+        // Its subscriptions end with it.
+        if actor.outbox().subscribed {
+            self.directory.topics.unsubscribe_all(me);
+        }
+        // Its timers end with it.
+        if !self.stopping {
+            let mut timers = actor.outbox().timers;
+            self.drop_timers(me, &mut timers);
+            actor.outbox().timers = timers;
+        }
         let error = if reason == DeadLetterReason::TargetFailed {
             RequestError::TargetFailed
         } else {
@@ -994,7 +1078,7 @@ impl Shard {
         let mut mailbox = mailbox;
         for env in killer.into_iter().chain(mailbox.drain()) {
             match env.kind {
-                Kind::Tell => self.dead_letter(env, reason),
+                Kind::Tell | Kind::Timer => self.dead_letter(env, reason),
                 Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
                 // (Control envelopes never wait in a mailbox.)
@@ -1235,18 +1319,52 @@ impl Shard {
         let Some(now) = self.arm_timers() else {
             return;
         };
-        while let Some((id, waiter)) = self.table().expire(now) {
-            match waiter {
-                Waiter::Host(w) => {
+        while let Some(expired) = self.table().expire(now) {
+            match expired {
+                Expired::Request(_, Waiter::Host(w)) => {
                     w.fulfil(Err(RequestError::Timeout));
                 }
-                Waiter::Actor(requester) => {
+                Expired::Request(id, Waiter::Actor(requester)) => {
                     self.push_response(
                         requester,
                         Envelope::failure(requester, requester, id, RequestError::Timeout),
                     );
                 }
+                Expired::Timer {
+                    to, from, payload, ..
+                } => self.fire(to, from, payload),
             }
+        }
+    }
+
+    /// Timer of the actor `to` fired: its payload joins the mailbox, always
+    /// admitted (an actor waiting for its restart finds it there).
+    fn fire(&mut self, to: Address, from: Address, payload: crate::envelope::Payload) {
+        let slot = to.slot();
+        if let Some(Some(actor)) = self.actors.get_mut(slot as usize)
+            && actor.generation == to.generation()
+        {
+            actor.outbox().timers -= 1;
+            actor.mailbox.push(Envelope {
+                to,
+                from,
+                kind: Kind::Timer,
+                payload,
+            });
+            actor.received += 1;
+            if !actor.scheduled {
+                actor.scheduled = true;
+                self.ready.push_back(slot);
+            }
+        }
+        // Otherwise a defect: an actor's timers end with it.
+    }
+
+    /// Ends the timers the actor `me` has pending, if it has any.
+    fn drop_timers(&mut self, me: Address, out_timers: &mut u32) {
+        if *out_timers > 0 {
+            self.table().drop_timers(me);
+            *out_timers = 0;
         }
     }
 
@@ -1398,7 +1516,9 @@ impl Shard {
                     // It stopped itself, then failed on this one: it ends as
                     // it would have with the actor.
                     match env.kind {
-                        Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                        Kind::Tell | Kind::Timer => {
+                            self.dead_letter(env, DeadLetterReason::TargetFailed)
+                        }
                         Kind::Request(id, _) => self.route(Envelope::failure(
                             env.from,
                             env.to,
@@ -1587,7 +1707,7 @@ impl Shard {
         }
         if let Some(env) = killer {
             match env.kind {
-                Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
+                Kind::Tell | Kind::Timer => self.dead_letter(env, DeadLetterReason::TargetFailed),
                 Kind::Request(id, _) => self.route(Envelope::failure(
                     env.from,
                     me,
@@ -1703,6 +1823,15 @@ impl Shard {
             old.grants.clone(),
         );
         (out.sent, out.denied, out.rate_limited) = (old.sent, old.denied, old.rate_limited);
+        // Its timers and subscriptions carry over (a rollback drops the
+        // timers the new `init` set; its subscriptions stay, as the actor's).
+        out.timers = old.timers;
+        out.subscribed = old.subscribed;
+        let timers_before = if old.timers > 0 {
+            self.table().timers_of(me)
+        } else {
+            Vec::new()
+        };
         out.rate = old.rate;
         if out.rate.is_some() {
             out.now = self.directory.now_ns();
@@ -1770,6 +1899,21 @@ impl Shard {
                     })
                     .collect();
                 self.table().abandon_ids(made);
+                // Timers the new `init` set.
+                let old = self.actors[slot as usize]
+                    .as_mut()
+                    .expect("live actor")
+                    .outbox();
+                // What it subscribed to is the actor's (it ends with it).
+                old.subscribed |= out.subscribed;
+                let kept = old.timers;
+                if out.timers > kept {
+                    for id in self.table().timers_of(me) {
+                        if !timers_before.contains(&id) {
+                            self.table().cancel_timer(id, me);
+                        }
+                    }
+                }
                 staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
                 for env in staged {
                     self.route(env);

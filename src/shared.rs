@@ -39,7 +39,7 @@ use crossbeam_queue::SegQueue;
 use crate::address::Address;
 use crate::component::Component;
 use crate::envelope::{Envelope, Payload};
-use crate::error::{QuotaError, SpawnError, StopError, UpgradeError};
+use crate::error::{QuotaError, SpawnError, StopError, TimerError, UpgradeError};
 use crate::grants::{Grants, Rate};
 use crate::native::NativeActor;
 use crate::reply::HostWaiter;
@@ -96,6 +96,15 @@ pub(crate) enum Command {
         restart: Restart,
         reply: SyncSender<Result<u32, SpawnError>>,
     },
+    /// Sets a timer for the actor `to`, from the host.
+    Schedule {
+        to: Address,
+        delay_ns: u64,
+        payload: Payload,
+        reply: SyncSender<Result<u64, TimerError>>,
+    },
+    /// Cancels timer `id` (of this shard); answers whether it was pending.
+    CancelTimer { id: u64, reply: SyncSender<bool> },
     /// Shutdown, phase one: stop every actor; from now on whatever arrives is a
     /// dead letter.
     StopAll { reply: SyncSender<()> },

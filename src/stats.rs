@@ -89,12 +89,14 @@ macro_rules! shard_counters {
                 }
             }
 
-            /// Requests open with a deadline (not monitors), as last published.
+            /// Requests open with a deadline (not monitors) and pending timers, as
+            /// last published.
             pub(crate) fn open_requests(&self) -> u64 {
                 self.requests
                     .open
                     .get()
                     .saturating_sub(self.requests.monitors.get())
+                    + self.requests.timers.get()
             }
 
             /// Supervised actors waiting for their restart, as last published.
@@ -152,6 +154,12 @@ shard_counters! {
         monitors,
         /// Replies that arrived after their request had ended, discarded.
         late,
+        /// Timers set (by actors of this shard, or by the host for them).
+        scheduled,
+        /// Of those, fired (delivered to their actor).
+        fired,
+        /// Of those, pending now.
+        timers,
     }
 }
 

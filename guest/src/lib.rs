@@ -96,8 +96,12 @@ pub mod bindings {
 
 pub use bindings::wasmshard::actor::lifecycle::SpawnError;
 pub use bindings::wasmshard::actor::storage::StorageError;
+pub use bindings::wasmshard::actor::topics::PublishOutcome;
 pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
-use bindings::wasmshard::actor::{host, lifecycle, storage};
+use bindings::wasmshard::actor::{host, lifecycle, storage, timers, topics};
+
+/// The id of a timer this actor set ([`Ctx::schedule`]).
+pub type TimerId = u64;
 
 /// An actor's address: where messages to it go. Any `u64` can be one; an address
 /// that names no live actor makes a send fail with [`SendError::UnknownTarget`].
@@ -434,6 +438,68 @@ impl<A: Actor> Ctx<'_, A> {
             }),
         );
         Ok(id)
+    }
+
+    /// Sets a timer: `message` (in the default codec) comes back to this
+    /// actor's `handle_message`, from its own address, once `delay` has
+    /// passed — exactly once, unless cancelled with [`Ctx::cancel_timer`].
+    /// Timers carry over a supervised restart and end with the actor.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`too-many-requests` beyond the actor's cap on
+    /// pending timers, `too-large`), or it cannot be encoded.
+    pub fn schedule<T: Serialize + ?Sized>(
+        &mut self,
+        delay: Duration,
+        message: &T,
+    ) -> Result<TimerId, Error> {
+        abi::reuse(self.buf);
+        codec::encode_into(codec::DEFAULT, message, self.buf).map_err(Error::Encode)?;
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        timers::schedule(ns, self.buf).map_err(Error::Refused)
+    }
+
+    /// Cancels timer `id`; whether it was still pending (a cancelled timer
+    /// never fires).
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        timers::cancel_timer(id)
+    }
+
+    /// Subscribes this actor to `topic`: a name (`prices.eur`) or a pattern
+    /// whose last segment is `*` (`prices.*`: one or more segments after
+    /// `prices`). Publications arrive through `handle_message`, from their
+    /// publisher. Subscribing twice to the same topic is one subscription.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`unknown-target` for a malformed topic,
+    /// `denied` by the actor's grants, `too-many-requests` beyond the cap).
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), Error> {
+        topics::subscribe(topic).map_err(Error::Refused)
+    }
+
+    /// Ends this actor's subscription to `topic`; whether it had one.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        topics::unsubscribe(topic)
+    }
+
+    /// Publishes `message` (in the default codec) to every current subscriber
+    /// of `topic`; returns how many admitted it and how many refused it
+    /// (full mailboxes).
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused it (`unknown-target` for a malformed topic,
+    /// `denied` by the actor's grants, `too-large`), or it cannot be encoded.
+    pub fn publish<T: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        message: &T,
+    ) -> Result<PublishOutcome, Error> {
+        abi::reuse(self.buf);
+        codec::encode_into(codec::DEFAULT, message, self.buf).map_err(Error::Encode)?;
+        topics::publish(topic, self.buf).map_err(Error::Refused)
     }
 
     /// The value this actor stored under `key` (in its storage, which the

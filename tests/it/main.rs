@@ -21,6 +21,8 @@ mod sdk;
 mod storage;
 mod supervision;
 mod support;
+mod timers;
+mod topics;
 
 /// Public types are shareable across threads as documented.
 #[test]

@@ -101,6 +101,25 @@
 //!   `[selfs, replies, failures]`, how many `self` tells it received from
 //!   itself and how its own requests ended; `ops` (what the role itself
 //!   requests): answered with nothing. Other tells are ignored.
+//! - `clock`: sets timers (`timers` interface); its requests are commands:
+//!   `b` + `count u32` + `max_delay_us u32` + `seed u32` sets `count` timers
+//!   with pseudo-random delays below `max_delay_us` (xorshift from `seed`;
+//!   each payload `F`, its tag and its due time by `now-ns`) → `[set, refused]`;
+//!   `s` + `delay_ns u64` sets one → `[code, id lo, id hi]`; `c` + `id u64`
+//!   cancels → `[was pending]`; `t` + `period_ns u64` + `n u32` starts a tick
+//!   re-armed from `handle-message` `n` times → `[code]`; `r` reports `[fired,
+//!   early, twice, max late in µs, ticks, from someone else, host timers,
+//!   unknown]`. A fired timer is checked: from itself, not before its due time,
+//!   not fired before. A tell `H` (a host timer) is counted; `panic` panics.
+//! - `subscriber TOPIC…`: subscribes to each topic in `init`. Every tell
+//!   `[seq u32]` is checked per sender: each must be above the last from that
+//!   sender (a publisher's own order). Requests are commands: `s` + topic
+//!   subscribes → `[code]`; `S` + `to u64` + topic subscribes and then tells
+//!   `to` `go` → `[code, code]`; `u` + topic unsubscribes → `[had one]`; `p` +
+//!   `count u32` + topic publishes `[seq u32]` `count` times (`seq` counts its
+//!   publications from 1) → `[delivered, refused, errors, last code]`; `r`
+//!   reports `[received, out of order, from itself]`. A tell `panic` panics;
+//!   `stop` stops it.
 //!
 //! A panic aborts (there is no unwinding on this target), which traps: the
 //! runtime fails the actor.
@@ -117,7 +136,7 @@ wit_bindgen::generate!({
 
 use exports::wasmshard::actor::actor::Guest;
 use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
-use wasmshard::actor::{host, lifecycle, storage};
+use wasmshard::actor::{host, lifecycle, storage, timers, topics};
 
 /// How long the requests the guest makes on its own account may take.
 const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -136,6 +155,180 @@ enum Role {
     Parent(Parent),
     Keeper,
     Quitter,
+    Clock(Clock),
+    Subscriber(Subscriber),
+}
+
+#[derive(Default)]
+struct Clock {
+    fired: u32,
+    early: u32,
+    twice: u32,
+    max_late_us: u32,
+    ticks: u32,
+    /// Ticks still to come.
+    ticks_left: u32,
+    period_ns: u64,
+    strangers: u32,
+    host_timers: u32,
+    unknown: u32,
+    seen: HashSet<u32>,
+    /// The tag of the next timer `b` sets (unique over the actor's life).
+    next_tag: u32,
+}
+
+impl Clock {
+    fn command(&mut self, payload: &[u8]) -> Vec<u8> {
+        match payload.first() {
+            Some(b'b') => {
+                let count = u32_at(payload, 1);
+                let max_us = u64::from(u32_at(payload, 5).max(1));
+                let mut x = u32_at(payload, 9) | 1;
+                let (mut set, mut refused) = (0, 0);
+                for _ in 0..count {
+                    let tag = self.next_tag;
+                    self.next_tag += 1;
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let delay = u64::from(x) % max_us * 1_000;
+                    let due = host::now_ns() + delay;
+                    let mut p = vec![b'F'];
+                    p.extend_from_slice(&tag.to_le_bytes());
+                    p.extend_from_slice(&due.to_le_bytes());
+                    match timers::schedule(delay, &p) {
+                        Ok(_) => set += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                encode(&[set, refused])
+            }
+            Some(b's') => match timers::schedule(u64_at(payload, 1), b"S") {
+                Ok(id) => encode(&[0, id as u32, (id >> 32) as u32]),
+                Err(e) => encode(&[code(Err(e)), 0, 0]),
+            },
+            Some(b'c') => encode(&[timers::cancel_timer(u64_at(payload, 1)) as u32]),
+            Some(b't') => {
+                self.period_ns = u64_at(payload, 1);
+                self.ticks_left = u32_at(payload, 9);
+                encode(&[self.arm_tick()])
+            }
+            Some(b'r') => encode(&[
+                self.fired,
+                self.early,
+                self.twice,
+                self.max_late_us,
+                self.ticks,
+                self.strangers,
+                self.host_timers,
+                self.unknown,
+            ]),
+            _ => Vec::new(),
+        }
+    }
+
+    fn arm_tick(&mut self) -> u32 {
+        if self.ticks_left == 0 {
+            return 0;
+        }
+        self.ticks_left -= 1;
+        code(timers::schedule(self.period_ns, b"T").map(|_| ()))
+    }
+
+    fn tell(&mut self, from: Address, payload: &[u8]) {
+        let me = host::self_address();
+        match payload.first() {
+            Some(b'H') => self.host_timers += 1,
+            _ if from != me => self.strangers += 1,
+            Some(b'T') => {
+                self.ticks += 1;
+                let _ = self.arm_tick();
+            }
+            Some(b'S') => self.fired += 1,
+            Some(b'F') if payload.len() == 13 => {
+                let tag = u32_at(payload, 1);
+                let due = u64_at(payload, 5);
+                let now = host::now_ns();
+                self.fired += 1;
+                if now < due {
+                    self.early += 1;
+                }
+                let late_us = (now.saturating_sub(due) / 1_000) as u32;
+                self.max_late_us = self.max_late_us.max(late_us);
+                if !self.seen.insert(tag) {
+                    self.twice += 1;
+                }
+            }
+            _ => self.unknown += 1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Subscriber {
+    last: HashMap<Address, u32>,
+    received: u32,
+    out_of_order: u32,
+    from_self: u32,
+    /// Its own publications so far.
+    published: u32,
+}
+
+impl Subscriber {
+    fn tell(&mut self, from: Address, payload: &[u8]) {
+        if payload == b"stop" {
+            lifecycle::stop(host::self_address()).expect("stop myself");
+            return;
+        }
+        if payload.len() != 4 {
+            return;
+        }
+        self.received += 1;
+        if from == host::self_address() {
+            self.from_self += 1;
+        }
+        let seq = u32_at(payload, 0);
+        let last = self.last.entry(from).or_insert(0);
+        if seq <= *last {
+            self.out_of_order += 1;
+        }
+        *last = seq;
+    }
+
+    fn command(&mut self, payload: &[u8]) -> Vec<u8> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match payload.first() {
+            Some(b's') => encode(&[code(topics::subscribe(&text(&payload[1..])))]),
+            Some(b'u') => encode(&[topics::unsubscribe(&text(&payload[1..])) as u32]),
+            Some(b'S') => {
+                let to = u64_at(payload, 1);
+                let subscribed = code(topics::subscribe(&text(&payload[9..])));
+                encode(&[subscribed, code(host::send(to, b"go"))])
+            }
+            Some(b'p') => {
+                let count = u32_at(payload, 1);
+                let topic = text(&payload[5..]);
+                let (mut delivered, mut refused, mut errors, mut last) = (0, 0, 0, 0);
+                for _ in 0..count {
+                    self.published += 1;
+                    match topics::publish(&topic, &self.published.to_le_bytes()) {
+                        Ok(o) => {
+                            delivered += o.delivered;
+                            refused += o.refused;
+                            last = 0;
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            last = code(Err(e));
+                        }
+                    }
+                }
+                encode(&[delivered, refused, errors, last])
+            }
+            Some(b'r') => encode(&[self.received, self.out_of_order, self.from_self]),
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn keeper(payload: &[u8]) -> Vec<u8> {
@@ -690,6 +883,13 @@ impl Guest for Roles {
                     .map_err(|e| format!("keeper: {e:?}"))?;
                 Role::Keeper
             }
+            ["clock"] => Role::Clock(Clock::default()),
+            ["subscriber", topics @ ..] => {
+                for t in topics {
+                    topics::subscribe(t).map_err(|e| format!("subscribe `{t}`: {e:?}"))?;
+                }
+                Role::Subscriber(Subscriber::default())
+            }
             ["parent", component] => Role::Parent(Parent {
                 component: component.to_string(),
                 ..Parent::default()
@@ -728,6 +928,11 @@ impl Guest for Roles {
                 host::send(*to, &payload).expect("forwarded");
                 *forwarded += 1;
             }
+            Role::Clock(_) | Role::Subscriber(_) if payload == b"panic" => {
+                panic!("panic on command")
+            }
+            Role::Clock(c) => c.tell(from, &payload),
+            Role::Subscriber(s) => s.tell(from, &payload),
             Role::Proxy(_) | Role::Silent | Role::Parent(_) | Role::Keeper | Role::Quitter => {}
         })
     }
@@ -757,6 +962,8 @@ impl Guest for Roles {
             Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
             Role::Parent(p) => Some(p.command(&payload)),
             Role::Keeper => Some(keeper(&payload)),
+            Role::Clock(c) => Some(c.command(&payload)),
+            Role::Subscriber(s) => Some(s.command(&payload)),
             Role::Quitter if payload == b"stop-then-panic" => {
                 lifecycle::stop(host::self_address()).expect("stop myself");
                 panic!("quitter: panic after stopping")

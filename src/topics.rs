@@ -1,0 +1,458 @@
+//! Topics: publish/subscribe by name or by pattern, across shards.
+//!
+//! **Grammar.** A topic is one or more segments separated by `.`; a segment is
+//! a non-empty run of bytes other than `.` and `*` (`prices`, `events.user.created`),
+//! at most [`MAX_TOPIC_LEN`] bytes in all. A subscription names a topic, or a
+//! pattern whose last segment is `*` (`events.*`), which matches every topic
+//! that starts with the segments before it and has *one or more* segments
+//! after them: `events.*` matches `events.user` and `events.user.created`, not
+//! `events` or `eventsx.user`. `*` alone matches every topic. `*` anywhere
+//! else (`a.*.b`, `a*`) is not a pattern and is refused.
+//!
+//! **Index.** Subscriptions live in one registry per runtime: subscribers by
+//! exact name, and pattern subscribers by their prefix (`events.*` under
+//! `events`). A publication to a topic of `n` segments looks up the name and
+//! its `n - 1` proper prefixes (and `*`): `n + 1` hash lookups, whatever the
+//! number of patterns. Changing a subscription takes the registry's lock and
+//! moves its version on.
+//!
+//! **No lock when publishing.** Each publishing actor keeps what it resolved
+//! (a topic's subscribers and counters) in a cache of its own, valid while the
+//! registry's version is the one it saw: a publication reads the version (one
+//! atomic load) and, in steady state, looks the topic up in its cache. A
+//! subscription made before the subscriber messages a publisher moved the
+//! version on before that message was sent, so the publisher's next
+//! publication sees it (the message's passage through a ring or a mailbox
+//! orders the two), on any shard.
+//!
+//! **Counters** per published topic are kept per publishing shard (one cache
+//! line each, written by that shard alone, plus one for the host), so
+//! publishing contends on nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ahash::AHashMap;
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::shared::lock;
+
+/// Longest topic or subscription pattern, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Most subscriptions one actor may hold at once.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+/// Most topics a publisher's cache keeps before it starts again.
+const CACHE_TOPICS: usize = 1024;
+
+/// What a publication did: how many subscribers it reached, and how many
+/// refused it (a full mailbox, or a codec the subscriber does not accept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PublishOutcome {
+    /// Subscriptions whose actor admitted it.
+    pub delivered: u32,
+    /// Subscriptions whose actor refused it.
+    pub refused: u32,
+}
+
+/// One topic's figures, from [`Runtime::topics`](crate::Runtime::topics): a
+/// topic published to, or a name or pattern subscribed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// The topic, or the pattern (`events.*`).
+    pub topic: String,
+    /// Subscriptions it reaches now (for a topic: those by its name and by
+    /// the patterns that match it; for a pattern: those to the pattern).
+    pub subscribers: u64,
+    /// Publications to it.
+    pub published: u64,
+    /// Deliveries of those (one per subscription reached).
+    pub delivered: u64,
+    /// Refusals of those by full mailboxes (or codecs not accepted).
+    pub refused: u64,
+}
+
+/// A topic or pattern, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape<'a> {
+    /// A topic name.
+    Name(&'a str),
+    /// A pattern: the prefix before `.*` (empty for `*` alone).
+    Pattern(&'a str),
+}
+
+/// Why a topic or pattern is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// Longer than [`MAX_TOPIC_LEN`].
+    TooLong,
+    /// Not of the grammar.
+    Invalid,
+}
+
+/// Checks `topic` against the grammar; `pattern` allows a last `*` segment.
+pub(crate) fn parse(topic: &str, pattern: bool) -> Result<Shape<'_>, Malformed> {
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(Malformed::TooLong);
+    }
+    if pattern && topic == "*" {
+        return Ok(Shape::Pattern(""));
+    }
+    let (name, is_pattern) = match topic.strip_suffix(".*") {
+        Some(prefix) if pattern => (prefix, true),
+        _ => (topic, false),
+    };
+    let ok = !name.is_empty()
+        && name
+            .split('.')
+            .all(|seg| !seg.is_empty() && !seg.contains('*'));
+    match (ok, is_pattern) {
+        (false, _) => Err(Malformed::Invalid),
+        (true, true) => Ok(Shape::Pattern(name)),
+        (true, false) => Ok(Shape::Name(name)),
+    }
+}
+
+/// Per-topic counters of one publishing shard (or the host).
+#[derive(Default)]
+#[repr(align(128))]
+struct Lane {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// The counters of one published topic: a lane per shard, and one for the host.
+pub(crate) struct Counters {
+    lanes: Box<[Lane]>,
+}
+
+impl Counters {
+    fn new(lanes: usize) -> Counters {
+        Counters {
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
+        }
+    }
+
+    /// Counts a publication from `lane`: a shard's own (written by that
+    /// shard alone, so a load and a store), or the host's (shared by host
+    /// threads: an atomic add).
+    pub(crate) fn count(&self, lane: usize, shared: bool, outcome: PublishOutcome) {
+        let l = &self.lanes[lane];
+        let add = |c: &AtomicU64, n: u64| {
+            if shared {
+                c.fetch_add(n, Ordering::Relaxed);
+            } else {
+                c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            }
+        };
+        add(&l.published, 1);
+        add(&l.delivered, u64::from(outcome.delivered));
+        add(&l.refused, u64::from(outcome.refused));
+    }
+
+    fn sum(&self) -> (u64, u64, u64) {
+        self.lanes.iter().fold((0, 0, 0), |(p, d, r), l| {
+            (
+                p + l.published.load(Ordering::Relaxed),
+                d + l.delivered.load(Ordering::Relaxed),
+                r + l.refused.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+/// A topic resolved: its subscribers now, and its counters.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) subscribers: Arc<[Address]>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// The runtime's registry of subscriptions.
+pub(crate) struct Topics {
+    /// Moves on with every change of a subscription (Release), read by every
+    /// publication (Acquire).
+    version: AtomicU64,
+    inner: Mutex<Inner>,
+    /// Counter lanes per topic: the shards, and the host.
+    lanes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Subscribers by topic name, in the order they subscribed.
+    exact: AHashMap<Box<str>, Vec<Address>>,
+    /// Pattern subscribers by prefix (`events` for `events.*`; `` for `*`).
+    prefixes: AHashMap<Box<str>, Vec<Address>>,
+    /// The subscriptions of each subscriber, as given.
+    by_actor: AHashMap<Address, Vec<Box<str>>>,
+    /// The counters of every topic published to.
+    counters: AHashMap<Arc<str>, Arc<Counters>>,
+}
+
+/// Why a subscription was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SubscribeError {
+    /// Not a topic or pattern.
+    Malformed(Malformed),
+    /// The actor holds [`MAX_SUBSCRIPTIONS`] already.
+    TooMany,
+}
+
+impl Topics {
+    pub(crate) fn new(shards: usize) -> Topics {
+        Topics {
+            version: AtomicU64::new(1),
+            inner: Mutex::new(Inner::default()),
+            lanes: shards + 1,
+        }
+    }
+
+    /// The registry's version now.
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Subscribes `who` to `topic` (checked: a name or a pattern). Subscribing
+    /// again to the same topic or pattern changes nothing.
+    pub(crate) fn subscribe(&self, who: Address, topic: &str) -> Result<(), SubscribeError> {
+        let shape = parse(topic, true).map_err(SubscribeError::Malformed)?;
+        let mut inner = lock(&self.inner);
+        let mine = inner.by_actor.entry(who).or_default();
+        if mine.iter().any(|t| &**t == topic) {
+            return Ok(());
+        }
+        if mine.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooMany);
+        }
+        mine.push(topic.into());
+        let (map, key) = match shape {
+            Shape::Name(n) => (&mut inner.exact, n),
+            Shape::Pattern(p) => (&mut inner.prefixes, p),
+        };
+        map.entry(key.into()).or_default().push(who);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Ends `who`'s subscription to `topic`; returns whether it had one.
+    pub(crate) fn unsubscribe(&self, who: Address, topic: &str) -> bool {
+        let Ok(shape) = parse(topic, true) else {
+            return false;
+        };
+        let mut inner = lock(&self.inner);
+        let Some(mine) = inner.by_actor.get_mut(&who) else {
+            return false;
+        };
+        let Some(at) = mine.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        mine.swap_remove(at);
+        if mine.is_empty() {
+            inner.by_actor.remove(&who);
+        }
+        inner.remove(shape, who);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Ends every subscription of `who` (it ended); returns how many.
+    pub(crate) fn unsubscribe_all(&self, who: Address) -> usize {
+        let mut inner = lock(&self.inner);
+        let Some(mine) = inner.by_actor.remove(&who) else {
+            return 0;
+        };
+        for topic in &mine {
+            if let Ok(shape) = parse(topic, true) {
+                inner.remove(shape, who);
+            }
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+        mine.len()
+    }
+
+    /// Resolves `topic` (a checked name): its subscribers now, in a stable
+    /// order (by name first, then by pattern from the shortest prefix), and
+    /// its counters. Takes the lock: publishers cache the result.
+    pub(crate) fn resolve(&self, topic: &str) -> Route {
+        let mut inner = lock(&self.inner);
+        let mut subscribers: Vec<Address> = Vec::new();
+        if let Some(s) = inner.exact.get(topic) {
+            subscribers.extend_from_slice(s);
+        }
+        if let Some(s) = inner.prefixes.get("") {
+            subscribers.extend_from_slice(s);
+        }
+        for (i, _) in topic.match_indices('.') {
+            if let Some(s) = inner.prefixes.get(&topic[..i]) {
+                subscribers.extend_from_slice(s);
+            }
+        }
+        let lanes = self.lanes;
+        let counters = inner
+            .counters
+            .entry(Arc::from(topic))
+            .or_insert_with(|| Arc::new(Counters::new(lanes)))
+            .clone();
+        Route {
+            subscribers: subscribers.into(),
+            counters,
+        }
+    }
+
+    /// The figures of every topic published to or subscribed to, by name.
+    pub(crate) fn stats(&self) -> Vec<TopicStats> {
+        let inner = lock(&self.inner);
+        let mut names: Vec<String> = inner
+            .counters
+            .keys()
+            .map(|k| k.to_string())
+            .chain(inner.exact.keys().map(|k| k.to_string()))
+            .chain(inner.prefixes.keys().map(|k| {
+                if k.is_empty() {
+                    "*".to_string()
+                } else {
+                    format!("{k}.*")
+                }
+            }))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|topic| {
+                let (subscribers, (published, delivered, refused)) = match parse(&topic, true) {
+                    Ok(Shape::Pattern(p)) => (
+                        inner.prefixes.get(p).map_or(0, |s| s.len() as u64),
+                        (0, 0, 0),
+                    ),
+                    _ => {
+                        let reach = inner.exact.get(topic.as_str()).map_or(0, Vec::len)
+                            + inner.prefixes.get("").map_or(0, Vec::len)
+                            + topic
+                                .match_indices('.')
+                                .map(|(i, _)| inner.prefixes.get(&topic[..i]).map_or(0, Vec::len))
+                                .sum::<usize>();
+                        let sums = inner
+                            .counters
+                            .get(topic.as_str())
+                            .map_or((0, 0, 0), |c| c.sum());
+                        (reach as u64, sums)
+                    }
+                };
+                TopicStats {
+                    topic,
+                    subscribers,
+                    published,
+                    delivered,
+                    refused,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, shape: Shape<'_>, who: Address) {
+        let (map, key) = match shape {
+            Shape::Name(n) => (&mut self.exact, n),
+            Shape::Pattern(p) => (&mut self.prefixes, p),
+        };
+        if let Some(subs) = map.get_mut(key) {
+            // Keep the others' order.
+            if let Some(at) = subs.iter().position(|&a| a == who) {
+                subs.remove(at);
+            }
+            if subs.is_empty() {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+/// A publisher's resolved topics, valid for one version of the registry, each
+/// with whether its grants let it publish there.
+#[derive(Default)]
+pub(crate) struct Cache {
+    version: u64,
+    routes: AHashMap<Box<str>, (Route, bool)>,
+}
+
+impl Cache {
+    /// The route of `topic` (a checked name) and whether `allowed` lets the
+    /// publisher use it: from the cache if the registry has not changed since
+    /// it was filled, else resolved (and kept).
+    #[inline]
+    pub(crate) fn route(
+        &mut self,
+        topics: &Topics,
+        topic: &str,
+        allowed: impl FnOnce(&str) -> bool,
+    ) -> &(Route, bool) {
+        let version = topics.version();
+        if version != self.version || self.routes.len() >= CACHE_TOPICS {
+            self.routes.clear();
+            self.version = version;
+        }
+        if !self.routes.contains_key(topic) {
+            let route = topics.resolve(topic);
+            self.routes.insert(topic.into(), (route, allowed(topic)));
+        }
+        &self.routes[topic]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar() {
+        assert_eq!(parse("a.b", false), Ok(Shape::Name("a.b")));
+        assert_eq!(parse("a.*", true), Ok(Shape::Pattern("a")));
+        assert_eq!(parse("*", true), Ok(Shape::Pattern("")));
+        for bad in ["", ".", "a.", ".a", "a..b", "a.*.b", "a*", "*.a", "**"] {
+            assert_eq!(parse(bad, true), Err(Malformed::Invalid), "{bad:?}");
+        }
+        assert_eq!(
+            parse("a.*", false),
+            Err(Malformed::Invalid),
+            "a name has no *"
+        );
+        assert_eq!(parse("*", false), Err(Malformed::Invalid));
+        assert_eq!(
+            parse(&"a".repeat(MAX_TOPIC_LEN + 1), false),
+            Err(Malformed::TooLong)
+        );
+    }
+
+    #[test]
+    fn patterns_match_one_or_more_segments() {
+        let t = Topics::new(1);
+        let (p, e, all) = (
+            Address::new(0, 1, 1),
+            Address::new(0, 2, 1),
+            Address::new(0, 3, 1),
+        );
+        t.subscribe(p, "a.*").unwrap();
+        t.subscribe(e, "a.b").unwrap();
+        t.subscribe(all, "*").unwrap();
+        let subs = |topic: &str| t.resolve(topic).subscribers.to_vec();
+        assert_eq!(subs("a.b"), vec![e, all, p]);
+        assert_eq!(subs("a.b.c"), vec![all, p]);
+        assert_eq!(subs("a"), vec![all]);
+        assert_eq!(subs("ab.c"), vec![all]);
+        let v = t.version();
+        t.subscribe(p, "a.*").unwrap();
+        assert_eq!(t.version(), v, "subscribing twice changes nothing");
+        assert!(t.unsubscribe(p, "a.*"));
+        assert!(!t.unsubscribe(p, "a.*"));
+        assert_eq!(subs("a.b.c"), vec![all]);
+        assert_eq!(t.unsubscribe_all(all), 1);
+        assert_eq!(subs("a.b"), vec![e]);
+    }
+}
