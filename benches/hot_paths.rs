@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use wasmshard::bench::{Floor, Params, Workload};
@@ -358,6 +359,68 @@ fn host_round(rig: &Rig) {
     rig.rt.run_until_stalled();
 }
 
+/// A native actor that sets `OPS` timers of no delay when told, and counts
+/// them as they fire (from itself): schedule, arm, expiry, delivery, turn.
+fn timers_fire_rig() -> Rig {
+    let rt = manual();
+    let fired = Arc::new(AtomicU64::new(0));
+    let seen = fired.clone();
+    let start = rt
+        .spawn_native(
+            "clock",
+            None,
+            move |ctx: &mut Context<'_>, from: Address, _: &[u8]| {
+                if from == ctx.self_address() {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                for i in 0..u64::from(OPS) {
+                    ctx.schedule(Duration::ZERO, &i.to_le_bytes())
+                        .expect("schedule");
+                }
+            },
+        )
+        .unwrap();
+    Rig {
+        rt,
+        start,
+        trigger: b"go".to_vec(),
+        count: Box::new(move |_| fired.load(Ordering::Relaxed)),
+    }
+    .warmed_for(4096 / OPS + 2)
+}
+
+/// A native actor that sets `OPS` timers an hour away and cancels each at
+/// once, counting the cancellations.
+fn timers_cancel_rig() -> Rig {
+    let rt = manual();
+    let cancelled = Arc::new(AtomicU64::new(0));
+    let seen = cancelled.clone();
+    let start = rt
+        .spawn_native(
+            "clock",
+            None,
+            move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                for i in 0..u64::from(OPS) {
+                    let id = ctx
+                        .schedule(Duration::from_secs(3600), &i.to_le_bytes())
+                        .expect("schedule");
+                    if ctx.cancel_timer(id) {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            },
+        )
+        .unwrap();
+    Rig {
+        rt,
+        start,
+        trigger: b"go".to_vec(),
+        count: Box::new(move |_| cancelled.load(Ordering::Relaxed)),
+    }
+    .warmed_for(4096 / OPS + 2)
+}
+
 /// The bare-wasmtime floor of `workload` (the same guest calls with no runtime
 /// around them), warmed by one round.
 fn floor(workload: Workload) -> Floor {
@@ -397,6 +460,16 @@ fn floors(mut floor: Floor) -> Floor {
     floor
 }
 
+// `OPS` timers set by a native actor and fired back to it, or set and
+// cancelled at once.
+#[library_benchmark]
+#[bench::schedule_fire(setup = timers_fire_rig)]
+#[bench::schedule_cancel(setup = timers_cancel_rig)]
+fn timers(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
 // Host send → native handle on one shard: admission, host queue, delivery, turn.
 #[library_benchmark]
 #[bench::natives(setup = host_rig)]
@@ -417,7 +490,7 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = shard;
-    benchmarks = route, request_round_trip, floors, host_send
+    benchmarks = route, request_round_trip, floors, host_send, timers
 );
 
 main!(library_benchmark_groups = queues, table, shard);

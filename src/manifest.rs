@@ -32,6 +32,10 @@
 //! to = "counter"
 //! payload = "hello"         # UTF-8 text; or payload-hex = "00ff"; or json = '{"Add": 5}' (typed)
 //! repeat = 1                # optional
+//! [[publish]]               # published by the host after the sends, in order
+//! topic = "prices.eur"      # to every current subscriber (none: nothing happens)
+//! payload = "1.08"          # as for [[send]]: payload, payload-hex or json
+//! repeat = 1                # optional
 //! ```
 //!
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
@@ -78,6 +82,9 @@ pub struct Manifest {
     /// Messages the host sends once every actor is spawned, in order.
     #[serde(default, rename = "send")]
     pub sends: Vec<SendSpec>,
+    /// Publications the host makes after the sends, in order.
+    #[serde(default, rename = "publish")]
+    pub publications: Vec<PublishSpec>,
     /// Components to swap in once the sends are made (while the actors may
     /// still be handling them), in order.
     #[serde(default, rename = "upgrade")]
@@ -320,6 +327,38 @@ pub struct SendSpec {
     pub repeat: Option<u64>,
 }
 
+/// One `[[publish]]`: a publication by the host to a topic's subscribers
+/// ([`Runtime::publish`](crate::Runtime::publish)).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct PublishSpec {
+    /// The topic (no pattern: a publication names one topic).
+    pub topic: String,
+    /// UTF-8 payload.
+    pub payload: Option<String>,
+    /// Hex payload.
+    pub payload_hex: Option<String>,
+    /// A typed payload: JSON text, with the JSON codec's prefix.
+    pub json: Option<String>,
+    /// How many times to publish it (default 1).
+    pub repeat: Option<u64>,
+}
+
+impl PublishSpec {
+    /// The payload bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`SendSpec::bytes`].
+    pub fn bytes(&self) -> Result<Vec<u8>, ManifestError> {
+        payload_bytes(
+            &format!("publish to `{}`", self.topic),
+            (&self.payload, &self.payload_hex, &self.json),
+        )
+    }
+}
+
 /// What is wrong with a manifest, or what went wrong running it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -419,38 +458,47 @@ impl SendSpec {
     /// Not exactly one of `payload`, `payload-hex` and `json`; bad hex; text in
     /// `json` that is not JSON.
     pub fn bytes(&self) -> Result<Vec<u8>, ManifestError> {
-        match (&self.payload, &self.payload_hex, &self.json) {
-            (Some(p), None, None) => Ok(p.as_bytes().to_vec()),
-            (None, Some(h), None) => {
-                let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
-                hex::decode(&digits).map_err(|e| ManifestError::Invalid {
-                    file: String::new(),
-                    what: format!("send to `{}`: payload-hex `{h}` is not hex", self.to),
-                    source: Some(Box::new(e)),
-                })
-            }
-            (None, None, Some(json)) => {
-                // Checked, then sent as written, after the JSON codec's prefix.
-                codec::decode_body::<serde::de::IgnoredAny>(Codec::Json, json.as_bytes()).map_err(
-                    |e| ManifestError::Invalid {
-                        file: String::new(),
-                        what: format!("send to `{}`: `json` is not JSON", self.to),
-                        source: Some(Box::new(e)),
-                    },
-                )?;
-                let mut bytes = Codec::Json.prefix().to_vec();
-                bytes.extend_from_slice(json.as_bytes());
-                Ok(bytes)
-            }
-            (None, None, None) => Err(invalid(format!(
-                "send to `{}`: give `payload`, `payload-hex` or `json`",
-                self.to
-            ))),
-            _ => Err(invalid(format!(
-                "send to `{}`: give one of `payload`, `payload-hex` and `json`, not several",
-                self.to
-            ))),
+        payload_bytes(
+            &format!("send to `{}`", self.to),
+            (&self.payload, &self.payload_hex, &self.json),
+        )
+    }
+}
+
+/// The payload of a `[[send]]` or `[[publish]]` (`what` says which, for errors).
+fn payload_bytes(
+    what: &str,
+    given: (&Option<String>, &Option<String>, &Option<String>),
+) -> Result<Vec<u8>, ManifestError> {
+    match given {
+        (Some(p), None, None) => Ok(p.as_bytes().to_vec()),
+        (None, Some(h), None) => {
+            let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+            hex::decode(&digits).map_err(|e| ManifestError::Invalid {
+                file: String::new(),
+                what: format!("{what}: payload-hex `{h}` is not hex"),
+                source: Some(Box::new(e)),
+            })
         }
+        (None, None, Some(json)) => {
+            // Checked, then sent as written, after the JSON codec's prefix.
+            codec::decode_body::<serde::de::IgnoredAny>(Codec::Json, json.as_bytes()).map_err(
+                |e| ManifestError::Invalid {
+                    file: String::new(),
+                    what: format!("{what}: `json` is not JSON"),
+                    source: Some(Box::new(e)),
+                },
+            )?;
+            let mut bytes = Codec::Json.prefix().to_vec();
+            bytes.extend_from_slice(json.as_bytes());
+            Ok(bytes)
+        }
+        (None, None, None) => Err(invalid(format!(
+            "{what}: give `payload`, `payload-hex` or `json`"
+        ))),
+        _ => Err(invalid(format!(
+            "{what}: give one of `payload`, `payload-hex` and `json`, not several"
+        ))),
     }
 }
 
@@ -578,6 +626,17 @@ impl Manifest {
                 )));
             }
             s.bytes()?;
+        }
+        for p in &m.publications {
+            if crate::topics::parse(&p.topic, false).is_err() {
+                return Err(invalid(format!(
+                    "publish to `{}`: not a topic (one or more non-empty segments separated \
+                     by `.`, no `*`, at most {} bytes)",
+                    p.topic,
+                    crate::MAX_TOPIC_LEN
+                )));
+            }
+            p.bytes()?;
         }
         m.sends
             .iter()
@@ -795,6 +854,19 @@ impl Manifest {
                 }
             }
         }
+        // Publications: each offered once to the subscribers of the moment
+        // (a full mailbox refuses it, counted per topic; no retry).
+        'publications: for p in &self.publications {
+            let payload = p.bytes()?;
+            for _ in 0..p.repeat.unwrap_or(1) {
+                if stop() {
+                    break 'publications;
+                }
+                if let Err(e) = runtime.publish(&p.topic, &payload) {
+                    log::warn!("wasmshard: publish to `{}` failed: {e}", p.topic);
+                }
+            }
+        }
         for u in &self.upgrades {
             if stop() {
                 break;
@@ -836,6 +908,7 @@ impl Manifest {
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed));
         let audit = runtime.audit();
+        let topics = runtime.topics();
         let report = if idle {
             runtime.shutdown()
         } else {
@@ -846,6 +919,7 @@ impl Manifest {
             dead_letters: report.dead_letter_count,
             undelivered_sends: total.saturating_sub(delivered),
             refused_sends: refused,
+            topics,
             audit,
             idle,
             interrupted,
@@ -893,6 +967,8 @@ pub struct RunReport {
     pub undelivered_sends: u64,
     /// Of those, sends the runtime refused (the target gone, say).
     pub refused_sends: u64,
+    /// Every topic published to or subscribed to, with its counts.
+    pub topics: Vec<crate::TopicStats>,
     /// The audit trail at the end of the run: the most recent denials.
     pub audit: Vec<Denial>,
     /// Whether the system became idle (rather than being stopped early).

@@ -215,6 +215,28 @@ fn table(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(out);
+    if !report.topics.is_empty() {
+        let width = report
+            .topics
+            .iter()
+            .map(|t| t.topic.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>11}  {:>10}  {:>10}  {:>10}",
+            "topic", "subscribers", "published", "delivered", "refused"
+        );
+        for t in &report.topics {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>11}  {:>10}  {:>10}  {:>10}",
+                t.topic, t.subscribers, t.published, t.delivered, t.refused
+            );
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "dead letters: {}", report.dead_letters);
     if !report.audit.is_empty() {
         let _ = writeln!(
