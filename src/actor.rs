@@ -129,6 +129,18 @@ impl Actor {
         }
     }
 
+    /// Runs `handle-message`.
+    #[inline(always)]
+    fn message(&mut self, from: Address, payload: &[u8]) -> Result<(), Failure> {
+        match &mut self.body {
+            Body::Wasm(w) => w.handle_message(from, payload),
+            Body::Native { actor, out } => {
+                guard(|| actor.handle_message(&mut Context { out }, from, payload))
+            }
+            Body::Down { .. } => Err(down()),
+        }
+    }
+
     /// Handles one envelope: a message, a request or a response. `Err` carries why
     /// the actor failed.
     #[inline]
@@ -140,14 +152,13 @@ impl Actor {
             answered: false,
         };
         match env.kind {
-            Kind::Tell | Kind::Timer => match &mut self.body {
-                Body::Wasm(w) => w.handle_message(from, payload),
-                Body::Native { actor, out } => {
-                    guard(|| actor.handle_message(&mut Context { out }, from, payload))
-                }
-                Body::Down { .. } => Err(down()),
+            Kind::Tell => self.message(from, payload).map_err(unanswered),
+            Kind::Timer => {
+                // A fired timer is held against the cap until it is handled,
+                // so timers cannot pile up in the mailbox beyond it.
+                self.outbox().timers -= 1;
+                self.message(from, payload).map_err(unanswered)
             }
-            .map_err(unanswered),
             Kind::Request(id, timeout_ms) => {
                 self.outbox().requests.begin(id, from);
                 let reply = match &mut self.body {

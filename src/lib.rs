@@ -138,7 +138,9 @@ pub use storage::{MAX_STORAGE_KEY, STORAGE_ENTRY_OVERHEAD};
 pub use supervision::{
     Group, MAX_RESTART_DURATION, MAX_RESTARTS, Restart, RestartPolicy, Strategy,
 };
-pub use topics::{MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, PublishOutcome, TopicStats};
+pub use topics::{
+    MAX_COUNTED_TOPICS, MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, OTHER_TOPICS, PublishOutcome, TopicStats,
+};
 pub use typed::{ReplyError, TypedReply, TypedSendError};
 /// The payload format typed sends use, shared with the guest SDK: a multicodec
 /// prefix, then the value in that codec (the `wasmshard-codec` crate).

@@ -53,6 +53,18 @@ pub(crate) struct Outbox {
     pub(crate) subscribed: bool,
     /// The topics it published to, resolved (made at its first publication).
     pub(crate) topic_cache: Option<Box<crate::topics::Cache>>,
+    /// Set while it is the new instance of an upgrade, running its `init`.
+    pub(crate) trial: Option<Box<Trial>>,
+}
+
+/// What the new instance of an upgrade did with timers during its `init`,
+/// undone if the upgrade rolls back.
+#[derive(Default)]
+pub(crate) struct Trial {
+    /// The timers it set.
+    pub(crate) scheduled: Vec<u64>,
+    /// Earlier timers it cancelled: they end when the upgrade commits.
+    pub(crate) cancelled: Vec<u64>,
 }
 
 /// An actor spawned by another, waiting for its shard to start it: its slot
@@ -108,6 +120,7 @@ impl Outbox {
             timers: 0,
             subscribed: false,
             topic_cache: None,
+            trial: None,
         }
     }
 
@@ -146,11 +159,11 @@ impl Outbox {
         }
         let mut cache = self.topic_cache.take().unwrap_or_default();
         let grants = self.grants.as_deref();
-        let (route, allowed) = cache.route(&self.directory.topics, topic, |t| {
+        let route = cache.route(&self.directory.topics, topic, |t| {
             grants.is_none_or(|g| allows(g, crate::grants::Operation::Publish, t))
         });
         let mut outcome = crate::PublishOutcome::default();
-        let result = if *allowed {
+        let result = if let Some(route) = route {
             for &to in route.subscribers.iter() {
                 match self.directory.admit(to, &payload, u64::MAX) {
                     Ok(()) => {
@@ -241,6 +254,9 @@ impl Outbox {
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
         let id = table.open_timer(self.me, self.me, delay_ns, payload)?;
         self.timers += 1;
+        if let Some(trial) = &mut self.trial {
+            trial.scheduled.push(id);
+        }
         Ok(id)
     }
 
@@ -250,6 +266,22 @@ impl Outbox {
         let Some(table) = self.table.as_mut() else {
             return false;
         };
+        if let Some(trial) = &mut self.trial {
+            match trial.scheduled.iter().position(|&t| t == id) {
+                // One it set itself: cancelled now.
+                Some(at) => {
+                    trial.scheduled.swap_remove(at);
+                }
+                // An earlier instance's: cancelled if the upgrade commits.
+                None => {
+                    let pending = table.is_timer_of(id, self.me) && !trial.cancelled.contains(&id);
+                    if pending {
+                        trial.cancelled.push(id);
+                    }
+                    return pending;
+                }
+            }
+        }
         let cancelled = table.cancel_timer(id, self.me);
         if cancelled {
             self.timers -= 1;

@@ -235,8 +235,8 @@ impl Requests {
         if !self.is_timer_of(id, me) {
             return false;
         }
-        self.close_entry(id);
-        true
+        self.counts.unfired += 1;
+        self.close_timer(id).is_some()
     }
 
     /// Ends every timer the actor `me` has pending (it ended); returns how many.
@@ -245,14 +245,16 @@ impl Requests {
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
             if e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me) {
-                self.close_entry(pack(self.shard, slot as u32, e.generation));
+                self.close_timer(pack(self.shard, slot as u32, e.generation));
                 ended += 1;
             }
         }
+        self.counts.unfired += ended;
         ended
     }
 
     /// The timers the actor `me` has pending: a scan of the table.
+    #[cfg(test)]
     pub(crate) fn timers_of(&self, me: Address) -> Vec<u64> {
         self.entries
             .iter()
@@ -315,24 +317,42 @@ impl Requests {
     /// payload is dropped (its id is never a request's: a response naming it
     /// is late).
     pub(crate) fn close_entry(&mut self, id: u64) -> Option<(Waiter, Address, bool)> {
-        self.entry(id)?;
-        let (slot, _) = unpack(id);
-        let e = &mut self.entries[slot as usize];
-        let open = e.open.take();
-        let kind = std::mem::replace(&mut e.kind, Use::Request);
-        self.free.push_back(slot);
-        match kind {
-            Use::Request => self.counts.open -= 1,
-            Use::Monitor => {
-                self.counts.monitors -= 1;
-                self.counts.open -= 1;
-            }
-            Use::Timer => {
-                self.counts.timers -= 1;
-                self.payloads[slot as usize] = Payload::new();
-            }
+        let e = self.entry(id)?;
+        if e.kind == Use::Timer {
+            // A response never ends a timer.
+            return None;
         }
-        let monitor = kind == Use::Monitor;
+        let monitor = e.kind == Use::Monitor;
+        let (slot, _) = unpack(id);
+        let open = self.entries[slot as usize].open.take();
+        self.free.push_back(slot);
+        self.counts.open -= 1;
+        if monitor {
+            self.counts.monitors -= 1;
+        }
+        self.closed();
+        open.map(|(waiter, target)| (waiter, target, monitor))
+    }
+
+    /// Ends timer `id` if it is pending, dropping its payload; returns who it
+    /// was for and from.
+    fn close_timer(&mut self, id: u64) -> Option<(Waiter, Address, Payload)> {
+        if self.entry(id)?.kind != Use::Timer {
+            return None;
+        }
+        let (slot, _) = unpack(id);
+        let open = self.entries[slot as usize].open.take();
+        let payload = std::mem::take(&mut self.payloads[slot as usize]);
+        self.free.push_back(slot);
+        self.counts.timers -= 1;
+        self.closed();
+        open.map(|(waiter, from)| (waiter, from, payload))
+    }
+
+    /// An entry closed: nothing to arm if none is open; the heap rebuilt once
+    /// stale entries dominate it.
+    #[inline]
+    fn closed(&mut self) {
         if self.counts.open == 0 && self.counts.timers == 0 {
             // Every fresh one has ended: nothing to arm.
             self.fresh.clear();
@@ -341,7 +361,6 @@ impl Requests {
         if self.timers.len() > 1024 && self.timers.len() > 4 * self.timed_count() {
             self.compact();
         }
-        open.map(|(waiter, target)| (waiter, target, monitor))
     }
 
     /// Ends every request the actor `requester` (of this shard) has open: it is
@@ -396,7 +415,8 @@ impl Requests {
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
             if e.kind == Use::Timer && e.open.is_some() {
-                self.close_entry(pack(self.shard, slot as u32, e.generation));
+                self.close_timer(pack(self.shard, slot as u32, e.generation));
+                self.counts.unfired += 1;
             }
         }
         self.abandon_where(|_| true)
@@ -488,9 +508,7 @@ impl Requests {
             }
             self.timers.pop();
             if kind == Use::Timer {
-                let (slot, _) = unpack(id);
-                let payload = std::mem::take(&mut self.payloads[slot as usize]);
-                let (waiter, from) = self.close(id)?;
+                let (waiter, from, payload) = self.close_timer(id)?;
                 // A timer always waits for an actor.
                 let Waiter::Actor(to) = waiter else { continue };
                 self.counts.fired += 1;
@@ -649,9 +667,18 @@ mod tests {
             "a cancelled timer never fires"
         );
         assert_eq!(
-            (r.counts.scheduled, r.counts.fired, r.counts.timers),
-            (2, 1, 0)
+            (
+                r.counts.scheduled,
+                r.counts.fired,
+                r.counts.unfired,
+                r.counts.timers
+            ),
+            (2, 1, 1, 0)
         );
+        // A response naming a timer's id ends nothing.
+        let t = r.open_timer(me(), me(), 5, Payload::new()).unwrap();
+        assert!(r.close_entry(t).is_none());
+        assert!(r.cancel_timer(t, me()));
         // Closing one of many pending timers does not rebuild the heap (that
         // made firing n timers cost n² once).
         let many: Vec<u64> = (0..3000)

@@ -771,6 +771,8 @@ impl Shard {
     /// Undoes a spawn that placed no actor: the slot is free again (at the back
     /// of the line), its generation moves on, the name is released.
     fn unspawn(&mut self, slot: u32, name: &Arc<str>, me: Address, held: u64) {
+        // What its `init` subscribed to (before it failed) ends with it.
+        self.directory.topics.unsubscribe_all(me);
         self.slots().deactivate(slot);
         self.directory.pool(self.id).give_back(slot);
         self.directory.unregister(name, me, held);
@@ -1341,23 +1343,27 @@ impl Shard {
     /// admitted (an actor waiting for its restart finds it there).
     fn fire(&mut self, to: Address, from: Address, payload: crate::envelope::Payload) {
         let slot = to.slot();
+        let env = Envelope {
+            to,
+            from,
+            kind: Kind::Timer,
+            payload,
+        };
         if let Some(Some(actor)) = self.actors.get_mut(slot as usize)
             && actor.generation == to.generation()
         {
-            actor.outbox().timers -= 1;
-            actor.mailbox.push(Envelope {
-                to,
-                from,
-                kind: Kind::Timer,
-                payload,
-            });
+            // Still held against the actor's cap until it is handled.
+            actor.mailbox.push(env);
             actor.received += 1;
             if !actor.scheduled {
                 actor.scheduled = true;
                 self.ready.push_back(slot);
             }
+        } else {
+            // A defect (an actor's timers end with it), but never uncounted.
+            debug_assert!(false, "a timer outlived its actor {to}");
+            self.dead_letter(env, DeadLetterReason::TargetGone);
         }
-        // Otherwise a defect: an actor's timers end with it.
     }
 
     /// Ends the timers the actor `me` has pending, if it has any.
@@ -1496,7 +1502,7 @@ impl Shard {
             counted += admitted as u32;
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
-            self.in_hand = admitted;
+            self.in_hand = admitted || env.kind == Kind::Timer;
             let result = actor.handle(&env);
             self.in_hand = false;
             self.table = actor.outbox().table.take();
@@ -1823,12 +1829,15 @@ impl Shard {
             old.grants.clone(),
         );
         (out.sent, out.denied, out.rate_limited) = (old.sent, old.denied, old.rate_limited);
-        // Its timers and subscriptions carry over (a rollback drops the
-        // timers the new `init` set; its subscriptions stay, as the actor's).
+        // Its timers and subscriptions carry over. The new `init` is a
+        // trial: the timers it sets are recorded (a rollback cancels them),
+        // its cancels of earlier timers wait for the upgrade to commit, and
+        // the subscriptions are restored if it rolls back.
         out.timers = old.timers;
         out.subscribed = old.subscribed;
-        let timers_before = if old.timers > 0 {
-            self.table().timers_of(me)
+        out.trial = Some(Box::default());
+        let subscriptions = if old.subscribed {
+            self.directory.topics.subscriptions_of(me)
         } else {
             Vec::new()
         };
@@ -1850,6 +1859,15 @@ impl Shard {
                 let (mut old, _) =
                     std::mem::replace(&mut actor.body, Body::Wasm(new)).into_outbox();
                 actor.outbox().storage.adopt(&mut old.storage);
+                // Committed: the earlier timers the new `init` cancelled go.
+                let trial = actor.outbox().trial.take().unwrap_or_default();
+                let mut table = self.table.take().expect("the table is home");
+                for id in trial.cancelled {
+                    if table.cancel_timer(id, me) {
+                        actor.outbox().timers -= 1;
+                    }
+                }
+                self.table = Some(table);
                 self.table().abandon_ids(asked);
                 let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
                 if let Some(s) = actor.supervisor.as_deref_mut() {
@@ -1899,20 +1917,14 @@ impl Shard {
                     })
                     .collect();
                 self.table().abandon_ids(made);
-                // Timers the new `init` set.
-                let old = self.actors[slot as usize]
-                    .as_mut()
-                    .expect("live actor")
-                    .outbox();
-                // What it subscribed to is the actor's (it ends with it).
-                old.subscribed |= out.subscribed;
-                let kept = old.timers;
-                if out.timers > kept {
-                    for id in self.table().timers_of(me) {
-                        if !timers_before.contains(&id) {
-                            self.table().cancel_timer(id, me);
-                        }
-                    }
+                // The timers the new `init` set go; those it cancelled stay.
+                let trial = out.trial.take().unwrap_or_default();
+                for id in trial.scheduled {
+                    self.table().cancel_timer(id, me);
+                }
+                // The subscriptions are the old instance's again.
+                if out.subscribed {
+                    self.directory.topics.restore(me, &subscriptions);
                 }
                 staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
                 for env in staged {

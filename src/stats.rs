@@ -158,6 +158,8 @@ shard_counters! {
         scheduled,
         /// Of those, fired (delivered to their actor).
         fired,
+        /// Of those, cancelled, or ended with their actor before they fired.
+        unfired,
         /// Of those, pending now.
         timers,
     }

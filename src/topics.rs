@@ -32,7 +32,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use serde::Serialize;
 
 use crate::address::Address;
@@ -44,6 +44,12 @@ pub const MAX_TOPIC_LEN: usize = 256;
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
 /// Most topics a publisher's cache keeps before it starts again.
 const CACHE_TOPICS: usize = 1024;
+/// Most topics counted one by one; publications to topics beyond them are
+/// counted together, as [`OTHER_TOPICS`].
+pub const MAX_COUNTED_TOPICS: usize = 4096;
+/// The name under which [`Runtime::topics`](crate::Runtime::topics) counts
+/// the topics beyond [`MAX_COUNTED_TOPICS`].
+pub const OTHER_TOPICS: &str = "(other topics)";
 
 /// What a publication did: how many subscribers it reached, and how many
 /// refused it (a full mailbox, or a codec the subscriber does not accept).
@@ -181,16 +187,18 @@ pub(crate) struct Topics {
     lanes: usize,
 }
 
-#[derive(Default)]
 struct Inner {
-    /// Subscribers by topic name, in the order they subscribed.
-    exact: AHashMap<Box<str>, Vec<Address>>,
+    /// Subscribers by topic name.
+    exact: AHashMap<Box<str>, AHashSet<Address>>,
     /// Pattern subscribers by prefix (`events` for `events.*`; `` for `*`).
-    prefixes: AHashMap<Box<str>, Vec<Address>>,
+    prefixes: AHashMap<Box<str>, AHashSet<Address>>,
     /// The subscriptions of each subscriber, as given.
     by_actor: AHashMap<Address, Vec<Box<str>>>,
-    /// The counters of every topic published to.
+    /// The counters of the topics published to (the first
+    /// [`MAX_COUNTED_TOPICS`] of them).
     counters: AHashMap<Arc<str>, Arc<Counters>>,
+    /// The counters of the topics beyond those.
+    other: Arc<Counters>,
 }
 
 /// Why a subscription was refused.
@@ -206,7 +214,13 @@ impl Topics {
     pub(crate) fn new(shards: usize) -> Topics {
         Topics {
             version: AtomicU64::new(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                exact: AHashMap::new(),
+                prefixes: AHashMap::new(),
+                by_actor: AHashMap::new(),
+                counters: AHashMap::new(),
+                other: Arc::new(Counters::new(shards + 1)),
+            }),
             lanes: shards + 1,
         }
     }
@@ -234,9 +248,28 @@ impl Topics {
             Shape::Name(n) => (&mut inner.exact, n),
             Shape::Pattern(p) => (&mut inner.prefixes, p),
         };
-        map.entry(key.into()).or_default().push(who);
+        map.entry(key.into()).or_default().insert(who);
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// `who`'s subscriptions, as given.
+    pub(crate) fn subscriptions_of(&self, who: Address) -> Vec<Box<str>> {
+        lock(&self.inner)
+            .by_actor
+            .get(&who)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes `who`'s subscriptions exactly `topics` (as
+    /// [`Topics::subscriptions_of`] gave them): an upgrade rolled back.
+    pub(crate) fn restore(&self, who: Address, topics: &[Box<str>]) {
+        self.unsubscribe_all(who);
+        for t in topics {
+            // They were accepted before.
+            let _ = self.subscribe(who, t);
+        }
     }
 
     /// Ends `who`'s subscription to `topic`; returns whether it had one.
@@ -282,22 +315,25 @@ impl Topics {
         let mut inner = lock(&self.inner);
         let mut subscribers: Vec<Address> = Vec::new();
         if let Some(s) = inner.exact.get(topic) {
-            subscribers.extend_from_slice(s);
+            subscribers.extend(s);
         }
         if let Some(s) = inner.prefixes.get("") {
-            subscribers.extend_from_slice(s);
+            subscribers.extend(s);
         }
         for (i, _) in topic.match_indices('.') {
             if let Some(s) = inner.prefixes.get(&topic[..i]) {
-                subscribers.extend_from_slice(s);
+                subscribers.extend(s);
             }
         }
-        let lanes = self.lanes;
-        let counters = inner
-            .counters
-            .entry(Arc::from(topic))
-            .or_insert_with(|| Arc::new(Counters::new(lanes)))
-            .clone();
+        let counters = match inner.counters.get(topic) {
+            Some(c) => c.clone(),
+            None if inner.counters.len() < MAX_COUNTED_TOPICS => {
+                let c = Arc::new(Counters::new(self.lanes));
+                inner.counters.insert(Arc::from(topic), c.clone());
+                c
+            }
+            None => inner.other.clone(),
+        };
         Route {
             subscribers: subscribers.into(),
             counters,
@@ -322,6 +358,14 @@ impl Topics {
             .collect();
         names.sort();
         names.dedup();
+        let other = inner.other.sum();
+        let other = (other.0 > 0).then(|| TopicStats {
+            topic: OTHER_TOPICS.to_string(),
+            subscribers: 0,
+            published: other.0,
+            delivered: other.1,
+            refused: other.2,
+        });
         names
             .into_iter()
             .map(|topic| {
@@ -331,11 +375,13 @@ impl Topics {
                         (0, 0, 0),
                     ),
                     _ => {
-                        let reach = inner.exact.get(topic.as_str()).map_or(0, Vec::len)
-                            + inner.prefixes.get("").map_or(0, Vec::len)
+                        let reach = inner.exact.get(topic.as_str()).map_or(0, |s| s.len())
+                            + inner.prefixes.get("").map_or(0, |s| s.len())
                             + topic
                                 .match_indices('.')
-                                .map(|(i, _)| inner.prefixes.get(&topic[..i]).map_or(0, Vec::len))
+                                .map(|(i, _)| {
+                                    inner.prefixes.get(&topic[..i]).map_or(0, |s| s.len())
+                                })
                                 .sum::<usize>();
                         let sums = inner
                             .counters
@@ -352,6 +398,7 @@ impl Topics {
                     refused,
                 }
             })
+            .chain(other)
             .collect()
     }
 }
@@ -363,10 +410,7 @@ impl Inner {
             Shape::Pattern(p) => (&mut self.prefixes, p),
         };
         if let Some(subs) = map.get_mut(key) {
-            // Keep the others' order.
-            if let Some(at) = subs.iter().position(|&a| a == who) {
-                subs.remove(at);
-            }
+            subs.remove(&who);
             if subs.is_empty() {
                 map.remove(key);
             }
@@ -374,35 +418,35 @@ impl Inner {
     }
 }
 
-/// A publisher's resolved topics, valid for one version of the registry, each
-/// with whether its grants let it publish there.
+/// A publisher's resolved topics, valid for one version of the registry
+/// (`None`: its grants do not let it publish there; never resolved).
 #[derive(Default)]
 pub(crate) struct Cache {
     version: u64,
-    routes: AHashMap<Box<str>, (Route, bool)>,
+    routes: AHashMap<Box<str>, Option<Route>>,
 }
 
 impl Cache {
-    /// The route of `topic` (a checked name) and whether `allowed` lets the
-    /// publisher use it: from the cache if the registry has not changed since
-    /// it was filled, else resolved (and kept).
+    /// The route of `topic` (a checked name), or `None` if `allowed` refuses
+    /// the publisher: from the cache if the registry has not changed since it
+    /// was filled, else checked and resolved (and kept).
     #[inline]
     pub(crate) fn route(
         &mut self,
         topics: &Topics,
         topic: &str,
         allowed: impl FnOnce(&str) -> bool,
-    ) -> &(Route, bool) {
+    ) -> Option<&Route> {
         let version = topics.version();
         if version != self.version || self.routes.len() >= CACHE_TOPICS {
             self.routes.clear();
             self.version = version;
         }
         if !self.routes.contains_key(topic) {
-            let route = topics.resolve(topic);
-            self.routes.insert(topic.into(), (route, allowed(topic)));
+            let route = allowed(topic).then(|| topics.resolve(topic));
+            self.routes.insert(topic.into(), route);
         }
-        &self.routes[topic]
+        self.routes[topic].as_ref()
     }
 }
 
@@ -442,6 +486,7 @@ mod tests {
         t.subscribe(e, "a.b").unwrap();
         t.subscribe(all, "*").unwrap();
         let subs = |topic: &str| t.resolve(topic).subscribers.to_vec();
+        // By name, then by the patterns from the shortest prefix.
         assert_eq!(subs("a.b"), vec![e, all, p]);
         assert_eq!(subs("a.b.c"), vec![all, p]);
         assert_eq!(subs("a"), vec![all]);

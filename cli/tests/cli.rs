@@ -867,3 +867,90 @@ fn run_upgrades_an_actor_under_load() {
     let out = wasmshard(&["run", path.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("upgrade of `b`, which is no [[actor]]"));
 }
+
+#[test]
+fn run_publishes_to_subscribers_and_reports_topics() {
+    let dir = tempdir();
+    // Two subscribers by name on two shards, one by pattern, one denied its
+    // subscription (its `init` fails, so it never starts); five publications
+    // to `prices.eur`, one to `prices.usd.spot`, one to a topic nobody takes.
+    let path = manifest(
+        &dir,
+        "topics.toml",
+        "[runtime]\nshards = 2\ndefault-grants = \"all\"\n\
+         [[actor]]\nname = \"eur-0\"\ncomponent = \"FIXTURES/topical.wat\"\nconfig = \"prices.eur\"\nshard = 0\n\
+         [[actor]]\nname = \"eur-1\"\ncomponent = \"FIXTURES/topical.wat\"\nconfig = \"prices.eur\"\nshard = 1\n\
+         [[actor]]\nname = \"all\"\ncomponent = \"FIXTURES/topical.wat\"\nconfig = \"prices.*\"\n\
+         [[publish]]\ntopic = \"prices.eur\"\npayload = \"1.08\"\nrepeat = 5\n\
+         [[publish]]\ntopic = \"prices.usd.spot\"\npayload-hex = \"01\"\n\
+         [[publish]]\ntopic = \"weather\"\npayload = \"rain\"\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |topic: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(topic))
+            .unwrap_or_else(|| panic!("no row for {topic}: {stdout}"))
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    // subscribers, published, delivered, refused
+    assert_eq!(row("prices.eur"), ["3", "5", "15", "0"], "{stdout}");
+    assert_eq!(row("prices.usd.spot"), ["1", "1", "1", "0"], "{stdout}");
+    assert_eq!(row("weather"), ["0", "1", "0", "0"], "{stdout}");
+    assert_eq!(row("prices.*"), ["1", "0", "0", "0"], "{stdout}");
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "all")
+        .unwrap()
+        .clone();
+    assert_eq!(all["received"], 6);
+    let eur = v["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "prices.eur")
+        .unwrap()
+        .clone();
+    assert_eq!(eur["delivered"], 15);
+    // A malformed topic is refused before anything runs; a subscription the
+    // grants refuse fails the actor's `init`.
+    for (bad, says) in [
+        (
+            "[[publish]]\ntopic = \"prices.*\"\npayload = \"x\"\n",
+            "publish to `prices.*`: not a topic",
+        ),
+        (
+            "[[publish]]\ntopic = \"a..b\"\npayload = \"x\"\n",
+            "publish to `a..b`: not a topic",
+        ),
+        (
+            "[[publish]]\ntopic = \"ok\"\n",
+            "publish to `ok`: give `payload`",
+        ),
+        (
+            "[[actor]]\nname = \"denied\"\ncomponent = \"FIXTURES/topical.wat\"\nconfig = \"x\"\n\
+             grants = { subscribe = [\"y\"] }\n",
+            "subscription refused",
+        ),
+    ] {
+        let text = format!("[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/topical.wat\"\n{bad}");
+        let path = manifest(&dir, "bad-topics.toml", &text);
+        let out = wasmshard(&["run", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
+}

@@ -772,9 +772,10 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
         )
         .unwrap();
     let report = |rt: &Runtime| -> [u32; 5] {
-        let reply = rt.request_typed::<_, [u32; 5]>(nursery, &"Report", Duration::from_secs(60));
+        let reply = rt.request_typed::<_, [u32; 7]>(nursery, &"Report", Duration::from_secs(60));
         rt.run_until_stalled();
-        reply.unwrap().try_get().expect("answered")
+        let r = reply.unwrap().try_get().expect("answered");
+        r[..5].try_into().unwrap()
     };
     rt.run_until_stalled();
     assert_eq!(report(&rt), [3, 0, 0, 0, 1]);
@@ -814,6 +815,68 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
     rt.upgrade(nursery, &n).unwrap();
     rt.run_until_stalled();
     assert_eq!(report(&rt)[4], 2);
+}
+
+/// The SDK's timer and topic wrappers, in the nursery: a tick set again from
+/// each `Tock` (which arrives from the actor itself), and a publication one
+/// nursery makes to a topic the other subscribed to, which that one passes to
+/// its children.
+#[test]
+fn an_sdk_actor_ticks_subscribes_and_publishes() {
+    let rt = builder(2).build().unwrap();
+    let (Some(n), Some(t)) = (nursery(&rt), tally(&rt)) else {
+        return;
+    };
+    rt.register_component("tally", &t);
+    let spawn = |name: &str, shard: usize, children: u32| {
+        rt.spawn(
+            &n,
+            SpawnOptions::new(name)
+                .config(format!(
+                    r#"{{"component": "tally", "children": {children}}}"#
+                ))
+                .shard(shard)
+                .grants(
+                    Grants::none()
+                        .spawn(["tally"])
+                        .publish(["news.*"])
+                        .subscribe(["news.*"]),
+                ),
+        )
+        .unwrap()
+    };
+    let (a, b) = (spawn("a", 0, 0), spawn("b", 1, 2));
+    let report = |who: Address| -> [u32; 7] {
+        rt.request_typed::<_, [u32; 7]>(who, &"Report", WAIT)
+            .unwrap()
+            .wait(WAIT)
+            .expect("answered")
+    };
+    rt.send_typed(b, &serde_json::json!({"Subscribe": "news.*"}))
+        .unwrap();
+    rt.send_typed(a, &serde_json::json!({"Tick": [2, 5]}))
+        .unwrap();
+    assert!(rt.wait_idle(WAIT));
+    rt.send_typed(a, &serde_json::json!({"Publish": ["news.local", 7]}))
+        .unwrap();
+    rt.send_typed(a, &serde_json::json!({"Publish": ["weather", 7]}))
+        .unwrap();
+    assert!(rt.wait_idle(WAIT));
+    assert_eq!(report(a)[5..], [5, 1], "five ticks; one delivery");
+    let stats = rt.stats();
+    let tallied: Vec<_> = stats
+        .actors
+        .iter()
+        .filter(|s| s.name.starts_with("tally@"))
+        .map(|s| s.handled)
+        .collect();
+    assert_eq!(tallied, [1, 1], "b passed the publication to its children");
+    assert_eq!(
+        stats.actor("a").unwrap().denied,
+        1,
+        "`weather` is not granted"
+    );
+    rt.shutdown();
 }
 
 /// A manifest registers components (`[[component]]`) for its actors to spawn.

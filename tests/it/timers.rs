@@ -252,3 +252,112 @@ fn a_native_actor_sets_and_cancels_timers() {
     assert_eq!(*got.lock().unwrap(), vec![(me, b"kept".to_vec())]);
     rt.shutdown();
 }
+
+/// A fired timer waiting in the mailbox still counts against the cap, so an
+/// actor that sets timers from its timers cannot pile them up without bound.
+#[test]
+fn a_fired_timer_counts_against_the_cap_until_it_is_handled() {
+    let rt = builder(1).max_timers(4).build_manual().unwrap();
+    let results: Arc<std::sync::Mutex<Vec<(bool, bool)>>> = Arc::default();
+    let seen = results.clone();
+    let me = rt
+        .spawn_native(
+            "flooder",
+            None,
+            move |ctx: &mut Context<'_>, from: Address, _: &[u8]| {
+                if from == Address::HOST {
+                    for _ in 0..4 {
+                        ctx.schedule(Duration::ZERO, b"t").unwrap();
+                    }
+                    return;
+                }
+                let mut seen = seen.lock().unwrap();
+                if seen.len() < 40 {
+                    let first = ctx.schedule(Duration::ZERO, b"t").is_ok();
+                    let second = ctx.schedule(Duration::ZERO, b"t").is_ok();
+                    seen.push((first, second));
+                }
+            },
+        )
+        .unwrap();
+    rt.send(me, b"go").unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let results = results.lock().unwrap();
+    assert_eq!(results.len(), 40);
+    // Each handled timer frees one place: one more goes, the next is refused.
+    assert!(results.iter().all(|&r| r == (true, false)), "{results:?}");
+    rt.shutdown();
+}
+
+/// A timer that falls due while its actor waits for a restart is queued for
+/// the new instance; the cap is whole again once everything fired.
+#[test]
+fn a_timer_due_during_a_restart_reaches_the_new_instance() {
+    let rt = builder(1).max_timers(8).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let clock = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("clock").config("clock").restart(
+                Restart::on_failure()
+                    .max_restarts(5)
+                    .backoff(Duration::from_millis(200), Duration::from_secs(1)),
+            ),
+        )
+        .unwrap();
+    assert_eq!(set_one(&rt, clock, Duration::from_millis(50)).0, 0);
+    // The first restart is at once, the second waits its backoff (200 ms),
+    // past the timer's due time.
+    rt.send(clock, b"panic").unwrap();
+    rt.send(clock, b"panic").unwrap();
+    wait_for(
+        || rt.stats().actor("clock").unwrap().restarts == 2,
+        "two restarts",
+    );
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    assert_eq!(report(&rt, clock)[0], 1, "fired into the new instance");
+    assert_eq!(
+        bulk(&rt, clock, 9, 3_600_000_000, 3),
+        vec![8, 1],
+        "the cap is whole"
+    );
+    rt.stop(clock).unwrap();
+    rt.shutdown();
+}
+
+/// A start that fails after its `init` set a timer and subscribed leaves
+/// neither; an upgrade whose new `init` does the same and fails leaves the
+/// old instance's timers and subscriptions as they were.
+#[test]
+fn a_failed_start_or_rolled_back_upgrade_leaves_no_timer_or_subscription() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let trial = load(&rt, "topical.wat");
+    // `topical` with the config `clock` sets a timer, subscribes to `trial`,
+    // then fails its `init`.
+    assert!(
+        rt.spawn(&trial, SpawnOptions::new("t").config("clock"))
+            .is_err()
+    );
+    rt.run_until_stalled();
+    let subscribers = |rt: &Runtime| {
+        rt.topics()
+            .iter()
+            .find(|t| t.topic == "trial")
+            .map_or(0, |t| t.subscribers)
+    };
+    assert_eq!(subscribers(&rt), 0);
+    assert_eq!(rt.stats().shards[0].requests.timers, 0);
+    let clock = rt
+        .spawn(&g, SpawnOptions::new("clock").config("clock"))
+        .unwrap();
+    let (_, far) = set_one(&rt, clock, Duration::from_secs(3600));
+    assert!(rt.upgrade(clock, &trial).is_err(), "rolled back");
+    rt.run_until_stalled();
+    assert_eq!(subscribers(&rt), 0);
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].requests.timers, 1, "the old one only");
+    assert_eq!(report(&rt, clock)[7], 0, "the trial's timer never fired");
+    assert!(cancel(&rt, clock, far), "the old timer is pending");
+    rt.shutdown();
+}

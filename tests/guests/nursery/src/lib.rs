@@ -9,8 +9,16 @@
 //! failed, refused, inits]`: children spawned, watches that ended with
 //! `target-stopped`, with `target-failed`, spawns refused, and how many times
 //! an instance of it has run `init` (kept in its storage with `Ctx::get` and
-//! `Ctx::set`, so a restart or an upgrade counts on). A message `"Panic"`
-//! panics.
+//! `Ctx::set`, so a restart or an upgrade counts on), then `ticks` and
+//! `delivered` (below). A message `"Panic"` panics.
+//!
+//! Timers and topics (`Ctx::schedule`, `Ctx::subscribe`, `Ctx::publish`):
+//! `{"Tick": [ms, times]}` sets a timer that brings `"Tock"` back `ms` later,
+//! set again from each `"Tock"` until `times` have come (each counts in
+//! `ticks`; a `"Tock"` from anyone else is not counted);
+//! `{"Subscribe": topic}` subscribes; `{"Publish": [topic, n]}` publishes
+//! `{"Add": n}` to the topic (so subscribed nurseries pass it to their
+//! children), adding the deliveries to `delivered`.
 
 use serde::{Deserialize, Serialize};
 use wasmshard_guest::{Actor, Address, Ctx, Reply, RequestError};
@@ -21,12 +29,16 @@ struct Config {
     children: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Command {
     Add(u64),
     Stop,
     Spawn(String),
     Panic,
+    Tick(u64, u32),
+    Tock,
+    Subscribe(String),
+    Publish(String, u64),
 }
 
 #[derive(Deserialize)]
@@ -47,6 +59,10 @@ struct Nursery {
     failed: u32,
     refused: u32,
     inits: u32,
+    ticks: u32,
+    /// Ticks still to come, and their period.
+    ticking: (u32, u64),
+    delivered: u32,
 }
 
 impl Nursery {
@@ -71,11 +87,25 @@ impl Nursery {
     }
 }
 
+impl Nursery {
+    /// Sets the next tick, if one is still to come.
+    fn tick(&mut self, ctx: &mut Ctx<Self>) {
+        let (left, ms) = self.ticking;
+        if left == 0 {
+            return;
+        }
+        self.ticking.0 -= 1;
+        if let Err(e) = ctx.schedule(std::time::Duration::from_millis(ms), &Command::Tock) {
+            wasmshard_guest::log::warn!("schedule: {e}");
+        }
+    }
+}
+
 impl Actor for Nursery {
     type Config = Config;
     type Message = Command;
     type Request = Ask;
-    type Reply = [u32; 5];
+    type Reply = [u32; 7];
 
     fn init(ctx: &mut Ctx<Self>, config: Config) -> Result<Self, String> {
         let inits = ctx.get::<u32>("inits").map_err(|e| e.to_string())?;
@@ -91,8 +121,26 @@ impl Actor for Nursery {
         Ok(me)
     }
 
-    fn message(&mut self, ctx: &mut Ctx<Self>, _: Address, command: Command) {
+    fn message(&mut self, ctx: &mut Ctx<Self>, from: Address, command: Command) {
         match command {
+            Command::Tick(ms, times) => {
+                self.ticking = (times, ms);
+                self.tick(ctx);
+            }
+            Command::Tock if from == ctx.me() => {
+                self.ticks += 1;
+                self.tick(ctx);
+            }
+            Command::Tock => wasmshard_guest::log::warn!("a Tock from {from}"),
+            Command::Subscribe(topic) => {
+                if let Err(e) = ctx.subscribe(&topic) {
+                    wasmshard_guest::log::warn!("subscribe {topic}: {e}");
+                }
+            }
+            Command::Publish(topic, n) => match ctx.publish(&topic, &Command::Add(n)) {
+                Ok(out) => self.delivered += out.delivered,
+                Err(e) => wasmshard_guest::log::warn!("publish {topic}: {e}"),
+            },
             Command::Add(n) => {
                 for &c in &self.children {
                     if let Err(e) = ctx.send(c, &Add { n }) {
@@ -112,13 +160,15 @@ impl Actor for Nursery {
         }
     }
 
-    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 5]>) {
+    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 7]>) {
         let _ = reply.send(&[
             self.children.len() as u32,
             self.stopped,
             self.failed,
             self.refused,
             self.inits,
+            self.ticks,
+            self.delivered,
         ]);
     }
 }
