@@ -159,8 +159,8 @@ impl Actor {
                 self.outbox().timers -= 1;
                 self.message(from, payload).map_err(unanswered)
             }
-            Kind::Request(id, timeout_ms) => {
-                self.outbox().requests.begin(id, from);
+            Kind::Request(id, deadline) => {
+                self.outbox().requests.begin(id, from, deadline);
                 let reply = match &mut self.body {
                     Body::Wasm(w) => w.handle_request(from, id, payload),
                     Body::Native { actor, out } => {
@@ -209,7 +209,8 @@ impl Actor {
                     (None, Some(_)) => {
                         let now = out.directory.now_ns();
                         let cap = out.directory.max_open_requests as usize;
-                        let expires = now.saturating_add(u64::from(timeout_ms) * 1_000_000);
+                        let expires =
+                            now.saturating_add(crate::envelope::remaining_ns(deadline, now));
                         if !out.requests.defer(id, from, expires, now, cap) {
                             log::warn!(
                                 "wasmshard: actor {} holds {cap} deferred requests; request \
@@ -240,7 +241,7 @@ impl Actor {
                 .map_err(unanswered)
             }
             // Taken by the shard as it arrives; never in a mailbox.
-            Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => Ok(()),
+            Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) | Kind::Revoke(_) => Ok(()),
         }
     }
 

@@ -16,6 +16,9 @@ pub(crate) struct ActorRequests {
     /// Kept apart from `deferred` so a request answered during its own invocation
     /// (the usual case) never touches the map.
     current: Option<(u64, Address)>,
+    /// The request whose `handle-request` is running, answered or not, and its
+    /// carried deadline: the requests made meanwhile are made on its behalf.
+    on_behalf: Option<(u64, u32)>,
     /// Requests this actor deferred and may still answer: id → (requester, when
     /// the requester stops waiting, in the runtime's clock).
     deferred: AHashMap<u64, (Address, u64)>,
@@ -35,6 +38,7 @@ impl Default for ActorRequests {
         ActorRequests {
             open: 0,
             current: None,
+            on_behalf: None,
             deferred: AHashMap::new(),
             purge_at: PURGE_AT,
             earliest: u64::MAX,
@@ -62,17 +66,25 @@ impl ActorRequests {
         self.open -= 1;
     }
 
-    /// Request `id` from `from` is about to be handled.
+    /// Request `id` from `from`, carrying `deadline`, is about to be handled.
     #[inline]
-    pub(crate) fn begin(&mut self, id: u64, from: Address) {
+    pub(crate) fn begin(&mut self, id: u64, from: Address, deadline: u32) {
         self.current = Some((id, from));
+        self.on_behalf = Some((id, deadline));
     }
 
     /// The handler of the current request returned: the request, if it is still
     /// unanswered (it may have been answered with `respond` during the call).
     #[inline]
     pub(crate) fn finish(&mut self) -> Option<(u64, Address)> {
+        self.on_behalf = None;
         self.current.take()
+    }
+
+    /// The request being handled (answered or not) and its carried deadline.
+    #[inline]
+    pub(crate) fn on_behalf(&self) -> Option<(u64, u32)> {
+        self.on_behalf
     }
 
     /// The handler deferred request `id`, whose requester waits until `expires`:

@@ -13,10 +13,10 @@ pub(crate) type Payload = SmallVec<[u8; 64]>;
 pub(crate) enum Kind {
     /// A fire-and-forget message; it holds one unit of the target's mailbox.
     Tell,
-    /// A request with its id and its requester's timeout in milliseconds, rounded
-    /// up and saturating (which tells the responder how long an answer is worth
-    /// keeping; 32 bits keep the envelope its size); it holds one unit of the
-    /// target's mailbox.
+    /// A request with its id and its deadline (see [`deadline_ms`]: the
+    /// responder's shard sheds it unstarted once that has passed, and the
+    /// requests its handler makes are capped at it; 32 bits keep the envelope
+    /// its size); it holds one unit of the target's mailbox.
     Request(u64, u32),
     /// The end of request `id`: the reply (its bytes are the payload) or why it
     /// failed. Always admitted: bounded by the requester's open requests.
@@ -32,17 +32,41 @@ pub(crate) enum Kind {
     /// Monitor `id` of the sender ended on its side (cancelled, or the
     /// watcher went): the target forgets it.
     Demonitor(u64),
+    /// Request `id`, to this target, ended by its timeout or a cancel: the
+    /// requests its target made on its behalf end too.
+    Revoke(u64),
     /// A timer that fired: handled as a message (from the actor itself, or
     /// the host). Always admitted: bounded by the actor's cap on pending
     /// timers.
     Timer,
 }
 
-/// A timeout in nanoseconds as a request envelope carries it: milliseconds,
-/// rounded up, saturating at `u32::MAX` (49 days).
+/// The farthest a carried deadline reaches past the clock reading it is made
+/// from: 2^31 − 2 ms (24.8 days; rounding up adds at most one); a longer
+/// timeout is carried as this (the requester's own timeout stays exact).
+pub(crate) const MAX_CARRIED_NS: u64 = (i32::MAX as u64 - 1) * 1_000_000;
+
+/// A request's deadline as its envelope carries it: `now_ns + timeout_ns` of
+/// the runtime's clock in milliseconds, rounded up, modulo 2^32 (so it never
+/// runs out, however long the runtime runs); compared with [`remaining_ns`]
+/// within 24.8 days either side of the clock.
 #[inline]
-pub(crate) fn timeout_ms(timeout_ns: u64) -> u32 {
-    u32::try_from(timeout_ns.div_ceil(1_000_000)).unwrap_or(u32::MAX)
+pub(crate) fn deadline_ms(now_ns: u64, timeout_ns: u64) -> u32 {
+    now_ns
+        .saturating_add(timeout_ns.min(MAX_CARRIED_NS))
+        .div_ceil(1_000_000) as u32
+}
+
+/// Nanoseconds from `now_ns` to the carried deadline `deadline` (0 once it
+/// has come).
+#[inline]
+pub(crate) fn remaining_ns(deadline: u32, now_ns: u64) -> u64 {
+    let now_ms = (now_ns / 1_000_000) as u32;
+    let ahead_ms = deadline.wrapping_sub(now_ms) as i32;
+    if ahead_ms <= 0 {
+        return 0;
+    }
+    (ahead_ms as u64 * 1_000_000).saturating_sub(now_ns % 1_000_000)
 }
 
 impl Kind {
@@ -50,7 +74,12 @@ impl Kind {
     pub(crate) fn counted(self) -> bool {
         !matches!(
             self,
-            Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) | Kind::Timer
+            Kind::Response(..)
+                | Kind::Stop
+                | Kind::Monitor(_)
+                | Kind::Demonitor(_)
+                | Kind::Revoke(_)
+                | Kind::Timer
         )
     }
 }
@@ -87,6 +116,31 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn carried_deadlines_wrap_and_never_come_early() {
+        for now in [
+            0u64,
+            999_999,
+            5_000_000_123,
+            (u32::MAX as u64) * 1_000_000 - 7,
+        ] {
+            for timeout in [0u64, 1, 999_999, 1_000_000, 20_000_000, MAX_CARRIED_NS] {
+                let d = deadline_ms(now, timeout);
+                let left = remaining_ns(d, now);
+                assert!(left >= timeout, "now {now} timeout {timeout}: {left}");
+                assert!(left < timeout + 1_000_000, "rounded up by under 1 ms");
+                assert_eq!(remaining_ns(d, now + left), 0, "come at its time");
+            }
+        }
+        // Longer than 24.8 days is carried as that.
+        assert_eq!(remaining_ns(deadline_ms(0, u64::MAX), 0), MAX_CARRIED_NS);
+        // Past, even 20 days past: 0.
+        let d = deadline_ms(0, 1_000_000);
+        assert_eq!(remaining_ns(d, 20 * 24 * 3600 * 1_000_000_000), 0);
+    }
+
     /// The docs give a ring's memory as capacity × 112 bytes: an envelope and the
     /// queue's stamp. A change of the envelope's size must change them too.
     #[test]

@@ -120,7 +120,7 @@ impl RequestTable {
     /// Ends one request due at `now`.
     pub fn expire(&mut self, now: u64) -> Option<u64> {
         self.0.expire(now).map(|e| match e {
-            crate::requests::Expired::Request(id, _)
+            crate::requests::Expired::Request(id, ..)
             | crate::requests::Expired::Timer { id, .. } => id,
         })
     }

@@ -12,7 +12,7 @@ use crate::address::Address;
 use crate::audit::Record;
 use crate::component::Component;
 use crate::directory::Directory;
-use crate::envelope::{Envelope, Kind, Payload, timeout_ms};
+use crate::envelope::{Envelope, Kind, Payload, deadline_ms};
 use crate::error::{ChildSpawnError, SendError};
 use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
 use crate::requests::{Requests, Waiter};
@@ -428,14 +428,25 @@ impl Outbox {
             }
             return Err(e);
         }
+        let d = &self.directory;
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
-        let id = table.open(Waiter::Actor(self.me), to, timeout_ns)?;
+        let now = table.pass_now(|| d.now_ns());
+        // Made while handling a request: capped at its deadline, and ended
+        // with it if it ends by timeout or cancel.
+        let (timeout_ns, parent) = match self.requests.on_behalf() {
+            Some((parent, deadline)) => (
+                timeout_ns.min(crate::envelope::remaining_ns(deadline, now)),
+                parent,
+            ),
+            None => (timeout_ns, 0),
+        };
+        let id = table.open_for(Waiter::Actor(self.me), to, timeout_ns, parent)?;
         self.spend(to);
         self.requests.opened();
         self.staged.push(Envelope {
             to,
             from: self.me,
-            kind: Kind::Request(id, timeout_ms(timeout_ns)),
+            kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
             payload,
         });
         self.sent += 1;
@@ -482,6 +493,13 @@ impl Outbox {
             });
         } else {
             table.counts.cancelled += 1;
+            // What the target asked on its behalf ends too.
+            self.staged.push(Envelope {
+                to: target,
+                from: self.me,
+                kind: Kind::Revoke(id),
+                payload: Payload::new(),
+            });
         }
         true
     }

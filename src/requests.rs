@@ -39,6 +39,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
+use ahash::AHashMap;
+use smallvec::SmallVec;
+
 use crate::address::Address;
 use crate::envelope::Payload;
 use crate::error::{RequestError, SendError};
@@ -74,12 +77,15 @@ struct Entry {
     generation: u32,
     open: Option<(Waiter, Address)>,
     kind: Use,
+    /// The request it was made on behalf of (0: none), whose end by timeout
+    /// or cancel ends it too.
+    parent: u64,
 }
 
 /// What reached its deadline (see [`Requests::expire`]).
 pub(crate) enum Expired {
-    /// Request `id` timed out; `Waiter` waits for its end.
-    Request(u64, Waiter),
+    /// Request `id` to the target timed out; `Waiter` waits for its end.
+    Request(u64, Waiter, Address),
     /// Timer `id` of actor `to` is due: deliver `payload` from `from`.
     Timer {
         id: u64,
@@ -100,8 +106,16 @@ pub(crate) struct Requests {
     fresh: Vec<(u64, u64)>,
     /// Timers' payloads, by entry slot (grown only once a timer is set).
     payloads: Vec<Payload>,
+    /// The open requests made on behalf of a request (by its id), which end
+    /// if it ends by timeout or cancel.
+    derived: AHashMap<u64, SmallVec<[u64; 2]>>,
     /// Outcomes so far, and the requests open now (`counts.open`).
     pub(crate) counts: RequestStats,
+    /// The shard's pass now (set as each begins), and the pass and the
+    /// clock's reading in it, once read: the clock is read at most once a
+    /// pass, and only when something needs it.
+    pass: u64,
+    clock: (u64, u64),
 }
 
 fn pack(shard: usize, slot: u32, generation: u32) -> u64 {
@@ -131,8 +145,32 @@ impl Requests {
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
             payloads: Vec::new(),
+            derived: AHashMap::new(),
             counts: RequestStats::default(),
+            pass: 0,
+            clock: (u64::MAX, 0),
         }
+    }
+
+    /// A pass of the shard begins.
+    #[inline]
+    pub(crate) fn new_pass(&mut self, pass: u64) {
+        self.pass = pass;
+    }
+
+    /// The clock as read in this pass; `read` reads it if the pass has not.
+    #[inline]
+    pub(crate) fn pass_now(&mut self, read: impl FnOnce() -> u64) -> u64 {
+        if self.clock.0 != self.pass {
+            self.clock = (self.pass, read());
+        }
+        self.clock.1
+    }
+
+    /// The clock was read (`now`): the rest of this pass goes by it.
+    #[inline]
+    pub(crate) fn set_pass_now(&mut self, now: u64) {
+        self.clock = (self.pass, now);
     }
 
     /// Requests open now.
@@ -158,11 +196,63 @@ impl Requests {
         target: Address,
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
+        self.open_for(waiter, target, timeout_ns, 0)
+    }
+
+    /// [`Requests::open`], on behalf of request `parent` (0: none): it ends
+    /// with `cancelled` if `parent` ends by timeout or cancel ([`Requests::revoke`]).
+    #[inline]
+    pub(crate) fn open_for(
+        &mut self,
+        waiter: Waiter,
+        target: Address,
+        timeout_ns: u64,
+        parent: u64,
+    ) -> Result<u64, SendError> {
         let id = self.take(waiter, target, Use::Request)?;
         self.fresh.push((timeout_ns, id));
         self.counts.open += 1;
         self.counts.made += 1;
+        if parent != 0 {
+            self.link(id, parent);
+        }
         Ok(id)
+    }
+
+    /// Records request `id` as made on behalf of `parent`.
+    #[cold]
+    fn link(&mut self, id: u64, parent: u64) {
+        let (slot, _) = unpack(id);
+        self.entries[slot as usize].parent = parent;
+        self.derived.entry(parent).or_default().push(id);
+    }
+
+    /// Request `id`, linked to `parent`, ended: the link goes.
+    #[cold]
+    fn unlink(&mut self, id: u64, parent: u64) {
+        if let Some(children) = self.derived.get_mut(&parent) {
+            children.retain(|c| *c != id);
+            if children.is_empty() {
+                self.derived.remove(&parent);
+            }
+        }
+    }
+
+    /// Request `parent` ended by timeout or cancel: the requests made on its
+    /// behalf that are still open end (counted as `revoked`); returns them,
+    /// with who waits for each and its target.
+    pub(crate) fn revoke(&mut self, parent: u64) -> Vec<(u64, Waiter, Address)> {
+        let Some(children) = self.derived.remove(&parent) else {
+            return Vec::new();
+        };
+        let mut ended = Vec::with_capacity(children.len());
+        for id in children {
+            if let Some((waiter, target)) = self.close(id) {
+                self.counts.revoked += 1;
+                ended.push((id, waiter, target));
+            }
+        }
+        ended
     }
 
     /// Takes a free entry for `kind`; returns its id.
@@ -175,6 +265,7 @@ impl Requests {
                 generation: 0,
                 open: None,
                 kind: Use::Request,
+                parent: 0,
             });
             self.entries.len() as u32 - 1
         };
@@ -324,7 +415,12 @@ impl Requests {
         }
         let monitor = e.kind == Use::Monitor;
         let (slot, _) = unpack(id);
-        let open = self.entries[slot as usize].open.take();
+        let e = &mut self.entries[slot as usize];
+        let open = e.open.take();
+        let parent = std::mem::take(&mut e.parent);
+        if parent != 0 {
+            self.unlink(id, parent);
+        }
         self.free.push_back(slot);
         self.counts.open -= 1;
         if monitor {
@@ -519,9 +615,9 @@ impl Requests {
                     payload,
                 });
             }
-            let (waiter, _) = self.close(id)?;
+            let (waiter, target) = self.close(id)?;
             self.counts.timed_out += 1;
-            return Some(Expired::Request(id, waiter));
+            return Some(Expired::Request(id, waiter, target));
         }
     }
 }
@@ -536,8 +632,26 @@ mod tests {
 
     fn expired_id(e: Expired) -> u64 {
         match e {
-            Expired::Request(id, _) | Expired::Timer { id, .. } => id,
+            Expired::Request(id, ..) | Expired::Timer { id, .. } => id,
         }
+    }
+
+    #[test]
+    fn a_revoked_request_ends_those_made_on_its_behalf() {
+        let mut r = Requests::new(0);
+        let parent = 0x0100_0000_0000_0001;
+        let a = r.open_for(Waiter::Actor(me()), me(), 100, parent).unwrap();
+        let b = r.open_for(Waiter::Actor(me()), me(), 100, parent).unwrap();
+        let other = open(&mut r, 100);
+        // One ends first, on its own: unlinked.
+        assert!(r.close(a).is_some());
+        let ended: Vec<u64> = r.revoke(parent).into_iter().map(|e| e.0).collect();
+        assert_eq!(ended, vec![b]);
+        assert!(r.revoke(parent).is_empty(), "once");
+        assert!(r.close(b).is_none(), "ended");
+        assert!(r.close(other).is_some(), "not on its behalf");
+        assert_eq!(r.counts.revoked, 1);
+        assert!(r.derived.is_empty());
     }
 
     fn open(r: &mut Requests, timeout: u64) -> u64 {

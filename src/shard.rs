@@ -16,7 +16,7 @@ use crate::address::Address;
 use crate::component::Component;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::envelope::{Envelope, Kind, timeout_ms};
+use crate::envelope::{Envelope, Kind, deadline_ms};
 use crate::error::{
     Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, TimerError,
     UpgradeError,
@@ -120,9 +120,6 @@ pub(crate) struct Shard {
     groups: Vec<GroupState>,
     /// Supervised actors waiting for their restart: when, slot, generation.
     restarts: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    /// The clock as read in a pass (`loops` then, and the reading): read at
-    /// most once a pass, and only when an actor with a quota runs.
-    clock: (u64, u64),
     /// Counters, published to the shard handle once per pass. (The request
     /// counters are kept by the request table.)
     counts: ShardStats,
@@ -166,7 +163,6 @@ impl Shard {
             dead_letters: Vec::new(),
             groups: Vec::new(),
             restarts: BinaryHeap::new(),
-            clock: (u64::MAX, 0),
             counts: ShardStats {
                 shard: id,
                 ..ShardStats::default()
@@ -300,6 +296,8 @@ impl Shard {
     #[inline]
     pub(crate) fn pass(&mut self) -> bool {
         self.counts.loops += 1;
+        let loops = self.counts.loops;
+        self.table().new_pass(loops);
         self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
         if self.take_commands() {
             return true;
@@ -791,11 +789,13 @@ impl Shard {
         component: &Component,
         config: &[u8],
     ) -> Result<WasmActor, (InitEnd, Outbox)> {
+        // Read now: a spawn may run outside a pass (a manual runtime takes
+        // it at once); its `init`'s requests and quota count from it.
+        out.now = self.directory.now_ns();
+        let now = out.now;
+        self.table().set_pass_now(now);
         if let Some(rate) = rate {
             out.rate = Some(Bucket::new(rate));
-            // Read now: a spawn may run outside a pass (a manual runtime
-            // takes it at once).
-            out.now = self.directory.now_ns();
         }
         match self.storage_of(&out.name, registered) {
             Ok(storage) => {
@@ -858,6 +858,16 @@ impl Shard {
                 self.route(env);
             }
         }
+    }
+
+    /// The clock as read in this pass (read now if the pass has not).
+    #[inline]
+    fn pass_now(&mut self) -> u64 {
+        let d = &self.directory;
+        self.table
+            .as_mut()
+            .expect("the table is home between invocations")
+            .pass_now(|| d.now_ns())
     }
 
     /// Makes sure `actors` reaches `slot`.
@@ -990,7 +1000,11 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Stop | Kind::Demonitor(_) | Kind::Response(..) | Kind::Timer => {}
+                Kind::Stop
+                | Kind::Demonitor(_)
+                | Kind::Revoke(_)
+                | Kind::Response(..)
+                | Kind::Timer => {}
             }
         }
     }
@@ -1084,7 +1098,11 @@ impl Shard {
                 Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
                 // (Control envelopes never wait in a mailbox.)
-                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => {}
+                Kind::Response(..)
+                | Kind::Stop
+                | Kind::Monitor(_)
+                | Kind::Demonitor(_)
+                | Kind::Revoke(_) => {}
             }
         }
     }
@@ -1149,10 +1167,11 @@ impl Shard {
                 {
                     Ok(id) => {
                         waiter.opened(id);
+                        let now = self.pass_now();
                         self.route(Envelope {
                             to,
                             from: Address::HOST,
-                            kind: Kind::Request(id, timeout_ms(timeout_ns)),
+                            kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
                             payload,
                         });
                     }
@@ -1168,9 +1187,10 @@ impl Shard {
             }
             HostItem::Cancel(waiter) => {
                 let table = self.table();
-                if table.close(waiter.id()).is_some() {
+                if let Some((_, target)) = table.close(waiter.id()) {
                     table.counts.cancelled += 1;
                     waiter.fulfil(Err(RequestError::Cancelled));
+                    self.revoke_at(waiter.id(), Address::HOST, target);
                 }
             }
         }
@@ -1235,6 +1255,7 @@ impl Shard {
                     .expect("live actor");
                 actor.monitors.push((id, env.from));
             }
+            Kind::Revoke(id) => self.revoked(id),
             Kind::Demonitor(id) if live => {
                 let actor = self.actors[env.to.slot() as usize]
                     .as_mut()
@@ -1321,20 +1342,60 @@ impl Shard {
         let Some(now) = self.arm_timers() else {
             return;
         };
+        // The pass's clock reading, for what runs next.
+        self.table().set_pass_now(now);
         while let Some(expired) = self.table().expire(now) {
             match expired {
-                Expired::Request(_, Waiter::Host(w)) => {
+                Expired::Request(id, Waiter::Host(w), target) => {
                     w.fulfil(Err(RequestError::Timeout));
+                    self.revoke_at(id, Address::HOST, target);
                 }
-                Expired::Request(id, Waiter::Actor(requester)) => {
+                Expired::Request(id, Waiter::Actor(requester), target) => {
                     self.push_response(
                         requester,
                         Envelope::failure(requester, requester, id, RequestError::Timeout),
                     );
+                    self.revoke_at(id, requester, target);
                 }
                 Expired::Timer {
                     to, from, payload, ..
                 } => self.fire(to, from, payload),
+            }
+        }
+    }
+
+    /// Request `id` from `from` to `target` ended by its timeout or a cancel:
+    /// the target's shard ends the requests made on its behalf.
+    fn revoke_at(&mut self, id: u64, from: Address, target: Address) {
+        if self.sealed {
+            return;
+        }
+        self.route(Envelope {
+            to: target,
+            from,
+            kind: Kind::Revoke(id),
+            payload: crate::envelope::Payload::new(),
+        });
+    }
+
+    /// Request `parent` (to an actor of this shard) ended by its timeout or a
+    /// cancel: the requests made on its behalf here end with `cancelled` for
+    /// their requesters (who did not cancel them, so they must learn), and so
+    /// on down the chain, across shards.
+    #[cold]
+    fn revoked(&mut self, parent: u64) {
+        for (id, waiter, target) in self.table().revoke(parent) {
+            match waiter {
+                Waiter::Host(w) => {
+                    w.fulfil(Err(RequestError::Cancelled));
+                }
+                Waiter::Actor(requester) => {
+                    self.push_response(
+                        requester,
+                        Envelope::failure(requester, target, id, RequestError::Cancelled),
+                    );
+                    self.revoke_at(id, requester, target);
+                }
             }
         }
     }
@@ -1476,7 +1537,12 @@ impl Shard {
             return; // waiting for its restart, which schedules it
         }
         if actor.outbox().rate.is_some() {
-            actor.outbox().now = pass_clock(&mut self.clock, self.counts.loops, &self.directory);
+            let d = &self.directory;
+            let table = self
+                .table
+                .as_mut()
+                .expect("the table is home between invocations");
+            actor.outbox().now = table.pass_now(|| d.now_ns());
         }
         let batch = self
             .batch
@@ -1500,6 +1566,14 @@ impl Shard {
             taken += 1;
             let admitted = env.kind.counted();
             counted += admitted as u32;
+            if let Kind::Request(_, deadline) = env.kind
+                && expired(deadline, &mut self.table, &self.directory)
+            {
+                // Its requester has stopped waiting (its own timer ends it
+                // with `timeout`): shed unstarted.
+                self.counts.expired += 1;
+                continue;
+            }
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
             self.in_hand = admitted || env.kind == Kind::Timer;
@@ -1720,7 +1794,11 @@ impl Shard {
                     id,
                     RequestError::TargetFailed,
                 )),
-                Kind::Response(..) | Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) => {}
+                Kind::Response(..)
+                | Kind::Stop
+                | Kind::Monitor(_)
+                | Kind::Demonitor(_)
+                | Kind::Revoke(_) => {}
             }
         }
         let due = self.directory.now_ns().saturating_add(delay);
@@ -1743,9 +1821,7 @@ impl Shard {
                 return;
             }
         };
-        if out.rate.is_some() {
-            out.now = self.directory.now_ns();
-        }
+        out.now = self.directory.now_ns();
         let supervisor = actor
             .supervisor
             .as_mut()
@@ -1842,9 +1918,7 @@ impl Shard {
             Vec::new()
         };
         out.rate = old.rate;
-        if out.rate.is_some() {
-            out.now = self.directory.now_ns();
-        }
+        out.now = self.directory.now_ns();
         // The new `init` reads what the old instance stored; a copy, so a
         // rollback leaves the old one's as it was.
         out.storage = old.storage.copy();
@@ -2055,6 +2129,16 @@ impl Shard {
     }
 }
 
+/// Whether a request carrying `deadline` is past it, by the pass's clock
+/// (a free function, so a caller can hold an actor meanwhile).
+#[inline]
+fn expired(deadline: u32, table: &mut Option<Box<Requests>>, directory: &Directory) -> bool {
+    let table = table
+        .as_mut()
+        .expect("the table is home between invocations");
+    crate::envelope::remaining_ns(deadline, table.pass_now(|| directory.now_ns())) == 0
+}
+
 /// A failure beyond an intensity: `what` it says, with the last failure as
 /// its source.
 fn gave_up(what: String, last: Failure) -> Failure {
@@ -2063,13 +2147,4 @@ fn gave_up(what: String, last: Failure) -> Failure {
         format!("{what}; last failure: {last}"),
         Some(Arc::new(last)),
     )
-}
-
-/// The clock as `clock` holds it for pass `loops`, read if this pass has not
-/// read it yet (a free function, so a caller can hold an actor meanwhile).
-fn pass_clock(clock: &mut (u64, u64), loops: u64, directory: &Directory) -> u64 {
-    if clock.0 != loops {
-        *clock = (loops, directory.now_ns());
-    }
-    clock.1
 }

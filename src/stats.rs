@@ -127,6 +127,9 @@ shard_counters! {
         loops,
         /// Messages that could not be delivered.
         dead_letters,
+        /// Requests shed unstarted because their deadline had passed (their
+        /// requesters see `timeout`).
+        expired,
         /// Live actors on the shard.
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).
@@ -143,6 +146,9 @@ shard_counters! {
         timed_out,
         /// Of those, cancelled by the requester.
         cancelled,
+        /// Of those, ended with `cancelled` because the request they were made
+        /// on behalf of ended by its timeout or a cancel.
+        revoked,
         /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
         failed,
         /// Of those, ended because their requester stopped or failed (nobody was

@@ -3,6 +3,7 @@
 mod bench;
 mod capabilities;
 mod children;
+mod deadlines;
 mod fuzz;
 mod guests;
 mod isolation;

@@ -120,6 +120,15 @@
 //!   publications from 1) → `[delivered, refused, errors, last code]`; `r`
 //!   reports `[received, out of order, from itself]`. A tell `panic` panics;
 //!   `stop` stops it.
+//! - `relay NAME [answer]`: each request (but `?`) becomes a sub-request to
+//!   the actor called `NAME` with the same payload and a 60 s timeout (the
+//!   runtime caps it at the request's deadline). Without `answer` it answers
+//!   the request when the sub-request ends (the sub-reply, or an empty
+//!   payload); with `answer`, at once (empty). A request `?` is answered with
+//!   how its sub-requests ended: `[ok, timeout, cancelled, other, ended twice
+//!   or unknown, longest in ms]`.
+//! - `slow MS`: each request spins `MS` ms of the clock, then is answered
+//!   `f(payload)`.
 //!
 //! A panic aborts (there is no unwinding on this target), which traps: the
 //! runtime fails the actor.
@@ -157,6 +166,63 @@ enum Role {
     Quitter,
     Clock(Clock),
     Subscriber(Subscriber),
+    Relay(Relay),
+    Slow(u64),
+}
+
+#[derive(Default)]
+struct Relay {
+    name: String,
+    answer_at_once: bool,
+    /// Open sub-requests: id → (the request it serves if still unanswered,
+    /// when it was made).
+    open: HashMap<RequestId, (Option<RequestId>, u64)>,
+    /// `[ok, timeout, cancelled, other, unknown, longest ms]`.
+    counts: [u32; 6],
+}
+
+impl Relay {
+    fn request(&mut self, id: RequestId, payload: Vec<u8>) -> Option<Vec<u8>> {
+        if payload == b"?" {
+            return Some(encode(&self.counts));
+        }
+        let Some(target) = host::lookup(&self.name) else {
+            return Some(Vec::new());
+        };
+        match host::request(target, &payload, SUB_REQUEST_TIMEOUT_NS) {
+            Ok(sub) => {
+                let serves = (!self.answer_at_once).then_some(id);
+                self.open.insert(sub, (serves, host::now_ns()));
+                if self.answer_at_once {
+                    Some(Vec::new())
+                } else {
+                    None
+                }
+            }
+            Err(_) => Some(Vec::new()),
+        }
+    }
+
+    fn response(&mut self, id: RequestId, response: Result<Vec<u8>, RequestError>) {
+        let Some((serves, made)) = self.open.remove(&id) else {
+            self.counts[4] += 1;
+            return;
+        };
+        let at = match &response {
+            Ok(_) => 0,
+            Err(RequestError::Timeout) => 1,
+            Err(RequestError::Cancelled) => 2,
+            Err(_) => 3,
+        };
+        self.counts[at] += 1;
+        let ms = ((host::now_ns() - made) / 1_000_000) as u32;
+        self.counts[5] = self.counts[5].max(ms);
+        if let Some(original) = serves {
+            // The original may have ended already: a late answer is the
+            // runtime's to discard.
+            let _ = host::respond(original, &response.unwrap_or_default());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -884,6 +950,12 @@ impl Guest for Roles {
                 Role::Keeper
             }
             ["clock"] => Role::Clock(Clock::default()),
+            ["relay", name, rest @ ..] => Role::Relay(Relay {
+                name: name.to_string(),
+                answer_at_once: rest == ["answer"],
+                ..Relay::default()
+            }),
+            ["slow", ms] => Role::Slow(ms.parse().map_err(|e| format!("slow: {e}"))?),
             ["subscriber", topics @ ..] => {
                 for t in topics {
                     topics::subscribe(t).map_err(|e| format!("subscribe `{t}`: {e:?}"))?;
@@ -933,7 +1005,13 @@ impl Guest for Roles {
             }
             Role::Clock(c) => c.tell(from, &payload),
             Role::Subscriber(s) => s.tell(from, &payload),
-            Role::Proxy(_) | Role::Silent | Role::Parent(_) | Role::Keeper | Role::Quitter => {}
+            Role::Proxy(_)
+            | Role::Silent
+            | Role::Parent(_)
+            | Role::Keeper
+            | Role::Quitter
+            | Role::Relay(_)
+            | Role::Slow(_) => {}
         })
     }
 
@@ -963,6 +1041,12 @@ impl Guest for Roles {
             Role::Parent(p) => Some(p.command(&payload)),
             Role::Keeper => Some(keeper(&payload)),
             Role::Clock(c) => Some(c.command(&payload)),
+            Role::Relay(r) => r.request(id, payload),
+            Role::Slow(ms) => {
+                let until = host::now_ns() + *ms * 1_000_000;
+                while host::now_ns() < until {}
+                Some(pattern::transform(&payload))
+            }
             Role::Subscriber(s) => Some(s.command(&payload)),
             Role::Quitter if payload == b"stop-then-panic" => {
                 lifecycle::stop(host::self_address()).expect("stop myself");
@@ -978,6 +1062,7 @@ impl Guest for Roles {
             Role::Requester(r) => r.response(id, response),
             Role::Proxy(p) => p.response(id, response),
             Role::Parent(p) => p.ended(id, response),
+            Role::Relay(r) => r.response(id, response),
             Role::Ops(o) if response.is_ok() => o.replies += 1,
             Role::Ops(o) => o.failures += 1,
             _ => host::log(LogLevel::Warn, &format!("unexpected response for {id:#x}")),
