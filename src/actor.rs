@@ -129,16 +129,10 @@ impl Actor {
         }
     }
 
-    /// Runs `handle-message`.
-    #[inline(always)]
-    fn message(&mut self, from: Address, payload: &[u8]) -> Result<(), Failure> {
-        match &mut self.body {
-            Body::Wasm(w) => w.handle_message(from, payload),
-            Body::Native { actor, out } => {
-                guard(|| actor.handle_message(&mut Context { out }, from, payload))
-            }
-            Body::Down { .. } => Err(down()),
-        }
+    /// A fired timer is being handled: it no longer counts against the cap.
+    #[cold]
+    fn timer_handled(&mut self) {
+        self.outbox().timers -= 1;
     }
 
     /// Handles one envelope: a message, a request or a response. `Err` carries why
@@ -152,12 +146,20 @@ impl Actor {
             answered: false,
         };
         match env.kind {
-            Kind::Tell => self.message(from, payload).map_err(unanswered),
-            Kind::Timer => {
-                // A fired timer is held against the cap until it is handled,
-                // so timers cannot pile up in the mailbox beyond it.
-                self.outbox().timers -= 1;
-                self.message(from, payload).map_err(unanswered)
+            Kind::Tell | Kind::Timer => {
+                if env.kind == Kind::Timer {
+                    // A fired timer is held against the cap until it is
+                    // handled, so timers cannot pile up in the mailbox.
+                    self.timer_handled();
+                }
+                match &mut self.body {
+                    Body::Wasm(w) => w.handle_message(from, payload),
+                    Body::Native { actor, out } => {
+                        guard(|| actor.handle_message(&mut Context { out }, from, payload))
+                    }
+                    Body::Down { .. } => Err(down()),
+                }
+                .map_err(unanswered)
             }
             Kind::Request(id, deadline) => {
                 self.outbox().requests.begin(id, from, deadline);

@@ -141,6 +141,8 @@ pub(crate) struct Config {
     pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
     pub(crate) audit_capacity: usize,
+    /// The actor that receives every dead letter, by name.
+    pub(crate) dead_letter_actor: Option<Arc<str>>,
     /// The grants of a component actor spawned without its own.
     pub(crate) default_grants: Arc<Grants>,
     /// The quota of a component actor spawned without its own.
@@ -268,6 +270,7 @@ impl RuntimeBuilder {
                 storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
                 audit_capacity: DEFAULT_AUDIT_CAPACITY,
+                dead_letter_actor: None,
                 default_grants: Arc::new(Grants::none()),
                 default_rate: None,
             },
@@ -445,6 +448,22 @@ impl RuntimeBuilder {
     /// keeps, the most recent ones: 0 to [`MAX_AUDIT_CAPACITY`]. Default: 1024.
     pub fn audit_capacity(mut self, n: usize) -> Self {
         self.config.audit_capacity = n;
+        self
+    }
+
+    /// Names the actor (native or component, spawned under this name before
+    /// or after the build) that receives every dead letter, as a message from
+    /// [`Address::HOST`](crate::Address::HOST) whose payload is
+    /// [`crate::DEAD_LETTER_HEADER`] bytes (the raw codec's prefix `0x55`, the
+    /// reason, the original sender and target, the original length) followed
+    /// by the original payload (cut to the maximum payload). It is bounded
+    /// like any mailbox: what it cannot take, and dead letters addressed to
+    /// it, are counted (`ShardStats::dead_letters_refused`) and never
+    /// forwarded again. Dead letters of the shutdown are not forwarded (it is
+    /// stopping too). Default: none (dead letters are counted and sampled in
+    /// the shutdown report only).
+    pub fn dead_letter_actor(mut self, name: impl Into<String>) -> Self {
+        self.config.dead_letter_actor = Some(Arc::from(name.into()));
         self
     }
 

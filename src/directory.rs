@@ -52,6 +52,10 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// Timers one actor may have pending.
     pub(crate) max_timers: u32,
+    /// The actor that receives dead letters (by name), and its address as last
+    /// found (0: not yet).
+    pub(crate) dead_letter_actor: Option<Arc<str>>,
+    pub(crate) dead_letter_to: std::sync::atomic::AtomicU64,
     /// Subscriptions to topics.
     pub(crate) topics: crate::topics::Topics,
     /// Bytes one actor may keep in its storage.
@@ -94,6 +98,8 @@ impl Directory {
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
             max_timers: config.max_timers,
+            dead_letter_actor: config.dead_letter_actor.clone(),
+            dead_letter_to: std::sync::atomic::AtomicU64::new(0),
             topics: crate::topics::Topics::new(config.shards),
             storage_quota: config.storage_quota,
             durable,

@@ -71,16 +71,9 @@ pub(crate) fn remaining_ns(deadline: u32, now_ns: u64) -> u64 {
 
 impl Kind {
     /// Whether the envelope holds room in its target's mailbox.
+    #[inline]
     pub(crate) fn counted(self) -> bool {
-        !matches!(
-            self,
-            Kind::Response(..)
-                | Kind::Stop
-                | Kind::Monitor(_)
-                | Kind::Demonitor(_)
-                | Kind::Revoke(_)
-                | Kind::Timer
-        )
+        matches!(self, Kind::Tell | Kind::Request(..))
     }
 }
 

@@ -131,8 +131,8 @@ pub use pending::PendingReply;
 pub use runtime::RuntimeDefect;
 pub use runtime::{Runtime, SpawnOptions};
 pub use stats::{
-    ActorStats, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage, RequestStats,
-    ShardStats, ShutdownReport, Stats,
+    ActorStats, DEAD_LETTER_HEADER, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage,
+    RequestStats, ShardStats, ShutdownReport, Stats,
 };
 pub use storage::{MAX_STORAGE_KEY, STORAGE_ENTRY_OVERHEAD};
 pub use supervision::{

@@ -123,6 +123,8 @@ pub struct RuntimeSection {
     /// The quota of an `[[actor]]` that gives none (default: none).
     pub default_rate: Option<Rate>,
     pub audit_capacity: Option<usize>,
+    /// The actor that receives every dead letter (by name).
+    pub dead_letter_actor: Option<String>,
 }
 
 /// `[runtime] default-grants`.
@@ -706,6 +708,9 @@ impl Manifest {
         }
         if let Some(v) = r.audit_capacity {
             b = b.audit_capacity(v);
+        }
+        if let Some(v) = &r.dead_letter_actor {
+            b = b.dead_letter_actor(v.clone());
         }
         b
     }

@@ -1115,6 +1115,9 @@ impl Shard {
 
     fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
         self.counts.dead_letters += 1;
+        if self.directory.dead_letter_actor.is_some() && !self.stopping {
+            self.forward_dead_letter(&env, reason);
+        }
         if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
             self.dead_letters.push(DeadLetter {
                 to: env.to,
@@ -1123,6 +1126,54 @@ impl Shard {
                 payload: env.payload.to_vec(),
             });
         }
+    }
+
+    /// Offers a dead letter to the runtime's dead-letter actor, admitted at
+    /// its mailbox like any message; what it cannot take is counted, and a
+    /// dead letter addressed to it is never forwarded (no recursion).
+    #[cold]
+    #[inline(never)]
+    fn forward_dead_letter(&mut self, env: &Envelope, reason: DeadLetterReason) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = self.directory.clone();
+        let Some(name) = &d.dead_letter_actor else {
+            return;
+        };
+        let mut bytes = crate::envelope::Payload::new();
+        bytes.push(0x55);
+        bytes.push(reason as u8);
+        bytes.extend_from_slice(&env.from.to_bits().to_le_bytes());
+        bytes.extend_from_slice(&env.to.to_bits().to_le_bytes());
+        bytes.extend_from_slice(&(env.payload.len() as u32).to_le_bytes());
+        let room = d.max_payload.saturating_sub(crate::DEAD_LETTER_HEADER);
+        bytes.extend_from_slice(&env.payload[..env.payload.len().min(room)]);
+        let mut to = Address::from_bits(d.dead_letter_to.load(Relaxed));
+        for _ in 0..2 {
+            if to == env.to {
+                // Addressed to the dead-letter actor itself.
+                break;
+            }
+            match d.admit(to, &bytes, u64::MAX) {
+                Ok(()) => {
+                    return self.route(Envelope {
+                        to,
+                        from: Address::HOST,
+                        kind: Kind::Tell,
+                        payload: bytes,
+                    });
+                }
+                // Not found yet, or a new actor under the name since.
+                Err(crate::SendError::UnknownTarget) => match d.lookup(name, u64::MAX) {
+                    Ok(Some(found)) if found != to => {
+                        d.dead_letter_to.store(found.to_bits(), Relaxed);
+                        to = found;
+                    }
+                    _ => break,
+                },
+                Err(_) => break,
+            }
+        }
+        self.counts.dead_letters_refused += 1;
     }
 
     /// An envelope that can go nowhere at shutdown: a message or request is a dead

@@ -127,6 +127,9 @@ shard_counters! {
         loops,
         /// Messages that could not be delivered.
         dead_letters,
+        /// Of those, what the dead-letter actor could not take (its mailbox
+        /// full, gone, or the dead letter addressed to it), when one is named.
+        dead_letters_refused,
         /// Requests shed unstarted because their deadline had passed (their
         /// requesters see `timeout`).
         expired,
@@ -338,6 +341,15 @@ impl Stats {
         self.actors.iter().rev().find(|a| a.name == name)
     }
 }
+
+/// The header of a dead letter as the dead-letter actor receives it
+/// ([`RuntimeBuilder::dead_letter_actor`](crate::RuntimeBuilder::dead_letter_actor)):
+/// `0x55` (the raw codec's multicodec prefix), the reason (`u8`: 0
+/// target-gone, 1 target-failed, 2 target-stopped, 3 shutting-down, in
+/// [`DeadLetterReason`]'s order), the original sender and target (`u64` LE
+/// each), the original payload's length (`u32` LE); the payload follows, cut
+/// to the maximum payload less this header.
+pub const DEAD_LETTER_HEADER: usize = 22;
 
 /// Why a message became a dead letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

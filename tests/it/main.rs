@@ -3,6 +3,7 @@
 mod bench;
 mod capabilities;
 mod children;
+mod dead_letters;
 mod deadlines;
 mod fuzz;
 mod guests;

@@ -1,0 +1,129 @@
+//! The dead-letter actor (`RuntimeBuilder::dead_letter_actor`): every dead
+//! letter reaches it with its reason, original sender and target; what it
+//! cannot take is counted, never recursed into.
+
+use std::time::Duration;
+
+use wasmshard::{Address, Context, DEAD_LETTER_HEADER, Runtime, SpawnOptions};
+
+use crate::support::*;
+
+/// A dead letter as the dead-letter actor gets it: (reason, from, to,
+/// original length, payload).
+fn parse(bytes: &[u8]) -> (u8, Address, Address, u32, Vec<u8>) {
+    assert_eq!(bytes[0], 0x55, "the raw codec's prefix");
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    (
+        bytes[1],
+        Address::from_bits(word(2)),
+        Address::from_bits(word(10)),
+        u32::from_le_bytes(bytes[18..22].try_into().unwrap()),
+        bytes[DEAD_LETTER_HEADER..].to_vec(),
+    )
+}
+
+fn dead_letter_sink(rt: &Runtime, shard: usize) -> (Address, Inbox) {
+    let inbox: Inbox = Default::default();
+    let seen = inbox.clone();
+    let a = rt
+        .spawn_native(
+            "dead",
+            Some(shard),
+            move |_: &mut Context<'_>, from: Address, payload: &[u8]| {
+                seen.lock().unwrap().push((from, payload.to_vec()));
+            },
+        )
+        .unwrap();
+    (a, inbox)
+}
+
+#[test]
+fn a_failed_actors_queued_messages_reach_the_dead_letter_actor() {
+    let rt = builder(2).dead_letter_actor("dead").build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    // Spawned after the build: found by name when the first dead letter comes.
+    let (_, inbox) = dead_letter_sink(&rt, 1);
+    let trap = rt
+        .spawn(&g, SpawnOptions::new("trap").config("trap").shard(0))
+        .unwrap();
+    let (probe, _) = probe(&rt, "probe", 0);
+    // The probe's tells queue behind the one that makes it panic.
+    relay(&rt, probe, trap, b"panic");
+    for m in [b"one".as_slice(), b"two", b"three"] {
+        relay(&rt, probe, trap, m);
+    }
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let got: Vec<_> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(from, bytes)| {
+            assert_eq!(*from, Address::HOST);
+            parse(bytes)
+        })
+        .collect();
+    let payloads: Vec<&[u8]> = got.iter().map(|g| g.4.as_slice()).collect();
+    assert_eq!(payloads, [b"panic".as_slice(), b"one", b"two", b"three"]);
+    for (reason, from, to, len, payload) in &got {
+        assert_eq!((*reason, *from, *to), (1, probe, trap), "target-failed");
+        assert_eq!(*len as usize, payload.len());
+    }
+    let stats = rt.stats();
+    let dead: u64 = stats.shards.iter().map(|s| s.dead_letters).sum();
+    let refused: u64 = stats.shards.iter().map(|s| s.dead_letters_refused).sum();
+    assert_eq!((dead, refused), (4, 0));
+    rt.shutdown();
+}
+
+#[test]
+fn a_full_dead_letter_mailbox_is_counted_and_its_own_dead_letters_not_forwarded() {
+    let rt = builder(1)
+        .mailbox_capacity(4)
+        .dead_letter_actor("dead")
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (dead, inbox) = dead_letter_sink(&rt, 0);
+    let trap = rt
+        .spawn(&g, SpawnOptions::new("trap").config("trap"))
+        .unwrap();
+    rt.run_until_stalled();
+    rt.send(trap, b"panic").unwrap();
+    rt.send(trap, b"a").unwrap();
+    rt.send(trap, b"b").unwrap();
+    rt.send(trap, b"c").unwrap();
+    // The dead-letter actor's mailbox is full (4) before the trap fails.
+    for _ in 0..4 {
+        rt.send(dead, b"filler").unwrap();
+    }
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].dead_letters, 4);
+    assert_eq!(stats.shards[0].dead_letters_refused, 4, "no room: counted");
+    assert_eq!(inbox.lock().unwrap().len(), 4, "the fillers only");
+    // Dead letters addressed to the dead-letter actor are not forwarded to it.
+    for _ in 0..4 {
+        rt.send(dead, b"x").unwrap();
+    }
+    rt.stop(dead).unwrap();
+    // (The host's tells reach the shard in its next pass: after the stop.)
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].dead_letters, 8);
+    assert_eq!(stats.shards[0].dead_letters_refused, 8);
+    rt.shutdown();
+}
+
+#[test]
+fn a_manifest_names_its_dead_letter_actor() {
+    let text = "[runtime]\nshards = 1\ndead-letter-actor = \"dead\"\n\
+                [[actor]]\nname = \"dead\"\ncomponent = \"counter.wat\"\n\
+                [[actor]]\nname = \"trap\"\ncomponent = \"trap.wat\"\n\
+                [[send]]\nto = \"trap\"\npayload = \"boom\"\nrepeat = 3\n";
+    let mut m = wasmshard::manifest::Manifest::parse(text).unwrap();
+    m.base = fixture("");
+    let report = m.run(m.builder(), None).unwrap();
+    assert_eq!(report.dead_letters, 3);
+    let dead = report.actors.iter().find(|a| a.name == "dead").unwrap();
+    assert_eq!(dead.received, 3, "each dead letter reached it");
+}
