@@ -42,7 +42,8 @@
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
 //! `max-open-requests`, `max-timers`, `park-spin-us`, `storage-quota` (bytes), `storage-dir`
-//! (durable storage, relative to the manifest).
+//! (durable storage, relative to the manifest), `dead-letter-actor` (the actor
+//! that receives every dead letter, by name).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
 //! request is open (so requests with timeouts end before the report).
