@@ -52,6 +52,9 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// Timers one actor may have pending.
     pub(crate) max_timers: u32,
+    /// Epoch ticks so far (the shards' coarse clock; zero for ever on a
+    /// manual runtime): a clock reading taken before the last tick is stale.
+    pub(crate) ticks: Arc<AtomicU64>,
     /// The actor that receives dead letters (by name), and its address as last
     /// found (0: not yet).
     pub(crate) dead_letter_actor: Option<Arc<str>>,
@@ -90,6 +93,7 @@ impl Directory {
         config: &Config,
         log_sink: Option<LogSink>,
         durable: Option<Arc<Durable>>,
+        ticks: Arc<AtomicU64>,
     ) -> Directory {
         static RUNTIMES: AtomicU64 = AtomicU64::new(1);
         Directory {
@@ -98,6 +102,7 @@ impl Directory {
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
             max_timers: config.max_timers,
+            ticks,
             dead_letter_actor: config.dead_letter_actor.clone(),
             dead_letter_to: std::sync::atomic::AtomicU64::new(0),
             topics: crate::topics::Topics::new(config.shards),
@@ -383,7 +388,12 @@ mod tests {
 
     #[test]
     fn a_failed_spawn_frees_its_own_reservation_only() {
-        let d = Directory::new(&RuntimeBuilder::new().shards(1).config, None, None);
+        let d = Directory::new(
+            &RuntimeBuilder::new().shards(1).config,
+            None,
+            None,
+            Default::default(),
+        );
         let first = d.reserve("x").unwrap();
         // The first spawn fails: its name is freed, and reserved again by a
         // second spawn before the first one's cleanup has finished.

@@ -430,6 +430,8 @@ impl Outbox {
         }
         let d = &self.directory;
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
+        // The pass's reading, unless a tick has passed since (a long handler).
+        table.at_tick(d.ticks.load(std::sync::atomic::Ordering::Relaxed));
         let now = table.pass_now(|| d.now_ns());
         // Made while handling a request: capped at its deadline, and ended
         // with it if it ends by timeout or cancel.

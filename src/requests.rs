@@ -78,8 +78,9 @@ struct Entry {
     open: Option<(Waiter, Address)>,
     kind: Use,
     /// The request it was made on behalf of (0: none), whose end by timeout
-    /// or cancel ends it too.
+    /// or cancel ends it too, and its place in that request's list.
     parent: u64,
+    link: u32,
 }
 
 /// What reached its deadline (see [`Requests::expire`]).
@@ -111,11 +112,13 @@ pub(crate) struct Requests {
     derived: AHashMap<u64, SmallVec<[u64; 2]>>,
     /// Outcomes so far, and the requests open now (`counts.open`).
     pub(crate) counts: RequestStats,
-    /// The shard's pass now (set as each begins), and the pass and the
-    /// clock's reading in it, once read: the clock is read at most once a
-    /// pass, and only when something needs it.
+    /// The shard's pass and epoch tick now (set as each pass begins and
+    /// before each message), and those when the clock was last read, with the
+    /// reading: the clock is read at most once a pass and tick, and only when
+    /// something needs it.
     pass: u64,
-    clock: (u64, u64),
+    tick: u64,
+    clock: (u64, u64, u64),
 }
 
 fn pack(shard: usize, slot: u32, generation: u32) -> u64 {
@@ -148,7 +151,8 @@ impl Requests {
             derived: AHashMap::new(),
             counts: RequestStats::default(),
             pass: 0,
-            clock: (u64::MAX, 0),
+            tick: 0,
+            clock: (u64::MAX, 0, 0),
         }
     }
 
@@ -158,19 +162,25 @@ impl Requests {
         self.pass = pass;
     }
 
-    /// The clock as read in this pass; `read` reads it if the pass has not.
+    /// The epoch tick is `tick` (a reading older than it is stale).
     #[inline]
-    pub(crate) fn pass_now(&mut self, read: impl FnOnce() -> u64) -> u64 {
-        if self.clock.0 != self.pass {
-            self.clock = (self.pass, read());
-        }
-        self.clock.1
+    pub(crate) fn at_tick(&mut self, tick: u64) {
+        self.tick = tick;
     }
 
-    /// The clock was read (`now`): the rest of this pass goes by it.
+    /// The clock as read in this pass and tick; `read` reads it if they have not.
+    #[inline]
+    pub(crate) fn pass_now(&mut self, read: impl FnOnce() -> u64) -> u64 {
+        if self.clock.0 != self.pass || self.clock.1 != self.tick {
+            self.clock = (self.pass, self.tick, read());
+        }
+        self.clock.2
+    }
+
+    /// The clock was read (`now`): the rest of this pass and tick go by it.
     #[inline]
     pub(crate) fn set_pass_now(&mut self, now: u64) {
-        self.clock = (self.pass, now);
+        self.clock = (self.pass, self.tick, now);
     }
 
     /// Requests open now.
@@ -223,18 +233,30 @@ impl Requests {
     #[cold]
     fn link(&mut self, id: u64, parent: u64) {
         let (slot, _) = unpack(id);
-        self.entries[slot as usize].parent = parent;
-        self.derived.entry(parent).or_default().push(id);
+        let children = self.derived.entry(parent).or_default();
+        let e = &mut self.entries[slot as usize];
+        e.parent = parent;
+        e.link = children.len() as u32;
+        children.push(id);
     }
 
-    /// Request `id`, linked to `parent`, ended: the link goes.
+    /// Request `id`, linked to `parent` at `link`, ended: the link goes (in
+    /// O(1): the last of the list takes its place).
     #[cold]
-    fn unlink(&mut self, id: u64, parent: u64) {
-        if let Some(children) = self.derived.get_mut(&parent) {
-            children.retain(|c| *c != id);
-            if children.is_empty() {
-                self.derived.remove(&parent);
-            }
+    fn unlink(&mut self, id: u64, parent: u64, link: u32) {
+        let Some(children) = self.derived.get_mut(&parent) else {
+            return;
+        };
+        let at = link as usize;
+        if children.get(at) != Some(&id) {
+            return;
+        }
+        children.swap_remove(at);
+        if let Some(&moved) = children.get(at) {
+            let (slot, _) = unpack(moved);
+            self.entries[slot as usize].link = link;
+        } else if children.is_empty() {
+            self.derived.remove(&parent);
         }
     }
 
@@ -247,6 +269,11 @@ impl Requests {
         };
         let mut ended = Vec::with_capacity(children.len());
         for id in children {
+            // Unlinked already (the list is gone): close it plainly.
+            let (slot, _) = unpack(id);
+            if let Some(e) = self.entries.get_mut(slot as usize) {
+                e.parent = 0;
+            }
             if let Some((waiter, target)) = self.close(id) {
                 self.counts.revoked += 1;
                 ended.push((id, waiter, target));
@@ -266,6 +293,7 @@ impl Requests {
                 open: None,
                 kind: Use::Request,
                 parent: 0,
+                link: 0,
             });
             self.entries.len() as u32 - 1
         };
@@ -419,7 +447,8 @@ impl Requests {
         let open = e.open.take();
         let parent = std::mem::take(&mut e.parent);
         if parent != 0 {
-            self.unlink(id, parent);
+            let link = e.link;
+            self.unlink(id, parent, link);
         }
         self.free.push_back(slot);
         self.counts.open -= 1;
@@ -642,9 +671,12 @@ mod tests {
         let parent = 0x0100_0000_0000_0001;
         let a = r.open_for(Waiter::Actor(me()), me(), 100, parent).unwrap();
         let b = r.open_for(Waiter::Actor(me()), me(), 100, parent).unwrap();
+        let c = r.open_for(Waiter::Actor(me()), me(), 100, parent).unwrap();
         let other = open(&mut r, 100);
-        // One ends first, on its own: unlinked.
+        // Two end first, on their own: unlinked (the first from the middle
+        // of the list, the last one's place taken).
         assert!(r.close(a).is_some());
+        assert!(r.close(c).is_some());
         let ended: Vec<u64> = r.revoke(parent).into_iter().map(|e| e.0).collect();
         assert_eq!(ended, vec![b]);
         assert!(r.revoke(parent).is_empty(), "once");

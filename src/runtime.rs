@@ -125,7 +125,8 @@ impl Runtime {
             parkers.push(parker);
             handles.push(ShardHandle::new(waker));
         }
-        let shared = Arc::new(Shared::new(handles, config.ring_capacity));
+        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let shared = Arc::new(Shared::new(handles, config.ring_capacity, ticks.clone()));
         let durable = match &config.storage_dir {
             Some(dir) => Some(Durable::open(dir).map_err(|e| BuildError::Storage {
                 dir: dir.display().to_string(),
@@ -133,7 +134,7 @@ impl Runtime {
             })?),
             None => None,
         };
-        let directory = Arc::new(Directory::new(&config, log_sink, durable));
+        let directory = Arc::new(Directory::new(&config, log_sink, durable, ticks));
         let shards: Vec<Shard> = parkers
             .into_iter()
             .enumerate()

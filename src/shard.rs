@@ -41,6 +41,8 @@ const MAX_TURNS: u32 = 256;
 /// that timers, control commands and inbound rings are serviced: a pass lasts at
 /// most two epoch ticks, plus the invocation running when they pass.
 const PASS_TICKS: u64 = 2;
+/// Most requests marked to be shed unstarted at once (see `not_to_start`).
+const MAX_UNSTARTED: usize = 65_536;
 /// Panics a shard's thread survives before it gives up.
 const MAX_PANICS: u32 = 16;
 /// The shortest and longest sleep of a shard waiting for a full ring to drain.
@@ -116,6 +118,9 @@ pub(crate) struct Shard {
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
+    /// Requests that ended (timeout, cancel) while queued here, by id, with
+    /// their targets: shed when their turn comes.
+    unstarted: ahash::AHashMap<u64, Address>,
     /// Supervision groups on this shard, by index.
     groups: Vec<GroupState>,
     /// Supervised actors waiting for their restart: when, slot, generation.
@@ -161,6 +166,7 @@ impl Shard {
             in_hand: false,
             spawning: None,
             dead_letters: Vec::new(),
+            unstarted: ahash::AHashMap::new(),
             groups: Vec::new(),
             restarts: BinaryHeap::new(),
             counts: ShardStats {
@@ -1115,7 +1121,12 @@ impl Shard {
 
     fn dead_letter(&mut self, env: Envelope, reason: DeadLetterReason) {
         self.counts.dead_letters += 1;
-        if self.directory.dead_letter_actor.is_some() && !self.stopping {
+        // Not in the shutdown (the dead-letter actor is stopping too); a
+        // failed shard's dead letters go.
+        if self.directory.dead_letter_actor.is_some()
+            && !self.sealed
+            && !self.directory.is_stopping()
+        {
             self.forward_dead_letter(&env, reason);
         }
         if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
@@ -1139,6 +1150,11 @@ impl Shard {
         let Some(name) = &d.dead_letter_actor else {
             return;
         };
+        if d.max_payload < crate::DEAD_LETTER_HEADER {
+            // Not even the header fits a message.
+            self.counts.dead_letters_refused += 1;
+            return;
+        }
         let mut bytes = crate::envelope::Payload::new();
         bytes.push(0x55);
         bytes.push(reason as u8);
@@ -1149,8 +1165,8 @@ impl Shard {
         bytes.extend_from_slice(&env.payload[..env.payload.len().min(room)]);
         let mut to = Address::from_bits(d.dead_letter_to.load(Relaxed));
         for _ in 0..2 {
-            if to == env.to {
-                // Addressed to the dead-letter actor itself.
+            if to != Address::HOST && (to == env.to || to == env.from) {
+                // Addressed to the dead-letter actor itself, or its own.
                 break;
             }
             match d.admit(to, &bytes, u64::MAX) {
@@ -1306,7 +1322,7 @@ impl Shard {
                     .expect("live actor");
                 actor.monitors.push((id, env.from));
             }
-            Kind::Revoke(id) => self.revoked(id),
+            Kind::Revoke(id) => self.revoked(id, env.to),
             Kind::Demonitor(id) if live => {
                 let actor = self.actors[env.to.slot() as usize]
                     .as_mut()
@@ -1434,21 +1450,57 @@ impl Shard {
     /// their requesters (who did not cancel them, so they must learn), and so
     /// on down the chain, across shards.
     #[cold]
-    fn revoked(&mut self, parent: u64) {
-        for (id, waiter, target) in self.table().revoke(parent) {
-            match waiter {
-                Waiter::Host(w) => {
-                    w.fulfil(Err(RequestError::Cancelled));
-                }
-                Waiter::Actor(requester) => {
-                    self.push_response(
-                        requester,
-                        Envelope::failure(requester, target, id, RequestError::Cancelled),
-                    );
-                    self.revoke_at(id, requester, target);
+    fn revoked(&mut self, parent: u64, target: Address) {
+        // A worklist, not a recursion: a chain on one shard may be long.
+        let mut work = vec![(parent, target)];
+        while let Some((parent, target)) = work.pop() {
+            let children = self.table().revoke(parent);
+            if children.is_empty() {
+                self.not_to_start(parent, target);
+                continue;
+            }
+            for (id, waiter, child_target) in children {
+                let from = match waiter {
+                    Waiter::Host(w) => {
+                        w.fulfil(Err(RequestError::Cancelled));
+                        Address::HOST
+                    }
+                    Waiter::Actor(requester) => {
+                        self.push_response(
+                            requester,
+                            Envelope::failure(requester, child_target, id, RequestError::Cancelled),
+                        );
+                        requester
+                    }
+                };
+                if child_target.shard() == self.id {
+                    work.push((id, child_target));
+                } else {
+                    self.revoke_at(id, from, child_target);
                 }
             }
         }
+    }
+
+    /// Request `id` to `target` ended (timeout, cancel) before it made any
+    /// request: if it may still be queued, it is marked so that it is shed
+    /// when its turn comes rather than started.
+    #[cold]
+    fn not_to_start(&mut self, id: u64, target: Address) {
+        let queued = self.is_live(target)
+            && !self.actors[target.slot() as usize]
+                .as_ref()
+                .expect("live actor")
+                .mailbox
+                .is_empty();
+        if !queued {
+            return;
+        }
+        if self.unstarted.len() >= MAX_UNSTARTED {
+            // A bound: forgetting some costs only their needless start.
+            self.unstarted.clear();
+        }
+        self.unstarted.insert(id, target);
     }
 
     /// Timer of the actor `to` fired: its payload joins the mailbox, always
@@ -1617,13 +1669,23 @@ impl Shard {
             taken += 1;
             let admitted = env.kind.counted();
             counted += admitted as u32;
-            if let Kind::Request(_, deadline) = env.kind
-                && expired(deadline, &mut self.table, &self.directory)
-            {
-                // Its requester has stopped waiting (its own timer ends it
-                // with `timeout`): shed unstarted.
-                self.counts.expired += 1;
-                continue;
+            if let Kind::Request(id, deadline) = env.kind {
+                let tick = self.shared.ticks();
+                let table = self
+                    .table
+                    .as_mut()
+                    .expect("the table is home between invocations");
+                table.at_tick(tick);
+                let d = &self.directory;
+                let now = table.pass_now(|| d.now_ns());
+                if crate::envelope::remaining_ns(deadline, now) == 0
+                    || (!self.unstarted.is_empty() && self.unstarted.remove(&id).is_some())
+                {
+                    // Its requester has stopped waiting (its own timer ends
+                    // it with `timeout`; or it ended already): shed unstarted.
+                    self.counts.expired += 1;
+                    continue;
+                }
             }
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
@@ -1873,6 +1935,8 @@ impl Shard {
             }
         };
         out.now = self.directory.now_ns();
+        let now = out.now;
+        self.table().set_pass_now(now);
         let supervisor = actor
             .supervisor
             .as_mut()
@@ -1970,6 +2034,9 @@ impl Shard {
         };
         out.rate = old.rate;
         out.now = self.directory.now_ns();
+        // (Commands may run outside a pass.)
+        let now = out.now;
+        self.table().set_pass_now(now);
         // The new `init` reads what the old instance stored; a copy, so a
         // rollback leaves the old one's as it was.
         out.storage = old.storage.copy();
@@ -2178,16 +2245,6 @@ impl Shard {
             dead_letters: std::mem::take(&mut self.dead_letters),
         }
     }
-}
-
-/// Whether a request carrying `deadline` is past it, by the pass's clock
-/// (a free function, so a caller can hold an actor meanwhile).
-#[inline]
-fn expired(deadline: u32, table: &mut Option<Box<Requests>>, directory: &Directory) -> bool {
-    let table = table
-        .as_mut()
-        .expect("the table is home between invocations");
-    crate::envelope::remaining_ns(deadline, table.pass_now(|| directory.now_ns())) == 0
 }
 
 /// A failure beyond an intensity: `what` it says, with the last failure as

@@ -228,7 +228,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Epoch ticks so far, counted by the ticker while some shard is busy: the
     /// coarse clock by which a shard bounds the length of a pass.
-    ticks: AtomicU64,
+    /// (Shared with the directory, whose outboxes read it too.)
+    ticks: Arc<AtomicU64>,
     ticker: OnceLock<Thread>,
     ticker_stop: AtomicBool,
     idle_waiters: AtomicUsize,
@@ -236,14 +237,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(shards: Vec<ShardHandle>, ring_capacity: usize) -> Shared {
+    pub(crate) fn new(
+        shards: Vec<ShardHandle>,
+        ring_capacity: usize,
+        ticks: Arc<AtomicU64>,
+    ) -> Shared {
         let n = shards.len();
         Shared {
             shards: shards.into_boxed_slice(),
             mesh: Mesh::new(n, ring_capacity),
             actors: Mutex::new(Registry::default()),
             active: AtomicUsize::new(n),
-            ticks: AtomicU64::new(0),
+            ticks,
             ticker: OnceLock::new(),
             ticker_stop: AtomicBool::new(false),
             idle_waiters: AtomicUsize::new(0),
