@@ -140,15 +140,10 @@ impl Outbox {
         topic: &str,
         payload: Payload,
     ) -> Result<crate::PublishOutcome, SendError> {
-        use crate::topics::{Malformed, parse};
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        match parse(topic, false) {
-            Ok(_) => {}
-            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
-            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
-        }
+        crate::topics::checked(topic, false)?;
         if self.directory.is_stopping() {
             return Err(SendError::ShuttingDown);
         }
@@ -207,12 +202,8 @@ impl Outbox {
     /// `too-many-requests` beyond [`crate::MAX_SUBSCRIPTIONS`];
     /// `shutting-down`.
     pub(crate) fn subscribe(&mut self, topic: &str) -> Result<(), SendError> {
-        use crate::topics::{Malformed, SubscribeError, parse};
-        match parse(topic, true) {
-            Ok(_) => {}
-            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
-            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
-        }
+        use crate::topics::SubscribeError;
+        crate::topics::checked(topic, true)?;
         if self.directory.is_stopping() {
             return Err(SendError::ShuttingDown);
         }

@@ -692,18 +692,13 @@ impl Runtime {
     /// [`SendError::UnknownTarget`] for a topic that breaks the grammar,
     /// [`SendError::TooLarge`], [`SendError::ShuttingDown`].
     pub fn publish(&self, topic: &str, payload: &[u8]) -> Result<PublishOutcome, SendError> {
-        use crate::topics::{Malformed, parse};
         if self.directory.is_closing() {
             return Err(SendError::ShuttingDown);
         }
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
-        match parse(topic, false) {
-            Ok(_) => {}
-            Err(Malformed::TooLong) => return Err(SendError::TooLarge),
-            Err(Malformed::Invalid) => return Err(SendError::UnknownTarget),
-        }
+        crate::topics::checked(topic, false)?;
         let route = self.directory.topics.resolve(topic);
         let mut outcome = PublishOutcome::default();
         for &to in route.subscribers.iter() {

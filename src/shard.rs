@@ -1451,14 +1451,29 @@ impl Shard {
     /// on down the chain, across shards.
     #[cold]
     fn revoked(&mut self, parent: u64, target: Address) {
+        // Nothing made on its behalf (the usual case): no allocation.
+        let children = self.table().revoke(parent);
+        if children.is_empty() {
+            return self.not_to_start(parent, target);
+        }
         // A worklist, not a recursion: a chain on one shard may be long.
-        let mut work = vec![(parent, target)];
-        while let Some((parent, target)) = work.pop() {
-            let children = self.table().revoke(parent);
-            if children.is_empty() {
-                self.not_to_start(parent, target);
-                continue;
-            }
+        let mut work = Vec::new();
+        let mut next = Some(children);
+        loop {
+            let children = match next.take() {
+                Some(children) => children,
+                None => {
+                    let Some((parent, target)) = work.pop() else {
+                        break;
+                    };
+                    let children = self.table().revoke(parent);
+                    if children.is_empty() {
+                        self.not_to_start(parent, target);
+                        continue;
+                    }
+                    children
+                }
+            };
             for (id, waiter, child_target) in children {
                 let from = match waiter {
                     Waiter::Host(w) => {

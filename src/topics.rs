@@ -121,6 +121,16 @@ pub(crate) fn parse(topic: &str, pattern: bool) -> Result<Shape<'_>, Malformed> 
     }
 }
 
+/// Checks `topic` (`pattern`: a subscription, which may end in `*`) as a
+/// send or subscribe does: `too-large` over [`MAX_TOPIC_LEN`],
+/// `unknown-target` for one that breaks the grammar.
+pub(crate) fn checked(topic: &str, pattern: bool) -> Result<Shape<'_>, crate::SendError> {
+    parse(topic, pattern).map_err(|e| match e {
+        Malformed::TooLong => crate::SendError::TooLarge,
+        Malformed::Invalid => crate::SendError::UnknownTarget,
+    })
+}
+
 /// Per-topic counters of one publishing shard (or the host).
 #[derive(Default)]
 #[repr(align(128))]
