@@ -31,6 +31,11 @@ pub(crate) struct Actor {
     pub(crate) body: Body,
     /// Monitors watching it: (id, watcher). They end when it is gone for good.
     pub(crate) monitors: Vec<(u64, Address)>,
+    /// Requests to it that ended (timeout, cancel) while they were queued:
+    /// shed when their turn comes. Emptied whenever its mailbox empties (a
+    /// revocation always arrives after its request, so by then each was
+    /// taken or had already been handled).
+    pub(crate) unstarted: ahash::AHashSet<u64>,
     /// How it is restarted, if it is supervised.
     pub(crate) supervisor: Option<Box<Supervisor>>,
 }
@@ -118,6 +123,7 @@ impl Actor {
             handled: 0,
             body,
             monitors: Vec::new(),
+            unstarted: ahash::AHashSet::new(),
             supervisor: None,
         }
     }

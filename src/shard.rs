@@ -41,8 +41,6 @@ const MAX_TURNS: u32 = 256;
 /// that timers, control commands and inbound rings are serviced: a pass lasts at
 /// most two epoch ticks, plus the invocation running when they pass.
 const PASS_TICKS: u64 = 2;
-/// Most requests marked to be shed unstarted at once (see `not_to_start`).
-const MAX_UNSTARTED: usize = 65_536;
 /// Panics a shard's thread survives before it gives up.
 const MAX_PANICS: u32 = 16;
 /// The shortest and longest sleep of a shard waiting for a full ring to drain.
@@ -118,9 +116,6 @@ pub(crate) struct Shard {
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
-    /// Requests that ended (timeout, cancel) while queued here, by id, with
-    /// their targets: shed when their turn comes.
-    unstarted: ahash::AHashMap<u64, Address>,
     /// Supervision groups on this shard, by index.
     groups: Vec<GroupState>,
     /// Supervised actors waiting for their restart: when, slot, generation.
@@ -166,7 +161,6 @@ impl Shard {
             in_hand: false,
             spawning: None,
             dead_letters: Vec::new(),
-            unstarted: ahash::AHashMap::new(),
             groups: Vec::new(),
             restarts: BinaryHeap::new(),
             counts: ShardStats {
@@ -303,7 +297,10 @@ impl Shard {
     pub(crate) fn pass(&mut self) -> bool {
         self.counts.loops += 1;
         let loops = self.counts.loops;
-        self.table().new_pass(loops);
+        let tick = self.shared.ticks();
+        let table = self.table();
+        table.new_pass(loops);
+        table.at_tick(tick);
         self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
         if self.take_commands() {
             return true;
@@ -870,10 +867,12 @@ impl Shard {
     #[inline]
     fn pass_now(&mut self) -> u64 {
         let d = &self.directory;
-        self.table
+        let table = self
+            .table
             .as_mut()
-            .expect("the table is home between invocations")
-            .pass_now(|| d.now_ns())
+            .expect("the table is home between invocations");
+        table.at_tick(self.shared.ticks());
+        table.pass_now(|| d.now_ns())
     }
 
     /// Makes sure `actors` reaches `slot`.
@@ -1167,6 +1166,11 @@ impl Shard {
         for _ in 0..2 {
             if to != Address::HOST && (to == env.to || to == env.from) {
                 // Addressed to the dead-letter actor itself, or its own.
+                break;
+            }
+            if self.stopping && to.shard() == self.id {
+                // This shard takes nothing more (it failed): it would be a
+                // dead letter again.
                 break;
             }
             match d.admit(to, &bytes, u64::MAX) {
@@ -1502,20 +1506,15 @@ impl Shard {
     /// when its turn comes rather than started.
     #[cold]
     fn not_to_start(&mut self, id: u64, target: Address) {
-        let queued = self.is_live(target)
-            && !self.actors[target.slot() as usize]
-                .as_ref()
-                .expect("live actor")
-                .mailbox
-                .is_empty();
-        if !queued {
+        if !self.is_live(target) {
             return;
         }
-        if self.unstarted.len() >= MAX_UNSTARTED {
-            // A bound: forgetting some costs only their needless start.
-            self.unstarted.clear();
+        let actor = self.actors[target.slot() as usize]
+            .as_mut()
+            .expect("live actor");
+        if !actor.mailbox.is_empty() {
+            actor.unstarted.insert(id);
         }
-        self.unstarted.insert(id, target);
     }
 
     /// Timer of the actor `to` fired: its payload joins the mailbox, always
@@ -1685,6 +1684,7 @@ impl Shard {
             let admitted = env.kind.counted();
             counted += admitted as u32;
             if let Kind::Request(id, deadline) = env.kind {
+                let revoked = !actor.unstarted.is_empty() && actor.unstarted.remove(&id);
                 let tick = self.shared.ticks();
                 let table = self
                     .table
@@ -1693,9 +1693,7 @@ impl Shard {
                 table.at_tick(tick);
                 let d = &self.directory;
                 let now = table.pass_now(|| d.now_ns());
-                if crate::envelope::remaining_ns(deadline, now) == 0
-                    || (!self.unstarted.is_empty() && self.unstarted.remove(&id).is_some())
-                {
+                if revoked || crate::envelope::remaining_ns(deadline, now) == 0 {
                     // Its requester has stopped waiting (its own timer ends
                     // it with `timeout`; or it ended already): shed unstarted.
                     self.counts.expired += 1;
@@ -1747,6 +1745,10 @@ impl Shard {
         actor.publish();
         if actor.mailbox.is_empty() {
             actor.scheduled = false;
+            if !actor.unstarted.is_empty() {
+                // Every request queued when it was marked has been taken.
+                actor.unstarted = Default::default();
+            }
         } else {
             self.ready.push_back(slot);
         }
