@@ -155,42 +155,31 @@ impl Outbox {
         let mut cache = self.topic_cache.take().unwrap_or_default();
         let grants = self.grants.as_deref();
         let route = cache.route(&self.directory.topics, topic, |t| {
-            grants.is_none_or(|g| allows(g, crate::grants::Operation::Publish, t))
+            grants.is_none_or(|g| allows(g, Operation::Publish, t))
         });
-        let mut outcome = crate::PublishOutcome::default();
-        let result = if let Some(route) = route {
-            for &to in route.subscribers.iter() {
-                match self.directory.admit(to, &payload, u64::MAX) {
-                    Ok(()) => {
-                        self.staged.push(Envelope {
-                            to,
-                            from: self.me,
-                            kind: Kind::Tell,
-                            payload: payload.clone(),
-                        });
-                        outcome.delivered += 1;
-                    }
-                    // It ended since the route was resolved: no longer a subscriber.
-                    Err(SendError::UnknownTarget) => {}
-                    Err(_) => outcome.refused += 1,
-                }
-            }
-            route.counters.count(self.me.shard(), false, outcome);
-            self.sent += u64::from(outcome.delivered);
-            Ok(outcome)
-        } else {
-            Err(SendError::Denied)
-        };
+        let (me, staged) = (self.me, &mut self.staged);
+        let outcome = route.map(|route| {
+            route.offer(&self.directory, &payload, me.shard(), |to| {
+                staged.push(Envelope {
+                    to,
+                    from: me,
+                    kind: Kind::Tell,
+                    payload: payload.clone(),
+                });
+            })
+        });
         self.topic_cache = Some(cache);
         if let Some(rate) = &mut self.rate {
             // A denied publication costs its quota too, as a denied send does.
             rate.spend(self.now);
         }
-        if result.is_err() {
-            let aim: String = topic.chars().take(256).collect();
-            return Err(self.deny(crate::grants::Operation::Publish, Aim::Name(aim.into())));
+        match outcome {
+            Some(outcome) => {
+                self.sent += u64::from(outcome.delivered);
+                Ok(outcome)
+            }
+            None => Err(self.deny_name(Operation::Publish, topic)),
         }
-        result
     }
 
     /// Subscribes this actor to `topic` (a name, or a pattern ending in `.*`).
@@ -208,10 +197,9 @@ impl Outbox {
             return Err(SendError::ShuttingDown);
         }
         if let Some(g) = self.grants.as_deref()
-            && !allows(g, crate::grants::Operation::Subscribe, topic)
+            && !allows(g, Operation::Subscribe, topic)
         {
-            let aim: String = topic.chars().take(256).collect();
-            return Err(self.deny(crate::grants::Operation::Subscribe, Aim::Name(aim.into())));
+            return Err(self.deny_name(Operation::Subscribe, topic));
         }
         match self.directory.topics.subscribe(self.me, topic) {
             Ok(()) => {
@@ -419,11 +407,8 @@ impl Outbox {
             }
             return Err(e);
         }
-        let d = &self.directory;
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
-        // The pass's reading, unless a tick has passed since (a long handler).
-        table.at_tick(d.ticks.load(std::sync::atomic::Ordering::Relaxed));
-        let now = table.pass_now(|| d.now_ns());
+        let now = table.now(&self.directory);
         // Made while handling a request: capped at its deadline, and ended
         // with it if it ends by timeout or cancel.
         let (timeout_ns, parent) = match self.requests.on_behalf() {
@@ -506,8 +491,15 @@ impl Outbox {
     /// Counts and records a `lookup` of `name` that its grants hid.
     #[cold]
     pub(crate) fn hidden(&mut self, name: &str) {
+        self.deny_name(Operation::Lookup, name);
+    }
+
+    /// Counts and records a denial of `operation` on a name (a component,
+    /// a topic, a name looked up), cut for the audit trail.
+    #[cold]
+    fn deny_name(&mut self, operation: Operation, name: &str) -> SendError {
         let name: String = name.chars().take(256).collect();
-        self.deny(Operation::Lookup, Aim::Name(name.into()));
+        self.deny(operation, Aim::Name(name.into()))
     }
 
     pub(crate) fn now_ns(&self) -> u64 {
@@ -542,8 +534,7 @@ impl Outbox {
         if let Some(grants) = &self.grants
             && !allows(grants, Operation::Spawn, component)
         {
-            let aim: String = component.chars().take(256).collect();
-            self.deny(Operation::Spawn, Aim::Name(aim.into()));
+            self.deny_name(Operation::Spawn, component);
             return Err(ChildSpawnError::Denied);
         }
         let Some(made_from) = d.component(component) else {

@@ -38,11 +38,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ahash::AHashMap;
 use smallvec::SmallVec;
 
 use crate::address::Address;
+use crate::directory::Directory;
 use crate::envelope::Payload;
 use crate::error::{RequestError, SendError};
 use crate::reply::HostWaiter;
@@ -112,12 +114,10 @@ pub(crate) struct Requests {
     derived: AHashMap<u64, SmallVec<[u64; 2]>>,
     /// Outcomes so far, and the requests open now (`counts.open`).
     pub(crate) counts: RequestStats,
-    /// The shard's pass and epoch tick now (set as each pass begins and
-    /// before each message), and those when the clock was last read, with the
-    /// reading: the clock is read at most once a pass and tick, and only when
-    /// something needs it.
+    /// The shard's pass now (set as each pass begins), and the pass and
+    /// epoch tick when the clock was last read, with the reading: the clock is
+    /// read at most once a pass and tick, and only when something needs it.
     pass: u64,
-    tick: u64,
     clock: (u64, u64, u64),
 }
 
@@ -151,7 +151,6 @@ impl Requests {
             derived: AHashMap::new(),
             counts: RequestStats::default(),
             pass: 0,
-            tick: 0,
             clock: (u64::MAX, 0, 0),
         }
     }
@@ -162,25 +161,21 @@ impl Requests {
         self.pass = pass;
     }
 
-    /// The epoch tick is `tick` (a reading older than it is stale).
+    /// `d`'s clock as read in this pass and its epoch tick, read now if it
+    /// has not been (a reading older than a tick is stale: a long handler).
     #[inline]
-    pub(crate) fn at_tick(&mut self, tick: u64) {
-        self.tick = tick;
-    }
-
-    /// The clock as read in this pass and tick; `read` reads it if they have not.
-    #[inline]
-    pub(crate) fn pass_now(&mut self, read: impl FnOnce() -> u64) -> u64 {
-        if self.clock.0 != self.pass || self.clock.1 != self.tick {
-            self.clock = (self.pass, self.tick, read());
+    pub(crate) fn now(&mut self, d: &Directory) -> u64 {
+        let tick = d.ticks.load(Ordering::Relaxed);
+        if self.clock.0 != self.pass || self.clock.1 != tick {
+            self.clock = (self.pass, tick, d.now_ns());
         }
         self.clock.2
     }
 
-    /// The clock was read (`now`): the rest of this pass and tick go by it.
+    /// `d`'s clock was just read (`now`): the rest of this pass and tick go by it.
     #[inline]
-    pub(crate) fn set_pass_now(&mut self, now: u64) {
-        self.clock = (self.pass, self.tick, now);
+    pub(crate) fn set_now(&mut self, d: &Directory, now: u64) {
+        self.clock = (self.pass, d.ticks.load(Ordering::Relaxed), now);
     }
 
     /// Requests open now.
@@ -360,10 +355,16 @@ impl Requests {
 
     /// Ends every timer the actor `me` has pending (it ended); returns how many.
     pub(crate) fn drop_timers(&mut self, me: Address) -> u64 {
+        self.drop_timers_where(|a| a == me)
+    }
+
+    /// Ends every pending timer whose actor is `gone` (counted as unfired):
+    /// a scan of the table.
+    fn drop_timers_where(&mut self, gone: impl Fn(Address) -> bool) -> u64 {
         let mut ended = 0;
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
-            if e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me) {
+            if e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if gone(a)) {
                 self.close_timer(pack(self.shard, slot as u32, e.generation));
                 ended += 1;
             }
@@ -537,13 +538,7 @@ impl Requests {
     /// Ends every request any actor of this shard has open, and every timer
     /// (shutdown: all of them are going), in one scan.
     pub(crate) fn abandon_all(&mut self) -> u64 {
-        for slot in 0..self.entries.len() {
-            let e = &self.entries[slot];
-            if e.kind == Use::Timer && e.open.is_some() {
-                self.close_timer(pack(self.shard, slot as u32, e.generation));
-                self.counts.unfired += 1;
-            }
-        }
+        self.drop_timers_where(|_| true);
         self.abandon_where(|_| true)
     }
 

@@ -700,23 +700,13 @@ impl Runtime {
         }
         crate::topics::checked(topic, false)?;
         let route = self.directory.topics.resolve(topic);
-        let mut outcome = PublishOutcome::default();
-        for &to in route.subscribers.iter() {
-            match self.directory.admit(to, payload, u64::MAX) {
-                Ok(()) => {
-                    self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
-                        to,
-                        Address::HOST,
-                        payload,
-                    )));
-                    outcome.delivered += 1;
-                }
-                Err(SendError::UnknownTarget) => {}
-                Err(_) => outcome.refused += 1,
-            }
-        }
-        route.counters.count(self.shards(), true, outcome);
-        Ok(outcome)
+        Ok(route.offer(&self.directory, payload, self.shards(), |to| {
+            self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
+                to,
+                Address::HOST,
+                payload,
+            )));
+        }))
     }
 
     /// Every topic published to or subscribed to (names and patterns), by

@@ -297,10 +297,7 @@ impl Shard {
     pub(crate) fn pass(&mut self) -> bool {
         self.counts.loops += 1;
         let loops = self.counts.loops;
-        let tick = self.shared.ticks();
-        let table = self.table();
-        table.new_pass(loops);
-        table.at_tick(tick);
+        self.table().new_pass(loops);
         self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
         if self.take_commands() {
             return true;
@@ -597,24 +594,22 @@ impl Shard {
             return Err(TimerError::UnknownTarget(to));
         }
         let cap = self.directory.max_timers;
-        let mut table = self.table.take().expect("the table is home between passes");
-        let actor = self.actors[to.slot() as usize]
+        let table = self
+            .table
             .as_mut()
-            .expect("live actor");
-        let out = actor.outbox();
-        let r = if out.timers >= cap {
-            Err(TimerError::TooManyTimers(cap))
-        } else {
-            match table.open_timer(to, Address::HOST, delay_ns, payload) {
-                Ok(id) => {
-                    out.timers += 1;
-                    Ok(id)
-                }
-                Err(_) => Err(TimerError::TooManyTimers(cap)),
-            }
-        };
-        self.table = Some(table);
-        r
+            .expect("the table is home between passes");
+        let out = self.actors[to.slot() as usize]
+            .as_mut()
+            .expect("live actor")
+            .outbox();
+        if out.timers >= cap {
+            return Err(TimerError::TooManyTimers(cap));
+        }
+        let id = table
+            .open_timer(to, Address::HOST, delay_ns, payload)
+            .map_err(|_| TimerError::TooManyTimers(cap))?;
+        out.timers += 1;
+        Ok(id)
     }
 
     /// The host cancels timer `id`: whichever actor of this shard it is for.
@@ -796,7 +791,7 @@ impl Shard {
         // it at once); its `init`'s requests and quota count from it.
         out.now = self.directory.now_ns();
         let now = out.now;
-        self.table().set_pass_now(now);
+        self.set_pass_now(now);
         if let Some(rate) = rate {
             out.rate = Some(Bucket::new(rate));
         }
@@ -855,7 +850,7 @@ impl Shard {
         if out.requests.open() > 0 {
             self.table().abandon(me);
         }
-        self.drop_timers(me, &mut out.timers);
+        self.drop_timers(me, out);
         for env in std::mem::take(&mut out.staged) {
             if !matches!(env.kind, Kind::Monitor(_)) {
                 self.route(env);
@@ -863,16 +858,23 @@ impl Shard {
         }
     }
 
-    /// The clock as read in this pass (read now if the pass has not).
+    /// The clock as read in this pass and tick (read now if it has not been).
     #[inline]
     fn pass_now(&mut self) -> u64 {
         let d = &self.directory;
-        let table = self
-            .table
+        self.table
             .as_mut()
-            .expect("the table is home between invocations");
-        table.at_tick(self.shared.ticks());
-        table.pass_now(|| d.now_ns())
+            .expect("the table is home between invocations")
+            .now(d)
+    }
+
+    /// The clock was just read (`now`): the rest of this pass and tick go by it.
+    fn set_pass_now(&mut self, now: u64) {
+        let d = &self.directory;
+        self.table
+            .as_mut()
+            .expect("the table is home between invocations")
+            .set_now(d, now);
     }
 
     /// Makes sure `actors` reaches `slot`.
@@ -1058,9 +1060,7 @@ impl Shard {
         }
         // Its timers end with it.
         if !self.stopping {
-            let mut timers = actor.outbox().timers;
-            self.drop_timers(me, &mut timers);
-            actor.outbox().timers = timers;
+            self.drop_timers(me, actor.outbox());
         }
         let error = if reason == DeadLetterReason::TargetFailed {
             RequestError::TargetFailed
@@ -1414,7 +1414,7 @@ impl Shard {
             return;
         };
         // The pass's clock reading, for what runs next.
-        self.table().set_pass_now(now);
+        self.set_pass_now(now);
         while let Some(expired) = self.table().expire(now) {
             match expired {
                 Expired::Request(id, Waiter::Host(w), target) => {
@@ -1544,11 +1544,12 @@ impl Shard {
         }
     }
 
-    /// Ends the timers the actor `me` has pending, if it has any.
-    fn drop_timers(&mut self, me: Address, out_timers: &mut u32) {
-        if *out_timers > 0 {
+    /// Ends the timers the actor `me` (whose outbox is `out`) has pending,
+    /// if it has any.
+    fn drop_timers(&mut self, me: Address, out: &mut Outbox) {
+        if out.timers > 0 {
             self.table().drop_timers(me);
-            *out_timers = 0;
+            out.timers = 0;
         }
     }
 
@@ -1659,7 +1660,7 @@ impl Shard {
                 .table
                 .as_mut()
                 .expect("the table is home between invocations");
-            actor.outbox().now = table.pass_now(|| d.now_ns());
+            actor.outbox().now = table.now(d);
         }
         let batch = self
             .batch
@@ -1685,14 +1686,11 @@ impl Shard {
             counted += admitted as u32;
             if let Kind::Request(id, deadline) = env.kind {
                 let revoked = !actor.unstarted.is_empty() && actor.unstarted.remove(&id);
-                let tick = self.shared.ticks();
-                let table = self
+                let now = self
                     .table
                     .as_mut()
-                    .expect("the table is home between invocations");
-                table.at_tick(tick);
-                let d = &self.directory;
-                let now = table.pass_now(|| d.now_ns());
+                    .expect("the table is home between invocations")
+                    .now(&self.directory);
                 if revoked || crate::envelope::remaining_ns(deadline, now) == 0 {
                     // Its requester has stopped waiting (its own timer ends
                     // it with `timeout`; or it ended already): shed unstarted.
@@ -1953,7 +1951,7 @@ impl Shard {
         };
         out.now = self.directory.now_ns();
         let now = out.now;
-        self.table().set_pass_now(now);
+        self.set_pass_now(now);
         let supervisor = actor
             .supervisor
             .as_mut()
@@ -2053,7 +2051,7 @@ impl Shard {
         out.now = self.directory.now_ns();
         // (Commands may run outside a pass.)
         let now = out.now;
-        self.table().set_pass_now(now);
+        self.set_pass_now(now);
         // The new `init` reads what the old instance stored; a copy, so a
         // rollback leaves the old one's as it was.
         out.storage = old.storage.copy();
@@ -2070,13 +2068,11 @@ impl Shard {
                 actor.outbox().storage.adopt(&mut old.storage);
                 // Committed: the earlier timers the new `init` cancelled go.
                 let trial = actor.outbox().trial.take().unwrap_or_default();
-                let mut table = self.table.take().expect("the table is home");
                 for id in trial.cancelled {
-                    if table.cancel_timer(id, me) {
+                    if self.table().cancel_timer(id, me) {
                         actor.outbox().timers -= 1;
                     }
                 }
-                self.table = Some(table);
                 self.table().abandon_ids(asked);
                 let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
                 if let Some(s) = actor.supervisor.as_deref_mut() {

@@ -187,6 +187,36 @@ pub(crate) struct Route {
     pub(crate) counters: Arc<Counters>,
 }
 
+impl Route {
+    /// Offers `payload` to every subscriber: each admits it at its mailbox
+    /// or refuses it (a full mailbox, a codec it does not accept);
+    /// `deliver` sends it to those that admitted it. Counted in the topic's
+    /// `lane` (a publishing shard's, or the host's: the last).
+    pub(crate) fn offer(
+        &self,
+        directory: &crate::directory::Directory,
+        payload: &[u8],
+        lane: usize,
+        mut deliver: impl FnMut(Address),
+    ) -> PublishOutcome {
+        let mut outcome = PublishOutcome::default();
+        for &to in self.subscribers.iter() {
+            match directory.admit(to, payload, u64::MAX) {
+                Ok(()) => {
+                    deliver(to);
+                    outcome.delivered += 1;
+                }
+                // It ended since the route was resolved: no longer a subscriber.
+                Err(crate::SendError::UnknownTarget) => {}
+                Err(_) => outcome.refused += 1,
+            }
+        }
+        let host = lane + 1 == self.counters.lanes.len();
+        self.counters.count(lane, host, outcome);
+        outcome
+    }
+}
+
 /// The runtime's registry of subscriptions.
 pub(crate) struct Topics {
     /// Moves on with every change of a subscription (Release), read by every
