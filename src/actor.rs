@@ -141,6 +141,52 @@ impl Actor {
         self.outbox().timers -= 1;
     }
 
+    /// [`Actor::handle`] for a traced envelope: what the actor sends meanwhile
+    /// inherits its trace; with the `tracing` feature, the handling is a span
+    /// (`wasmshard.handle`, at `INFO`) carrying the ids, the actor's name and
+    /// address, the shard, the envelope's kind and size, and the outcome.
+    #[cold]
+    #[inline(never)]
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn handle_traced(&mut self, env: &Envelope, shard: usize) -> Result<(), Fault> {
+        let Some(trace) = env.trace.as_deref().copied() else {
+            return self.handle(env);
+        };
+        self.outbox().trace = Some(trace.context);
+        #[cfg(feature = "tracing")]
+        let result = {
+            let span = tracing::info_span!(
+                target: "wasmshard",
+                "wasmshard.handle",
+                trace_id = %format_args!("{:032x}", trace.context.trace_id()),
+                span_id = %format_args!("{:016x}", trace.context.span_id()),
+                parent_span_id = %format_args!("{:016x}", trace.parent),
+                actor = %self.info.name,
+                address = %env.to,
+                from = %env.from,
+                shard,
+                kind = match env.kind {
+                    Kind::Request(..) => "request",
+                    Kind::Response(..) => "response",
+                    Kind::Timer => "timer",
+                    _ => "message",
+                },
+                size = env.payload.len(),
+                outcome = tracing::field::Empty,
+            );
+            let result = span.in_scope(|| self.handle(env));
+            match &result {
+                Ok(()) => span.record("outcome", "handled"),
+                Err(fault) => span.record("outcome", tracing::field::display(&fault.failure)),
+            };
+            result
+        };
+        #[cfg(not(feature = "tracing"))]
+        let result = self.handle(env);
+        self.outbox().trace = None;
+        result
+    }
+
     /// Handles one envelope: a message, a request or a response. `Err` carries why
     /// the actor failed.
     #[inline]
@@ -204,6 +250,7 @@ impl Actor {
                         ));
                     }
                     (Some(bytes), Some(_)) => out.staged.push(Envelope {
+                        trace: crate::outbox::inherit(out.trace),
                         to: from,
                         from: out.me,
                         kind: Kind::Response(id, Ok(())),

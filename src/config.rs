@@ -137,6 +137,8 @@ pub(crate) struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) max_open_requests: u32,
     pub(crate) max_timers: u32,
+    /// The share of the host's sends that start a trace (0 to 1).
+    pub(crate) trace_sampling: f64,
     pub(crate) storage_quota: usize,
     pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
@@ -266,6 +268,7 @@ impl RuntimeBuilder {
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
                 max_timers: DEFAULT_MAX_TIMERS,
+                trace_sampling: 0.0,
                 storage_quota: DEFAULT_STORAGE_QUOTA,
                 storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
@@ -402,6 +405,22 @@ impl RuntimeBuilder {
     /// actor's mailbox, and this cap is what bounds them.
     pub fn max_timers(mut self, n: u32) -> Self {
         self.config.max_timers = n;
+        self
+    }
+
+    /// The share of the host's messages that start a trace: each tell,
+    /// request or publication the host makes without a context
+    /// ([`Runtime::send`](crate::Runtime::send),
+    /// [`request`](crate::Runtime::request),
+    /// [`publish`](crate::Runtime::publish)) is traced with probability
+    /// `rate`, from 0 (the default: none) to 1 (all). Everything actors send
+    /// while handling a traced message carries the trace on (see
+    /// [`TraceContext`](crate::TraceContext)). Messages the host sends with
+    /// [`Runtime::send_traced`](crate::Runtime::send_traced) or
+    /// [`request_traced`](crate::Runtime::request_traced) are traced
+    /// whatever the rate.
+    pub fn trace_sampling(mut self, rate: f64) -> Self {
+        self.config.trace_sampling = rate;
         self
     }
 
@@ -564,6 +583,12 @@ impl RuntimeBuilder {
             1,
             MAX_MAX_TIMERS.into(),
         )?;
+        if !(0.0..=1.0).contains(&c.trace_sampling) {
+            return Err(BuildError::Setting(format!(
+                "trace_sampling (manifest `trace-sampling`) must be a share from 0 to 1, not {}",
+                c.trace_sampling
+            )));
+        }
         duration(
             "park_spin",
             "park-spin-us",

@@ -52,6 +52,8 @@ pub(crate) struct Directory {
     pub(crate) max_open_requests: u32,
     /// Timers one actor may have pending.
     pub(crate) max_timers: u32,
+    /// Which of the host's messages start a trace.
+    pub(crate) sampler: crate::trace::Sampler,
     /// Epoch ticks so far (the shards' coarse clock; zero for ever on a
     /// manual runtime): a clock reading taken before the last tick is stale.
     pub(crate) ticks: Arc<AtomicU64>,
@@ -102,6 +104,7 @@ impl Directory {
             max_payload: config.max_payload,
             max_open_requests: config.max_open_requests,
             max_timers: config.max_timers,
+            sampler: crate::trace::Sampler::new(config.trace_sampling),
             ticks,
             dead_letter_actor: config.dead_letter_actor.clone(),
             dead_letter_to: std::sync::atomic::AtomicU64::new(0),

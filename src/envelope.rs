@@ -4,6 +4,7 @@ use smallvec::SmallVec;
 
 use crate::address::Address;
 use crate::error::RequestError;
+use crate::trace::Trace;
 
 /// Payload bytes; up to 64 bytes live inline, with no heap allocation.
 pub(crate) type Payload = SmallVec<[u8; 64]>;
@@ -84,11 +85,15 @@ pub(crate) struct Envelope {
     pub(crate) from: Address,
     pub(crate) kind: Kind,
     pub(crate) payload: Payload,
+    /// Its trace context, if it is traced (`None`: unsampled, and one
+    /// pointer's width).
+    pub(crate) trace: Option<Box<Trace>>,
 }
 
 impl Envelope {
     pub(crate) fn tell(to: Address, from: Address, payload: &[u8]) -> Envelope {
         Envelope {
+            trace: None,
             to,
             from,
             kind: Kind::Tell,
@@ -99,6 +104,7 @@ impl Envelope {
     /// A failure notice ending request `id`, from `from` (the target) to `to`.
     pub(crate) fn failure(to: Address, from: Address, id: u64, error: RequestError) -> Envelope {
         Envelope {
+            trace: None,
             to,
             from,
             kind: Kind::Response(id, Err(error)),
@@ -134,10 +140,10 @@ mod tests {
         assert_eq!(remaining_ns(d, 20 * 24 * 3600 * 1_000_000_000), 0);
     }
 
-    /// The docs give a ring's memory as capacity × 112 bytes: an envelope and the
+    /// The docs give a ring's memory as capacity × 120 bytes: an envelope and the
     /// queue's stamp. A change of the envelope's size must change them too.
     #[test]
-    fn a_ring_slot_is_112_bytes() {
-        assert_eq!(std::mem::size_of::<super::Envelope>() + 8, 112);
+    fn a_ring_slot_is_120_bytes() {
+        assert_eq!(std::mem::size_of::<super::Envelope>() + 8, 120);
     }
 }

@@ -18,6 +18,7 @@ pub(crate) const TIMERS_INTERFACE: &str = "wasmshard:actor/timers@0.1.0";
 pub(crate) const TOPICS_INTERFACE: &str = "wasmshard:actor/topics@0.1.0";
 pub(crate) const LIFECYCLE_INTERFACE: &str = "wasmshard:actor/lifecycle@0.1.0";
 pub(crate) const STORAGE_INTERFACE: &str = "wasmshard:actor/storage@0.1.0";
+pub(crate) const TRACING_INTERFACE: &str = "wasmshard:actor/tracing@0.1.0";
 
 /// `publish-outcome` as the canonical ABI lowers it.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy)]
@@ -25,6 +26,17 @@ pub(crate) const STORAGE_INTERFACE: &str = "wasmshard:actor/storage@0.1.0";
 struct PublishOutcome {
     delivered: u32,
     refused: u32,
+}
+
+/// `trace-context` as the canonical ABI lowers it.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy)]
+#[component(record)]
+struct TraceContext {
+    #[component(name = "trace-hi")]
+    trace_hi: u64,
+    #[component(name = "trace-lo")]
+    trace_lo: u64,
+    span: u64,
 }
 
 /// Store data of one component actor.
@@ -264,6 +276,17 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
             Ok((store.data_mut().out.cancel_timer(id),))
         },
     )?;
+
+    let mut tracing = linker.instance(TRACING_INTERFACE)?;
+
+    tracing.func_wrap("current", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
+        entered(&store, "current")?;
+        Ok((store.data().out.trace.map(|t| TraceContext {
+            trace_hi: (t.trace_id() >> 64) as u64,
+            trace_lo: t.trace_id() as u64,
+            span: t.span_id(),
+        }),))
+    })?;
 
     let mut topics = linker.instance(TOPICS_INTERFACE)?;
 

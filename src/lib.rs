@@ -100,6 +100,7 @@ mod supervision;
 mod sys;
 mod threaded;
 mod topics;
+mod trace;
 mod typed;
 
 pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
@@ -141,6 +142,7 @@ pub use supervision::{
 pub use topics::{
     MAX_COUNTED_TOPICS, MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, OTHER_TOPICS, PublishOutcome, TopicStats,
 };
+pub use trace::{TraceContext, TraceparentError};
 pub use typed::{ReplyError, TypedReply, TypedSendError};
 /// The payload format typed sends use, shared with the guest SDK: a multicodec
 /// prefix, then the value in that codec (the `wasmshard-codec` crate).

@@ -41,7 +41,7 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `max-timers`, `park-spin-us`, `storage-quota` (bytes), `storage-dir`
+//! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1), `park-spin-us`, `storage-quota` (bytes), `storage-dir`
 //! (durable storage, relative to the manifest), `dead-letter-actor` (the actor
 //! that receives every dead letter, by name).
 //!
@@ -114,6 +114,9 @@ pub struct RuntimeSection {
     pub drain_timeout_ms: Option<u64>,
     pub max_open_requests: Option<u32>,
     pub max_timers: Option<u32>,
+    /// The share of the manifest's sends and publications that start a
+    /// trace, 0 to 1.
+    pub trace_sampling: Option<f64>,
     pub storage_quota: Option<usize>,
     /// Where durable storage lives (relative to the manifest); none: in memory.
     pub storage_dir: Option<PathBuf>,
@@ -697,6 +700,9 @@ impl Manifest {
         if let Some(v) = r.max_timers {
             b = b.max_timers(v);
         }
+        if let Some(v) = r.trace_sampling {
+            b = b.trace_sampling(v);
+        }
         if let Some(v) = r.park_spin_us {
             b = b.park_spin(Duration::from_micros(v));
         }
@@ -920,9 +926,11 @@ impl Manifest {
         } else {
             runtime.shutdown_within(Duration::ZERO)
         };
+        let traced = report.stats.shards.iter().map(|s| s.traced).sum();
         Ok(RunReport {
             actors: report.stats.actors,
             dead_letters: report.dead_letter_count,
+            traced,
             undelivered_sends: total.saturating_sub(delivered),
             refused_sends: refused,
             topics,
@@ -968,6 +976,8 @@ pub struct RunReport {
     pub actors: Vec<ActorStats>,
     /// Messages that could not be delivered.
     pub dead_letters: u64,
+    /// Envelopes handled that carried a trace context (`trace-sampling`).
+    pub traced: u64,
     /// Manifest sends (counting each repeat) that were not delivered into a
     /// mailbox: refused, or not made because the run stopped first.
     pub undelivered_sends: u64,

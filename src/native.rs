@@ -118,6 +118,14 @@ impl Context<'_> {
         self.out.now_ns()
     }
 
+    /// The trace context of the message, request or response being handled,
+    /// if it is traced (`None` in `init` and for untraced messages).
+    /// Everything the actor sends while handling it carries the trace on: a
+    /// new span of the same trace, with no code of its own.
+    pub fn trace(&self) -> Option<crate::TraceContext> {
+        self.out.trace
+    }
+
     /// Spawns an actor from the component registered under `component`
     /// ([`Runtime::register_component`](crate::Runtime::register_component)),
     /// named `name` (`None`: anonymous, reachable by its address only), on

@@ -17,6 +17,7 @@ use crate::error::{ChildSpawnError, SendError};
 use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
 use crate::requests::{Requests, Waiter};
 use crate::storage::Storage;
+use crate::trace::{Trace, TraceContext};
 
 pub(crate) struct Outbox {
     pub(crate) me: Address,
@@ -55,6 +56,9 @@ pub(crate) struct Outbox {
     pub(crate) topic_cache: Option<Box<crate::topics::Cache>>,
     /// Set while it is the new instance of an upgrade, running its `init`.
     pub(crate) trial: Option<Box<Trial>>,
+    /// The trace context of the envelope it is handling, if that is traced:
+    /// what it sends meanwhile carries a child of it.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// What the new instance of an upgrade did with timers during its `init`,
@@ -121,6 +125,7 @@ impl Outbox {
             subscribed: false,
             topic_cache: None,
             trial: None,
+            trace: None,
         }
     }
 
@@ -157,10 +162,11 @@ impl Outbox {
         let route = cache.route(&self.directory.topics, topic, |t| {
             grants.is_none_or(|g| allows(g, Operation::Publish, t))
         });
-        let (me, staged) = (self.me, &mut self.staged);
+        let (me, staged, trace) = (self.me, &mut self.staged, self.trace);
         let outcome = route.map(|route| {
             route.offer(&self.directory, &payload, me.shard(), |to| {
                 staged.push(Envelope {
+                    trace: inherit(trace),
                     to,
                     from: me,
                     kind: Kind::Tell,
@@ -292,6 +298,7 @@ impl Outbox {
             self.refused(to, &payload, e, Operation::Send)?;
         }
         self.staged.push(Envelope {
+            trace: inherit(self.trace),
             to,
             from: self.me,
             kind: Kind::Tell,
@@ -422,6 +429,7 @@ impl Outbox {
         self.spend(to);
         self.requests.opened();
         self.staged.push(Envelope {
+            trace: inherit(self.trace),
             to,
             from: self.me,
             kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
@@ -440,6 +448,7 @@ impl Outbox {
         // Never received, or already answered.
         let requester = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
         self.staged.push(Envelope {
+            trace: inherit(self.trace),
             to: requester,
             from: self.me,
             kind: Kind::Response(id, Ok(())),
@@ -464,6 +473,7 @@ impl Outbox {
             // The target forgets the watch (else a loop of monitor and
             // cancel would grow its list without bound).
             self.staged.push(Envelope {
+                trace: None,
                 to: target,
                 from: self.me,
                 kind: Kind::Demonitor(id),
@@ -473,6 +483,7 @@ impl Outbox {
             table.counts.cancelled += 1;
             // What the target asked on its behalf ends too.
             self.staged.push(Envelope {
+                trace: None,
                 to: target,
                 from: self.me,
                 kind: Kind::Revoke(id),
@@ -602,6 +613,7 @@ impl Outbox {
             return Err(self.unreached(e, Operation::Stop, target));
         }
         self.staged.push(Envelope {
+            trace: None,
             to: target,
             from: self.me,
             kind: Kind::Stop,
@@ -627,6 +639,7 @@ impl Outbox {
         let id = table.open_monitor(self.me, target)?;
         self.requests.opened();
         self.staged.push(Envelope {
+            trace: None,
             to: target,
             from: self.me,
             kind: Kind::Monitor(id),
@@ -647,4 +660,11 @@ impl Outbox {
         }
         e
     }
+}
+
+/// What an envelope sent while handling one traced with `current` carries: a
+/// child span of the same trace (nothing when untraced: one branch).
+#[inline(always)]
+pub(crate) fn inherit(current: Option<TraceContext>) -> Option<Box<Trace>> {
+    current.map(Trace::child_of)
 }

@@ -32,6 +32,7 @@ use crate::stats::{DeadLetter, ShutdownReport, Stats};
 use crate::supervision::{Factory, Group, Plan, Restart, Strategy};
 use crate::threaded::Threaded;
 use crate::topics::{PublishOutcome, TopicStats};
+use crate::trace::{Trace, TraceContext};
 
 /// The wasmshard runtime: the wasmtime engine, the shard threads, the name registry.
 ///
@@ -700,12 +701,16 @@ impl Runtime {
         }
         crate::topics::checked(topic, false)?;
         let route = self.directory.topics.resolve(topic);
+        // One trace per publication (a span per delivery), if sampled.
+        let trace = self
+            .directory
+            .sampler
+            .sample()
+            .map(|t| t.context.trace_id());
         Ok(route.offer(&self.directory, payload, self.shards(), |to| {
-            self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
-                to,
-                Address::HOST,
-                payload,
-            )));
+            let mut env = Envelope::tell(to, Address::HOST, payload);
+            env.trace = trace.map(Trace::first_in);
+            self.shared.shards[to.shard()].host_send(HostItem::Tell(env));
         }))
     }
 
@@ -768,6 +773,31 @@ impl Runtime {
     /// [`SendError::UnknownTarget`], [`SendError::TooLarge`],
     /// [`SendError::ShuttingDown`].
     pub fn send(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
+        self.send_from_host(to, payload, None)
+    }
+
+    /// [`Runtime::send`] as part of the trace `parent` (the host's span that
+    /// sends it): the message carries a new span of that trace, whatever the
+    /// sampling rate, and so does everything sent while handling it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::send`].
+    pub fn send_traced(
+        &self,
+        to: Address,
+        payload: &[u8],
+        parent: TraceContext,
+    ) -> Result<(), SendError> {
+        self.send_from_host(to, payload, Some(parent))
+    }
+
+    fn send_from_host(
+        &self,
+        to: Address,
+        payload: &[u8],
+        parent: Option<TraceContext>,
+    ) -> Result<(), SendError> {
         if self.directory.is_closing() {
             return Err(SendError::ShuttingDown);
         }
@@ -775,12 +805,20 @@ impl Runtime {
             return Err(SendError::TooLarge);
         }
         self.directory.admit(to, payload, u64::MAX)?;
-        self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope::tell(
-            to,
-            Address::HOST,
-            payload,
-        )));
+        let mut env = Envelope::tell(to, Address::HOST, payload);
+        env.trace = self.host_trace(parent);
+        self.shared.shards[to.shard()].host_send(HostItem::Tell(env));
         Ok(())
+    }
+
+    /// The trace a message from the host carries: a child of `parent`, or a
+    /// new trace if the sampler draws one.
+    #[inline]
+    fn host_trace(&self, parent: Option<TraceContext>) -> Option<Box<Trace>> {
+        match parent {
+            Some(parent) => Some(Trace::child_of(parent)),
+            None => self.directory.sampler.sample(),
+        }
     }
 
     /// Makes a request from the host to `to`, ending after `timeout` at the latest.
@@ -799,6 +837,33 @@ impl Runtime {
         to: Address,
         payload: &[u8],
         timeout: Duration,
+    ) -> Result<PendingReply, SendError> {
+        self.request_from_host(to, payload, timeout, None)
+    }
+
+    /// [`Runtime::request`] as part of the trace `parent`, as
+    /// [`Runtime::send_traced`] is for a send; the reply carries a span of
+    /// the same trace.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::request`].
+    pub fn request_traced(
+        &self,
+        to: Address,
+        payload: &[u8],
+        timeout: Duration,
+        parent: TraceContext,
+    ) -> Result<PendingReply, SendError> {
+        self.request_from_host(to, payload, timeout, Some(parent))
+    }
+
+    fn request_from_host(
+        &self,
+        to: Address,
+        payload: &[u8],
+        timeout: Duration,
+        parent: Option<TraceContext>,
     ) -> Result<PendingReply, SendError> {
         if self.directory.is_closing() {
             return Err(SendError::ShuttingDown);
@@ -821,6 +886,7 @@ impl Runtime {
             payload: Payload::from_slice(payload),
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             waiter: waiter.clone(),
+            trace: self.host_trace(parent),
         })));
         Ok(PendingReply {
             waiter,

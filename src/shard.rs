@@ -825,6 +825,7 @@ impl Shard {
     fn forget_watches(&mut self, me: Address) {
         for (id, target) in self.table().monitors_of(me) {
             self.route(Envelope {
+                trace: None,
                 to: target,
                 from: me,
                 kind: Kind::Demonitor(id),
@@ -1176,6 +1177,11 @@ impl Shard {
             match d.admit(to, &bytes, u64::MAX) {
                 Ok(()) => {
                     return self.route(Envelope {
+                        // Its handling is part of the letter's trace.
+                        trace: env
+                            .trace
+                            .as_deref()
+                            .map(|t| crate::trace::Trace::child_of(t.context)),
                         to,
                         from: Address::HOST,
                         kind: Kind::Tell,
@@ -1231,6 +1237,7 @@ impl Shard {
                     payload,
                     timeout_ns,
                     waiter,
+                    trace,
                 } = *request;
                 match self
                     .table()
@@ -1240,6 +1247,7 @@ impl Shard {
                         waiter.opened(id);
                         let now = self.pass_now();
                         self.route(Envelope {
+                            trace,
                             to,
                             from: Address::HOST,
                             kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
@@ -1442,6 +1450,7 @@ impl Shard {
             return;
         }
         self.route(Envelope {
+            trace: None,
             to: target,
             from,
             kind: Kind::Revoke(id),
@@ -1522,6 +1531,7 @@ impl Shard {
     fn fire(&mut self, to: Address, from: Address, payload: crate::envelope::Payload) {
         let slot = to.slot();
         let env = Envelope {
+            trace: None,
             to,
             from,
             kind: Kind::Timer,
@@ -1701,7 +1711,12 @@ impl Shard {
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
             self.in_hand = admitted || env.kind == Kind::Timer;
-            let result = actor.handle(&env);
+            let result = if env.trace.is_none() {
+                actor.handle(&env)
+            } else {
+                self.counts.traced += 1;
+                actor.handle_traced(&env, self.id)
+            };
             self.in_hand = false;
             self.table = actor.outbox().table.take();
             if result.is_ok() {

@@ -138,6 +138,7 @@ pub(crate) struct HostRequest {
     pub(crate) payload: Payload,
     pub(crate) timeout_ns: u64,
     pub(crate) waiter: Arc<HostWaiter>,
+    pub(crate) trace: Option<Box<crate::trace::Trace>>,
 }
 
 /// What other threads may touch of one shard.

@@ -133,6 +133,9 @@ shard_counters! {
         /// Requests shed unstarted because their deadline had passed (their
         /// requesters see `timeout`).
         expired,
+        /// Traced envelopes its actors handled (sampled, or continuing a
+        /// trace).
+        traced,
         /// Live actors on the shard.
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).

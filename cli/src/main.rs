@@ -238,6 +238,13 @@ fn table(report: &RunReport) -> String {
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "dead letters: {}", report.dead_letters);
+    if report.traced > 0 {
+        let _ = writeln!(
+            out,
+            "traced: {} handled with a trace context",
+            report.traced
+        );
+    }
     if !report.audit.is_empty() {
         let _ = writeln!(
             out,

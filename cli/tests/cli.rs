@@ -954,3 +954,45 @@ fn run_publishes_to_subscribers_and_reports_topics() {
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
 }
+
+/// `trace-sampling = 1` traces every manifest send, and the trace travels on:
+/// the report counts what was handled with a trace context. Out of range, the
+/// manifest is refused with the key named.
+#[test]
+fn run_samples_traces_and_reports_them() {
+    let dir = tempdir();
+    let text = |rate: &str| {
+        format!(
+            "[runtime]\nshards = 2\ndefault-grants = \"all\"\ntrace-sampling = {rate}\n\
+             [[actor]]\nname = \"first\"\ncomponent = \"FIXTURES/echo.wat\"\nconfig = \"last\"\nshard = 0\n\
+             [[actor]]\nname = \"last\"\ncomponent = \"FIXTURES/silent.wat\"\nshard = 1\n\
+             [[send]]\nto = \"first\"\npayload = \"hi\"\nrepeat = 3\n"
+        )
+    };
+    let path = manifest(&dir, "traced.toml", &text("1.0"));
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["traced"], 6, "three sends, each handled twice: {v}");
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("traced: 6 handled with a trace context"),
+        "{stdout}"
+    );
+
+    let path = manifest(&dir, "untraced.toml", &text("0"));
+    let out = wasmshard(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["traced"], 0, "{v}");
+
+    let path = manifest(&dir, "bad.toml", &text("2"));
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("trace-sampling"), "{stderr}");
+}

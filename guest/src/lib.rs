@@ -97,8 +97,9 @@ pub mod bindings {
 pub use bindings::wasmshard::actor::lifecycle::SpawnError;
 pub use bindings::wasmshard::actor::storage::StorageError;
 pub use bindings::wasmshard::actor::topics::PublishOutcome;
+pub use bindings::wasmshard::actor::tracing::TraceContext;
 pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
-use bindings::wasmshard::actor::{host, lifecycle, storage, timers, topics};
+use bindings::wasmshard::actor::{host, lifecycle, storage, timers, topics, tracing};
 
 /// The id of a timer this actor set ([`Ctx::schedule`]).
 pub type TimerId = u64;
@@ -306,6 +307,14 @@ impl<A: Actor> Ctx<'_, A> {
     /// Monotonic time since an arbitrary origin (the runtime's clock).
     pub fn now(&self) -> Duration {
         Duration::from_nanos(host::now_ns())
+    }
+
+    /// The trace context of the message, request or response being handled,
+    /// if it is traced (the host samples or continues traces). What this actor
+    /// sends while handling it carries the trace on by itself: a new span of
+    /// the same trace.
+    pub fn trace(&self) -> Option<TraceContext> {
+        tracing::current()
     }
 
     /// Sends `message` to `to` in the default codec.

@@ -25,6 +25,7 @@ mod supervision;
 mod support;
 mod timers;
 mod topics;
+mod traces;
 
 /// Public types are shareable across threads as documented.
 #[test]

@@ -772,7 +772,7 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
         )
         .unwrap();
     let report = |rt: &Runtime| -> [u32; 5] {
-        let reply = rt.request_typed::<_, [u32; 7]>(nursery, &"Report", Duration::from_secs(60));
+        let reply = rt.request_typed::<_, [u32; 8]>(nursery, &"Report", Duration::from_secs(60));
         rt.run_until_stalled();
         let r = reply.unwrap().try_get().expect("answered");
         r[..5].try_into().unwrap()
@@ -846,8 +846,8 @@ fn an_sdk_actor_ticks_subscribes_and_publishes() {
         .unwrap()
     };
     let (a, b) = (spawn("a", 0, 0), spawn("b", 1, 2));
-    let report = |who: Address| -> [u32; 7] {
-        rt.request_typed::<_, [u32; 7]>(who, &"Report", WAIT)
+    let report = |who: Address| -> [u32; 8] {
+        rt.request_typed::<_, [u32; 8]>(who, &"Report", WAIT)
             .unwrap()
             .wait(WAIT)
             .expect("answered")
@@ -862,7 +862,23 @@ fn an_sdk_actor_ticks_subscribes_and_publishes() {
     rt.send_typed(a, &serde_json::json!({"Publish": ["weather", 7]}))
         .unwrap();
     assert!(rt.wait_idle(WAIT));
-    assert_eq!(report(a)[5..], [5, 1], "five ticks; one delivery");
+    assert_eq!(report(a)[5..], [5, 1, 0], "five ticks; one delivery");
+    // A traced publication (`Ctx::trace`): its delivery to `b` carries the
+    // trace on; the timer's `Tock` that a traced `Tick` sets does not.
+    let parent = wasmshard::TraceContext::random();
+    let encode =
+        |v: serde_json::Value| wasmshard::codec::encode(wasmshard::codec::DEFAULT, &v).unwrap();
+    rt.send_traced(
+        a,
+        &encode(serde_json::json!({"Publish": ["news.local", 1]})),
+        parent,
+    )
+    .unwrap();
+    rt.send_traced(a, &encode(serde_json::json!({"Tick": [1, 1]})), parent)
+        .unwrap();
+    assert!(rt.wait_idle(WAIT));
+    assert_eq!(report(a)[5..], [6, 2, 2], "both traced; the tock not");
+    assert_eq!(report(b)[7], 1, "the delivery inherited the trace");
     let stats = rt.stats();
     let tallied: Vec<_> = stats
         .actors
@@ -870,7 +886,11 @@ fn an_sdk_actor_ticks_subscribes_and_publishes() {
         .filter(|s| s.name.starts_with("tally@"))
         .map(|s| s.handled)
         .collect();
-    assert_eq!(tallied, [1, 1], "b passed the publication to its children");
+    assert_eq!(
+        tallied,
+        [2, 2],
+        "b passed both publications to its children"
+    );
     assert_eq!(
         stats.actor("a").unwrap().denied,
         1,

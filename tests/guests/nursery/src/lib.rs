@@ -19,6 +19,9 @@
 //! `{"Subscribe": topic}` subscribes; `{"Publish": [topic, n]}` publishes
 //! `{"Add": n}` to the topic (so subscribed nurseries pass it to their
 //! children), adding the deliveries to `delivered`.
+//!
+//! Trace context (`Ctx::trace`): the last word of the report, `traced`,
+//! counts the messages it handled that carried a trace.
 
 use serde::{Deserialize, Serialize};
 use wasmshard_guest::{Actor, Address, Ctx, Reply, RequestError};
@@ -63,6 +66,7 @@ struct Nursery {
     /// Ticks still to come, and their period.
     ticking: (u32, u64),
     delivered: u32,
+    traced: u32,
 }
 
 impl Nursery {
@@ -105,7 +109,7 @@ impl Actor for Nursery {
     type Config = Config;
     type Message = Command;
     type Request = Ask;
-    type Reply = [u32; 7];
+    type Reply = [u32; 8];
 
     fn init(ctx: &mut Ctx<Self>, config: Config) -> Result<Self, String> {
         let inits = ctx.get::<u32>("inits").map_err(|e| e.to_string())?;
@@ -122,6 +126,9 @@ impl Actor for Nursery {
     }
 
     fn message(&mut self, ctx: &mut Ctx<Self>, from: Address, command: Command) {
+        if ctx.trace().is_some() {
+            self.traced += 1;
+        }
         match command {
             Command::Tick(ms, times) => {
                 self.ticking = (times, ms);
@@ -160,7 +167,7 @@ impl Actor for Nursery {
         }
     }
 
-    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 7]>) {
+    fn request(&mut self, _: &mut Ctx<Self>, _: Address, _: Ask, reply: Reply<[u32; 8]>) {
         let _ = reply.send(&[
             self.children.len() as u32,
             self.stopped,
@@ -169,6 +176,7 @@ impl Actor for Nursery {
             self.inits,
             self.ticks,
             self.delivered,
+            self.traced,
         ]);
     }
 }

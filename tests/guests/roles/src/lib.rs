@@ -129,6 +129,14 @@
 //!   or unknown, longest in ms]`.
 //! - `slow MS`: each request spins `MS` ms of the clock, then is answered
 //!   `f(payload)`.
+//! - `tracer [NAME]`: reads `tracing.current` and appends it to what it
+//!   passes on (24 bytes: trace id high, low, span, little-endian; zeros when
+//!   untraced). A tell gets its context appended and is sent on to `NAME`; a
+//!   request likewise becomes a sub-request to `NAME`, and when that ends the
+//!   reply (or nothing, on an error) gets the context of the response's
+//!   handling appended and answers the request. Without `NAME` a tell is
+//!   dropped and a request is answered at once with the payload and the
+//!   context appended.
 //!
 //! A panic aborts (there is no unwinding on this target), which traps: the
 //! runtime fails the actor.
@@ -145,7 +153,7 @@ wit_bindgen::generate!({
 
 use exports::wasmshard::actor::actor::Guest;
 use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
-use wasmshard::actor::{host, lifecycle, storage, timers, topics};
+use wasmshard::actor::{host, lifecycle, storage, timers, topics, tracing};
 
 /// How long the requests the guest makes on its own account may take.
 const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -168,6 +176,52 @@ enum Role {
     Subscriber(Subscriber),
     Relay(Relay),
     Slow(u64),
+    Tracer(Tracer),
+}
+
+#[derive(Default)]
+struct Tracer {
+    next: Option<String>,
+    /// Open sub-requests: id → the request it serves.
+    open: HashMap<RequestId, RequestId>,
+}
+
+impl Tracer {
+    /// `payload` with the current trace context appended.
+    fn stamped(mut payload: Vec<u8>) -> Vec<u8> {
+        let (hi, lo, span) =
+            tracing::current().map_or((0, 0, 0), |t| (t.trace_hi, t.trace_lo, t.span));
+        for word in [hi, lo, span] {
+            payload.extend_from_slice(&word.to_le_bytes());
+        }
+        payload
+    }
+
+    fn next(&self) -> Option<Address> {
+        host::lookup(self.next.as_deref()?)
+    }
+
+    fn tell(&mut self, payload: Vec<u8>) {
+        if let Some(to) = self.next() {
+            host::send(to, &Self::stamped(payload)).expect("passed on");
+        }
+    }
+
+    fn request(&mut self, id: RequestId, payload: Vec<u8>) -> Option<Vec<u8>> {
+        let stamped = Self::stamped(payload);
+        let Some(to) = self.next() else {
+            return Some(stamped);
+        };
+        let sub = host::request(to, &stamped, SUB_REQUEST_TIMEOUT_NS).expect("sub-request");
+        self.open.insert(sub, id);
+        None
+    }
+
+    fn response(&mut self, id: RequestId, response: Result<Vec<u8>, RequestError>) {
+        if let Some(original) = self.open.remove(&id) {
+            let _ = host::respond(original, &Self::stamped(response.unwrap_or_default()));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -955,6 +1009,10 @@ impl Guest for Roles {
                 answer_at_once: rest == ["answer"],
                 ..Relay::default()
             }),
+            ["tracer", rest @ ..] => Role::Tracer(Tracer {
+                next: rest.first().map(|n| n.to_string()),
+                ..Tracer::default()
+            }),
             ["slow", ms] => Role::Slow(ms.parse().map_err(|e| format!("slow: {e}"))?),
             ["subscriber", topics @ ..] => {
                 for t in topics {
@@ -1012,6 +1070,7 @@ impl Guest for Roles {
             | Role::Quitter
             | Role::Relay(_)
             | Role::Slow(_) => {}
+            Role::Tracer(t) => t.tell(payload),
         })
     }
 
@@ -1042,6 +1101,7 @@ impl Guest for Roles {
             Role::Keeper => Some(keeper(&payload)),
             Role::Clock(c) => Some(c.command(&payload)),
             Role::Relay(r) => r.request(id, payload),
+            Role::Tracer(t) => t.request(id, payload),
             Role::Slow(ms) => {
                 let until = host::now_ns() + *ms * 1_000_000;
                 while host::now_ns() < until {}
@@ -1063,6 +1123,7 @@ impl Guest for Roles {
             Role::Proxy(p) => p.response(id, response),
             Role::Parent(p) => p.ended(id, response),
             Role::Relay(r) => r.response(id, response),
+            Role::Tracer(t) => t.response(id, response),
             Role::Ops(o) if response.is_ok() => o.replies += 1,
             Role::Ops(o) => o.failures += 1,
             _ => host::log(LogLevel::Warn, &format!("unexpected response for {id:#x}")),
