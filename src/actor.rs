@@ -168,7 +168,6 @@ impl Actor {
                 kind = match env.kind {
                     Kind::Request(..) => "request",
                     Kind::Response(..) => "response",
-                    Kind::Timer => "timer",
                     _ => "message",
                 },
                 size = env.payload.len(),
@@ -242,15 +241,11 @@ impl Actor {
                             bytes.len(),
                             out.directory.max_payload
                         );
-                        out.staged.push(Envelope::failure(
-                            from,
-                            out.me,
-                            id,
-                            RequestError::TargetFailed,
-                        ));
+                        out.staged
+                            .push(env.failed(out.me, id, RequestError::TargetFailed));
                     }
                     (Some(bytes), Some(_)) => out.staged.push(Envelope {
-                        trace: crate::outbox::inherit(out.trace),
+                        trace: crate::outbox::inherit_to(from, out.trace),
                         to: from,
                         from: out.me,
                         kind: Kind::Response(id, Ok(())),
@@ -266,18 +261,14 @@ impl Actor {
                         let cap = out.directory.max_open_requests as usize;
                         let expires =
                             now.saturating_add(crate::envelope::remaining_ns(deadline, now));
-                        if !out.requests.defer(id, from, expires, now, cap) {
+                        if !out.requests.defer(id, from, expires, now, cap, out.trace) {
                             log::warn!(
                                 "wasmshard: actor {} holds {cap} deferred requests; request \
                                  {id:#x} fails",
                                 out.me
                             );
-                            out.staged.push(Envelope::failure(
-                                from,
-                                out.me,
-                                id,
-                                RequestError::TargetFailed,
-                            ));
+                            out.staged
+                                .push(env.failed(out.me, id, RequestError::TargetFailed));
                         }
                     }
                     (None, None) => {}

@@ -8,6 +8,7 @@
 use ahash::AHashMap;
 
 use crate::address::Address;
+use crate::trace::TraceContext;
 
 pub(crate) struct ActorRequests {
     /// Requests this actor made that have not ended.
@@ -22,6 +23,9 @@ pub(crate) struct ActorRequests {
     /// Requests this actor deferred and may still answer: id → (requester, when
     /// the requester stops waiting, in the runtime's clock).
     deferred: AHashMap<u64, (Address, u64)>,
+    /// The trace contexts of the deferred requests that are traced (empty, and
+    /// never touched, while none is): a later answer carries their trace.
+    traces: AHashMap<u64, TraceContext>,
     /// Deferred requests past which the next deferral first drops the expired.
     purge_at: usize,
     /// No deferred request expires before this (it may be earlier than the
@@ -40,6 +44,7 @@ impl Default for ActorRequests {
             current: None,
             on_behalf: None,
             deferred: AHashMap::new(),
+            traces: AHashMap::new(),
             purge_at: PURGE_AT,
             earliest: u64::MAX,
         }
@@ -109,6 +114,7 @@ impl ActorRequests {
         expires: u64,
         now: u64,
         cap: usize,
+        trace: Option<TraceContext>,
     ) -> bool {
         if self.deferred.len() >= self.purge_at.min(cap) && now >= self.earliest {
             let mut earliest = u64::MAX;
@@ -121,11 +127,18 @@ impl ActorRequests {
             });
             self.earliest = earliest;
             self.purge_at = (2 * self.deferred.len()).max(PURGE_AT);
+            if !self.traces.is_empty() {
+                let deferred = &self.deferred;
+                self.traces.retain(|id, _| deferred.contains_key(id));
+            }
         }
         if self.deferred.len() >= cap {
             return false;
         }
         self.deferred.insert(id, (from, expires));
+        if let Some(trace) = trace {
+            self.traces.insert(id, trace);
+        }
         self.earliest = self.earliest.min(expires);
         true
     }
@@ -137,20 +150,31 @@ impl ActorRequests {
 
     /// `respond(id)`: the requester to answer, if `id` may be answered now (it is
     /// the current request or a deferred one); it cannot be answered again.
+    /// With it, for a deferred request, `Some` of its trace context (the
+    /// current request's is the one in force).
     #[inline]
-    pub(crate) fn answer(&mut self, id: u64) -> Option<Address> {
+    pub(crate) fn answer(&mut self, id: u64) -> Option<(Address, Option<Option<TraceContext>>)> {
         match self.current {
             Some((current, requester)) if current == id => {
                 self.current = None;
-                Some(requester)
+                Some((requester, None))
             }
-            _ => self.deferred.remove(&id).map(|(requester, _)| requester),
+            _ => {
+                let (requester, _) = self.deferred.remove(&id)?;
+                let trace = if self.traces.is_empty() {
+                    None
+                } else {
+                    self.traces.remove(&id)
+                };
+                Some((requester, Some(trace)))
+            }
         }
     }
 
     /// The actor is going away: every request it still held, to be ended for its
     /// requester.
     pub(crate) fn take_deferred(&mut self) -> impl Iterator<Item = (u64, Address)> {
+        self.traces = AHashMap::new();
         std::mem::take(&mut self.deferred)
             .into_iter()
             .map(|(id, (requester, _))| (id, requester))
@@ -168,13 +192,31 @@ mod tests {
     fn a_full_map_makes_room_only_from_expired_requests() {
         let mut r = ActorRequests::default();
         let from = Address::from_bits(7);
-        assert!(r.defer(1, from, 10 * MS, 0, 1));
-        assert!(!r.defer(2, from, 20 * MS, 9 * MS, 1));
-        assert_eq!(r.answer(1), Some(from));
-        assert!(r.defer(3, from, 10 * MS, 0, 1));
-        assert!(r.defer(4, from, 2_000 * MS, 10 * MS, 1));
+        assert!(r.defer(1, from, 10 * MS, 0, 1, None));
+        assert!(!r.defer(2, from, 20 * MS, 9 * MS, 1, None));
+        assert_eq!(r.answer(1), Some((from, Some(None))));
+        assert!(r.defer(3, from, 10 * MS, 0, 1, None));
+        assert!(r.defer(4, from, 2_000 * MS, 10 * MS, 1, None));
         assert_eq!(r.answer(3), None);
-        assert_eq!(r.answer(4), Some(from));
+        assert_eq!(r.answer(4), Some((from, Some(None))));
+    }
+
+    /// A traced deferred request's context comes back with its answer, and
+    /// goes when it is forgotten as expired.
+    #[test]
+    fn a_deferred_request_keeps_its_trace_until_answered_or_forgotten() {
+        let mut r = ActorRequests::default();
+        let from = Address::from_bits(7);
+        let t = crate::TraceContext::new(5, 6);
+        assert!(r.defer(1, from, 10 * MS, 0, 2, t));
+        assert!(r.defer(2, from, 10 * MS, 0, 2, None));
+        assert_eq!(r.answer(2), Some((from, Some(None))));
+        assert_eq!(r.answer(1), Some((from, Some(t))));
+        assert!(r.defer(3, from, 10 * MS, 0, 1, t));
+        // Expired when the next comes: forgotten, its context with it.
+        assert!(r.defer(4, from, 50 * MS, 20 * MS, 1, None));
+        assert!(r.traces.is_empty());
+        assert_eq!(r.answer(3), None);
     }
 
     /// At the cap with nothing expired, a deferral does not scan the map: the
@@ -184,14 +226,14 @@ mod tests {
         let mut r = ActorRequests::default();
         let from = Address::from_bits(7);
         for id in 0..100 {
-            assert!(r.defer(id, from, (5_000 + id) * MS, 0, 100));
+            assert!(r.defer(id, from, (5_000 + id) * MS, 0, 100, None));
         }
         assert_eq!(r.earliest, 5_000 * MS);
-        assert!(!r.defer(100, from, 9_000 * MS, MS, 100));
+        assert!(!r.defer(100, from, 9_000 * MS, MS, 100, None));
         // Past the earliest: that one is forgotten, the new one kept.
-        assert!(r.defer(101, from, 9_000 * MS, 5_000 * MS, 100));
+        assert!(r.defer(101, from, 9_000 * MS, 5_000 * MS, 100, None));
         assert_eq!(r.answer(0), None);
-        assert_eq!(r.answer(1), Some(from));
+        assert_eq!(r.answer(1), Some((from, Some(None))));
         assert_eq!(r.earliest, 5_001 * MS);
     }
 }

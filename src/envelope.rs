@@ -101,6 +101,17 @@ impl Envelope {
         }
     }
 
+    /// The failure notice ending this request (`id`) for its sender, from
+    /// `from` (the target): in the request's trace, if it is traced (its
+    /// requester's span the parent), unless the host made it.
+    pub(crate) fn failed(&self, from: Address, id: u64, error: RequestError) -> Envelope {
+        let mut notice = Envelope::failure(self.from, from, id, error);
+        if self.from != Address::HOST {
+            notice.trace = self.trace.as_deref().map(Trace::sibling);
+        }
+        notice
+    }
+
     /// A failure notice ending request `id`, from `from` (the target) to `to`.
     pub(crate) fn failure(to: Address, from: Address, id: u64, error: RequestError) -> Envelope {
         Envelope {

@@ -277,9 +277,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         },
     )?;
 
-    let mut tracing = linker.instance(TRACING_INTERFACE)?;
+    let mut trace = linker.instance(TRACING_INTERFACE)?;
 
-    tracing.func_wrap("current", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
+    trace.func_wrap("current", |store: StoreContextMut<'_, ActorCtx>, (): ()| {
         entered(&store, "current")?;
         Ok((store.data().out.trace.map(|t| TraceContext {
             trace_hi: (t.trace_id() >> 64) as u64,

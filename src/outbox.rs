@@ -446,9 +446,12 @@ impl Outbox {
             return Err(SendError::TooLarge);
         }
         // Never received, or already answered.
-        let requester = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
+        let (requester, deferred) = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
+        // A deferred request's answer is part of its trace, whatever is
+        // being handled now; the host takes no trace.
+        let trace = inherit_to(requester, deferred.unwrap_or(self.trace));
         self.staged.push(Envelope {
-            trace: inherit(self.trace),
+            trace,
             to: requester,
             from: self.me,
             kind: Kind::Response(id, Ok(())),
@@ -659,6 +662,18 @@ impl Outbox {
             return SendError::ShuttingDown;
         }
         e
+    }
+}
+
+/// What an answer to `to` sent while handling an envelope traced with
+/// `current` carries: as [`inherit`], but nothing for the host (no span of
+/// its own handles what it gets).
+#[inline(always)]
+pub(crate) fn inherit_to(to: Address, current: Option<TraceContext>) -> Option<Box<Trace>> {
+    if to == Address::HOST {
+        None
+    } else {
+        inherit(current)
     }
 }
 

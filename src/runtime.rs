@@ -702,11 +702,7 @@ impl Runtime {
         crate::topics::checked(topic, false)?;
         let route = self.directory.topics.resolve(topic);
         // One trace per publication (a span per delivery), if sampled.
-        let trace = self
-            .directory
-            .sampler
-            .sample()
-            .map(|t| t.context.trace_id());
+        let trace = self.directory.sampler.sample().map(|t| t.context);
         Ok(route.offer(&self.directory, payload, self.shards(), |to| {
             let mut env = Envelope::tell(to, Address::HOST, payload);
             env.trace = trace.map(Trace::first_in);
@@ -778,7 +774,9 @@ impl Runtime {
 
     /// [`Runtime::send`] as part of the trace `parent` (the host's span that
     /// sends it): the message carries a new span of that trace, whatever the
-    /// sampling rate, and so does everything sent while handling it.
+    /// sampling rate, and so does everything sent while handling it. If
+    /// `parent` is not sampled ([`TraceContext::is_sampled`]: its
+    /// `traceparent` said so), the message is not traced.
     ///
     /// # Errors
     ///
@@ -816,7 +814,8 @@ impl Runtime {
     #[inline]
     fn host_trace(&self, parent: Option<TraceContext>) -> Option<Box<Trace>> {
         match parent {
-            Some(parent) => Some(Trace::child_of(parent)),
+            Some(parent) if parent.is_sampled() => Some(Trace::child_of(parent)),
+            Some(_) => None,
             None => self.directory.sampler.sample(),
         }
     }
@@ -842,8 +841,7 @@ impl Runtime {
     }
 
     /// [`Runtime::request`] as part of the trace `parent`, as
-    /// [`Runtime::send_traced`] is for a send; the reply carries a span of
-    /// the same trace.
+    /// [`Runtime::send_traced`] is for a send.
     ///
     /// # Errors
     ///

@@ -1002,12 +1002,9 @@ impl Shard {
         for env in to_child {
             match env.kind {
                 Kind::Tell => self.dead_letter(env, DeadLetterReason::TargetFailed),
-                Kind::Request(id, _) | Kind::Monitor(id) => self.route(Envelope::failure(
-                    env.from,
-                    child,
-                    id,
-                    RequestError::TargetFailed,
-                )),
+                Kind::Request(id, _) | Kind::Monitor(id) => {
+                    self.route(env.failed(child, id, RequestError::TargetFailed))
+                }
                 Kind::Stop
                 | Kind::Demonitor(_)
                 | Kind::Revoke(_)
@@ -1101,7 +1098,7 @@ impl Shard {
         for env in killer.into_iter().chain(mailbox.drain()) {
             match env.kind {
                 Kind::Tell | Kind::Timer => self.dead_letter(env, reason),
-                Kind::Request(id, _) => self.route(Envelope::failure(env.from, me, id, error)),
+                Kind::Request(id, _) => self.route(env.failed(me, id, error)),
                 // A response for a requester that is gone: nobody is left to tell.
                 // (Control envelopes never wait in a mailbox.)
                 Kind::Response(..)
@@ -1177,11 +1174,9 @@ impl Shard {
             match d.admit(to, &bytes, u64::MAX) {
                 Ok(()) => {
                     return self.route(Envelope {
-                        // Its handling is part of the letter's trace.
-                        trace: env
-                            .trace
-                            .as_deref()
-                            .map(|t| crate::trace::Trace::child_of(t.context)),
+                        // Its handling is part of the letter's trace (beside
+                        // the letter's own span, which may never have run).
+                        trace: env.trace.as_deref().map(crate::trace::Trace::sibling),
                         to,
                         from: Address::HOST,
                         kind: Kind::Tell,
@@ -1296,12 +1291,9 @@ impl Shard {
             }
             _ => match env.kind {
                 // Admitted, but the target stopped before it arrived.
-                Kind::Request(id, _) => self.route(Envelope::failure(
-                    env.from,
-                    env.to,
-                    id,
-                    RequestError::TargetStopped,
-                )),
+                Kind::Request(id, _) => {
+                    self.route(env.failed(env.to, id, RequestError::TargetStopped))
+                }
                 _ => self.dead_letter(env, DeadLetterReason::TargetGone),
             },
         }
@@ -1347,7 +1339,7 @@ impl Shard {
                 } else {
                     RequestError::TargetStopped
                 };
-                self.route(Envelope::failure(env.from, env.to, id, error));
+                self.route(env.failed(env.to, id, error));
             }
             // Stop of an actor that is gone, or anything once sealed.
             _ => {}
@@ -1363,12 +1355,9 @@ impl Shard {
             return self.dead_letter(env, DeadLetterReason::ShuttingDown);
         }
         match env.kind {
-            Kind::Request(id, _) if !self.sealed => self.route(Envelope::failure(
-                env.from,
-                env.to,
-                id,
-                RequestError::TargetFailed,
-            )),
+            Kind::Request(id, _) if !self.sealed => {
+                self.route(env.failed(env.to, id, RequestError::TargetFailed))
+            }
             _ => self.dead_letter(env, DeadLetterReason::TargetFailed),
         }
     }
@@ -1738,12 +1727,9 @@ impl Shard {
                         Kind::Tell | Kind::Timer => {
                             self.dead_letter(env, DeadLetterReason::TargetFailed)
                         }
-                        Kind::Request(id, _) => self.route(Envelope::failure(
-                            env.from,
-                            env.to,
-                            id,
-                            RequestError::TargetFailed,
-                        )),
+                        Kind::Request(id, _) => {
+                            self.route(env.failed(env.to, id, RequestError::TargetFailed))
+                        }
                         _ => {}
                     }
                 }
@@ -1931,12 +1917,7 @@ impl Shard {
         if let Some(env) = killer {
             match env.kind {
                 Kind::Tell | Kind::Timer => self.dead_letter(env, DeadLetterReason::TargetFailed),
-                Kind::Request(id, _) => self.route(Envelope::failure(
-                    env.from,
-                    me,
-                    id,
-                    RequestError::TargetFailed,
-                )),
+                Kind::Request(id, _) => self.route(env.failed(me, id, RequestError::TargetFailed)),
                 Kind::Response(..)
                 | Kind::Stop
                 | Kind::Monitor(_)

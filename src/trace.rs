@@ -10,10 +10,13 @@
 use std::cell::Cell;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroU64;
 
 /// The trace context of a message: a 128-bit trace id and the 64-bit id of
 /// the span that handles the message, as in W3C Trace Context
-/// (`traceparent`). Neither id is ever zero.
+/// (`traceparent`), and whether it is sampled (the flag a `traceparent`
+/// carries; the contexts the runtime hands out always are). Neither id is
+/// ever zero.
 ///
 /// [`Runtime::send_traced`](crate::Runtime::send_traced) and
 /// [`Runtime::request_traced`](crate::Runtime::request_traced) continue a
@@ -22,32 +25,59 @@ use std::hash::{BuildHasher, RandomState};
 /// handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TraceContext {
-    trace_id: u128,
-    span_id: u64,
+    // The trace id in two halves (8-byte alignment: an `Option` of it is 32
+    // bytes, not 48).
+    hi: u64,
+    lo: u64,
+    span: NonZeroU64,
+    sampled: bool,
 }
 
 impl TraceContext {
-    /// A context with these ids; `None` if either is zero (W3C: invalid).
+    /// A sampled context with these ids; `None` if either is zero (W3C:
+    /// invalid).
     pub fn new(trace_id: u128, span_id: u64) -> Option<TraceContext> {
-        (trace_id != 0 && span_id != 0).then_some(TraceContext { trace_id, span_id })
+        if trace_id == 0 {
+            return None;
+        }
+        Some(TraceContext {
+            hi: (trace_id >> 64) as u64,
+            lo: trace_id as u64,
+            span: NonZeroU64::new(span_id)?,
+            sampled: true,
+        })
     }
 
-    /// A new trace: random ids (not for cryptographic use).
+    /// A new trace, sampled: random ids (not for cryptographic use).
     pub fn random() -> TraceContext {
         TraceContext {
-            trace_id: (u128::from(nonzero_id()) << 64) | u128::from(next_id()),
-            span_id: nonzero_id(),
+            hi: nonzero_id().get(),
+            lo: next_id(),
+            span: nonzero_id(),
+            sampled: true,
         }
     }
 
     /// The 128-bit trace id.
     pub fn trace_id(&self) -> u128 {
-        self.trace_id
+        (u128::from(self.hi) << 64) | u128::from(self.lo)
     }
 
     /// The 64-bit span id.
     pub fn span_id(&self) -> u64 {
-        self.span_id
+        self.span.get()
+    }
+
+    /// Whether it is sampled. A message the host sends as part of an
+    /// unsampled context ([`Runtime::send_traced`](crate::Runtime::send_traced))
+    /// is not traced: the decision of whoever began the trace holds.
+    pub fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The same context, sampled or not.
+    pub fn with_sampled(self, sampled: bool) -> TraceContext {
+        TraceContext { sampled, ..self }
     }
 
     /// Parses a W3C `traceparent` header value
@@ -84,21 +114,30 @@ impl TraceContext {
         }
         let trace = u128::from_str_radix(hex_at(3..35)?, 16).map_err(|_| TraceparentError)?;
         let span = u64::from_str_radix(hex_at(36..52)?, 16).map_err(|_| TraceparentError)?;
-        hex_at(53..55)?;
-        TraceContext::new(trace, span).ok_or(TraceparentError)
+        let flags = u8::from_str_radix(hex_at(53..55)?, 16).map_err(|_| TraceparentError)?;
+        TraceContext::new(trace, span)
+            .map(|t| t.with_sampled(flags & 1 == 1))
+            .ok_or(TraceparentError)
     }
 
-    /// The `traceparent` header value for this context, sampled:
-    /// `00-<trace id>-<span id>-01`.
+    /// The `traceparent` header value for this context:
+    /// `00-<trace id>-<span id>-<flags>`, the flags `01` if it is sampled,
+    /// else `00`.
     pub fn traceparent(&self) -> String {
-        format!("00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
+        self.to_string()
     }
 }
 
 impl fmt::Display for TraceContext {
     /// As [`TraceContext::traceparent`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id(),
+            self.span_id(),
+            u8::from(self.sampled)
+        )
     }
 }
 
@@ -131,21 +170,35 @@ impl Trace {
     pub(crate) fn child_of(parent: TraceContext) -> Box<Trace> {
         Box::new(Trace {
             context: TraceContext {
-                trace_id: parent.trace_id,
-                span_id: nonzero_id(),
+                span: nonzero_id(),
+                sampled: true,
+                ..parent
             },
-            parent: parent.span_id,
+            parent: parent.span_id(),
         })
     }
 
-    /// A message that begins its part of trace `trace_id` (a delivery of a
-    /// publication the host traced): a new span with no parent.
+    /// Another span beside this one: the same trace and parent (the handling
+    /// of a dead letter: its own span may never have been handled).
     #[cold]
-    pub(crate) fn first_in(trace_id: u128) -> Box<Trace> {
+    pub(crate) fn sibling(&self) -> Box<Trace> {
         Box::new(Trace {
             context: TraceContext {
-                trace_id,
-                span_id: nonzero_id(),
+                span: nonzero_id(),
+                ..self.context
+            },
+            parent: self.parent,
+        })
+    }
+
+    /// A message that begins its part of the trace of `context` (a delivery
+    /// of a publication the host traced): a new span with no parent.
+    #[cold]
+    pub(crate) fn first_in(context: TraceContext) -> Box<Trace> {
+        Box::new(Trace {
+            context: TraceContext {
+                span: nonzero_id(),
+                ..context
             },
             parent: 0,
         })
@@ -198,10 +251,9 @@ fn next_id() -> u64 {
     })
 }
 
-fn nonzero_id() -> u64 {
+fn nonzero_id() -> NonZeroU64 {
     loop {
-        let id = next_id();
-        if id != 0 {
+        if let Some(id) = NonZeroU64::new(next_id()) {
             return id;
         }
     }
@@ -220,7 +272,15 @@ mod tests {
         assert_eq!(TraceContext::from_traceparent(s), Ok(t));
         // A later version with more fields is read by its prefix.
         let later = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-extra";
-        assert_eq!(TraceContext::from_traceparent(later), Ok(t));
+        assert_eq!(
+            TraceContext::from_traceparent(later),
+            Ok(t.with_sampled(false))
+        );
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02";
+        let u = TraceContext::from_traceparent(unsampled).unwrap();
+        assert!(!u.is_sampled());
+        assert_eq!(u.traceparent(), unsampled.replace("-02", "-00"));
+        assert_eq!(std::mem::size_of::<Option<TraceContext>>(), 32);
         for bad in [
             "",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wasmshard::{Address, Component, Context, Runtime, SpawnOptions, TraceContext};
+use wasmshard::{
+    Address, Component, Context, NativeActor, RequestError, Restart, Runtime, SpawnOptions,
+    TraceContext,
+};
 
 use crate::support::*;
 
@@ -148,7 +151,7 @@ fn request(rt: &Runtime, to: Address, traced: Option<TraceContext>) -> Vec<u8> {
 /// A (shard 0) → B (shard 1) → C (shard 0), requests answered back up the
 /// chain with deferred replies: every hop, requests and responses, carries
 /// the host's trace, each handling its own span, each span's parent the one
-/// that sent it. The same actors then handle an untraced request with no
+/// that sent it (for a deferred answer: the request it answers). The same actors then handle an untraced request with no
 /// context at all (a trace does not outlive its message).
 #[test]
 fn a_request_chain_across_two_shards_shares_one_trace() {
@@ -192,13 +195,22 @@ fn a_request_chain_across_two_shards_shares_one_trace() {
         .iter()
         .map(|c| format!("{:016x}", c.span_id()))
         .collect();
-    let mut expected_parent = format!("{:016x}", p.span_id());
-    for (f, id) in seen.iter().zip(&span_ids) {
+    // Down the chain, each request's parent is the one before; C's reply
+    // is C's request's child; B's deferred answer (made while it handled
+    // C's reply) is the child of B's request, as it answers that.
+    let host = format!("{:016x}", p.span_id());
+    let parents = [
+        &host,
+        &span_ids[0],
+        &span_ids[1],
+        &span_ids[2],
+        &span_ids[1],
+    ];
+    for ((f, id), parent) in seen.iter().zip(&span_ids).zip(parents) {
         assert_eq!(f["name"], "wasmshard.handle");
         assert_eq!(&f["span_id"], id, "{f:?}");
-        assert_eq!(f["parent_span_id"], expected_parent, "{f:?}");
+        assert_eq!(&f["parent_span_id"], parent, "{f:?}");
         assert_eq!(f["outcome"], "handled", "{f:?}");
-        expected_parent = id.clone();
     }
 
     // Untraced: no context anywhere, and no span.
@@ -262,23 +274,20 @@ fn a_tell_chain_carries_the_trace_to_a_native_actor() {
     rt.shutdown();
 }
 
-/// With a sampling rate of 1 every host message starts a trace of its own
-/// (its first span has no parent); a publication is one trace, a span per
-/// subscriber; at 0 (the default) nothing is traced. Rates outside 0..=1
-/// are refused.
+/// Rates outside 0..=1 are refused; with a rate of 1 a publication is one
+/// trace, a span per subscriber, and every host message starts a trace of
+/// its own (its first span has no parent); at 0 (the default) nothing is
+/// traced.
 #[test]
 fn sampling_starts_traces_at_the_host() {
     capture();
+    for bad in [-0.1, 1.5, f64::NAN] {
+        let Err(e) = builder(1).trace_sampling(bad).build() else {
+            panic!("{bad} refused")
+        };
+        assert!(e.to_string().contains("trace_sampling"), "{e}");
+    }
     let rt = builder(2).trace_sampling(1.0).build().unwrap();
-    let Some(g) = guest(&rt) else { return };
-    let a = spawn(&rt, &g, "pa", "tracer", 1);
-    let first = contexts(&request(&rt, a, None), 1)[0].expect("sampled");
-    let second = contexts(&request(&rt, a, None), 1)[0].expect("sampled");
-    assert_ne!(first.trace_id(), second.trace_id(), "a trace each");
-    let spans = spans_of(first.trace_id());
-    assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0]["parent_span_id"], "0000000000000000");
-
     let seen: Arc<Mutex<Vec<TraceContext>>> = Arc::default();
     for (name, shard) in [("s0", 0), ("s1", 1)] {
         let log = seen.clone();
@@ -301,10 +310,36 @@ fn sampling_starts_traces_at_the_host() {
     let outcome = rt.publish("news.today", b"n").unwrap();
     assert_eq!(outcome.delivered, 2);
     assert!(rt.wait_idle(Duration::from_secs(10)));
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].trace_id(), seen[1].trace_id());
-    assert_ne!(seen[0].span_id(), seen[1].span_id());
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].trace_id(), seen[1].trace_id());
+        assert_ne!(seen[0].span_id(), seen[1].span_id());
+        let spans = spans_of(seen[0].trace_id());
+        assert_eq!(spans.len(), 2);
+        assert!(
+            spans
+                .iter()
+                .all(|f| f["parent_span_id"] == "0000000000000000")
+        );
+    }
+    // An unsampled `traceparent` from upstream: not traced.
+    let unsampled = parent(9).with_sampled(false);
+    let s0 = rt.lookup("s0").unwrap();
+    rt.send_traced(s0, b"n", unsampled).unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    assert_eq!(seen.lock().unwrap().len(), 2, "handled untraced");
+    assert!(spans_of(unsampled.trace_id()).is_empty());
+
+    if let Some(g) = guest(&rt) {
+        let a = spawn(&rt, &g, "pa", "tracer", 1);
+        let first = contexts(&request(&rt, a, None), 1)[0].expect("sampled");
+        let second = contexts(&request(&rt, a, None), 1)[0].expect("sampled");
+        assert_ne!(first.trace_id(), second.trace_id(), "a trace each");
+        let spans = spans_of(first.trace_id());
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0]["parent_span_id"], "0000000000000000");
+    }
     rt.shutdown();
 
     let rt = builder(1).build().unwrap();
@@ -314,13 +349,137 @@ fn sampling_starts_traces_at_the_host() {
         assert_eq!(contexts(&request(&rt, a, None), 1), [None]);
     }
     rt.shutdown();
+}
 
-    for bad in [-0.1, 1.5, f64::NAN] {
-        let Err(e) = builder(1).trace_sampling(bad).build() else {
-            panic!("{bad} refused")
-        };
-        assert!(e.to_string().contains("trace_sampling"), "{e}");
+/// Holds the requests it gets, answering them all when told `go`.
+struct Holder {
+    held: Vec<u64>,
+    spans: Arc<Mutex<Vec<TraceContext>>>,
+}
+
+impl NativeActor for Holder {
+    fn handle_message(&mut self, cx: &mut Context<'_>, _: Address, _: &[u8]) {
+        for id in self.held.drain(..) {
+            cx.respond(id, b"late").unwrap();
+        }
     }
+    fn handle_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.spans.lock().unwrap().extend(cx.trace());
+        self.held.push(id);
+        None
+    }
+}
+
+/// Asks the holder on each message; keeps the context of each response.
+struct Asker {
+    holder: Address,
+    responses: Arc<Mutex<Vec<Option<TraceContext>>>>,
+}
+
+impl NativeActor for Asker {
+    fn handle_message(&mut self, cx: &mut Context<'_>, _: Address, _: &[u8]) {
+        cx.request(self.holder, b"q", Duration::from_secs(30))
+            .unwrap();
+    }
+    fn handle_response(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        assert_eq!(response, Ok(&b"late"[..]));
+        self.responses.lock().unwrap().push(cx.trace());
+    }
+}
+
+/// A deferred request answered later, while the responder handles a message
+/// of another trace (or none): the answer belongs to the request's trace.
+#[test]
+fn a_deferred_answer_keeps_the_trace_of_its_request() {
+    capture();
+    let rt = builder(2).build().unwrap();
+    let spans: Arc<Mutex<Vec<TraceContext>>> = Arc::default();
+    let holder = rt
+        .spawn_native(
+            "holder",
+            Some(1),
+            Holder {
+                held: Vec::new(),
+                spans: spans.clone(),
+            },
+        )
+        .unwrap();
+    let responses: Arc<Mutex<Vec<Option<TraceContext>>>> = Arc::default();
+    let asker = rt
+        .spawn_native(
+            "asker",
+            Some(0),
+            Asker {
+                holder,
+                responses: responses.clone(),
+            },
+        )
+        .unwrap();
+    let (p, q) = (parent(4), parent(5));
+    rt.send_traced(asker, b"ask", p).unwrap(); // traced request
+    rt.send(asker, b"ask").unwrap(); // untraced request
+    while rt.stats().actor("holder").unwrap().handled < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Answered while handling a message of trace `q`.
+    rt.send_traced(holder, b"go", q).unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let responses = responses.lock().unwrap();
+    assert_eq!(responses.len(), 2);
+    let traced = responses[0].expect("the traced request's answer is traced");
+    assert_eq!(traced.trace_id(), p.trace_id());
+    assert_eq!(responses[1], None, "the untraced request's answer is not");
+    // The answer's span is the child of the holder's handling of the request.
+    let request_span = spans.lock().unwrap()[0];
+    let answer = spans_of(p.trace_id())
+        .into_iter()
+        .find(|f| f["kind"] == "response")
+        .expect("a span for the answer");
+    assert_eq!(answer["actor"], "asker");
+    assert_eq!(
+        answer["parent_span_id"],
+        format!("{:016x}", request_span.span_id())
+    );
+    assert_eq!(spans_of(q.trace_id()).len(), 1, "q: the `go` alone");
+    rt.shutdown();
+}
+
+/// A supervised native actor that panics on a traced message: restarted, it
+/// handles the next, untraced, message with no context.
+#[test]
+fn a_trace_does_not_outlive_a_failure() {
+    let rt = builder(1).build().unwrap();
+    let seen: Arc<Mutex<Vec<Option<TraceContext>>>> = Arc::default();
+    let log = seen.clone();
+    let a = rt
+        .spawn_native_supervised("phoenix", Some(0), Restart::on_failure(), move || {
+            let log = log.clone();
+            move |cx: &mut Context<'_>, _: Address, payload: &[u8]| {
+                log.lock().unwrap().push(cx.trace());
+                assert_ne!(payload, b"panic", "panics on command");
+            }
+        })
+        .unwrap();
+    rt.send_traced(a, b"panic", parent(6)).unwrap();
+    rt.send(a, b"after").unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].is_some());
+    assert_eq!(seen[1], None);
+    assert_eq!(rt.stats().actor("phoenix").unwrap().restarts, 1);
+    rt.shutdown();
 }
 
 /// A traced message whose handler traps: its span says how it failed, and
