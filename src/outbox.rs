@@ -166,12 +166,15 @@ impl Outbox {
         let outcome = route.map(|route| {
             route.offer(&self.directory, &payload, me.shard(), |to| {
                 staged.push(Envelope {
-                    trace: inherit(trace),
+                    trace: None,
                     to,
                     from: me,
                     kind: Kind::Tell,
                     payload: payload.clone(),
                 });
+                if let Some(current) = trace {
+                    trace_last(staged, current);
+                }
             })
         });
         self.topic_cache = Some(cache);
@@ -298,12 +301,15 @@ impl Outbox {
             self.refused(to, &payload, e, Operation::Send)?;
         }
         self.staged.push(Envelope {
-            trace: inherit(self.trace),
+            trace: None,
             to,
             from: self.me,
             kind: Kind::Tell,
             payload,
         });
+        if let Some(current) = self.trace {
+            trace_last(&mut self.staged, current);
+        }
         self.sent += 1;
         Ok(())
     }
@@ -429,12 +435,15 @@ impl Outbox {
         self.spend(to);
         self.requests.opened();
         self.staged.push(Envelope {
-            trace: inherit(self.trace),
+            trace: None,
             to,
             from: self.me,
             kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
             payload,
         });
+        if let Some(current) = self.trace {
+            trace_last(&mut self.staged, current);
+        }
         self.sent += 1;
         Ok(id)
     }
@@ -662,6 +671,17 @@ impl Outbox {
             return SendError::ShuttingDown;
         }
         e
+    }
+}
+
+/// Gives the envelope just staged a child span of `current`, the trace of
+/// the envelope being handled (after the push, out of line, so that staging
+/// an untraced envelope builds it in place and pays one branch).
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_last(staged: &mut [Envelope], current: TraceContext) {
+    if let Some(env) = staged.last_mut() {
+        env.trace = Some(Trace::child_of(current));
     }
 }
 
