@@ -15,7 +15,7 @@ use crate::component::{self, Component, Inspection};
 use crate::config::{Config, RuntimeBuilder};
 use crate::directory::Directory;
 use crate::durable::Durable;
-use crate::envelope::{Envelope, Payload};
+use crate::envelope::{Envelope, Kind, Payload};
 use crate::error::{
     BuildError, LoadError, QuotaError, SendError, SpawnError, StopError, TimerError, UpgradeError,
     cause,
@@ -803,9 +803,14 @@ impl Runtime {
             return Err(SendError::TooLarge);
         }
         self.directory.admit(to, payload, u64::MAX)?;
-        let mut env = Envelope::tell(to, Address::HOST, payload);
-        env.trace = self.host_trace(parent);
-        self.shared.shards[to.shard()].host_send(HostItem::Tell(env));
+        let trace = self.host_trace(parent);
+        self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope {
+            to,
+            from: Address::HOST,
+            kind: Kind::Tell,
+            payload: Payload::from_slice(payload),
+            trace,
+        }));
         Ok(())
     }
 
