@@ -25,6 +25,9 @@ pub(crate) struct Actor {
     pub(crate) mailbox: Mailbox,
     /// Whether the actor is in the shard's ready queue.
     pub(crate) scheduled: bool,
+    /// Whether its messages are logged (`log-messages`; its outbox's flag,
+    /// beside the scheduling state the shard's loop reads anyway).
+    pub(crate) logs: bool,
     pub(crate) info: Arc<ActorInfo>,
     pub(crate) received: u64,
     pub(crate) handled: u64,
@@ -115,11 +118,16 @@ fn down() -> Failure {
 }
 
 impl Actor {
-    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
+    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, mut body: Body) -> Actor {
+        let logs = match &mut body {
+            Body::Wasm(w) => w.store.data().out.logs,
+            Body::Native { out, .. } | Body::Down { out } => out.logs,
+        };
         Actor {
             generation,
             mailbox: Mailbox::default(),
             scheduled: false,
+            logs,
             info,
             received: 0,
             handled: 0,

@@ -139,6 +139,8 @@ pub(crate) struct Config {
     pub(crate) max_timers: u32,
     /// The share of the host's sends that start a trace (0 to 1).
     pub(crate) trace_sampling: f64,
+    /// Names (patterns) of the actors whose messages are logged.
+    pub(crate) log_messages: Vec<String>,
     pub(crate) storage_quota: usize,
     pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
@@ -269,6 +271,7 @@ impl RuntimeBuilder {
                 max_open_requests: DEFAULT_MAX_OPEN_REQUESTS,
                 max_timers: DEFAULT_MAX_TIMERS,
                 trace_sampling: 0.0,
+                log_messages: Vec::new(),
                 storage_quota: DEFAULT_STORAGE_QUOTA,
                 storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
@@ -421,6 +424,23 @@ impl RuntimeBuilder {
     /// whatever the rate.
     pub fn trace_sampling(mut self, rate: f64) -> Self {
         self.config.trace_sampling = rate;
+        self
+    }
+
+    /// Logs the messages of the actors whose names match one of `patterns`
+    /// (`*` matches any run of characters, as in grants): one JSON line per
+    /// message such an actor handles (`"event": "receive"`) and per message it
+    /// sends (`"event": "send"`, admitted or refused), with its trace id,
+    /// sender, target, kind, size and outcome, through the `log` crate at
+    /// `INFO`, target [`MESSAGE_LOG_TARGET`](crate::MESSAGE_LOG_TARGET). An
+    /// actor's name is matched when it is spawned. Default: none. For audits,
+    /// not speed: each line is formatted and logged on the actor's shard.
+    pub fn log_messages<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.log_messages = patterns.into_iter().map(Into::into).collect();
         self
     }
 

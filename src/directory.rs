@@ -54,6 +54,8 @@ pub(crate) struct Directory {
     pub(crate) max_timers: u32,
     /// Which of the host's messages start a trace.
     pub(crate) sampler: crate::trace::Sampler,
+    /// Names (patterns) of the actors whose messages are logged.
+    message_log: Box<[Box<str>]>,
     /// Epoch ticks so far (the shards' coarse clock; zero for ever on a
     /// manual runtime): a clock reading taken before the last tick is stale.
     pub(crate) ticks: Arc<AtomicU64>,
@@ -105,6 +107,11 @@ impl Directory {
             max_open_requests: config.max_open_requests,
             max_timers: config.max_timers,
             sampler: crate::trace::Sampler::new(config.trace_sampling),
+            message_log: config
+                .log_messages
+                .iter()
+                .map(|p| p.as_str().into())
+                .collect(),
             ticks,
             dead_letter_actor: config.dead_letter_actor.clone(),
             dead_letter_to: std::sync::atomic::AtomicU64::new(0),
@@ -130,6 +137,13 @@ impl Directory {
             closing: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the messages of the actor called `name` are logged.
+    pub(crate) fn logs_messages(&self, name: &str) -> bool {
+        self.message_log
+            .iter()
+            .any(|p| crate::grants::pattern_matches(p, name))
     }
 
     /// The slot table of `shard`.

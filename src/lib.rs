@@ -83,6 +83,7 @@ mod log;
 mod mailbox;
 pub mod manifest;
 mod manual;
+mod message_log;
 mod native;
 mod outbox;
 mod panics;
@@ -125,6 +126,7 @@ pub use error::{
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,
 };
+pub use message_log::MESSAGE_LOG_TARGET;
 pub use native::{Context, NativeActor};
 pub use pending::PendingReply;
 #[cfg(feature = "testing")]

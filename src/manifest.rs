@@ -41,7 +41,7 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1), `park-spin-us`, `storage-quota` (bytes), `storage-dir`
+//! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1), `log-messages` (actor name patterns), `park-spin-us`, `storage-quota` (bytes), `storage-dir`
 //! (durable storage, relative to the manifest), `dead-letter-actor` (the actor
 //! that receives every dead letter, by name).
 //!
@@ -117,6 +117,9 @@ pub struct RuntimeSection {
     /// The share of the manifest's sends and publications that start a
     /// trace, 0 to 1.
     pub trace_sampling: Option<f64>,
+    /// Names (patterns) of the actors whose messages are logged, one JSON
+    /// line each.
+    pub log_messages: Option<Vec<String>>,
     pub storage_quota: Option<usize>,
     /// Where durable storage lives (relative to the manifest); none: in memory.
     pub storage_dir: Option<PathBuf>,
@@ -702,6 +705,9 @@ impl Manifest {
         }
         if let Some(v) = r.trace_sampling {
             b = b.trace_sampling(v);
+        }
+        if let Some(v) = &r.log_messages {
+            b = b.log_messages(v.iter().cloned());
         }
         if let Some(v) = r.park_spin_us {
             b = b.park_spin(Duration::from_micros(v));

@@ -59,6 +59,8 @@ pub(crate) struct Outbox {
     /// The trace context of the envelope it is handling, if that is traced:
     /// what it sends meanwhile carries a child of it.
     pub(crate) trace: Option<TraceContext>,
+    /// Whether its messages are logged (`log-messages`).
+    pub(crate) logs: bool,
 }
 
 /// What the new instance of an upgrade did with timers during its `init`,
@@ -106,6 +108,7 @@ impl Outbox {
         grants: Option<Arc<Grants>>,
     ) -> Outbox {
         Outbox {
+            logs: directory.logs_messages(&name),
             me,
             name,
             directory,
@@ -141,6 +144,29 @@ impl Outbox {
     /// grammar (see [`crate::topics`]); `denied` by its `publish` grant;
     /// `too-many-requests` beyond its quota; `shutting-down`.
     pub(crate) fn publish(
+        &mut self,
+        topic: &str,
+        payload: Payload,
+    ) -> Result<crate::PublishOutcome, SendError> {
+        let size = payload.len();
+        let published = self.publish_unlogged(topic, payload);
+        if let Err(e) = published
+            && self.logs
+        {
+            self.log_refused(Err(topic), "publication", size, e);
+        }
+        published
+    }
+
+    /// A refused send, request or publication of an actor whose messages
+    /// are logged.
+    #[cold]
+    #[inline(never)]
+    fn log_refused(&self, to: Result<Address, &str>, kind: &str, size: usize, e: SendError) {
+        crate::message_log::refused(&self.name, self.me, to, kind, size, self.trace, e);
+    }
+
+    fn publish_unlogged(
         &mut self,
         topic: &str,
         payload: Payload,
@@ -280,6 +306,18 @@ impl Outbox {
     /// Admits and stages a tell of `payload` to `to`.
     #[inline]
     pub(crate) fn send(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
+        let size = payload.len();
+        let sent = self.send_unlogged(to, payload);
+        if let Err(e) = sent
+            && self.logs
+        {
+            self.log_refused(Ok(to), "message", size, e);
+        }
+        sent
+    }
+
+    #[inline(always)]
+    fn send_unlogged(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
@@ -391,6 +429,23 @@ impl Outbox {
 
     /// Admits and stages a request; returns its id.
     pub(crate) fn request(
+        &mut self,
+        to: Address,
+        payload: Payload,
+        timeout_ns: u64,
+    ) -> Result<u64, SendError> {
+        let size = payload.len();
+        let made = self.request_unlogged(to, payload, timeout_ns);
+        if let Err(e) = made
+            && self.logs
+        {
+            self.log_refused(Ok(to), "request", size, e);
+        }
+        made
+    }
+
+    #[inline(always)]
+    fn request_unlogged(
         &mut self,
         to: Address,
         payload: Payload,

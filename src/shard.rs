@@ -1596,10 +1596,21 @@ impl Shard {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return false;
         };
+        let logs = actor.logs;
         let out = actor.outbox();
-        if !out.spawns.is_empty() {
-            return self.route_staged_after_spawns(slot);
+        if !out.spawns.is_empty() || logs {
+            return self.route_staged_slowly(slot);
         }
+        self.route_all_staged(slot)
+    }
+
+    /// Routes everything the actor in `slot` staged.
+    #[inline(always)]
+    fn route_all_staged(&mut self, slot: u32) -> bool {
+        let Some(actor) = self.actors[slot as usize].as_mut() else {
+            return false;
+        };
+        let out = actor.outbox();
         if out.staged.is_empty() {
             return true;
         }
@@ -1617,14 +1628,24 @@ impl Shard {
         }
     }
 
-    /// [`Shard::route_staged`] for an actor that spawned children: they are
-    /// started first, so what it sent them finds them.
+    /// [`Shard::route_staged`] for an actor that spawned children (they are
+    /// started first, so what it sent them finds them) or whose messages are
+    /// logged.
     #[cold]
     #[inline(never)]
-    fn route_staged_after_spawns(&mut self, slot: u32) -> bool {
+    fn route_staged_slowly(&mut self, slot: u32) -> bool {
         // Takes the spawns out of its outbox: routing comes next.
         self.place_children(slot);
-        self.route_staged(slot)
+        let Some(actor) = self.actors[slot as usize].as_mut() else {
+            return false;
+        };
+        if actor.logs {
+            let name = actor.info.name.clone();
+            for env in &actor.outbox().staged {
+                crate::message_log::sent(&name, env);
+            }
+        }
+        self.route_all_staged(slot)
     }
 
     /// Runs ready actors round-robin, one turn each, until none is ready,
@@ -1706,6 +1727,10 @@ impl Shard {
                 self.counts.traced += 1;
                 actor.handle_traced(&env, self.id)
             };
+            if actor.logs {
+                let failure = result.as_ref().err().map(|f| &f.failure);
+                crate::message_log::received(&actor.info.name, &env, self.id, failure);
+            }
             self.in_hand = false;
             self.table = actor.outbox().table.take();
             if result.is_ok() {

@@ -93,9 +93,25 @@ enum Command {
 
 fn main() -> ExitCode {
     // The runtime's own messages: warnings and errors unless RUST_LOG says
-    // otherwise, through the same non-blocking queue as the actors' log lines.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    // otherwise, and the message log (`log-messages`) as bare JSON lines,
+    // through the same non-blocking queue as the actors' log lines.
+    let default = format!("warn,{}=info", wasmshard::MESSAGE_LOG_TARGET);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp(None)
+        .format(|buf, record| {
+            use std::io::Write;
+            if record.target() == wasmshard::MESSAGE_LOG_TARGET {
+                writeln!(buf, "{}", record.args())
+            } else {
+                writeln!(
+                    buf,
+                    "[{:<5} {}] {}",
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            }
+        })
         .target(env_logger::Target::Pipe(Box::new(logs::LineWriter::new())))
         .init();
     let cli = Cli::parse();

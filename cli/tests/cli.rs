@@ -996,3 +996,51 @@ fn run_samples_traces_and_reports_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("trace-sampling"), "{stderr}");
 }
+
+/// `log-messages` prints one bare JSON line per message the matching actors
+/// receive and send, on stderr, beside the report.
+#[test]
+fn run_logs_the_messages_of_audited_actors() {
+    let dir = tempdir();
+    let path = manifest(
+        &dir,
+        "audited.toml",
+        "[runtime]\nshards = 2\ndefault-grants = \"all\"\ntrace-sampling = 1.0\nlog-messages = [\"first\"]\n\
+         [[actor]]\nname = \"first\"\ncomponent = \"FIXTURES/echo.wat\"\nconfig = \"last\"\nshard = 0\n\
+         [[actor]]\nname = \"last\"\ncomponent = \"FIXTURES/silent.wat\"\nshard = 1\n\
+         [[send]]\nto = \"first\"\npayload = \"hi\"\nrepeat = 2\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let events: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["event"].as_str().unwrap(), l["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("receive", "first"),
+            ("send", "first"),
+            ("receive", "first"),
+            ("send", "first"),
+        ],
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["trace_id"].as_str().is_some_and(|t| t.len() == 32))
+    );
+    assert_eq!(
+        lines[0]["trace_id"], lines[1]["trace_id"],
+        "one trace a send"
+    );
+    assert_ne!(lines[0]["trace_id"], lines[2]["trace_id"]);
+    assert_eq!(lines[1]["size"], 2);
+}

@@ -226,27 +226,50 @@ pub(crate) fn within<T: Send + 'static>(
 /// What the runtime itself logged at `warn` and above (target `wasmshard`), in
 /// this test binary: a logger that keeps the lines, installed on first use.
 pub(crate) fn runtime_log() -> &'static Mutex<Vec<String>> {
-    struct Keep(Mutex<Vec<String>>);
-    impl log::Log for Keep {
-        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-            m.level() <= log::Level::Warn && m.target().starts_with("wasmshard")
-        }
-        fn log(&self, r: &log::Record<'_>) {
-            if self.enabled(r.metadata()) {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(r.args().to_string());
-            }
-        }
-        fn flush(&self) {}
+    &logger().warnings
+}
+
+/// The message log's lines (target `wasmshard::messages`, `log-messages`),
+/// in this test binary.
+pub(crate) fn message_log() -> &'static Mutex<Vec<String>> {
+    &logger().messages
+}
+
+struct Keep {
+    warnings: Mutex<Vec<String>>,
+    messages: Mutex<Vec<String>>,
+}
+
+impl log::Log for Keep {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == wasmshard::MESSAGE_LOG_TARGET
+            || (m.level() <= log::Level::Warn && m.target().starts_with("wasmshard"))
     }
+    fn log(&self, r: &log::Record<'_>) {
+        let lines = if r.target() == wasmshard::MESSAGE_LOG_TARGET {
+            &self.messages
+        } else if self.enabled(r.metadata()) {
+            &self.warnings
+        } else {
+            return;
+        };
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+fn logger() -> &'static Keep {
     static KEEP: OnceLock<&'static Keep> = OnceLock::new();
-    let keep = KEEP.get_or_init(|| {
-        let keep: &'static Keep = Box::leak(Box::new(Keep(Mutex::new(Vec::new()))));
+    KEEP.get_or_init(|| {
+        let keep: &'static Keep = Box::leak(Box::new(Keep {
+            warnings: Mutex::new(Vec::new()),
+            messages: Mutex::new(Vec::new()),
+        }));
         log::set_logger(keep).expect("no other logger in the test binary");
-        log::set_max_level(log::LevelFilter::Warn);
+        log::set_max_level(log::LevelFilter::Info);
         keep
-    });
-    &keep.0
+    })
 }

@@ -519,3 +519,107 @@ fn a_failing_traced_message_ends_its_span_with_the_failure() {
     );
     rt.shutdown();
 }
+
+/// The message log's lines for the actor called `name`, as JSON.
+fn logged(name: &str) -> Vec<serde_json::Value> {
+    message_log()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|v| v["actor"] == name)
+        .collect()
+}
+
+/// `log-messages`: an audited component's receives and sends, one JSON line
+/// each with the trace id; an audited native actor's refused sends and
+/// requests with why; actors whose names do not match log nothing.
+#[test]
+fn audited_actors_log_each_message_as_a_json_line() {
+    message_log();
+    let rt = builder(2).log_messages(["audited-*"]).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let a = spawn(&rt, &g, "audited-a", "tracer plain-b", 0);
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = got.clone();
+    let b = rt
+        .spawn_native(
+            "plain-b",
+            Some(1),
+            move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .unwrap();
+    let p = parent(7);
+    rt.send_traced(a, b"t", p).unwrap();
+    rt.send(a, b"u").unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let lines = logged("audited-a");
+    let trace = format!("{:032x}", p.trace_id());
+    let events: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["event"].as_str().unwrap(),
+                l["kind"].as_str().unwrap(),
+                l["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("receive", "message", "handled"),
+            ("send", "message", "admitted"),
+            ("receive", "message", "handled"),
+            ("send", "message", "admitted"),
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["trace_id"], trace);
+    assert_eq!(lines[1]["trace_id"], trace);
+    assert_eq!(lines[1]["to"], b.to_string());
+    assert_eq!(lines[1]["size"], 1 + 24);
+    assert_eq!(lines[0]["from"], Address::HOST.to_string());
+    assert!(lines[2]["trace_id"].is_null());
+    assert!(logged("plain-b").is_empty());
+
+    // Refusals: a forged address, and a request beyond its grants' reach.
+    let forged = Address::from_bits(b.to_bits() ^ (1 << 40));
+    let n = rt
+        .spawn_native(
+            "audited-n",
+            Some(0),
+            move |cx: &mut Context<'_>, _: Address, _: &[u8]| {
+                assert!(cx.send(forged, b"x").is_err());
+                assert!(cx.request(forged, b"yy", Duration::from_secs(1)).is_err());
+                assert!(cx.publish("no.one", b"zzz").is_ok());
+            },
+        )
+        .unwrap();
+    rt.send(n, b"go").unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    let lines = logged("audited-n");
+    let refused: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .filter(|l| l["event"] == "send")
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap(),
+                l["outcome"].as_str().unwrap(),
+                l["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("message", "unknown-target", 1),
+            ("request", "unknown-target", 2)
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), 2);
+    rt.shutdown();
+}
