@@ -160,8 +160,6 @@ impl Outbox {
 
     /// A refused send, request or publication of an actor whose messages
     /// are logged.
-    #[cold]
-    #[inline(never)]
     fn log_refused(&self, to: Result<Address, &str>, kind: &str, size: usize, e: SendError) {
         crate::message_log::refused(&self.name, self.me, to, kind, size, self.trace, e);
     }
@@ -306,11 +304,20 @@ impl Outbox {
     /// Admits and stages a tell of `payload` to `to`.
     #[inline]
     pub(crate) fn send(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
+        if self.logs {
+            return self.send_logged(to, payload);
+        }
+        self.send_unlogged(to, payload)
+    }
+
+    /// [`Outbox::send`] for an actor whose messages are logged: a refusal is
+    /// logged here (the shard logs what it routes).
+    #[cold]
+    #[inline(never)]
+    fn send_logged(&mut self, to: Address, payload: Payload) -> Result<(), SendError> {
         let size = payload.len();
         let sent = self.send_unlogged(to, payload);
-        if let Err(e) = sent
-            && self.logs
-        {
+        if let Err(e) = sent {
             self.log_refused(Ok(to), "message", size, e);
         }
         sent
@@ -434,11 +441,24 @@ impl Outbox {
         payload: Payload,
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
+        if self.logs {
+            return self.request_logged(to, payload, timeout_ns);
+        }
+        self.request_unlogged(to, payload, timeout_ns)
+    }
+
+    /// [`Outbox::request`] for an actor whose messages are logged.
+    #[cold]
+    #[inline(never)]
+    fn request_logged(
+        &mut self,
+        to: Address,
+        payload: Payload,
+        timeout_ns: u64,
+    ) -> Result<u64, SendError> {
         let size = payload.len();
         let made = self.request_unlogged(to, payload, timeout_ns);
-        if let Err(e) = made
-            && self.logs
-        {
+        if let Err(e) = made {
             self.log_refused(Ok(to), "request", size, e);
         }
         made

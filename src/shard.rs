@@ -1596,25 +1596,24 @@ impl Shard {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return false;
         };
-        let logs = actor.logs;
-        let out = actor.outbox();
-        if !out.spawns.is_empty() || logs {
+        if actor.logs {
             return self.route_staged_slowly(slot);
         }
-        self.route_all_staged(slot)
-    }
-
-    /// Routes everything the actor in `slot` staged.
-    #[inline(always)]
-    fn route_all_staged(&mut self, slot: u32) -> bool {
-        let Some(actor) = self.actors[slot as usize].as_mut() else {
-            return false;
-        };
         let out = actor.outbox();
+        if !out.spawns.is_empty() {
+            return self.route_staged_slowly(slot);
+        }
         if out.staged.is_empty() {
             return true;
         }
-        let mut staged = std::mem::take(&mut out.staged);
+        let staged = std::mem::take(&mut out.staged);
+        self.route_taken(slot, staged)
+    }
+
+    /// Routes `staged`, taken from the outbox of the actor in `slot`, and
+    /// gives the vector back (if the actor is still there).
+    #[inline(always)]
+    fn route_taken(&mut self, slot: u32, mut staged: Vec<Envelope>) -> bool {
         for env in staged.drain(..) {
             self.route(env);
         }
@@ -1645,7 +1644,8 @@ impl Shard {
                 crate::message_log::sent(&name, env);
             }
         }
-        self.route_all_staged(slot)
+        let staged = std::mem::take(&mut actor.outbox().staged);
+        self.route_taken(slot, staged)
     }
 
     /// Runs ready actors round-robin, one turn each, until none is ready,
