@@ -10,6 +10,7 @@ use crate::config::MAX_TABLE_ELEMENTS;
 use crate::envelope::Payload;
 use crate::error::{FailureKind, SendError};
 use crate::log::LogLevel;
+use crate::message_log::Whom;
 use crate::outbox::Outbox;
 
 /// The name of the imported interface.
@@ -195,7 +196,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         |mut store: StoreContextMut<'_, ActorCtx>, (to, payload): (u64, WasmList<u8>)| {
             entered(&store, "send")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
-                return Ok((Err(SendError::TooLarge),));
+                let to = Whom::Actor(Address::from_bits(to));
+                return Ok((Err(store.data().out.too_large(
+                    to,
+                    "message",
+                    payload.len(),
+                )),));
             };
             Ok((store.data_mut().out.send(Address::from_bits(to), bytes),))
         },
@@ -207,7 +213,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
          (to, payload, timeout): (u64, WasmList<u8>, u64)| {
             entered(&store, "request")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
-                return Ok((Err(SendError::TooLarge),));
+                let to = Whom::Actor(Address::from_bits(to));
+                return Ok((Err(store.data().out.too_large(
+                    to,
+                    "request",
+                    payload.len(),
+                )),));
             };
             Ok((store
                 .data_mut()
@@ -221,7 +232,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         |mut store: StoreContextMut<'_, ActorCtx>, (id, payload): (u64, WasmList<u8>)| {
             entered(&store, "respond")?;
             let Some(bytes) = copy_payload(&store, &payload) else {
-                return Ok((Err(SendError::TooLarge),));
+                let size = payload.len();
+                return Ok((Err(store.data().out.too_large(
+                    Whom::Answer(id),
+                    "response",
+                    size,
+                )),));
             };
             Ok((store.data_mut().out.respond(id, bytes),))
         },
@@ -312,20 +328,24 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "publish",
         |mut store: StoreContextMut<'_, ActorCtx>, (topic, payload): (WasmStr, WasmList<u8>)| {
             entered(&store, "publish")?;
-            let Some(bytes) = copy_payload(&store, &payload) else {
-                return Ok((Err(SendError::TooLarge),));
-            };
+            let size = payload.len();
             // Copied onto the stack (the store is borrowed by the string):
             // a topic is short.
             let mut name = [0u8; crate::MAX_TOPIC_LEN];
-            let topic = topic.to_str(&store)?;
-            let len = topic.len();
+            let topic_str = topic.to_str(&store)?;
+            let len = topic_str.len();
             if len > crate::MAX_TOPIC_LEN {
-                return Ok((Err(SendError::TooLarge),));
+                let cut = topic_str.floor_char_boundary(crate::MAX_TOPIC_LEN);
+                let shown = Whom::Topic(&topic_str[..cut]);
+                return Ok((Err(store.data().out.too_large(shown, "publication", size)),));
             }
-            name[..len].copy_from_slice(topic.as_bytes());
-            drop(topic);
+            name[..len].copy_from_slice(topic_str.as_bytes());
+            drop(topic_str);
             let topic = std::str::from_utf8(&name[..len]).expect("copied from a str");
+            let Some(bytes) = copy_payload(&store, &payload) else {
+                let shown = Whom::Topic(topic);
+                return Ok((Err(store.data().out.too_large(shown, "publication", size)),));
+            };
             let r = store.data_mut().out.publish(topic, bytes);
             Ok((r.map(|o| PublishOutcome {
                 delivered: o.delivered,

@@ -41,9 +41,10 @@
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
-//! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1), `log-messages` (actor name patterns), `park-spin-us`, `storage-quota` (bytes), `storage-dir`
-//! (durable storage, relative to the manifest), `dead-letter-actor` (the actor
-//! that receives every dead letter, by name).
+//! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1),
+//! `log-messages` (actor name patterns), `park-spin-us`, `storage-quota`
+//! (bytes), `storage-dir` (durable storage, relative to the manifest),
+//! `dead-letter-actor` (the actor that receives every dead letter, by name).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
 //! request is open (so requests with timeouts end before the report).

@@ -4,7 +4,19 @@
 //! sends (when admitted, or refused), through the `log` crate at `INFO`,
 //! target [`MESSAGE_LOG_TARGET`].
 //!
-//! Only such actors pay anything: the others one branch per handled message.
+//! Only such actors pay anything: the others one branch where a message is
+//! sent, routed and handled. A line is built only if the process's logger
+//! takes it. Each line is one JSON object (keys in alphabetical order).
+//!
+//! What is logged: every message, request, response and timer such an actor
+//! handles (`receive`, after the handler returns: a refusal during the
+//! handler comes before it); every message, request, response and
+//! publication delivery it sends that is admitted (`send`, when routed) and
+//! every send, request, answer or publication the runtime refuses it
+//! (`send`, with the `send-error`). Not logged: what an `init` that then
+//! fails had sent, deliveries of a publication a subscriber refused (counted
+//! per topic), the failure notices the runtime sends for the actor when it
+//! fails or stops, and requests shed unstarted (`expired`).
 
 use serde_json::{Value, json};
 
@@ -34,8 +46,17 @@ fn trace_id(trace: Option<&Trace>) -> Value {
     })
 }
 
+/// Whether the process's logger takes the lines (else none is built).
+fn wanted() -> bool {
+    log::log_enabled!(target: MESSAGE_LOG_TARGET, log::Level::Info)
+}
+
 fn emit(line: &Value) {
-    log::info!(target: MESSAGE_LOG_TARGET, "{line}");
+    // The process's logger is not ours: a panic there loses the line, not
+    // the actor or the shard.
+    if crate::panics::quietly(|| log::info!(target: MESSAGE_LOG_TARGET, "{line}")).is_some() {
+        log::error!("wasmshard: the logger panicked; a message-log line is lost");
+    }
 }
 
 /// The actor `actor` handled `env` on `shard`: `failure` if it failed on it.
@@ -43,6 +64,9 @@ fn emit(line: &Value) {
 #[inline(never)]
 pub(crate) fn received(actor: &str, env: &Envelope, shard: usize, failure: Option<&Failure>) {
     let Some(kind) = kind(env.kind) else { return };
+    if !wanted() {
+        return;
+    }
     emit(&json!({
         "event": "receive",
         "actor": actor,
@@ -61,6 +85,9 @@ pub(crate) fn received(actor: &str, env: &Envelope, shard: usize, failure: Optio
 #[inline(never)]
 pub(crate) fn sent(actor: &str, env: &Envelope) {
     let Some(kind) = kind(env.kind) else { return };
+    if !wanted() {
+        return;
+    }
     emit(&json!({
         "event": "send",
         "actor": actor,
@@ -73,20 +100,34 @@ pub(crate) fn sent(actor: &str, env: &Envelope) {
     }));
 }
 
+/// Whom a refused send was for.
+#[derive(Clone, Copy)]
+pub(crate) enum Whom<'a> {
+    /// An actor (`to`).
+    Actor(Address),
+    /// A topic (`topic`).
+    Topic(&'a str),
+    /// The requester of request `id` (`request_id`; a refused answer).
+    Answer(u64),
+}
+
 /// The actor `actor` (`from`) tried to send `kind` of `size` bytes to `to`
-/// (or to the topic `topic`) while handling an envelope traced with `trace`,
-/// and the runtime refused it with `error`.
+/// while handling an envelope traced with `trace`, and the runtime refused
+/// it with `error`.
 #[cold]
 #[inline(never)]
 pub(crate) fn refused(
     actor: &str,
     from: Address,
-    to: Result<Address, &str>,
+    to: Whom<'_>,
     kind: &str,
     size: usize,
     trace: Option<TraceContext>,
     error: SendError,
 ) {
+    if !wanted() {
+        return;
+    }
     let mut line = json!({
         "event": "send",
         "actor": actor,
@@ -97,8 +138,9 @@ pub(crate) fn refused(
         "outcome": error.wit_name(),
     });
     match to {
-        Ok(to) => line["to"] = Value::String(to.to_string()),
-        Err(topic) => line["topic"] = Value::String(topic.to_string()),
+        Whom::Actor(to) => line["to"] = Value::String(to.to_string()),
+        Whom::Topic(topic) => line["topic"] = Value::String(topic.to_string()),
+        Whom::Answer(id) => line["request_id"] = Value::String(format!("{id:#x}")),
     }
     emit(&line);
 }

@@ -15,6 +15,7 @@ use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload, deadline_ms};
 use crate::error::{ChildSpawnError, SendError};
 use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
+use crate::message_log::Whom;
 use crate::requests::{Requests, Waiter};
 use crate::storage::Storage;
 use crate::trace::{Trace, TraceContext};
@@ -153,14 +154,14 @@ impl Outbox {
         if let Err(e) = published
             && self.logs
         {
-            self.log_refused(Err(topic), "publication", size, e);
+            self.log_refused(Whom::Topic(topic), "publication", size, e);
         }
         published
     }
 
-    /// A refused send, request or publication of an actor whose messages
-    /// are logged.
-    fn log_refused(&self, to: Result<Address, &str>, kind: &str, size: usize, e: SendError) {
+    /// A refused send, request, answer or publication of an actor whose
+    /// messages are logged.
+    fn log_refused(&self, to: Whom<'_>, kind: &str, size: usize, e: SendError) {
         crate::message_log::refused(&self.name, self.me, to, kind, size, self.trace, e);
     }
 
@@ -318,7 +319,7 @@ impl Outbox {
         let size = payload.len();
         let sent = self.send_unlogged(to, payload);
         if let Err(e) = sent {
-            self.log_refused(Ok(to), "message", size, e);
+            self.log_refused(Whom::Actor(to), "message", size, e);
         }
         sent
     }
@@ -459,7 +460,7 @@ impl Outbox {
         let size = payload.len();
         let made = self.request_unlogged(to, payload, timeout_ns);
         if let Err(e) = made {
-            self.log_refused(Ok(to), "request", size, e);
+            self.log_refused(Whom::Actor(to), "request", size, e);
         }
         made
     }
@@ -528,6 +529,27 @@ impl Outbox {
     /// Stages the reply to request `id`, which this actor received and has not
     /// answered yet.
     pub(crate) fn respond(&mut self, id: u64, payload: Payload) -> Result<(), SendError> {
+        let size = payload.len();
+        let answered = self.respond_unlogged(id, payload);
+        if let Err(e) = answered
+            && self.logs
+        {
+            self.log_refused(Whom::Answer(id), "response", size, e);
+        }
+        answered
+    }
+
+    /// `too-large` for a payload the host functions refuse before the
+    /// outbox sees it (logged as refused, if the actor's messages are).
+    #[cold]
+    pub(crate) fn too_large(&self, to: Whom<'_>, kind: &str, size: usize) -> SendError {
+        if self.logs {
+            self.log_refused(to, kind, size, SendError::TooLarge);
+        }
+        SendError::TooLarge
+    }
+
+    fn respond_unlogged(&mut self, id: u64, payload: Payload) -> Result<(), SendError> {
         if payload.len() > self.directory.max_payload {
             return Err(SendError::TooLarge);
         }
@@ -758,14 +780,11 @@ impl Outbox {
 #[inline(always)]
 pub(crate) fn stage(staged: &mut Vec<Envelope>, make: impl FnOnce() -> Envelope) {
     staged.reserve(1);
-    let len = staged.len();
-    // SAFETY: `reserve(1)` left room for one more element after `len`; it
-    // is written before the length covers it, and nothing between can
-    // panic or read it.
-    unsafe {
-        staged.as_mut_ptr().add(len).write(make());
-        staged.set_len(len + 1);
-    }
+    staged.spare_capacity_mut()[0].write(make());
+    let len = staged.len() + 1;
+    // SAFETY: the element after the old length was just initialised (a
+    // panic in `make` leaves the length as it was, and nothing written).
+    unsafe { staged.set_len(len) };
 }
 
 /// Gives the envelope just staged a child span of `current`, the trace of

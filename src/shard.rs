@@ -1639,6 +1639,7 @@ impl Shard {
             return false;
         };
         if actor.logs {
+            debug_assert!(actor.outbox().logs, "the two copies of the flag agree");
             let name = actor.info.name.clone();
             for env in &actor.outbox().staged {
                 crate::message_log::sent(&name, env);

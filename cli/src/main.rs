@@ -93,22 +93,26 @@ enum Command {
 
 fn main() -> ExitCode {
     // The runtime's own messages: warnings and errors unless RUST_LOG says
-    // otherwise, and the message log (`log-messages`) as bare JSON lines,
-    // through the same non-blocking queue as the actors' log lines.
-    let default = format!("warn,{}=info", wasmshard::MESSAGE_LOG_TARGET);
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+    // otherwise, and the message log (`log-messages`, always on: lines come
+    // only if the manifest asks) as bare JSON lines, through the same
+    // non-blocking queue as the actors' log lines. Every other line is made
+    // one line starting with `[`, so no text of a guest's (a name, an
+    // `init` error) can pass for a message-log line.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .filter_module(wasmshard::MESSAGE_LOG_TARGET, log::LevelFilter::Info)
         .format_timestamp(None)
         .format(|buf, record| {
             use std::io::Write;
             if record.target() == wasmshard::MESSAGE_LOG_TARGET {
                 writeln!(buf, "{}", record.args())
             } else {
+                let text = record.args().to_string();
                 writeln!(
                     buf,
                     "[{:<5} {}] {}",
                     record.level(),
                     record.target(),
-                    record.args()
+                    one_line(&text)
                 )
             }
         })
@@ -163,7 +167,7 @@ fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result
         // The message is one printable line already (the runtime escapes it).
         logs::logs().line(format!(
             "[{}] {}: {}",
-            r.name,
+            one_line(&r.name),
             r.level.wit_name(),
             r.message
         ));
@@ -468,4 +472,22 @@ fn bench(
     }
     print(&out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` with its control characters escaped (`\n` for a line break), so it
+/// prints as one line.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }

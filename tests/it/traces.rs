@@ -532,8 +532,7 @@ fn logged(name: &str) -> Vec<serde_json::Value> {
 }
 
 /// `log-messages`: an audited component's receives and sends, one JSON line
-/// each with the trace id; an audited native actor's refused sends and
-/// requests with why; actors whose names do not match log nothing.
+/// each with the trace id; actors whose names do not match log nothing.
 #[test]
 fn audited_actors_log_each_message_as_a_json_line() {
     message_log();
@@ -585,41 +584,78 @@ fn audited_actors_log_each_message_as_a_json_line() {
     assert!(lines[2]["trace_id"].is_null());
     assert!(logged("plain-b").is_empty());
 
-    // Refusals: a forged address, and a request beyond its grants' reach.
-    let forged = Address::from_bits(b.to_bits() ^ (1 << 40));
+    assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), 2);
+    rt.shutdown();
+}
+
+/// `log-messages` for a native actor: its refused sends, requests and
+/// publications with why (and the topic), and a receive it failed on.
+#[test]
+fn audited_refusals_and_failures_are_logged() {
+    message_log();
+    let rt = builder(1).log_messages(["audited-*"]).build().unwrap();
+    let sink = rt
+        .spawn_native(
+            "sink",
+            Some(0),
+            |_: &mut Context<'_>, _: Address, _: &[u8]| {},
+        )
+        .unwrap();
+    let forged = Address::from_bits(sink.to_bits() ^ (1 << 40));
     let n = rt
         .spawn_native(
             "audited-n",
             Some(0),
-            move |cx: &mut Context<'_>, _: Address, _: &[u8]| {
+            move |cx: &mut Context<'_>, _: Address, payload: &[u8]| {
+                if payload == b"boom" {
+                    panic!("boom");
+                }
                 assert!(cx.send(forged, b"x").is_err());
                 assert!(cx.request(forged, b"yy", Duration::from_secs(1)).is_err());
-                assert!(cx.publish("no.one", b"zzz").is_ok());
+                assert!(cx.publish("news.big", &[0; 70_000]).is_err());
+                cx.send(sink, b"ok").unwrap();
             },
         )
         .unwrap();
     rt.send(n, b"go").unwrap();
+    rt.send(n, b"boom").unwrap();
     assert!(rt.wait_idle(Duration::from_secs(10)));
     let lines = logged("audited-n");
-    let refused: Vec<(&str, &str, u64)> = lines
+    let summary: Vec<(&str, &str, &str)> = lines
         .iter()
-        .filter(|l| l["event"] == "send")
         .map(|l| {
             (
+                l["event"].as_str().unwrap(),
                 l["kind"].as_str().unwrap(),
                 l["outcome"].as_str().unwrap(),
-                l["size"].as_u64().unwrap(),
             )
         })
         .collect();
     assert_eq!(
-        refused,
+        summary[..5],
         [
-            ("message", "unknown-target", 1),
-            ("request", "unknown-target", 2)
+            ("send", "message", "unknown-target"),
+            ("send", "request", "unknown-target"),
+            ("send", "publication", "too-large"),
+            ("receive", "message", "handled"),
+            ("send", "message", "admitted"),
         ],
         "{lines:?}"
     );
-    assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(lines[0]["to"], forged.to_string());
+    assert_eq!(lines[1]["size"], 2);
+    assert_eq!(lines[2]["topic"], "news.big");
+    assert_eq!(lines[2]["size"], 70_000);
+    assert_eq!(lines[4]["to"], sink.to_string());
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines[5]["event"], "receive");
+    assert!(
+        lines[5]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: native actor panicked: boom"),
+        "{lines:?}"
+    );
+    assert!(logged("sink").is_empty());
     rt.shutdown();
 }
