@@ -91,6 +91,7 @@ pub(crate) enum Expired {
     Request(u64, Waiter, Address),
     /// Timer `id` of actor `to` is due: deliver `payload` from `from`.
     Timer {
+        #[cfg_attr(not(any(test, feature = "bench")), allow(dead_code))]
         id: u64,
         to: Address,
         from: Address,
@@ -179,6 +180,7 @@ impl Requests {
     }
 
     /// Requests open now.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn open_count(&self) -> usize {
         self.counts.open as usize
     }
