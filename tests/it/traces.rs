@@ -487,7 +487,8 @@ fn a_trace_does_not_outlive_a_failure() {
 #[test]
 fn a_failing_traced_message_ends_its_span_with_the_failure() {
     capture();
-    let rt = builder(1).dead_letter_actor("dl").build().unwrap();
+    // Manual: both sends queue before the first is handled.
+    let rt = builder(1).dead_letter_actor("dl").build_manual().unwrap();
     let Some(g) = guest(&rt) else { return };
     let seen: Arc<Mutex<Vec<Option<TraceContext>>>> = Arc::default();
     let log = seen.clone();
