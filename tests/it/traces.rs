@@ -532,6 +532,17 @@ fn logged(name: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Each line's `(event, kind, outcome)`.
+fn summary(lines: &[serde_json::Value]) -> Vec<(&str, &str, &str)> {
+    lines
+        .iter()
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap();
+            (field("event"), field("kind"), field("outcome"))
+        })
+        .collect()
+}
+
 /// `log-messages`: an audited component's receives and sends, one JSON line
 /// each with the trace id; actors whose names do not match log nothing.
 #[test]
@@ -557,16 +568,7 @@ fn audited_actors_log_each_message_as_a_json_line() {
     assert!(rt.wait_idle(Duration::from_secs(10)));
     let lines = logged("audited-a");
     let trace = format!("{:032x}", p.trace_id());
-    let events: Vec<(&str, &str, &str)> = lines
-        .iter()
-        .map(|l| {
-            (
-                l["event"].as_str().unwrap(),
-                l["kind"].as_str().unwrap(),
-                l["outcome"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let events = summary(&lines);
     assert_eq!(
         events,
         [
@@ -622,16 +624,7 @@ fn audited_refusals_and_failures_are_logged() {
     rt.send(n, b"boom").unwrap();
     assert!(rt.wait_idle(Duration::from_secs(10)));
     let lines = logged("audited-n");
-    let summary: Vec<(&str, &str, &str)> = lines
-        .iter()
-        .map(|l| {
-            (
-                l["event"].as_str().unwrap(),
-                l["kind"].as_str().unwrap(),
-                l["outcome"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let summary = summary(&lines);
     assert_eq!(
         summary[..5],
         [
