@@ -1772,7 +1772,15 @@ impl Shard {
             actor.scheduled = false;
             if !actor.unstarted.is_empty() {
                 // Every request queued when it was marked has been taken.
-                actor.unstarted = Default::default();
+                // Cleared, not replaced: its room serves the next marks with
+                // no allocation (replaced, a burst of timeouts allocated
+                // again each time the mailbox emptied); a set grown past a
+                // mailbox's worth is let go.
+                if actor.unstarted.capacity() > 1024 {
+                    actor.unstarted = Default::default();
+                } else {
+                    actor.unstarted.clear();
+                }
             }
         } else {
             self.ready.push_back(slot);
