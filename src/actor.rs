@@ -14,7 +14,7 @@ use crate::host::{ActorCtx, Limiter};
 use crate::lifted::LiftedBytes;
 use crate::mailbox::Mailbox;
 use crate::native::{Context, NativeActor};
-use crate::outbox::{Outbox, answer_trace, stage};
+use crate::outbox::Outbox;
 use crate::panics;
 use crate::requests::Requests;
 use crate::stats::ActorInfo;
@@ -118,8 +118,8 @@ fn down() -> Failure {
 }
 
 impl Actor {
-    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
-        let logs = match &body {
+    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, mut body: Body) -> Actor {
+        let logs = match &mut body {
             Body::Wasm(w) => w.store.data().out.logs,
             Body::Native { out, .. } | Body::Down { out } => out.logs,
         };
@@ -256,14 +256,19 @@ impl Actor {
                             .push(env.failed(out.me, id, RequestError::TargetFailed));
                     }
                     (Some(bytes), Some(_)) => {
-                        let (me, parent) = (out.me, answer_trace(from, out.trace));
-                        stage(&mut out.staged, parent, || Envelope {
+                        let me = out.me;
+                        crate::outbox::stage(&mut out.staged, || Envelope {
                             trace: None,
                             to: from,
                             from: me,
                             kind: Kind::Response(id, Ok(())),
                             payload: bytes,
                         });
+                        if let Some(current) = out.trace
+                            && from != Address::HOST
+                        {
+                            crate::outbox::trace_last(&mut out.staged, current);
+                        }
                     }
                     (Some(_), None) => log::warn!(
                         "wasmshard: actor `{}` answered request {id:#x} twice; the second answer is dropped",

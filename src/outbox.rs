@@ -190,13 +190,16 @@ impl Outbox {
         let (me, staged, trace) = (self.me, &mut self.staged, self.trace);
         let outcome = route.map(|route| {
             route.offer(&self.directory, &payload, me.shard(), |to| {
-                stage(staged, trace, || Envelope {
+                stage(staged, || Envelope {
                     trace: None,
                     to,
                     from: me,
                     kind: Kind::Tell,
                     payload: payload.clone(),
                 });
+                if let Some(current) = trace {
+                    trace_last(staged, current);
+                }
             })
         });
         self.topic_cache = Some(cache);
@@ -344,13 +347,16 @@ impl Outbox {
             self.refused(to, &payload, e, Operation::Send)?;
         }
         let me = self.me;
-        stage(&mut self.staged, self.trace, || Envelope {
+        stage(&mut self.staged, || Envelope {
             trace: None,
             to,
             from: me,
             kind: Kind::Tell,
             payload,
         });
+        if let Some(current) = self.trace {
+            trace_last(&mut self.staged, current);
+        }
         self.sent += 1;
         Ok(())
     }
@@ -506,13 +512,16 @@ impl Outbox {
         self.spend(to);
         self.requests.opened();
         let me = self.me;
-        stage(&mut self.staged, self.trace, || Envelope {
+        stage(&mut self.staged, || Envelope {
             trace: None,
             to,
             from: me,
             kind: Kind::Request(id, deadline_ms(now, timeout_ns)),
             payload,
         });
+        if let Some(current) = self.trace {
+            trace_last(&mut self.staged, current);
+        }
         self.sent += 1;
         Ok(id)
     }
@@ -548,10 +557,10 @@ impl Outbox {
         let (requester, deferred) = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
         // A deferred request's answer is part of its trace, whatever is
         // being handled now; the host takes no trace.
-        let parent = answer_trace(requester, deferred.unwrap_or(self.trace));
+        let trace = inherit_to(requester, deferred.unwrap_or(self.trace));
         let me = self.me;
-        stage(&mut self.staged, parent, || Envelope {
-            trace: None,
+        stage(&mut self.staged, || Envelope {
+            trace,
             to: requester,
             from: me,
             kind: Kind::Response(id, Ok(())),
@@ -767,37 +776,43 @@ impl Outbox {
 
 /// Pushes the envelope `make` builds onto `staged`, built where it is to lie
 /// (pushed whole, the envelope was built on the stack and copied: 120 bytes
-/// and a dozen instructions more per send), and, if it is sent while
-/// handling an envelope traced with `parent`, gives it a child span of that
-/// trace (out of line: an untraced one pays one branch).
+/// and a dozen instructions more per send).
 #[inline(always)]
-pub(crate) fn stage(
-    staged: &mut Vec<Envelope>,
-    parent: Option<TraceContext>,
-    make: impl FnOnce() -> Envelope,
-) {
+pub(crate) fn stage(staged: &mut Vec<Envelope>, make: impl FnOnce() -> Envelope) {
     staged.reserve(1);
     staged.spare_capacity_mut()[0].write(make());
     let len = staged.len() + 1;
     // SAFETY: the element after the old length was just initialised (a
     // panic in `make` leaves the length as it was, and nothing written).
     unsafe { staged.set_len(len) };
-    if let Some(parent) = parent {
-        trace_last(staged, parent);
-    }
 }
 
+/// Gives the envelope just staged a child span of `current`, the trace of
+/// the envelope being handled (after the push, out of line, so that staging
+/// an untraced envelope builds it in place and pays one branch).
 #[cold]
 #[inline(never)]
-fn trace_last(staged: &mut [Envelope], parent: TraceContext) {
+pub(crate) fn trace_last(staged: &mut [Envelope], current: TraceContext) {
     if let Some(env) = staged.last_mut() {
-        env.trace = Some(Trace::child_of(parent));
+        env.trace = Some(Trace::child_of(current));
     }
 }
 
-/// The trace in force for an answer to `to`: none for the host (no span of
+/// What an answer to `to` sent while handling an envelope traced with
+/// `current` carries: as [`inherit`], but nothing for the host (no span of
 /// its own handles what it gets).
 #[inline(always)]
-pub(crate) fn answer_trace(to: Address, current: Option<TraceContext>) -> Option<TraceContext> {
-    if to == Address::HOST { None } else { current }
+pub(crate) fn inherit_to(to: Address, current: Option<TraceContext>) -> Option<Box<Trace>> {
+    if to == Address::HOST {
+        None
+    } else {
+        inherit(current)
+    }
+}
+
+/// What an envelope sent while handling one traced with `current` carries: a
+/// child span of the same trace (nothing when untraced: one branch).
+#[inline(always)]
+pub(crate) fn inherit(current: Option<TraceContext>) -> Option<Box<Trace>> {
+    current.map(Trace::child_of)
 }
