@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
-use wasmshard::bench::{Floor, Params, Workload};
+use wasmshard::bench::{Floor, Params, StorageFloor, Workload};
 use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
 use wasmshard::{Address, Context, Grants, Rate, Runtime, SpawnOptions};
@@ -433,6 +433,57 @@ fn floor(workload: Workload) -> Floor {
     floor
 }
 
+/// `store.wat` holding one entry (an 8-byte key, a 32-byte value), asked by a
+/// round's message to `get` it `OPS` times (the fixture traps if one misses, so
+/// a handled round is `OPS` answered gets).
+fn storage_rig() -> Rig {
+    let rt = manual();
+    let store = rt.load_component_file(fixture("store.wat")).unwrap();
+    let start = rt.spawn(&store, SpawnOptions::new("store")).unwrap();
+    let command = |mode: u8, n: u32| {
+        let mut msg = vec![mode, 0, 0, 0];
+        msg.extend_from_slice(&n.to_le_bytes());
+        msg
+    };
+    rt.send(start, &command(b's', 1)).unwrap();
+    rt.run_until_stalled();
+    Rig {
+        rt,
+        start,
+        trigger: command(b'g', OPS),
+        count: Box::new(|rt: &Runtime| {
+            let stats = rt.stats();
+            let a = stats.actor("store").expect("store");
+            assert!(a.alive && a.failure.is_none(), "{a:?}");
+            a.handled * u64::from(OPS)
+        }),
+    }
+    .warmed()
+}
+
+/// The floor of a storage `get`, warmed by one round.
+fn storage_floor() -> StorageFloor {
+    let mut floor = StorageFloor::new().expect("storage floor");
+    floor.run(b'g', OPS).expect("floor round");
+    floor
+}
+
+// `OPS` storage `get`s by a component, in one message.
+#[library_benchmark]
+#[bench::get(setup = storage_rig)]
+fn storage(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
+// Their floor: the same calls on plain wasmtime, the host keeping nothing.
+#[library_benchmark]
+#[bench::get(setup = storage_floor)]
+fn storage_floors(mut floor: StorageFloor) -> StorageFloor {
+    floor.run(b'g', OPS).expect("floor round");
+    floor
+}
+
 // Guest send → guest handle on one shard, `OPS` messages.
 #[library_benchmark]
 #[bench::components(setup = components_rig)]
@@ -490,7 +541,7 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = shard;
-    benchmarks = route, request_round_trip, floors, host_send, timers
+    benchmarks = route, request_round_trip, floors, host_send, timers, storage, storage_floors
 );
 
 main!(library_benchmark_groups = queues, table, shard);

@@ -165,7 +165,30 @@ fn spawn(c: &mut Criterion) {
 /// Storage operations per message in `store.wat`'s loop.
 const STORAGE_OPS: u32 = 1000;
 
+/// The four modes of `store.wat`, by benchmark name.
+const STORAGE_MODES: [(&str, u8); 4] = [
+    ("loop", b'b'),
+    ("set", b's'),
+    ("get", b'g'),
+    ("set+delete", b'd'),
+];
+
 fn storage(c: &mut Criterion) {
+    // The floor: the same loop on plain wasmtime, host functions keeping nothing.
+    let mut floor = wasmshard::bench::StorageFloor::new().expect("floor");
+    let mut g = c.benchmark_group("storage-floor");
+    for (name, mode) in STORAGE_MODES {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    floor.run(mode, STORAGE_OPS).expect("floor");
+                }
+                start.elapsed() / STORAGE_OPS
+            })
+        });
+    }
+    g.finish();
     storage_on(c, "storage", None);
     let dir = std::env::temp_dir().join(format!("wasmshard-bench-{}", std::process::id()));
     storage_on(c, "storage-durable", Some(&dir));
@@ -194,12 +217,7 @@ fn storage_on(c: &mut Criterion, group: &str, dir: Option<&std::path::Path>) {
     run(b's', 1);
     let mut g = c.benchmark_group(group);
     // Per operation: the loop of `STORAGE_OPS` in one message.
-    for (name, mode) in [
-        ("loop", b'b'),
-        ("set", b's'),
-        ("get", b'g'),
-        ("set+delete", b'd'),
-    ] {
+    for (name, mode) in STORAGE_MODES {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();

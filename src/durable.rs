@@ -16,7 +16,7 @@
 //!
 //! | field | written by | read by | ordering |
 //! |---|---|---|---|
-//! | `queue` | shards (push), the writer (take, clear) | shards (load), shutdown (flush) | `Mutex` + `Condvar`: control path, never the message path |
+//! | `queue` | shards (push), the writer (take, clear) | shards (load), shutdown (flush) | `Mutex` + `Condvar`; a push wakes the writer only when it finds the queue empty |
 //! | `failed` | the writer, once, if a commit fails | shards (refuse writes) | Release / Acquire |
 
 use std::path::Path;
@@ -67,7 +67,7 @@ struct Queue {
 pub(crate) struct Durable {
     db: Database,
     queue: Mutex<Queue>,
-    /// Wakes the writer (changes queued, or closed), and flushers (a commit done).
+    /// Wakes the writer: changes queued in an empty queue, or closed.
     changed: Condvar,
     /// A commit failed: the store takes no more changes (`unavailable`).
     failed: AtomicBool,
@@ -116,7 +116,13 @@ impl Durable {
             return;
         }
         q.queued.push(op);
-        self.changed.notify_all();
+        // Only the change that makes the queue non-empty wakes the writer (a
+        // system call): it waits only on an empty queue, which it checks under
+        // this lock, so a change queued behind others, or during a commit, is
+        // found without one.
+        if q.queued.len() == 1 {
+            self.changed.notify_one();
+        }
     }
 
     /// What actor `name` has stored: the committed entries, with the changes
@@ -197,7 +203,6 @@ impl Durable {
                 q.closed = true;
             }
             drop(batch);
-            self.changed.notify_all();
         }
     }
 

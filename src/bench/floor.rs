@@ -10,7 +10,7 @@ use wasmtime::{Engine, Store, StoreContextMut};
 
 use super::{BenchError, Params, Workload, err, fixtures, producer_command};
 use crate::exports::ACTOR_INTERFACE;
-use crate::host::HOST_INTERFACE;
+use crate::host::{HOST_INTERFACE, STORAGE_INTERFACE};
 use crate::lifted::LiftedBytes;
 use crate::{LogLevel, RequestError, RuntimeBuilder, SendError};
 
@@ -454,5 +454,68 @@ impl Floor {
             _ => ops,
         };
         Ok(elapsed.mul_f64(ops as f64 / total as f64))
+    }
+}
+
+/// The floor of a storage call: `store.wat`'s loop against host functions that
+/// keep nothing: `get` answers a constant 32-byte value, `set` and `delete`
+/// succeed.
+pub struct StorageFloor {
+    bare: Bare,
+    f: Func,
+}
+
+/// What the floor's `get` answers (lowered from a borrow: nothing allocated).
+static STORED: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
+impl StorageFloor {
+    /// The floor, instantiated and initialised.
+    ///
+    /// # Errors
+    ///
+    /// The fixture cannot be set up.
+    pub fn new() -> Result<StorageFloor, BenchError> {
+        let (engine, mut linker) = floor_engine()?;
+        let mut storage = linker.instance(STORAGE_INTERFACE).map_err(err)?;
+        (|| -> wasmtime::Result<()> {
+            storage.func_wrap(
+                "get",
+                |store: StoreContextMut<'_, Seen>, (key,): (WasmList<u8>,)| {
+                    std::hint::black_box(key.as_le_slice(&store));
+                    Ok((Some(&STORED[..]),))
+                },
+            )?;
+            storage.func_wrap(
+                "set",
+                |store: StoreContextMut<'_, Seen>, (key, value): (WasmList<u8>, WasmList<u8>)| {
+                    std::hint::black_box((key.as_le_slice(&store), value.as_le_slice(&store)));
+                    Ok((Ok::<(), crate::error::StorageError>(()),))
+                },
+            )?;
+            storage.func_wrap(
+                "delete",
+                |store: StoreContextMut<'_, Seen>, (key,): (WasmList<u8>,)| {
+                    std::hint::black_box(key.as_le_slice(&store));
+                    Ok((true,))
+                },
+            )?;
+            Ok(())
+        })()
+        .map_err(err)?;
+        let mut bare = Bare::new(&engine, &linker, fixtures::STORE, b"")?;
+        let f = bare.handle_message()?;
+        Ok(StorageFloor { bare, f })
+    }
+
+    /// One message of `store.wat`: `n` iterations of `mode` (`b'b'` the loop
+    /// alone, `b's'` set, `b'g'` get, `b'd'` set then delete).
+    ///
+    /// # Errors
+    ///
+    /// The guest trapped (a call did not answer as the fixture expects).
+    pub fn run(&mut self, mode: u8, n: u32) -> Result<(), BenchError> {
+        let mut msg = [mode, 0, 0, 0, 0, 0, 0, 0];
+        msg[4..].copy_from_slice(&n.to_le_bytes());
+        self.bare.message(self.f, 1, &msg)
     }
 }

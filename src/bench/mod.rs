@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-pub use floor::Floor;
+pub use floor::{Floor, StorageFloor};
 pub use system::System;
 
 /// The fixtures the workloads run, bundled so that `wasmshard bench` needs no files.
@@ -50,6 +50,8 @@ pub mod fixtures {
     pub const RTT: &str = include_str!("../../fixtures/rtt.wat");
     /// Answers every request with its payload (`responder.wat`).
     pub const RESPONDER: &str = include_str!("../../fixtures/responder.wat");
+    /// Calls `storage` in a loop (`store.wat`).
+    pub const STORE: &str = include_str!("../../fixtures/store.wat");
 }
 
 /// Why a workload could not be set up or did not check out.
