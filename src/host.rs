@@ -20,6 +20,38 @@ pub(crate) const TOPICS_INTERFACE: &str = "wasmshard:actor/topics@0.1.0";
 pub(crate) const LIFECYCLE_INTERFACE: &str = "wasmshard:actor/lifecycle@0.1.0";
 pub(crate) const STORAGE_INTERFACE: &str = "wasmshard:actor/storage@0.1.0";
 pub(crate) const TRACING_INTERFACE: &str = "wasmshard:actor/tracing@0.1.0";
+pub(crate) const BATCH_HOST_INTERFACE: &str = "wasmshard:actor/batch-host@0.1.0";
+
+/// The header of a frame in `send-frames`: `[to: u64 LE][len: u32 LE]`.
+const FRAME_HEADER: usize = 12;
+
+/// Checks the framing of a `send-frames` buffer before anything is sent:
+/// every frame's header and payload lie within it. Returns how many frames it
+/// holds, or why it is malformed (the call traps, and nothing is sent).
+fn count_frames(frames: &[u8]) -> wasmtime::Result<u32> {
+    let (mut at, mut count) = (0usize, 0u32);
+    while at < frames.len() {
+        let rest = &frames[at..];
+        let Some(len) = rest.get(8..FRAME_HEADER) else {
+            wasmtime::bail!(
+                "`send-frames`: frame {count} at byte {at} has a cut-short header \
+                 ({} bytes left, a header is {FRAME_HEADER}); nothing was sent",
+                rest.len()
+            );
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+        if rest.len() - FRAME_HEADER < len {
+            wasmtime::bail!(
+                "`send-frames`: frame {count} at byte {at} says {len} bytes and {} follow; \
+                 nothing was sent",
+                rest.len() - FRAME_HEADER
+            );
+        }
+        at += FRAME_HEADER + len;
+        count += 1;
+    }
+    Ok(count)
+}
 
 /// `publish-outcome` as the canonical ABI lowers it.
 #[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy)]
@@ -395,6 +427,38 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         |mut store: StoreContextMut<'_, ActorCtx>, (target,): (u64,)| {
             entered(&store, "monitor")?;
             Ok((store.data_mut().out.monitor(Address::from_bits(target)),))
+        },
+    )?;
+
+    let mut batch = linker.instance(BATCH_HOST_INTERFACE)?;
+    batch.func_wrap(
+        "send-frames",
+        |mut store: StoreContextMut<'_, ActorCtx>, (frames,): (WasmList<u8>,)| {
+            entered(&store, "send-frames")?;
+            let count = count_frames(frames.as_le_slice(&store))?;
+            let max = store.data().out.directory.max_payload;
+            let mut at = 0;
+            for sent in 0..count {
+                // Each frame as `send` takes it: copied out of guest memory,
+                // then admitted (the framing was checked above).
+                let buf = &frames.as_le_slice(&store)[at..];
+                let to = Address::from_bits(u64::from_le_bytes(
+                    buf[..8].try_into().expect("eight bytes"),
+                ));
+                let len = u32::from_le_bytes(buf[8..FRAME_HEADER].try_into().expect("four bytes"))
+                    as usize;
+                at += FRAME_HEADER + len;
+                let refused = if len > max {
+                    Err(store.data().out.too_large(Whom::Actor(to), "message", len))
+                } else {
+                    let payload = Payload::from_slice(&buf[FRAME_HEADER..FRAME_HEADER + len]);
+                    store.data_mut().out.send(to, payload)
+                };
+                if let Err(e) = refused {
+                    return Ok(((sent, Some(e)),));
+                }
+            }
+            Ok(((count, None),))
         },
     )?;
 

@@ -1,5 +1,6 @@
 //! Integration tests: the public API driven with real WebAssembly.
 
+mod batch;
 mod bench;
 mod capabilities;
 mod children;

@@ -138,6 +138,13 @@
 //!   dropped and a request is answered at once with the payload and the
 //!   context appended.
 //!
+//! - `framer`: a request `[0][frames]` hands `frames` verbatim to
+//!   `batch-host.send-frames`; `[1][to u64][len u32]` sends three frames to `to`,
+//!   `4`, `len` zero bytes, `5` (a frame larger than any message: the buffer
+//!   is the guest's own memory). The answer is `[sent u32, error u32]` (the
+//!   error coded as `code` does, 0 for none). A malformed buffer traps inside
+//!   the call.
+//!
 //! A panic aborts (there is no unwinding on this target), which traps: the
 //! runtime fails the actor.
 
@@ -153,7 +160,7 @@ wit_bindgen::generate!({
 
 use exports::wasmshard::actor::actor::Guest;
 use wasmshard::actor::types::{Address, LogLevel, RequestError, RequestId};
-use wasmshard::actor::{host, lifecycle, storage, timers, topics, tracing};
+use wasmshard::actor::{batch_host, host, lifecycle, storage, timers, topics, tracing};
 
 /// How long the requests the guest makes on its own account may take.
 const SUB_REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
@@ -165,6 +172,7 @@ enum Role {
     Deferring(Deferring),
     Proxy(Proxy),
     Silent,
+    Framer,
     Requester(Requester),
     Trap(Deferring),
     Ops(Ops),
@@ -985,6 +993,7 @@ impl Guest for Roles {
                 waiting: HashMap::new(),
             }),
             ["silent"] => Role::Silent,
+            ["framer"] => Role::Framer,
             ["requester"] => Role::Requester(Requester::default()),
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
@@ -1065,6 +1074,7 @@ impl Guest for Roles {
             Role::Subscriber(s) => s.tell(from, &payload),
             Role::Proxy(_)
             | Role::Silent
+            | Role::Framer
             | Role::Parent(_)
             | Role::Keeper
             | Role::Quitter
@@ -1095,6 +1105,24 @@ impl Guest for Roles {
                 None
             }
             Role::Ops(o) => Some(o.command(&payload)),
+            Role::Framer => {
+                let (sent, error) = match payload.split_first() {
+                    Some((0, frames)) => batch_host::send_frames(frames),
+                    Some((1, big)) if big.len() == 12 => {
+                        let to = &big[..8];
+                        let len = u32::from_le_bytes(big[8..].try_into().unwrap());
+                        let mut frames = Vec::new();
+                        for body in [&b"4"[..], &vec![0; len as usize], b"5"] {
+                            frames.extend_from_slice(to);
+                            frames.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                            frames.extend_from_slice(body);
+                        }
+                        batch_host::send_frames(&frames)
+                    }
+                    _ => panic!("framer: bad command"),
+                };
+                Some(encode(&[sent, code(error.map_or(Ok(()), Err))]))
+            }
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on request"),
             Role::Forward { forwarded, .. } => Some(forwarded.to_le_bytes().to_vec()),
             Role::Parent(p) => Some(p.command(&payload)),
