@@ -309,6 +309,32 @@ fn natives_rig() -> Rig {
     .warmed()
 }
 
+/// A component (`framer.wat`) sending `OPS` 64-byte messages to a counting
+/// native actor, one `send` each (`batch` 0) or in `send-frames` calls of
+/// `batch` frames.
+fn framer_rig(batch: u32) -> Rig {
+    let rt = manual();
+    let (_, count) = counting_sink(&rt);
+    let framer = rt.load_component_file(fixture("framer.wat")).unwrap();
+    let start = rt
+        .spawn(
+            &framer,
+            SpawnOptions::new("framer")
+                .config("sink")
+                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
+        )
+        .unwrap();
+    let mut trigger = OPS.to_le_bytes().to_vec();
+    trigger.extend_from_slice(&batch.to_le_bytes());
+    Rig {
+        rt,
+        start,
+        trigger,
+        count,
+    }
+    .warmed()
+}
+
 /// `OPS` sequential request round trips between two components (the requester
 /// granted the responder).
 fn requests_rig() -> Rig {
@@ -494,6 +520,16 @@ fn route(rig: Rig) -> Rig {
     rig
 }
 
+// A component's sends to a native actor: one `send` call each, or
+// `send-frames` calls of 50 frames (the sending side of the batch lane).
+#[library_benchmark]
+#[bench::send(args = (0), setup = framer_rig)]
+#[bench::frames_50(args = (50), setup = framer_rig)]
+fn sends(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
 // Request → response round trips between two components on one shard.
 #[library_benchmark]
 #[bench::components(setup = requests_rig)]
@@ -541,7 +577,7 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = shard;
-    benchmarks = route, request_round_trip, floors, host_send, timers, storage, storage_floors
+    benchmarks = route, request_round_trip, floors, host_send, timers, storage, storage_floors, sends
 );
 
 main!(library_benchmark_groups = queues, table, shard);

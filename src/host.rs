@@ -25,12 +25,25 @@ pub(crate) const BATCH_HOST_INTERFACE: &str = "wasmshard:actor/batch-host@0.1.0"
 /// The header of a frame in `send-frames`: `[to: u64 LE][len: u32 LE]`.
 const FRAME_HEADER: usize = 12;
 
+/// The most frames one `send-frames` call sends: a host call cannot be
+/// interrupted by the CPU budget (its epoch deadline fires in guest code
+/// only), so the work of one is bounded (about 4096 admissions, well under a
+/// budget tick).
+pub const MAX_FRAMES: u32 = 4096;
+
+/// The longest buffer one `send-frames` call takes, in bytes.
+pub const MAX_FRAMES_BYTES: usize = 16 << 20;
+
 /// Checks the framing of a `send-frames` buffer before anything is sent:
 /// every frame's header and payload lie within it. Returns how many frames it
-/// holds, or why it is malformed (the call traps, and nothing is sent).
-fn count_frames(frames: &[u8]) -> wasmtime::Result<u32> {
+/// holds (`None` past [`MAX_FRAMES`]: the scan stops there), or why it is
+/// malformed (the call traps, and nothing is sent).
+fn count_frames(frames: &[u8]) -> wasmtime::Result<Option<u32>> {
     let (mut at, mut count) = (0usize, 0u32);
     while at < frames.len() {
+        if count == MAX_FRAMES {
+            return Ok(None);
+        }
         let rest = &frames[at..];
         let Some(len) = rest.get(8..FRAME_HEADER) else {
             wasmtime::bail!(
@@ -50,7 +63,7 @@ fn count_frames(frames: &[u8]) -> wasmtime::Result<u32> {
         at += FRAME_HEADER + len;
         count += 1;
     }
-    Ok(count)
+    Ok(Some(count))
 }
 
 /// `publish-outcome` as the canonical ABI lowers it.
@@ -435,7 +448,14 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "send-frames",
         |mut store: StoreContextMut<'_, ActorCtx>, (frames,): (WasmList<u8>,)| {
             entered(&store, "send-frames")?;
-            let count = count_frames(frames.as_le_slice(&store))?;
+            // Too many frames or bytes for one call: nothing is sent.
+            let count = match frames.len() {
+                n if n > MAX_FRAMES_BYTES => None,
+                _ => count_frames(frames.as_le_slice(&store))?,
+            };
+            let Some(count) = count else {
+                return Ok(((0, Some(SendError::TooLarge)),));
+            };
             let max = store.data().out.directory.max_payload;
             let mut at = 0;
             for sent in 0..count {

@@ -126,6 +126,7 @@ pub use error::{
 pub use grants::{
     Grants, MAX_PATTERN_LEN, MAX_PATTERNS, MAX_RATE, Operation, PolicyError, Rate, pattern_matches,
 };
+pub use host::{MAX_FRAMES, MAX_FRAMES_BYTES};
 pub use message_log::MESSAGE_LOG_TARGET;
 pub use native::{Context, NativeActor};
 pub use pending::PendingReply;

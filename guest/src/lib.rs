@@ -99,7 +99,7 @@ pub use bindings::wasmshard::actor::storage::StorageError;
 pub use bindings::wasmshard::actor::topics::PublishOutcome;
 pub use bindings::wasmshard::actor::tracing::TraceContext;
 pub use bindings::wasmshard::actor::types::{LogLevel, RequestError, SendError};
-use bindings::wasmshard::actor::{host, lifecycle, storage, timers, topics, tracing};
+use bindings::wasmshard::actor::{batch_host, host, lifecycle, storage, timers, topics, tracing};
 
 /// The id of a timer this actor set ([`Ctx::schedule`]).
 pub type TimerId = u64;
@@ -120,6 +120,114 @@ impl std::fmt::Display for Address {
 
 /// The id of a request this actor made.
 pub type RequestId = u64;
+
+/// Messages gathered to go out in one call ([`Ctx::send_frames`]): an actor
+/// that sends many messages in one turn crosses into the host once for all
+/// of them instead of once each. Each is encoded as [`Ctx::send`] would
+/// encode it, framed `[to: u64 LE][len: u32 LE][bytes]`.
+#[derive(Default, Debug, Clone)]
+pub struct Frames {
+    buf: Vec<u8>,
+    count: usize,
+}
+
+/// A frame's header: the target's address and the payload's length.
+const FRAME_HEADER: usize = 12;
+
+impl Frames {
+    /// No messages; room is taken as they are added (and kept after a send,
+    /// so a `Frames` kept in the actor allocates only as it grows).
+    pub fn new() -> Frames {
+        Frames::default()
+    }
+
+    /// Adds `message` for `to`, in the default codec.
+    ///
+    /// # Errors
+    ///
+    /// It cannot be encoded (nothing was added).
+    pub fn push<T: Serialize + ?Sized>(&mut self, to: Address, message: &T) -> Result<(), Error> {
+        self.push_with(codec::DEFAULT, to, message)
+    }
+
+    /// Adds `message` for `to`, in `codec`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Frames::push`].
+    pub fn push_with<T: Serialize + ?Sized>(
+        &mut self,
+        codec: Codec,
+        to: Address,
+        message: &T,
+    ) -> Result<(), Error> {
+        let start = self.begin(to);
+        if let Err(e) = codec::encode_into(codec, message, &mut self.buf) {
+            self.buf.truncate(start);
+            return Err(Error::Encode(e));
+        }
+        self.end(start);
+        Ok(())
+    }
+
+    /// Adds `bytes` for `to` with the `raw` prefix and no encoding.
+    pub fn push_raw(&mut self, to: Address, bytes: &[u8]) {
+        let start = self.begin(to);
+        self.buf.extend_from_slice(Codec::Raw.prefix());
+        self.buf.extend_from_slice(bytes);
+        self.end(start);
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Drops every message it holds (keeping its room).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+
+    /// Writes a frame's header with a length to be filled in; returns where
+    /// the frame starts.
+    fn begin(&mut self, to: Address) -> usize {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&to.0.to_le_bytes());
+        self.buf.extend_from_slice(&[0; 4]);
+        start
+    }
+
+    /// Fills in the length of the frame that starts at `start`.
+    fn end(&mut self, start: usize) {
+        let len = u32::try_from(self.buf.len() - start - FRAME_HEADER)
+            .expect("a frame's payload is under 4 GiB");
+        self.buf[start + 8..start + FRAME_HEADER].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+    }
+
+    /// Removes the first `n` messages (all of them if it holds fewer): after a
+    /// refusal, `remove_first(1)` skips the refused one.
+    pub fn remove_first(&mut self, n: usize) {
+        let n = n.min(self.count);
+        let mut at = 0;
+        for _ in 0..n {
+            let len = u32::from_le_bytes(
+                self.buf[at + 8..at + FRAME_HEADER]
+                    .try_into()
+                    .expect("four bytes"),
+            ) as usize;
+            at += FRAME_HEADER + len;
+        }
+        self.buf.drain(..at);
+        self.count -= n;
+    }
+}
 
 /// A send or request that did not go out.
 #[derive(Debug)]
@@ -352,6 +460,37 @@ impl<A: Actor> Ctx<'_, A> {
         self.buf.extend_from_slice(Codec::Raw.prefix());
         self.buf.extend_from_slice(bytes);
         host::send(to.0, self.buf).map_err(Error::Refused)
+    }
+
+    /// Sends every message gathered in `frames`, in order, in one call out of
+    /// the guest (`batch-host.send-frames`): each is admitted as
+    /// [`Ctx::send`] would admit it. On success `frames` is left empty.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused a message: those before it were sent and are
+    /// removed from `frames`; the refused one and those after it stay, in
+    /// order, so they can be sent again later (or skipped with
+    /// [`Frames::remove_first`], dropped with [`Frames::clear`]; skipping
+    /// refusals one by one re-sends the rest each time, so a batch with many
+    /// refusals costs more than single sends would). More than
+    /// 4096 messages (or 16 MiB) in one `Frames` are refused whole with
+    /// `too-large`: send a turn's messages in batches of that size at most.
+    pub fn send_frames(&mut self, frames: &mut Frames) -> Result<(), Error> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let (sent, refused) = batch_host::send_frames(&frames.buf);
+        match refused {
+            None => {
+                frames.clear();
+                Ok(())
+            }
+            Some(e) => {
+                frames.remove_first(sent as usize);
+                Err(Error::Refused(e))
+            }
+        }
     }
 
     /// Sends `request` to `to` (default codec); when it ends, `then` runs with

@@ -227,3 +227,33 @@ fn frames_across_shards_keep_per_target_order() {
         );
     }
 }
+
+#[test]
+fn one_call_sends_at_most_max_frames_and_frames_to_itself_are_admitted() {
+    let rt = builder(1)
+        .mailbox_capacity(2 * wasmshard::MAX_FRAMES)
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (a, to_a) = sink(&rt, "a", 0);
+    let framer = rt
+        .spawn(&g, SpawnOptions::new("framer").config("framer"))
+        .unwrap();
+    let n = wasmshard::MAX_FRAMES as usize;
+    let empty: &[u8] = &[];
+    let full = frames(std::iter::repeat_n((a, empty), n));
+    assert_eq!(send_frames(&rt, framer, &full), (n as u32, 0));
+    assert_eq!(to_a.lock().unwrap().len(), n);
+    // One frame more: the whole buffer is refused, nothing of it sent.
+    let over = frames(std::iter::repeat_n((a, empty), n + 1));
+    assert_eq!(send_frames(&rt, framer, &over), (0, TOO_LARGE));
+    assert_eq!(to_a.lock().unwrap().len(), n);
+    // Frames to itself are admitted against its own mailbox and handled after.
+    let before = rt.stats().actor("framer").unwrap().handled;
+    let mine = frames(std::iter::repeat_n((framer, &b"self"[..]), 100));
+    assert_eq!(send_frames(&rt, framer, &mine), (100, 0));
+    let f = rt.stats();
+    let f = f.actor("framer").unwrap();
+    assert_eq!(f.handled, before + 1 + 100);
+    assert!(f.alive);
+}

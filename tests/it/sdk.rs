@@ -805,6 +805,14 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
         .unwrap();
     rt.run_until_stalled();
     assert!(rt.lookup("tally").is_some());
+    // A tell to every child in one call (`Ctx::send_frames`): the three failed
+    // ones refuse it (each skipped in turn), the new one, last, gets it.
+    rt.send_typed(nursery, &serde_json::json!({"Add": 7}))
+        .unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.actor("tally").unwrap().handled, 1);
+    assert!(stats.actor("nursery").unwrap().alive);
     rt.send_typed(nursery, &serde_json::json!("Stop")).unwrap();
     rt.run_until_stalled();
     assert_eq!(report(&rt), [4, 1, 3, 1, 1]);

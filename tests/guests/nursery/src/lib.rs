@@ -3,7 +3,8 @@
 //!
 //! Its config `{"component": NAME, "children": N}` makes `init` spawn `N`
 //! anonymous children of the registered component `NAME` and watch each. A
-//! message `{"Add": n}` tells every child `{"n": n}` (the tally's message);
+//! message `{"Add": n}` tells every child `{"n": n}` (the tally's message) in
+//! one call (`Frames`, `Ctx::send_frames`; a refused tell is skipped);
 //! `"Stop"` stops them all; `{"Spawn": NAME}` spawns one more of `NAME`,
 //! under that name. The request `"Report"` answers `[children, stopped,
 //! failed, refused, inits]`: children spawned, watches that ended with
@@ -24,7 +25,7 @@
 //! counts the messages it handled that carried a trace.
 
 use serde::{Deserialize, Serialize};
-use wasmshard_guest::{Actor, Address, Ctx, Reply, RequestError};
+use wasmshard_guest::{Actor, Address, Ctx, Frames, Reply, RequestError};
 
 #[derive(Deserialize)]
 struct Config {
@@ -149,9 +150,18 @@ impl Actor for Nursery {
                 Err(e) => wasmshard_guest::log::warn!("publish {topic}: {e}"),
             },
             Command::Add(n) => {
+                // One call out for all the children (`Ctx::send_frames`).
+                let mut frames = Frames::new();
                 for &c in &self.children {
-                    if let Err(e) = ctx.send(c, &Add { n }) {
-                        wasmshard_guest::log::warn!("tell {c}: {e}");
+                    if let Err(e) = frames.push(c, &Add { n }) {
+                        wasmshard_guest::log::warn!("encode for {c}: {e}");
+                    }
+                }
+                while !frames.is_empty() {
+                    if let Err(e) = ctx.send_frames(&mut frames) {
+                        // The refused one is first: skip it, send the rest.
+                        wasmshard_guest::log::warn!("tell: {e}");
+                        frames.remove_first(1);
                     }
                 }
             }
