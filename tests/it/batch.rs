@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmshard::{Address, Context, Grants, RequestError, Runtime, SpawnOptions};
+use wasmshard::{
+    Address, Context, Grants, Rate, RequestError, Runtime, SpawnOptions, TraceContext,
+};
 
 use crate::pattern;
 use crate::support::*;
@@ -57,6 +59,7 @@ const UNKNOWN_TARGET: u32 = 1;
 const MAILBOX_FULL: u32 = 2;
 const DENIED: u32 = 3;
 const TOO_LARGE: u32 = 4;
+const TOO_MANY_REQUESTS: u32 = 7;
 
 fn payloads(n: u32) -> Vec<Vec<u8>> {
     (0..n).map(pattern::payload).collect()
@@ -256,4 +259,95 @@ fn one_call_sends_at_most_max_frames_and_frames_to_itself_are_admitted() {
     let f = f.actor("framer").unwrap();
     assert_eq!(f.handled, before + 1 + 100);
     assert!(f.alive);
+}
+
+#[test]
+fn each_frame_sent_while_handling_a_traced_request_is_a_child_span() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let seen: Arc<Mutex<Vec<Option<TraceContext>>>> = Arc::default();
+    let log = seen.clone();
+    let a = rt
+        .spawn_native(
+            "a",
+            Some(0),
+            move |cx: &mut Context<'_>, _: Address, _: &[u8]| {
+                log.lock().unwrap().push(cx.trace());
+            },
+        )
+        .unwrap();
+    let framer = rt
+        .spawn(&g, SpawnOptions::new("framer").config("framer"))
+        .unwrap();
+    let buf = frames([(a, &b"1"[..]), (a, b"2"), (a, b"3")]);
+    let parent = TraceContext::new(0x0123_4567, 9).unwrap();
+    let reply = rt
+        .request_traced(framer, &buf, Duration::from_secs(600), parent)
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(
+        reply.try_get().expect("answered").unwrap()[..4],
+        3u32.to_le_bytes()
+    );
+    // Untraced: no context on any frame.
+    send_frames(&rt, framer, &buf);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 6);
+    let traced: Vec<TraceContext> = seen[..3].iter().map(|c| c.expect("traced")).collect();
+    assert!(traced.iter().all(|c| c.trace_id() == parent.trace_id()));
+    let mut spans: Vec<u64> = traced.iter().map(|c| c.span_id()).collect();
+    spans.sort_unstable();
+    spans.dedup();
+    assert_eq!(spans.len(), 3, "one span per frame");
+    assert!(!spans.contains(&parent.span_id()));
+    assert_eq!(seen[3..], [None, None, None]);
+}
+
+#[test]
+fn a_quota_refuses_frames_past_it_and_frames_to_itself_are_free() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (a, to_a) = sink(&rt, "a", 0);
+    // A burst of 3 and one message an hour: nothing refills during the test.
+    let framer = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("framer")
+                .config("framer")
+                .rate(Some(Rate::new(1, 3))),
+        )
+        .unwrap();
+    let mine = frames(std::iter::repeat_n((framer, &b"self"[..]), 10));
+    assert_eq!(send_frames(&rt, framer, &mine), (10, 0));
+    let buf = frames(std::iter::repeat_n((a, &b"x"[..]), 5));
+    assert_eq!(send_frames(&rt, framer, &buf), (3, TOO_MANY_REQUESTS));
+    assert_eq!(to_a.lock().unwrap().len(), 3);
+    let stats = rt.stats();
+    let f = stats.actor("framer").unwrap();
+    assert_eq!(f.rate_limited, 1);
+}
+
+#[test]
+fn refused_frames_of_an_audited_actor_are_logged() {
+    message_log();
+    let rt = builder(1).log_messages(["framer"]).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (a, _) = sink(&rt, "a", 0);
+    let framer = rt
+        .spawn(&g, SpawnOptions::new("framer").config("framer"))
+        .unwrap();
+    let forged = Address::from_bits(0xdead_beef_0000_0009);
+    let buf = frames([(a, &b"12345"[..]), (forged, b"1234567")]);
+    assert_eq!(send_frames(&rt, framer, &buf), (1, UNKNOWN_TARGET));
+    let lines: Vec<String> = message_log()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&forged.to_string()))
+        .cloned()
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("unknown-target")),
+        "no refusal logged: {lines:?}"
+    );
 }
