@@ -74,6 +74,8 @@ pub(crate) struct WasmActor {
     handle_message: Func,
     handle_request: Func,
     handle_response: Func,
+    /// `handle-messages`, if the component exports `batch`.
+    handle_messages: Option<Func>,
     budget: Option<u64>,
 }
 
@@ -118,8 +120,8 @@ fn down() -> Failure {
 }
 
 impl Actor {
-    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, mut body: Body) -> Actor {
-        let logs = match &mut body {
+    pub(crate) fn new(generation: u32, info: Arc<ActorInfo>, body: Body) -> Actor {
+        let logs = match &body {
             Body::Wasm(w) => w.store.data().out.logs,
             Body::Native { out, .. } | Body::Down { out } => out.logs,
         };
@@ -135,6 +137,22 @@ impl Actor {
             monitors: Vec::new(),
             unstarted: ahash::AHashSet::new(),
             supervisor: None,
+        }
+    }
+
+    /// Whether it takes runs of plain messages in one call: a component that
+    /// exports `batch`.
+    #[inline]
+    pub(crate) fn batched(&self) -> bool {
+        matches!(&self.body, Body::Wasm(w) if w.handle_messages.is_some())
+    }
+
+    /// Hands `count` messages, framed `[from: u64 LE][len: u32 LE][bytes]` in
+    /// `frames`, to the component's `handle-messages` in one call.
+    pub(crate) fn handle_frames(&mut self, count: u32, frames: &[u8]) -> Result<(), Failure> {
+        match &mut self.body {
+            Body::Wasm(w) => w.handle_messages(count, frames),
+            Body::Native { .. } | Body::Down { .. } => Err(down()),
         }
     }
 
@@ -411,6 +429,10 @@ impl WasmActor {
         let handle_message = get(&mut store, &exports.handle_message);
         let handle_request = get(&mut store, &exports.handle_request);
         let handle_response = get(&mut store, &exports.handle_response);
+        let handle_messages = exports
+            .handle_messages
+            .as_ref()
+            .map(|idx| get(&mut store, idx));
         // SAFETY: `load` checked this export's type with `Func::typed` against the
         // same component, and every instance of a component has the same types.
         let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
@@ -433,6 +455,7 @@ impl WasmActor {
                 handle_message,
                 handle_request,
                 handle_response,
+                handle_messages,
                 budget,
             }),
             Ok((Err(msg),)) => Err((
@@ -484,6 +507,25 @@ impl WasmActor {
         // same component, and every instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
         let r = f.call(&mut self.store, (from.to_bits(), payload));
+        self.end(r)
+    }
+
+    /// `handle-messages` with `count` messages in `frames`. The call's CPU
+    /// budget is `count` invocations' worth: the messages get together what
+    /// they would have had one by one.
+    fn handle_messages(&mut self, count: u32, frames: &[u8]) -> Result<(), Failure> {
+        let Some(f) = self.handle_messages else {
+            return Err(down());
+        };
+        if let Some(ticks) = self.budget {
+            let ticks = ticks.saturating_mul(count.into()).min(u64::MAX / 2);
+            self.store.set_epoch_deadline(ticks);
+        }
+        // SAFETY: `load` checked this export's type (`func(u32, list<u8>)`)
+        // against the same component, and every instance of a component has
+        // the same types.
+        let f = unsafe { TypedFunc::<(u32, &[u8]), ()>::new_unchecked(f) };
+        let r = f.call(&mut self.store, (count, frames));
         self.end(r)
     }
 

@@ -298,7 +298,11 @@ pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind),
     }
     bound(&binary)?;
     let mut module = binary;
-    let kind = if has_component_type_metadata(&module)? {
+    let (metadata, batched) = scan_core_module(&module)?;
+    // A bare core module is made a component of the world its exports say:
+    // `batched` if it exports `handle-messages`, `component` otherwise.
+    let world_name = if batched { "batched" } else { "component" };
+    let kind = if metadata {
         SourceKind::CoreModuleWithMetadata
     } else {
         let mut resolve = wit_parser::Resolve::default();
@@ -306,7 +310,7 @@ pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind),
             .push_str("actor.wit", WIT)
             .map_err(|e| LoadError::wrap("bundled WIT", e))?;
         let world = resolve
-            .select_world(&[pkg], Some("component"))
+            .select_world(&[pkg], Some(world_name))
             .map_err(|e| LoadError::wrap("bundled WIT", e))?;
         wit_component::embed_component_metadata(
             &mut module,
@@ -323,24 +327,43 @@ pub(crate) fn to_component_binary(bytes: &[u8]) -> Result<(Vec<u8>, SourceKind),
         .and_then(|mut enc| enc.encode())
         .map_err(|e| {
             LoadError::wrap(
-                "the core module does not fit the wasmshard:actor/component world",
+                if metadata || !batched {
+                    "the core module does not fit the wasmshard:actor/component world"
+                } else {
+                    "the core module does not fit the wasmshard:actor/batched world"
+                },
                 e,
             )
         })?;
     Ok((component, kind))
 }
 
-fn has_component_type_metadata(module: &[u8]) -> Result<bool, LoadError> {
+/// Whether a core module carries `component-type` metadata, and whether it
+/// exports the batch interface's `handle-messages`.
+fn scan_core_module(module: &[u8]) -> Result<(bool, bool), LoadError> {
+    let (mut metadata, mut batched) = (false, false);
     for payload in wasmparser::Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| LoadError::wrap("invalid core module", e))?;
-        if let wasmparser::Payload::CustomSection(section) = payload
-            && section.name().starts_with("component-type")
-        {
-            return Ok(true);
+        match payload {
+            wasmparser::Payload::CustomSection(section)
+                if section.name().starts_with("component-type") =>
+            {
+                metadata = true;
+            }
+            wasmparser::Payload::ExportSection(exports) => {
+                for export in exports {
+                    let export = export.map_err(|e| LoadError::wrap("invalid core module", e))?;
+                    batched |= export.name == HANDLE_MESSAGES_EXPORT;
+                }
+            }
+            _ => {}
         }
     }
-    Ok(false)
+    Ok((metadata, batched))
 }
+
+/// The core export of the batch interface's function.
+const HANDLE_MESSAGES_EXPORT: &str = "wasmshard:actor/batch@0.1.0#handle-messages";
 
 /// Compiles `bytes` and checks it against the world: every import provided, every
 /// export present with the right type.
@@ -445,7 +468,7 @@ pub(crate) fn inspect(
                     _ => {}
                 }
             }
-            let kind = if has_component_type_metadata(&binary)? {
+            let kind = if scan_core_module(&binary)?.0 {
                 SourceKind::CoreModuleWithMetadata
             } else {
                 SourceKind::CoreModule

@@ -17,6 +17,9 @@ use crate::error::LoadError;
 /// The name of the exported interface.
 pub(crate) const ACTOR_INTERFACE: &str = "wasmshard:actor/actor@0.1.0";
 
+/// The name of the optional interface of batched actors (world `batched`).
+pub(crate) const BATCH_INTERFACE: &str = "wasmshard:actor/batch@0.1.0";
+
 /// The cases of `wasmshard:actor/types.request-error`, in order.
 const REQUEST_ERROR_CASES: [&str; 5] = [
     "timeout",
@@ -33,11 +36,15 @@ pub(crate) struct Exports {
     pub(crate) handle_message: ComponentExportIndex,
     pub(crate) handle_request: ComponentExportIndex,
     pub(crate) handle_response: ComponentExportIndex,
+    /// `wasmshard:actor/batch#handle-messages`, if the component exports it.
+    pub(crate) handle_messages: Option<ComponentExportIndex>,
 }
 
 /// A value type an export's signature needs.
 #[derive(Clone, Copy)]
 enum Want {
+    /// `u32`
+    U32,
     /// `u64`
     U64,
     /// `list<u8>`
@@ -53,6 +60,7 @@ enum Want {
 impl Want {
     fn wit(self) -> &'static str {
         match self {
+            Want::U32 => "u32",
             Want::U64 => "u64",
             Want::Bytes => "list<u8>",
             Want::UnitOrString => "result<_, string>",
@@ -64,7 +72,7 @@ impl Want {
     fn matches(self, ty: &Type) -> bool {
         let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
         match (self, ty) {
-            (Want::U64, Type::U64) => true,
+            (Want::U32, Type::U32) | (Want::U64, Type::U64) => true,
             (Want::Bytes, t) => bytes(t),
             (Want::UnitOrString, Type::Result(r)) => {
                 r.ok().is_none() && r.err() == Some(Type::String)
@@ -79,7 +87,8 @@ impl Want {
     }
 }
 
-/// Finds the actor interface's four exports and checks their types.
+/// Finds the actor interface's four exports and, if the component exports the
+/// batch interface, its `handle-messages`, and checks their types.
 pub(crate) fn check(component: &Component) -> Result<Exports, LoadError> {
     let iface = component
         .get_export_index(None, ACTOR_INTERFACE)
@@ -89,11 +98,38 @@ pub(crate) fn check(component: &Component) -> Result<Exports, LoadError> {
             ))
         })?;
     use Want::*;
+    let handle_messages = match component.get_export_index(None, BATCH_INTERFACE) {
+        Some(batch) => Some(func(
+            component,
+            BATCH_INTERFACE,
+            &batch,
+            "handle-messages",
+            &[U32, Bytes],
+            &[],
+        )?),
+        None => None,
+    };
     Ok(Exports {
-        init: func(component, &iface, "init", &[Bytes], &[UnitOrString])?,
-        handle_message: func(component, &iface, "handle-message", &[U64, Bytes], &[])?,
+        handle_messages,
+        init: func(
+            component,
+            ACTOR_INTERFACE,
+            &iface,
+            "init",
+            &[Bytes],
+            &[UnitOrString],
+        )?,
+        handle_message: func(
+            component,
+            ACTOR_INTERFACE,
+            &iface,
+            "handle-message",
+            &[U64, Bytes],
+            &[],
+        )?,
         handle_request: func(
             component,
+            ACTOR_INTERFACE,
             &iface,
             "handle-request",
             &[U64, U64, Bytes],
@@ -101,6 +137,7 @@ pub(crate) fn check(component: &Component) -> Result<Exports, LoadError> {
         )?,
         handle_response: func(
             component,
+            ACTOR_INTERFACE,
             &iface,
             "handle-response",
             &[U64, BytesOrRequestError],
@@ -111,6 +148,7 @@ pub(crate) fn check(component: &Component) -> Result<Exports, LoadError> {
 
 fn func(
     component: &Component,
+    iface_name: &str,
     iface: &ComponentExportIndex,
     name: &str,
     params: &[Want],
@@ -118,12 +156,12 @@ fn func(
 ) -> Result<ComponentExportIndex, LoadError> {
     let Some((item, index)) = component.get_export(Some(iface), name) else {
         return Err(LoadError::new(format!(
-            "the component does not export `{ACTOR_INTERFACE}#{name}`"
+            "the component does not export `{iface_name}#{name}`"
         )));
     };
     let ComponentItem::ComponentFunc(f) = item else {
         return Err(LoadError::new(format!(
-            "export `{ACTOR_INTERFACE}#{name}` is not a function"
+            "export `{iface_name}#{name}` is not a function"
         )));
     };
     if fits(&f, params, results) {
@@ -131,7 +169,7 @@ fn func(
     }
     let list = |w: &[Want]| w.iter().map(|w| w.wit()).collect::<Vec<_>>().join(", ");
     Err(LoadError::new(format!(
-        "export `{ACTOR_INTERFACE}#{name}` has the wrong type: expected func({}){}",
+        "export `{iface_name}#{name}` has the wrong type: expected func({}){}",
         list(params),
         if results.is_empty() {
             String::new()

@@ -25,6 +25,12 @@ impl Mailbox {
         self.0.pop_front()
     }
 
+    /// The next envelope, left in place.
+    #[inline]
+    pub(crate) fn front(&self) -> Option<&Envelope> {
+        self.0.front()
+    }
+
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.0.len()

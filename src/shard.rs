@@ -35,6 +35,14 @@ use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
 const DEAD_LETTER_SAMPLES: usize = 1024;
+/// The most bytes of frames one `handle-messages` call of a batched actor
+/// gets (12 bytes of header per message included). A message that would take
+/// a batch past it starts the next one, and one that could not share a call
+/// with another goes through `handle-message` alone: a batch never needs
+/// much more guest memory than its largest messages would one by one.
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// A frame's header for `handle-messages`: `[from: u64 LE][len: u32 LE]`.
+const FRAME_HEADER: usize = 12;
 /// Turns in one pass, at most.
 const MAX_TURNS: u32 = 256;
 /// Ticks a pass may run before it ends (between two turns or two messages), so
@@ -109,9 +117,13 @@ pub(crate) struct Shard {
     pass_end_tick: u64,
     /// Open requests made from this shard; lent to the actor being invoked.
     table: Option<Box<Requests>>,
-    /// Whether an admitted (counted) envelope is being handled: if the shard's
-    /// loop panics then, it is counted as a dead letter.
-    in_hand: bool,
+    /// How many admitted (counted) envelopes are being handled (one, or a
+    /// batch's): if the shard's loop panics then, they count as dead letters.
+    in_hand: u32,
+    /// The frames of the batch being handled (`run_frames`), and its
+    /// envelopes: kept between batches, so a batch allocates nothing.
+    frames: Vec<u8>,
+    held: Vec<Envelope>,
     /// The spawn under way: its slot, name, address and the grant labels it
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
@@ -123,6 +135,32 @@ pub(crate) struct Shard {
     /// Counters, published to the shard handle once per pass. (The request
     /// counters are kept by the request table.)
     counts: ShardStats,
+}
+
+/// Whether `env` may go in a batch: an untraced tell (requests, responses,
+/// timers and traced messages each take their own call).
+#[inline]
+fn plain(env: &Envelope) -> bool {
+    env.kind == Kind::Tell && env.trace.is_none()
+}
+
+/// Whether `first`, just taken, starts a run for `handle-messages`: it and
+/// the next in `mailbox` are plain and fit in one call together.
+#[inline]
+fn starts_run(first: &Envelope, mailbox: &crate::mailbox::Mailbox) -> bool {
+    plain(first)
+        && mailbox.front().is_some_and(|next| {
+            plain(next)
+                && 2 * FRAME_HEADER + first.payload.len() + next.payload.len() <= BATCH_BYTES
+        })
+}
+
+/// Appends `env` to `frames` as `[from: u64 LE][len: u32 LE][bytes]`.
+#[inline]
+fn push_frame(frames: &mut Vec<u8>, env: &Envelope) {
+    frames.extend_from_slice(&env.from.to_bits().to_le_bytes());
+    frames.extend_from_slice(&(env.payload.len() as u32).to_le_bytes());
+    frames.extend_from_slice(&env.payload);
 }
 
 impl Shard {
@@ -158,7 +196,9 @@ impl Shard {
             backoff: MIN_BACKOFF,
             pass_end_tick: PASS_TICKS,
             table: Some(Box::new(Requests::new(id))),
-            in_hand: false,
+            in_hand: 0,
+            frames: Vec::new(),
+            held: Vec::new(),
             spawning: None,
             dead_letters: Vec::new(),
             groups: Vec::new(),
@@ -349,9 +389,7 @@ impl Shard {
         self.table().abandon_all();
         // The envelope being handled when the loop panicked is gone with the
         // unwinding: counted, so nothing admitted goes uncounted.
-        if std::mem::take(&mut self.in_hand) {
-            self.counts.dead_letters += 1;
-        }
+        self.counts.dead_letters += u64::from(std::mem::take(&mut self.in_hand));
         // A spawn cut short: its slot and name are freed.
         if let Some((slot, name, me, held)) = self.spawning.take()
             && self.actors[slot as usize].is_none()
@@ -1705,6 +1743,12 @@ impl Shard {
             taken += 1;
             let admitted = env.kind.counted();
             counted += admitted as u32;
+            if starts_run(&env, &actor.mailbox) && actor.batched() {
+                if self.run_frames(slot, env, batch - taken + 1, &mut taken, &mut counted) {
+                    continue;
+                }
+                return;
+            }
             if let Kind::Request(id, deadline) = env.kind {
                 let revoked = !actor.unstarted.is_empty() && actor.unstarted.remove(&id);
                 let now = self
@@ -1721,7 +1765,7 @@ impl Shard {
             }
             // Lend the request table for the call (two pointer moves, no lock).
             actor.outbox().table = self.table.take();
-            self.in_hand = admitted || env.kind == Kind::Timer;
+            self.in_hand = u32::from(admitted || env.kind == Kind::Timer);
             let result = if env.trace.is_none() {
                 actor.handle(&env)
             } else {
@@ -1732,7 +1776,7 @@ impl Shard {
                 let failure = result.as_ref().err().map(|f| &f.failure);
                 crate::message_log::received(&actor.info.name, &env, self.id, failure);
             }
-            self.in_hand = false;
+            self.in_hand = 0;
             self.table = actor.outbox().table.take();
             if result.is_ok() {
                 actor.handled += 1;
@@ -1785,6 +1829,91 @@ impl Shard {
         } else {
             self.ready.push_back(slot);
         }
+    }
+
+    /// Runs the batched actor in `slot` on the run of plain messages that
+    /// starts with `first`: it and the mailbox's next envelopes while they are
+    /// untraced tells, at most `room` in all and [`BATCH_BYTES`] of frames, in
+    /// one `handle-messages` call. `taken` and `counted` (which count `first`
+    /// already) grow by the rest. Returns whether the actor is still there to
+    /// go on.
+    ///
+    /// The batch is one invocation: if it fails, the host cannot know which
+    /// of its messages the actor had finished, so none counts as handled; the
+    /// first is the message it failed on (as a single message would be), and
+    /// the others are dead letters (`target-failed`) in their order. What the
+    /// actor sent before failing goes on its way, as for a single message.
+    fn run_frames(
+        &mut self,
+        slot: u32,
+        first: Envelope,
+        room: u32,
+        taken: &mut u32,
+        counted: &mut u32,
+    ) -> bool {
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut held = std::mem::take(&mut self.held);
+        frames.clear();
+        let actor = self.actors[slot as usize].as_mut().expect("live actor");
+        push_frame(&mut frames, &first);
+        held.push(first);
+        while (held.len() as u32) < room {
+            match actor.mailbox.front() {
+                Some(e)
+                    if plain(e) && frames.len() + FRAME_HEADER + e.payload.len() <= BATCH_BYTES =>
+                {
+                    let e = actor.mailbox.pop().expect("it has a front");
+                    push_frame(&mut frames, &e);
+                    held.push(e);
+                }
+                _ => break,
+            }
+        }
+        let n = held.len() as u32;
+        *taken += n - 1;
+        *counted += n - 1;
+        self.counts.batches += 1;
+        self.counts.batched += u64::from(n);
+        actor.outbox().table = self.table.take();
+        self.in_hand = n;
+        let result = actor.handle_frames(n, &frames);
+        if actor.logs {
+            let failure = result.as_ref().err();
+            for env in &held {
+                crate::message_log::received(&actor.info.name, env, self.id, failure);
+            }
+        }
+        self.in_hand = 0;
+        self.table = actor.outbox().table.take();
+        if result.is_ok() {
+            actor.handled += u64::from(n);
+        }
+        let here = self.route_staged(slot);
+        let go_on = match result {
+            Ok(()) => {
+                held.clear();
+                here
+            }
+            Err(failure) => {
+                let mut envs = held.drain(..);
+                let killer = envs.next();
+                if here {
+                    // The room of what it took this turn is given back, as
+                    // for a single message.
+                    self.slots().release(slot, *counted);
+                    self.fail(slot, failure, killer);
+                } else if let Some(env) = killer {
+                    self.dead_letter(env, DeadLetterReason::TargetFailed);
+                }
+                for env in envs {
+                    self.dead_letter(env, DeadLetterReason::TargetFailed);
+                }
+                false
+            }
+        };
+        self.frames = frames;
+        self.held = held;
+        go_on
     }
 
     /// The actor in `slot` failed on `killer` (`None` if that was a request it had

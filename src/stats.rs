@@ -136,6 +136,12 @@ shard_counters! {
         /// Traced envelopes its actors handled (sampled, or continuing a
         /// trace).
         traced,
+        /// `handle-messages` calls: runs of messages a batched actor (one
+        /// exporting `batch`) took in one call.
+        batches,
+        /// Messages those calls carried (each also counted where a single
+        /// message is: received, handled or a dead letter).
+        batched,
         /// Live actors on the shard.
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).

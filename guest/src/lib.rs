@@ -936,6 +936,45 @@ pub mod __rt {
         })
     }
 
+    /// The contract's world `batched`, encoded as `component-type` metadata
+    /// (by the SDK's build script).
+    pub const BATCHED_WORLD: &[u8; include_bytes!(concat!(env!("OUT_DIR"), "/batched-world.bin"))
+         .len()] = include_bytes!(concat!(env!("OUT_DIR"), "/batched-world.bin"));
+
+    /// `handle-messages`: `count` messages framed `[from: u64 LE][len: u32
+    /// LE][bytes]`, each handled as `handle-message` handles one, in order.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `len` are the export's list argument.
+    pub unsafe fn messages<A: Actor>(
+        state: &'static State<A>,
+        count: u32,
+        ptr: *mut u8,
+        len: usize,
+    ) {
+        // SAFETY: the caller passes the export's argument, once.
+        let frames = unsafe { abi::Lowered::new(ptr, len) };
+        let mut rest = frames.bytes();
+        with(state, |actor, ctx| {
+            for _ in 0..count {
+                let Some((header, tail)) = rest.split_first_chunk::<12>() else {
+                    panic!("handle-messages: a frame's header runs past the frames");
+                };
+                let from = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+                let n = u32::from_le_bytes(header[8..].try_into().expect("4 bytes")) as usize;
+                let Some((payload, tail)) = tail.split_at_checked(n) else {
+                    panic!("handle-messages: a frame's payload runs past the frames");
+                };
+                rest = tail;
+                match codec::decode::<A::Message>(payload) {
+                    Ok(m) => actor.message(ctx, Address(from), m),
+                    Err(e) => actor.malformed(ctx, Address(from), e),
+                }
+            }
+        })
+    }
+
     /// `handle-request`: returns the result's area.
     ///
     /// # Safety
@@ -1012,12 +1051,20 @@ pub mod __rt {
 /// codec prefix at admission (`unsupported-codec`) instead of handing the actor
 /// bytes it cannot read. `export_actor!(MyActor, accepts = "cbor,json")`
 /// declares fewer.
+///
+/// `export_actor!(MyActor, batched)` (or `batched, accepts = "…"`) exports
+/// the `batch` interface too (the world `batched`): the runtime then hands
+/// the actor a run of its queued plain messages in one call, and the SDK
+/// calls [`Actor::message`] for each, in order, so the actor's code is the
+/// same. One call instead of one per message is much cheaper, at one cost:
+/// if a message of a batch panics, the runtime cannot know which of the
+/// batch's messages were finished, so each of them is a dead letter and
+/// none counts as handled (a batch holds at most the runtime's per-turn
+/// batch of messages, 64 by default). Requests, responses, timers and
+/// traced messages still come one by one.
 #[macro_export]
 macro_rules! export_actor {
-    ($actor:ty) => {
-        $crate::export_actor!($actor, accepts = "raw,json,cbor,messagepack");
-    };
-    ($actor:ty, accepts = $accepts:literal) => {
+    (@export $actor:ty, $accepts:literal, $mode:ident) => {
         const _: () = {
             const __ACCEPTS_TEXT: &str = $accepts;
             #[cfg(target_arch = "wasm32")]
@@ -1030,6 +1077,7 @@ macro_rules! export_actor {
                     ::core::option::Option<$crate::__rt::Host<$actor>>,
                 > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
+            $crate::__export_batch!($mode, $actor);
             #[cfg_attr(
                 target_arch = "wasm32",
                 unsafe(export_name = "wasmshard:actor/actor@0.1.0#init")
@@ -1076,5 +1124,42 @@ macro_rules! export_actor {
                 }
             }
         };
+    };
+    ($actor:ty) => {
+        $crate::export_actor!(@export $actor, "raw,json,cbor,messagepack", single);
+    };
+    ($actor:ty, accepts = $accepts:literal) => {
+        $crate::export_actor!(@export $actor, $accepts, single);
+    };
+    ($actor:ty, batched) => {
+        $crate::export_actor!(@export $actor, "raw,json,cbor,messagepack", batched);
+    };
+    ($actor:ty, batched, accepts = $accepts:literal) => {
+        $crate::export_actor!(@export $actor, $accepts, batched);
+    };
+}
+
+/// The `batch` export of [`export_actor!`]`(…, batched)`; nothing otherwise.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_batch {
+    (single, $actor:ty) => {};
+    (batched, $actor:ty) => {
+        // The world `batched` as `component-type` metadata: the component is
+        // made with the `batch` export only when this section is linked in.
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "component-type:wasmshard:batched")]
+        #[used]
+        static __BATCHED_WORLD: [u8; $crate::__rt::BATCHED_WORLD.len()] =
+            *$crate::__rt::BATCHED_WORLD;
+        #[cfg_attr(
+            target_arch = "wasm32",
+            unsafe(export_name = "wasmshard:actor/batch@0.1.0#handle-messages")
+        )]
+        #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+        unsafe extern "C" fn __handle_messages(count: i32, ptr: *mut u8, len: usize) {
+            // SAFETY: the host calls the export with its lowered arguments.
+            unsafe { $crate::__rt::messages::<$actor>(&__STATE, count as u32, ptr, len) }
+        }
     };
 }

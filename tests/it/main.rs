@@ -1,6 +1,7 @@
 //! Integration tests: the public API driven with real WebAssembly.
 
 mod batch;
+mod batched;
 mod bench;
 mod capabilities;
 mod children;

@@ -83,8 +83,9 @@ pub(crate) fn report(payload: &[u8]) -> (u32, u32, u32) {
 /// The Rust guests: the test guest (`tests/guests/roles`, see its crate docs
 /// for the roles), the async trial (`tests/guests/async-trial`), the tally
 /// (`tests/guests/tally`) and the SDK's example actors (`examples/guests/*`).
-const GUEST_PACKAGES: [&str; 8] = [
+const GUEST_PACKAGES: [&str; 9] = [
     "wasmshard-test-guest",
+    "wasmshard-batcher",
     "wasmshard-async-trial",
     "wasmshard-tally",
     "wasmshard-nursery",
@@ -129,6 +130,15 @@ pub(crate) fn nursery(rt: &Runtime) -> Option<Component> {
     Some(load_built(
         rt,
         &guests_dir()?.join("wasmshard_nursery.wasm"),
+    ))
+}
+
+/// Loads the batcher (`tests/guests/batcher`: an SDK actor exported as
+/// batched) into `rt`; `None` as [`guests_dir`].
+pub(crate) fn batcher(rt: &Runtime) -> Option<Component> {
+    Some(load_built(
+        rt,
+        &guests_dir()?.join("wasmshard_batcher.wasm"),
     ))
 }
 
