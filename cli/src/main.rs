@@ -64,8 +64,8 @@ enum Command {
     /// Run benchmark workloads on the bundled fixtures and print each beside its
     /// bare-wasmtime floor.
     Bench {
-        /// Workloads to run (default: all): tell, tell-cross, ping-pong, request,
-        /// request-cross, fan-out, ring, counting, spawn.
+        /// Workloads to run (default: all): tell, tell-batch, tell-cross, ping-pong,
+        /// request, request-cross, fan-out, ring, counting, spawn.
         workloads: Vec<String>,
         /// Shards for the workloads that spread over shards (default: the machine's
         /// available parallelism, at least 2).

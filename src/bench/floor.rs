@@ -9,8 +9,8 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store, StoreContextMut};
 
 use super::{BenchError, Params, Workload, err, fixtures, producer_command};
-use crate::exports::ACTOR_INTERFACE;
-use crate::host::{HOST_INTERFACE, STORAGE_INTERFACE};
+use crate::exports::{ACTOR_INTERFACE, BATCH_INTERFACE};
+use crate::host::{BATCH_HOST_INTERFACE, HOST_INTERFACE, STORAGE_INTERFACE};
 use crate::lifted::LiftedBytes;
 use crate::{LogLevel, RequestError, RuntimeBuilder, SendError};
 
@@ -74,6 +74,26 @@ fn floor_engine() -> Result<(Engine, Linker<Seen>), BenchError> {
         Ok(())
     })()
     .map_err(err)?;
+    (|| -> wasmtime::Result<()> {
+        // Walks the frames' headers (to say how many were sent) and sends
+        // none of them.
+        linker.instance(BATCH_HOST_INTERFACE)?.func_wrap(
+            "send-frames",
+            |mut store: StoreContextMut<'_, Seen>, (frames,): (WasmList<u8>,)| {
+                let bytes = std::hint::black_box(frames.as_le_slice(&store));
+                let (mut at, mut n) = (0usize, 0u32);
+                while let Some(header) = bytes.get(at..at + 12) {
+                    let len = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
+                    at += 12 + len as usize;
+                    n += 1;
+                }
+                store.data_mut().sum += u64::from(n);
+                Ok(((n, None::<SendError>),))
+            },
+        )?;
+        Ok(())
+    })()
+    .map_err(err)?;
     Ok((engine, linker))
 }
 
@@ -115,10 +135,14 @@ impl Bare {
     }
 
     fn export(&mut self, name: &str) -> Result<Func, BenchError> {
+        self.export_of(ACTOR_INTERFACE, name)
+    }
+
+    fn export_of(&mut self, interface: &str, name: &str) -> Result<Func, BenchError> {
         let iface = self
             .component
-            .get_export_index(None, ACTOR_INTERFACE)
-            .ok_or_else(|| err("no actor interface"))?;
+            .get_export_index(None, interface)
+            .ok_or_else(|| err(format!("no interface {interface}")))?;
         let idx = self
             .component
             .get_export_index(Some(&iface), name)
@@ -145,6 +169,17 @@ impl Bare {
     }
 }
 
+/// `count` frames of 64-byte messages as `handle-messages` takes them.
+fn frames_of_64(count: u32) -> Vec<u8> {
+    let mut frames = Vec::with_capacity(count as usize * 76);
+    for _ in 0..count {
+        frames.extend_from_slice(&2u64.to_le_bytes());
+        frames.extend_from_slice(&64u32.to_le_bytes());
+        frames.extend_from_slice(&[0; 64]);
+    }
+    frames
+}
+
 /// A workload's floor: the same import and export calls with no runtime around
 /// them. Only components have one.
 pub struct Floor {
@@ -160,6 +195,15 @@ enum FloorKind {
         produce: Func,
         sink: Bare,
         consume: Func,
+    },
+    /// The framer's `handle-message` making one `send-frames` call of up to
+    /// 64 frames, then the sink's `handle-messages` with as many.
+    Frames {
+        framer: Bare,
+        produce: Func,
+        sink: Bare,
+        consume: Func,
+        frames: Vec<u8>,
     },
     /// Relays' `handle-message` (one `send` each), alternating between two.
     Hops {
@@ -207,6 +251,21 @@ impl Floor {
                     consume: sink.handle_message()?,
                     producer,
                     sink,
+                }
+            }
+            Workload::TellBatch => {
+                let mut framer = Bare::new(&engine, &linker, fixtures::FRAMER, b"sink")?;
+                let mut sink = Bare::new(&engine, &linker, fixtures::BATCOUNT, b"")?;
+                let consume = sink.export_of(BATCH_INTERFACE, "handle-messages")?;
+                consume
+                    .typed::<(u32, &[u8]), ()>(&sink.store)
+                    .map_err(err)?;
+                FloorKind::Frames {
+                    produce: framer.handle_message()?,
+                    framer,
+                    sink,
+                    consume,
+                    frames: frames_of_64(super::FRAMES_PER_CALL),
                 }
             }
             Workload::PingPong | Workload::Ring => {
@@ -298,6 +357,16 @@ impl Floor {
                     return Err(err("tell floor: the producer did not send as expected"));
                 }
             }
+            FloorKind::Frames { framer, .. } => {
+                let before = sent(framer);
+                self.run(3)?;
+                let FloorKind::Frames { framer, .. } = &self.kind else {
+                    unreachable!()
+                };
+                if sent(framer) - before != 3 {
+                    return Err(err("tell-batch floor: the framer did not send as expected"));
+                }
+            }
             FloorKind::Hops { .. } => {
                 self.run(1)?;
                 let FloorKind::Hops { pair, .. } = &self.kind else {
@@ -367,6 +436,26 @@ impl Floor {
                         sink.message(*consume, 2, &msg)?;
                     }
                     left -= k;
+                }
+            }
+            FloorKind::Frames {
+                framer,
+                produce,
+                sink,
+                consume,
+                frames,
+            } => {
+                let mut left = ops;
+                while left > 0 {
+                    let k = left.min(u64::from(super::FRAMES_PER_CALL)) as u32;
+                    framer.message(*produce, 1, &super::framer_command(k))?;
+                    sink.store.set_epoch_deadline(BUDGET_TICKS);
+                    // SAFETY: `consume` is the sink's `handle-messages`, whose
+                    // type `Floor::new` checked.
+                    let f = unsafe { TypedFunc::<(u32, &[u8]), ()>::new_unchecked(*consume) };
+                    f.call(&mut sink.store, (k, &frames[..k as usize * 76]))
+                        .map_err(err)?;
+                    left -= u64::from(k);
                 }
             }
             FloorKind::Hops { pair, turn } => {

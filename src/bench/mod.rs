@@ -50,6 +50,11 @@ pub mod fixtures {
     pub const RTT: &str = include_str!("../../fixtures/rtt.wat");
     /// Answers every request with its payload (`responder.wat`).
     pub const RESPONDER: &str = include_str!("../../fixtures/responder.wat");
+    /// Sends 64-byte messages, one `send` each or in `send-frames` calls
+    /// (`framer.wat`).
+    pub const FRAMER: &str = include_str!("../../fixtures/framer.wat");
+    /// Counts what it handles, one by one or in batches (`batcount.wat`).
+    pub const BATCOUNT: &str = include_str!("../../fixtures/batcount.wat");
     /// Calls `storage` in a loop (`store.wat`).
     pub const STORE: &str = include_str!("../../fixtures/store.wat");
 }
@@ -76,6 +81,12 @@ fn err(message: impl fmt::Display) -> BenchError {
 pub enum Workload {
     /// Producer → sink, same shard.
     Tell,
+    /// As `tell`, through the batch lane: components send in `send-frames`
+    /// calls of 64 frames to a batched sink (`batcount.wat`), which takes each
+    /// turn's batch in one `handle-messages` call; messages of 64 bytes,
+    /// whatever the payload parameter says. Native actors have no call to
+    /// batch: theirs is `tell`.
+    TellBatch,
     /// Producer → sink on the next shard, one pair per shard.
     TellCross,
     /// Two actors bouncing one message; one operation is a round trip.
@@ -96,8 +107,9 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order `wasmshard bench` runs them.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Tell,
+        Workload::TellBatch,
         Workload::TellCross,
         Workload::PingPong,
         Workload::Request,
@@ -112,6 +124,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Tell => "tell",
+            Workload::TellBatch => "tell-batch",
             Workload::TellCross => "tell-cross",
             Workload::PingPong => "ping-pong",
             Workload::Request => "request",
@@ -139,7 +152,7 @@ impl Workload {
     /// The shards the workload runs on, given the requested count.
     pub fn shards(self, requested: usize) -> usize {
         match self {
-            Workload::Tell | Workload::PingPong | Workload::Request => 1,
+            Workload::Tell | Workload::TellBatch | Workload::PingPong | Workload::Request => 1,
             Workload::RequestCross => 2,
             Workload::TellCross => requested.max(2),
             _ => requested.max(1),
@@ -240,6 +253,19 @@ type Samples = Arc<Mutex<Vec<u64>>>;
 /// workloads' 32-bit commands, and the recorded round-trip times (8 bytes each)
 /// fit in memory.
 pub const MAX_MESSAGES: u64 = 100_000_000;
+
+/// Frames per `send-frames` call in `tell-batch`.
+const FRAMES_PER_CALL: u32 = 64;
+
+/// The message that starts `framer.wat` in `tell-batch`: `count` messages
+/// in calls of [`FRAMES_PER_CALL`] frames, yielding while the sink is full.
+fn framer_command(count: u32) -> [u8; 12] {
+    let mut cmd = [0u8; 12];
+    for (i, w) in [count, FRAMES_PER_CALL, 1].into_iter().enumerate() {
+        cmd[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    cmd
+}
 
 /// Actors spawned per batch in `spawn` (they are stopped between batches).
 const SPAWN_BATCH: u64 = 1000;

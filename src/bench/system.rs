@@ -134,13 +134,21 @@ impl System {
             };
         let s = self.shards;
         match self.workload {
-            Workload::Tell | Workload::TellCross | Workload::Counting => {
+            Workload::TellBatch if wasm => {
+                let framer = self.load("framer", fixtures::FRAMER)?;
+                let counter = self.load("batcount", fixtures::BATCOUNT)?;
+                self.spawn(Some(&counter), Sink, "sink-0", b"", 0)?;
+                self.sinks.push("sink-0".into());
+                let p = self.spawn(Some(&framer), Sink, "framer", b"sink-0", 0)?;
+                self.senders.push(p);
+            }
+            Workload::Tell | Workload::TellBatch | Workload::TellCross | Workload::Counting => {
                 let producer = comp(self, "producer", fixtures::PRODUCER)?;
                 let counter = comp(self, "counter", fixtures::COUNTER)?;
                 // tell: one pair on shard 0; tell-cross: pair i sends from shard i to
                 // shard i+1; counting: a producer per shard, one sink on shard 0.
                 let (pairs, sinks) = match self.workload {
-                    Workload::Tell => (1, 1),
+                    Workload::Tell | Workload::TellBatch => (1, 1),
                     Workload::TellCross => (s, s),
                     _ => (s, 1),
                 };
@@ -338,7 +346,11 @@ impl System {
         fresh(&self.samples);
         let start = Instant::now();
         match self.workload {
-            Workload::Tell | Workload::TellCross | Workload::Counting => {
+            Workload::TellBatch if self.actors == Actors::Component => {
+                let cmd = super::framer_command(ops as u32);
+                self.rt.send(self.senders[0], &cmd).map_err(err)?;
+            }
+            Workload::Tell | Workload::TellBatch | Workload::TellCross | Workload::Counting => {
                 let n = self.senders.len() as u64;
                 for (i, p) in self.senders.iter().enumerate() {
                     let share = ops / n + u64::from((i as u64) < ops % n);

@@ -179,3 +179,23 @@ fn bad_parameters_are_refused() {
         .is_err()
     );
 }
+
+#[test]
+fn tell_batch_goes_through_the_batch_lane() {
+    let mut sys = System::new(Workload::TellBatch, Actors::Component, &params(2)).unwrap();
+    assert_eq!(sys.shards(), 1);
+    // More than a mailbox holds: the framer yields while the sink is full.
+    sys.run(5000).unwrap();
+    let stats = sys.runtime().stats();
+    let (calls, carried): (u64, u64) = stats
+        .shards
+        .iter()
+        .fold((0, 0), |(c, m), s| (c + s.batches, m + s.batched));
+    // The sink takes its queued messages 64 at a time, in one call each.
+    assert!(
+        calls >= 5000 / 64 && carried >= 4900,
+        "{calls} calls, {carried} messages"
+    );
+    assert_eq!(stats.actor("sink-0").unwrap().handled, 5000);
+    sys.shutdown();
+}
