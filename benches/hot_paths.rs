@@ -530,6 +530,42 @@ fn sends(rig: Rig) -> Rig {
     rig
 }
 
+/// A component (`framer.wat`) sending `OPS` 64-byte messages in
+/// `send-frames` calls of 50 frames to a batched component (`batcount.wat`),
+/// which takes them in `handle-messages` calls of the turn's batch (64, then
+/// the 36 left): the batch lane end to end.
+fn batched_rig() -> Rig {
+    let rt = manual();
+    let framer = rt.load_component_file(fixture("framer.wat")).unwrap();
+    let batcount = rt.load_component_file(fixture("batcount.wat")).unwrap();
+    rt.spawn(&batcount, SpawnOptions::new("sink")).unwrap();
+    let start = rt
+        .spawn(
+            &framer,
+            SpawnOptions::new("framer")
+                .config("sink")
+                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
+        )
+        .unwrap();
+    let trigger = [OPS, 50].iter().flat_map(|v| v.to_le_bytes()).collect();
+    Rig {
+        rt,
+        start,
+        trigger,
+        count: handled("sink"),
+    }
+    .warmed()
+}
+
+// Component → component through the batch lane (`send-frames` out,
+// `handle-messages` in).
+#[library_benchmark]
+#[bench::components(setup = batched_rig)]
+fn batched(rig: Rig) -> Rig {
+    rig.round();
+    rig
+}
+
 // Request → response round trips between two components on one shard.
 #[library_benchmark]
 #[bench::components(setup = requests_rig)]
@@ -541,6 +577,7 @@ fn request_round_trip(rig: Rig) -> Rig {
 // The floors of `route` and `request_round_trip`: what wasmtime alone costs.
 #[library_benchmark]
 #[bench::tell(args = (Workload::Tell), setup = floor)]
+#[bench::tell_batch(args = (Workload::TellBatch), setup = floor)]
 #[bench::request(args = (Workload::Request), setup = floor)]
 fn floors(mut floor: Floor) -> Floor {
     floor.run(u64::from(OPS)).expect("floor round");
@@ -577,7 +614,8 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = shard;
-    benchmarks = route, request_round_trip, floors, host_send, timers, storage, storage_floors, sends
+    benchmarks = route, request_round_trip, floors, host_send, timers, storage, storage_floors, sends,
+        batched
 );
 
 main!(library_benchmark_groups = queues, table, shard);
