@@ -36,11 +36,12 @@ use crate::sys::Parker;
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
 const DEAD_LETTER_SAMPLES: usize = 1024;
 /// The most bytes of frames one `handle-messages` call of a batched actor
-/// gets (12 bytes of header per message included). A message that would take
-/// a batch past it starts the next one, and one that could not share a call
-/// with another goes through `handle-message` alone: a batch never needs
-/// much more guest memory than its largest messages would one by one.
-pub const BATCH_BYTES: usize = 256 * 1024;
+/// gets (12 bytes of header per message included): the default maximum
+/// payload. A message that would take a batch past it starts the next one,
+/// and one that could not share a call with another goes through
+/// `handle-message` alone, so with the default maximum payload a batch never
+/// needs more guest memory than one message may.
+pub const BATCH_BYTES: usize = 64 * 1024;
 /// A frame's header for `handle-messages`: `[from: u64 LE][len: u32 LE]`.
 const FRAME_HEADER: usize = 12;
 /// Turns in one pass, at most.
@@ -1743,8 +1744,9 @@ impl Shard {
             taken += 1;
             let admitted = env.kind.counted();
             counted += admitted as u32;
-            // Natives and unbatched components pay one test of their body.
-            if actor.batched() && starts_run(&env, &actor.mailbox) {
+            // A run needs room for two this turn. Natives and unbatched
+            // components pay one test of their body.
+            if taken < batch && actor.batched() && starts_run(&env, &actor.mailbox) {
                 if self.run_frames(slot, env, batch - taken + 1, &mut taken, &mut counted) {
                     continue;
                 }
@@ -1843,10 +1845,13 @@ impl Shard {
     /// path of every actor a few percent.)
     ///
     /// The batch is one invocation: if it fails, the host cannot know which
-    /// of its messages the actor had finished, so none counts as handled; the
-    /// first is the message it failed on (as a single message would be), and
-    /// the others are dead letters (`target-failed`) in their order. What the
-    /// actor sent before failing goes on its way, as for a single message.
+    /// of its messages the actor had finished or failed on, so none counts as
+    /// handled and each is a dead letter (`target-failed`), in order, before
+    /// the rest of the mailbox is dealt with as for any failure (kept for a
+    /// restart, or dead letters after these). What the actor sent before
+    /// failing goes on its way, as for a single message. A stop it sent
+    /// itself takes effect when the call returns, as for a single message:
+    /// the batch's later messages were handled by then.
     #[inline(never)]
     fn run_frames(
         &mut self,
@@ -1888,11 +1893,13 @@ impl Shard {
                 crate::message_log::received(&actor.info.name, env, self.id, failure);
             }
         }
-        self.in_hand = 0;
         self.table = actor.outbox().table.take();
         if result.is_ok() {
             actor.handled += u64::from(n);
+            self.in_hand = 0;
         }
+        // (A failed batch stays in hand until each of its messages is a dead
+        // letter, so a panic of the loop before then counts the rest.)
         let here = self.route_staged(slot);
         let go_on = match result {
             Ok(()) => {
@@ -1900,18 +1907,19 @@ impl Shard {
                 here
             }
             Err(failure) => {
-                let mut envs = held.drain(..);
-                let killer = envs.next();
+                // Every message of the batch is a dead letter, in order,
+                // before the actor's failure ends (or keeps, for its restart)
+                // what is still in its mailbox: dead letters keep the
+                // mailbox's order. The failure itself names no message.
+                for env in held.drain(..) {
+                    self.dead_letter(env, DeadLetterReason::TargetFailed);
+                    self.in_hand -= 1;
+                }
                 if here {
                     // The room of what it took this turn is given back, as
                     // for a single message.
                     self.slots().release(slot, *counted);
-                    self.fail(slot, failure, killer);
-                } else if let Some(env) = killer {
-                    self.dead_letter(env, DeadLetterReason::TargetFailed);
-                }
-                for env in envs {
-                    self.dead_letter(env, DeadLetterReason::TargetFailed);
+                    self.fail(slot, failure, None);
                 }
                 false
             }

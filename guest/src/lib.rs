@@ -554,7 +554,9 @@ impl<A: Actor> Ctx<'_, A> {
     }
 
     /// Stops `target` once this handler returns: an actor this one spawned,
-    /// itself, or one its `stop` grant names.
+    /// itself, or one its `stop` grant names. (For an actor exported as
+    /// `batched`, once the batch's call returns: the messages after this one
+    /// in the same batch are still handled.)
     ///
     /// # Errors
     ///
@@ -972,6 +974,11 @@ pub mod __rt {
                     Err(e) => actor.malformed(ctx, Address(from), e),
                 }
             }
+            assert!(
+                rest.is_empty(),
+                "handle-messages: {} bytes past the last of {count} frames",
+                rest.len()
+            );
         })
     }
 
@@ -1052,16 +1059,19 @@ pub mod __rt {
 /// bytes it cannot read. `export_actor!(MyActor, accepts = "cbor,json")`
 /// declares fewer.
 ///
-/// `export_actor!(MyActor, batched)` (or `batched, accepts = "…"`) exports
-/// the `batch` interface too (the world `batched`): the runtime then hands
-/// the actor a run of its queued plain messages in one call, and the SDK
-/// calls [`Actor::message`] for each, in order, so the actor's code is the
-/// same. One call instead of one per message is much cheaper, at one cost:
-/// if a message of a batch panics, the runtime cannot know which of the
-/// batch's messages were finished, so each of them is a dead letter and
-/// none counts as handled (a batch holds at most the runtime's per-turn
-/// batch of messages, 64 by default). Requests, responses, timers and
-/// traced messages still come one by one.
+/// `export_actor!(MyActor, batched)` (or with `accepts = "…"` as well)
+/// exports the `batch` interface too (the world `batched`): the runtime then
+/// hands the actor a run of its queued plain messages in one call, and the
+/// SDK calls [`Actor::message`] for each, in order, so the actor's code is
+/// the same. One call instead of one per message is much cheaper, at a cost
+/// that comes from the batch being one call: if a message of a batch panics,
+/// the runtime cannot know which of the batch's messages were finished, so
+/// each of them is a dead letter and none counts as handled (a batch holds at
+/// most the runtime's per-turn batch of messages, 64 by default); a stop of
+/// the actor itself ([`Ctx::stop`]) takes effect when the call returns, after
+/// the rest of the batch; and the call's CPU budget is the batch's (a message
+/// may use the budget of all of them). Requests, responses, timers and traced
+/// messages still come one by one.
 #[macro_export]
 macro_rules! export_actor {
     (@export $actor:ty, $accepts:literal, $mode:ident) => {
@@ -1125,16 +1135,19 @@ macro_rules! export_actor {
             }
         };
     };
-    ($actor:ty) => {
+    ($actor:ty $(,)?) => {
         $crate::export_actor!(@export $actor, "raw,json,cbor,messagepack", single);
     };
-    ($actor:ty, accepts = $accepts:literal) => {
+    ($actor:ty, accepts = $accepts:literal $(,)?) => {
         $crate::export_actor!(@export $actor, $accepts, single);
     };
-    ($actor:ty, batched) => {
+    ($actor:ty, batched $(,)?) => {
         $crate::export_actor!(@export $actor, "raw,json,cbor,messagepack", batched);
     };
-    ($actor:ty, batched, accepts = $accepts:literal) => {
+    ($actor:ty, batched, accepts = $accepts:literal $(,)?) => {
+        $crate::export_actor!(@export $actor, $accepts, batched);
+    };
+    ($actor:ty, accepts = $accepts:literal, batched $(,)?) => {
         $crate::export_actor!(@export $actor, $accepts, batched);
     };
 }

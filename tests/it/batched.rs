@@ -206,6 +206,84 @@ fn a_trap_mid_batch_makes_every_message_of_the_batch_a_dead_letter() {
 }
 
 #[test]
+fn a_failed_batchs_dead_letters_come_before_the_rest_of_the_mailbox() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(c) = batcher(&rt) else { return };
+    let b = rt.spawn(&c, SpawnOptions::new("b")).unwrap();
+    // 70 queued: the first batch (64, the poison fifth) fails; the 6 left
+    // follow as dead letters of the failed actor, in order.
+    let mut script: Vec<_> = (0..4).map(|i| seq(0, i)).collect();
+    script.push(raw(b"poison"));
+    script.extend((4..69).map(|i| seq(0, i)));
+    let (s, _) = sender(&rt, "s", 0, b, script.clone());
+    rt.send(s, b"go").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(batches(&rt), (1, 64));
+    let report = rt.shutdown();
+    let dead: Vec<_> = report
+        .dead_letters
+        .iter()
+        .map(|d| (d.reason, d.payload.clone()))
+        .collect();
+    let expected: Vec<_> = script
+        .into_iter()
+        .map(|p| (DeadLetterReason::TargetFailed, p))
+        .collect();
+    assert_eq!(dead, expected);
+}
+
+#[test]
+fn a_turns_last_message_is_not_a_batch_of_one() {
+    // Batch 3: two requests, then two tells. The first tell is the turn's
+    // third message, with no room for a second: it goes alone, as does the
+    // other on the next turn.
+    let rt = builder(1).batch(3).build_manual().unwrap();
+    let Some(c) = batcher(&rt) else { return };
+    let b = rt.spawn(&c, SpawnOptions::new("b")).unwrap();
+    let r1 = rt
+        .request(b, &raw(b"get"), Duration::from_secs(600))
+        .unwrap();
+    let r2 = rt
+        .request(b, &raw(b"get"), Duration::from_secs(600))
+        .unwrap();
+    rt.send(b, &seq(0, 0)).unwrap();
+    rt.send(b, &seq(0, 1)).unwrap();
+    rt.run_until_stalled();
+    assert!(r1.try_get().is_some() && r2.try_get().is_some());
+    assert_eq!(batches(&rt), (0, 0));
+    assert_eq!(counts(&rt, b), [2, 0, 0, 0]);
+}
+
+#[test]
+fn a_stop_of_itself_takes_effect_when_the_batch_returns() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(c) = batcher(&rt) else { return };
+    let b = rt.spawn(&c, SpawnOptions::new("b")).unwrap();
+    // 70 queued, `quit` second: the first batch (64) is handled whole, the
+    // stop takes effect when its call returns, and the 6 left are dead
+    // letters (`target-stopped`), in order.
+    let mut script = vec![seq(0, 0), raw(b"quit")];
+    script.extend((1..69).map(|i| seq(0, i)));
+    let (s, _) = sender(&rt, "s", 0, b, script.clone());
+    rt.send(s, b"go").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(batches(&rt), (1, 64));
+    let report = rt.shutdown();
+    let a = report.stats.actor("b").unwrap();
+    assert_eq!((a.alive, a.handled, a.failures), (false, 64, 0));
+    let dead: Vec<_> = report
+        .dead_letters
+        .iter()
+        .map(|d| (d.reason, d.payload.clone()))
+        .collect();
+    let expected: Vec<_> = script[64..]
+        .iter()
+        .map(|p| (DeadLetterReason::TargetStopped, p.clone()))
+        .collect();
+    assert_eq!(dead, expected);
+}
+
+#[test]
 fn a_restarted_actor_gets_what_was_queued_after_the_failed_batch() {
     let rt = builder(1).build_manual().unwrap();
     let Some(c) = batcher(&rt) else { return };
@@ -336,16 +414,16 @@ fn a_core_module_exporting_handle_messages_is_a_batched_actor() {
 
 #[test]
 fn a_batch_stays_within_its_byte_bound() {
-    // 64 KiB messages: four fit in the 256 KiB a call takes; the fifth
-    // starts the next batch. A message too large to share a call goes alone
-    // through `handle-message`.
+    // Messages of a quarter of the bytes a call takes, headers included:
+    // four fit, the fifth starts the next batch. A message too large to share
+    // a call goes alone through `handle-message`.
     let rt = builder(1)
         .max_payload(wasmshard::BATCH_BYTES)
         .build_manual()
         .unwrap();
     let c = load(&rt, "batcount.wat");
     let b = rt.spawn(&c, SpawnOptions::new("b")).unwrap();
-    let big = 64 * 1024 - 12;
+    let big = wasmshard::BATCH_BYTES / 4 - 12;
     let mut script: Vec<_> = (0..10).map(|_| sized(big)).collect();
     script.push(sized(wasmshard::BATCH_BYTES));
     script.push(sized(1));

@@ -1,7 +1,7 @@
 //! An SDK actor exported as batched (`export_actor!(Batcher, batched)`): the
 //! runtime hands it runs of its queued messages in one `handle-messages`
 //! call, and the SDK calls [`Actor::message`] for each. The batch tests
-//! (`tests/it/batch.rs`) drive it.
+//! (`tests/it/batched.rs`) drive it.
 //!
 //! Its messages are raw bytes:
 //! - 8 bytes `[key u32 LE][seq u32 LE]`: a sequenced message; it checks that
@@ -9,6 +9,7 @@
 //! - `echo…` (not 8 bytes long): sends the same bytes back to the sender
 //!   (raw codec);
 //! - `poison`: panics;
+//! - `quit`: stops itself;
 //! - `spin`: loops for ever (its CPU budget ends it);
 //! - anything else: counted as other.
 //!
@@ -56,6 +57,9 @@ impl Actor for Batcher {
             }
         } else if bytes == b"poison" {
             panic!("poisoned by {from}");
+        } else if bytes == b"quit" {
+            let me = ctx.me();
+            ctx.stop(me).expect("an actor may stop itself");
         } else if bytes == b"spin" {
             let mut i = 0u64;
             loop {
