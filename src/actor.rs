@@ -414,6 +414,12 @@ impl WasmActor {
             Err(e) => {
                 let err = if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                     SpawnError::NoCapacity(Capacity::InstancePool(cause(e)))
+                } else if let Some((mappings, limit)) = out_of_mappings(&e) {
+                    SpawnError::NoCapacity(Capacity::MemoryMappings {
+                        mappings,
+                        limit,
+                        source: cause(e),
+                    })
                 } else {
                     SpawnError::Instantiate(describe(e, &store.data().limiter))
                 };
@@ -565,6 +571,24 @@ impl WasmActor {
         let r = f.call(&mut self.store, (id, response));
         self.end(r)
     }
+}
+
+/// Whether instantiating failed for want of memory mappings: the error is
+/// `ENOMEM` from the operating system while the process is within a few
+/// hundred mappings of the kernel's limit (what `mmap` and `mprotect` then
+/// fail with). Returns (mappings, limit).
+#[cold]
+fn out_of_mappings(e: &wasmtime::Error) -> Option<(u64, u64)> {
+    const ENOMEM: i32 = 12;
+    let enomem = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(ENOMEM))
+    });
+    if !enomem {
+        return None;
+    }
+    let (mappings, limit) = crate::sys::memory_mappings()?;
+    (mappings + 256 >= limit).then_some((mappings, limit))
 }
 
 /// Says why an invocation failed: classified by the error's type (a trap, the

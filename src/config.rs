@@ -192,12 +192,16 @@ impl Config {
             .max_memories_per_component(2)
             // The same bound as the limiter's, so that it alone decides.
             .table_elements(MAX_TABLE_ELEMENTS)
-            // Reset the first 64 KiB of a freed memory (and table) with memset, not
-            // madvise: a slot's next instance then takes no page faults there, which
-            // halves instantiation (10.5 to 4.6 us for the fixtures). The cost is up
-            // to 64 KiB resident per pool slot ever used.
-            .linear_memory_keep_resident(64 * 1024)
-            .table_keep_resident(64 * 1024)
+            // Reset the first KEEP_RESIDENT bytes of a freed memory (and table)
+            // with memset, not madvise: a slot's next instance takes no page
+            // faults there, and what lies beyond goes back to the system. Measured
+            // (`bench spawn --shards 1`, counter.wat): none kept, a 8.5 us floor
+            // (every page faults in again); 8 KiB, 3.1 us; 16 KiB, 3.1 us; 64 KiB,
+            // 5.2-6.3 us (the memset of 64 KiB costs more than the faults it
+            // saves). What a freed slot keeps resident: about 22 KB with 8 KiB,
+            // 80 KB with 64 KiB.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
             // Decommit what lies beyond that (a freed memory's higher pages) in
             // batches: one `madvise` per 16 freed instances rather than one
             // each, which was a fifth of a restart (a slot waiting in the batch
@@ -212,6 +216,10 @@ impl Config {
         Engine::new(&c).map_err(|e| BuildError::Engine(cause(e)))
     }
 }
+
+/// Bytes of a freed pool slot's memory and table kept resident (reset with
+/// memset) for the next instance; see `Config::engine`.
+const KEEP_RESIDENT: usize = 8 * 1024;
 
 /// Builds a [`Runtime`](crate::Runtime).
 ///

@@ -272,6 +272,23 @@ pub enum Capacity {
     /// The instance pool (sized by `max_actors`) has no free instance.
     #[error("the instance pool is exhausted (raise max_actors)")]
     InstancePool(#[source] Cause),
+    /// The process has as many memory mappings as the kernel allows (Linux's
+    /// `vm.max_map_count`, 65 530 by default): a component actor takes about
+    /// three, so about 21 800 fit under the default.
+    #[error(
+        "the process has {mappings} memory mappings, the kernel's limit is {limit} \
+         (vm.max_map_count); a component actor takes about three: raise the limit \
+         (sysctl vm.max_map_count) to hold more actors"
+    )]
+    MemoryMappings {
+        /// Mappings the process had when the spawn failed.
+        mappings: u64,
+        /// The kernel's limit.
+        limit: u64,
+        /// The instantiation's error.
+        #[source]
+        source: Cause,
+    },
 }
 
 /// An actor could not be spawned.

@@ -435,8 +435,8 @@ impl System {
     /// Resident memory per idle actor: spawns `n` actors, measures the process's
     /// resident set before and after, and stops them. `None` where the platform
     /// does not say (only Linux's `/proc/self/statm` is read). Call it before any
-    /// other spawn: a pool slot used before keeps its first 64 KiB resident, so
-    /// actors in reused slots would look free.
+    /// other spawn: a pool slot used before keeps the start of its memory and
+    /// table resident, so actors in reused slots would look cheaper.
     ///
     /// # Errors
     ///

@@ -71,3 +71,20 @@ impl Clock {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
+
+/// The process's memory mappings and the kernel's limit on them
+/// (`vm.max_map_count`), on Linux; read from `/proc` (only when a spawn has
+/// failed for want of memory: it reads a line per mapping).
+pub(crate) fn memory_mappings() -> Option<(u64, u64)> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    let count = maps.iter().filter(|&&b| b == b'\n').count() as u64;
+    Some((count, limit))
+}
