@@ -326,6 +326,29 @@ fn bench_json_has_the_documented_shape() {
 }
 
 #[test]
+fn bench_tell_batch_reports_its_floor_and_ratio() {
+    let out = wasmshard(&[
+        "bench",
+        "tell-batch",
+        "--messages",
+        "3000",
+        "--actors",
+        "component",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!(r["workload"], "tell-batch");
+    assert_eq!(r["shards"], 1);
+    assert!(r["floor_ns"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
 fn bench_prints_a_table_and_refuses_unknown_workloads() {
     let out = wasmshard(&["bench", "ring", "--messages", "500", "--actors", "native"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
