@@ -1072,6 +1072,33 @@ pub mod __rt {
 /// the rest of the batch; and the call's CPU budget is the batch's (a message
 /// may use the budget of all of them). Requests, responses, timers and traced
 /// messages still come one by one.
+///
+/// ```
+/// use wasmshard_guest::{Actor, Address, Bytes, Ctx};
+///
+/// struct Sink {
+///     seen: u64,
+/// }
+///
+/// impl Actor for Sink {
+///     type Config = Option<()>;
+///     type Message = Bytes;
+///     type Request = ();
+///     type Reply = u64;
+///
+///     fn init(_: &mut Ctx<Self>, _: Option<()>) -> Result<Self, String> {
+///         Ok(Sink { seen: 0 })
+///     }
+///
+///     fn message(&mut self, _: &mut Ctx<Self>, _: Address, _: Bytes) {
+///         self.seen += 1;
+///     }
+/// }
+///
+/// // Batched, taking raw bytes only.
+/// wasmshard_guest::export_actor!(Sink, accepts = "raw", batched);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_actor {
     (@export $actor:ty, $accepts:literal, $mode:ident) => {

@@ -489,3 +489,36 @@ fn a_batch_export_of_the_wrong_type_is_refused_at_load() {
         "{message}"
     );
 }
+
+#[test]
+fn an_upgrade_switches_between_batched_and_unbatched_code() {
+    let rt = builder(1).build_manual().unwrap();
+    let batched = load(&rt, "batcount.wat");
+    let single = load(&rt, "counter.wat");
+    let b = rt.spawn(&batched, SpawnOptions::new("b")).unwrap();
+    let round = |n: usize| {
+        let (s, _) = sender(
+            &rt,
+            &format!("s{}", rt.stats().actors.len()),
+            0,
+            b,
+            (0..n).map(sized).collect(),
+        );
+        rt.send(s, b"go").unwrap();
+        rt.run_until_stalled();
+    };
+    round(10);
+    assert_eq!(batches(&rt), (1, 10));
+    // The new code has no `handle-messages`: one call each from now on.
+    rt.upgrade(b, &single).unwrap();
+    rt.run_until_stalled();
+    round(10);
+    assert_eq!(batches(&rt), (1, 10));
+    // And back.
+    rt.upgrade(b, &batched).unwrap();
+    rt.run_until_stalled();
+    round(10);
+    assert_eq!(batches(&rt), (2, 20));
+    let a = rt.stats().actor("b").unwrap().clone();
+    assert_eq!((a.handled, a.upgrades, a.failures), (30, 2, 0));
+}
