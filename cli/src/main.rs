@@ -85,6 +85,12 @@ enum Command {
         /// `default-grants = "all"`).
         #[arg(long, default_value = "exact")]
         grants: String,
+        /// With `spawn`: also spawn N idle actors into a fresh runtime and
+        /// report the memory each holds, alive and once all are stopped (1 to
+        /// 1 000 000; about 20 KB each; component actors past about 21 800
+        /// need the kernel's vm.max_map_count raised).
+        #[arg(long, value_name = "N")]
+        density: Option<u64>,
         /// Print the results as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -133,10 +139,10 @@ fn main() -> ExitCode {
             payload,
             actors,
             grants,
+            density,
             json,
-        } => bench(
-            &workloads, shards, messages, payload, &actors, &grants, json,
-        ),
+        } => bench_params(shards, payload, &grants, density)
+            .and_then(|params| bench(&workloads, messages, &actors, &params, json)),
     };
     let code = match result {
         Ok(code) => code,
@@ -349,16 +355,40 @@ fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// The workloads' parameters from `bench`'s options.
+fn bench_params(
+    shards: Option<usize>,
+    payload: usize,
+    grants: &str,
+    density: Option<u64>,
+) -> anyhow::Result<wasmshard::bench::Params> {
+    let shards = shards.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+    });
+    let trusted = match grants {
+        "exact" => false,
+        "all" => true,
+        other => anyhow::bail!("--grants {other}: expected exact or all"),
+    };
+    Ok(wasmshard::bench::Params {
+        shards,
+        payload,
+        trusted,
+        density,
+        ..wasmshard::bench::Params::default()
+    })
+}
+
 fn bench(
     names: &[String],
-    shards: Option<usize>,
     messages: u64,
-    payload: usize,
     actors: &str,
-    grants: &str,
+    params: &wasmshard::bench::Params,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use wasmshard::bench::{Actors, Params, Workload, measure};
+    use wasmshard::bench::{Actors, Workload, measure};
 
     let workloads = if names.is_empty() {
         Workload::ALL.to_vec()
@@ -385,22 +415,6 @@ fn bench(
             wasmshard::bench::MAX_MESSAGES
         );
     }
-    let shards = shards.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-    });
-    let trusted = match grants {
-        "exact" => false,
-        "all" => true,
-        other => anyhow::bail!("--grants {other}: expected exact or all"),
-    };
-    let params = Params {
-        shards,
-        payload,
-        trusted,
-        ..Params::default()
-    };
     // Bad parameters are refused before anything runs.
     params.check()?;
     let runs: Vec<(Workload, Actors)> = workloads
@@ -410,7 +424,7 @@ fn bench(
     let mut results = Vec::new();
     for (i, (workload, actors)) in runs.iter().enumerate() {
         let started = std::time::Instant::now();
-        let m = measure(*workload, *actors, &params, messages);
+        let m = measure(*workload, *actors, params, messages);
         logs::logs().line(format!(
             "[{}/{}] {workload} ({}) ... {}",
             i + 1,
@@ -468,6 +482,27 @@ fn bench(
             m.workload,
             m.actors.name(),
             m.bytes_per_actor.unwrap_or(0)
+        );
+    }
+    for m in &results {
+        let Some(d) = &m.density else { continue };
+        let bytes = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{} ({}): {} of {} idle actors spawned, {} bytes resident each, {} left per actor \
+             once all stopped{}",
+            m.workload,
+            m.actors.name(),
+            d.spawned,
+            d.asked,
+            bytes(d.bytes_per_actor),
+            bytes(d.left_per_actor),
+            d.stopped_by
+                .as_deref()
+                .map_or_else(String::new, |why| format!(
+                    "; stopped by: {}",
+                    one_line(why)
+                )),
         );
     }
     print(&out);

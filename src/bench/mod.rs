@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub use floor::{Floor, StorageFloor};
-pub use system::System;
+pub use system::{Density, System, density};
 
 /// The fixtures the workloads run, bundled so that `wasmshard bench` needs no files.
 pub mod fixtures {
@@ -202,6 +202,9 @@ pub struct Params {
     /// Whether components run with every grant (the runtime's default grants
     /// all), rather than granted the bench's actor names (the default).
     pub trusted: bool,
+    /// With `spawn`: also spawn this many idle actors into a fresh runtime
+    /// and report what each holds resident ([`Density`]); 1 to 1 000 000.
+    pub density: Option<u64>,
 }
 
 impl Default for Params {
@@ -212,6 +215,7 @@ impl Default for Params {
             fan_out: 8,
             ring: 16,
             trusted: false,
+            density: None,
         }
     }
 }
@@ -236,6 +240,9 @@ impl Params {
                 self.shards,
                 crate::MAX_SHARDS
             )));
+        }
+        if self.density.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
+            return Err(err("a density measurement takes 1 to 1 000 000 actors"));
         }
         if !(1..=8192).contains(&self.fan_out) || !(2..=100_000).contains(&self.ring) {
             return Err(err(
@@ -317,6 +324,8 @@ pub struct Measurement {
     pub p99_ns: Option<f64>,
     /// Resident memory per idle actor (`spawn` only, Linux).
     pub bytes_per_actor: Option<u64>,
+    /// The density measurement ([`Params::density`], `spawn` only).
+    pub density: Option<Density>,
 }
 
 /// Measures `workload` with `actors` over `messages` operations (1 to
@@ -356,6 +365,10 @@ pub fn measure(
         None => sys.record_latency(messages)?,
     };
     sys.shutdown();
+    let density = match params.density {
+        Some(n) if workload == Workload::Spawn => Some(density(actors, params, n)?),
+        _ => None,
+    };
     let ns_per_op = elapsed.as_nanos() as f64 / messages as f64;
     let floor_ns = match actors {
         Actors::Component => {
@@ -389,5 +402,6 @@ pub fn measure(
         p50_ns,
         p99_ns,
         bytes_per_actor,
+        density,
     })
 }

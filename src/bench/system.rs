@@ -483,3 +483,96 @@ fn resident_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
 }
+
+/// What many idle actors hold ([`density`]).
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Density {
+    /// Actors asked for.
+    pub asked: u64,
+    /// Actors spawned (fewer than asked if a spawn failed).
+    pub spawned: u64,
+    /// Resident bytes per idle actor, with all of them alive (Linux).
+    pub bytes_per_actor: Option<u64>,
+    /// Resident bytes per actor left once all of them were stopped (what
+    /// their pool slots and the runtime keep) (Linux).
+    pub left_per_actor: Option<u64>,
+    /// Why spawning stopped short, with its causes.
+    pub stopped_by: Option<String>,
+}
+
+/// Spawns `n` idle actors (`counter.wat`, or empty native actors) into a
+/// fresh runtime sized for them, over `params.shards` shards, and measures
+/// the process's resident set before, with all of them alive, and after
+/// stopping them all. A spawn that fails ends the spawning (the count and the
+/// error are reported); the kernel's limit on memory mappings stops
+/// component actors near 21 800 unless it is raised.
+///
+/// # Errors
+///
+/// Bad parameters, or a runtime or component that cannot be set up.
+pub fn density(actors: Actors, params: &Params, n: u64) -> Result<Density, BenchError> {
+    params.check()?;
+    let n = n.clamp(1, 1_000_000);
+    let shards = params.shards;
+    let rt = Runtime::builder()
+        .shards(shards)
+        .max_actors(n as u32 + 16)
+        .log_sink(|_| {})
+        .build()
+        .map_err(err)?;
+    let component = match actors {
+        Actors::Component => Some(
+            rt.load_component("counter", fixtures::COUNTER.as_bytes())
+                .map_err(err)?,
+        ),
+        Actors::Native => None,
+    };
+    let before = resident_bytes();
+    let mut spawned = Vec::with_capacity(n as usize);
+    let mut stopped_by = None;
+    for i in 0..n {
+        let name = format!("dense-{i}");
+        let shard = i as usize % shards;
+        let r = match &component {
+            Some(c) => rt.spawn(c, SpawnOptions::new(&name).shard(shard)),
+            None => rt.spawn_native(&name, Some(shard), Sink),
+        };
+        match r {
+            Ok(a) => spawned.push(a),
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    source = s.source();
+                }
+                stopped_by = Some(why);
+                break;
+            }
+        }
+    }
+    if !rt.wait_idle(RUN_TIMEOUT) {
+        return Err(err("density: not idle"));
+    }
+    let alive = resident_bytes();
+    for a in &spawned {
+        rt.stop(*a).map_err(err)?;
+    }
+    rt.wait_idle(RUN_TIMEOUT);
+    let left = resident_bytes();
+    rt.shutdown();
+    let count = spawned.len() as u64;
+    let per = |to: Option<u64>| match (before, to) {
+        (Some(b), Some(t)) if count > 0 => Some(t.saturating_sub(b) / count),
+        _ => None,
+    };
+    Ok(Density {
+        asked: n,
+        spawned: count,
+        bytes_per_actor: per(alive),
+        left_per_actor: per(left),
+        stopped_by,
+    })
+}

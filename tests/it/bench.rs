@@ -199,3 +199,31 @@ fn tell_batch_goes_through_the_batch_lane() {
     assert_eq!(stats.actor("sink-0").unwrap().handled, 5000);
     sys.shutdown();
 }
+
+#[test]
+fn density_spawns_idle_actors_and_says_what_each_holds() {
+    use wasmshard::bench::density;
+    for actors in [Actors::Component, Actors::Native] {
+        let d = density(actors, &params(2), 1500).unwrap();
+        assert_eq!((d.asked, d.spawned), (1500, 1500), "{d:?}");
+        assert!(d.stopped_by.is_none(), "{d:?}");
+        if cfg!(target_os = "linux") {
+            assert!(d.bytes_per_actor.is_some() && d.left_per_actor.is_some());
+        }
+    }
+    // Out of range is refused before anything runs.
+    let too_many = Params {
+        density: Some(2_000_000),
+        ..params(2)
+    };
+    assert!(too_many.check().is_err());
+    // `measure` reports it with `spawn` only.
+    let with = Params {
+        density: Some(100),
+        ..params(1)
+    };
+    let m = measure(Workload::Spawn, Actors::Component, &with, 50).unwrap();
+    assert_eq!(m.density.as_ref().map(|d| d.spawned), Some(100));
+    let m = measure(Workload::Tell, Actors::Native, &with, 50).unwrap();
+    assert!(m.density.is_none());
+}
