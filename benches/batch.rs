@@ -27,6 +27,20 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Spawns `framer.wat`, sending to the actor `sink` (and granted it).
+fn framer(rt: &Runtime) -> wasmshard::Address {
+    let framer = rt
+        .load_component_file(fixture("framer.wat"))
+        .expect("framer.wat");
+    rt.spawn(
+        &framer,
+        SpawnOptions::new("framer")
+            .config("sink")
+            .grants(Grants::none().lookup(["sink"]).send(["sink"])),
+    )
+    .expect("spawn")
+}
+
 /// Messages per round.
 const MESSAGES: u32 = 4096;
 
@@ -43,17 +57,7 @@ fn batch(c: &mut Criterion) {
         counter.fetch_add(1, Ordering::Relaxed);
     })
     .expect("sink");
-    let framer = rt
-        .load_component_file(fixture("framer.wat"))
-        .expect("framer.wat");
-    let framer = rt
-        .spawn(
-            &framer,
-            SpawnOptions::new("framer")
-                .config("sink")
-                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
-        )
-        .expect("spawn");
+    let framer = framer(&rt);
     let round = |batch: u32| {
         let mut msg = MESSAGES.to_le_bytes().to_vec();
         msg.extend_from_slice(&batch.to_le_bytes());
@@ -102,17 +106,7 @@ fn c2c(c: &mut Criterion) {
             .expect("runtime");
         let sink = rt.load_component_file(fixture(sink)).expect("sink");
         rt.spawn(&sink, SpawnOptions::new("sink")).expect("sink");
-        let framer = rt
-            .load_component_file(fixture("framer.wat"))
-            .expect("framer.wat");
-        let framer = rt
-            .spawn(
-                &framer,
-                SpawnOptions::new("framer")
-                    .config("sink")
-                    .grants(Grants::none().lookup(["sink"]).send(["sink"])),
-            )
-            .expect("spawn");
+        let framer = framer(&rt);
         let mut msg = MESSAGES.to_le_bytes().to_vec();
         msg.extend_from_slice(&u32::to_le_bytes(batch));
         let round = || {

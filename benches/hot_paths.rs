@@ -249,20 +249,25 @@ fn components_with_quota_rig() -> Rig {
     components_rig_with(Some(Rate::new(wasmshard::MAX_RATE, u32::MAX)))
 }
 
+/// Spawns the fixture `sender` (named after it), configured with and granted
+/// exactly the actor `sink` (lookup and send), with `rate` as its quota.
+fn sender(rt: &Runtime, sender: &str, rate: Option<Rate>) -> Address {
+    let component = rt.load_component_file(fixture(sender)).unwrap();
+    rt.spawn(
+        &component,
+        SpawnOptions::new(sender.trim_end_matches(".wat"))
+            .config("sink")
+            .grants(Grants::none().lookup(["sink"]).send(["sink"]))
+            .rate(rate),
+    )
+    .unwrap()
+}
+
 fn components_rig_with(rate: Option<Rate>) -> Rig {
     let rt = manual();
-    let producer = rt.load_component_file(fixture("producer.wat")).unwrap();
     let counter = rt.load_component_file(fixture("counter.wat")).unwrap();
     rt.spawn(&counter, SpawnOptions::new("sink")).unwrap();
-    let start = rt
-        .spawn(
-            &producer,
-            SpawnOptions::new("producer")
-                .config("sink")
-                .grants(Grants::none().lookup(["sink"]).send(["sink"]))
-                .rate(rate),
-        )
-        .unwrap();
+    let start = sender(&rt, "producer.wat", rate);
     let trigger = [OPS, 0, 8].iter().flat_map(|v| v.to_le_bytes()).collect();
     Rig {
         rt,
@@ -315,15 +320,7 @@ fn natives_rig() -> Rig {
 fn framer_rig(batch: u32) -> Rig {
     let rt = manual();
     let (_, count) = counting_sink(&rt);
-    let framer = rt.load_component_file(fixture("framer.wat")).unwrap();
-    let start = rt
-        .spawn(
-            &framer,
-            SpawnOptions::new("framer")
-                .config("sink")
-                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
-        )
-        .unwrap();
+    let start = sender(&rt, "framer.wat", None);
     let mut trigger = OPS.to_le_bytes().to_vec();
     trigger.extend_from_slice(&batch.to_le_bytes());
     Rig {
@@ -536,17 +533,9 @@ fn sends(rig: Rig) -> Rig {
 /// the 36 left): the batch lane end to end.
 fn batched_rig() -> Rig {
     let rt = manual();
-    let framer = rt.load_component_file(fixture("framer.wat")).unwrap();
     let batcount = rt.load_component_file(fixture("batcount.wat")).unwrap();
     rt.spawn(&batcount, SpawnOptions::new("sink")).unwrap();
-    let start = rt
-        .spawn(
-            &framer,
-            SpawnOptions::new("framer")
-                .config("sink")
-                .grants(Grants::none().lookup(["sink"]).send(["sink"])),
-        )
-        .unwrap();
+    let start = sender(&rt, "framer.wat", None);
     let trigger = [OPS, 50].iter().flat_map(|v| v.to_le_bytes()).collect();
     Rig {
         rt,
