@@ -305,6 +305,18 @@ fn a_restarted_actor_gets_what_was_queued_after_the_failed_batch() {
     // The new instance's state: six, starting at 63 (one break).
     assert_eq!(counts(&rt, b), [6, 1, 0, 0]);
     assert_eq!(rt.stats().dead_letters, 64);
+    // Every taken message's room came back: the mailbox takes its whole
+    // capacity again, and not one more.
+    for i in 0..1024 {
+        rt.send(b, &seq(9, i))
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+    }
+    assert_eq!(
+        rt.send(b, &seq(9, 1024)),
+        Err(wasmshard::SendError::MailboxFull)
+    );
+    rt.run_until_stalled();
+    assert_eq!(counts(&rt, b), [1030, 1, 0, 0]);
 }
 
 #[test]
