@@ -1,0 +1,78 @@
+//! The cross-shard handoff against its floor, measured in one run: a bare
+//! two-thread ping-pong over the runtime's own ring type (`internals::Ring`,
+//! the lock-free queue between shards, an envelope built as a send builds
+//! it), each thread spinning on its ring, beside the runtime's sequential
+//! request round trips between native actors on one shard (`request`) and
+//! on two (`request-cross`). Per round trip; a bare round trip is two
+//! handoffs.
+//!
+//! ```sh
+//! RUST_LIB_BACKTRACE=0 cargo bench --bench handoff
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasmshard::bench::{Actors, Params, System, Workload};
+use wasmshard::internals::Ring;
+
+/// One round trip: `there` carries the message to the other thread, which
+/// hands it back on `back`.
+fn bare_round_trips(iters: u64) -> Duration {
+    let there = Arc::new(Ring::new(4096));
+    let back = Arc::new(Ring::new(4096));
+    let done = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let (there, back, done) = (there.clone(), back.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(n) = there.pop() {
+                    assert!(back.push(&[7; 64][..n]));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    // Warm: the other thread is running and both rings' cells are touched.
+    for _ in 0..1000 {
+        assert!(there.push(&[7; 64]));
+        while back.pop().is_none() {
+            std::hint::spin_loop();
+        }
+    }
+    let start = Instant::now();
+    for _ in 0..iters {
+        assert!(there.push(&[7; 64]));
+        while back.pop().is_none() {
+            std::hint::spin_loop();
+        }
+    }
+    let elapsed = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    echo.join().expect("the echo thread");
+    elapsed
+}
+
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handoff");
+    g.bench_function("bare-ring-round-trip", |b| b.iter_custom(bare_round_trips));
+    for workload in [Workload::Request, Workload::RequestCross] {
+        let mut sys = System::new(workload, Actors::Native, &Params::default()).expect("system");
+        sys.run(10_000).expect("warm-up");
+        g.bench_function(format!("{}-native", workload.name()), |b| {
+            b.iter_custom(|iters| sys.run(iters).expect("run"))
+        });
+        sys.shutdown();
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = handoff
+}
+criterion_main!(benches);
