@@ -13,7 +13,7 @@
 //! | `trails[s]` | actors of shard `s` (a denial) | `Runtime::audit` | `Mutex`, one per shard: taken only to record a denial or to read |
 //! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
 //! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
-//! | `pools[s]` (free slots) | shard `s`'s thread only (its spawns, stops, failures, and its actors' spawns) | the same thread | `Mutex`, never contended |
+//! | `pools[s]` (free slots) | the host (spawns take a slot), shard `s` (stops and failures give slots back; its actors' spawns take them) | the same | lock-free: atomic counts and a `SegQueue` |
 //! | `components` (registered for spawns from actors) | the host (`register_component`) | actors spawning, on their shard | `RwLock` (a control path) |
 //! | limits, default grants, clock start, log sink | nobody after construction | anyone | immutable |
 
@@ -72,7 +72,7 @@ pub(crate) struct Directory {
     /// `slots[s]`: the slot table of shard `s`.
     slots: Box<[SlotTable]>,
     /// `pools[s]`: the free slots of shard `s`.
-    pools: Box<[Mutex<SlotPool>]>,
+    pools: Box<[SlotPool]>,
     /// Components actors may spawn, by the name they were registered under.
     components: RwLock<AHashMap<Arc<str>, Component>>,
     /// The grants of an actor spawned by a native actor (which is trusted, but
@@ -122,7 +122,7 @@ impl Directory {
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),
             pools: (0..config.shards)
-                .map(|_| Mutex::new(SlotPool::new(config.slots_per_shard(), config.max_actors)))
+                .map(|_| SlotPool::new(config.slots_per_shard(), config.max_actors))
                 .collect(),
             components: RwLock::new(AHashMap::new()),
             default_grants: config.default_grants.clone(),
@@ -311,8 +311,8 @@ impl Directory {
     }
 
     /// The free slots of `shard`.
-    pub(crate) fn pool(&self, shard: usize) -> std::sync::MutexGuard<'_, SlotPool> {
-        self.pools[shard].lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn pool(&self, shard: usize) -> &SlotPool {
+        &self.pools[shard]
     }
 
     /// Registers `component` for spawns from actors under `name`; returns the

@@ -88,6 +88,7 @@ mod native;
 mod outbox;
 mod panics;
 mod pending;
+mod placement;
 mod reply;
 mod requests;
 mod ring;

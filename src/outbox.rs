@@ -39,6 +39,9 @@ pub(crate) struct Outbox {
     pub(crate) sent: u64,
     /// The shard's request table, lent for the length of an invocation.
     pub(crate) table: Option<Box<Requests>>,
+    /// While `init` runs off the shard (a spawn from the host): how to borrow
+    /// the shard's table, the first time a call needs it.
+    pub(crate) lend: Option<Box<crate::placement::Lend>>,
     /// This actor's requests: open, being handled, deferred.
     pub(crate) requests: ActorRequests,
     /// Its grants (`None`: trusted), for spawns and what its children inherit.
@@ -121,6 +124,7 @@ impl Outbox {
             staged: Vec::with_capacity(16),
             sent: 0,
             table: None,
+            lend: None,
             requests: ActorRequests::default(),
             grants,
             storage: Storage::default(),
@@ -130,6 +134,19 @@ impl Outbox {
             topic_cache: None,
             trial: None,
             trace: None,
+        }
+    }
+
+    /// The shard's request table: lent for the invocation, or borrowed from
+    /// the shard now by an `init` running off it.
+    #[inline]
+    fn borrow_table(&mut self) {
+        if self.table.is_none()
+            && let Some(lend) = &mut self.lend
+            && let Some(mut table) = lend.borrow()
+        {
+            table.set_now(&self.directory, self.now);
+            self.table = Some(table);
         }
     }
 
@@ -264,6 +281,7 @@ impl Outbox {
         if self.timers >= self.directory.max_timers {
             return Err(SendError::TooManyRequests);
         }
+        self.borrow_table();
         let table = self.table.as_mut().ok_or(SendError::ShuttingDown)?;
         let id = table.open_timer(self.me, self.me, delay_ns, payload)?;
         self.timers += 1;
@@ -473,7 +491,9 @@ impl Outbox {
         timeout_ns: u64,
     ) -> Result<u64, SendError> {
         // The table is lent for every invocation (a start function cannot get
-        // here: calls that act trap during instantiation).
+        // here: calls that act trap during instantiation), or borrowed by an
+        // `init` off the shard.
+        self.borrow_table();
         let Some(table) = self.table.as_mut() else {
             return Err(SendError::ShuttingDown);
         };
@@ -738,6 +758,7 @@ impl Outbox {
     /// grant names): returns the id that ends, through `handle-response`, with
     /// `target-stopped` or `target-failed` once the target is gone for good.
     pub(crate) fn monitor(&mut self, target: Address) -> Result<u64, SendError> {
+        self.borrow_table();
         let Some(table) = self.table.as_mut() else {
             return Err(SendError::ShuttingDown);
         };

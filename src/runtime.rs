@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::actor::WasmSettings;
 use crate::address::Address;
 use crate::audit::Denial;
 use crate::component::{self, Component, Inspection};
@@ -25,6 +26,7 @@ use crate::host::{self, ActorCtx};
 use crate::manual::Manual;
 use crate::native::NativeActor;
 use crate::pending::PendingReply;
+use crate::placement;
 use crate::reply::HostWaiter;
 use crate::shard::{self, Shard};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
@@ -223,6 +225,9 @@ impl Runtime {
             return Err(SpawnError::Reentrant);
         }
         let shard = self.pick_shard(shard)?;
+        if matches!(self.driver, Driver::Threads(_)) {
+            return self.spawn_here(name, shard, body);
+        }
         let name = self.directory.reserve(name)?;
         let (reply, answer) = sync_channel(1);
         self.command(
@@ -247,6 +252,35 @@ impl Runtime {
         result
     }
 
+    /// Spawns on the caller's thread (see `placement`): the slot and name
+    /// are taken here, the component instantiated and its `init` run here,
+    /// and the started actor handed to its shard, which is not waited for.
+    fn spawn_here(&self, name: &str, shard: usize, body: SpawnBody) -> Result<Address, SpawnError> {
+        if self.shared.shards[shard].has_failed() {
+            return Err(SpawnError::ShardFailed { shard });
+        }
+        let name = self.directory.reserve(name)?;
+        let reserved = match placement::reserve(&self.directory, shard, name.clone(), &body) {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                self.directory.unregister(&name, Address::HOST, 0);
+                return Err(e);
+            }
+        };
+        let settings = WasmSettings {
+            memory_limit: self.config.memory_limit,
+            budget: self.config.budget_ticks(),
+        };
+        placement::spawn_here(
+            &self.shared,
+            &self.directory,
+            &settings,
+            shard,
+            reserved,
+            body,
+        )
+    }
+
     /// Waits for a shard's answer to a command.
     fn answer<T>(&self, answer: &Receiver<T>) -> Option<T> {
         match &self.driver {
@@ -265,6 +299,16 @@ impl Runtime {
 
     /// Spawns an actor from `component` and runs its `init` with the options' config.
     /// Returns once `init` has returned.
+    ///
+    /// On a runtime with threads, the component is instantiated and `init` runs
+    /// on the calling thread (within the actor's CPU budget), and the started
+    /// actor is handed to its shard without waiting for it: a spawn costs about
+    /// an instantiation, whatever the shard is doing. The address is usable at
+    /// once (what is sent to it before its shard takes it waits for it), and the
+    /// stats list the actor. An `init` that makes a request, sets a timer or
+    /// monitors borrows the shard's request table, and so waits for the shard,
+    /// as does a spawn whose start fails (its name is free again when this
+    /// returns).
     ///
     /// # Errors
     ///
@@ -1010,6 +1054,15 @@ impl Runtime {
     #[doc(hidden)]
     pub fn inject_shard_panic(&self, shard: usize) {
         self.command(shard, Command::Panic);
+    }
+
+    /// Makes spawns from the host (on a runtime with threads) wait, once their
+    /// actor has started, before handing it to its shard, until called again
+    /// with `false`: the tests of what arrives for an actor its shard has not
+    /// placed yet.
+    #[doc(hidden)]
+    pub fn hold_placements(&self, hold: bool) {
+        self.shared.hold_placements(hold);
     }
 }
 

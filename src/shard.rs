@@ -18,19 +18,18 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, deadline_ms};
 use crate::error::{
-    Capacity, Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, TimerError,
-    UpgradeError,
+    Failure, FailureKind, QuotaError, RequestError, SpawnError, StopError, TimerError, UpgradeError,
 };
 use crate::grants::Bucket;
 use crate::grants::PolicyError;
 use crate::outbox::{Child, Outbox};
 use crate::panics::quietly;
+use crate::placement::{self, Placement, Reserved, Returned};
 use crate::requests::{self, Expired, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
-use crate::storage::Storage;
-use crate::supervision::{GroupState, Intensity, Judge, Maker, Plan, Supervisor, Verdict};
+use crate::supervision::{GroupState, Intensity, Judge, Maker, Supervisor, Verdict};
 use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
@@ -125,6 +124,9 @@ pub(crate) struct Shard {
     /// envelopes: kept between batches, so a batch allocates nothing.
     frames: Vec<u8>,
     held: Vec<Envelope>,
+    /// What arrived for actors spawned off the shard before they were placed
+    /// (see `placement`), in arrival order.
+    unplaced: Vec<Envelope>,
     /// The spawn under way: its slot, name, address and the grant labels it
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
@@ -200,6 +202,7 @@ impl Shard {
             in_hand: 0,
             frames: Vec::new(),
             held: Vec::new(),
+            unplaced: Vec::new(),
             spawning: None,
             dead_letters: Vec::new(),
             groups: Vec::new(),
@@ -270,6 +273,9 @@ impl Shard {
     fn given_up_loop(&mut self) {
         self.stopping = true;
         self.failed = true;
+        self.handle().failed.store(true, Ordering::SeqCst);
+        // What waited for actors not placed yet ends as for a failed shard.
+        self.refuse_unplaced();
         // Nothing more leaves this shard: its overflow becomes dead letters.
         self.seal();
         // It fires no timeouts: the host's requests still open here end now (if
@@ -284,6 +290,15 @@ impl Shard {
                     Command::Spawn { reply, .. } => {
                         let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
                     }
+                    Command::Place { placement, reply } => {
+                        // Undone (the shard is failed), what it sent ended.
+                        let r = self.place(*placement);
+                        if let Some(reply) = reply {
+                            let _ = reply.send(r);
+                        }
+                    }
+                    // Refused: the borrower's calls fail as during shutdown.
+                    Command::Lend { .. } => {}
                     Command::CreateGroup { reply, .. } => {
                         let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
                     }
@@ -375,6 +390,7 @@ impl Shard {
         );
         self.stopping = true;
         self.failed = true;
+        self.handle().failed.store(true, Ordering::SeqCst);
         self.ready.clear();
         // The request table may have been lent to the actor that was running.
         if self.table.is_none() {
@@ -477,6 +493,7 @@ impl Shard {
     /// Shutdown, phase one: stops every actor; from now on everything is a dead letter.
     pub(crate) fn stop_all(&mut self) {
         self.stopping = true;
+        self.refuse_unplaced();
         self.table().abandon_all();
         for slot in 0..self.actors.len() as u32 {
             if self.actors[slot as usize].is_some() {
@@ -517,10 +534,28 @@ impl Shard {
                     let r = self.spawn(name, body);
                     let _ = reply.send(r);
                 }
+                Command::Place { placement, reply } => {
+                    let r = self.place(*placement);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(r);
+                    }
+                }
+                Command::Lend { give, back } => self.lend(give, back),
                 Command::Stop { address, reply } => {
                     let r = if self.is_live(address) {
                         self.remove(address.slot(), DeadLetterReason::TargetStopped, None);
                         self.publish();
+                        Ok(())
+                    } else if !self.stopping && self.awaits_placement(address) {
+                        // Spawned off the shard, not placed yet: stopped once
+                        // it is, after what arrived for it before.
+                        self.unplaced.push(Envelope {
+                            trace: None,
+                            to: address,
+                            from: Address::HOST,
+                            kind: Kind::Stop,
+                            payload: crate::envelope::Payload::new(),
+                        });
                         Ok(())
                     } else {
                         Err(StopError::UnknownTarget(address))
@@ -680,55 +715,18 @@ impl Shard {
         if self.stopping {
             return Err(SpawnError::ShuttingDown);
         }
-        // Every slot is used once before any is reused, and then the one free the
-        // longest first. The table has spare slots beyond `max_actors` (as many
-        // again, up to 4096), so even on a full shard a freed slot waits behind
-        // the spare ones: an address can only recur after 2^32 spawns into one
-        // slot (its generation wraps), at least 2^32 × spare spawns on the shard
-        // (see `Address`).
-        let taken = self.directory.pool(self.id).take();
-        let Some(slot) = taken else {
-            return Err(SpawnError::NoCapacity(Capacity::ShardFull {
-                shard: self.id,
-                slots: self.directory.pool(self.id).max(),
-            }));
-        };
-        self.make_room(slot);
-        let group = match &body {
-            SpawnBody::Wasm {
-                plan: Some(Plan::Group(g)),
-                ..
-            }
-            | SpawnBody::Native(_, Some((Plan::Group(g), _))) => Some(*g),
-            _ => None,
-        };
-        if group.is_some_and(|g| g as usize >= self.groups.len()) {
+        if placement::group_of(&body).is_some_and(|g| g as usize >= self.groups.len()) {
             // Group handles are checked against their runtime and shard by
             // the host: a defect if this is reached.
-            self.directory.pool(self.id).give_back(slot);
-            return Err(SpawnError::Policy(PolicyError::Restart(format!(
-                "shard {} has no such group",
-                self.id
-            ))));
+            return Err(no_such_group(self.id));
         }
-        let (accepts, grants) = match &body {
-            SpawnBody::Wasm {
-                accepts, grants, ..
-            } => (*accepts, Some(&**grants)),
-            SpawnBody::Native(..) => (0, None),
-        };
-        let enrolled =
-            self.directory
-                .enroll(&name, (self.id, slot), accepts, grants, Address::HOST, true);
-        let (me, masks) = match enrolled {
-            Ok(enrolled) => enrolled,
-            Err(e) => {
-                // Never live: the slot waits at the back of the line.
-                self.directory.pool(self.id).give_back(slot);
-                return Err(e);
-            }
-        };
-        let generation = me.generation();
+        let Reserved {
+            slot,
+            name,
+            me,
+            masks,
+        } = placement::reserve(&self.directory, self.id, name, &body)?;
+        self.make_room(slot);
         self.spawning = Some((slot, name.clone(), me, masks.held));
         let native = matches!(body, SpawnBody::Native(..));
         let grants = match &body {
@@ -757,42 +755,91 @@ impl Shard {
                 (body, Some(Maker::Wasm { component, config }), plan)
             }
         };
-        let supervisor = match (plan, maker) {
-            (Some(Plan::Own(restart)), Some(maker)) => Some(Supervisor {
-                maker,
-                judge: Judge::Own(Intensity::new(restart)),
-            }),
-            (Some(Plan::Group(g)), Some(maker)) => Some(Supervisor {
-                maker,
-                judge: Judge::Group(g),
-            }),
-            (None, Some(maker)) => Some(Supervisor {
-                maker,
-                judge: Judge::Unsupervised,
-            }),
-            (_, None) => None,
-        };
+        self.place(Placement {
+            slot,
+            name,
+            me,
+            held: masks.held,
+            native,
+            body,
+            supervisor: placement::supervisor_of(plan, maker),
+            info: None,
+        })
+    }
+
+    /// Places an actor started here or off the shard (see `placement`): it is
+    /// registered, what its `init` spawned starts, what it sent is routed, and
+    /// what arrived for it meanwhile goes into its mailbox. A start that failed,
+    /// or one that arrives on a stopping or failed shard, is undone.
+    fn place(&mut self, placement: Placement) -> Result<Address, SpawnError> {
+        let Placement {
+            slot,
+            name,
+            me,
+            held,
+            native,
+            body,
+            supervisor,
+            info,
+        } = placement;
+        self.make_room(slot);
         self.spawning = None;
+        let group = match &supervisor {
+            Some(Supervisor {
+                judge: Judge::Group(g),
+                ..
+            }) => Some(*g),
+            _ => None,
+        };
+        let refused = if self.failed {
+            Some(SpawnError::ShardFailed { shard: self.id })
+        } else if self.stopping {
+            Some(SpawnError::ShuttingDown)
+        } else if group.is_some_and(|g| g as usize >= self.groups.len()) {
+            Some(no_such_group(self.id))
+        } else {
+            None
+        };
+        let body = match (body, refused) {
+            (Ok(body), Some(refused)) => {
+                let (out, _) = body.into_outbox();
+                if let Some(info) = &info {
+                    // Listed by its spawn: it ended before it ran.
+                    info.alive.store(false, Ordering::Release);
+                    if self.failed {
+                        info.failed.store(true, Ordering::Release);
+                        *info.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(format!("{refused}"));
+                    }
+                    self.shared.retire_actor(me);
+                }
+                Err((InitEnd::Failed(refused), out))
+            }
+            (body, _) => body,
+        };
         match body {
             Ok(body) => {
-                let info = Arc::new(ActorInfo::new(name, me, native));
-                self.shared.register_actor(info.clone());
-                if let Some(Supervisor {
-                    judge: Judge::Group(g),
-                    ..
-                }) = &supervisor
-                {
-                    self.groups[*g as usize].members.push((slot, generation));
+                let generation = me.generation();
+                let info = info.unwrap_or_else(|| {
+                    let info = Arc::new(ActorInfo::new(name, me, native));
+                    self.shared.register_actor(info.clone());
+                    info
+                });
+                if let Some(g) = group {
+                    self.groups[g as usize].members.push((slot, generation));
                 }
                 let mut actor = Actor::new(generation, info, body);
+                actor.outbox().lend = None;
                 actor.supervisor = supervisor.map(Box::new);
                 self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
+                self.release_unplaced(me);
                 self.route_staged(slot);
                 Ok(me)
             }
             Err((end, mut out)) => {
-                self.never_started(slot, &name, me, masks.held, &mut out);
+                self.never_started(slot, &name, me, held, &mut out);
+                self.release_unplaced(me);
                 match end {
                     InitEnd::Failed(err) => Err(err),
                     // The runtime's own code panicked inside `init`: undone as
@@ -801,6 +848,73 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Whether `to` is an actor spawned off the shard that is not placed yet:
+    /// its slot is live in the slot table, but the shard has no actor there.
+    #[cold]
+    fn awaits_placement(&self, to: Address) -> bool {
+        to.shard() == self.id
+            && self.slots().labels(to.slot(), to.generation()).is_some()
+            && !matches!(self.actors.get(to.slot() as usize), Some(Some(_)))
+    }
+
+    /// Delivers what arrived for `me` before it was placed (or its start was
+    /// undone), in the order it arrived.
+    fn release_unplaced(&mut self, me: Address) {
+        if self.unplaced.iter().all(|env| env.to != me) {
+            return;
+        }
+        let (mine, others) = std::mem::take(&mut self.unplaced)
+            .into_iter()
+            .partition(|env| env.to == me);
+        self.unplaced = others;
+        for env in mine {
+            self.deliver(env);
+        }
+    }
+
+    /// Ends what waits for actors that will not be placed (the shard is
+    /// stopping or failed): as anything else arriving now.
+    fn refuse_unplaced(&mut self) {
+        debug_assert!(self.stopping);
+        for env in std::mem::take(&mut self.unplaced) {
+            self.deliver(env);
+        }
+    }
+
+    /// Lends the request table to an `init` running off the shard (through
+    /// `give`) and waits until it comes back (on `back`) with the actor that
+    /// `init` started, which it places at once. A stopping shard refuses.
+    #[cold]
+    #[inline(never)]
+    fn lend(
+        &mut self,
+        give: std::sync::mpsc::SyncSender<Box<Requests>>,
+        back: std::sync::mpsc::Receiver<Returned>,
+    ) {
+        if self.stopping {
+            return;
+        }
+        let table = self.table.take().expect("the table is home between passes");
+        if let Err(refused) = give.send(table) {
+            // The borrower is gone: nothing will come back.
+            self.table = Some(refused.0);
+            return;
+        }
+        // The borrower hands the table back, whatever its `init` did (a panic
+        // there is caught and comes back as the spawn's end); only a defect
+        // of the runtime could drop it, and the shard cannot go on without it.
+        let Returned {
+            table,
+            placement,
+            reply,
+        } = back
+            .recv()
+            .expect("a spawn off the shard kept the shard's request table");
+        self.table = Some(table);
+        let r = self.place(*placement);
+        let _ = reply.send(r);
     }
 
     /// Undoes a spawn that placed no actor: the slot is free again (at the back
@@ -834,28 +948,12 @@ impl Shard {
         if let Some(rate) = rate {
             out.rate = Some(Bucket::new(rate));
         }
-        match self.storage_of(&out.name, registered) {
+        match placement::storage_of(&self.directory, &out.name, registered) {
             Ok(storage) => {
                 out.storage = storage;
                 WasmActor::spawn(&self.wasm, component, out, config, &mut self.table)
             }
             Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
-        }
-    }
-
-    /// The storage an actor called `name` starts with: what it stored
-    /// durably before, with a storage directory and a name (`registered`);
-    /// otherwise empty, in memory.
-    fn storage_of(
-        &self,
-        name: &Arc<str>,
-        registered: bool,
-    ) -> Result<Storage, crate::error::Cause> {
-        match &self.directory.durable {
-            Some(durable) if registered => {
-                Storage::durable(name.clone(), durable.clone()).map_err(crate::durable::failure)
-            }
-            _ => Ok(Storage::default()),
         }
     }
 
@@ -1328,13 +1426,23 @@ impl Shard {
                     self.ready.push_back(slot);
                 }
             }
-            _ => match env.kind {
-                // Admitted, but the target stopped before it arrived.
-                Kind::Request(id, _) => {
-                    self.route(env.failed(env.to, id, RequestError::TargetStopped))
-                }
-                _ => self.dead_letter(env, DeadLetterReason::TargetGone),
-            },
+            _ => self.no_actor(env),
+        }
+    }
+
+    /// A message or request for a slot with no actor of its generation:
+    /// its target stopped after it was admitted, or was spawned off the
+    /// shard and is not placed yet (then it waits for it).
+    #[cold]
+    #[inline(never)]
+    fn no_actor(&mut self, env: Envelope) {
+        if self.awaits_placement(env.to) {
+            return self.unplaced.push(env);
+        }
+        match env.kind {
+            // Admitted, but the target stopped before it arrived.
+            Kind::Request(id, _) => self.route(env.failed(env.to, id, RequestError::TargetStopped)),
+            _ => self.dead_letter(env, DeadLetterReason::TargetGone),
         }
     }
 
@@ -1355,6 +1463,10 @@ impl Shard {
     #[inline(never)]
     fn control(&mut self, env: Envelope) {
         let live = !self.stopping && self.is_live(env.to);
+        if !live && !self.stopping && self.awaits_placement(env.to) {
+            // Its spawn has not reached the shard yet: this waits for it.
+            return self.unplaced.push(env);
+        }
         match env.kind {
             Kind::Stop if live => {
                 self.remove(env.to.slot(), DeadLetterReason::TargetStopped, None);
@@ -2434,6 +2546,14 @@ impl Shard {
 
 /// A failure beyond an intensity: `what` it says, with the last failure as
 /// its source.
+/// A spawn into a group the shard does not have (a defect if it happens: the
+/// host checks group handles against their runtime and shard).
+fn no_such_group(shard: usize) -> SpawnError {
+    SpawnError::Policy(PolicyError::Restart(format!(
+        "shard {shard} has no such group"
+    )))
+}
+
 fn gave_up(what: String, last: Failure) -> Failure {
     Failure::new(
         FailureKind::RestartsExhausted,

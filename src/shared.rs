@@ -73,6 +73,19 @@ pub(crate) enum Command {
         body: SpawnBody,
         reply: SyncSender<Result<Address, SpawnError>>,
     },
+    /// An actor the host started off the shard (`placement`), to place; or
+    /// whose start failed, to undo. Answered only if `reply` is given.
+    Place {
+        placement: Box<crate::placement::Placement>,
+        reply: Option<SyncSender<Result<Address, SpawnError>>>,
+    },
+    /// An `init` running off the shard needs the shard's request table: the
+    /// shard lends it through `give` and waits on `back` for it, with the
+    /// started actor to place.
+    Lend {
+        give: SyncSender<Box<crate::requests::Requests>>,
+        back: std::sync::mpsc::Receiver<crate::placement::Returned>,
+    },
     Stop {
         address: Address,
         reply: SyncSender<Result<(), StopError>>,
@@ -148,6 +161,9 @@ pub(crate) struct ShardHandle {
     /// The shard's thread has given up (it panicked again and again): nobody
     /// takes its control queue, so whoever pushes a command takes it back.
     pub(crate) dead: AtomicBool,
+    /// The shard failed (its loop panicked): it runs no actor from now on,
+    /// and spawns to it fail at once.
+    pub(crate) failed: AtomicBool,
     pub(crate) host_inbox: SegQueue<HostItem>,
     pub(crate) host_out: AtomicU64,
     pub(crate) control: SegQueue<Command>,
@@ -161,6 +177,7 @@ impl ShardHandle {
             waker,
             parked: AtomicBool::new(false),
             dead: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             host_inbox: SegQueue::new(),
             host_out: AtomicU64::new(0),
             control: SegQueue::new(),
@@ -204,6 +221,11 @@ impl ShardHandle {
         self.dead.load(Ordering::SeqCst)
     }
 
+    /// Whether the shard has failed (or its thread has given up).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.is_dead()
+    }
+
     /// The shard's thread gives up: from now on commands are dropped on arrival.
     pub(crate) fn bury(&self) {
         self.dead.store(true, Ordering::SeqCst);
@@ -235,6 +257,10 @@ pub(crate) struct Shared {
     ticker_stop: AtomicBool,
     idle_waiters: AtomicUsize,
     idle_waiter: Mutex<Vec<Thread>>,
+    /// Set by a test: spawns off the shard wait, their actors started, before
+    /// handing them to their shard (see `Runtime::hold_placements`).
+    #[cfg(feature = "testing")]
+    placement_gate: (Mutex<bool>, std::sync::Condvar),
 }
 
 impl Shared {
@@ -254,6 +280,29 @@ impl Shared {
             ticker_stop: AtomicBool::new(false),
             idle_waiters: AtomicUsize::new(0),
             idle_waiter: Mutex::new(Vec::new()),
+            #[cfg(feature = "testing")]
+            placement_gate: (Mutex::new(false), std::sync::Condvar::new()),
+        }
+    }
+
+    /// Holds (or lets go of) spawns off the shard before they hand their
+    /// started actors over.
+    #[cfg(feature = "testing")]
+    pub(crate) fn hold_placements(&self, hold: bool) {
+        *lock(&self.placement_gate.0) = hold;
+        self.placement_gate.1.notify_all();
+    }
+
+    /// Waits while placements are held.
+    #[cfg(feature = "testing")]
+    pub(crate) fn placement_gate(&self) {
+        let mut held = lock(&self.placement_gate.0);
+        while *held {
+            held = self
+                .placement_gate
+                .1
+                .wait(held)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 

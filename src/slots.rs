@@ -4,8 +4,10 @@
 //! Each slot is one `AtomicU64`: `generation << 32 | ALIVE | fill`. A sender reserves
 //! room with a compare-and-swap that checks generation, liveness and capacity in one
 //! step, so a stale address can never take room in a newer actor's mailbox. Only the
-//! owning shard changes the generation (on spawn and stop) or releases room (after
-//! it handled a message), so those are plain stores and subtractions.
+//! owning shard changes the generation on stop or releases room (after it handled
+//! a message), and a spawn marks a free slot live under the name registry's lock
+//! (on the host's thread or the shard's), so those are plain stores and
+//! subtractions.
 //!
 //! Beside each word, in the same 16 bytes, are the labels of the grant patterns
 //! the slot's actor's name matches (see `grants.rs`): a sender's mask for the
@@ -18,8 +20,9 @@
 //! loads for the compare-and-swap: no other load, and a refused payload takes no
 //! room.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_queue::SegQueue;
 
 use wasmshard_codec::Codec;
 
@@ -58,20 +61,21 @@ pub(crate) struct SlotTable {
     parents: Box<[AtomicU64]>,
 }
 
-/// Which slots of a shard are free: shared by the shard (host spawns, stops,
-/// failures) and its actors (spawns from a guest, which take a slot during the
-/// call); only the shard's own thread ever takes its lock, so it is never
-/// contended. Every slot is used once before any is reused, then the one free
-/// the longest first.
+/// Which slots of a shard are free: shared by the shard (stops, failures), its
+/// actors (spawns from a guest, which take a slot during the call) and the host
+/// (spawns, which take a slot on the caller's thread). Lock-free: a count of
+/// slots taken bounds them by `max`, slots never used are handed out by a
+/// counter, freed ones wait in a FIFO queue. Every slot is used once before any
+/// is reused, then the one free the longest first.
 #[derive(Debug)]
 pub(crate) struct SlotPool {
-    free: VecDeque<u32>,
+    free: SegQueue<u32>,
     /// Slots handed out at least once (the next never used is `used`).
-    used: u32,
+    used: AtomicU32,
     /// Slots in the table.
     capacity: u32,
     /// Slots taken now (live actors and spawns under way).
-    live: u32,
+    live: AtomicU32,
     /// Most slots taken at once (`max_actors`).
     max: u32,
 }
@@ -79,34 +83,44 @@ pub(crate) struct SlotPool {
 impl SlotPool {
     pub(crate) fn new(capacity: u32, max: u32) -> SlotPool {
         SlotPool {
-            free: VecDeque::new(),
-            used: 0,
+            free: SegQueue::new(),
+            used: AtomicU32::new(0),
             capacity,
-            live: 0,
+            live: AtomicU32::new(0),
             max,
         }
     }
 
     /// A free slot, or `None` if `max` are taken.
-    pub(crate) fn take(&mut self) -> Option<u32> {
-        if self.live >= self.max {
-            return None;
-        }
-        let slot = if self.used < self.capacity {
-            self.used += 1;
-            self.used - 1
-        } else {
+    pub(crate) fn take(&self) -> Option<u32> {
+        // A unit of `live` first: whoever holds one is owed a slot, since
+        // `give_back` queues a slot before it hands its unit back.
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < self.max).then_some(live + 1)
+            })
+            .ok()?;
+        let fresh = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.capacity).then_some(used + 1)
+            });
+        match fresh {
+            Ok(slot) => Some(slot),
             // Fewer than `max` taken: the spare slots, at least, are free.
-            self.free.pop_front()?
-        };
-        self.live += 1;
-        Some(slot)
+            Err(_) => self.free.pop().or_else(|| {
+                // Unreachable while the invariant above holds; refuse rather
+                // than hand out a slot twice.
+                self.live.fetch_sub(1, Ordering::AcqRel);
+                None
+            }),
+        }
     }
 
     /// Gives `slot` back (at the back of the line).
-    pub(crate) fn give_back(&mut self, slot: u32) {
-        self.free.push_back(slot);
-        self.live -= 1;
+    pub(crate) fn give_back(&self, slot: u32) {
+        self.free.push(slot);
+        self.live.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The most slots taken at once.

@@ -22,6 +22,7 @@ mod pattern;
 mod regressions;
 mod requests;
 mod sdk;
+mod spawn;
 mod storage;
 mod supervision;
 mod support;

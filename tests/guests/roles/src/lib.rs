@@ -998,6 +998,17 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            // From `init`: a timer (1 ms, back as `self`), a request to
+            // `target` (its reply counts) and a monitor of it (whose end
+            // counts as a failure): the calls that need the shard's table.
+            ["ops", "early", target] => {
+                let to = host::lookup(target).ok_or_else(|| format!("ops: no `{target}`"))?;
+                timers::schedule(1_000_000, b"self").map_err(|e| format!("timer: {e:?}"))?;
+                host::request(to, b"o", SUB_REQUEST_TIMEOUT_NS)
+                    .map_err(|e| format!("request: {e:?}"))?;
+                lifecycle::monitor(to).map_err(|e| format!("monitor: {e:?}"))?;
+                Role::Ops(Ops::default())
+            }
             ["quitter"] => {
                 if storage::get(b"started").is_some() {
                     lifecycle::stop(host::self_address()).expect("stop myself");

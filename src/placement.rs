@@ -1,0 +1,346 @@
+//! Spawns that do not wait for the shard: a spawn from the host takes its slot
+//! and registers its name on the caller's thread (both lock-free or under the
+//! name registry's lock, never the shard's), instantiates the component and runs
+//! its `init` there, then hands the started actor to its shard in a control
+//! command and returns. The shard places it when it takes its commands: it
+//! registers the actor, starts what `init` spawned, routes what it sent.
+//!
+//! Until the shard has placed it, the actor's address is live in the slot table
+//! (senders are admitted) but the shard has no actor in the slot: the shard
+//! holds what arrives for it (`Shard::hold`) and delivers it, in order, when the
+//! actor is placed.
+//!
+//! `init` may open requests, timers and monitors, which live in the shard's
+//! request table. The first such call borrows the table: it asks the shard for
+//! it (a control command) and the shard, once it takes the command, lends it and
+//! waits until the spawn hands it back with the started actor, then places the
+//! actor at once. Such a spawn costs what a spawn on the shard costs; one whose
+//! `init` only sends (the usual case) never waits for the shard. A failed spawn
+//! waits for the shard to undo it (so its name is free when `spawn` returns).
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::actor::{Body, InitEnd, WasmActor, WasmSettings};
+use crate::address::Address;
+use crate::directory::Directory;
+use crate::error::{Capacity, SpawnError};
+use crate::grants::Masks;
+use crate::outbox::Outbox;
+use crate::requests::Requests;
+use crate::shared::{Command, Shared, SpawnBody};
+use crate::stats::ActorInfo;
+use crate::storage::Storage;
+use crate::supervision::{Judge, Maker, Plan, Supervisor};
+
+/// A spawn's slot, taken, and its name, enrolled: its address is known.
+pub(crate) struct Reserved {
+    pub(crate) slot: u32,
+    pub(crate) name: Arc<str>,
+    pub(crate) me: Address,
+    pub(crate) masks: Masks,
+}
+
+/// Takes a slot of `shard` and enrolls `name` (reserved) there for `body`.
+/// On failure the slot is given back (the name stays reserved: the caller
+/// frees it).
+pub(crate) fn reserve(
+    directory: &Directory,
+    shard: usize,
+    name: Arc<str>,
+    body: &SpawnBody,
+) -> Result<Reserved, SpawnError> {
+    // Every slot is used once before any is reused, and then the one free the
+    // longest first. The table has spare slots beyond `max_actors` (as many
+    // again, up to 4096), so even on a full shard a freed slot waits behind
+    // the spare ones: an address can only recur after 2^32 spawns into one
+    // slot (its generation wraps), at least 2^32 × spare spawns on the shard
+    // (see `Address`).
+    let pool = directory.pool(shard);
+    let Some(slot) = pool.take() else {
+        return Err(SpawnError::NoCapacity(Capacity::ShardFull {
+            shard,
+            slots: pool.max(),
+        }));
+    };
+    let (accepts, grants) = match body {
+        SpawnBody::Wasm {
+            accepts, grants, ..
+        } => (*accepts, Some(&**grants)),
+        SpawnBody::Native(..) => (0, None),
+    };
+    match directory.enroll(&name, (shard, slot), accepts, grants, Address::HOST, true) {
+        Ok((me, masks)) => Ok(Reserved {
+            slot,
+            name,
+            me,
+            masks,
+        }),
+        Err(e) => {
+            // Never live: the slot waits at the back of the line.
+            pool.give_back(slot);
+            Err(e)
+        }
+    }
+}
+
+/// The group an actor joins, if its body names one.
+pub(crate) fn group_of(body: &SpawnBody) -> Option<u32> {
+    match body {
+        SpawnBody::Wasm {
+            plan: Some(Plan::Group(g)),
+            ..
+        }
+        | SpawnBody::Native(_, Some((Plan::Group(g), _))) => Some(*g),
+        _ => None,
+    }
+}
+
+/// Who supervises an actor of `plan` made by `maker` (every component has
+/// one; a native actor only when supervised).
+pub(crate) fn supervisor_of(plan: Option<Plan>, maker: Option<Maker>) -> Option<Supervisor> {
+    let maker = maker?;
+    let judge = match plan {
+        Some(Plan::Own(restart)) => Judge::Own(crate::supervision::Intensity::new(restart)),
+        Some(Plan::Group(g)) => Judge::Group(g),
+        None => Judge::Unsupervised,
+    };
+    Some(Supervisor { maker, judge })
+}
+
+/// The storage an actor called `name` starts with: what it stored durably
+/// before, with a storage directory and a name (`registered`); otherwise
+/// empty, in memory.
+pub(crate) fn storage_of(
+    directory: &Directory,
+    name: &Arc<str>,
+    registered: bool,
+) -> Result<Storage, crate::error::Cause> {
+    match &directory.durable {
+        Some(durable) if registered => {
+            Storage::durable(name.clone(), durable.clone()).map_err(crate::durable::failure)
+        }
+        _ => Ok(Storage::default()),
+    }
+}
+
+/// An actor started (or whose start failed), for its shard to place (or undo).
+pub(crate) struct Placement {
+    pub(crate) slot: u32,
+    pub(crate) name: Arc<str>,
+    pub(crate) me: Address,
+    /// The grant labels its name holds (given back if it never starts).
+    pub(crate) held: u64,
+    pub(crate) native: bool,
+    pub(crate) body: Result<Body, (InitEnd, Outbox)>,
+    pub(crate) supervisor: Option<Supervisor>,
+    /// Its entry in the runtime's stats, if its spawn listed it already (a
+    /// spawn off the shard lists an actor as soon as it started).
+    pub(crate) info: Option<Arc<ActorInfo>>,
+}
+
+/// The shard's request table, lent to a spawn's `init` off the shard, coming
+/// back with the started actor and where to answer.
+pub(crate) struct Returned {
+    pub(crate) table: Box<Requests>,
+    pub(crate) placement: Box<Placement>,
+    pub(crate) reply: SyncSender<Result<Address, SpawnError>>,
+}
+
+/// How an `init` running off its shard borrows the shard's request table.
+pub(crate) struct Lend {
+    shared: Arc<Shared>,
+    shard: usize,
+    /// Where the table goes back, once the shard lent it.
+    back: Option<SyncSender<Returned>>,
+    /// The shard would not lend it (stopping, failed): calls that need it
+    /// fail as they do during shutdown.
+    refused: bool,
+}
+
+impl Lend {
+    /// Asks the shard for its table and waits until it is lent (`None`: the
+    /// shard refused, or has gone).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn borrow(&mut self) -> Option<Box<Requests>> {
+        if self.back.is_some() || self.refused {
+            return None;
+        }
+        let (give, given) = sync_channel(1);
+        let (back, returned) = sync_channel(1);
+        self.shared.shards[self.shard].command(Command::Lend {
+            give,
+            back: returned,
+        });
+        match given.recv() {
+            Ok(table) => {
+                self.back = Some(back);
+                Some(table)
+            }
+            Err(_) => {
+                self.refused = true;
+                None
+            }
+        }
+    }
+}
+
+/// Starts the actor `reserved` is for, from `body`, on the caller's thread,
+/// and hands it to its shard. Returns its address once it is handed over (or,
+/// if its `init` borrowed the shard's table or failed, once the shard has
+/// placed or undone it).
+pub(crate) fn spawn_here(
+    shared: &Arc<Shared>,
+    directory: &Arc<Directory>,
+    settings: &WasmSettings,
+    shard: usize,
+    reserved: Reserved,
+    body: SpawnBody,
+) -> Result<Address, SpawnError> {
+    let Reserved {
+        slot,
+        name,
+        me,
+        masks,
+    } = reserved;
+    let native = matches!(body, SpawnBody::Native(..));
+    let grants = match &body {
+        SpawnBody::Wasm { grants, .. } => Some(grants.clone()),
+        SpawnBody::Native(..) => None,
+    };
+    let mut out = Outbox::new(me, name.clone(), directory.clone(), masks, grants);
+    let mut table = None;
+    let (body, maker, plan) = match body {
+        SpawnBody::Native(actor, supervision) => {
+            let (plan, maker) = match supervision {
+                Some((plan, factory)) => (Some(plan), Some(Maker::Native(factory))),
+                None => (None, None),
+            };
+            (Ok(Body::Native { actor, out }), maker, plan)
+        }
+        SpawnBody::Wasm {
+            component,
+            config,
+            rate,
+            plan,
+            ..
+        } => {
+            out.now = directory.now_ns();
+            if let Some(rate) = rate {
+                out.rate = Some(crate::grants::Bucket::new(rate));
+            }
+            out.lend = Some(Box::new(Lend {
+                shared: shared.clone(),
+                shard,
+                back: None,
+                refused: false,
+            }));
+            let started = match storage_of(directory, &name, true) {
+                Ok(storage) => {
+                    out.storage = storage;
+                    // The epoch ticker runs while something is busy: `init`'s
+                    // CPU budget is cut here as on a shard.
+                    let _busy = Busy::new(shared);
+                    WasmActor::spawn(settings, &component, out, &config, &mut table)
+                }
+                Err(e) => Err((crate::actor::InitEnd::Failed(SpawnError::Storage(e)), out)),
+            };
+            (
+                started.map(Body::Wasm),
+                Some(Maker::Wasm { component, config }),
+                plan,
+            )
+        }
+    };
+    let mut body = body;
+    let lend = match &mut body {
+        Ok(Body::Wasm(w)) => w.store.data_mut().out.lend.take(),
+        Ok(_) => None,
+        Err((_, out)) => out.lend.take(),
+    };
+    let failed = body.is_err();
+    // Listed as soon as it started, so the stats show it once `spawn`
+    // returns (its counters are published by its shard).
+    let info = (!failed).then(|| {
+        let info = Arc::new(ActorInfo::new(name.clone(), me, native));
+        shared.register_actor(info.clone());
+        info
+    });
+    let placement = Box::new(Placement {
+        slot,
+        name,
+        me,
+        held: masks.held,
+        native,
+        body,
+        supervisor: supervisor_of(plan, maker),
+        info,
+    });
+    let handle = &shared.shards[shard];
+    if let Some(Lend {
+        back: Some(back), ..
+    }) = lend.as_deref()
+    {
+        // The shard lent its table and waits for it: it places the actor as
+        // it takes the table back, and answers.
+        let (reply, answer) = sync_channel(1);
+        let table = table.expect("a borrowed table comes back from `init`");
+        let returned = Returned {
+            table,
+            placement,
+            reply,
+        };
+        if back.send(returned).is_err() {
+            return Err(SpawnError::ShardFailed { shard });
+        }
+        return wait(handle, &answer, shard);
+    }
+    if failed {
+        let (reply, answer) = sync_channel(1);
+        handle.command(Command::Place {
+            placement,
+            reply: Some(reply),
+        });
+        return wait(handle, &answer, shard);
+    }
+    #[cfg(feature = "testing")]
+    shared.placement_gate();
+    handle.command(Command::Place {
+        placement,
+        reply: None,
+    });
+    Ok(me)
+}
+
+/// The shard's answer to a placement it was asked to answer.
+fn wait(
+    handle: &crate::shared::ShardHandle,
+    answer: &Receiver<Result<Address, SpawnError>>,
+    shard: usize,
+) -> Result<Address, SpawnError> {
+    answer.recv().unwrap_or_else(|_| {
+        Err(if handle.is_dead() {
+            SpawnError::ShardFailed { shard }
+        } else {
+            SpawnError::ShuttingDown
+        })
+    })
+}
+
+/// Counts the caller's thread as busy while it runs an `init` (the epoch
+/// ticker runs while anything is busy, and CPU budgets need its ticks).
+struct Busy<'a>(&'a Shared);
+
+impl<'a> Busy<'a> {
+    fn new(shared: &'a Shared) -> Busy<'a> {
+        shared.shard_busy();
+        Busy(shared)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.shard_idle();
+    }
+}

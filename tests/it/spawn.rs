@@ -1,0 +1,278 @@
+//! Spawns from the host that do not wait for the shard: the component is
+//! instantiated and its `init` run on the caller's thread, and the started
+//! actor handed to its shard. What arrives for it before the shard has placed
+//! it waits for it; an `init` that opens requests, timers or monitors borrows
+//! the shard's table; slots are taken without a lock from many threads at once.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmshard::{Address, Context, SpawnError, SpawnOptions};
+
+use crate::support::{IDLE, builder, guest, load, probe, relay, within};
+
+/// A native actor on `shard` that, on any message, tells `entered` and then
+/// holds its shard's thread until `release` is sent (or a minute passes).
+fn gate(rt: &wasmshard::Runtime, shard: usize) -> (Address, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let gate = rt
+        .spawn_native(
+            "gate",
+            Some(shard),
+            move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+                entered_tx.send(()).unwrap();
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60));
+            },
+        )
+        .unwrap();
+    (gate, entered, release)
+}
+
+#[test]
+fn a_spawn_returns_while_its_shard_is_busy() {
+    let rt = Arc::new(builder(1).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    let (gate, entered, release) = gate(&rt, 0);
+    rt.send(gate, b"hold").unwrap();
+    // The shard's thread is inside the gate's handler from here on.
+    entered.recv().unwrap();
+    let r = rt.clone();
+    let counted = within(
+        Duration::from_secs(30),
+        "a spawn onto a busy shard",
+        move || r.spawn(&counter, SpawnOptions::new("counted").shard(0)),
+    )
+    .unwrap();
+    // Listed at once, though its shard has not placed it yet.
+    assert!(rt.stats().actor("counted").is_some());
+    for _ in 0..3 {
+        rt.send(counted, b"x").unwrap();
+    }
+    release.send(()).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert_eq!(stats.actor("counted").unwrap().handled, 3);
+    assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
+fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let responder = load(&rt, "responder.wat");
+    let (probe, _) = probe(&rt, "probe", 0);
+    rt.hold_placements(true);
+    let r = rt.clone();
+    let spawning =
+        std::thread::spawn(move || r.spawn(&responder, SpawnOptions::new("late").shard(1)));
+    // Its name and address are live once its `init` ran, before its shard
+    // has it.
+    let late = loop {
+        if let Some(a) = rt.lookup("late") {
+            break a;
+        }
+        std::thread::yield_now();
+    };
+    for _ in 0..3 {
+        rt.send(late, b"early").unwrap();
+    }
+    // From an actor on another shard, through the ring.
+    relay(&rt, probe, late, b"from a probe");
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert_eq!(stats.dead_letters, 0, "nothing sent to it was lost");
+    let reply = rt.request(late, b"ask", Duration::from_secs(60)).unwrap();
+    rt.hold_placements(false);
+    assert_eq!(spawning.join().unwrap().unwrap(), late);
+    assert_eq!(reply.wait(IDLE).unwrap().unwrap(), b"ask");
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    let late = stats.actor("late").unwrap();
+    assert_eq!((late.received, late.handled), (5, 5));
+    assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
+fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    // Spawned first: spawns wait while placements are held.
+    let stopper = rt
+        .spawn_native(
+            "stopper",
+            Some(0),
+            move |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
+                let to = Address::from_bits(u64::from_le_bytes(payload.try_into().unwrap()));
+                ctx.stop(to).unwrap();
+            },
+        )
+        .unwrap();
+    rt.hold_placements(true);
+    let spawning: Vec<_> = ["by-actor", "by-host"]
+        .into_iter()
+        .map(|name| {
+            let (r, counter) = (rt.clone(), counter.clone());
+            std::thread::spawn(move || r.spawn(&counter, SpawnOptions::new(name).shard(1)))
+        })
+        .collect();
+    let find = |name: &str| loop {
+        if let Some(a) = rt.lookup(name) {
+            break a;
+        }
+        std::thread::yield_now();
+    };
+    let (by_actor, by_host) = (find("by-actor"), find("by-host"));
+    rt.send(by_actor, b"one").unwrap();
+    rt.send(by_host, b"one").unwrap();
+    // A stop from an actor is a control envelope that waits like a message.
+    rt.send(stopper, &by_actor.to_bits().to_le_bytes()).unwrap();
+    // So does the host's, from a thread other than the spawning one.
+    rt.stop(by_host).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    rt.hold_placements(false);
+    for s in spawning {
+        s.join().unwrap().unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    for name in ["by-actor", "by-host"] {
+        let a = stats.actor(name).unwrap();
+        assert!(!a.alive, "{name}: stopped once placed");
+        assert_eq!(a.handled, 0, "{name}");
+    }
+    // Each message was in its mailbox when the stop took effect, or came
+    // after it (a host's command may overtake its earlier tells, as for any
+    // actor): a dead letter either way, not lost.
+    assert_eq!(stats.dead_letters, 2);
+}
+
+#[test]
+fn an_init_that_needs_the_shards_table_borrows_it() {
+    let rt = builder(2).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let target = rt
+        .spawn(&g, SpawnOptions::new("target").shard(0).config("ops"))
+        .unwrap();
+    // A timer, a request and a monitor from `init`, on the target's shard and
+    // on the other one.
+    let early: Vec<Address> = (0..2)
+        .map(|shard| {
+            rt.spawn(
+                &g,
+                SpawnOptions::new(format!("early{shard}"))
+                    .shard(shard)
+                    .config("ops early target"),
+            )
+            .unwrap()
+        })
+        .collect();
+    let counts = |a: Address| {
+        let words = rt
+            .request(a, b"c", Duration::from_secs(60))
+            .unwrap()
+            .wait(IDLE)
+            .unwrap()
+            .unwrap();
+        let w = |i: usize| u32::from_le_bytes(words[i * 4..i * 4 + 4].try_into().unwrap());
+        (w(0), w(1), w(2))
+    };
+    for &a in &early {
+        // The timer fired (a message from itself), the request was answered.
+        let deadline = std::time::Instant::now() + IDLE;
+        while counts(a) != (1, 1, 0) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", counts(a));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // The monitors end when the target goes.
+    rt.stop(target).unwrap();
+    for &a in &early {
+        let deadline = std::time::Instant::now() + IDLE;
+        while counts(a) != (1, 1, 1) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", counts(a));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[test]
+fn a_failed_init_frees_its_name_and_slot_before_spawn_returns() {
+    let rt = builder(1).max_actors(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    for _ in 0..3 {
+        let err = rt
+            .spawn(&g, SpawnOptions::new("again").config("trap-in-init"))
+            .unwrap_err();
+        assert!(matches!(err, SpawnError::InitFailed(_)), "{err:?}");
+    }
+    // The one slot and the name are free again at once.
+    rt.spawn(&g, SpawnOptions::new("again").config("ops"))
+        .unwrap();
+}
+
+#[test]
+fn spawns_from_many_threads_take_distinct_slots_up_to_the_limit() {
+    const THREADS: usize = 4;
+    const EACH: usize = 40;
+    let rt = Arc::new(builder(2).max_actors(64).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    let round = |round: usize| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (rt, counter) = (rt.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    (0..EACH)
+                        .map(|i| rt.spawn(&counter, SpawnOptions::new(format!("r{round}t{t}i{i}"))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let spawned: Vec<Address> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        for r in &results {
+            if let Err(e) = r {
+                assert!(matches!(e, SpawnError::NoCapacity(_)), "{e:?}");
+            }
+        }
+        // 160 spawns for room for 64 (`max_actors` counts all shards').
+        assert_eq!(spawned.len(), 64);
+        let distinct: HashSet<Address> = spawned.iter().copied().collect();
+        assert_eq!(distinct.len(), 64);
+        for &a in &spawned {
+            rt.send(a, b"x").unwrap();
+        }
+        assert!(rt.wait_idle(IDLE));
+        let stats = rt.stats();
+        assert_eq!(stats.dead_letters, 0);
+        for &a in &spawned {
+            assert_eq!(
+                stats
+                    .actors
+                    .iter()
+                    .find(|s| s.address == a)
+                    .unwrap()
+                    .handled,
+                1
+            );
+        }
+        for &a in &spawned {
+            rt.stop(a).unwrap();
+        }
+        assert!(rt.wait_idle(IDLE));
+    };
+    // Twice: every slot came back.
+    round(0);
+    round(1);
+}
