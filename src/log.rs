@@ -8,8 +8,9 @@ use crate::address::Address;
 
 /// A function that receives every log line components write.
 ///
-/// It runs on the shard thread of the actor that logged, inside the actor's
-/// invocation: it should return quickly and must not block.
+/// It runs inside the actor's invocation: on the shard thread of the actor that
+/// logged, or, for an `init` run by `Runtime::spawn`, on the thread that called
+/// `spawn`. It should return quickly and must not block.
 pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 
 /// Severity of a component's log line. Mirrors `wasmshard:actor/types.log-level`.

@@ -190,6 +190,8 @@ impl Lend {
 /// and hands it to its shard. Returns its address once it is handed over (or,
 /// if its `init` borrowed the shard's table or failed, once the shard has
 /// placed or undone it).
+// The start's error carries the outbox back (as on the shard); spawns are rare.
+#[allow(clippy::result_large_err)]
 pub(crate) fn spawn_here(
     shared: &Arc<Shared>,
     directory: &Arc<Directory>,
@@ -242,7 +244,11 @@ pub(crate) fn spawn_here(
                     // The epoch ticker runs while something is busy: `init`'s
                     // CPU budget is cut here as on a shard.
                     let _busy = Busy::new(shared);
-                    WasmActor::spawn(settings, &component, out, &config, &mut table)
+                    // As on the shard: a call from `init` (a log sink's) into
+                    // this runtime that would wait for a shard refuses.
+                    crate::shard::as_shard(directory.id, shard, || {
+                        WasmActor::spawn(settings, &component, out, &config, &mut table)
+                    })
                 }
                 Err(e) => Err((crate::actor::InitEnd::Failed(SpawnError::Storage(e)), out)),
             };
@@ -292,6 +298,7 @@ pub(crate) fn spawn_here(
             reply,
         };
         if back.send(returned).is_err() {
+            // Only a defect of the runtime drops a lending shard's side.
             return Err(SpawnError::ShardFailed { shard });
         }
         return wait(handle, &answer, shard);
@@ -320,7 +327,7 @@ fn wait(
     shard: usize,
 ) -> Result<Address, SpawnError> {
     answer.recv().unwrap_or_else(|_| {
-        Err(if handle.is_dead() {
+        Err(if handle.has_failed() {
             SpawnError::ShardFailed { shard }
         } else {
             SpawnError::ShuttingDown

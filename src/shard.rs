@@ -69,11 +69,16 @@ pub(crate) fn on_shard_of(runtime: u64) -> bool {
 }
 
 /// Runs `f` as a pass of `shard` of runtime `runtime` for [`on_shard_of`].
+/// (What it replaced is put back however `f` ends.)
 pub(crate) fn as_shard<R>(runtime: u64, shard: usize, f: impl FnOnce() -> R) -> R {
-    let before = ON_SHARD.with(|c| c.replace(Some((runtime, shard))));
-    let r = f();
-    ON_SHARD.with(|c| c.set(before));
-    r
+    struct Restore(Option<(u64, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_SHARD.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ON_SHARD.with(|c| c.replace(Some((runtime, shard)))));
+    f()
 }
 
 /// What a shard thread hands back when it ends.
@@ -833,8 +838,10 @@ impl Shard {
                 actor.supervisor = supervisor.map(Box::new);
                 self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
-                self.release_unplaced(me);
+                // What `init` spawned starts and what it sent goes first (a
+                // stop that waited for the actor finds its children started).
                 self.route_staged(slot);
+                self.release_unplaced(me);
                 Ok(me)
             }
             Err((end, mut out)) => {
@@ -923,6 +930,8 @@ impl Shard {
         // What its `init` subscribed to (before it failed) ends with it.
         self.directory.topics.unsubscribe_all(me);
         self.slots().deactivate(slot);
+        // What waited for it (it never started) ends as for a gone actor.
+        self.release_unplaced(me);
         self.directory.pool(self.id).give_back(slot);
         self.directory.unregister(name, me, held);
     }
@@ -1051,8 +1060,18 @@ impl Shard {
             }
         }
         // What the children sent from their `init`, now that all are started.
-        for slot in started {
+        for &slot in &started {
             self.route_staged(slot);
+        }
+        // What arrived for them meanwhile (from other threads that found
+        // their names while their parent's spawn was under way).
+        if !self.unplaced.is_empty() {
+            for slot in started {
+                if let Some(actor) = self.actors[slot as usize].as_ref() {
+                    let me = actor.info.address;
+                    self.release_unplaced(me);
+                }
+            }
         }
     }
 

@@ -16,7 +16,7 @@
 //! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
 //! | `mesh` ring `from → to` | shard `from` (allocates on first push, then pushes) | shard `to` (pop) | `OnceLock` (Release/Acquire) for the allocation; `ArrayQueue`, used SPSC |
 //! | `actors` | shards (spawn registers, removal retires) | `Runtime::stats` | `Mutex` (spawn, stop, failure and stats only) |
-//! | `active` | every shard (decrement before parking, increment after) | the ticker | SeqCst RMW |
+//! | `active` | every shard (decrement before parking, increment after); a spawn's thread around the `init` it runs | the ticker | SeqCst RMW |
 //! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
 //! | `ticker_stop` | the runtime, at shutdown | the ticker | SeqCst |
 //! | `ShardHandle::dead` | its shard's thread, once, when it gives up | whoever pushes a command | SeqCst, paired with a SeqCst fence on each side |

@@ -23,9 +23,9 @@ struct Seen {
 
 /// The runtime's engine settings (so the floor compiles the same code) with host
 /// functions that do the least the contract allows: look at the payload, answer.
-fn floor_engine() -> Result<(Engine, Linker<Seen>), BenchError> {
+fn floor_engine(max_actors: u32) -> Result<(Engine, Linker<Seen>), BenchError> {
     let engine = RuntimeBuilder::new()
-        .max_actors(64)
+        .max_actors(max_actors)
         .config
         .engine()
         .map_err(err)?;
@@ -241,7 +241,13 @@ impl Floor {
     /// Bad parameters, or a fixture that cannot be set up.
     pub fn new(workload: Workload, params: &Params) -> Result<Floor, BenchError> {
         params.check()?;
-        let (engine, linker) = floor_engine()?;
+        // The spawn floor holds as many instances at once as the runtime's
+        // spawn measurement holds actors.
+        let max_actors = match workload {
+            Workload::Spawn => super::SPAWN_BATCH as u32 + 16,
+            _ => 64,
+        };
+        let (engine, linker) = floor_engine(max_actors)?;
         let kind = match workload {
             Workload::Tell | Workload::TellCross | Workload::Counting => {
                 let mut producer = Bare::new(&engine, &linker, fixtures::PRODUCER, b"sink")?;
@@ -521,18 +527,33 @@ impl Floor {
                 }
             }
             FloorKind::Spawn { engine, pre, init } => {
-                for _ in 0..ops {
-                    let mut store = Store::new(engine, Seen::default());
-                    store.set_epoch_deadline(BUDGET_TICKS);
-                    let instance = pre.instantiate(&mut store).map_err(err)?;
-                    let init = instance
-                        .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &*init)
-                        .map_err(err)?;
-                    init.call(&mut store, (&[][..],))
-                        .map_err(err)?
-                        .0
-                        .map_err(err)?;
+                // As the runtime's measurement does: batches of instances
+                // alive at once (each in a pool slot of its own), timed while
+                // they are made, dropped outside the time.
+                let mut elapsed = Duration::ZERO;
+                let mut left = ops;
+                let mut stores = Vec::with_capacity(super::SPAWN_BATCH as usize);
+                while left > 0 {
+                    let batch = left.min(super::SPAWN_BATCH);
+                    let start = Instant::now();
+                    for _ in 0..batch {
+                        let mut store = Store::new(engine, Seen::default());
+                        store.set_epoch_deadline(BUDGET_TICKS);
+                        let instance = pre.instantiate(&mut store).map_err(err)?;
+                        let init = instance
+                            .get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &*init)
+                            .map_err(err)?;
+                        init.call(&mut store, (&[][..],))
+                            .map_err(err)?
+                            .0
+                            .map_err(err)?;
+                        stores.push(store);
+                    }
+                    elapsed += start.elapsed();
+                    stores.clear();
+                    left -= batch;
                 }
+                return Ok(elapsed);
             }
         }
         let elapsed = start.elapsed();
@@ -564,7 +585,7 @@ impl StorageFloor {
     ///
     /// The fixture cannot be set up.
     pub fn new() -> Result<StorageFloor, BenchError> {
-        let (engine, mut linker) = floor_engine()?;
+        let (engine, mut linker) = floor_engine(64)?;
         let mut storage = linker.instance(STORAGE_INTERFACE).map_err(err)?;
         (|| -> wasmtime::Result<()> {
             storage.func_wrap(

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmshard::{Address, Context, SpawnError, SpawnOptions};
+use wasmshard::{Address, Capacity, Context, SpawnError, SpawnOptions};
 
 use crate::support::{IDLE, builder, guest, load, probe, relay, within};
 
@@ -153,6 +153,43 @@ fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
 }
 
 #[test]
+fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let Some(g) = guest(&rt) else { return };
+    rt.register_component("worker", &g);
+    rt.hold_placements(true);
+    let r = rt.clone();
+    let spawning = std::thread::spawn(move || {
+        r.spawn(
+            &g,
+            SpawnOptions::new("nest").shard(1).config("nest worker kid"),
+        )
+    });
+    // The child's name is registered by its parent's `init`, before the shard
+    // has either of them.
+    let kid = loop {
+        if let Some(a) = rt.lookup("kid") {
+            break a;
+        }
+        std::thread::yield_now();
+    };
+    for _ in 0..3 {
+        rt.send(kid, b"early").unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().dead_letters, 0);
+    let reply = rt.request(kid, b"c", Duration::from_secs(60)).unwrap();
+    rt.hold_placements(false);
+    spawning.join().unwrap().unwrap();
+    assert_eq!(reply.wait(IDLE).unwrap().unwrap().len(), 12);
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    let kid = stats.actor("kid").unwrap();
+    assert_eq!((kid.received, kid.handled), (4, 4));
+    assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
 fn an_init_that_needs_the_shards_table_borrows_it() {
     let rt = builder(2).build().unwrap();
     let Some(g) = guest(&rt) else { return };
@@ -220,15 +257,21 @@ fn a_failed_init_frees_its_name_and_slot_before_spawn_returns() {
 fn spawns_from_many_threads_take_distinct_slots_up_to_the_limit() {
     const THREADS: usize = 4;
     const EACH: usize = 40;
-    let rt = Arc::new(builder(2).max_actors(64).build().unwrap());
-    let counter = load(&rt, "counter.wat");
+    const MAX: usize = 64;
+    let rt = Arc::new(builder(1).max_actors(MAX as u32).build().unwrap());
     let round = |round: usize| {
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (rt, counter) = (rt.clone(), counter.clone());
+                let rt = rt.clone();
                 std::thread::spawn(move || {
                     (0..EACH)
-                        .map(|i| rt.spawn(&counter, SpawnOptions::new(format!("r{round}t{t}i{i}"))))
+                        .map(|i| {
+                            rt.spawn_native(
+                                &format!("r{round}t{t}i{i}"),
+                                Some(0),
+                                |_: &mut Context<'_>, _: Address, _: &[u8]| {},
+                            )
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -241,15 +284,21 @@ fn spawns_from_many_threads_take_distinct_slots_up_to_the_limit() {
             .iter()
             .filter_map(|r| r.as_ref().ok().copied())
             .collect();
+        // Exactly the shard's room, the rest refused as such.
+        assert_eq!(spawned.len(), MAX);
         for r in &results {
             if let Err(e) = r {
-                assert!(matches!(e, SpawnError::NoCapacity(_)), "{e:?}");
+                assert!(
+                    matches!(
+                        e,
+                        SpawnError::NoCapacity(Capacity::ShardFull { shard: 0, .. })
+                    ),
+                    "{e:?}"
+                );
             }
         }
-        // 160 spawns for room for 64 (`max_actors` counts all shards').
-        assert_eq!(spawned.len(), 64);
         let distinct: HashSet<Address> = spawned.iter().copied().collect();
-        assert_eq!(distinct.len(), 64);
+        assert_eq!(distinct.len(), MAX);
         for &a in &spawned {
             rt.send(a, b"x").unwrap();
         }

@@ -998,6 +998,13 @@ impl Guest for Roles {
             ["trap"] => Role::Trap(Deferring::default()),
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
+            // From `init`: spawns a child named `child` from the registered
+            // `component`, as an `ops` actor.
+            ["nest", component, child] => {
+                lifecycle::spawn(component, Some(child), b"ops")
+                    .map_err(|e| format!("nest: {e:?}"))?;
+                Role::Ops(Ops::default())
+            }
             // From `init`: a timer (1 ms, back as `self`), a request to
             // `target` (its reply counts) and a monitor of it (whose end
             // counts as a failure): the calls that need the shard's table.
