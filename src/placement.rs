@@ -23,6 +23,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::actor::{Body, InitEnd, WasmActor, WasmSettings};
 use crate::address::Address;
+use crate::component::Component;
 use crate::directory::Directory;
 use crate::error::{Capacity, SpawnError};
 use crate::grants::Masks;
@@ -186,20 +187,23 @@ impl Lend {
     }
 }
 
-/// Starts the actor `reserved` is for, from `body`, on the caller's thread,
-/// and hands it to its shard. Returns its address once it is handed over (or,
-/// if its `init` borrowed the shard's table or failed, once the shard has
-/// placed or undone it).
-// The start's error carries the outbox back (as on the shard); spawns are rare.
+/// Makes the actor `reserved` is for from `body`: a native actor as it is, a
+/// component by `start` (its outbox, quota, component and config in; the
+/// instance with `init` run, or why not with the outbox, out). Not listed in
+/// the stats (`info` is `None`).
+// The start's error carries the outbox back; spawns are rare.
 #[allow(clippy::result_large_err)]
-pub(crate) fn spawn_here(
-    shared: &Arc<Shared>,
+pub(crate) fn make(
     directory: &Arc<Directory>,
-    settings: &WasmSettings,
-    shard: usize,
     reserved: Reserved,
     body: SpawnBody,
-) -> Result<Address, SpawnError> {
+    start: impl FnOnce(
+        Outbox,
+        Option<crate::grants::Rate>,
+        &Component,
+        &[u8],
+    ) -> Result<WasmActor, (InitEnd, Outbox)>,
+) -> Placement {
     let Reserved {
         slot,
         name,
@@ -211,8 +215,7 @@ pub(crate) fn spawn_here(
         SpawnBody::Wasm { grants, .. } => Some(grants.clone()),
         SpawnBody::Native(..) => None,
     };
-    let mut out = Outbox::new(me, name.clone(), directory.clone(), masks, grants);
-    let mut table = None;
+    let out = Outbox::new(me, name.clone(), directory.clone(), masks, grants);
     let (body, maker, plan) = match body {
         SpawnBody::Native(actor, supervision) => {
             let (plan, maker) = match supervision {
@@ -228,52 +231,11 @@ pub(crate) fn spawn_here(
             plan,
             ..
         } => {
-            out.now = directory.now_ns();
-            if let Some(rate) = rate {
-                out.rate = Some(crate::grants::Bucket::new(rate));
-            }
-            out.lend = Some(Box::new(Lend {
-                shared: shared.clone(),
-                shard,
-                back: None,
-                refused: false,
-            }));
-            let started = match storage_of(directory, &name, true) {
-                Ok(storage) => {
-                    out.storage = storage;
-                    // The epoch ticker runs while something is busy: `init`'s
-                    // CPU budget is cut here as on a shard.
-                    let _busy = Busy::new(shared);
-                    // As on the shard: a call from `init` (a log sink's) into
-                    // this runtime that would wait for a shard refuses.
-                    crate::shard::as_shard(directory.id, shard, || {
-                        WasmActor::spawn(settings, &component, out, &config, &mut table)
-                    })
-                }
-                Err(e) => Err((crate::actor::InitEnd::Failed(SpawnError::Storage(e)), out)),
-            };
-            (
-                started.map(Body::Wasm),
-                Some(Maker::Wasm { component, config }),
-                plan,
-            )
+            let body = start(out, rate, &component, &config).map(Body::Wasm);
+            (body, Some(Maker::Wasm { component, config }), plan)
         }
     };
-    let mut body = body;
-    let lend = match &mut body {
-        Ok(Body::Wasm(w)) => w.store.data_mut().out.lend.take(),
-        Ok(_) => None,
-        Err((_, out)) => out.lend.take(),
-    };
-    let failed = body.is_err();
-    // Listed as soon as it started, so the stats show it once `spawn`
-    // returns (its counters are published by its shard).
-    let info = (!failed).then(|| {
-        let info = Arc::new(ActorInfo::new(name.clone(), me, native));
-        shared.register_actor(info.clone());
-        info
-    });
-    let placement = Box::new(Placement {
+    Placement {
         slot,
         name,
         me,
@@ -281,8 +243,69 @@ pub(crate) fn spawn_here(
         native,
         body,
         supervisor: supervisor_of(plan, maker),
-        info,
-    });
+        info: None,
+    }
+}
+
+/// Starts the actor `reserved` is for, from `body`, on the caller's thread,
+/// and hands it to its shard. Returns its address once it is handed over (or,
+/// if its `init` borrowed the shard's table or failed, once the shard has
+/// placed or undone it).
+// The start's error carries the outbox back (as on the shard); spawns are rare.
+#[allow(clippy::result_large_err)]
+pub(crate) fn spawn_here(
+    shared: &Arc<Shared>,
+    directory: &Arc<Directory>,
+    settings: &WasmSettings,
+    shard: usize,
+    reserved: Reserved,
+    body: SpawnBody,
+) -> Result<Address, SpawnError> {
+    let mut table = None;
+    let start = |mut out: Outbox,
+                 rate: Option<crate::grants::Rate>,
+                 component: &Component,
+                 config: &[u8]| {
+        out.now = directory.now_ns();
+        if let Some(rate) = rate {
+            out.rate = Some(crate::grants::Bucket::new(rate));
+        }
+        out.lend = Some(Box::new(Lend {
+            shared: shared.clone(),
+            shard,
+            back: None,
+            refused: false,
+        }));
+        match storage_of(directory, &out.name, true) {
+            Ok(storage) => {
+                out.storage = storage;
+                // The epoch ticker runs while something is busy: `init`'s
+                // CPU budget is cut here as on a shard.
+                let _busy = Busy::new(shared);
+                // As on the shard: a call from `init` (a log sink's) into
+                // this runtime that would wait for a shard refuses.
+                crate::shard::as_shard(directory.id, shard, || {
+                    WasmActor::spawn(settings, component, out, config, &mut table)
+                })
+            }
+            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+        }
+    };
+    let mut placement = Box::new(make(directory, reserved, body, start));
+    let me = placement.me;
+    let lend = match &mut placement.body {
+        Ok(Body::Wasm(w)) => w.store.data_mut().out.lend.take(),
+        Ok(_) => None,
+        Err((_, out)) => out.lend.take(),
+    };
+    let failed = placement.body.is_err();
+    if !failed {
+        // Listed as soon as it started, so the stats show it once `spawn`
+        // returns (its counters are published by its shard).
+        let info = Arc::new(ActorInfo::new(placement.name.clone(), me, placement.native));
+        shared.register_actor(info.clone());
+        placement.info = Some(info);
+    }
     let handle = &shared.shards[shard];
     if let Some(Lend {
         back: Some(back), ..

@@ -24,7 +24,7 @@ use crate::grants::Bucket;
 use crate::grants::PolicyError;
 use crate::outbox::{Child, Outbox};
 use crate::panics::quietly;
-use crate::placement::{self, Placement, Reserved, Returned};
+use crate::placement::{self, Placement, Returned};
 use crate::requests::{self, Expired, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
@@ -713,6 +713,8 @@ impl Shard {
             && matches!(self.actors.get(a.slot() as usize), Some(Some(actor)) if actor.generation == a.generation())
     }
 
+    // The start's error carries the outbox back; spawns are rare.
+    #[allow(clippy::result_large_err)]
     fn spawn(&mut self, name: Arc<str>, body: SpawnBody) -> Result<Address, SpawnError> {
         if self.failed {
             return Err(SpawnError::ShardFailed { shard: self.id });
@@ -725,51 +727,22 @@ impl Shard {
             // the host: a defect if this is reached.
             return Err(no_such_group(self.id));
         }
-        let Reserved {
-            slot,
-            name,
-            me,
-            masks,
-        } = placement::reserve(&self.directory, self.id, name, &body)?;
-        self.make_room(slot);
-        self.spawning = Some((slot, name.clone(), me, masks.held));
-        let native = matches!(body, SpawnBody::Native(..));
-        let grants = match &body {
-            SpawnBody::Wasm { grants, .. } => Some(grants.clone()),
-            SpawnBody::Native(..) => None,
-        };
-        let out = Outbox::new(me, name.clone(), self.directory.clone(), masks, grants);
-        let (body, maker, plan) = match body {
-            SpawnBody::Native(actor, supervision) => {
-                let (plan, maker) = match supervision {
-                    Some((plan, factory)) => (Some(plan), Some(Maker::Native(factory))),
-                    None => (None, None),
-                };
-                (Ok(Body::Native { actor, out }), maker, plan)
-            }
-            SpawnBody::Wasm {
-                component,
-                config,
-                rate,
-                plan,
-                ..
-            } => {
-                let body = self
-                    .start_component(out, rate, true, &component, &config)
-                    .map(Body::Wasm);
-                (body, Some(Maker::Wasm { component, config }), plan)
-            }
-        };
-        self.place(Placement {
-            slot,
-            name,
-            me,
-            held: masks.held,
-            native,
+        let reserved = placement::reserve(&self.directory, self.id, name, &body)?;
+        self.make_room(reserved.slot);
+        self.spawning = Some((
+            reserved.slot,
+            reserved.name.clone(),
+            reserved.me,
+            reserved.masks.held,
+        ));
+        let directory = self.directory.clone();
+        let made = placement::make(
+            &directory,
+            reserved,
             body,
-            supervisor: placement::supervisor_of(plan, maker),
-            info: None,
-        })
+            |out, rate, component, config| self.start_component(out, rate, true, component, config),
+        );
+        self.place(made)
     }
 
     /// Places an actor started here or off the shard (see `placement`): it is

@@ -35,6 +35,17 @@ fn gate(rt: &wasmshard::Runtime, shard: usize) -> (Address, mpsc::Receiver<()>, 
     (gate, entered, release)
 }
 
+/// Waits until `name` is registered (a spawn under way on another thread got
+/// as far as its `init`) and returns its address.
+fn registered(rt: &wasmshard::Runtime, name: &str) -> Address {
+    loop {
+        if let Some(a) = rt.lookup(name) {
+            return a;
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn a_spawn_returns_while_its_shard_is_busy() {
     let rt = Arc::new(builder(1).build().unwrap());
@@ -73,12 +84,7 @@ fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
         std::thread::spawn(move || r.spawn(&responder, SpawnOptions::new("late").shard(1)));
     // Its name and address are live once its `init` ran, before its shard
     // has it.
-    let late = loop {
-        if let Some(a) = rt.lookup("late") {
-            break a;
-        }
-        std::thread::yield_now();
-    };
+    let late = registered(&rt, "late");
     for _ in 0..3 {
         rt.send(late, b"early").unwrap();
     }
@@ -121,13 +127,7 @@ fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
             std::thread::spawn(move || r.spawn(&counter, SpawnOptions::new(name).shard(1)))
         })
         .collect();
-    let find = |name: &str| loop {
-        if let Some(a) = rt.lookup(name) {
-            break a;
-        }
-        std::thread::yield_now();
-    };
-    let (by_actor, by_host) = (find("by-actor"), find("by-host"));
+    let (by_actor, by_host) = (registered(&rt, "by-actor"), registered(&rt, "by-host"));
     rt.send(by_actor, b"one").unwrap();
     rt.send(by_host, b"one").unwrap();
     // A stop from an actor is a control envelope that waits like a message.
@@ -167,12 +167,7 @@ fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it(
     });
     // The child's name is registered by its parent's `init`, before the shard
     // has either of them.
-    let kid = loop {
-        if let Some(a) = rt.lookup("kid") {
-            break a;
-        }
-        std::thread::yield_now();
-    };
+    let kid = registered(&rt, "kid");
     for _ in 0..3 {
         rt.send(kid, b"early").unwrap();
     }
