@@ -320,3 +320,35 @@ fn spawns_from_many_threads_take_distinct_slots_up_to_the_limit() {
     round(0);
     round(1);
 }
+
+#[test]
+fn shutdown_right_after_spawns_counts_every_message() {
+    // No drain: every actor is stopped as soon as its shard takes the
+    // shutdown, which may be before it took the placements ahead of it.
+    let rt = builder(2)
+        .max_actors(64)
+        .drain_timeout(Duration::ZERO)
+        .build()
+        .unwrap();
+    let counter = load(&rt, "counter.wat");
+    let mut sent = 0;
+    for i in 0..48 {
+        let a = rt
+            .spawn(&counter, SpawnOptions::new(format!("c{i}")))
+            .unwrap();
+        for _ in 0..4 {
+            rt.send(a, b"x").unwrap();
+            sent += 1;
+        }
+    }
+    let report = rt.shutdown();
+    let handled: u64 = report
+        .stats
+        .actors
+        .iter()
+        .filter(|a| a.name.starts_with('c'))
+        .map(|a| a.handled)
+        .sum();
+    assert_eq!(handled + report.dead_letter_count, sent);
+    assert!(report.stats.actors.iter().all(|a| !a.alive));
+}

@@ -101,6 +101,11 @@
 //!   `[selfs, replies, failures]`, how many `self` tells it received from
 //!   itself and how its own requests ended; `ops` (what the role itself
 //!   requests): answered with nothing. Other tells are ignored.
+//! - `ops early TARGET`: an `ops` whose `init` sets a timer (1 ms, back as a
+//!   `self` tell), requests `o` from `TARGET` and monitors it (the monitor's
+//!   end counts among `failures`).
+//! - `nest COMPONENT CHILD`: an `ops` whose `init` spawns an `ops` named
+//!   `CHILD` from the registered `COMPONENT`.
 //! - `clock`: sets timers (`timers` interface); its requests are commands:
 //!   `b` + `count u32` + `max_delay_us u32` + `seed u32` sets `count` timers
 //!   with pseudo-random delays below `max_delay_us` (xorshift from `seed`;
