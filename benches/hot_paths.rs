@@ -4,7 +4,8 @@
 //! manual runtime, compiling fixtures, a warm-up round that also checks the
 //! result) is not counted, and neither is dropping what the benchmark returns.
 //! Runtimes are manual (`RuntimeBuilder::build_manual`): no threads, one shard
-//! stepped on the calling thread, so the counts repeat exactly.
+//! (two for the cross-shard pieces, both stepped in turn) stepped on the
+//! calling thread, so the counts repeat exactly.
 //!
 //! `cargo bench --bench hot_paths` (needs valgrind and `iai-callgrind-runner`
 //! 0.16.1); `perf/compare.py` checks a run against the baselines in
@@ -21,7 +22,7 @@ use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use wasmshard::bench::{Floor, Params, StorageFloor, Workload};
 use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
-use wasmshard::{Address, Context, Grants, Rate, Runtime, SpawnOptions};
+use wasmshard::{Address, Context, Grants, NativeActor, Rate, RequestError, Runtime, SpawnOptions};
 
 /// Operations per benchmark (messages, round trips, inserts).
 const OPS: u32 = 100;
@@ -189,8 +190,12 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn manual() -> Runtime {
+    manual_with(1)
+}
+
+fn manual_with(shards: usize) -> Runtime {
     Runtime::builder()
-        .shards(1)
+        .shards(shards)
         .max_actors(8)
         .build_manual()
         .expect("manual runtime")
@@ -279,25 +284,40 @@ fn components_rig_with(rate: Option<Rate>) -> Rig {
 }
 
 /// A native actor named `sink` that counts what it receives, and that count.
-fn counting_sink(rt: &Runtime) -> (Address, Count) {
+fn counting_sink(rt: &Runtime, shard: usize) -> (Address, Count) {
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
     let sink = rt
-        .spawn_native("sink", None, move |_: &mut Context<'_>, _, _: &[u8]| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        })
+        .spawn_native(
+            "sink",
+            Some(shard),
+            move |_: &mut Context<'_>, _, _: &[u8]| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            },
+        )
         .unwrap();
     (sink, Box::new(move |_| seen.load(Ordering::Relaxed)))
 }
 
 /// The same with native actors: the runtime's own cost.
 fn natives_rig() -> Rig {
-    let rt = manual();
-    let (sink, count) = counting_sink(&rt);
+    natives_rig_on(1)
+}
+
+/// The same across two shards (the producer on shard 0, the sink on shard 1):
+/// what a cross-shard send adds on one thread (the ring push, the receiving
+/// shard's drain), without the handoff between cores.
+fn natives_cross_rig() -> Rig {
+    natives_rig_on(2)
+}
+
+fn natives_rig_on(shards: usize) -> Rig {
+    let rt = manual_with(shards);
+    let (sink, count) = counting_sink(&rt, shards - 1);
     let start = rt
         .spawn_native(
             "producer",
-            None,
+            Some(0),
             move |ctx: &mut Context<'_>, _, _: &[u8]| {
                 for i in 0..u64::from(OPS) {
                     ctx.send(sink, &i.to_le_bytes()).expect("send");
@@ -319,7 +339,7 @@ fn natives_rig() -> Rig {
 /// `batch` frames.
 fn framer_rig(batch: u32) -> Rig {
     let rt = manual();
-    let (_, count) = counting_sink(&rt);
+    let (_, count) = counting_sink(&rt, 0);
     let start = sender(&rt, "framer.wat", None);
     let mut trigger = OPS.to_le_bytes().to_vec();
     trigger.extend_from_slice(&batch.to_le_bytes());
@@ -360,10 +380,91 @@ fn requests_rig() -> Rig {
     .warmed_for(4096 / OPS + 2)
 }
 
+/// Asks `target` once per response until it has asked the number a message
+/// gave it.
+struct Asker {
+    target: Address,
+    left: u32,
+}
+
+impl Asker {
+    fn ask(&mut self, ctx: &mut Context<'_>) {
+        self.left -= 1;
+        ctx.request(self.target, b"question", Duration::from_secs(60))
+            .expect("request");
+    }
+}
+
+impl NativeActor for Asker {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        self.left = u32::from_le_bytes(payload.try_into().expect("a count"));
+        self.ask(ctx);
+    }
+
+    fn handle_response(&mut self, ctx: &mut Context<'_>, _: u64, r: Result<&[u8], RequestError>) {
+        r.expect("an answer");
+        if self.left > 0 {
+            self.ask(ctx);
+        }
+    }
+}
+
+/// Answers every request with its payload, through the context.
+struct Answerer;
+
+impl NativeActor for Answerer {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        ctx.respond(id, payload).expect("respond");
+        None
+    }
+}
+
+/// `OPS` sequential request round trips between native actors, on one shard
+/// or across two (the asker on shard 0, the answerer on the last).
+fn native_requests_rig(shards: usize) -> Rig {
+    let rt = manual_with(shards);
+    let answerer = rt
+        .spawn_native("answerer", Some(shards - 1), Answerer)
+        .unwrap();
+    let start = rt
+        .spawn_native(
+            "asker",
+            Some(0),
+            Asker {
+                target: answerer,
+                left: 0,
+            },
+        )
+        .unwrap();
+    Rig {
+        rt,
+        start,
+        trigger: OPS.to_le_bytes().to_vec(),
+        count: handled("answerer"),
+    }
+    .warmed_for(4096 / OPS + 2)
+}
+
+fn native_requests_one_shard() -> Rig {
+    native_requests_rig(1)
+}
+
+fn native_requests_cross() -> Rig {
+    native_requests_rig(2)
+}
+
 /// `OPS` host sends to a native actor, each admitted, queued, delivered, handled.
 fn host_rig() -> Rig {
     let rt = manual();
-    let (sink, count) = counting_sink(&rt);
+    let (sink, count) = counting_sink(&rt, 0);
     let rig = Rig {
         rt,
         start: sink,
@@ -512,6 +613,7 @@ fn storage_floors(mut floor: StorageFloor) -> StorageFloor {
 #[bench::components(setup = components_rig)]
 #[bench::components_with_quota(setup = components_with_quota_rig)]
 #[bench::natives(setup = natives_rig)]
+#[bench::natives_cross(setup = natives_cross_rig)]
 fn route(rig: Rig) -> Rig {
     rig.round();
     rig
@@ -555,9 +657,13 @@ fn batched(rig: Rig) -> Rig {
     rig
 }
 
-// Request → response round trips between two components on one shard.
+// Request → response round trips between two components on one shard, and
+// between native actors on one shard and across two (one thread: the
+// cross-shard pieces without the handoff between cores).
 #[library_benchmark]
 #[bench::components(setup = requests_rig)]
+#[bench::natives(setup = native_requests_one_shard)]
+#[bench::natives_cross(setup = native_requests_cross)]
 fn request_round_trip(rig: Rig) -> Rig {
     rig.round();
     rig
