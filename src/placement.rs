@@ -324,7 +324,7 @@ pub(crate) fn spawn_here(
             // Only a defect of the runtime drops a lending shard's side.
             return Err(SpawnError::ShardFailed { shard });
         }
-        return wait(handle, &answer, shard);
+        return wait(&answer, shard);
     }
     if failed {
         let (reply, answer) = sync_channel(1);
@@ -332,7 +332,7 @@ pub(crate) fn spawn_here(
             placement,
             reply: Some(reply),
         });
-        return wait(handle, &answer, shard);
+        return wait(&answer, shard);
     }
     #[cfg(feature = "testing")]
     shared.placement_gate();
@@ -343,19 +343,16 @@ pub(crate) fn spawn_here(
     Ok(me)
 }
 
-/// The shard's answer to a placement it was asked to answer.
+/// The shard's answer to a placement it was asked to answer. A spawn never
+/// runs beside shutdown (which takes the runtime), so an answer that never
+/// comes means the shard failed while placing it.
 fn wait(
-    handle: &crate::shared::ShardHandle,
     answer: &Receiver<Result<Address, SpawnError>>,
     shard: usize,
 ) -> Result<Address, SpawnError> {
-    answer.recv().unwrap_or_else(|_| {
-        Err(if handle.has_failed() {
-            SpawnError::ShardFailed { shard }
-        } else {
-            SpawnError::ShuttingDown
-        })
-    })
+    answer
+        .recv()
+        .unwrap_or(Err(SpawnError::ShardFailed { shard }))
 }
 
 /// Counts the caller's thread as busy while it runs an `init` (the epoch

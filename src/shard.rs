@@ -1174,6 +1174,11 @@ impl Shard {
         let held = actor.outbox().masks.held;
         self.directory.unregister(&actor.info.name, me, held);
         self.shared.retire_actor(me);
+        // A child started in the same placement that stopped at once: what
+        // waited for it ends as for a gone actor.
+        if !self.unplaced.is_empty() {
+            self.release_unplaced(me);
+        }
         // What it asked for ends here: nobody is left to receive the answers (a
         // reply that comes later is counted as late). A stopping shard has ended
         // every actor's requests at once already.

@@ -38,10 +38,15 @@ fn gate(rt: &wasmshard::Runtime, shard: usize) -> (Address, mpsc::Receiver<()>, 
 /// Waits until `name` is registered (a spawn under way on another thread got
 /// as far as its `init`) and returns its address.
 fn registered(rt: &wasmshard::Runtime, name: &str) -> Address {
+    let deadline = std::time::Instant::now() + IDLE;
     loop {
         if let Some(a) = rt.lookup(name) {
             return a;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{name}` never registered"
+        );
         std::thread::yield_now();
     }
 }
@@ -182,6 +187,34 @@ fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it(
     let kid = stats.actor("kid").unwrap();
     assert_eq!((kid.received, kid.handled), (4, 4));
     assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
+fn what_waited_for_a_child_that_stops_itself_at_once_ends_as_dead_letters() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let Some(g) = guest(&rt) else { return };
+    rt.register_component("worker", &g);
+    rt.hold_placements(true);
+    let r = rt.clone();
+    let spawning = std::thread::spawn(move || {
+        r.spawn(
+            &g,
+            SpawnOptions::new("nest")
+                .shard(1)
+                .config("nest worker kid brief"),
+        )
+    });
+    let kid = registered(&rt, "kid");
+    for _ in 0..3 {
+        rt.send(kid, b"early").unwrap();
+    }
+    rt.hold_placements(false);
+    spawning.join().unwrap().unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert!(!stats.actor("kid").unwrap().alive);
+    // Counted now, not kept until shutdown.
+    assert_eq!(stats.dead_letters, 3);
 }
 
 #[test]

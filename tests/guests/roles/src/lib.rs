@@ -104,8 +104,10 @@
 //! - `ops early TARGET`: an `ops` whose `init` sets a timer (1 ms, back as a
 //!   `self` tell), requests `o` from `TARGET` and monitors it (the monitor's
 //!   end counts among `failures`).
-//! - `nest COMPONENT CHILD`: an `ops` whose `init` spawns an `ops` named
-//!   `CHILD` from the registered `COMPONENT`.
+//! - `nest COMPONENT CHILD [CONFIG…]`: an `ops` whose `init` spawns an actor
+//!   named `CHILD` from the registered `COMPONENT`, configured with `CONFIG`
+//!   (default `ops`).
+//! - `brief`: stops itself from `init`; silent until then.
 //! - `clock`: sets timers (`timers` interface); its requests are commands:
 //!   `b` + `count u32` + `max_delay_us u32` + `seed u32` sets `count` timers
 //!   with pseudo-random delays below `max_delay_us` (xorshift from `seed`;
@@ -1005,10 +1007,20 @@ impl Guest for Roles {
             ["ops"] => Role::Ops(Ops::default()),
             // From `init`: spawns a child named `child` from the registered
             // `component`, as an `ops` actor.
-            ["nest", component, child] => {
-                lifecycle::spawn(component, Some(child), b"ops")
+            ["nest", component, child, rest @ ..] => {
+                let config = if rest.is_empty() {
+                    "ops".to_string()
+                } else {
+                    rest.join(" ")
+                };
+                lifecycle::spawn(component, Some(child), config.as_bytes())
                     .map_err(|e| format!("nest: {e:?}"))?;
                 Role::Ops(Ops::default())
+            }
+            // Stops itself from `init` (the stop takes effect once it started).
+            ["brief"] => {
+                lifecycle::stop(host::self_address()).map_err(|e| format!("brief: {e:?}"))?;
+                Role::Silent
             }
             // From `init`: a timer (1 ms, back as `self`), a request to
             // `target` (its reply counts) and a monitor of it (whose end
