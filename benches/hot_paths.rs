@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
-use wasmshard::bench::{Floor, Params, StorageFloor, Workload};
+use wasmshard::bench::{Floor, Params, Responder, StorageFloor, Workload};
 use wasmshard::codec::Codec;
 use wasmshard::internals::{Mailbox, RequestTable, Ring, Slots};
 use wasmshard::{Address, Context, Grants, NativeActor, Rate, RequestError, Runtime, SpawnOptions};
@@ -409,30 +409,12 @@ impl NativeActor for Asker {
     }
 }
 
-/// Answers every request with its payload, through the context.
-struct Answerer;
-
-impl NativeActor for Answerer {
-    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
-
-    fn handle_request(
-        &mut self,
-        ctx: &mut Context<'_>,
-        _: Address,
-        id: u64,
-        payload: &[u8],
-    ) -> Option<Vec<u8>> {
-        ctx.respond(id, payload).expect("respond");
-        None
-    }
-}
-
 /// `OPS` sequential request round trips between native actors, on one shard
 /// or across two (the asker on shard 0, the answerer on the last).
 fn native_requests_rig(shards: usize) -> Rig {
     let rt = manual_with(shards);
     let answerer = rt
-        .spawn_native("answerer", Some(shards - 1), Answerer)
+        .spawn_native("answerer", Some(shards - 1), Responder)
         .unwrap();
     let start = rt
         .spawn_native(

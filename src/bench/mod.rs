@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub use floor::{Floor, StorageFloor};
+pub use natives::Responder;
 pub use system::{Density, System, density};
 
 /// The fixtures the workloads run, bundled so that `wasmshard bench` needs no files.

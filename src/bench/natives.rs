@@ -270,8 +270,10 @@ impl NativeActor for Rtt {
     }
 }
 
-/// `responder.wat`: answers every request with its payload, at once.
-pub(super) struct Responder;
+/// The native twin of `responder.wat`: answers every request with its
+/// payload, at once (through the context: no allocation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Responder;
 
 impl NativeActor for Responder {
     fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}

@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmshard::{Address, Capacity, Context, SpawnError, SpawnOptions};
+use wasmshard::{Address, Capacity, Component, Context, Runtime, SpawnError, SpawnOptions};
 
 use crate::support::{IDLE, builder, guest, load, probe, relay, within};
 
@@ -35,9 +36,18 @@ fn gate(rt: &wasmshard::Runtime, shard: usize) -> (Address, mpsc::Receiver<()>, 
     (gate, entered, release)
 }
 
+/// A spawn under way on a thread of its own.
+type Spawning = JoinHandle<Result<Address, SpawnError>>;
+
+/// Spawns `options` from `component` on a thread of its own.
+fn spawn_apart(rt: &Arc<Runtime>, component: &Component, options: SpawnOptions) -> Spawning {
+    let (rt, component) = (rt.clone(), component.clone());
+    std::thread::spawn(move || rt.spawn(&component, options))
+}
+
 /// Waits until `name` is registered (a spawn under way on another thread got
 /// as far as its `init`) and returns its address.
-fn registered(rt: &wasmshard::Runtime, name: &str) -> Address {
+fn registered(rt: &Runtime, name: &str) -> Address {
     let deadline = std::time::Instant::now() + IDLE;
     loop {
         if let Some(a) = rt.lookup(name) {
@@ -84,9 +94,7 @@ fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
     let responder = load(&rt, "responder.wat");
     let (probe, _) = probe(&rt, "probe", 0);
     rt.hold_placements(true);
-    let r = rt.clone();
-    let spawning =
-        std::thread::spawn(move || r.spawn(&responder, SpawnOptions::new("late").shard(1)));
+    let spawning = spawn_apart(&rt, &responder, SpawnOptions::new("late").shard(1));
     // Its name and address are live once its `init` ran, before its shard
     // has it.
     let late = registered(&rt, "late");
@@ -127,10 +135,7 @@ fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
     rt.hold_placements(true);
     let spawning: Vec<_> = ["by-actor", "by-host"]
         .into_iter()
-        .map(|name| {
-            let (r, counter) = (rt.clone(), counter.clone());
-            std::thread::spawn(move || r.spawn(&counter, SpawnOptions::new(name).shard(1)))
-        })
+        .map(|name| spawn_apart(&rt, &counter, SpawnOptions::new(name).shard(1)))
         .collect();
     let (by_actor, by_host) = (registered(&rt, "by-actor"), registered(&rt, "by-host"));
     rt.send(by_actor, b"one").unwrap();
@@ -157,19 +162,23 @@ fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
     assert_eq!(stats.dead_letters, 2);
 }
 
-#[test]
-fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it() {
+/// On a fresh two-shard runtime with placements held: the roles guest
+/// registered as `worker`, and a spawn of it configured `config` on a thread
+/// of its own (on shard 1), which runs `init` and waits to hand it over.
+fn nest_held(config: &str) -> Option<(Arc<Runtime>, Spawning)> {
     let rt = Arc::new(builder(2).build().unwrap());
-    let Some(g) = guest(&rt) else { return };
+    let g = guest(&rt)?;
     rt.register_component("worker", &g);
     rt.hold_placements(true);
-    let r = rt.clone();
-    let spawning = std::thread::spawn(move || {
-        r.spawn(
-            &g,
-            SpawnOptions::new("nest").shard(1).config("nest worker kid"),
-        )
-    });
+    let spawning = spawn_apart(&rt, &g, SpawnOptions::new("nest").shard(1).config(config));
+    Some((rt, spawning))
+}
+
+#[test]
+fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it() {
+    let Some((rt, spawning)) = nest_held("nest worker kid") else {
+        return;
+    };
     // The child's name is registered by its parent's `init`, before the shard
     // has either of them.
     let kid = registered(&rt, "kid");
@@ -191,19 +200,9 @@ fn what_arrives_for_a_child_of_an_init_before_its_parent_is_placed_waits_for_it(
 
 #[test]
 fn what_waited_for_a_child_that_stops_itself_at_once_ends_as_dead_letters() {
-    let rt = Arc::new(builder(2).build().unwrap());
-    let Some(g) = guest(&rt) else { return };
-    rt.register_component("worker", &g);
-    rt.hold_placements(true);
-    let r = rt.clone();
-    let spawning = std::thread::spawn(move || {
-        r.spawn(
-            &g,
-            SpawnOptions::new("nest")
-                .shard(1)
-                .config("nest worker kid brief"),
-        )
-    });
+    let Some((rt, spawning)) = nest_held("nest worker kid brief") else {
+        return;
+    };
     let kid = registered(&rt, "kid");
     for _ in 0..3 {
         rt.send(kid, b"early").unwrap();
