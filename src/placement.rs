@@ -7,8 +7,8 @@
 //!
 //! Until the shard has placed it, the actor's address is live in the slot table
 //! (senders are admitted) but the shard has no actor in the slot: the shard
-//! holds what arrives for it (`Shard::hold`) and delivers it, in order, when the
-//! actor is placed.
+//! holds what arrives for it (`Shard::unplaced`) and delivers it, in order,
+//! when the actor is placed.
 //!
 //! `init` may open requests, timers and monitors, which live in the shard's
 //! request table. The first such call borrows the table: it asks the shard for
@@ -109,20 +109,27 @@ pub(crate) fn supervisor_of(plan: Option<Plan>, maker: Option<Maker>) -> Option<
     Some(Supervisor { maker, judge })
 }
 
-/// The storage an actor called `name` starts with: what it stored durably
-/// before, with a storage directory and a name (`registered`); otherwise
-/// empty, in memory.
-pub(crate) fn storage_of(
+/// Readies `out` for a component's start: the clock read now (a spawn may
+/// run outside a pass; its `init`'s requests and quota count from it), its
+/// quota, and the storage its name finds: what it stored durably before, with
+/// a storage directory and a name (`registered`); otherwise empty, in memory.
+pub(crate) fn prepare(
     directory: &Directory,
-    name: &Arc<str>,
+    out: &mut Outbox,
+    rate: Option<crate::grants::Rate>,
     registered: bool,
-) -> Result<Storage, crate::error::Cause> {
-    match &directory.durable {
-        Some(durable) if registered => {
-            Storage::durable(name.clone(), durable.clone()).map_err(crate::durable::failure)
-        }
-        _ => Ok(Storage::default()),
+) -> Result<(), crate::error::Cause> {
+    out.now = directory.now_ns();
+    if let Some(rate) = rate {
+        out.rate = Some(crate::grants::Bucket::new(rate));
     }
+    out.storage = match &directory.durable {
+        Some(durable) if registered => {
+            Storage::durable(out.name.clone(), durable.clone()).map_err(crate::durable::failure)?
+        }
+        _ => Storage::default(),
+    };
+    Ok(())
 }
 
 /// An actor started (or whose start failed), for its shard to place (or undo).
@@ -266,19 +273,14 @@ pub(crate) fn spawn_here(
                  rate: Option<crate::grants::Rate>,
                  component: &Component,
                  config: &[u8]| {
-        out.now = directory.now_ns();
-        if let Some(rate) = rate {
-            out.rate = Some(crate::grants::Bucket::new(rate));
-        }
         out.lend = Some(Box::new(Lend {
             shared: shared.clone(),
             shard,
             back: None,
             refused: false,
         }));
-        match storage_of(directory, &out.name, true) {
-            Ok(storage) => {
-                out.storage = storage;
+        match prepare(directory, &mut out, rate, true) {
+            Ok(()) => {
                 // The epoch ticker runs while something is busy: `init`'s
                 // CPU budget is cut here as on a shard.
                 let _busy = Busy::new(shared);

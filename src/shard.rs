@@ -922,19 +922,12 @@ impl Shard {
         component: &Component,
         config: &[u8],
     ) -> Result<WasmActor, (InitEnd, Outbox)> {
-        // Read now: a spawn may run outside a pass (a manual runtime takes
-        // it at once); its `init`'s requests and quota count from it.
-        out.now = self.directory.now_ns();
-        let now = out.now;
-        self.set_pass_now(now);
-        if let Some(rate) = rate {
-            out.rate = Some(Bucket::new(rate));
-        }
-        match placement::storage_of(&self.directory, &out.name, registered) {
-            Ok(storage) => {
-                out.storage = storage;
-                WasmActor::spawn(&self.wasm, component, out, config, &mut self.table)
-            }
+        let prepared = placement::prepare(&self.directory, &mut out, rate, registered);
+        // The pass goes by the clock just read (a manual runtime takes a
+        // spawn at once, outside a pass).
+        self.set_pass_now(out.now);
+        match prepared {
+            Ok(()) => WasmActor::spawn(&self.wasm, component, out, config, &mut self.table),
             Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
         }
     }
