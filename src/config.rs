@@ -29,6 +29,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 4096;
 /// Default time a shard that ran out of work keeps checking its queues before it
 /// parks (sleeps in `poll`).
 pub const DEFAULT_PARK_SPIN: Duration = Duration::from_micros(50);
+/// Default longest spin an idle shard learns from the gaps between its
+/// wake-ups, where each shard has a core of its own (fewer shards than cores);
+/// see [`RuntimeBuilder::park_spin_max`].
+pub const DEFAULT_PARK_SPIN_MAX: Duration = Duration::from_millis(1);
 /// Default number of requests one actor may have open at once.
 pub const DEFAULT_MAX_OPEN_REQUESTS: u32 = 4096;
 /// Default number of timers one actor may have pending at once.
@@ -144,6 +148,9 @@ pub(crate) struct Config {
     pub(crate) storage_quota: usize,
     pub(crate) storage_dir: Option<std::path::PathBuf>,
     pub(crate) park_spin: Duration,
+    /// The longest adaptive spin; `None`: [`DEFAULT_PARK_SPIN_MAX`] with fewer
+    /// shards than cores, else no adaptation.
+    pub(crate) park_spin_max: Option<Duration>,
     pub(crate) audit_capacity: usize,
     /// The actor that receives every dead letter, by name.
     pub(crate) dead_letter_actor: Option<Arc<str>>,
@@ -154,6 +161,19 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The longest adaptive spin of a shard: as set, or the default for the
+    /// runtime's shards on this machine's cores.
+    pub(crate) fn spin_cap(&self) -> Duration {
+        self.park_spin_max.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if self.shards < cores {
+                DEFAULT_PARK_SPIN_MAX
+            } else {
+                self.park_spin
+            }
+        })
+    }
+
     /// CPU budget in epoch ticks (at least one), or `None` when budgets are off.
     pub(crate) fn budget_ticks(&self) -> Option<u64> {
         self.cpu_budget.map(|b| {
@@ -283,6 +303,7 @@ impl RuntimeBuilder {
                 storage_quota: DEFAULT_STORAGE_QUOTA,
                 storage_dir: None,
                 park_spin: DEFAULT_PARK_SPIN,
+                park_spin_max: None,
                 audit_capacity: DEFAULT_AUDIT_CAPACITY,
                 dead_letter_actor: None,
                 default_grants: Arc::new(Grants::none()),
@@ -396,6 +417,25 @@ impl RuntimeBuilder {
     /// at once, leaving the cores to the shards.
     pub fn park_spin(mut self, spin: Duration) -> Self {
         self.config.park_spin = spin;
+        self
+    }
+
+    /// The longest spin an idle shard learns: `park_spin` to [`MAX_PARK_SPIN`]
+    /// (10 ms). A shard that work woke from a sleep `gap` after it ran out
+    /// (spin included), with `gap` within this cap, spins one and a half times
+    /// that gap next time; a sleep that ends with no work, or work that came
+    /// later than this cap, halves the spin down to `park_spin`. Work at a
+    /// steady cadence (a token around a ring of shards, a request answered on
+    /// another shard) is then found spinning instead of paying a wake-up per
+    /// hop; the price is the core, kept busy while work keeps coming within the
+    /// cap, and up to this long after the last of it. Setting it to
+    /// `park_spin` (or less) fixes the spin at `park_spin`.
+    ///
+    /// Default: [`DEFAULT_PARK_SPIN_MAX`] (1 ms) with fewer shards than
+    /// available cores; with a shard per core (or more), no adaptation (a
+    /// spinning shard would take a core that another thread needs).
+    pub fn park_spin_max(mut self, max: Duration) -> Self {
+        self.config.park_spin_max = Some(max);
         self
     }
 
@@ -624,6 +664,15 @@ impl RuntimeBuilder {
             Duration::ZERO,
             MAX_PARK_SPIN,
         )?;
+        if let Some(max) = c.park_spin_max {
+            duration(
+                "park_spin_max",
+                "park-spin-max-us",
+                max,
+                Duration::ZERO,
+                MAX_PARK_SPIN,
+            )?;
+        }
         count(
             "storage_quota",
             "storage-quota",

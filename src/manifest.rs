@@ -42,7 +42,7 @@
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
 //! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
 //! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1),
-//! `log-messages` (actor name patterns), `park-spin-us`, `storage-quota`
+//! `log-messages` (actor name patterns), `park-spin-us`, `park-spin-max-us`, `storage-quota`
 //! (bytes), `storage-dir` (durable storage, relative to the manifest),
 //! `dead-letter-actor` (the actor that receives every dead letter, by name).
 //!
@@ -125,6 +125,8 @@ pub struct RuntimeSection {
     /// Where durable storage lives (relative to the manifest); none: in memory.
     pub storage_dir: Option<PathBuf>,
     pub park_spin_us: Option<u64>,
+    /// The longest spin an idle shard learns (see `RuntimeBuilder::park_spin_max`).
+    pub park_spin_max_us: Option<u64>,
     /// The grants of an `[[actor]]` that gives none: `"none"` (the default) or
     /// `"all"`.
     pub default_grants: Option<DefaultGrants>,
@@ -712,6 +714,9 @@ impl Manifest {
         }
         if let Some(v) = r.park_spin_us {
             b = b.park_spin(Duration::from_micros(v));
+        }
+        if let Some(v) = r.park_spin_max_us {
+            b = b.park_spin_max(Duration::from_micros(v));
         }
         match r.default_grants {
             Some(DefaultGrants::All) => b = b.default_grants(Grants::all()),

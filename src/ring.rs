@@ -36,6 +36,10 @@ impl Ring {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.0.is_full()
+    }
 }
 
 /// Every ring of a runtime: one per ordered pair of shards, the diagonal unused,

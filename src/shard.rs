@@ -24,6 +24,7 @@ use crate::grants::Bucket;
 use crate::grants::PolicyError;
 use crate::outbox::{Child, Outbox};
 use crate::panics::quietly;
+use crate::parking::Spin;
 use crate::placement::{self, Placement, Returned};
 use crate::requests::{self, Expired, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
@@ -93,8 +94,8 @@ pub(crate) struct Shard {
     wasm: WasmSettings,
     /// Messages an actor handles per turn.
     batch: u32,
-    /// How long the shard looks for work before it parks.
-    park_spin: Duration,
+    /// How long the shard looks for work before it parks (adaptive).
+    spin: Spin,
     pin_core: bool,
     parker: Parker,
     /// The actors by slot (grown as slots are first used; the free slots are
@@ -189,7 +190,7 @@ impl Shard {
             },
             directory,
             batch: config.batch,
-            park_spin: config.park_spin,
+            spin: Spin::new(config.park_spin, config.spin_cap()),
             pin_core: config.pin_cores,
             parker,
             actors: Vec::new(),
@@ -2483,25 +2484,46 @@ impl Shard {
             })
     }
 
+    /// Whether a ring this shard's overflow waits for has room now.
+    fn overflow_has_room(&self) -> bool {
+        self.overflowing > 0
+            && (0..self.overflow.len()).any(|dest| {
+                !self.overflow[dest].is_empty() && !self.shared.outbound(self.id, dest).is_full()
+            })
+    }
+
     /// Sleeps until woken, until the next request deadline, or for `cap` at most.
+    /// Without a cap (the shard simply ran out of work) it spins first, as long
+    /// as its adaptive spin says (see [`crate::parking`]) but never past the next
+    /// deadline, and learns from how long the work took to come.
     fn park(&mut self, cap: Option<Duration>) {
-        // Spin briefly first: work that arrives soon is taken without a syscall on
+        let deadline = self.next_deadline();
+        let idle_since = std::time::Instant::now();
+        // Spin first: work that arrives soon is taken without a syscall on
         // either side.
-        let spin = self.park_spin;
+        // Never longer than the sleep it stands for.
+        let mut spin = cap.map_or(self.spin.current(), |c| self.spin.current().min(c));
+        if let Some(d) = deadline {
+            spin = spin.min(Duration::from_nanos(
+                d.saturating_sub(self.directory.now_ns()),
+            ));
+        }
         if !spin.is_zero() {
-            let until = std::time::Instant::now() + spin;
-            while std::time::Instant::now() < until {
-                if self.inbound_pending() {
+            let until = idle_since + spin;
+            loop {
+                if self.inbound_pending() || self.overflow_has_room() {
                     return;
+                }
+                if std::time::Instant::now() >= until {
+                    break;
                 }
                 std::hint::spin_loop();
             }
         }
         self.counts.parks += 1;
         self.publish();
-        let timeout = self
-            .next_deadline()
-            .map(|d| Duration::from_nanos(d.saturating_sub(self.directory.now_ns())));
+        let timeout =
+            deadline.map(|d| Duration::from_nanos(d.saturating_sub(self.directory.now_ns())));
         let timeout = match (timeout, cap) {
             (Some(t), Some(c)) => Some(t.min(c)),
             (t, c) => t.or(c),
@@ -2518,6 +2540,11 @@ impl Shard {
         self.parker.park(timeout);
         me.parked.store(false, Ordering::SeqCst);
         self.shared.shard_busy();
+        if cap.is_none() {
+            // Woken by work (or by nothing: a deadline, a spurious wake-up).
+            let gap = self.inbound_pending().then(|| idle_since.elapsed());
+            self.spin.woke(gap);
+        }
     }
 
     /// Shutdown, phase three, once every shard is sealed (nothing more can arrive):

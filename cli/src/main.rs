@@ -91,6 +91,14 @@ enum Command {
         /// need the kernel's vm.max_map_count raised).
         #[arg(long, value_name = "N")]
         density: Option<u64>,
+        /// The runtime's park spin in microseconds (default: the runtime's, 50).
+        #[arg(long, value_name = "US")]
+        park_spin_us: Option<u64>,
+        /// The longest spin an idle shard learns, in microseconds (default: the
+        /// runtime's: 1000 with fewer shards than cores, else no adaptation);
+        /// the park spin or less fixes the spin.
+        #[arg(long, value_name = "US")]
+        park_spin_max_us: Option<u64>,
         /// Print the results as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -140,8 +148,15 @@ fn main() -> ExitCode {
             actors,
             grants,
             density,
+            park_spin_us,
+            park_spin_max_us,
             json,
         } => bench_params(shards, payload, &grants, density)
+            .map(|p| wasmshard::bench::Params {
+                park_spin: park_spin_us.map(Duration::from_micros),
+                park_spin_max: park_spin_max_us.map(Duration::from_micros),
+                ..p
+            })
             .and_then(|params| bench(&workloads, messages, &actors, &params, json)),
     };
     let code = match result {

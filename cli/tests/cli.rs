@@ -581,6 +581,37 @@ fn bench_refuses_too_many_messages_before_running_anything() {
 }
 
 #[test]
+fn bench_refuses_a_park_spin_out_of_range_before_running_anything() {
+    for flag in ["--park-spin-us", "--park-spin-max-us"] {
+        let out = wasmshard(&["bench", "ring", flag, "10001", "--messages", "10"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains("park spin"), "{flag}: {stderr}");
+        assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
+    }
+    // In range, both run.
+    let out = wasmshard(&[
+        "bench",
+        "ring",
+        "--shards",
+        "2",
+        "--park-spin-us",
+        "0",
+        "--park-spin-max-us",
+        "2000",
+        "--messages",
+        "100",
+        "--actors",
+        "native",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn bench_refuses_a_bad_payload_before_running_anything() {
     let out = wasmshard(&[
         "bench",

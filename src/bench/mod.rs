@@ -206,6 +206,10 @@ pub struct Params {
     /// With `spawn`: also spawn this many idle actors into a fresh runtime
     /// and report what each holds resident ([`Density`]); 1 to 1 000 000.
     pub density: Option<u64>,
+    /// The runtime's `park_spin`, if not its default.
+    pub park_spin: Option<std::time::Duration>,
+    /// The runtime's `park_spin_max`, if not its default.
+    pub park_spin_max: Option<std::time::Duration>,
 }
 
 impl Default for Params {
@@ -217,6 +221,8 @@ impl Default for Params {
             ring: 16,
             trusted: false,
             density: None,
+            park_spin: None,
+            park_spin_max: None,
         }
     }
 }
@@ -226,8 +232,8 @@ impl Params {
     ///
     /// # Errors
     ///
-    /// A payload outside 8 to 1024 bytes, shards outside 1 to 256, or fan-out and
-    /// ring sizes out of range.
+    /// A payload outside 8 to 1024 bytes, shards outside 1 to 256, a park spin
+    /// (or its cap) beyond 10 ms, or fan-out and ring sizes out of range.
     pub fn check(&self) -> Result<(), BenchError> {
         if !(8..=1024).contains(&self.payload) {
             return Err(err(format!(
@@ -244,6 +250,18 @@ impl Params {
         }
         if self.density.is_some_and(|n| !(1..=1_000_000).contains(&n)) {
             return Err(err("a density measurement takes 1 to 1 000 000 actors"));
+        }
+        for (name, spin) in [
+            ("park spin", self.park_spin),
+            ("park spin max", self.park_spin_max),
+        ] {
+            if spin.is_some_and(|s| s > crate::MAX_PARK_SPIN) {
+                return Err(err(format!(
+                    "a {name} of {:?}: 0 to {:?} are possible",
+                    spin.unwrap_or_default(),
+                    crate::MAX_PARK_SPIN
+                )));
+            }
         }
         if !(1..=8192).contains(&self.fan_out) || !(2..=100_000).contains(&self.ring) {
             return Err(err(

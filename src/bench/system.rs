@@ -65,6 +65,12 @@ impl System {
         if params.trusted {
             builder = builder.default_grants(Grants::all());
         }
+        if let Some(spin) = params.park_spin {
+            builder = builder.park_spin(spin);
+        }
+        if let Some(max) = params.park_spin_max {
+            builder = builder.park_spin_max(max);
+        }
         let rt = builder.build().map_err(err)?;
         let mut sys = System {
             workload,

@@ -85,6 +85,47 @@ fn idle_runtime_parks_instead_of_spinning() {
     assert_eq!(after.actor("c").unwrap().handled, 10);
 }
 
+/// The adaptive spin (up to `park_spin_max`) learns from the gaps between a
+/// shard's wake-ups; however long it has grown, a shard whose work stops parks
+/// within the cap, and the runtime then uses no CPU.
+#[test]
+fn shards_that_learnt_a_long_spin_still_park_when_idle() {
+    use wasmshard::bench::{Actors, Params, System, Workload};
+    for actors in [Actors::Native, Actors::Component] {
+        let params = Params {
+            shards: 3,
+            ring: 6,
+            park_spin_max: Some(wasmshard::MAX_PARK_SPIN),
+            ..Params::default()
+        };
+        let mut ring = System::new(Workload::Ring, actors, &params).unwrap();
+        // A token around six actors on three shards: every hop crosses, and
+        // each shard waits a lap between its hops. Then a few sparse ones.
+        ring.run(20_000).unwrap();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(3));
+            ring.run(12).unwrap();
+        }
+        assert!(ring.runtime().wait_idle(IDLE));
+        // Longer than the longest spin: every shard has parked by now.
+        std::thread::sleep(wasmshard::MAX_PARK_SPIN * 5);
+        let before = ring.runtime().stats();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = ring.runtime().stats();
+        for (b, a) in before.shards.iter().zip(&after.shards) {
+            assert_eq!(
+                b.loops,
+                a.loops,
+                "{}: shard {} kept looping while idle",
+                actors.name(),
+                b.shard
+            );
+            assert!(a.parks >= 1);
+        }
+        ring.shutdown();
+    }
+}
+
 #[test]
 fn spawn_errors_are_specific() {
     let rt = builder(2).build().unwrap();

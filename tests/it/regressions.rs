@@ -816,6 +816,11 @@ fn every_setting_out_of_its_range_is_refused_by_name() {
     refused(b().epoch_tick(Duration::from_secs(3600)), "epoch-tick-ms");
     refused(b().epoch_tick(Duration::ZERO), "epoch-tick-ms");
     refused(b().park_spin(forever), "park-spin-us");
+    refused(b().park_spin_max(forever), "park-spin-max-us");
+    refused(
+        b().park_spin_max(wasmshard::MAX_PARK_SPIN + Duration::from_nanos(1)),
+        "park-spin-max-us",
+    );
     refused(b().cpu_budget(Some(forever)), "cpu-budget-ms");
     refused(b().drain_timeout(forever), "drain-timeout-ms");
     refused(b().mailbox_capacity(0), "mailbox-capacity");
@@ -835,6 +840,13 @@ fn every_setting_out_of_its_range_is_refused_by_name() {
     let err = manifest.run(manifest.builder(), None).unwrap_err();
     let message = format!("{:?}", err);
     assert!(message.contains("ring-capacity"), "{message}");
+    let manifest = wasmshard::manifest::Manifest::parse(
+        "[runtime]\npark-spin-max-us = 10001\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+    )
+    .unwrap();
+    let err = manifest.run(manifest.builder(), None).unwrap_err();
+    let message = format!("{:?}", err);
+    assert!(message.contains("park-spin-max-us"), "{message}");
 }
 
 /// Rings were allocated up front, shards² × capacity of them (1.75 GiB at 64
