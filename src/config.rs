@@ -406,10 +406,12 @@ impl RuntimeBuilder {
     }
 
     /// How long a shard that ran out of work keeps checking its queues before it
-    /// parks: 0 to [`MAX_PARK_SPIN`] (10 ms). Default: 50 µs. A short spin saves
-    /// the wake-up syscalls of a message that arrives soon after (cross-shard
-    /// ping-pong); an idle shard still parks after it, so an idle runtime uses no
-    /// CPU. Zero parks at once.
+    /// parks, at first: 0 to [`MAX_PARK_SPIN`] (10 ms). Default: 50 µs. A short
+    /// spin saves the wake-up syscalls of a message that arrives soon after
+    /// (cross-shard ping-pong). The spin then adapts between this and
+    /// [`park_spin_max`](Self::park_spin_max); an idle shard still parks after
+    /// it, so an idle runtime uses no CPU. Zero (with `park_spin_max` zero too)
+    /// parks at once.
     ///
     /// With fewer shards than cores, the host thread also spins this long for a
     /// shard's answer to [`Runtime::spawn`](crate::Runtime::spawn) or [`Runtime::stop`](crate::Runtime::stop) before it blocks
@@ -420,16 +422,18 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The longest spin an idle shard learns: `park_spin` to [`MAX_PARK_SPIN`]
-    /// (10 ms). A shard that work woke from a sleep `gap` after it ran out
-    /// (spin included), with `gap` within this cap, spins one and a half times
-    /// that gap next time; a sleep that ends with no work, or work that came
-    /// later than this cap, halves the spin down to `park_spin`. Work at a
+    /// The longest spin an idle shard learns: 0 to [`MAX_PARK_SPIN`] (10 ms);
+    /// at or below `park_spin`, no adaptation. A shard that work woke from a
+    /// sleep `gap` after it ran out (spin included), with `gap` within this
+    /// cap, spins one and a half times that gap next time; a sleep that reaches
+    /// its deadline with no work, or work that came later than this cap, halves
+    /// the spin down to `park_spin`. The spin never runs past the shard's next
+    /// deadline (a timer, a request's timeout, a restart). Work at a
     /// steady cadence (a token around a ring of shards, a request answered on
     /// another shard) is then found spinning instead of paying a wake-up per
     /// hop; the price is the core, kept busy while work keeps coming within the
-    /// cap, and up to this long after the last of it. Setting it to
-    /// `park_spin` (or less) fixes the spin at `park_spin`.
+    /// cap, and up to this long after the last of it. Each shard's current
+    /// spin is in [`ShardStats::spin_ns`](crate::ShardStats::spin_ns).
     ///
     /// Default: [`DEFAULT_PARK_SPIN_MAX`] (1 ms) with fewer shards than
     /// available cores; with a shard per core (or more), no adaptation (a

@@ -9,9 +9,13 @@
 //!   with `gap` within `park_spin_max`: the next spin lasts one and a half
 //!   times that gap (at most `park_spin_max`; never shorter than it was), so
 //!   work arriving at that cadence is found spinning;
-//! - a sleep that ended with no work (a deadline, a time-out), or work after a
-//!   gap longer than `park_spin_max`: the spin halves, down to `park_spin`;
-//! - work found while spinning leaves the spin as it is.
+//! - a sleep that ended with no work at its deadline or time-out, or work
+//!   after a gap longer than `park_spin_max`: the spin halves, down to
+//!   `park_spin`;
+//! - work found while spinning, or a wake-up for no work before the time-out
+//!   (stale), leaves the spin as it is;
+//! - a park that is a back-off (only overflow left, or a failed shard's loop)
+//!   spins `park_spin` at most and teaches nothing.
 //!
 //! This removes the bistability of a fixed spin: a token passed around a ring
 //! of shards stays fast only while one lap takes less than the spin, and once a
@@ -47,8 +51,17 @@ impl Spin {
         self.now
     }
 
+    /// The spin it started with (`park_spin`), for parks that are a back-off
+    /// rather than a wait for work.
+    pub(crate) fn base(&self) -> Duration {
+        self.base
+    }
+
     /// The shard parked and woke: for work that arrived `gap` after it ran out
-    /// of work (`Some`), or for none (`None`: a deadline or a time-out).
+    /// of work (`Some`), or for none at its deadline or time-out (`None`). A
+    /// wake-up for no work before the time-out (a stale wake from a sender that
+    /// saw the shard about to park) teaches nothing: the caller does not
+    /// report it.
     pub(crate) fn woke(&mut self, gap: Option<Duration>) {
         self.now = match gap {
             Some(gap) if gap <= self.max => (gap + gap / 2).clamp(self.now, self.max),

@@ -115,7 +115,12 @@ impl Runtime {
     }
 
     fn start(builder: RuntimeBuilder, manual: bool) -> Result<Runtime, BuildError> {
-        let RuntimeBuilder { config, log_sink } = builder;
+        let RuntimeBuilder {
+            mut config,
+            log_sink,
+        } = builder;
+        // The adaptive spin's cap, resolved once for every shard.
+        config.park_spin_max = Some(config.spin_cap());
         let engine = config.engine()?;
         let linker = host::linker(&engine).map_err(|e| BuildError::Engine(cause(e)))?;
         let mut parkers = Vec::with_capacity(config.shards);

@@ -215,6 +215,7 @@ impl Shard {
             restarts: BinaryHeap::new(),
             counts: ShardStats {
                 shard: id,
+                spin_ns: config.park_spin.as_nanos() as u64,
                 ..ShardStats::default()
             },
         }
@@ -2492,17 +2493,22 @@ impl Shard {
             })
     }
 
-    /// Sleeps until woken, until the next request deadline, or for `cap` at most.
-    /// Without a cap (the shard simply ran out of work) it spins first, as long
-    /// as its adaptive spin says (see [`crate::parking`]) but never past the next
-    /// deadline, and learns from how long the work took to come.
+    /// Sleeps until woken, until the next request deadline, or for `cap` at most,
+    /// after a spin that never runs past that deadline. Without a cap (the
+    /// shard simply ran out of work) the spin is as long as the adaptive spin
+    /// says (see [`crate::parking`]), and the shard learns from how long the
+    /// work took to come; with one (a back-off) it is `park_spin` at most and
+    /// teaches nothing.
     fn park(&mut self, cap: Option<Duration>) {
         let deadline = self.next_deadline();
         let idle_since = std::time::Instant::now();
         // Spin first: work that arrives soon is taken without a syscall on
         // either side.
-        // Never longer than the sleep it stands for.
-        let mut spin = cap.map_or(self.spin.current(), |c| self.spin.current().min(c));
+        let mut spin = match cap {
+            None => self.spin.current(),
+            // A back-off: never the learnt spin, never longer than the sleep.
+            Some(c) => self.spin.base().min(c),
+        };
         if let Some(d) = deadline {
             spin = spin.min(Duration::from_nanos(
                 d.saturating_sub(self.directory.now_ns()),
@@ -2537,13 +2543,21 @@ impl Shard {
             return;
         }
         self.shared.shard_idle();
+        let asleep = std::time::Instant::now();
         self.parker.park(timeout);
         me.parked.store(false, Ordering::SeqCst);
         self.shared.shard_busy();
         if cap.is_none() {
-            // Woken by work (or by nothing: a deadline, a spurious wake-up).
-            let gap = self.inbound_pending().then(|| idle_since.elapsed());
-            self.spin.woke(gap);
+            if self.inbound_pending() {
+                self.spin.woke(Some(idle_since.elapsed()));
+            } else if timeout.is_some_and(|t| asleep.elapsed() >= t) {
+                // Its deadline came, and no work with it.
+                self.spin.woke(None);
+            }
+            // (Nothing to learn from a wake-up for nothing before the time-out:
+            // a stale wake from a sender that saw the flag set as this shard
+            // found its work before sleeping.)
+            self.counts.spin_ns = self.spin.current().as_nanos() as u64;
         }
     }
 

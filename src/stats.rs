@@ -148,6 +148,10 @@ shard_counters! {
         overflow,
         /// Supervised actors waiting for their restart (now).
         restarting,
+        /// How long, in nanoseconds, the shard spins now before it parks: it
+        /// adapts between `park_spin` and `park_spin_max` (see
+        /// [`RuntimeBuilder::park_spin_max`](crate::RuntimeBuilder::park_spin_max)).
+        spin_ns,
     }
     requests {
         /// Requests made.

@@ -196,6 +196,7 @@ fn setting() -> impl Strategy<Value = String> {
         "drain-timeout-ms",
         "max-open-requests",
         "park-spin-us",
+        "park-spin-max-us",
         "no-such-key",
     ]);
     let value = prop_oneof![

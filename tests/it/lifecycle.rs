@@ -81,6 +81,16 @@ fn idle_runtime_parks_instead_of_spinning() {
         );
         assert_eq!(b.parks, a.parks);
         assert!(a.parks >= 1);
+        // What it spins now is published: the default, or what it learnt
+        // (two shards on more than two cores adapt) within the default cap.
+        assert!(
+            (wasmshard::DEFAULT_PARK_SPIN.as_nanos() as u64
+                ..=wasmshard::DEFAULT_PARK_SPIN_MAX.as_nanos() as u64)
+                .contains(&a.spin_ns),
+            "shard {}: {}",
+            a.shard,
+            a.spin_ns
+        );
     }
     assert_eq!(after.actor("c").unwrap().handled, 10);
 }
@@ -99,8 +109,9 @@ fn shards_that_learnt_a_long_spin_still_park_when_idle() {
             ..Params::default()
         };
         let mut ring = System::new(Workload::Ring, actors, &params).unwrap();
-        // A token around six actors on three shards: every hop crosses, and
-        // each shard waits a lap between its hops. Then a few sparse ones.
+        // A token around six actors on three shards: every hop crosses. Then
+        // sparse runs, a few milliseconds apart, which teach the shards spins
+        // of a few milliseconds (see the next test for the learning itself).
         ring.run(20_000).unwrap();
         for _ in 0..5 {
             std::thread::sleep(Duration::from_millis(3));
@@ -121,9 +132,75 @@ fn shards_that_learnt_a_long_spin_still_park_when_idle() {
                 b.shard
             );
             assert!(a.parks >= 1);
+            // What each shard spins now is published, within its bounds.
+            assert!(
+                (wasmshard::DEFAULT_PARK_SPIN.as_nanos() as u64
+                    ..=wasmshard::MAX_PARK_SPIN.as_nanos() as u64)
+                    .contains(&a.spin_ns),
+                "{}",
+                a.spin_ns
+            );
         }
         ring.shutdown();
     }
+}
+
+/// A shard that work wakes at a steady cadence learns to spin through the
+/// gap (`ShardStats::spin_ns` grows from `park_spin` towards 1.5 × the gap,
+/// at most `park_spin_max`); work after a gap longer than the cap halves it.
+/// A shard that nothing woke keeps `park_spin`.
+#[test]
+fn a_shard_learns_the_cadence_of_its_work_and_forgets_it() {
+    let cap = wasmshard::MAX_PARK_SPIN;
+    let rt = builder(2)
+        .park_spin(Duration::ZERO)
+        .park_spin_max(cap)
+        .build()
+        .unwrap();
+    let counter = load(&rt, "counter.wat");
+    let a = rt.spawn(&counter, SpawnOptions::new("c").shard(1)).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let spin = |shard: usize| rt.stats().shards[shard].spin_ns;
+    let mut sent = 0;
+    // The spawn's placement itself was work that woke the shard: it may have
+    // taught a spin already. Work after gaps longer than the cap halves it,
+    // each time exactly.
+    for _ in 0..40 {
+        let before = spin(1);
+        if before < 100_000 {
+            break;
+        }
+        std::thread::sleep(cap * 3);
+        rt.send(a, b"x").unwrap();
+        sent += 1;
+        assert!(rt.wait_idle(IDLE));
+        assert_eq!(spin(1), before / 2);
+    }
+    assert!(spin(1) < 100_000, "{}", spin(1));
+    // A message every millisecond (at least: a sleep may last longer): each
+    // wakes the parked shard about a millisecond after it ran out of work,
+    // until the spin covers the gap.
+    for _ in 0..20 {
+        rt.send(a, b"x").unwrap();
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(rt.wait_idle(IDLE));
+    let learnt = spin(1);
+    // 1.5 × a gap of about a millisecond (halved once, should the last sleep
+    // of this loop have overslept the cap on a loaded machine).
+    assert!(
+        (500_000..=cap.as_nanos() as u64).contains(&learnt),
+        "learnt {learnt} ns"
+    );
+    assert_eq!(spin(0), 0, "shard 0 had no work and learnt nothing");
+    // And forgets it again.
+    std::thread::sleep(cap * 3);
+    rt.send(a, b"x").unwrap();
+    sent += 1;
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(spin(1), learnt / 2);
+    assert_eq!(rt.stats().actor("c").unwrap().handled, sent);
 }
 
 #[test]
