@@ -328,6 +328,8 @@ pub(crate) fn spawn_here(
         }
         return wait(&answer, shard);
     }
+    #[cfg(feature = "testing")]
+    shared.placement_gate();
     if failed {
         let (reply, answer) = sync_channel(1);
         handle.command(Command::Place {
@@ -336,8 +338,6 @@ pub(crate) fn spawn_here(
         });
         return wait(&answer, shard);
     }
-    #[cfg(feature = "testing")]
-    shared.placement_gate();
     handle.command(Command::Place {
         placement,
         reply: None,

@@ -1062,7 +1062,8 @@ impl Runtime {
     }
 
     /// Makes spawns from the host (on a runtime with threads) wait, once their
-    /// actor has started, before handing it to its shard, until called again
+    /// actor has started (or its `init` failed), before handing it to its
+    /// shard (or asking the shard to undo it), until called again
     /// with `false`: the tests of what arrives for an actor its shard has not
     /// placed yet.
     #[doc(hidden)]

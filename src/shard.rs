@@ -133,6 +133,9 @@ pub(crate) struct Shard {
     /// What arrived for actors spawned off the shard before they were placed
     /// (see `placement`), in arrival order.
     unplaced: Vec<Envelope>,
+    /// Host commands (a rate, an upgrade, a timer) for actors spawned off the
+    /// shard and not placed yet, in arrival order: run once they are.
+    deferred: Vec<Command>,
     /// The spawn under way: its slot, name, address and the grant labels it
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
@@ -209,6 +212,7 @@ impl Shard {
             frames: Vec::new(),
             held: Vec::new(),
             unplaced: Vec::new(),
+            deferred: Vec::new(),
             spawning: None,
             dead_letters: Vec::new(),
             groups: Vec::new(),
@@ -536,6 +540,26 @@ impl Shard {
     pub(crate) fn take_commands(&mut self) -> bool {
         while let Some(cmd) = self.handle().control.pop() {
             self.counts.control_in += 1;
+            if self.command(cmd) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs one control command; returns whether the shard must exit. A host
+    /// command for an actor spawned off the shard and not placed yet (a rate,
+    /// an upgrade, a timer) waits in `deferred` until it is, and runs then.
+    fn command(&mut self, cmd: Command) -> bool {
+        if let Some(to) = cmd.waits_for()
+            && !self.stopping
+            && !self.is_live(to)
+            && self.awaits_placement(to)
+        {
+            self.deferred.push(cmd);
+            return false;
+        }
+        {
             match cmd {
                 Command::Spawn { name, body, reply } => {
                     let r = self.spawn(name, body);
@@ -844,15 +868,24 @@ impl Shard {
     /// Delivers what arrived for `me` before it was placed (or its start was
     /// undone), in the order it arrived.
     fn release_unplaced(&mut self, me: Address) {
-        if self.unplaced.iter().all(|env| env.to != me) {
-            return;
+        if self.unplaced.iter().any(|env| env.to == me) {
+            let (mine, others) = std::mem::take(&mut self.unplaced)
+                .into_iter()
+                .partition(|env| env.to == me);
+            self.unplaced = others;
+            for env in mine {
+                self.deliver(env);
+            }
         }
-        let (mine, others) = std::mem::take(&mut self.unplaced)
-            .into_iter()
-            .partition(|env| env.to == me);
-        self.unplaced = others;
-        for env in mine {
-            self.deliver(env);
+        if self.deferred.iter().any(|c| c.waits_for() == Some(me)) {
+            let (mine, others): (Vec<Command>, Vec<Command>) = std::mem::take(&mut self.deferred)
+                .into_iter()
+                .partition(|c| c.waits_for() == Some(me));
+            self.deferred = others;
+            for cmd in mine {
+                // Placed: it runs; undone: it finds no such actor.
+                self.command(cmd);
+            }
         }
     }
 
@@ -862,6 +895,10 @@ impl Shard {
         debug_assert!(self.stopping);
         for env in std::mem::take(&mut self.unplaced) {
             self.deliver(env);
+        }
+        // Each is answered as for a stopping shard.
+        for cmd in std::mem::take(&mut self.deferred) {
+            self.command(cmd);
         }
     }
 
@@ -1033,7 +1070,7 @@ impl Shard {
         }
         // What arrived for them meanwhile (from other threads that found
         // their names while their parent's spawn was under way).
-        if !self.unplaced.is_empty() {
+        if !self.unplaced.is_empty() || !self.deferred.is_empty() {
             for slot in started {
                 if let Some(actor) = self.actors[slot as usize].as_ref() {
                     let me = actor.info.address;
@@ -1171,7 +1208,7 @@ impl Shard {
         self.shared.retire_actor(me);
         // A child started in the same placement that stopped at once: what
         // waited for it ends as for a gone actor.
-        if !self.unplaced.is_empty() {
+        if !self.unplaced.is_empty() || !self.deferred.is_empty() {
             self.release_unplaced(me);
         }
         // What it asked for ends here: nobody is left to receive the answers (a

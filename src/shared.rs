@@ -133,6 +133,18 @@ pub(crate) enum Command {
     Panic,
 }
 
+impl Command {
+    /// The actor a host command acts on that waits for the actor's placement
+    /// (a rate, an upgrade, a timer), if it is one.
+    pub(crate) fn waits_for(&self) -> Option<Address> {
+        match self {
+            Command::SetRate { address, .. } | Command::Upgrade { address, .. } => Some(*address),
+            Command::Schedule { to, .. } => Some(*to),
+            _ => None,
+        }
+    }
+}
+
 /// What the host hands a shard, in one queue so that the host's messages to one
 /// actor (tells and requests alike) arrive in the order it sent them.
 pub(crate) enum HostItem {

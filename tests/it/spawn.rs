@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmshard::{Address, Capacity, Component, Context, Runtime, SpawnError, SpawnOptions};
+use wasmshard::{Address, Capacity, Component, Context, Rate, Runtime, SpawnError, SpawnOptions};
 
 use crate::support::{IDLE, builder, guest, load, probe, relay, within};
 
@@ -115,6 +115,83 @@ fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
     let late = stats.actor("late").unwrap();
     assert_eq!((late.received, late.handled), (5, 5));
     assert_eq!(stats.dead_letters, 0);
+}
+
+/// The host's rate, upgrade and timer for an actor its shard has not placed
+/// yet (its address found by name, from another thread, while its spawn is
+/// under way) wait for the placement, as a stop does, instead of failing with
+/// `unknown-target` for an address that is live.
+#[test]
+fn host_commands_for_an_actor_not_placed_yet_wait_for_it() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    let control = |rt: &Runtime| rt.stats().shards[1].control_in;
+    rt.hold_placements(true);
+    let spawning = spawn_apart(&rt, &counter, SpawnOptions::new("late").shard(1));
+    let late = registered(&rt, "late");
+    let before = control(&rt);
+    let (r1, r2, r3, c) = (rt.clone(), rt.clone(), rt.clone(), counter.clone());
+    let rate = std::thread::spawn(move || r1.set_rate(late, Some(Rate::new(1000, 10))));
+    let timer = std::thread::spawn(move || r2.schedule(late, Duration::from_millis(1), b"tick"));
+    let upgrade = std::thread::spawn(move || r3.upgrade(late, &c));
+    // All three reached the shard (and got no answer yet) before it has the
+    // actor.
+    let deadline = std::time::Instant::now() + IDLE;
+    while control(&rt) < before + 3 {
+        assert!(std::time::Instant::now() < deadline, "commands never taken");
+        std::thread::yield_now();
+    }
+    rt.hold_placements(false);
+    assert_eq!(spawning.join().unwrap().unwrap(), late);
+    rate.join().unwrap().unwrap();
+    timer.join().unwrap().unwrap();
+    upgrade.join().unwrap().unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    let a = stats.actor("late").unwrap();
+    assert!(a.alive);
+    assert_eq!(a.upgrades, 1);
+    assert_eq!(a.handled, 1, "the host's timer fired for it");
+    assert_eq!(stats.dead_letters, 0);
+}
+
+/// The same commands for an actor whose `init` failed wait for the shard to
+/// undo its start, and then find no actor.
+#[test]
+fn host_commands_for_an_actor_whose_start_is_undone_find_no_actor() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let Some(g) = guest(&rt) else { return };
+    let control = |rt: &Runtime| rt.stats().shards[1].control_in;
+    rt.hold_placements(true);
+    let spawning = spawn_apart(
+        &rt,
+        &g,
+        SpawnOptions::new("doomed").shard(1).config("trap-in-init"),
+    );
+    let doomed = registered(&rt, "doomed");
+    let before = control(&rt);
+    let (r1, r2) = (rt.clone(), rt.clone());
+    let rate = std::thread::spawn(move || r1.set_rate(doomed, None));
+    let timer = std::thread::spawn(move || r2.schedule(doomed, Duration::from_millis(1), b"t"));
+    let deadline = std::time::Instant::now() + IDLE;
+    while control(&rt) < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "commands never taken");
+        std::thread::yield_now();
+    }
+    rt.hold_placements(false);
+    let err = spawning.join().unwrap().unwrap_err();
+    assert!(matches!(err, SpawnError::InitFailed(_)), "{err:?}");
+    let err = rate.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, wasmshard::QuotaError::UnknownTarget(a) if a == doomed),
+        "{err:?}"
+    );
+    let err = timer.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, wasmshard::TimerError::UnknownTarget(a) if a == doomed),
+        "{err:?}"
+    );
+    assert!(rt.lookup("doomed").is_none());
 }
 
 #[test]
