@@ -117,6 +117,15 @@ fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
     assert_eq!(stats.dead_letters, 0);
 }
 
+/// Waits until `shard` has taken `n` control commands in all.
+fn commands_taken(rt: &Runtime, shard: usize, n: u64) {
+    let deadline = std::time::Instant::now() + IDLE;
+    while rt.stats().shards[shard].control_in < n {
+        assert!(std::time::Instant::now() < deadline, "commands never taken");
+        std::thread::yield_now();
+    }
+}
+
 /// The host's rate, upgrade and timer for an actor its shard has not placed
 /// yet (its address found by name, from another thread, while its spawn is
 /// under way) wait for the placement, as a stop does, instead of failing with
@@ -125,22 +134,17 @@ fn what_arrives_before_the_shard_places_an_actor_waits_for_it() {
 fn host_commands_for_an_actor_not_placed_yet_wait_for_it() {
     let rt = Arc::new(builder(2).build().unwrap());
     let counter = load(&rt, "counter.wat");
-    let control = |rt: &Runtime| rt.stats().shards[1].control_in;
     rt.hold_placements(true);
     let spawning = spawn_apart(&rt, &counter, SpawnOptions::new("late").shard(1));
     let late = registered(&rt, "late");
-    let before = control(&rt);
+    let before = rt.stats().shards[1].control_in;
     let (r1, r2, r3, c) = (rt.clone(), rt.clone(), rt.clone(), counter.clone());
     let rate = std::thread::spawn(move || r1.set_rate(late, Some(Rate::new(1000, 10))));
     let timer = std::thread::spawn(move || r2.schedule(late, Duration::from_millis(1), b"tick"));
     let upgrade = std::thread::spawn(move || r3.upgrade(late, &c));
     // All three reached the shard (and got no answer yet) before it has the
     // actor.
-    let deadline = std::time::Instant::now() + IDLE;
-    while control(&rt) < before + 3 {
-        assert!(std::time::Instant::now() < deadline, "commands never taken");
-        std::thread::yield_now();
-    }
+    commands_taken(&rt, 1, before + 3);
     rt.hold_placements(false);
     assert_eq!(spawning.join().unwrap().unwrap(), late);
     rate.join().unwrap().unwrap();
@@ -161,7 +165,6 @@ fn host_commands_for_an_actor_not_placed_yet_wait_for_it() {
 fn host_commands_for_an_actor_whose_start_is_undone_find_no_actor() {
     let rt = Arc::new(builder(2).build().unwrap());
     let Some(g) = guest(&rt) else { return };
-    let control = |rt: &Runtime| rt.stats().shards[1].control_in;
     rt.hold_placements(true);
     let spawning = spawn_apart(
         &rt,
@@ -169,15 +172,11 @@ fn host_commands_for_an_actor_whose_start_is_undone_find_no_actor() {
         SpawnOptions::new("doomed").shard(1).config("trap-in-init"),
     );
     let doomed = registered(&rt, "doomed");
-    let before = control(&rt);
+    let before = rt.stats().shards[1].control_in;
     let (r1, r2) = (rt.clone(), rt.clone());
     let rate = std::thread::spawn(move || r1.set_rate(doomed, None));
     let timer = std::thread::spawn(move || r2.schedule(doomed, Duration::from_millis(1), b"t"));
-    let deadline = std::time::Instant::now() + IDLE;
-    while control(&rt) < before + 2 {
-        assert!(std::time::Instant::now() < deadline, "commands never taken");
-        std::thread::yield_now();
-    }
+    commands_taken(&rt, 1, before + 2);
     rt.hold_placements(false);
     let err = spawning.join().unwrap().unwrap_err();
     assert!(matches!(err, SpawnError::InitFailed(_)), "{err:?}");
