@@ -131,11 +131,9 @@ pub(crate) struct Shard {
     frames: Vec<u8>,
     held: Vec<Envelope>,
     /// What arrived for actors spawned off the shard before they were placed
-    /// (see `placement`), in arrival order.
-    unplaced: Vec<Envelope>,
-    /// Host commands (a rate, an upgrade, a timer) for actors spawned off the
-    /// shard and not placed yet, in arrival order: run once they are.
-    deferred: Vec<Command>,
+    /// (see `placement`): envelopes, and host commands (a rate, an upgrade, a
+    /// timer), in arrival order.
+    unplaced: VecDeque<Waiting>,
     /// The spawn under way: its slot, name, address and the grant labels it
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
@@ -211,8 +209,7 @@ impl Shard {
             in_hand: 0,
             frames: Vec::new(),
             held: Vec::new(),
-            unplaced: Vec::new(),
-            deferred: Vec::new(),
+            unplaced: VecDeque::new(),
             spawning: None,
             dead_letters: Vec::new(),
             groups: Vec::new(),
@@ -451,6 +448,9 @@ impl Shard {
         // No actor is left here to answer the host's requests: they end now
         // (a shard that gives up fires no timeouts).
         self.table().end_host_waiters(RequestError::TargetFailed);
+        // What waited for actors not placed yet ends too (their `Place` may
+        // have been the command the loop panicked in).
+        self.refuse_unplaced();
         self.publish();
     }
 
@@ -549,14 +549,14 @@ impl Shard {
 
     /// Runs one control command; returns whether the shard must exit. A host
     /// command for an actor spawned off the shard and not placed yet (a rate,
-    /// an upgrade, a timer) waits in `deferred` until it is, and runs then.
+    /// an upgrade, a timer) waits in `unplaced` until it is, and runs then.
     fn command(&mut self, cmd: Command) -> bool {
         if let Some(to) = cmd.waits_for()
             && !self.stopping
             && !self.is_live(to)
             && self.awaits_placement(to)
         {
-            self.deferred.push(cmd);
+            self.unplaced.push_back(Waiting::Command(cmd));
             return false;
         }
         {
@@ -580,13 +580,13 @@ impl Shard {
                     } else if !self.stopping && self.awaits_placement(address) {
                         // Spawned off the shard, not placed yet: stopped once
                         // it is, after what arrived for it before.
-                        self.unplaced.push(Envelope {
+                        self.unplaced.push_back(Waiting::Envelope(Envelope {
                             trace: None,
                             to: address,
                             from: Address::HOST,
                             kind: Kind::Stop,
                             payload: crate::envelope::Payload::new(),
-                        });
+                        }));
                         Ok(())
                     } else {
                         Err(StopError::UnknownTarget(address))
@@ -866,39 +866,32 @@ impl Shard {
     }
 
     /// Delivers what arrived for `me` before it was placed (or its start was
-    /// undone), in the order it arrived.
+    /// undone), in the order it arrived: envelopes, and host commands, which
+    /// run now (placed: on the actor; undone: finding no such actor). One at a
+    /// time out of the queue, so a panic in one loses no other.
     fn release_unplaced(&mut self, me: Address) {
-        if self.unplaced.iter().any(|env| env.to == me) {
-            let (mine, others) = std::mem::take(&mut self.unplaced)
-                .into_iter()
-                .partition(|env| env.to == me);
-            self.unplaced = others;
-            for env in mine {
-                self.deliver(env);
-            }
-        }
-        if self.deferred.iter().any(|c| c.waits_for() == Some(me)) {
-            let (mine, others): (Vec<Command>, Vec<Command>) = std::mem::take(&mut self.deferred)
-                .into_iter()
-                .partition(|c| c.waits_for() == Some(me));
-            self.deferred = others;
-            for cmd in mine {
-                // Placed: it runs; undone: it finds no such actor.
-                self.command(cmd);
+        while let Some(at) = self.unplaced.iter().position(|w| w.to() == me) {
+            match self.unplaced.remove(at).expect("found") {
+                Waiting::Envelope(env) => self.deliver(env),
+                Waiting::Command(cmd) => {
+                    self.command(cmd);
+                }
             }
         }
     }
 
     /// Ends what waits for actors that will not be placed (the shard is
-    /// stopping or failed): as anything else arriving now.
+    /// stopping or failed): as anything else arriving now (a command is
+    /// answered as a stopping shard answers it).
     fn refuse_unplaced(&mut self) {
         debug_assert!(self.stopping);
-        for env in std::mem::take(&mut self.unplaced) {
-            self.deliver(env);
-        }
-        // Each is answered as for a stopping shard.
-        for cmd in std::mem::take(&mut self.deferred) {
-            self.command(cmd);
+        while let Some(waiting) = self.unplaced.pop_front() {
+            match waiting {
+                Waiting::Envelope(env) => self.deliver(env),
+                Waiting::Command(cmd) => {
+                    self.command(cmd);
+                }
+            }
         }
     }
 
@@ -1070,7 +1063,7 @@ impl Shard {
         }
         // What arrived for them meanwhile (from other threads that found
         // their names while their parent's spawn was under way).
-        if !self.unplaced.is_empty() || !self.deferred.is_empty() {
+        if !self.unplaced.is_empty() {
             for slot in started {
                 if let Some(actor) = self.actors[slot as usize].as_ref() {
                     let me = actor.info.address;
@@ -1208,7 +1201,7 @@ impl Shard {
         self.shared.retire_actor(me);
         // A child started in the same placement that stopped at once: what
         // waited for it ends as for a gone actor.
-        if !self.unplaced.is_empty() || !self.deferred.is_empty() {
+        if !self.unplaced.is_empty() {
             self.release_unplaced(me);
         }
         // What it asked for ends here: nobody is left to receive the answers (a
@@ -1466,7 +1459,7 @@ impl Shard {
     #[inline(never)]
     fn no_actor(&mut self, env: Envelope) {
         if self.awaits_placement(env.to) {
-            return self.unplaced.push(env);
+            return self.unplaced.push_back(Waiting::Envelope(env));
         }
         match env.kind {
             // Admitted, but the target stopped before it arrived.
@@ -1494,7 +1487,7 @@ impl Shard {
         let live = !self.stopping && self.is_live(env.to);
         if !live && !self.stopping && self.awaits_placement(env.to) {
             // Its spawn has not reached the shard yet: this waits for it.
-            return self.unplaced.push(env);
+            return self.unplaced.push_back(Waiting::Envelope(env));
         }
         match env.kind {
             Kind::Stop if live => {
@@ -2608,6 +2601,23 @@ impl Shard {
         self.publish();
         ShardExit {
             dead_letters: std::mem::take(&mut self.dead_letters),
+        }
+    }
+}
+
+/// What waits in `Shard::unplaced` for an actor its shard has not placed yet.
+enum Waiting {
+    Envelope(Envelope),
+    /// A host command that acts on the actor (`Command::waits_for`).
+    Command(Command),
+}
+
+impl Waiting {
+    /// The actor it waits for.
+    fn to(&self) -> Address {
+        match self {
+            Waiting::Envelope(env) => env.to,
+            Waiting::Command(cmd) => cmd.waits_for().unwrap_or(Address::HOST),
         }
     }
 }

@@ -145,6 +145,10 @@ fn host_commands_for_an_actor_not_placed_yet_wait_for_it() {
     // All three reached the shard (and got no answer yet) before it has the
     // actor.
     commands_taken(&rt, 1, before + 3);
+    assert!(
+        !rate.is_finished() && !timer.is_finished() && !upgrade.is_finished(),
+        "answered before the actor was placed"
+    );
     rt.hold_placements(false);
     assert_eq!(spawning.join().unwrap().unwrap(), late);
     rate.join().unwrap().unwrap();
@@ -157,6 +161,29 @@ fn host_commands_for_an_actor_not_placed_yet_wait_for_it() {
     assert_eq!(a.upgrades, 1);
     assert_eq!(a.handled, 1, "the host's timer fired for it");
     assert_eq!(stats.dead_letters, 0);
+}
+
+/// What waits for an actor not placed yet runs in arrival order: a rate set
+/// before a stop takes effect, and the stop after it.
+#[test]
+fn a_command_and_a_stop_for_an_actor_not_placed_yet_keep_their_order() {
+    let rt = Arc::new(builder(2).build().unwrap());
+    let counter = load(&rt, "counter.wat");
+    rt.hold_placements(true);
+    let spawning = spawn_apart(&rt, &counter, SpawnOptions::new("brief").shard(1));
+    let brief = registered(&rt, "brief");
+    let before = rt.stats().shards[1].control_in;
+    let r = rt.clone();
+    let rate = std::thread::spawn(move || r.set_rate(brief, Some(Rate::new(5, 5))));
+    commands_taken(&rt, 1, before + 1);
+    rt.stop(brief).unwrap();
+    rt.hold_placements(false);
+    assert_eq!(spawning.join().unwrap().unwrap(), brief);
+    rate.join()
+        .unwrap()
+        .expect("the rate came first: the actor was there");
+    assert!(rt.wait_idle(IDLE));
+    assert!(!rt.stats().actor("brief").unwrap().alive);
 }
 
 /// The same commands for an actor whose `init` failed wait for the shard to
@@ -177,6 +204,10 @@ fn host_commands_for_an_actor_whose_start_is_undone_find_no_actor() {
     let rate = std::thread::spawn(move || r1.set_rate(doomed, None));
     let timer = std::thread::spawn(move || r2.schedule(doomed, Duration::from_millis(1), b"t"));
     commands_taken(&rt, 1, before + 2);
+    assert!(
+        !rate.is_finished() && !timer.is_finished(),
+        "answered before the start was undone"
+    );
     rt.hold_placements(false);
     let err = spawning.join().unwrap().unwrap_err();
     assert!(matches!(err, SpawnError::InitFailed(_)), "{err:?}");
