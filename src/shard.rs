@@ -556,131 +556,129 @@ impl Shard {
             && !self.is_live(to)
             && self.awaits_placement(to)
         {
-            self.unplaced.push_back(Waiting::Command(cmd));
+            self.unplaced.push_back(Waiting::Command(to, cmd));
             return false;
         }
-        {
-            match cmd {
-                Command::Spawn { name, body, reply } => {
-                    let r = self.spawn(name, body);
-                    let _ = reply.send(r);
-                }
-                Command::Place { placement, reply } => {
-                    let r = self.place(*placement);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(r);
-                    }
-                }
-                Command::Lend { give, back } => self.lend(give, back),
-                Command::Stop { address, reply } => {
-                    let r = if self.is_live(address) {
-                        self.remove(address.slot(), DeadLetterReason::TargetStopped, None);
-                        self.publish();
-                        Ok(())
-                    } else if !self.stopping && self.awaits_placement(address) {
-                        // Spawned off the shard, not placed yet: stopped once
-                        // it is, after what arrived for it before.
-                        self.unplaced.push_back(Waiting::Envelope(Envelope {
-                            trace: None,
-                            to: address,
-                            from: Address::HOST,
-                            kind: Kind::Stop,
-                            payload: crate::envelope::Payload::new(),
-                        }));
-                        Ok(())
-                    } else {
-                        Err(StopError::UnknownTarget(address))
-                    };
-                    let _ = reply.send(r);
-                }
-                Command::SetRate {
-                    address,
-                    rate,
-                    reply,
-                } => {
-                    let r = if self.is_live(address) {
-                        // Read now: commands may run outside a pass (a manual
-                        // runtime takes them at once), and the new bucket
-                        // starts full from this moment.
-                        let now = self.directory.now_ns();
-                        let actor = self.actors[address.slot() as usize]
-                            .as_mut()
-                            .expect("live actor");
-                        let out = actor.outbox();
-                        out.rate = rate.map(Bucket::new);
-                        out.now = now;
-                        actor.publish();
-                        Ok(())
-                    } else {
-                        Err(QuotaError::UnknownTarget(address))
-                    };
-                    let _ = reply.send(r);
-                }
-                Command::Upgrade {
-                    address,
-                    component,
-                    reply,
-                } => {
-                    let r = if self.failed {
-                        Err(UpgradeError::ShardFailed { shard: self.id })
-                    } else if self.stopping {
-                        Err(UpgradeError::ShuttingDown)
-                    } else if !self.is_live(address) {
-                        Err(UpgradeError::UnknownTarget(address))
-                    } else {
-                        self.upgrade(address.slot(), component)
-                    };
-                    self.publish();
-                    let _ = reply.send(r);
-                }
-                Command::Schedule {
-                    to,
-                    delay_ns,
-                    payload,
-                    reply,
-                } => {
-                    let r = self.schedule_for_host(to, delay_ns, payload);
-                    self.publish();
-                    let _ = reply.send(r);
-                }
-                Command::CancelTimer { id, reply } => {
-                    let r = self.cancel_timer_for_host(id);
-                    self.publish();
-                    let _ = reply.send(r);
-                }
-                Command::CreateGroup {
-                    name,
-                    strategy,
-                    restart,
-                    reply,
-                } => {
-                    let r = if self.failed {
-                        Err(SpawnError::ShardFailed { shard: self.id })
-                    } else if self.stopping {
-                        Err(SpawnError::ShuttingDown)
-                    } else {
-                        self.groups.push(GroupState {
-                            name,
-                            strategy,
-                            intensity: Intensity::new(restart),
-                            members: Vec::new(),
-                        });
-                        Ok(self.groups.len() as u32 - 1)
-                    };
-                    let _ = reply.send(r);
-                }
-                Command::StopAll { reply } => {
-                    self.stop_all();
-                    let _ = reply.send(());
-                }
-                Command::Seal { reply } => {
-                    self.seal();
-                    let _ = reply.send(());
-                }
-                Command::Exit => return true,
-                #[cfg(feature = "testing")]
-                Command::Panic => panic!("a panic injected by a test"),
+        match cmd {
+            Command::Spawn { name, body, reply } => {
+                let r = self.spawn(name, body);
+                let _ = reply.send(r);
             }
+            Command::Place { placement, reply } => {
+                let r = self.place(*placement);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Command::Lend { give, back } => self.lend(give, back),
+            Command::Stop { address, reply } => {
+                let r = if self.is_live(address) {
+                    self.remove(address.slot(), DeadLetterReason::TargetStopped, None);
+                    self.publish();
+                    Ok(())
+                } else if !self.stopping && self.awaits_placement(address) {
+                    // Spawned off the shard, not placed yet: stopped once
+                    // it is, after what arrived for it before.
+                    self.unplaced.push_back(Waiting::Envelope(Envelope {
+                        trace: None,
+                        to: address,
+                        from: Address::HOST,
+                        kind: Kind::Stop,
+                        payload: crate::envelope::Payload::new(),
+                    }));
+                    Ok(())
+                } else {
+                    Err(StopError::UnknownTarget(address))
+                };
+                let _ = reply.send(r);
+            }
+            Command::SetRate {
+                address,
+                rate,
+                reply,
+            } => {
+                let r = if self.is_live(address) {
+                    // Read now: commands may run outside a pass (a manual
+                    // runtime takes them at once), and the new bucket
+                    // starts full from this moment.
+                    let now = self.directory.now_ns();
+                    let actor = self.actors[address.slot() as usize]
+                        .as_mut()
+                        .expect("live actor");
+                    let out = actor.outbox();
+                    out.rate = rate.map(Bucket::new);
+                    out.now = now;
+                    actor.publish();
+                    Ok(())
+                } else {
+                    Err(QuotaError::UnknownTarget(address))
+                };
+                let _ = reply.send(r);
+            }
+            Command::Upgrade {
+                address,
+                component,
+                reply,
+            } => {
+                let r = if self.failed {
+                    Err(UpgradeError::ShardFailed { shard: self.id })
+                } else if self.stopping {
+                    Err(UpgradeError::ShuttingDown)
+                } else if !self.is_live(address) {
+                    Err(UpgradeError::UnknownTarget(address))
+                } else {
+                    self.upgrade(address.slot(), component)
+                };
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Schedule {
+                to,
+                delay_ns,
+                payload,
+                reply,
+            } => {
+                let r = self.schedule_for_host(to, delay_ns, payload);
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::CancelTimer { id, reply } => {
+                let r = self.cancel_timer_for_host(id);
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::CreateGroup {
+                name,
+                strategy,
+                restart,
+                reply,
+            } => {
+                let r = if self.failed {
+                    Err(SpawnError::ShardFailed { shard: self.id })
+                } else if self.stopping {
+                    Err(SpawnError::ShuttingDown)
+                } else {
+                    self.groups.push(GroupState {
+                        name,
+                        strategy,
+                        intensity: Intensity::new(restart),
+                        members: Vec::new(),
+                    });
+                    Ok(self.groups.len() as u32 - 1)
+                };
+                let _ = reply.send(r);
+            }
+            Command::StopAll { reply } => {
+                self.stop_all();
+                let _ = reply.send(());
+            }
+            Command::Seal { reply } => {
+                self.seal();
+                let _ = reply.send(());
+            }
+            Command::Exit => return true,
+            #[cfg(feature = "testing")]
+            Command::Panic => panic!("a panic injected by a test"),
         }
         false
     }
@@ -873,7 +871,7 @@ impl Shard {
         while let Some(at) = self.unplaced.iter().position(|w| w.to() == me) {
             match self.unplaced.remove(at).expect("found") {
                 Waiting::Envelope(env) => self.deliver(env),
-                Waiting::Command(cmd) => {
+                Waiting::Command(_, cmd) => {
                     self.command(cmd);
                 }
             }
@@ -888,7 +886,7 @@ impl Shard {
         while let Some(waiting) = self.unplaced.pop_front() {
             match waiting {
                 Waiting::Envelope(env) => self.deliver(env),
-                Waiting::Command(cmd) => {
+                Waiting::Command(_, cmd) => {
                     self.command(cmd);
                 }
             }
@@ -2609,7 +2607,7 @@ impl Shard {
 enum Waiting {
     Envelope(Envelope),
     /// A host command that acts on the actor (`Command::waits_for`).
-    Command(Command),
+    Command(Address, Command),
 }
 
 impl Waiting {
@@ -2617,13 +2615,11 @@ impl Waiting {
     fn to(&self) -> Address {
         match self {
             Waiting::Envelope(env) => env.to,
-            Waiting::Command(cmd) => cmd.waits_for().unwrap_or(Address::HOST),
+            Waiting::Command(to, _) => *to,
         }
     }
 }
 
-/// A failure beyond an intensity: `what` it says, with the last failure as
-/// its source.
 /// A spawn into a group the shard does not have (a defect if it happens: the
 /// host checks group handles against their runtime and shard).
 fn no_such_group(shard: usize) -> SpawnError {
@@ -2632,6 +2628,8 @@ fn no_such_group(shard: usize) -> SpawnError {
     )))
 }
 
+/// A failure beyond an intensity: `what` it says, with the last failure as
+/// its source.
 fn gave_up(what: String, last: Failure) -> Failure {
     Failure::new(
         FailureKind::RestartsExhausted,
