@@ -165,13 +165,19 @@ impl Config {
     /// runtime's shards on this machine's cores.
     pub(crate) fn spin_cap(&self) -> Duration {
         self.park_spin_max.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if self.shards < cores {
+            if self.spare_core() {
                 DEFAULT_PARK_SPIN_MAX
             } else {
                 self.park_spin
             }
         })
+    }
+
+    /// Whether the machine has a core beyond one per shard (fewer shards than
+    /// available cores): only then does anything spin longer than it must
+    /// (the host waiting for a shard's answer, a shard's adaptive spin).
+    pub(crate) fn spare_core(&self) -> bool {
+        self.shards < std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
     /// CPU budget in epoch ticks (at least one), or `None` when budgets are off.

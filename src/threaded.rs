@@ -51,8 +51,7 @@ impl Threaded {
                 })?;
             threads.push(t);
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let host_spin = if config.shards < cores {
+        let host_spin = if config.spare_core() {
             config.park_spin
         } else {
             Duration::ZERO
