@@ -11,13 +11,14 @@
 //! | `slots[s]` words | senders (admit: CAS), shard `s` (release, activate, deactivate) | any sender | AcqRel RMW; see `slots.rs` |
 //! | `names` (names, grant labels) | spawn (reserve, on the host thread; enroll, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
 //! | `trails[s]` | actors of shard `s` (a denial) | `Runtime::audit` | `Mutex`, one per shard: taken only to record a denial or to read |
-//! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
+//! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load (SeqCst with `handle_sends`) |
+//! | `handle_sends` | sends through a `Handle`, from any thread | shutdown, which waits for it to reach 0 after setting `closing` | SeqCst: a send sees `closing`, or shutdown sees the send |
 //! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
 //! | `pools[s]` (free slots) | the host (spawns take a slot), shard `s` (stops and failures give slots back; its actors' spawns take them) | the same | lock-free: atomic counts and a `SegQueue` |
 //! | `components` (registered for spawns from actors) | the host (`register_component`) | actors spawning, on their shard | `RwLock` (a control path) |
 //! | limits, default grants, clock start, log sink | nobody after construction | anyone | immutable |
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ahash::AHashMap;
@@ -88,6 +89,9 @@ pub(crate) struct Directory {
     clock: Clock,
     log_sink: Option<LogSink>,
     closing: AtomicBool,
+    /// Sends through a [`Handle`](crate::Handle) under way (shutdown waits for
+    /// them once `closing` is set, so none lands after the shards are gone).
+    handle_sends: AtomicUsize,
     /// Set after the shutdown drain: nothing new is admitted any more.
     stopping: AtomicBool,
 }
@@ -135,6 +139,7 @@ impl Directory {
             clock: Clock::new(),
             log_sink,
             closing: AtomicBool::new(false),
+            handle_sends: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
         }
     }
@@ -366,9 +371,32 @@ impl Directory {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Starts shutting down.
+    /// Starts shutting down, and waits for the sends through a handle that
+    /// began before (later ones see `closing` and refuse).
     pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::Release);
+        // SeqCst with `enter_handle`: either a send's increment comes first in
+        // the single order, and the wait below sees it, or the send sees
+        // `closing`.
+        self.closing.store(true, Ordering::SeqCst);
+        while self.handle_sends.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A send through a handle begins: `false` (and nothing to undo) once the
+    /// runtime is closing; after `true`, [`Directory::leave_handle`] when done.
+    pub(crate) fn enter_handle(&self) -> bool {
+        self.handle_sends.fetch_add(1, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            self.handle_sends.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// A send through a handle is done.
+    pub(crate) fn leave_handle(&self) {
+        self.handle_sends.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Shutdown has drained what it could: from now on a refused send or request

@@ -136,7 +136,7 @@ pub use pending::PendingReply;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub use runtime::RuntimeDefect;
-pub use runtime::{Runtime, SpawnOptions};
+pub use runtime::{Handle, Runtime, SpawnOptions};
 pub use shard::BATCH_BYTES;
 pub use stats::{
     ActorStats, DEAD_LETTER_HEADER, DeadLetter, DeadLetterReason, RETAINED_ENDED_ACTORS, RateUsage,

@@ -102,6 +102,27 @@ impl Context<'_> {
         self.out.respond(id, Payload::from_slice(payload))
     }
 
+    /// Ends request `id`, received earlier and not answered yet, with `error`
+    /// instead of a reply: its requester sees that error, exactly as if the
+    /// runtime had ended the request so (a native actor that forwards requests
+    /// elsewhere passes on how they ended there).
+    ///
+    /// # Errors
+    ///
+    /// `unknown-target` if this actor never received `id` or already answered it.
+    pub fn fail(&mut self, id: u64, error: RequestError) -> Result<(), SendError> {
+        self.out.fail(id, error)
+    }
+
+    /// How long the requester of the request being handled still waits for
+    /// its answer (its timeout less the time since it was made, rounded up
+    /// to the millisecond); `None` outside [`NativeActor::handle_request`]. Requests
+    /// this actor makes meanwhile are capped at it already; an actor that
+    /// forwards the request outside the runtime carries it on.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.out.remaining_ns().map(std::time::Duration::from_nanos)
+    }
+
     /// Cancels request `id`; returns whether it was still open. A cancelled request
     /// gets no response.
     pub fn cancel(&mut self, id: u64) -> bool {

@@ -13,7 +13,7 @@ use crate::audit::Record;
 use crate::component::Component;
 use crate::directory::Directory;
 use crate::envelope::{Envelope, Kind, Payload, deadline_ms};
-use crate::error::{ChildSpawnError, SendError};
+use crate::error::{ChildSpawnError, RequestError, SendError};
 use crate::grants::{Aim, Bucket, Grants, Masks, Operation};
 use crate::message_log::Whom;
 use crate::requests::{Requests, Waiter};
@@ -587,6 +587,25 @@ impl Outbox {
             payload,
         });
         Ok(())
+    }
+
+    /// Ends request `id`, which this actor received and has not answered yet,
+    /// with `error` instead of a reply.
+    pub(crate) fn fail(&mut self, id: u64, error: RequestError) -> Result<(), SendError> {
+        let (requester, deferred) = self.requests.answer(id).ok_or(SendError::UnknownTarget)?;
+        let trace = inherit_to(requester, deferred.unwrap_or(self.trace));
+        let mut notice = Envelope::failure(requester, self.me, id, error);
+        notice.trace = trace;
+        self.staged.push(notice);
+        Ok(())
+    }
+
+    /// Nanoseconds left before the request being handled ends for its
+    /// requester (`None` outside a request's handler).
+    pub(crate) fn remaining_ns(&self) -> Option<u64> {
+        let (_, deadline) = self.requests.on_behalf()?;
+        let now = self.now_ns();
+        Some(crate::envelope::remaining_ns(deadline, now))
     }
 
     /// Cancels request `id` if this actor made it and it is still open.

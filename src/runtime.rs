@@ -848,30 +848,20 @@ impl Runtime {
         if self.directory.is_closing() {
             return Err(SendError::ShuttingDown);
         }
-        if payload.len() > self.directory.max_payload {
-            return Err(SendError::TooLarge);
-        }
-        self.directory.admit(to, payload, u64::MAX)?;
-        let trace = self.host_trace(parent);
-        self.shared.shards[to.shard()].host_send(HostItem::Tell(Envelope {
+        host_tell(
+            &self.directory,
+            &self.shared,
             to,
-            from: Address::HOST,
-            kind: Kind::Tell,
-            payload: Payload::from_slice(payload),
-            trace,
-        }));
-        Ok(())
+            payload,
+            self.host_trace(parent),
+        )
     }
 
     /// The trace a message from the host carries: a child of `parent`, or a
     /// new trace if the sampler draws one.
     #[inline]
     fn host_trace(&self, parent: Option<TraceContext>) -> Option<Box<Trace>> {
-        match parent {
-            Some(parent) if parent.is_sampled() => Some(Trace::child_of(parent)),
-            Some(_) => None,
-            None => self.directory.sampler.sample(),
-        }
+        host_trace(&self.directory, parent)
     }
 
     /// Makes a request from the host to `to`, ending after `timeout` at the latest.
@@ -946,6 +936,21 @@ impl Runtime {
             shard: to.shard(),
             runtime: self.directory.id,
         })
+    }
+
+    /// A handle for other threads to send to this runtime's actors and look
+    /// up names, without borrowing the runtime: see [`Handle`].
+    pub fn handle(&self) -> Handle {
+        Handle {
+            directory: self.directory.clone(),
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// The largest payload a send or request admits (the builder's
+    /// `max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.directory.max_payload
     }
 
     /// A snapshot of every actor's and shard's counters.
@@ -1038,6 +1043,98 @@ impl Runtime {
             durable.close();
         }
         self.report(drained, dead_letters)
+    }
+}
+
+/// A tell from the host to `to`, once the runtime is known open: the payload
+/// size, then admission at the target's mailbox, then the shard's host queue.
+fn host_tell(
+    directory: &Directory,
+    shared: &Shared,
+    to: Address,
+    payload: &[u8],
+    trace: Option<Box<Trace>>,
+) -> Result<(), SendError> {
+    if payload.len() > directory.max_payload {
+        return Err(SendError::TooLarge);
+    }
+    directory.admit(to, payload, u64::MAX)?;
+    shared.shards[to.shard()].host_send(HostItem::Tell(Envelope {
+        to,
+        from: Address::HOST,
+        kind: Kind::Tell,
+        payload: Payload::from_slice(payload),
+        trace,
+    }));
+    Ok(())
+}
+
+/// The trace a message from the host carries: a child of `parent`, or a new
+/// trace if the sampler draws one.
+#[inline]
+fn host_trace(directory: &Directory, parent: Option<TraceContext>) -> Option<Box<Trace>> {
+    match parent {
+        Some(parent) if parent.is_sampled() => Some(Trace::child_of(parent)),
+        Some(_) => None,
+        None => directory.sampler.sample(),
+    }
+}
+
+/// A handle to a [`Runtime`] for threads that must not borrow it (a network
+/// bridge, a timer wheel of the host's own): it sends to actors as the host
+/// does, and looks up names. Cheap to clone; `Send + Sync`.
+///
+/// It does not keep the runtime running: once shutdown begins (or the runtime
+/// is dropped), every send through it says [`SendError::ShuttingDown`].
+/// Shutdown waits for the sends already under way, so a send that returned
+/// `Ok` is handled or counted as a dead letter like any host send.
+#[derive(Clone)]
+pub struct Handle {
+    directory: Arc<Directory>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("open", &!self.directory.is_closing())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Sends `payload` from the host ([`Address::HOST`]) to `to`, as
+    /// [`Runtime::send`] does (in order with the host's other sends to `to`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::send`].
+    pub fn send(&self, to: Address, payload: &[u8]) -> Result<(), SendError> {
+        if !self.directory.enter_handle() {
+            return Err(SendError::ShuttingDown);
+        }
+        let sent = match self.shared.upgrade() {
+            Some(shared) => host_tell(
+                &self.directory,
+                &shared,
+                to,
+                payload,
+                host_trace(&self.directory, None),
+            ),
+            None => Err(SendError::ShuttingDown),
+        };
+        self.directory.leave_handle();
+        sent
+    }
+
+    /// The address registered under `name`, as [`Runtime::lookup`] finds it.
+    pub fn lookup(&self, name: &str) -> Option<Address> {
+        self.directory.lookup(name, u64::MAX).ok().flatten()
+    }
+
+    /// Whether the runtime still takes sends (shutdown has not begun).
+    pub fn is_open(&self) -> bool {
+        !self.directory.is_closing()
     }
 }
 

@@ -7,6 +7,7 @@ mod capabilities;
 mod children;
 mod dead_letters;
 mod deadlines;
+mod forwarding;
 mod fuzz;
 mod guests;
 mod isolation;
@@ -39,4 +40,5 @@ fn public_types_are_send_and_sync() {
     send_sync::<wasmshard::Address>();
     send_sync::<wasmshard::Stats>();
     send_sync::<wasmshard::SendError>();
+    send_sync::<wasmshard::Handle>();
 }
