@@ -114,7 +114,8 @@ fn a_native_actor_ends_a_request_it_holds_with_an_error() {
     // An actor's request (on the other shard) ends the same way.
     let ended = Arc::new(Mutex::new(Vec::new()));
     let seen = ended.clone();
-    struct Asker(Address, Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>);
+    type Ends = Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>;
+    struct Asker(Address, Ends);
     impl NativeActor for Asker {
         fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
             ctx.request(self.0, b"q", Duration::from_secs(60)).unwrap();
