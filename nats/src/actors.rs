@@ -1,0 +1,197 @@
+//! The bridge's native actors: the ingress, which hands what arrives from NATS
+//! to local actors, and a proxy per imported actor, which hands what local
+//! actors send it to the bridge's thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmshard::{Address, Context, NativeActor, RequestError};
+
+use crate::inlet::Inlet;
+use crate::stats::bump;
+use crate::wire::{PLAIN_REQUEST_TIMEOUT, Reason};
+use crate::{Out, Shared};
+
+/// What arrives from NATS for an exported actor, on its way to the ingress.
+pub(crate) enum Inbound {
+    Tell {
+        name: String,
+        payload: Bytes,
+        /// Where to report a refusal (a bridge's tell gives one).
+        refuse_to: Option<String>,
+    },
+    Request {
+        name: String,
+        payload: Bytes,
+        timeout: Duration,
+        reply: String,
+    },
+}
+
+/// The end of a request a proxy forwarded, on its way back to the proxy.
+pub(crate) struct Completion {
+    pub(crate) id: u64,
+    pub(crate) result: Result<Bytes, RequestError>,
+    /// From the remote side (counted by the proxy), or decided by the bridge
+    /// (counted by its thread already).
+    pub(crate) remote: bool,
+}
+
+/// Hands what arrives from NATS to local actors, as an actor of the runtime:
+/// tells with `send`, requests with `request` (their replies go back through
+/// the bridge's thread).
+pub(crate) struct Ingress {
+    pub(crate) shared: Arc<Shared>,
+    /// Requests made for remote requesters: local id → reply subject.
+    pub(crate) open: HashMap<u64, String>,
+}
+
+impl Ingress {
+    fn drain(&mut self, ctx: &mut Context<'_>) {
+        let shared = self.shared.clone();
+        let more = shared.inbound.drain_some(CHUNK, |item| match item {
+            Inbound::Tell {
+                name,
+                payload,
+                refuse_to,
+            } => {
+                let sent = match ctx.lookup(&name) {
+                    Some(to) => ctx.send(to, &payload).map_err(Reason::of_send),
+                    None => Err(Reason::UnknownTarget),
+                };
+                match sent {
+                    Ok(()) => bump(&shared.counters.tells_in),
+                    Err(reason) => shared.refuse(refuse_to, name, reason),
+                }
+            }
+            Inbound::Request {
+                name,
+                payload,
+                timeout,
+                reply,
+            } => {
+                let made = match ctx.lookup(&name) {
+                    Some(to) => ctx.request(to, &payload, timeout).map_err(Reason::of_send),
+                    None => Err(Reason::UnknownTarget),
+                };
+                match made {
+                    Ok(id) => {
+                        bump(&shared.counters.requests_in);
+                        self.open.insert(id, reply);
+                    }
+                    Err(reason) => {
+                        shared.counters.refused_here(reason);
+                        shared.send_out(Out::Reply {
+                            to: reply,
+                            result: Err(reason),
+                        });
+                    }
+                }
+            }
+        });
+        if more {
+            // The rest after the actors of this shard had a turn (those it
+            // just sent to among them): a wake-up of its own, behind them.
+            let me = ctx.self_address();
+            if ctx.send(me, &[]).is_err() {
+                // Its mailbox is full: what fills it wakes it.
+            }
+        }
+    }
+}
+
+/// Messages the ingress hands on per turn before it lets the other actors of
+/// its shard run.
+const CHUNK: usize = 64;
+
+impl NativeActor for Ingress {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
+        // A wake-up from the bridge's thread, or anything else: either way,
+        // what is queued is taken now.
+        self.drain(ctx);
+    }
+
+    fn handle_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        if let Some(reply) = self.open.remove(&id) {
+            self.shared.send_out(Out::Reply {
+                to: reply,
+                result: response
+                    .map(Bytes::copy_from_slice)
+                    .map_err(Reason::of_request),
+            });
+        }
+        self.drain(ctx);
+    }
+}
+
+/// A remote actor's local address: what local actors send it is published to
+/// the remote actor's subject, in the order it arrives here.
+pub(crate) struct Proxy {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) subject: Arc<str>,
+    /// The ends of the requests it forwarded.
+    pub(crate) back: Arc<Inlet<Completion>>,
+}
+
+impl Proxy {
+    fn drain(&mut self, ctx: &mut Context<'_>) {
+        let counters = &self.shared.counters;
+        self.back.drain(|done| {
+            let ended = match done.result {
+                Ok(bytes) => ctx.respond(done.id, &bytes),
+                Err(e) => ctx.fail(done.id, e),
+            };
+            match (ended, done.remote) {
+                (Ok(()), true) => bump(&counters.replies_in),
+                // Forgotten here already (long past its timeout).
+                (Err(_), true) => bump(&counters.late_replies),
+                (_, false) => {}
+            }
+        });
+    }
+}
+
+impl NativeActor for Proxy {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]) {
+        self.drain(ctx);
+        if from == Address::HOST && payload.is_empty() {
+            // The bridge's wake-up.
+            return;
+        }
+        self.shared.send_out(Out::Tell {
+            subject: self.subject.clone(),
+            payload: Bytes::copy_from_slice(payload),
+        });
+    }
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.drain(ctx);
+        let timeout = ctx.remaining().unwrap_or(PLAIN_REQUEST_TIMEOUT);
+        let sent = self.shared.out.send(Out::Request {
+            subject: self.subject.clone(),
+            payload: Bytes::copy_from_slice(payload),
+            timeout,
+            id,
+            back: self.back.clone(),
+        });
+        if sent.is_err() {
+            // The bridge is closed.
+            bump(&self.shared.counters.requests_failed);
+            let _ = ctx.fail(id, RequestError::TargetFailed);
+        }
+        None
+    }
+}

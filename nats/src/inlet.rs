@@ -1,0 +1,86 @@
+//! The way from the bridge's thread into one of its native actors: a lock-free
+//! queue, and an empty tell from the host that wakes the actor when the queue
+//! gains its first item since the actor last looked.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::SegQueue;
+use wasmshard::{Address, Handle, SendError};
+
+pub(crate) struct Inlet<T> {
+    queue: SegQueue<T>,
+    /// A wake-up is on its way (or the actor is draining): no other is sent.
+    woken: AtomicBool,
+    /// The actor's address, set once it is spawned.
+    actor: OnceLock<Address>,
+    handle: Handle,
+}
+
+impl<T> Inlet<T> {
+    pub(crate) fn new(handle: Handle) -> Inlet<T> {
+        Inlet {
+            queue: SegQueue::new(),
+            woken: AtomicBool::new(false),
+            actor: OnceLock::new(),
+            handle,
+        }
+    }
+
+    /// The actor it feeds is spawned at `address`.
+    pub(crate) fn attach(&self, address: Address) {
+        let _ = self.actor.set(address);
+    }
+
+    /// Queues `item` for the actor and wakes it if no wake-up is under way.
+    ///
+    /// The wake-up is an empty tell from the host. If the actor's mailbox is
+    /// full, it is refused, and the actor finds the item when it handles what
+    /// fills its mailbox (it drains on every message). `Err(ShuttingDown)`:
+    /// the runtime takes no more host sends; the item stays queued, for the
+    /// actor to find if it handles anything more, or for the bridge to count.
+    pub(crate) fn push(&self, item: T) -> Result<(), SendError> {
+        self.queue.push(item);
+        if self.woken.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let Some(&actor) = self.actor.get() else {
+            return Ok(());
+        };
+        match self.handle.send(actor, &[]) {
+            Ok(()) | Err(SendError::MailboxFull) => Ok(()),
+            Err(e) => {
+                self.woken.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes what is queued, on the actor's shard: the flag is cleared first,
+    /// so an item queued after this looked gets a wake-up of its own.
+    pub(crate) fn drain(&self, mut each: impl FnMut(T)) {
+        self.drain_some(usize::MAX, &mut each);
+    }
+
+    /// As [`Inlet::drain`], taking `max` items at most; whether any are left
+    /// (the caller then wakes the actor again itself).
+    pub(crate) fn drain_some(&self, max: usize, mut each: impl FnMut(T)) -> bool {
+        self.woken.store(false, Ordering::Release);
+        for _ in 0..max {
+            match self.queue.pop() {
+                Some(item) => each(item),
+                None => return false,
+            }
+        }
+        !self.queue.is_empty()
+    }
+
+    /// Items queued and not taken (to count what a closed bridge leaves).
+    pub(crate) fn take_all(&self) -> Vec<T> {
+        std::iter::from_fn(|| self.queue.pop()).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}

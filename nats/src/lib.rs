@@ -1,0 +1,493 @@
+//! A NATS bridge for wasmshard runtimes: local actors exported as subjects,
+//! remote actors imported as local proxy addresses, with the runtime's
+//! messaging semantics kept explicit at the boundary.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wasmshard::Runtime;
+//! use wasmshard_nats::Bridge;
+//!
+//! // Node `a` exports its actor `counter` ...
+//! let a = Runtime::builder().build()?;
+//! # a.spawn_handler("counter", None, |_, _, _| {})?;
+//! let bridge_a = Bridge::connect("nats://127.0.0.1:4222", "a", &a)?;
+//! bridge_a.export("counter")?;
+//!
+//! // ... and node `b` reaches it through a local proxy named `counter@a`.
+//! let b = Runtime::builder().build()?;
+//! let bridge_b = Bridge::connect("nats://127.0.0.1:4222", "b", &b)?;
+//! let counter = bridge_b.import(&b, "counter", "a")?;
+//! b.send(counter, b"+1")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//!
+//! Each bridge owns one NATS connection, driven on a thread of its own by a
+//! single-threaded tokio runtime: the shards never run async code, and the
+//! bridge is off the local hot path. In the runtime it is native actors:
+//!
+//! - the **ingress** (named `nats-bridge` unless [`BridgeOptions::ingress`]
+//!   says otherwise) takes what arrives from NATS for an exported actor and
+//!   sends or requests it locally: the exported actor sees the ingress as the
+//!   sender;
+//! - a **proxy** per imported actor, registered as `name@node`, so that a hop
+//!   off the machine is always visible in the name: tells to it are
+//!   published to the remote actor's subject, requests become NATS
+//!   request/reply carrying the request's remaining deadline, and the reply
+//!   (or the remote error) ends the local request exactly once.
+//!
+//! Subjects are `<prefix>.<cluster>.<node>.<name>` (prefix `wasmshard`,
+//! cluster `default` unless [`BridgeOptions`] says otherwise). A plain NATS
+//! client may publish to an exported actor's subject (a tell) or make a NATS
+//! request to it (a request with a 30 s timeout unless its header says
+//! otherwise).
+//!
+//! # Guarantees, and what NATS core can lose
+//!
+//! - Order: tells and requests from one local sender to one proxy are
+//!   published in the order it sent them, on one connection, to one subject;
+//!   the remote bridge takes them from one subscription and hands them to
+//!   its runtime in that order, and the runtime keeps the order from the
+//!   ingress to the target. So per sender→receiver order holds across the
+//!   bridge, as it does locally (a message refused on the way leaves a gap,
+//!   never a swap).
+//! - Bounds: the proxy's mailbox bounds local senders (`mailbox-full` at
+//!   once, as for any actor); the remote target's mailbox bounds what the
+//!   remote ingress admits; the remote bridge holds at most
+//!   [`BridgeOptions::max_inbound`] messages on their way to its runtime and
+//!   refuses the rest (`overloaded`).
+//! - Refusals come back: a tell the remote side refuses (mailbox full,
+//!   unknown name, not exported, too large, overloaded, shutting down) is
+//!   reported to the sending bridge and counted there by reason
+//!   ([`BridgeStats::refused_remote`]) and at the refusing bridge
+//!   ([`BridgeStats::refused_here`]). A request the remote side refuses ends
+//!   at once for its requester: `unknown-target` for an unknown or unexported
+//!   name (or a node with no bridge listening), `target-failed` for a refusal
+//!   at its mailbox; a request that times out, fails or stops there ends with
+//!   `timeout`, `target-failed`, `target-stopped`.
+//! - Size: a bridge refuses to connect to a server whose maximum payload is
+//!   below the runtime's (plus room for the bridge's headers), so every
+//!   payload the runtime admits can be published: what is too large fails at
+//!   once with `too-large`, at the sender's `send`.
+//! - Disconnects: the client reconnects on its own, without limit. While the
+//!   bridge knows it is disconnected, tells are dead letters of the bridge
+//!   ([`BridgeStats::dead_letters`]) and requests end at once with
+//!   `target-failed` ([`BridgeStats::requests_failed`]); requests in flight
+//!   when the connection is lost end with `target-failed` then. NATS core
+//!   delivers at most once: what the client had handed to its socket when
+//!   the connection broke, before the bridge heard of it, may be lost with
+//!   no notice to either side, and a message published while the remote
+//!   bridge is disconnected is dropped by the server (a request then ends
+//!   by its timeout). Use requests where an answer must be known.
+#![deny(missing_docs)]
+
+mod actors;
+mod inlet;
+mod stats;
+mod thread;
+mod wire;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+use wasmshard::{Address, Runtime, SpawnError};
+
+use crate::actors::{Completion, Inbound, Ingress, Proxy};
+use crate::inlet::Inlet;
+pub use crate::stats::{BridgeStats, Refusals};
+use crate::stats::{Counters, bump};
+pub use crate::wire::Reason;
+
+/// What may go wrong connecting a bridge, or exporting and importing through it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// A node, cluster, prefix or actor name that cannot be part of a subject.
+    #[error(
+        "{what} `{value}` cannot be part of a NATS subject (1-128 printable ASCII characters, no `.`, `*`, `>` or spaces)"
+    )]
+    BadName {
+        /// What the name is (`node`, `cluster`, `prefix`, `actor name`).
+        what: &'static str,
+        /// The name.
+        value: String,
+    },
+    /// The NATS server could not be reached or refused the connection.
+    #[error("cannot connect to the NATS server at {url}")]
+    Connect {
+        /// The server's address as given.
+        url: String,
+        /// Why.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A subscription the bridge needs was refused.
+    #[error("cannot subscribe to `{subject}`")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// The server takes smaller payloads than the runtime admits.
+    #[error(
+        "the NATS server takes payloads of at most {server} bytes, but the runtime admits {runtime} (plus {room} for the bridge's headers): raise the server's max_payload or lower the runtime's"
+    )]
+    PayloadLimit {
+        /// The runtime's maximum payload.
+        runtime: usize,
+        /// The server's maximum payload.
+        server: usize,
+        /// The room the bridge needs for its headers.
+        room: usize,
+    },
+    /// The bridge's actor (ingress or proxy) could not be spawned.
+    #[error("cannot spawn the bridge's actor `{name}`")]
+    Spawn {
+        /// The actor's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: SpawnError,
+    },
+    /// The bridge's thread could not be started.
+    #[error("cannot start the bridge's thread")]
+    Thread(#[source] std::io::Error),
+    /// The bridge's thread is gone (closed, or it panicked).
+    #[error("the bridge is closed")]
+    Closed,
+}
+
+/// How a bridge names things and how much it holds.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BridgeOptions {
+    /// The first tokens of every subject (default `wasmshard`).
+    pub prefix: String,
+    /// The cluster: bridges reach each other only within one (default `default`).
+    pub cluster: String,
+    /// The ingress actor's name (default `nats-bridge`).
+    pub ingress: String,
+    /// Messages from NATS held on their way to the runtime before the bridge
+    /// refuses more with `overloaded` (default 65 536).
+    pub max_inbound: usize,
+    /// How long the first connection may take (default 5 s).
+    pub connect_timeout: Duration,
+    /// The longest wait between reconnection attempts (default 1 s).
+    pub reconnect_delay_max: Duration,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> BridgeOptions {
+        BridgeOptions {
+            prefix: "wasmshard".into(),
+            cluster: "default".into(),
+            ingress: "nats-bridge".into(),
+            max_inbound: 65_536,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_delay_max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl BridgeOptions {
+    /// The default options with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> BridgeOptions {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The default options with `cluster`.
+    pub fn cluster(mut self, cluster: impl Into<String>) -> BridgeOptions {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// With the ingress actor named `name`.
+    pub fn ingress(mut self, name: impl Into<String>) -> BridgeOptions {
+        self.ingress = name.into();
+        self
+    }
+
+    /// With at most `max` messages from NATS held on their way in.
+    pub fn max_inbound(mut self, max: usize) -> BridgeOptions {
+        self.max_inbound = max;
+        self
+    }
+}
+
+/// What the bridge's thread is asked to do.
+pub(crate) enum Out {
+    /// Publish a tell from a proxy.
+    Tell { subject: Arc<str>, payload: Bytes },
+    /// Publish a request from a proxy; its end goes to `back`.
+    Request {
+        subject: Arc<str>,
+        payload: Bytes,
+        timeout: Duration,
+        id: u64,
+        back: Arc<Inlet<Completion>>,
+    },
+    /// Publish the end of a remote requester's request.
+    Reply {
+        to: String,
+        result: Result<Bytes, Reason>,
+    },
+    /// Tell a remote bridge that its tell to `target` was refused.
+    Refusal {
+        to: String,
+        target: String,
+        reason: Reason,
+    },
+    /// Flush what was published and stop.
+    Close,
+}
+
+/// What the bridge, its thread and its actors share.
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    pub(crate) out: UnboundedSender<Out>,
+    pub(crate) inbound: Inlet<Inbound>,
+    pub(crate) exported: Mutex<HashSet<String>>,
+    pub(crate) options: BridgeOptions,
+    pub(crate) node: String,
+}
+
+impl Shared {
+    /// Hands `out` to the thread; if it is gone, counts what is lost.
+    pub(crate) fn send_out(&self, out: Out) {
+        if let Err(unsent) = self.out.send(out) {
+            match unsent.0 {
+                Out::Request { .. } => bump(&self.counters.requests_failed),
+                Out::Tell { .. } | Out::Reply { .. } => bump(&self.counters.dead_letters),
+                Out::Refusal { .. } | Out::Close => {}
+            }
+        }
+    }
+
+    /// Refuses a tell from NATS: counted here, reported where it says.
+    pub(crate) fn refuse(&self, refuse_to: Option<String>, target: String, reason: Reason) {
+        self.counters.refused_here(reason);
+        if let Some(to) = refuse_to {
+            self.send_out(Out::Refusal { to, target, reason });
+        }
+    }
+
+    /// The subject of actor `name` on `node`.
+    pub(crate) fn subject(&self, node: &str, name: &str) -> String {
+        format!(
+            "{}.{}.{node}.{name}",
+            self.options.prefix, self.options.cluster
+        )
+    }
+}
+
+/// A runtime's bridge to NATS. Dropping it closes it ([`Bridge::close`]).
+pub struct Bridge {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ingress: Address,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("node", &self.shared.node)
+            .field("cluster", &self.shared.options.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check(what: &'static str, value: &str, ok: fn(&str) -> bool) -> Result<(), BridgeError> {
+    if ok(value) {
+        Ok(())
+    } else {
+        Err(BridgeError::BadName {
+            what,
+            value: value.into(),
+        })
+    }
+}
+
+impl Bridge {
+    /// Connects `runtime` to the NATS server at `url` as node `node`, with the
+    /// default [`BridgeOptions`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Bridge::connect_with`].
+    pub fn connect(url: &str, node: &str, runtime: &Runtime) -> Result<Bridge, BridgeError> {
+        Bridge::connect_with(url, node, runtime, BridgeOptions::default())
+    }
+
+    /// Connects `runtime` to the NATS server at `url` as node `node`: starts
+    /// the bridge's thread, connects, subscribes to the subjects of this
+    /// node's exported actors and to the bridge's replies, and spawns the
+    /// ingress actor. Returns once all of that is done.
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError::BadName`] for a node, cluster or prefix that cannot be
+    /// part of a subject; [`BridgeError::Connect`] if the server cannot be
+    /// reached within the connect timeout; [`BridgeError::PayloadLimit`] if
+    /// it takes smaller payloads than the runtime admits;
+    /// [`BridgeError::Spawn`] if the ingress cannot be spawned (its name is
+    /// taken).
+    pub fn connect_with(
+        url: &str,
+        node: &str,
+        runtime: &Runtime,
+        options: BridgeOptions,
+    ) -> Result<Bridge, BridgeError> {
+        check("node", node, wire::is_token)?;
+        check("cluster", &options.cluster, wire::is_token)?;
+        check("prefix", &options.prefix, wire::is_prefix)?;
+        let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            out,
+            inbound: Inlet::new(runtime.handle()),
+            exported: Mutex::new(HashSet::new()),
+            options,
+            node: node.into(),
+        });
+        let (thread, connection) = thread::start(url, shared.clone(), out_rx)?;
+        let max = runtime.max_payload();
+        if connection.max_payload < max + wire::HEADER_ROOM {
+            let _ = shared.out.send(Out::Close);
+            let _ = thread.join();
+            return Err(BridgeError::PayloadLimit {
+                runtime: max,
+                server: connection.max_payload,
+                room: wire::HEADER_ROOM,
+            });
+        }
+        let ingress = Ingress {
+            shared: shared.clone(),
+            open: Default::default(),
+        };
+        let name = shared.options.ingress.clone();
+        let ingress = match runtime.spawn_native(&name, None, ingress) {
+            Ok(address) => address,
+            Err(source) => {
+                let _ = shared.out.send(Out::Close);
+                let _ = thread.join();
+                return Err(BridgeError::Spawn { name, source });
+            }
+        };
+        shared.inbound.attach(ingress);
+        Ok(Bridge {
+            shared,
+            thread: Some(thread),
+            ingress,
+        })
+    }
+
+    /// Makes the local actor registered as `name` reachable from other nodes,
+    /// under [`Bridge::subject`] of this node and `name`. What arrives for it
+    /// is sent to whatever actor holds the name when it arrives (none:
+    /// `unknown-target`). Returns the subject.
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError::BadName`] for a name that cannot be part of a subject.
+    pub fn export(&self, name: &str) -> Result<String, BridgeError> {
+        check("actor name", name, wire::is_token)?;
+        self.exported().insert(name.into());
+        Ok(self.shared.subject(&self.shared.node, name))
+    }
+
+    /// Stops exporting `name` (what arrives for it from then on is refused as
+    /// `denied`); whether it was exported.
+    pub fn unexport(&self, name: &str) -> bool {
+        self.exported().remove(name)
+    }
+
+    fn exported(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.shared
+            .exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Imports actor `name` of node `node`: spawns its proxy in `runtime`
+    /// (the bridge's runtime), registered as `name@node`, and returns its
+    /// address. Grants name the proxy as any actor (`name@node`).
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError::BadName`]; [`BridgeError::Spawn`] if `name@node` is
+    /// taken (imported already) or the runtime has no room.
+    pub fn import(
+        &self,
+        runtime: &Runtime,
+        name: &str,
+        node: &str,
+    ) -> Result<Address, BridgeError> {
+        check("actor name", name, wire::is_token)?;
+        check("node", node, wire::is_token)?;
+        let back = Arc::new(Inlet::new(runtime.handle()));
+        let proxy = Proxy {
+            shared: self.shared.clone(),
+            subject: self.shared.subject(node, name).into(),
+            back: back.clone(),
+        };
+        let local = format!("{name}@{node}");
+        let address = runtime
+            .spawn_native(&local, None, proxy)
+            .map_err(|source| BridgeError::Spawn {
+                name: local,
+                source,
+            })?;
+        back.attach(address);
+        Ok(address)
+    }
+
+    /// The subject of actor `name` on `node` in this bridge's cluster.
+    pub fn subject(&self, node: &str, name: &str) -> String {
+        self.shared.subject(node, name)
+    }
+
+    /// The ingress actor's address (the sender that exported actors see).
+    pub fn ingress(&self) -> Address {
+        self.ingress
+    }
+
+    /// A snapshot of the bridge's counters.
+    pub fn stats(&self) -> BridgeStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Flushes what was published, closes the connection and stops the
+    /// bridge's thread; returns the final counters. Requests still waiting
+    /// for a remote reply end with `target-failed`; from then on the proxies
+    /// count what they take as dead letters (tells) or end it with
+    /// `target-failed` (requests), and remote messages are no longer taken.
+    pub fn close(mut self) -> BridgeStats {
+        self.shut();
+        self.stats()
+    }
+
+    fn shut(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.shared.out.send(Out::Close);
+            let _ = thread.join();
+        }
+        // What the ingress never took is lost with the bridge (the ingress
+        // may still take some meanwhile: each is taken once).
+        for _ in self.shared.inbound.take_all() {
+            self.shared.counters.refused_here(Reason::ShuttingDown);
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}

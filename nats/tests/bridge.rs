@@ -1,0 +1,359 @@
+//! Two runtimes in one process, bridged through a real `nats-server`.
+
+mod server;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use server::{Server, eventually};
+use wasmshard::{Address, Context, NativeActor, RequestError, Runtime, SendError};
+use wasmshard_nats::{Bridge, BridgeError, BridgeOptions, Reason};
+
+fn runtime() -> Runtime {
+    Runtime::builder().shards(2).build().unwrap()
+}
+
+/// Counts sequenced tells (`u64` little-endian) and whether they came in order.
+#[derive(Clone, Default)]
+struct Seen {
+    count: Arc<AtomicU64>,
+    next: Arc<AtomicU64>,
+    in_order: Arc<AtomicBool>,
+    from: Arc<Mutex<Option<Address>>>,
+}
+
+impl Seen {
+    fn sink(&self) -> impl FnMut(&mut Context<'_>, Address, &[u8]) + Send + 'static {
+        let seen = self.clone();
+        seen.in_order.store(true, Ordering::Relaxed);
+        move |_, from, payload| {
+            *seen.from.lock().unwrap() = Some(from);
+            let seq = u64::from_le_bytes(payload.try_into().unwrap());
+            if seq < seen.next.swap(seq + 1, Ordering::Relaxed) {
+                seen.in_order.store(false, Ordering::Relaxed);
+            }
+            seen.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends `payload` from the host, waiting while the target's mailbox is full.
+fn send_waiting(rt: &Runtime, to: Address, payload: &[u8]) {
+    loop {
+        match rt.send(to, payload) {
+            Err(SendError::MailboxFull) => std::thread::yield_now(),
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// 100 000 sequenced tells from node b reach node a's actor in order; each is
+/// delivered or its refusal counted at both bridges, and the exported actor
+/// sees the ingress as their sender.
+#[test]
+fn a_hundred_thousand_tells_cross_in_order() {
+    let Some(server) = Server::start("a_hundred_thousand_tells_cross_in_order") else {
+        return;
+    };
+    let (a, b) = (runtime(), runtime());
+    let seen = Seen::default();
+    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
+    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    assert_eq!(bridge_a.export("sink").unwrap(), "wasmshard.default.a.sink");
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let sink = bridge_b.import(&b, "sink", "a").unwrap();
+    assert_eq!(b.lookup("sink@a"), Some(sink));
+    const N: u64 = 100_000;
+    for seq in 0..N {
+        send_waiting(&b, sink, &seq.to_le_bytes());
+    }
+    eventually("every tell delivered or refused", || {
+        let done =
+            seen.count.load(Ordering::Relaxed) + bridge_b.stats().refused_remote.total() == N;
+        if !done {
+            eprintln!(
+                "seen {} a {:?} b {:?}",
+                seen.count.load(Ordering::Relaxed),
+                bridge_a.stats(),
+                bridge_b.stats()
+            );
+        }
+        done
+    });
+    assert!(seen.in_order.load(Ordering::Relaxed), "in order");
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert_eq!(sb.tells_out, N);
+    assert_eq!(sb.dead_letters, 0);
+    assert_eq!(sa.tells_in, seen.count.load(Ordering::Relaxed));
+    assert_eq!(
+        sa.refused_here, sb.refused_remote,
+        "both sides count refusals"
+    );
+    assert_eq!(*seen.from.lock().unwrap(), Some(bridge_a.ingress()));
+    eprintln!(
+        "delivered {} of {N}; refused: {:?}",
+        seen.count.load(Ordering::Relaxed),
+        sb.refused_remote
+    );
+    drop((bridge_a, bridge_b));
+    assert_eq!(a.shutdown().dead_letter_count, 0);
+    assert_eq!(b.shutdown().dead_letter_count, 0);
+}
+
+/// Answers a request with its payload, reversed; `fail` panics (a failure);
+/// `hold` defers it forever, recording how long its requester still waits.
+struct Responder {
+    remaining: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl NativeActor for Responder {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        _: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        match payload {
+            b"fail" => panic!("the responder fails"),
+            b"hold" => {
+                self.remaining
+                    .lock()
+                    .unwrap()
+                    .push(ctx.remaining().unwrap());
+                None
+            }
+            _ => Some(payload.iter().rev().copied().collect()),
+        }
+    }
+}
+
+struct Pair {
+    a: Runtime,
+    b: Runtime,
+    bridge_a: Bridge,
+    bridge_b: Bridge,
+    /// `responder@a` in b.
+    proxy: Address,
+    remaining: Arc<Mutex<Vec<Duration>>>,
+}
+
+fn pair(server: &Server) -> Pair {
+    let (a, b) = (runtime(), runtime());
+    let remaining = Arc::new(Mutex::new(Vec::new()));
+    let r = remaining.clone();
+    a.spawn_native_supervised(
+        "responder",
+        Some(0),
+        wasmshard::Restart::on_failure().max_restarts(100),
+        move || Responder {
+            remaining: r.clone(),
+        },
+    )
+    .unwrap();
+    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge_a.export("responder").unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let proxy = bridge_b.import(&b, "responder", "a").unwrap();
+    Pair {
+        a,
+        b,
+        bridge_a,
+        bridge_b,
+        proxy,
+        remaining,
+    }
+}
+
+/// 10 000 request round trips (100 in flight at a time), each answered once
+/// with its own reply.
+#[test]
+fn ten_thousand_requests_round_trip() {
+    let Some(server) = Server::start("ten_thousand_requests_round_trip") else {
+        return;
+    };
+    let p = pair(&server);
+    for window in 0..100u32 {
+        let pending: Vec<_> = (0..100u32)
+            .map(|i| {
+                let n = window * 100 + i;
+                let reply =
+                    p.b.request(p.proxy, &n.to_be_bytes(), Duration::from_secs(30))
+                        .unwrap();
+                (n, reply)
+            })
+            .collect();
+        for (n, reply) in pending {
+            let mut expected = n.to_be_bytes();
+            expected.reverse();
+            assert_eq!(
+                reply.wait(Duration::from_secs(30)),
+                Some(Ok(expected.to_vec()))
+            );
+        }
+    }
+    let (sa, sb) = (p.bridge_a.stats(), p.bridge_b.stats());
+    assert_eq!((sb.requests_out, sb.replies_in), (10_000, 10_000));
+    assert_eq!((sa.requests_in, sa.replies_out), (10_000, 10_000));
+    assert_eq!(sb.requests_failed + sb.late_replies, 0);
+}
+
+/// A request carries its remaining deadline; one the remote actor never
+/// answers ends with `timeout` for its requester; a remote failure ends it
+/// with `target-failed`; an unexported name with `unknown-target`, counted
+/// as `denied` at both bridges.
+#[test]
+fn remote_deadlines_failures_and_refusals_end_requests_once() {
+    let Some(server) = Server::start("remote_deadlines_failures_and_refusals") else {
+        return;
+    };
+    let p = pair(&server);
+    // Held: the requester's own timeout ends it; the remote side saw the
+    // deadline it carried.
+    let held =
+        p.b.request(p.proxy, b"hold", Duration::from_millis(400))
+            .unwrap();
+    assert_eq!(
+        held.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::Timeout))
+    );
+    let left = p.remaining.lock().unwrap().clone();
+    assert_eq!(left.len(), 1);
+    // Rounded up to the millisecond at each hop (the proxy, the remote ingress).
+    assert!(
+        left[0] <= Duration::from_millis(402) && left[0] > Duration::from_millis(100),
+        "the remote side waits what the requester still waits: {left:?}"
+    );
+    // The remote side ends it by the same deadline, a moment later: its
+    // `timeout` comes back, and is counted (the requester had its end).
+    eventually("the remote timeout", || {
+        p.bridge_b.stats().refused_remote.get(Reason::Timeout) == 1
+    });
+    // A failure there ends it here.
+    let failed =
+        p.b.request(p.proxy, b"fail", Duration::from_secs(10))
+            .unwrap();
+    assert_eq!(
+        failed.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    assert_eq!(
+        p.bridge_b.stats().refused_remote.get(Reason::TargetFailed),
+        1
+    );
+    // Restarted: it answers again.
+    let again =
+        p.b.request(p.proxy, b"ab", Duration::from_secs(10))
+            .unwrap();
+    assert_eq!(
+        again.wait(Duration::from_secs(10)),
+        Some(Ok(b"ba".to_vec()))
+    );
+
+    // Not exported: refused as denied, the request ends at once.
+    let hidden = p.bridge_b.import(&p.b, "hidden", "a").unwrap();
+    p.a.spawn_handler("hidden", None, |_, _, _| {}).unwrap();
+    let denied = p.b.request(hidden, b"x", Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        denied.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::UnknownTarget))
+    );
+    p.b.send(hidden, b"tell").unwrap();
+    eventually("the tell's refusal", || {
+        p.bridge_b.stats().refused_remote.get(Reason::Denied) == 2
+    });
+    assert_eq!(p.bridge_a.stats().refused_here.get(Reason::Denied), 2);
+
+    // A node with no bridge: no responders, `unknown-target` at once.
+    let nowhere = p.bridge_b.import(&p.b, "responder", "z").unwrap();
+    let lost = p.b.request(nowhere, b"x", Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        lost.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::UnknownTarget))
+    );
+    drop(p);
+}
+
+/// A slow remote consumer: what its mailbox refuses comes back counted by
+/// reason, and nothing is lost uncounted.
+#[test]
+fn a_slow_consumer_s_refusals_come_back_counted() {
+    let Some(server) = Server::start("a_slow_consumer_s_refusals_come_back_counted") else {
+        return;
+    };
+    let a = Runtime::builder()
+        .shards(2)
+        .mailbox_capacity(16)
+        .build()
+        .unwrap();
+    let b = runtime();
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    a.spawn_handler("slow", Some(1), move |_, _, _| {
+        std::thread::sleep(Duration::from_micros(200));
+        h.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap();
+    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge_a.export("slow").unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let slow = bridge_b.import(&b, "slow", "a").unwrap();
+    const N: u64 = 2_000;
+    for seq in 0..N {
+        send_waiting(&b, slow, &seq.to_le_bytes());
+    }
+    eventually("every tell handled or refused", || {
+        handled.load(Ordering::Relaxed) + bridge_b.stats().refused_remote.total() == N
+    });
+    let refused = bridge_b.stats().refused_remote;
+    assert!(refused.get(Reason::MailboxFull) > 0, "{refused:?}");
+    assert_eq!(refused.total(), refused.get(Reason::MailboxFull));
+    assert_eq!(bridge_a.stats().refused_here, refused);
+}
+
+/// Names that would change a subject are refused before anything starts; a
+/// server that is not there is a connect error with its cause.
+#[test]
+fn bad_names_and_unreachable_servers_are_clear_errors() {
+    let rt = runtime();
+    for (node, options) in [
+        ("a.b", BridgeOptions::default()),
+        ("a", BridgeOptions::default().cluster("x y")),
+        ("a", BridgeOptions::default().prefix("p.*")),
+    ] {
+        let e = Bridge::connect_with("nats://127.0.0.1:1", node, &rt, options).unwrap_err();
+        assert!(matches!(e, BridgeError::BadName { .. }), "{e}");
+    }
+    let e = Bridge::connect("nats://127.0.0.1:1", "a", &rt).unwrap_err();
+    assert!(matches!(e, BridgeError::Connect { .. }), "{e}");
+    assert!(std::error::Error::source(&e).is_some(), "keeps its cause");
+    assert!(rt.lookup("nats-bridge").is_none(), "nothing left behind");
+
+    let Some(server) = Server::start("bad_names_and_unreachable_servers_are_clear_errors") else {
+        return;
+    };
+    let bridge = Bridge::connect(&server.url(), "a", &rt).unwrap();
+    assert!(matches!(
+        bridge.export("a.b"),
+        Err(BridgeError::BadName { .. })
+    ));
+    assert!(matches!(
+        bridge.import(&rt, "x", "*"),
+        Err(BridgeError::BadName { .. })
+    ));
+    bridge.import(&rt, "x", "b").unwrap();
+    assert!(matches!(
+        bridge.import(&rt, "x", "b"),
+        Err(BridgeError::Spawn { .. })
+    ));
+    // A second bridge on the same runtime needs an ingress name of its own.
+    let e = Bridge::connect(&server.url(), "a2", &rt).unwrap_err();
+    assert!(matches!(e, BridgeError::Spawn { .. }), "{e}");
+    // A runtime admitting more than the server takes is refused.
+    let big = Runtime::builder().max_payload(4 << 20).build().unwrap();
+    let e = Bridge::connect(&server.url(), "big", &big).unwrap_err();
+    assert!(matches!(e, BridgeError::PayloadLimit { .. }), "{e}");
+}
