@@ -243,6 +243,8 @@ pub(crate) enum Out {
         to: String,
         target: String,
         reason: Reason,
+        /// How many messages it stands for.
+        count: u64,
     },
     /// Flush what was published and stop.
     Close,
@@ -274,7 +276,12 @@ impl Shared {
     pub(crate) fn refuse(&self, refuse_to: Option<String>, target: String, reason: Reason) {
         self.counters.refused_here(reason);
         if let Some(to) = refuse_to {
-            self.send_out(Out::Refusal { to, target, reason });
+            self.send_out(Out::Refusal {
+                to,
+                target,
+                reason,
+                count: 1,
+            });
         }
     }
 

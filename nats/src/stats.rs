@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::wire::Reason;
 
 /// How many reasons there are (the index of a reason in [`Refusals`]).
-const REASONS: usize = 11;
+const REASONS: usize = 12;
 
 fn index(reason: Reason) -> usize {
     match reason {
@@ -20,6 +20,7 @@ fn index(reason: Reason) -> usize {
         Reason::TargetFailed => 8,
         Reason::TargetStopped => 9,
         Reason::Malformed => 10,
+        Reason::Lost => 11,
     }
 }
 
@@ -117,12 +118,16 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn refused_remote(&self, reason: Reason) {
-        bump(&self.refused_remote[index(reason)]);
+    pub(crate) fn refused_remote(&self, reason: Reason, n: u64) {
+        self.refused_remote[index(reason)].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn refused_here(&self, reason: Reason) {
-        bump(&self.refused_here[index(reason)]);
+        self.lost_here(reason, 1);
+    }
+
+    pub(crate) fn lost_here(&self, reason: Reason, n: u64) {
+        self.refused_here[index(reason)].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> BridgeStats {

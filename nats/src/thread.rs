@@ -18,7 +18,7 @@ use wasmshard::RequestError;
 use crate::actors::{Completion, Inbound};
 use crate::inlet::Inlet;
 use crate::stats::bump;
-use crate::wire::{ERROR, KIND, PLAIN_REQUEST_TIMEOUT, Reason, TARGET, TIMEOUT_NS};
+use crate::wire::{COUNT, ERROR, KIND, PLAIN_REQUEST_TIMEOUT, Reason, SEQ, TARGET, TIMEOUT_NS};
 use crate::{BridgeError, Out, Shared};
 
 /// Messages the client queues per subscription for this thread (it drops
@@ -26,6 +26,9 @@ use crate::{BridgeError, Out, Shared};
 /// them without waiting, so only a thread starved of CPU falls this far
 /// behind; the queue's memory is taken only as it fills.
 const SUBSCRIPTION_CAPACITY: usize = 1 << 20;
+
+/// How long closing waits for what was published to reach the server.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
 
 /// What the connection said about itself once connected.
 pub(crate) struct Connection {
@@ -139,6 +142,8 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
         inbox,
         waiting: HashMap::new(),
         next: 0,
+        sequences: HashMap::new(),
+        expected: HashMap::new(),
     };
     bridge.serve(out, events_rx, exports, replies).await;
 }
@@ -152,6 +157,12 @@ struct Thread {
     refusals: String,
     waiting: HashMap<u64, Waiting>,
     next: u64,
+    /// The next sequence number of what this bridge publishes to each node
+    /// (keyed by the subject less the actor's name).
+    sequences: HashMap<String, u64>,
+    /// The next sequence number expected from each sending bridge (keyed by
+    /// its inbox).
+    expected: HashMap<String, u64>,
 }
 
 impl Thread {
@@ -178,7 +189,9 @@ impl Thread {
                 _ = sweep.tick() => self.sweep(),
             }
         }
-        let _ = self.client.flush().await;
+        // What was published reaches the server, unless it is away: then
+        // closing does not wait for it.
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, self.client.flush()).await;
         self.fail_waiting();
         self.shared
             .counters
@@ -234,12 +247,14 @@ impl Thread {
     }
 
     async fn publish(&mut self, item: Out) {
-        let counters = &self.shared.counters;
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
         match item {
             Out::Tell { subject, payload } => {
                 let mut headers = HeaderMap::new();
                 headers.insert(KIND, "tell");
                 let sent = self.connected()
+                    && self.sequence(&subject, &mut headers)
                     && self
                         .client
                         .publish_with_reply_and_headers(
@@ -268,6 +283,7 @@ impl Thread {
                 let mut headers = HeaderMap::new();
                 headers.insert(TIMEOUT_NS, timeout.as_nanos().to_string().as_str());
                 let sent = self.connected()
+                    && self.sequence(&subject, &mut headers)
                     && self
                         .client
                         .publish_with_reply_and_headers(
@@ -310,11 +326,19 @@ impl Thread {
                     &counters.dead_letters
                 });
             }
-            Out::Refusal { to, target, reason } => {
+            Out::Refusal {
+                to,
+                target,
+                reason,
+                count,
+            } => {
                 if self.connected() {
                     let mut headers = HeaderMap::new();
                     headers.insert(ERROR, reason.name());
                     headers.insert(TARGET, target.as_str());
+                    if count != 1 {
+                        headers.insert(COUNT, count.to_string().as_str());
+                    }
                     let _ = self
                         .client
                         .publish_with_headers(to, headers, Bytes::new())
@@ -322,6 +346,52 @@ impl Thread {
                 }
             }
             Out::Close => {}
+        }
+    }
+
+    /// Numbers a message about to be published to `subject` (true: it is
+    /// published next, so the number is spent).
+    fn sequence(&mut self, subject: &str, headers: &mut HeaderMap) -> bool {
+        let node = subject.rsplit_once('.').map_or(subject, |(node, _)| node);
+        let next = match self.sequences.get_mut(node) {
+            Some(next) => next,
+            None => self.sequences.entry(node.to_owned()).or_insert(0),
+        };
+        headers.insert(SEQ, next.to_string().as_str());
+        *next += 1;
+        true
+    }
+
+    /// Checks a message's place in its sender's sequence: a gap is what NATS
+    /// lost on the way, counted here and reported to the sender.
+    fn in_sequence(&mut self, message: &Message, target: &str) {
+        let (Some(reply), Some(seq)) = (
+            message.reply.as_ref(),
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SEQ))
+                .and_then(|v| v.as_str().parse::<u64>().ok()),
+        ) else {
+            return;
+        };
+        let Some((sender, _)) = reply.as_str().rsplit_once('.') else {
+            return;
+        };
+        let expected = match self.expected.get_mut(sender) {
+            Some(expected) => expected,
+            None => self.expected.entry(sender.to_owned()).or_insert(seq),
+        };
+        let lost = seq.saturating_sub(*expected);
+        *expected = (*expected).max(seq + 1);
+        if lost > 0 {
+            self.shared.counters.lost_here(Reason::Lost, lost);
+            self.shared.send_out(Out::Refusal {
+                to: format!("{sender}.refused"),
+                target: target.to_owned(),
+                reason: Reason::Lost,
+                count: lost,
+            });
         }
     }
 
@@ -341,6 +411,7 @@ impl Thread {
                 .and_then(|h| h.get(key))
                 .map(|v| v.as_str().to_owned())
         };
+        self.in_sequence(&message, &name);
         let is_tell = header(KIND).as_deref() == Some("tell") || message.reply.is_none();
         let reply = message.reply.as_ref().map(|r| r.as_str().to_owned());
         let refuse = |reason: Reason| {
@@ -412,7 +483,13 @@ impl Thread {
             .and_then(|h| h.get(ERROR))
             .map(|v| Reason::parse(v.as_str()));
         if last == "refused" {
-            counters.refused_remote(error.unwrap_or(Reason::Refused));
+            let count = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(COUNT))
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or(1);
+            counters.refused_remote(error.unwrap_or(Reason::Refused), count);
             return;
         }
         let Some(w) = last.parse().ok().and_then(|seq| self.waiting.remove(&seq)) else {
@@ -424,7 +501,7 @@ impl Thread {
             bump(&counters.requests_failed);
             (Err(RequestError::UnknownTarget), false)
         } else if let Some(reason) = error {
-            counters.refused_remote(reason);
+            counters.refused_remote(reason, 1);
             (Err(reason.request_error()), true)
         } else {
             (Ok(message.payload), true)

@@ -14,6 +14,12 @@ pub(crate) const TIMEOUT_NS: &str = "Wasmshard-Timeout-Ns";
 pub(crate) const ERROR: &str = "Wasmshard-Error";
 /// Header: the local name of the actor a refusal is about.
 pub(crate) const TARGET: &str = "Wasmshard-Target";
+/// Header: a message's place in the sequence of what one bridge published to
+/// one node (tells and requests), from 0: a gap at the receiving bridge is
+/// what NATS lost on the way.
+pub(crate) const SEQ: &str = "Wasmshard-Seq";
+/// Header: how many messages a refusal stands for (absent: one).
+pub(crate) const COUNT: &str = "Wasmshard-Count";
 
 /// Room the bridge keeps for its headers within the server's maximum
 /// payload (headers and payload count together there).
@@ -49,6 +55,10 @@ pub enum Reason {
     TargetStopped,
     /// The message was not a well-formed bridge message.
     Malformed,
+    /// Published, but never arrived: the receiving bridge found a gap in
+    /// the sender's sequence (NATS core lost it, at a disconnect or while the
+    /// receiver was away).
+    Lost,
 }
 
 impl Reason {
@@ -66,6 +76,7 @@ impl Reason {
             Reason::TargetFailed => "target-failed",
             Reason::TargetStopped => "target-stopped",
             Reason::Malformed => "malformed",
+            Reason::Lost => "lost",
         }
     }
 
@@ -84,6 +95,7 @@ impl Reason {
             Reason::TargetFailed,
             Reason::TargetStopped,
             Reason::Malformed,
+            Reason::Lost,
         ]
         .into_iter()
         .find(|r| r.name() == name)
@@ -169,6 +181,7 @@ mod tests {
             Reason::TargetFailed,
             Reason::TargetStopped,
             Reason::Malformed,
+            Reason::Lost,
         ] {
             assert_eq!(Reason::parse(r.name()), r);
         }

@@ -357,3 +357,169 @@ fn bad_names_and_unreachable_servers_are_clear_errors() {
     let e = Bridge::connect(&server.url(), "big", &big).unwrap_err();
     assert!(matches!(e, BridgeError::PayloadLimit { .. }), "{e}");
 }
+
+/// The server stops mid-stream and comes back on its port: both bridges
+/// reconnect, and every tell is delivered in order, or a dead letter of the
+/// sending bridge (taken while it knew it was disconnected), or refused, or
+/// counted lost by the receiving bridge (a gap in the sender's sequence,
+/// reported back to it).
+#[test]
+fn a_server_restart_mid_stream_loses_nothing_uncounted() {
+    let Some(mut server) = Server::start("a_server_restart_mid_stream_loses_nothing_uncounted")
+    else {
+        return;
+    };
+    let (a, b) = (runtime(), runtime());
+    let seen = Seen::default();
+    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
+    let remaining = Arc::new(Mutex::new(Vec::new()));
+    let r = remaining.clone();
+    a.spawn_native("responder", Some(0), Responder { remaining: r })
+        .unwrap();
+    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge_a.export("sink").unwrap();
+    bridge_a.export("responder").unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let sink = bridge_b.import(&b, "sink", "a").unwrap();
+    let responder = bridge_b.import(&b, "responder", "a").unwrap();
+    // A request the remote actor holds, in flight when the server goes.
+    let held = b
+        .request(responder, b"hold", Duration::from_secs(60))
+        .unwrap();
+    eventually("the request held", || remaining.lock().unwrap().len() == 1);
+    let mut seq = 0u64;
+    let mut send = |n: u64| {
+        for _ in 0..n {
+            send_waiting(&b, sink, &seq.to_le_bytes());
+            seq += 1;
+            if seq % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    send(3_000);
+    server.stop();
+    send(3_000);
+    // In flight when the connection was lost: ended then, with an error.
+    assert_eq!(
+        held.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    // Made while disconnected: ended at once.
+    let refused = b.request(responder, b"x", Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        refused.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    assert_eq!(bridge_b.stats().requests_failed, 2);
+    let server = Server::on(server.port).unwrap();
+    send(3_000);
+    eventually("both bridges back", || {
+        let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+        sa.connected && sb.connected && sa.reconnects >= 1 && sb.reconnects >= 1
+    });
+    // What follows the restart shows any gap it left.
+    std::thread::sleep(Duration::from_millis(200));
+    send(1_000);
+    let sent = seq;
+    let accounted = || {
+        let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+        seen.count.load(Ordering::Relaxed) + sa.refused_here.total() + sb.dead_letters
+    };
+    eventually("every tell delivered or counted", || accounted() == sent);
+    assert!(seen.in_order.load(Ordering::Relaxed), "in order");
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert!(sa.disconnects >= 1 && sb.disconnects >= 1);
+    assert!(
+        sb.dead_letters + sa.refused_here.get(Reason::Lost) > 0,
+        "the restart cost something: {sa:?} {sb:?}"
+    );
+    // Reports of refusals cross NATS too, and the restart may lose some: the
+    // refusing bridge's count is the exact one.
+    let heard = bridge_b.stats().refused_remote;
+    for reason in [Reason::MailboxFull, Reason::Lost] {
+        assert!(
+            heard.get(reason) <= sa.refused_here.get(reason),
+            "{sa:?} {sb:?}"
+        );
+    }
+    assert_eq!(sa.slow_consumer + sb.slow_consumer, 0);
+    eprintln!(
+        "sent {sent}: delivered {}, dead letters at b {}, refused at a {:?}, heard at b {:?}",
+        seen.count.load(Ordering::Relaxed),
+        sb.dead_letters,
+        sa.refused_here,
+        heard
+    );
+    drop(server);
+}
+
+/// A plain NATS client reaches an exported actor: a publish is a tell, a
+/// NATS request a request. A bridge's numbered tells with a gap are counted
+/// lost, and the gap is reported to the sender's refusal subject.
+#[test]
+fn plain_nats_clients_and_sequence_gaps() {
+    let Some(server) = Server::start("plain_nats_clients_and_sequence_gaps") else {
+        return;
+    };
+    let a = runtime();
+    let seen = Seen::default();
+    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
+    let remaining = Arc::new(Mutex::new(Vec::new()));
+    let r = remaining.clone();
+    a.spawn_native("responder", Some(0), Responder { remaining: r })
+        .unwrap();
+    let bridge = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge.export("sink").unwrap();
+    bridge.export("responder").unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(server.url()).await.unwrap();
+        client
+            .publish(
+                "wasmshard.default.a.sink",
+                7u64.to_le_bytes().to_vec().into(),
+            )
+            .await
+            .unwrap();
+        let reply = client
+            .request("wasmshard.default.a.responder", "abc".into())
+            .await
+            .unwrap();
+        assert_eq!(&reply.payload[..], b"cba");
+        // Numbered tells from a "bridge" whose inbox is `_INBOX.peer`: 0, 1,
+        // then 5 (three lost on the way).
+        let mut refusals = client.subscribe("_INBOX.peer.refused").await.unwrap();
+        client.flush().await.unwrap();
+        for seq in [0u64, 1, 5] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Wasmshard-Kind", "tell");
+            headers.insert("Wasmshard-Seq", seq.to_string().as_str());
+            client
+                .publish_with_reply_and_headers(
+                    "wasmshard.default.a.sink",
+                    "_INBOX.peer.refused",
+                    headers,
+                    (100 + seq).to_le_bytes().to_vec().into(),
+                )
+                .await
+                .unwrap();
+        }
+        let refusal = tokio::time::timeout(Duration::from_secs(10), refusals.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let headers = refusal.headers.unwrap();
+        assert_eq!(headers.get("Wasmshard-Error").unwrap().as_str(), "lost");
+        assert_eq!(headers.get("Wasmshard-Count").unwrap().as_str(), "3");
+        assert_eq!(headers.get("Wasmshard-Target").unwrap().as_str(), "sink");
+    });
+    eventually("four tells", || seen.count.load(Ordering::Relaxed) == 4);
+    let stats = bridge.stats();
+    assert_eq!(stats.refused_here.get(Reason::Lost), 3);
+    assert_eq!((stats.tells_in, stats.requests_in), (4, 1));
+}
