@@ -392,7 +392,7 @@ fn a_server_restart_mid_stream_loses_nothing_uncounted() {
         for _ in 0..n {
             send_waiting(&b, sink, &seq.to_le_bytes());
             seq += 1;
-            if seq % 50 == 0 {
+            if seq.is_multiple_of(50) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
