@@ -91,9 +91,66 @@ pub struct Manifest {
     /// still be handling them), in order.
     #[serde(default, rename = "upgrade")]
     pub upgrades: Vec<UpgradeSpec>,
+    /// The NATS bridge (`[nats] url, node`): the library only reads it; the
+    /// `wasmshard` command connects the bridge (crate `wasmshard-nats`).
+    pub nats: Option<NatsSection>,
+    /// Local actors the bridge makes reachable from other nodes
+    /// (`[[export]] name`).
+    #[serde(default, rename = "export")]
+    pub exports: Vec<ExportSpec>,
+    /// Remote actors the bridge gives a local proxy address, registered as
+    /// `name@node` (`[[import]] name, node`), before any actor is spawned.
+    #[serde(default, rename = "import")]
+    pub imports: Vec<ImportSpec>,
     /// The directory component paths are relative to.
     #[serde(skip)]
     pub base: PathBuf,
+}
+
+/// The `[nats]` table: where the bridge connects, and as what.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct NatsSection {
+    /// The server (`nats://host:port`).
+    pub url: String,
+    /// This node's name in its cluster.
+    pub node: String,
+    /// The cluster (default `default`).
+    pub cluster: Option<String>,
+    /// The subjects' first tokens (default `wasmshard`).
+    pub prefix: Option<String>,
+    /// A run with a bridge serves until its time limit or Ctrl-C; with
+    /// `quiet-ms`, it also ends once the system is idle and nothing has
+    /// crossed the bridge for that long.
+    pub quiet_ms: Option<u64>,
+}
+
+/// An `[[export]]`: a local actor reachable from other nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ExportSpec {
+    /// The actor's name.
+    pub name: String,
+}
+
+/// An `[[import]]`: a remote actor with a local proxy, `name@node`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ImportSpec {
+    /// The actor's name on its node.
+    pub name: String,
+    /// Its node.
+    pub node: String,
+}
+
+impl ImportSpec {
+    /// The proxy's local name, `name@node`.
+    pub fn local_name(&self) -> String {
+        format!("{}@{}", self.name, self.node)
+    }
 }
 
 /// The `[runtime]` table.
@@ -429,6 +486,10 @@ pub enum ManifestError {
         #[source]
         source: SpawnError,
     },
+    /// The run's start hook ([`RunOptions::on_start`]: the bridge, say)
+    /// failed.
+    #[error("the run could not start")]
+    Start(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An actor does not spawn.
     #[error("actor `{name}` does not spawn")]
     Spawn {
@@ -630,10 +691,32 @@ impl Manifest {
                 )));
             }
         }
-        for s in &m.sends {
-            if !seen.contains_key(s.to.as_str()) {
+        if m.nats.is_none() && !(m.exports.is_empty() && m.imports.is_empty()) {
+            return Err(invalid(
+                "[[export]] and [[import]] need a [nats] table (url, node)".into(),
+            ));
+        }
+        let mut imported = HashMap::new();
+        for i in &m.imports {
+            if i.name.is_empty() || i.node.is_empty() {
+                return Err(invalid("an [[import]] has an empty name or node".into()));
+            }
+            let local = i.local_name();
+            if seen.contains_key(local.as_str()) || imported.insert(local.clone(), ()).is_some() {
                 return Err(invalid(format!(
-                    "send to `{}`, which is no [[actor]]",
+                    "`{local}` is imported twice, or also an [[actor]]"
+                )));
+            }
+        }
+        for e in &m.exports {
+            if e.name.is_empty() {
+                return Err(invalid("an [[export]] has an empty name".into()));
+            }
+        }
+        for s in &m.sends {
+            if !seen.contains_key(s.to.as_str()) && !imported.contains_key(s.to.as_str()) {
+                return Err(invalid(format!(
+                    "send to `{}`, which is no [[actor]] or [[import]]",
                     s.to
                 )));
             }
@@ -766,10 +849,13 @@ impl Manifest {
     pub fn run_with(
         &self,
         builder: RuntimeBuilder,
-        options: RunOptions,
+        mut options: RunOptions,
     ) -> Result<RunReport, ManifestError> {
         let runtime = builder.build().map_err(ManifestError::Build)?;
         let started = Instant::now();
+        if let Some(start) = options.start.take() {
+            start(&runtime).map_err(ManifestError::Start)?;
+        }
         let mut groups = HashMap::new();
         for g in &self.groups {
             // The shard of the group, or of a member that names one (checked
@@ -923,10 +1009,18 @@ impl Manifest {
                 d.saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(100))
             });
-            if runtime.wait_idle(slice) {
+            if runtime.wait_idle(slice) && !options.busy.as_mut().is_some_and(|busy| busy()) {
                 break true;
             }
+            if options.busy.is_some() {
+                // Idle now, but the hook keeps the run going: look again
+                // in a while rather than spin.
+                std::thread::sleep(Duration::from_millis(10));
+            }
         };
+        if let Some(finish) = options.finish.take() {
+            finish();
+        }
         let interrupted = options
             .interrupt
             .as_ref()
@@ -954,11 +1048,31 @@ impl Manifest {
     }
 }
 
-/// How a manifest run may end early (see [`Manifest::run_with`]).
-#[derive(Clone, Debug, Default)]
+/// How a manifest run may end early (see [`Manifest::run_with`]), and what
+/// an embedder adds to it.
+#[derive(Default)]
 pub struct RunOptions {
     limit: Option<Duration>,
     interrupt: Option<Arc<AtomicBool>>,
+    start: Option<StartHook>,
+    busy: Option<Box<dyn FnMut() -> bool + Send>>,
+    finish: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// What runs once the runtime is built, before anything is spawned.
+type StartHook =
+    Box<dyn FnOnce(&Runtime) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("limit", &self.limit)
+            .field("interrupt", &self.interrupt)
+            .field("start", &self.start.is_some())
+            .field("busy", &self.busy.is_some())
+            .field("finish", &self.finish.is_some())
+            .finish()
+    }
 }
 
 impl RunOptions {
@@ -976,6 +1090,33 @@ impl RunOptions {
     /// Stop as soon as `flag` is set (by a Ctrl-C handler, say).
     pub fn interrupt(mut self, flag: Arc<AtomicBool>) -> RunOptions {
         self.interrupt = Some(flag);
+        self
+    }
+
+    /// Runs `start` once the runtime is built, before any group, component
+    /// or actor (a bridge that spawns proxies the actors will look up);
+    /// its error ends the run with [`ManifestError::Start`].
+    pub fn on_start(
+        mut self,
+        start: impl FnOnce(&Runtime) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + 'static,
+    ) -> RunOptions {
+        self.start = Some(Box::new(start));
+        self
+    }
+
+    /// While `busy` says so, an idle system has not finished (work may still
+    /// arrive from outside it): the run goes on until `busy` says `false`
+    /// while idle, or the limit or interrupt ends it.
+    pub fn busy(mut self, busy: impl FnMut() -> bool + Send + 'static) -> RunOptions {
+        self.busy = Some(Box::new(busy));
+        self
+    }
+
+    /// Runs `finish` when the run ends, before the runtime shuts down.
+    pub fn on_finish(mut self, finish: impl FnOnce() + Send + 'static) -> RunOptions {
+        self.finish = Some(Box::new(finish));
         self
     }
 }

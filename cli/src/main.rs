@@ -8,6 +8,7 @@
 //! `run` ran but an actor failed (the report says which and why); 130 when `run`
 //! was interrupted with Ctrl-C (after shutting down and printing the report).
 
+mod bridge;
 mod logs;
 
 use std::fmt::Write as _;
@@ -206,11 +207,29 @@ fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result
     if let Some(limit) = duration {
         options = options.limit(limit);
     }
+    let closed = match &manifest.nats {
+        Some(nats) => {
+            let (with_bridge, closed) = bridge::attach(&manifest, nats, options);
+            options = with_bridge;
+            Some(closed)
+        }
+        None => None,
+    };
     let report = manifest.run_with(builder, options)?;
+    let bridge = closed.and_then(|c| c.lock().ok().and_then(|mut s| s.take()));
     if json {
-        print(&(serde_json::to_string(&report)? + "\n"));
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(stats), Some(map)) = (&bridge, value.as_object_mut()) {
+            map.insert("bridge".into(), serde_json::to_value(stats)?);
+        }
+        print(&(serde_json::to_string(&value)? + "\n"));
     } else {
-        print(&table(&report));
+        let mut text = table(&report);
+        if let Some(stats) = &bridge {
+            text.push_str(&bridge::line(stats));
+            text.push('\n');
+        }
+        print(&text);
     }
     Ok(if report.interrupted {
         ExitCode::from(INTERRUPTED)

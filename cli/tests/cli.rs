@@ -406,17 +406,7 @@ fn read(mut pipe: impl std::io::Read) -> String {
 
 /// Waits for `child` to end, failing after `limit`.
 fn finish(mut child: std::process::Child, limit: std::time::Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    finish_keeping_output(&mut child, limit)
 }
 
 #[test]
@@ -1097,4 +1087,152 @@ fn run_logs_the_messages_of_audited_actors() {
     );
     assert_ne!(lines[0]["trace_id"], lines[2]["trace_id"]);
     assert_eq!(lines[1]["size"], 2);
+}
+
+// The NATS tests' server (only part of it is used here).
+#[allow(dead_code)]
+#[path = "../../nats/tests/server/mod.rs"]
+mod server;
+
+/// Two manifests in two processes form a two-node system over a real NATS
+/// server: node b's component forwards to `counter@a` (granted by that
+/// name), and node a's exported counter takes every message; both reports
+/// count what crossed.
+#[test]
+fn two_processes_form_a_two_node_system_over_nats() {
+    let Some(server) = server::Server::start("two_processes_form_a_two_node_system_over_nats")
+    else {
+        return;
+    };
+    let dir = tempdir();
+    let url = server.url();
+    let a = manifest(
+        &dir,
+        "a.toml",
+        &format!(
+            r#"
+[nats]
+url = "{url}"
+node = "a"
+quiet-ms = 3000
+
+[[actor]]
+name = "counter"
+component = "FIXTURES/counter.wat"
+
+[[export]]
+name = "counter"
+"#
+        ),
+    );
+    let b = manifest(
+        &dir,
+        "b.toml",
+        &format!(
+            r#"
+[nats]
+url = "{url}"
+node = "b"
+quiet-ms = 500
+
+[[import]]
+name = "counter"
+node = "a"
+
+[[actor]]
+name = "echo"
+component = "FIXTURES/echo.wat"
+config = "counter@a"
+grants = {{ lookup = ["counter@a"], send = ["counter@a"] }}
+
+[[actor]]
+name = "stranger"
+component = "FIXTURES/echo.wat"
+config = "counter@a"
+
+[[send]]
+to = "echo"
+payload = "hello"
+repeat = 100
+
+[[send]]
+to = "stranger"
+payload = "not granted"
+
+[[send]]
+to = "counter@a"
+payload = "from the host"
+"#
+        ),
+    );
+    let mut node_a = start(&["run", a.to_str().unwrap(), "--json"]);
+    // Node a's bridge is up (subscribed) before node b sends anything.
+    let stderr_a = node_a.stderr.take().unwrap();
+    let (ready, up) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr_a).lines() {
+            let line = line.unwrap();
+            if line.contains("bridge of node `a` connected") {
+                let _ = ready.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    up.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("node a's bridge connected");
+    let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
+    assert!(
+        node_b.status.success(),
+        "{}",
+        String::from_utf8_lossy(&node_b.stderr)
+    );
+    let status = finish_keeping_output(&mut node_a, std::time::Duration::from_secs(60));
+    let stderr_a = reader.join().unwrap().join("\n");
+    assert!(status.success(), "{stderr_a}");
+    let a: serde_json::Value = serde_json::from_str(&read(node_a.stdout.take().unwrap()))
+        .unwrap_or_else(|e| panic!("node a's report: {e}\n{stderr_a}"));
+    let b: serde_json::Value = serde_json::from_slice(&node_b.stdout).unwrap();
+    let actor = |report: &serde_json::Value, name: &str| {
+        report["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .clone()
+    };
+    // 100 forwarded by echo, one from b's host; the stranger was denied.
+    assert_eq!(actor(&a, "counter")["handled"], 101, "{a}");
+    assert_eq!(a["bridge"]["tells_in"], 101, "{a}");
+    assert_eq!(b["bridge"]["tells_out"], 101, "{b}");
+    assert_eq!(actor(&b, "echo")["sent"], 100, "{b}");
+    assert_eq!(actor(&b, "stranger")["denied"], 1, "{b}");
+    assert_eq!(actor(&b, "counter@a")["handled"], 101, "{b}");
+    for report in [&a, &b] {
+        assert_eq!(report["dead_letters"], 0, "{report}");
+        assert_eq!(report["bridge"]["dead_letters"], 0, "{report}");
+        assert_eq!(report["idle"], true, "{report}");
+    }
+    drop(server);
+}
+
+/// As [`finish`], leaving the child's pipes to the caller.
+fn finish_keeping_output(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -24,9 +24,50 @@ fn index(reason: Reason) -> usize {
     }
 }
 
-/// Counts by [`Reason`].
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_reason_has_its_own_index() {
+        for (i, reason) in super::ALL.into_iter().enumerate() {
+            assert_eq!(super::index(reason), i);
+        }
+    }
+}
+
+/// Counts by [`Reason`] (serialized as a map from each reason's name to its
+/// count, those counted only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Refusals([u64; REASONS]);
+
+/// Every reason, in index order.
+const ALL: [Reason; REASONS] = [
+    Reason::MailboxFull,
+    Reason::UnknownTarget,
+    Reason::Denied,
+    Reason::TooLarge,
+    Reason::Overloaded,
+    Reason::ShuttingDown,
+    Reason::Refused,
+    Reason::Timeout,
+    Reason::TargetFailed,
+    Reason::TargetStopped,
+    Reason::Malformed,
+    Reason::Lost,
+];
+
+impl serde::Serialize for Refusals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for reason in ALL {
+            let n = self.get(reason);
+            if n > 0 {
+                map.serialize_entry(reason.name(), &n)?;
+            }
+        }
+        map.end()
+    }
+}
 
 impl Refusals {
     /// How many had `reason`.
@@ -49,7 +90,7 @@ impl Refusals {
 /// exported actor is delivered (`tells_in`, `requests_in`) or refused
 /// (`refused_here`, reported to its sender where it gave a subject to report
 /// to).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BridgeStats {
     /// Whether the bridge is connected to its server now.
