@@ -11,9 +11,9 @@
 //! | `slots[s]` words | senders (admit: CAS), shard `s` (release, activate, deactivate) | any sender | AcqRel RMW; see `slots.rs` |
 //! | `names` (names, grant labels) | spawn (reserve, on the host thread; enroll, on the shard), stop and failure (unregister, on the shard) | `lookup` from any thread | `RwLock` (a control path: never taken to deliver a message) |
 //! | `trails[s]` | actors of shard `s` (a denial) | `Runtime::audit` | `Mutex`, one per shard: taken only to record a denial or to read |
-//! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load (SeqCst with `handle_sends`) |
-//! | `handle_sends` | sends through a `Handle`, from any thread | shutdown, which waits for it to reach 0 after setting `closing` | SeqCst: a send sees `closing`, or shutdown sees the send |
-//! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests | Release store / Acquire load, on the refusal path only |
+//! | `closing` | the host, once, at shutdown | host sends, spawns | Release store / Acquire load |
+//! | `handle_sends` | sends through a `Handle`, from any thread | shutdown, which waits for it to reach 0 after setting `stopping` | SeqCst with `stopping`: a send sees `stopping`, or shutdown sees the send |
+//! | `stopping` | the host, once, after the shutdown drain | actors' refused sends and requests; sends through a `Handle` | Release store / Acquire load, on the refusal path only; SeqCst with `handle_sends` |
 //! | `pools[s]` (free slots) | the host (spawns take a slot), shard `s` (stops and failures give slots back; its actors' spawns take them) | the same | lock-free: atomic counts and a `SegQueue` |
 //! | `components` (registered for spawns from actors) | the host (`register_component`) | actors spawning, on their shard | `RwLock` (a control path) |
 //! | limits, default grants, clock start, log sink | nobody after construction | anyone | immutable |
@@ -90,7 +90,7 @@ pub(crate) struct Directory {
     log_sink: Option<LogSink>,
     closing: AtomicBool,
     /// Sends through a [`Handle`](crate::Handle) under way (shutdown waits for
-    /// them once `closing` is set, so none lands after the shards are gone).
+    /// them once `stopping` is set, so none lands after the shards are gone).
     handle_sends: AtomicUsize,
     /// Set after the shutdown drain: nothing new is admitted any more.
     stopping: AtomicBool,
@@ -371,27 +371,26 @@ impl Directory {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Starts shutting down, and waits for the sends through a handle that
-    /// began before (later ones see `closing` and refuse).
+    /// Starts shutting down.
     pub(crate) fn close(&self) {
-        // SeqCst with `enter_handle`: either a send's increment comes first in
-        // the single order, and the wait below sees it, or the send sees
-        // `closing`.
-        self.closing.store(true, Ordering::SeqCst);
-        while self.handle_sends.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
+        self.closing.store(true, Ordering::Release);
     }
 
-    /// A send through a handle begins: `false` (and nothing to undo) once the
-    /// runtime is closing; after `true`, [`Directory::leave_handle`] when done.
+    /// A send through a handle begins: `false` (and nothing to undo) once
+    /// shutdown has stopped admitting; after `true`,
+    /// [`Directory::leave_handle`] when done.
     pub(crate) fn enter_handle(&self) -> bool {
         self.handle_sends.fetch_add(1, Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) {
+        if self.stopping.load(Ordering::SeqCst) {
             self.handle_sends.fetch_sub(1, Ordering::SeqCst);
             return false;
         }
         true
+    }
+
+    /// Whether sends through a handle are still taken.
+    pub(crate) fn takes_handle_sends(&self) -> bool {
+        !self.stopping.load(Ordering::Acquire)
     }
 
     /// A send through a handle is done.
@@ -402,7 +401,13 @@ impl Directory {
     /// Shutdown has drained what it could: from now on a refused send or request
     /// of an actor says `shutting-down`.
     pub(crate) fn stop_admitting(&self) {
-        self.stopping.store(true, Ordering::Release);
+        // SeqCst with `enter_handle`: either a handle's send increments first
+        // in the single order, and the wait below sees it, or it sees
+        // `stopping` and refuses.
+        self.stopping.store(true, Ordering::SeqCst);
+        while self.handle_sends.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
     }
 
     /// Reserves room for one message from an actor in `to`'s mailbox: as

@@ -939,7 +939,8 @@ impl Runtime {
     }
 
     /// A handle for other threads to send to this runtime's actors and look
-    /// up names, without borrowing the runtime: see [`Handle`].
+    /// up names, without borrowing the runtime (sending on through
+    /// shutdown's drain): see [`Handle`].
     pub fn handle(&self) -> Handle {
         Handle {
             directory: self.directory.clone(),
@@ -1027,6 +1028,7 @@ impl Runtime {
         {
             // An actor dropped the last handle to its own runtime: its thread
             // cannot wait for itself.
+            self.directory.stop_admitting();
             threads.shutdown_detached(&self.shared);
             return self.report(false, Vec::new());
         }
@@ -1084,10 +1086,13 @@ fn host_trace(directory: &Directory, parent: Option<TraceContext>) -> Option<Box
 /// bridge, a timer wheel of the host's own): it sends to actors as the host
 /// does, and looks up names. Cheap to clone; `Send + Sync`.
 ///
-/// It does not keep the runtime running: once shutdown begins (or the runtime
-/// is dropped), every send through it says [`SendError::ShuttingDown`].
-/// Shutdown waits for the sends already under way, so a send that returned
-/// `Ok` is handled or counted as a dead letter like any host send.
+/// It does not keep the runtime running. Unlike the runtime's own host sends,
+/// its sends go on through shutdown's drain, as the actors' do (a thread that
+/// brings the answers actors wait for keeps bringing them); once the drain is
+/// over (or the runtime is dropped), every send through it says
+/// [`SendError::ShuttingDown`]. Shutdown waits for the sends already under
+/// way then, so a send that returned `Ok` is handled or counted as a dead
+/// letter like any host send.
 #[derive(Clone)]
 pub struct Handle {
     directory: Arc<Directory>,
@@ -1097,7 +1102,7 @@ pub struct Handle {
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
-            .field("open", &!self.directory.is_closing())
+            .field("open", &self.directory.takes_handle_sends())
             .finish_non_exhaustive()
     }
 }
@@ -1132,9 +1137,10 @@ impl Handle {
         self.directory.lookup(name, u64::MAX).ok().flatten()
     }
 
-    /// Whether the runtime still takes sends (shutdown has not begun).
+    /// Whether the runtime still takes sends through the handle (shutdown
+    /// has not finished its drain).
     pub fn is_open(&self) -> bool {
-        !self.directory.is_closing()
+        self.directory.takes_handle_sends()
     }
 }
 

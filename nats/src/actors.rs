@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmshard::{Address, Context, NativeActor, RequestError};
+use wasmshard::{Address, Context, NativeActor, RequestError, SendError};
 
 use crate::inlet::Inlet;
 use crate::stats::bump;
@@ -25,7 +25,8 @@ pub(crate) enum Inbound {
     Request {
         name: String,
         payload: Bytes,
-        timeout: Duration,
+        /// When its requester stops waiting (`None`: too far to count).
+        deadline: Option<Instant>,
         reply: String,
     },
 }
@@ -69,9 +70,12 @@ impl Ingress {
             Inbound::Request {
                 name,
                 payload,
-                timeout,
+                deadline,
                 reply,
             } => {
+                let timeout = deadline.map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
                 let made = match ctx.lookup(&name) {
                     Some(to) => ctx.request(to, &payload, timeout).map_err(Reason::of_send),
                     None => Err(Reason::UnknownTarget),
@@ -83,7 +87,7 @@ impl Ingress {
                     }
                     Err(reason) => {
                         shared.counters.refused_here(reason);
-                        shared.send_out(Out::Reply {
+                        let _ = shared.send_out(Out::Reply {
                             to: reply,
                             result: Err(reason),
                         });
@@ -120,7 +124,7 @@ impl NativeActor for Ingress {
         response: Result<&[u8], RequestError>,
     ) {
         if let Some(reply) = self.open.remove(&id) {
-            self.shared.send_out(Out::Reply {
+            let _ = self.shared.send_out(Out::Reply {
                 to: reply,
                 result: response
                     .map(Bytes::copy_from_slice)
@@ -145,7 +149,15 @@ impl Proxy {
         let counters = &self.shared.counters;
         self.back.drain(|done| {
             let ended = match done.result {
-                Ok(bytes) => ctx.respond(done.id, &bytes),
+                Ok(bytes) => match ctx.respond(done.id, &bytes) {
+                    // Larger than this runtime admits: the request ends
+                    // all the same, failed.
+                    Err(SendError::TooLarge) => {
+                        counters.refused_here(Reason::TooLarge);
+                        ctx.fail(done.id, RequestError::TargetFailed)
+                    }
+                    ended => ended,
+                },
                 Err(e) => ctx.fail(done.id, e),
             };
             match (ended, done.remote) {
@@ -161,11 +173,10 @@ impl Proxy {
 impl NativeActor for Proxy {
     fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]) {
         self.drain(ctx);
-        if from == Address::HOST && payload.is_empty() {
-            // The bridge's wake-up.
+        if self.back.is_wake_up(from, payload) {
             return;
         }
-        self.shared.send_out(Out::Tell {
+        let _ = self.shared.send_out(Out::Tell {
             subject: self.subject.clone(),
             payload: Bytes::copy_from_slice(payload),
         });
@@ -180,16 +191,15 @@ impl NativeActor for Proxy {
     ) -> Option<Vec<u8>> {
         self.drain(ctx);
         let timeout = ctx.remaining().unwrap_or(PLAIN_REQUEST_TIMEOUT);
-        let sent = self.shared.out.send(Out::Request {
+        let unsent = self.shared.send_out(Out::Request {
             subject: self.subject.clone(),
             payload: Bytes::copy_from_slice(payload),
             timeout,
             id,
             back: self.back.clone(),
         });
-        if sent.is_err() {
-            // The bridge is closed.
-            bump(&self.shared.counters.requests_failed);
+        if unsent.is_some() {
+            // The bridge is closed, or holds all it may (counted).
             let _ = ctx.fail(id, RequestError::TargetFailed);
         }
         None

@@ -10,6 +10,9 @@ use wasmshard::{Address, Handle, SendError};
 
 pub(crate) struct Inlet<T> {
     queue: SegQueue<T>,
+    /// The wake-up's payload: random, so that an actor tells a wake-up from
+    /// a message (an empty one from the host, say).
+    token: [u8; 16],
     /// A wake-up is on its way (or the actor is draining): no other is sent.
     woken: AtomicBool,
     /// The actor's address, set once it is spawned.
@@ -21,36 +24,55 @@ impl<T> Inlet<T> {
     pub(crate) fn new(handle: Handle) -> Inlet<T> {
         Inlet {
             queue: SegQueue::new(),
+            token: token(),
             woken: AtomicBool::new(false),
             actor: OnceLock::new(),
             handle,
         }
     }
 
-    /// The actor it feeds is spawned at `address`.
+    /// The actor it feeds is spawned at `address`: woken at once if
+    /// something was queued before it was known.
     pub(crate) fn attach(&self, address: Address) {
         let _ = self.actor.set(address);
+        if !self.queue.is_empty() {
+            self.woken.store(true, Ordering::SeqCst);
+            let _ = self.handle.send(address, &self.token);
+        }
+    }
+
+    /// Whether `from` and `payload` are this inlet's wake-up.
+    pub(crate) fn is_wake_up(&self, from: Address, payload: &[u8]) -> bool {
+        from == Address::HOST && payload == self.token
+    }
+
+    /// Whether the runtime still takes the wake-ups.
+    pub(crate) fn is_open(&self) -> bool {
+        self.handle.is_open()
     }
 
     /// Queues `item` for the actor and wakes it if no wake-up is under way.
     ///
-    /// The wake-up is an empty tell from the host. If the actor's mailbox is
+    /// The wake-up is a tell from the host carrying the inlet's token. If the actor's mailbox is
     /// full, it is refused, and the actor finds the item when it handles what
     /// fills its mailbox (it drains on every message). `Err(ShuttingDown)`:
     /// the runtime takes no more host sends; the item stays queued, for the
     /// actor to find if it handles anything more, or for the bridge to count.
     pub(crate) fn push(&self, item: T) -> Result<(), SendError> {
         self.queue.push(item);
-        if self.woken.swap(true, Ordering::AcqRel) {
+        // SeqCst, with the store in `drain_some`: either this sees the flag
+        // cleared, or the drain that cleared it sees the item.
+        if self.woken.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         let Some(&actor) = self.actor.get() else {
+            // Not attached yet: `attach` wakes it.
             return Ok(());
         };
-        match self.handle.send(actor, &[]) {
+        match self.handle.send(actor, &self.token) {
             Ok(()) | Err(SendError::MailboxFull) => Ok(()),
             Err(e) => {
-                self.woken.store(false, Ordering::Release);
+                self.woken.store(false, Ordering::SeqCst);
                 Err(e)
             }
         }
@@ -65,7 +87,7 @@ impl<T> Inlet<T> {
     /// As [`Inlet::drain`], taking `max` items at most; whether any are left
     /// (the caller then wakes the actor again itself).
     pub(crate) fn drain_some(&self, max: usize, mut each: impl FnMut(T)) -> bool {
-        self.woken.store(false, Ordering::Release);
+        self.woken.store(false, Ordering::SeqCst);
         for _ in 0..max {
             match self.queue.pop() {
                 Some(item) => each(item),
@@ -83,4 +105,17 @@ impl<T> Inlet<T> {
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// 16 bytes no sender can guess: the process's random hash keys, drawn anew
+/// per inlet.
+fn token() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut token = [0u8; 16];
+    for half in token.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(half.as_ptr() as usize);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    token
 }

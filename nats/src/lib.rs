@@ -53,33 +53,55 @@
 //!   bridge, as it does locally (a message refused on the way leaves a gap,
 //!   never a swap).
 //! - Bounds: the proxy's mailbox bounds local senders (`mailbox-full` at
-//!   once, as for any actor); the remote target's mailbox bounds what the
-//!   remote ingress admits; the remote bridge holds at most
+//!   once, as for any actor). Between the actors and the bridge's thread at
+//!   most [`BridgeOptions::max_outbound_bytes`] wait to be published; past
+//!   that a proxy's tell is a dead letter of the bridge and its request ends
+//!   with `target-failed` at once (a sender faster than NATS for long loses
+//!   tells so, counted: requests pace themselves). The remote target's mailbox bounds
+//!   what the remote ingress admits; the remote bridge holds at most
 //!   [`BridgeOptions::max_inbound`] messages on their way to its runtime and
-//!   refuses the rest (`overloaded`).
+//!   refuses the rest (`overloaded`); the client queues at most 131 072 per
+//!   subscription for the bridge's thread (which takes them without
+//!   waiting) and drops beyond that, counted as
+//!   [`BridgeStats::slow_consumer`]. Those two bounds count messages: the
+//!   memory they hold is at most that many times the maximum payload.
 //! - Refusals come back: a tell the remote side refuses (mailbox full,
 //!   unknown name, not exported, too large, overloaded, shutting down) is
-//!   reported to the sending bridge and counted there by reason
-//!   ([`BridgeStats::refused_remote`]) and at the refusing bridge
-//!   ([`BridgeStats::refused_here`]). A request the remote side refuses ends
-//!   at once for its requester: `unknown-target` for an unknown or unexported
-//!   name (or a node with no bridge listening), `target-failed` for a refusal
-//!   at its mailbox; a request that times out, fails or stops there ends with
+//!   counted by reason at the refusing bridge ([`BridgeStats::refused_here`])
+//!   and reported to the sending bridge, which counts it too
+//!   ([`BridgeStats::refused_remote`]; the report crosses NATS like any
+//!   message, so the refusing side's count is the exact one). A tell to a
+//!   node with no bridge listening is counted as `unknown-target` by its
+//!   sender. A request the remote side refuses ends at once for its
+//!   requester: `unknown-target` for an unknown or unexported name (or a
+//!   node with no bridge listening), `target-failed` for a refusal at its
+//!   mailbox; a request that times out, fails or stops there ends with
 //!   `timeout`, `target-failed`, `target-stopped`.
 //! - Size: a bridge refuses to connect to a server whose maximum payload is
 //!   below the runtime's (plus room for the bridge's headers), so every
 //!   payload the runtime admits can be published: what is too large fails at
-//!   once with `too-large`, at the sender's `send`.
+//!   once with `too-large`, at the sender's `send`. A reply larger than the
+//!   requester's runtime admits ends its request with `target-failed`.
 //! - Disconnects: the client reconnects on its own, without limit. While the
-//!   bridge knows it is disconnected, tells are dead letters of the bridge
+//!   client is disconnected, tells are dead letters of the bridge
 //!   ([`BridgeStats::dead_letters`]) and requests end at once with
 //!   `target-failed` ([`BridgeStats::requests_failed`]); requests in flight
-//!   when the connection is lost end with `target-failed` then. NATS core
-//!   delivers at most once: what the client had handed to its socket when
-//!   the connection broke, before the bridge heard of it, may be lost with
-//!   no notice to either side, and a message published while the remote
-//!   bridge is disconnected is dropped by the server (a request then ends
-//!   by its timeout). Use requests where an answer must be known.
+//!   when the connection is lost end with `target-failed` then.
+//! - Losses: NATS core delivers at most once. What the client had handed to
+//!   its socket when the connection broke, and what the server drops while
+//!   the receiving bridge is away, never arrives. Every tell and request a
+//!   bridge publishes to a node carries its place in that bridge's sequence
+//!   to that node (`Wasmshard-Seq`), so the receiving bridge counts a gap as
+//!   `lost` ([`Reason::Lost`] in its `refused_here`) and reports it to the
+//!   sender, when the next message of the sequence arrives: a loss at the
+//!   very end of a stream is not seen. A tell to a node whose bridge was
+//!   away may be counted twice: as `unknown-target` by the sender when the
+//!   server had no one to give it to, and as `lost` by the receiver once it
+//!   is back. A lost request ends by its requester's timeout. Use requests
+//!   where an answer must be known.
+//! - Shutdown: while its runtime shuts down, a bridge refuses what arrives
+//!   from NATS with `shutting-down` once the drain is over; replies to
+//!   requests held by proxies still reach them during the drain.
 #![deny(missing_docs)]
 
 mod actors;
@@ -93,7 +115,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
 use wasmshard::{Address, Runtime, SpawnError};
 
 use crate::actors::{Completion, Inbound, Ingress, Proxy};
@@ -176,6 +197,11 @@ pub struct BridgeOptions {
     /// Messages from NATS held on their way to the runtime before the bridge
     /// refuses more with `overloaded` (default 65 536).
     pub max_inbound: usize,
+    /// Bytes of messages (payload and 64 for each) the proxies and the
+    /// ingress may hand the bridge's thread ahead of its publishing them; past
+    /// this a proxy's tell is a dead letter of the bridge and its request
+    /// ends with `target-failed` at once (default 64 MiB).
+    pub max_outbound_bytes: usize,
     /// How long the first connection may take (default 5 s).
     pub connect_timeout: Duration,
     /// The longest wait between reconnection attempts (default 1 s).
@@ -189,6 +215,7 @@ impl Default for BridgeOptions {
             cluster: "default".into(),
             ingress: "nats-bridge".into(),
             max_inbound: 65_536,
+            max_outbound_bytes: 64 << 20,
             connect_timeout: Duration::from_secs(5),
             reconnect_delay_max: Duration::from_secs(1),
         }
@@ -246,14 +273,32 @@ pub(crate) enum Out {
         /// How many messages it stands for.
         count: u64,
     },
-    /// Flush what was published and stop.
-    Close,
+}
+
+impl Out {
+    /// What it counts against `max_outbound_bytes`.
+    fn cost(&self) -> usize {
+        64 + match self {
+            Out::Tell { payload, .. } | Out::Request { payload, .. } => payload.len(),
+            Out::Reply {
+                result: Ok(payload),
+                ..
+            } => payload.len(),
+            Out::Reply { .. } | Out::Refusal { .. } => 0,
+        }
+    }
 }
 
 /// What the bridge, its thread and its actors share.
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
-    pub(crate) out: UnboundedSender<Out>,
+    /// To the bridge's thread (bounded by `max_outbound_bytes`, counted in
+    /// `outbound_bytes`).
+    pub(crate) out: tokio::sync::mpsc::UnboundedSender<Out>,
+    pub(crate) outbound_bytes: std::sync::atomic::AtomicUsize,
+    /// Tells the bridge's thread to stop (apart from `out`, so that it is
+    /// heard however full `out` is, even while a publish waits).
+    pub(crate) close: tokio::sync::Notify,
     pub(crate) inbound: Inlet<Inbound>,
     pub(crate) exported: Mutex<HashSet<String>>,
     pub(crate) options: BridgeOptions,
@@ -261,22 +306,47 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Hands `out` to the thread; if it is gone, counts what is lost.
-    pub(crate) fn send_out(&self, out: Out) {
-        if let Err(unsent) = self.out.send(out) {
-            match unsent.0 {
-                Out::Request { .. } => bump(&self.counters.requests_failed),
-                Out::Tell { .. } | Out::Reply { .. } => bump(&self.counters.dead_letters),
-                Out::Refusal { .. } | Out::Close => {}
+    /// Hands `out` to the thread; if it holds all it may or is gone, counts
+    /// what is lost and returns the request it could not take (for its proxy
+    /// to end).
+    pub(crate) fn send_out(&self, out: Out) -> Option<Out> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cost = out.cost();
+        let held = self.outbound_bytes.fetch_add(cost, Relaxed);
+        let unsent = if held + cost > self.options.max_outbound_bytes {
+            self.outbound_bytes.fetch_sub(cost, Relaxed);
+            out
+        } else {
+            match self.out.send(out) {
+                Ok(()) => return None,
+                Err(unsent) => {
+                    self.outbound_bytes.fetch_sub(cost, Relaxed);
+                    unsent.0
+                }
             }
+        };
+        match unsent {
+            Out::Request { .. } => {
+                bump(&self.counters.requests_failed);
+                return Some(unsent);
+            }
+            Out::Tell { .. } | Out::Reply { .. } => bump(&self.counters.dead_letters),
+            Out::Refusal { .. } => {}
         }
+        None
+    }
+
+    /// The thread took `out` off the channel.
+    pub(crate) fn taken(&self, out: &Out) {
+        self.outbound_bytes
+            .fetch_sub(out.cost(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Refuses a tell from NATS: counted here, reported where it says.
     pub(crate) fn refuse(&self, refuse_to: Option<String>, target: String, reason: Reason) {
         self.counters.refused_here(reason);
         if let Some(to) = refuse_to {
-            self.send_out(Out::Refusal {
+            let _ = self.send_out(Out::Refusal {
                 to,
                 target,
                 reason,
@@ -358,6 +428,8 @@ impl Bridge {
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             out,
+            outbound_bytes: Default::default(),
+            close: tokio::sync::Notify::new(),
             inbound: Inlet::new(runtime.handle()),
             exported: Mutex::new(HashSet::new()),
             options,
@@ -366,7 +438,7 @@ impl Bridge {
         let (thread, connection) = thread::start(url, shared.clone(), out_rx)?;
         let max = runtime.max_payload();
         if connection.max_payload < max + wire::HEADER_ROOM {
-            let _ = shared.out.send(Out::Close);
+            shared.close.notify_one();
             let _ = thread.join();
             return Err(BridgeError::PayloadLimit {
                 runtime: max,
@@ -382,7 +454,7 @@ impl Bridge {
         let ingress = match runtime.spawn_native(&name, None, ingress) {
             Ok(address) => address,
             Err(source) => {
-                let _ = shared.out.send(Out::Close);
+                shared.close.notify_one();
                 let _ = thread.join();
                 return Err(BridgeError::Spawn { name, source });
             }
@@ -482,7 +554,7 @@ impl Bridge {
 
     fn shut(&mut self) {
         if let Some(thread) = self.thread.take() {
-            let _ = self.shared.out.send(Out::Close);
+            self.shared.close.notify_one();
             let _ = thread.join();
         }
         // What the ingress never took is lost with the bridge (the ingress

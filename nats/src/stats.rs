@@ -111,10 +111,12 @@ pub struct BridgeStats {
     /// What remote bridges refused of this bridge's tells and requests, or how
     /// its requests ended in error there, by reason.
     pub refused_remote: Refusals,
-    /// What this bridge refused of messages from NATS, by reason.
+    /// What this bridge refused of messages from NATS, by reason, and what
+    /// it found lost on the way ([`Reason::Lost`]).
     pub refused_here: Refusals,
-    /// Tells from local senders that could not be published (the bridge was
-    /// disconnected or closed, or the publish failed).
+    /// Tells from local senders, and replies to remote requesters, that could
+    /// not be published (the client was disconnected, the bridge closed or
+    /// holding all it may, or the publish failed).
     pub dead_letters: u64,
     /// Requests from local requesters ended here with an error: not published
     /// (disconnected, closed), in flight when the connection was lost, or

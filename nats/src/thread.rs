@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use async_nats::connection::State;
 use async_nats::header::HeaderMap;
 use async_nats::{Client, Event, Message, StatusCode};
 use bytes::Bytes;
@@ -23,9 +24,19 @@ use crate::{BridgeError, Out, Shared};
 
 /// Messages the client queues per subscription for this thread (it drops
 /// what comes beyond, reporting each as a slow consumer). This thread takes
-/// them without waiting, so only a thread starved of CPU falls this far
-/// behind; the queue's memory is taken only as it fills.
-const SUBSCRIPTION_CAPACITY: usize = 1 << 20;
+/// them without waiting (handing them to the ingress, or refusing them), so
+/// only a thread starved of CPU falls this far behind; the queue's memory is
+/// taken only as it fills.
+const SUBSCRIPTION_CAPACITY: usize = 1 << 17;
+
+/// A sequence number further ahead of the one expected than this is no loss
+/// but a forged or restarted sequence: the receiver starts over from it.
+const SEQ_WINDOW: u64 = 1 << 20;
+
+/// Sending bridges whose sequences a bridge follows at most (past this it
+/// forgets them all and starts over: no loss is counted falsely, a gap
+/// across that moment goes unseen).
+const MAX_SENDERS: usize = 4096;
 
 /// How long closing waits for what was published to reach the server.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
@@ -114,20 +125,32 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
     };
     let inbox = client.new_inbox();
     let exports = shared.subject(&shared.node, "*");
-    let replies = format!("{inbox}.*");
+    let replies = format!("{inbox}.>");
     let mut subscriptions = Vec::new();
+    let limit = shared.options.connect_timeout;
     for subject in [exports, replies] {
-        match client.subscribe(subject.clone()).await {
-            Ok(s) => subscriptions.push(s),
-            Err(source) => {
+        match tokio::time::timeout(limit, client.subscribe(subject.clone())).await {
+            Ok(Ok(s)) => subscriptions.push(s),
+            Ok(Err(source)) => {
                 let _ = ready.send(Err(BridgeError::Subscribe { subject, source }));
+                return;
+            }
+            Err(_) => {
+                let _ = ready.send(Err(BridgeError::Closed));
                 return;
             }
         }
     }
     // The subscriptions reach the server before anyone is told the bridge is
     // up: a message published to an exported actor from then on is taken.
-    let _ = client.flush().await;
+    if !matches!(
+        tokio::time::timeout(limit, client.flush()).await,
+        Ok(Ok(()))
+    ) {
+        let source = async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut);
+        let _ = ready.send(Err(BridgeError::Connect { url, source }));
+        return;
+    }
     shared.counters.connected.store(true, Ordering::Relaxed);
     let max_payload = client.server_info().max_payload;
     if ready.send(Ok(Connection { max_payload })).is_err() {
@@ -169,25 +192,34 @@ impl Thread {
     async fn serve(
         &mut self,
         mut out: UnboundedReceiver<Out>,
-        mut events: UnboundedReceiver<Event>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
         mut exports: async_nats::Subscriber,
         mut replies: async_nats::Subscriber,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let shared = self.shared.clone();
         loop {
+            // No branch is preferred (tokio picks at random among the ready
+            // ones): a flood one way does not starve the other.
             tokio::select! {
-                    biased;
+                () = shared.close.notified() => break,
                 Some(event) = events.recv() => self.event(event),
-                // What arrives first, and it never waits: the client's
-                // subscription queues stay short (a full one drops).
                 Some(message) = replies.next() => self.reply(message),
                 Some(message) = exports.next() => self.inbound(message),
-                next = out.recv() => match next {
-                    Some(Out::Close) | None => break,
-                    Some(item) => self.publish(item).await,
-                },
+                Some(item) = out.recv() => {
+                    shared.taken(&item);
+                    self.publish(item).await;
+                }
                 _ = sweep.tick() => self.sweep(),
             }
+        }
+        // What the actors handed over and this thread did not publish is
+        // counted (tells, replies) or ended (requests): nothing is dropped
+        // with the channel.
+        out.close();
+        while let Ok(item) = out.try_recv() {
+            shared.taken(&item);
+            self.unsent(item);
         }
         // What was published reaches the server, unless it is away: then
         // closing does not wait for it.
@@ -199,8 +231,10 @@ impl Thread {
             .store(false, Ordering::Relaxed);
     }
 
-    fn connected(&self) -> bool {
-        self.shared.counters.connected.load(Ordering::Relaxed)
+    /// Whether the client is connected now (its own state: the event that
+    /// says so may come later).
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
     }
 
     fn event(&mut self, event: Event) {
@@ -238,38 +272,62 @@ impl Thread {
     fn fail_waiting(&mut self) {
         for (_, w) in self.waiting.drain() {
             bump(&self.shared.counters.requests_failed);
-            let _ = w.back.push(Completion {
-                id: w.id,
-                result: Err(RequestError::TargetFailed),
-                remote: false,
-            });
+            complete(&w.back, w.id, Err(RequestError::TargetFailed), false);
+        }
+    }
+
+    /// What could not be published: a tell or a reply is a dead letter of
+    /// the bridge, a request ends with `target-failed`.
+    fn unsent(&self, item: Out) {
+        let counters = &self.shared.counters;
+        match item {
+            Out::Tell { .. } | Out::Reply { .. } => bump(&counters.dead_letters),
+            Out::Request { id, back, .. } => {
+                bump(&counters.requests_failed);
+                complete(&back, id, Err(RequestError::TargetFailed), false);
+            }
+            Out::Refusal { .. } => {}
+        }
+    }
+
+    /// Awaits a publish unless the bridge is closing (the client may hold it
+    /// while it reconnects): whether it was handed to the client.
+    async fn guarded<E>(&self, publish: impl Future<Output = Result<(), E>>) -> bool {
+        tokio::select! {
+            published = publish => published.is_ok(),
+            () = self.shared.close.notified() => {
+                // For the loop, which ends on it.
+                self.shared.close.notify_one();
+                false
+            }
         }
     }
 
     async fn publish(&mut self, item: Out) {
+        if !self.is_connected() {
+            return self.unsent(item);
+        }
         let shared = self.shared.clone();
         let counters = &shared.counters;
         match item {
             Out::Tell { subject, payload } => {
                 let mut headers = HeaderMap::new();
                 headers.insert(KIND, "tell");
-                let sent = self.connected()
-                    && self.sequence(&subject, &mut headers)
-                    && self
-                        .client
-                        .publish_with_reply_and_headers(
-                            subject.to_string(),
-                            self.refusals.clone(),
-                            headers,
-                            payload,
-                        )
-                        .await
-                        .is_ok();
-                bump(if sent {
-                    &counters.tells_out
+                let node = self.number(&subject, &mut headers);
+                let sent = self
+                    .guarded(self.client.publish_with_reply_and_headers(
+                        subject.to_string(),
+                        self.refusals.clone(),
+                        headers,
+                        payload,
+                    ))
+                    .await;
+                if sent {
+                    bump(&counters.tells_out);
                 } else {
-                    &counters.dead_letters
-                });
+                    self.unnumber(&node);
+                    bump(&counters.dead_letters);
+                }
             }
             Out::Request {
                 subject,
@@ -282,44 +340,35 @@ impl Thread {
                 self.next += 1;
                 let mut headers = HeaderMap::new();
                 headers.insert(TIMEOUT_NS, timeout.as_nanos().to_string().as_str());
-                let sent = self.connected()
-                    && self.sequence(&subject, &mut headers)
-                    && self
-                        .client
-                        .publish_with_reply_and_headers(
-                            subject.to_string(),
-                            format!("{}.{seq}", self.inbox),
-                            headers,
-                            payload,
-                        )
-                        .await
-                        .is_ok();
+                let node = self.number(&subject, &mut headers);
+                let sent = self
+                    .guarded(self.client.publish_with_reply_and_headers(
+                        subject.to_string(),
+                        format!("{}.{seq}", self.inbox),
+                        headers,
+                        payload,
+                    ))
+                    .await;
                 if sent {
                     bump(&counters.requests_out);
                     let expires = Instant::now() + timeout + Duration::from_secs(1);
                     self.waiting.insert(seq, Waiting { id, back, expires });
                 } else {
+                    self.unnumber(&node);
                     bump(&counters.requests_failed);
-                    let _ = back.push(Completion {
-                        id,
-                        result: Err(RequestError::TargetFailed),
-                        remote: false,
-                    });
+                    complete(&back, id, Err(RequestError::TargetFailed), false);
                 }
             }
             Out::Reply { to, result } => {
-                let sent = self.connected()
-                    && match result {
-                        Ok(payload) => self.client.publish(to, payload).await.is_ok(),
-                        Err(reason) => {
-                            let mut headers = HeaderMap::new();
-                            headers.insert(ERROR, reason.name());
-                            self.client
-                                .publish_with_headers(to, headers, Bytes::new())
-                                .await
-                                .is_ok()
-                        }
-                    };
+                let sent = match result {
+                    Ok(payload) => self.guarded(self.client.publish(to, payload)).await,
+                    Err(reason) => {
+                        let mut headers = HeaderMap::new();
+                        headers.insert(ERROR, reason.name());
+                        self.guarded(self.client.publish_with_headers(to, headers, Bytes::new()))
+                            .await
+                    }
+                };
                 bump(if sent {
                     &counters.replies_out
                 } else {
@@ -332,26 +381,21 @@ impl Thread {
                 reason,
                 count,
             } => {
-                if self.connected() {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(ERROR, reason.name());
-                    headers.insert(TARGET, target.as_str());
-                    if count != 1 {
-                        headers.insert(COUNT, count.to_string().as_str());
-                    }
-                    let _ = self
-                        .client
-                        .publish_with_headers(to, headers, Bytes::new())
-                        .await;
+                let mut headers = HeaderMap::new();
+                headers.insert(ERROR, reason.name());
+                headers.insert(TARGET, target.as_str());
+                if count != 1 {
+                    headers.insert(COUNT, count.to_string().as_str());
                 }
+                self.guarded(self.client.publish_with_headers(to, headers, Bytes::new()))
+                    .await;
             }
-            Out::Close => {}
         }
     }
 
-    /// Numbers a message about to be published to `subject` (true: it is
-    /// published next, so the number is spent).
-    fn sequence(&mut self, subject: &str, headers: &mut HeaderMap) -> bool {
+    /// Numbers a message about to be published to `subject`; returns its
+    /// node's key (to give the number back if the publish fails).
+    fn number(&mut self, subject: &str, headers: &mut HeaderMap) -> String {
         let node = subject.rsplit_once('.').map_or(subject, |(node, _)| node);
         let next = match self.sequences.get_mut(node) {
             Some(next) => next,
@@ -359,7 +403,14 @@ impl Thread {
         };
         headers.insert(SEQ, next.to_string().as_str());
         *next += 1;
-        true
+        node.to_owned()
+    }
+
+    /// The last number given for `node` was not published after all.
+    fn unnumber(&mut self, node: &str) {
+        if let Some(next) = self.sequences.get_mut(node) {
+            *next -= 1;
+        }
     }
 
     /// Checks a message's place in its sender's sequence: a gap is what NATS
@@ -378,12 +429,30 @@ impl Thread {
         let Some((sender, _)) = reply.as_str().rsplit_once('.') else {
             return;
         };
+        let Some(after) = seq.checked_add(1) else {
+            return;
+        };
+        if !self.expected.contains_key(sender) && self.expected.len() >= MAX_SENDERS {
+            self.expected.clear();
+        }
         let expected = match self.expected.get_mut(sender) {
             Some(expected) => expected,
             None => self.expected.entry(sender.to_owned()).or_insert(seq),
         };
-        let lost = seq.saturating_sub(*expected);
-        *expected = (*expected).max(seq + 1);
+        if seq < *expected {
+            // Behind: not from this sequence (NATS does not reorder one
+            // publisher's messages); nothing to count.
+            return;
+        }
+        let lost = seq - *expected;
+        *expected = after;
+        if lost > SEQ_WINDOW {
+            log::warn!(
+                "nats bridge of node {}: sequence of {sender} jumped by {lost}; following it from there",
+                self.shared.node
+            );
+            return;
+        }
         if lost > 0 {
             self.shared.counters.lost_here(Reason::Lost, lost);
             self.shared.send_out(Out::Refusal {
@@ -428,6 +497,9 @@ impl Thread {
         if !self.is_exported(&name) {
             return refuse(Reason::Denied);
         }
+        if !self.shared.inbound.is_open() {
+            return refuse(Reason::ShuttingDown);
+        }
         if self.shared.inbound.len() >= self.shared.options.max_inbound {
             return refuse(Reason::Overloaded);
         }
@@ -448,14 +520,15 @@ impl Thread {
             Inbound::Request {
                 name: name.clone(),
                 payload: message.payload.clone(),
-                timeout,
+                // The time it waits in the queue counts against it.
+                deadline: std::time::Instant::now().checked_add(timeout),
                 reply: reply.clone().unwrap_or_default(),
             }
         };
         if self.shared.inbound.push(item).is_err() {
-            // The runtime is shutting down: the item stays queued for the
-            // ingress, which may still take it; the bridge counts what is
-            // left when it closes.
+            // The runtime stopped taking sends just now: the item stays
+            // queued for the ingress, which may still take it; the bridge
+            // counts what is left when it closes.
         }
     }
 
@@ -477,18 +550,25 @@ impl Thread {
             .rsplit('.')
             .next()
             .unwrap_or_default();
+        let no_responders = message.status == Some(StatusCode::NO_RESPONDERS);
         let error = message
             .headers
             .as_ref()
             .and_then(|h| h.get(ERROR))
             .map(|v| Reason::parse(v.as_str()));
         if last == "refused" {
+            if no_responders {
+                // A tell to a node with no bridge listening.
+                counters.refused_remote(Reason::UnknownTarget, 1);
+                return;
+            }
             let count = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(COUNT))
                 .and_then(|v| v.as_str().parse().ok())
-                .unwrap_or(1);
+                .unwrap_or(1u64)
+                .min(SEQ_WINDOW);
             counters.refused_remote(error.unwrap_or(Reason::Refused), count);
             return;
         }
@@ -496,7 +576,7 @@ impl Thread {
             bump(&counters.late_replies);
             return;
         };
-        let (result, remote) = if message.status == Some(StatusCode::NO_RESPONDERS) {
+        let (result, remote) = if no_responders {
             // No bridge listens on that node's subjects.
             bump(&counters.requests_failed);
             (Err(RequestError::UnknownTarget), false)
@@ -506,11 +586,7 @@ impl Thread {
         } else {
             (Ok(message.payload), true)
         };
-        let _ = w.back.push(Completion {
-            id: w.id,
-            result,
-            remote,
-        });
+        complete(&w.back, w.id, result, remote);
     }
 
     /// Forgets requests whose requesters stopped waiting long ago.
@@ -518,4 +594,11 @@ impl Thread {
         let now = Instant::now();
         self.waiting.retain(|_, w| w.expires > now);
     }
+}
+
+/// Hands the end of request `id` to its proxy.
+fn complete(back: &Inlet<Completion>, id: u64, result: Result<Bytes, RequestError>, remote: bool) {
+    // Refused only once the runtime takes no more sends: its shutdown ends
+    // the request then.
+    let _ = back.push(Completion { id, result, remote });
 }

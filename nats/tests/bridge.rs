@@ -262,10 +262,12 @@ fn remote_deadlines_failures_and_refusals_end_requests_once() {
         Some(Err(RequestError::UnknownTarget))
     );
     p.b.send(hidden, b"tell").unwrap();
-    eventually("the tell's refusal", || {
-        p.bridge_b.stats().refused_remote.get(Reason::Denied) == 2
+    // An empty tell from the host is a message like any (not a wake-up).
+    p.b.send(hidden, b"").unwrap();
+    eventually("the tells' refusals", || {
+        p.bridge_b.stats().refused_remote.get(Reason::Denied) == 3
     });
-    assert_eq!(p.bridge_a.stats().refused_here.get(Reason::Denied), 2);
+    assert_eq!(p.bridge_a.stats().refused_here.get(Reason::Denied), 3);
 
     // A node with no bridge: no responders, `unknown-target` at once.
     let nowhere = p.bridge_b.import(&p.b, "responder", "z").unwrap();
@@ -517,9 +519,102 @@ fn plain_nats_clients_and_sequence_gaps() {
         assert_eq!(headers.get("Wasmshard-Error").unwrap().as_str(), "lost");
         assert_eq!(headers.get("Wasmshard-Count").unwrap().as_str(), "3");
         assert_eq!(headers.get("Wasmshard-Target").unwrap().as_str(), "sink");
+        // Forged numbers: the largest, a jump far ahead, garbage, a forged
+        // refusal count. None panics the bridge or counts a loss.
+        for (reply, seq) in [
+            ("_INBOX.forged.refused", u64::MAX.to_string()),
+            ("_INBOX.peer.refused", (u64::MAX / 2).to_string()),
+            ("_INBOX.peer.refused", "-1".to_string()),
+            ("nodots", "7".to_string()),
+        ] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Wasmshard-Kind", "tell");
+            headers.insert("Wasmshard-Seq", seq.as_str());
+            client
+                .publish_with_reply_and_headers(
+                    "wasmshard.default.a.sink",
+                    reply,
+                    headers,
+                    200u64.to_le_bytes().to_vec().into(),
+                )
+                .await
+                .unwrap();
+        }
+        let reply = client
+            .request("wasmshard.default.a.responder", "xy".into())
+            .await
+            .unwrap();
+        assert_eq!(&reply.payload[..], b"yx", "the bridge still serves");
     });
-    eventually("four tells", || seen.count.load(Ordering::Relaxed) == 4);
+    eventually("eight tells", || seen.count.load(Ordering::Relaxed) == 8);
     let stats = bridge.stats();
     assert_eq!(stats.refused_here.get(Reason::Lost), 3);
-    assert_eq!((stats.tells_in, stats.requests_in), (4, 1));
+    assert_eq!((stats.tells_in, stats.requests_in), (8, 2));
+}
+
+/// Closing a bridge whose server is gone returns promptly, and what its
+/// proxies handed it that it never published is counted, not dropped.
+#[test]
+fn closing_without_a_server_is_prompt_and_counts_what_it_held() {
+    let Some(mut server) = Server::start("closing_without_a_server_is_prompt") else {
+        return;
+    };
+    let b = runtime();
+    let bridge = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let proxy = bridge.import(&b, "sink", "a").unwrap();
+    server.stop();
+    for seq in 0..1_000u64 {
+        send_waiting(&b, proxy, &seq.to_le_bytes());
+    }
+    let pending = b.request(proxy, b"q", Duration::from_secs(60)).unwrap();
+    assert!(b.wait_idle(Duration::from_secs(10)) || pending.try_get().is_some());
+    let started = std::time::Instant::now();
+    let stats = bridge.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closing took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        pending.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    // Published before the client knew, or counted: nothing else.
+    assert_eq!(
+        stats.tells_out + stats.dead_letters + stats.refused_remote.total(),
+        1_000,
+        "{stats:?}"
+    );
+    assert_eq!(stats.requests_failed, 1);
+    // After the bridge is closed, its proxy counts what it takes.
+    b.send(proxy, b"late").unwrap();
+    assert!(b.wait_idle(Duration::from_secs(10)));
+    assert_eq!(b.shutdown().dead_letter_count, 0);
+}
+
+/// A runtime that shuts down under a live bridge: once its drain is over,
+/// what arrives from NATS is refused as `shutting-down`, and a remote
+/// request to it ends at once.
+#[test]
+fn a_runtime_shut_down_under_its_bridge_refuses_what_arrives() {
+    let Some(server) = Server::start("a_runtime_shut_down_under_its_bridge") else {
+        return;
+    };
+    let p = pair(&server);
+    let Pair {
+        a,
+        b,
+        bridge_a,
+        bridge_b,
+        proxy,
+        ..
+    } = p;
+    a.shutdown();
+    let r = b.request(proxy, b"ab", Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        r.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    assert_eq!(bridge_a.stats().refused_here.get(Reason::ShuttingDown), 1);
+    assert_eq!(bridge_b.stats().refused_remote.get(Reason::ShuttingDown), 1);
 }
