@@ -204,10 +204,35 @@ fn a_bad_manifest_is_refused_clearly() {
             "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 9223372036854775807\n[[send]]\nto = \"a\"\npayload = \"x\"\nrepeat = 2\n",
             "repeats add up",
         ),
+        // The bridge's tables.
+        (
+            "[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[export]]\nname = \"a\"\n",
+            "need a [nats] table",
+        ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[import]]\nname = \"c\"\nnode = \"a\"\n[[import]]\nname = \"c\"\nnode = \"a\"\n",
+            "`c@a` is imported twice",
+        ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\nqueit-ms = 5\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+            "queit-ms",
+        ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"c@a\"\npayload = \"x\"\n",
+            "no [[actor]] or [[import]]",
+        ),
+        // Well-formed, but no server there: the run cannot start, and says why.
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\n[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/counter.wat\"\n",
+            "cannot connect to the NATS server at nats://127.0.0.1:1",
+        ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b.c\"\n[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/counter.wat\"\n",
+            "node `b.c` cannot be part of a NATS subject",
+        ),
     ];
     for (i, (text, expect)) in cases.iter().enumerate() {
-        let path = dir.join(format!("bad{i}.toml"));
-        std::fs::write(&path, text).unwrap();
+        let path = manifest(&dir, &format!("bad{i}.toml"), text);
         let out = wasmshard(&["run", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "case {i} should fail: {stderr}");

@@ -65,6 +65,16 @@
 //!   waiting) and drops beyond that, counted as
 //!   [`BridgeStats::slow_consumer`]. Those two bounds count messages: the
 //!   memory they hold is at most that many times the maximum payload.
+//! - Flow control: NATS core has none (a fast publisher overruns a slower
+//!   subscriber, and the server or client drops what does not fit). A bridge
+//!   has at most 4 096 messages to one node published and not acknowledged;
+//!   the receiving bridge acknowledges every 512th once its queue toward the
+//!   runtime has taken nearly all that came, and the sender holds what comes
+//!   next meanwhile (within [`BridgeOptions::max_outbound_bytes`]; an
+//!   acknowledgement that does not come within 2 s is given up on). What a
+//!   remote target's mailbox refuses is still refused (`mailbox-full`,
+//!   counted and reported): the ingress delivers at the pace the window
+//!   allows, and a target slower than that refuses part of it.
 //! - Refusals come back: a tell the remote side refuses (mailbox full,
 //!   unknown name, not exported, too large, overloaded, shutting down) is
 //!   counted by reason at the refusing bridge ([`BridgeStats::refused_here`])
@@ -336,7 +346,14 @@ impl Shared {
         None
     }
 
-    /// The thread took `out` off the channel.
+    /// The thread holds `out` (a full window) after taking it: it counts
+    /// again until published.
+    pub(crate) fn hold(&self, out: &Out) {
+        self.outbound_bytes
+            .fetch_add(out.cost(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The thread took `out` off the channel (or out of a window).
     pub(crate) fn taken(&self, out: &Out) {
         self.outbound_bytes
             .fetch_sub(out.cost(), std::sync::atomic::Ordering::Relaxed);

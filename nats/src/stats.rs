@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::wire::Reason;
 
 /// How many reasons there are (the index of a reason in [`Refusals`]).
-const REASONS: usize = 12;
+const REASONS: usize = Reason::ALL.len();
 
 fn index(reason: Reason) -> usize {
     match reason {
@@ -28,7 +28,7 @@ fn index(reason: Reason) -> usize {
 mod tests {
     #[test]
     fn every_reason_has_its_own_index() {
-        for (i, reason) in super::ALL.into_iter().enumerate() {
+        for (i, reason) in super::Reason::ALL.into_iter().enumerate() {
             assert_eq!(super::index(reason), i);
         }
     }
@@ -39,27 +39,11 @@ mod tests {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Refusals([u64; REASONS]);
 
-/// Every reason, in index order.
-const ALL: [Reason; REASONS] = [
-    Reason::MailboxFull,
-    Reason::UnknownTarget,
-    Reason::Denied,
-    Reason::TooLarge,
-    Reason::Overloaded,
-    Reason::ShuttingDown,
-    Reason::Refused,
-    Reason::Timeout,
-    Reason::TargetFailed,
-    Reason::TargetStopped,
-    Reason::Malformed,
-    Reason::Lost,
-];
-
 impl serde::Serialize for Refusals {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(None)?;
-        for reason in ALL {
+        for reason in Reason::ALL {
             let n = self.get(reason);
             if n > 0 {
                 map.serialize_entry(reason.name(), &n)?;

@@ -2,7 +2,7 @@
 //! runtime, publishing what the proxies hand it, handing what arrives to the
 //! ingress, and matching replies to the requests it published.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use wasmshard::RequestError;
 use crate::actors::{Completion, Inbound};
 use crate::inlet::Inlet;
 use crate::stats::bump;
-use crate::wire::{COUNT, ERROR, KIND, PLAIN_REQUEST_TIMEOUT, Reason, SEQ, TARGET, TIMEOUT_NS};
+use crate::wire::{
+    ACK, COUNT, ERROR, KIND, NODE, PLAIN_REQUEST_TIMEOUT, Reason, SEQ, TARGET, TIMEOUT_NS,
+};
 use crate::{BridgeError, Out, Shared};
 
 /// Messages the client queues per subscription for this thread (it drops
@@ -37,6 +39,22 @@ const SEQ_WINDOW: u64 = 1 << 20;
 /// forgets them all and starts over: no loss is counted falsely, a gap
 /// across that moment goes unseen).
 const MAX_SENDERS: usize = 4096;
+
+/// What one bridge may have published to one node and not heard acknowledged
+/// (tells and requests): beyond it, it holds what comes next until an
+/// acknowledgement comes (NATS core has no flow control of its own: a fast
+/// publisher overruns a slower receiver, which then loses messages).
+const WINDOW: u64 = 4096;
+
+/// The receiver acknowledges every message whose number is one less than a
+/// multiple of this (once its queue toward the runtime holds no more than
+/// this).
+const ACK_EVERY: u64 = 512;
+
+/// A sender that has held messages this long without an acknowledgement (it
+/// was lost with a disconnect, or the receiver went away) goes on as if it had
+/// come: the receiver counts a gap, if there is one.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long closing waits for what was published to reach the server.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
@@ -159,7 +177,7 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
     let replies = subscriptions.pop().expect("two subscriptions");
     let exports = subscriptions.pop().expect("two subscriptions");
     let mut bridge = Thread {
-        shared,
+        shared: shared.clone(),
         client,
         refusals: format!("{inbox}.refused"),
         inbox,
@@ -167,6 +185,10 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
         next: 0,
         sequences: HashMap::new(),
         expected: HashMap::new(),
+        windows: HashMap::new(),
+        owed: Vec::new(),
+        node_key: node_of(&shared.subject(&shared.node, "-")).to_owned(),
+        dirty: false,
     };
     bridge.serve(out, events_rx, exports, replies).await;
 }
@@ -186,6 +208,25 @@ struct Thread {
     /// The next sequence number expected from each sending bridge (keyed by
     /// its inbox).
     expected: HashMap<String, u64>,
+    /// What each node has acknowledged of this bridge's sequence to it, and
+    /// what waits for its acknowledgement (keyed as `sequences`).
+    windows: HashMap<String, Window>,
+    /// Acknowledgements owed to senders: (their inbox, the number).
+    owed: Vec<(String, u64)>,
+    /// This node's key in others' windows (`<prefix>.<cluster>.<node>`).
+    node_key: String,
+    /// A window may have room for what it holds.
+    dirty: bool,
+}
+
+/// One node's side of this bridge's flow control.
+struct Window {
+    /// Every number below this is acknowledged.
+    acked: u64,
+    /// Tells and requests waiting for room, in order.
+    held: VecDeque<Out>,
+    /// The last acknowledgement (or the start).
+    heard: Instant,
 }
 
 impl Thread {
@@ -196,7 +237,8 @@ impl Thread {
         mut exports: async_nats::Subscriber,
         mut replies: async_nats::Subscriber,
     ) {
-        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(Duration::from_millis(250));
+        let mut owed = tokio::time::interval(Duration::from_millis(10));
         let shared = self.shared.clone();
         loop {
             // No branch is preferred (tokio picks at random among the ready
@@ -211,6 +253,16 @@ impl Thread {
                     self.publish(item).await;
                 }
                 _ = sweep.tick() => self.sweep(),
+                _ = owed.tick(), if !self.owed.is_empty() => {}
+            }
+            if self.dirty {
+                self.release().await;
+            }
+            // Acknowledged once the ingress has taken nearly all that came:
+            // a receiver slower than its senders slows them, rather than
+            // refusing what its queue or its actors' mailboxes cannot hold.
+            if !self.owed.is_empty() && self.shared.inbound.len() <= ACK_EVERY as usize {
+                self.acknowledge().await;
             }
         }
         // What the actors handed over and this thread did not publish is
@@ -218,6 +270,15 @@ impl Thread {
         // with the channel.
         out.close();
         while let Ok(item) = out.try_recv() {
+            shared.taken(&item);
+            self.unsent(item);
+        }
+        let held: Vec<Out> = self
+            .windows
+            .values_mut()
+            .flat_map(|w| w.held.drain(..))
+            .collect();
+        for item in held {
             shared.taken(&item);
             self.unsent(item);
         }
@@ -245,6 +306,12 @@ impl Thread {
                     bump(&counters.disconnects);
                 }
                 self.fail_waiting();
+                // Acknowledgements on the way are lost with the connection:
+                // what is held goes (or is counted) without them.
+                for (node, w) in &mut self.windows {
+                    w.acked = self.sequences.get(node).copied().unwrap_or(0);
+                }
+                self.dirty = true;
             }
             Event::Connected => {
                 if !counters.connected.swap(true, Ordering::Relaxed) {
@@ -303,7 +370,81 @@ impl Thread {
         }
     }
 
+    /// Publishes `item`, or holds it while its node's window is full (what
+    /// a window holds keeps its place in the outbound bytes).
     async fn publish(&mut self, item: Out) {
+        let subject = match &item {
+            Out::Tell { subject, .. } | Out::Request { subject, .. } => subject.clone(),
+            _ => return self.send_now(item).await,
+        };
+        let node = node_of(&subject);
+        let next = self.sequences.get(node).copied().unwrap_or(0);
+        let w = match self.windows.get_mut(node) {
+            Some(w) => w,
+            None => self.windows.entry(node.to_owned()).or_insert(Window {
+                acked: next,
+                held: VecDeque::new(),
+                heard: Instant::now(),
+            }),
+        };
+        if !w.held.is_empty() || next - w.acked >= WINDOW {
+            if w.held.is_empty() {
+                w.heard = Instant::now();
+            }
+            self.shared.hold(&item);
+            w.held.push_back(item);
+            return;
+        }
+        self.send_now(item).await;
+    }
+
+    /// Publishes what the windows hold, as far as they have room.
+    async fn release(&mut self) {
+        self.dirty = false;
+        let nodes: Vec<String> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| !w.held.is_empty())
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in nodes {
+            loop {
+                let next = self.sequences.get(&node).copied().unwrap_or(0);
+                let Some(w) = self.windows.get_mut(&node) else {
+                    break;
+                };
+                if next - w.acked >= WINDOW {
+                    break;
+                }
+                let Some(item) = w.held.pop_front() else {
+                    break;
+                };
+                self.shared.taken(&item);
+                self.send_now(item).await;
+            }
+        }
+    }
+
+    /// Publishes the acknowledgements owed.
+    async fn acknowledge(&mut self) {
+        for (sender, seq) in std::mem::take(&mut self.owed) {
+            if !self.is_connected() {
+                break;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(SEQ, seq.to_string().as_str());
+            headers.insert(NODE, self.node_key.as_str());
+            self.guarded(self.client.publish_with_headers(
+                format!("{sender}.ack"),
+                headers,
+                Bytes::new(),
+            ))
+            .await;
+        }
+    }
+
+    /// Publishes `item` now (or counts it, disconnected).
+    async fn send_now(&mut self, item: Out) {
         if !self.is_connected() {
             return self.unsent(item);
         }
@@ -396,12 +537,15 @@ impl Thread {
     /// Numbers a message about to be published to `subject`; returns its
     /// node's key (to give the number back if the publish fails).
     fn number(&mut self, subject: &str, headers: &mut HeaderMap) -> String {
-        let node = subject.rsplit_once('.').map_or(subject, |(node, _)| node);
+        let node = node_of(subject);
         let next = match self.sequences.get_mut(node) {
             Some(next) => next,
             None => self.sequences.entry(node.to_owned()).or_insert(0),
         };
         headers.insert(SEQ, next.to_string().as_str());
+        if *next % ACK_EVERY == ACK_EVERY - 1 {
+            headers.insert(ACK, "1");
+        }
         *next += 1;
         node.to_owned()
     }
@@ -464,6 +608,28 @@ impl Thread {
         }
     }
 
+    /// Notes the acknowledgement a message asks for (sent once the queue
+    /// toward the runtime has room).
+    fn owe(&mut self, message: &Message) {
+        let Some(headers) = message.headers.as_ref() else {
+            return;
+        };
+        if headers.get(ACK).is_none() || self.owed.len() >= MAX_SENDERS {
+            return;
+        }
+        let (Some(reply), Some(seq)) = (
+            message.reply.as_ref(),
+            headers
+                .get(SEQ)
+                .and_then(|v| v.as_str().parse::<u64>().ok()),
+        ) else {
+            return;
+        };
+        if let Some((sender, _)) = reply.as_str().rsplit_once('.') {
+            self.owed.push((sender.to_owned(), seq));
+        }
+    }
+
     /// A message for an exported actor.
     fn inbound(&mut self, message: Message) {
         let name = message
@@ -481,6 +647,7 @@ impl Thread {
                 .map(|v| v.as_str().to_owned())
         };
         self.in_sequence(&message, &name);
+        self.owe(&message);
         let is_tell = header(KIND).as_deref() == Some("tell") || message.reply.is_none();
         let reply = message.reply.as_ref().map(|r| r.as_str().to_owned());
         let refuse = |reason: Reason| {
@@ -556,6 +723,26 @@ impl Thread {
             .as_ref()
             .and_then(|h| h.get(ERROR))
             .map(|v| Reason::parse(v.as_str()));
+        if last == "ack" {
+            let header = |key| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(key))
+                    .map(|v| v.as_str().to_owned())
+            };
+            if let (Some(node), Some(seq)) = (
+                header(NODE),
+                header(SEQ).and_then(|v| v.parse::<u64>().ok()),
+            ) && let Some(w) = self.windows.get_mut(&node)
+            {
+                let next = self.sequences.get(&node).copied().unwrap_or(0);
+                w.acked = w.acked.max(seq.saturating_add(1).min(next));
+                w.heard = Instant::now();
+                self.dirty = true;
+            }
+            return;
+        }
         if last == "refused" {
             if no_responders {
                 // A tell to a node with no bridge listening.
@@ -589,11 +776,24 @@ impl Thread {
         complete(&w.back, w.id, result, remote);
     }
 
-    /// Forgets requests whose requesters stopped waiting long ago.
+    /// Forgets requests whose requesters stopped waiting long ago; goes on
+    /// past acknowledgements that do not come.
     fn sweep(&mut self) {
         let now = Instant::now();
         self.waiting.retain(|_, w| w.expires > now);
+        for (node, w) in &mut self.windows {
+            if !w.held.is_empty() && now.duration_since(w.heard) > ACK_TIMEOUT {
+                w.acked = self.sequences.get(node).copied().unwrap_or(0);
+                w.heard = now;
+                self.dirty = true;
+            }
+        }
     }
+}
+
+/// The key of `subject`'s node: the subject less the actor's name.
+fn node_of(subject: &str) -> &str {
+    subject.rsplit_once('.').map_or(subject, |(node, _)| node)
 }
 
 /// Hands the end of request `id` to its proxy.

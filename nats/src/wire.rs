@@ -18,6 +18,11 @@ pub(crate) const TARGET: &str = "Wasmshard-Target";
 /// one node (tells and requests), from 0: a gap at the receiving bridge is
 /// what NATS lost on the way.
 pub(crate) const SEQ: &str = "Wasmshard-Seq";
+/// Header: the receiver is asked to acknowledge this message (flow control).
+pub(crate) const ACK: &str = "Wasmshard-Ack";
+/// Header: on an acknowledgement, the acknowledging node's key
+/// (`<prefix>.<cluster>.<node>`).
+pub(crate) const NODE: &str = "Wasmshard-Node";
 /// Header: how many messages a refusal stands for (absent: one).
 pub(crate) const COUNT: &str = "Wasmshard-Count";
 
@@ -80,26 +85,29 @@ impl Reason {
         }
     }
 
+    /// Every reason.
+    pub const ALL: [Reason; 12] = [
+        Reason::MailboxFull,
+        Reason::UnknownTarget,
+        Reason::Denied,
+        Reason::TooLarge,
+        Reason::Overloaded,
+        Reason::ShuttingDown,
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::TargetFailed,
+        Reason::TargetStopped,
+        Reason::Malformed,
+        Reason::Lost,
+    ];
+
     /// The reason named `name` (an unknown name is `Refused`: a newer remote
     /// bridge may know more reasons).
     pub(crate) fn parse(name: &str) -> Reason {
-        [
-            Reason::MailboxFull,
-            Reason::UnknownTarget,
-            Reason::Denied,
-            Reason::TooLarge,
-            Reason::Overloaded,
-            Reason::ShuttingDown,
-            Reason::Refused,
-            Reason::Timeout,
-            Reason::TargetFailed,
-            Reason::TargetStopped,
-            Reason::Malformed,
-            Reason::Lost,
-        ]
-        .into_iter()
-        .find(|r| r.name() == name)
-        .unwrap_or(Reason::Refused)
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .unwrap_or(Reason::Refused)
     }
 
     /// The reason for a send the runtime refused.
@@ -169,20 +177,7 @@ mod tests {
 
     #[test]
     fn reasons_round_trip_through_their_names() {
-        for r in [
-            Reason::MailboxFull,
-            Reason::UnknownTarget,
-            Reason::Denied,
-            Reason::TooLarge,
-            Reason::Overloaded,
-            Reason::ShuttingDown,
-            Reason::Refused,
-            Reason::Timeout,
-            Reason::TargetFailed,
-            Reason::TargetStopped,
-            Reason::Malformed,
-            Reason::Lost,
-        ] {
+        for r in Reason::ALL {
             assert_eq!(Reason::parse(r.name()), r);
         }
         assert_eq!(Reason::parse("from-the-future"), Reason::Refused);

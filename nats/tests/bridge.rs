@@ -131,6 +131,21 @@ impl NativeActor for Responder {
     }
 }
 
+/// Node a: `sink` (a [`Seen`]) and `responder`, both exported.
+fn node_a(server: &Server) -> (Runtime, Bridge, Seen, Arc<Mutex<Vec<Duration>>>) {
+    let a = runtime();
+    let seen = Seen::default();
+    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
+    let remaining = Arc::new(Mutex::new(Vec::new()));
+    let r = remaining.clone();
+    a.spawn_native("responder", Some(0), Responder { remaining: r })
+        .unwrap();
+    let bridge = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge.export("sink").unwrap();
+    bridge.export("responder").unwrap();
+    (a, bridge, seen, remaining)
+}
+
 struct Pair {
     a: Runtime,
     b: Runtime,
@@ -371,16 +386,8 @@ fn a_server_restart_mid_stream_loses_nothing_uncounted() {
     else {
         return;
     };
-    let (a, b) = (runtime(), runtime());
-    let seen = Seen::default();
-    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
-    let remaining = Arc::new(Mutex::new(Vec::new()));
-    let r = remaining.clone();
-    a.spawn_native("responder", Some(0), Responder { remaining: r })
-        .unwrap();
-    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
-    bridge_a.export("sink").unwrap();
-    bridge_a.export("responder").unwrap();
+    let b = runtime();
+    let (_a, bridge_a, seen, remaining) = node_a(&server);
     let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
     let sink = bridge_b.import(&b, "sink", "a").unwrap();
     let responder = bridge_b.import(&b, "responder", "a").unwrap();
@@ -464,16 +471,7 @@ fn plain_nats_clients_and_sequence_gaps() {
     let Some(server) = Server::start("plain_nats_clients_and_sequence_gaps") else {
         return;
     };
-    let a = runtime();
-    let seen = Seen::default();
-    a.spawn_handler("sink", Some(1), seen.sink()).unwrap();
-    let remaining = Arc::new(Mutex::new(Vec::new()));
-    let r = remaining.clone();
-    a.spawn_native("responder", Some(0), Responder { remaining: r })
-        .unwrap();
-    let bridge = Bridge::connect(&server.url(), "a", &a).unwrap();
-    bridge.export("sink").unwrap();
-    bridge.export("responder").unwrap();
+    let (_a, bridge, seen, _) = node_a(&server);
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
