@@ -1261,3 +1261,139 @@ fn finish_keeping_output(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Two processes over NATS exchange 100 000 sequenced tells (a producer on
+/// node b to a sequence checker on node a, which fails on any gap or
+/// reordering) and 10 000 request round trips (a requester on node b to an
+/// echoing responder on node a, each reply matched to its request).
+#[test]
+fn two_processes_exchange_a_hundred_thousand_tells_and_ten_thousand_requests() {
+    let Some(server) = server::Server::start("two_processes_exchange") else {
+        return;
+    };
+    let dir = tempdir();
+    let url = server.url();
+    let a = manifest(
+        &dir,
+        "a.toml",
+        &format!(
+            r#"
+[runtime]
+max-open-requests = 16384
+
+[nats]
+url = "{url}"
+node = "a"
+quiet-ms = 3000
+
+[[actor]]
+name = "seqcheck"
+component = "FIXTURES/seqcheck.wat"
+
+[[actor]]
+name = "responder"
+component = "FIXTURES/responder.wat"
+
+[[export]]
+name = "seqcheck"
+
+[[export]]
+name = "responder"
+"#
+        ),
+    );
+    let b = manifest(
+        &dir,
+        "b.toml",
+        &format!(
+            r#"
+[runtime]
+mailbox-capacity = 16384
+max-open-requests = 16384
+
+[nats]
+url = "{url}"
+node = "b"
+quiet-ms = 1000
+
+[[import]]
+name = "seqcheck"
+node = "a"
+
+[[import]]
+name = "responder"
+node = "a"
+
+[[actor]]
+name = "producer"
+component = "FIXTURES/producer.wat"
+config = "seqcheck@a"
+grants = {{ lookup = ["seqcheck@a"], send = ["seqcheck@a"] }}
+
+[[actor]]
+name = "requester"
+component = "FIXTURES/requester.wat"
+config = "10000 30000 responder@a"
+grants = {{ lookup = ["responder@a"], request = ["responder@a"] }}
+
+# 100 000 reliable sends (count, mode 1, 8 bytes).
+[[send]]
+to = "producer"
+payload-hex = "a08601000100000008000000"
+
+[[send]]
+to = "requester"
+payload = "go"
+"#
+        ),
+    );
+    let mut node_a = start(&["run", a.to_str().unwrap(), "--json"]);
+    let stderr_a = node_a.stderr.take().unwrap();
+    let (ready, up) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr_a).lines() {
+            let line = line.unwrap();
+            if line.contains("bridge of node `a` connected") {
+                let _ = ready.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    up.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("node a's bridge connected");
+    let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
+    let stderr_b = String::from_utf8_lossy(&node_b.stderr);
+    assert!(node_b.status.success(), "{stderr_b}");
+    let status = finish_keeping_output(&mut node_a, std::time::Duration::from_secs(120));
+    let stderr_a = reader.join().unwrap().join("\n");
+    assert!(status.success(), "{stderr_a}");
+    let a: serde_json::Value = serde_json::from_str(&read(node_a.stdout.take().unwrap()))
+        .unwrap_or_else(|e| panic!("node a's report: {e}\n{stderr_a}"));
+    let actor = |name: &str| {
+        a["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {a}"))
+            .clone()
+    };
+    // Every tell, in order (the checker fails on a gap or a swap).
+    assert_eq!(actor("seqcheck")["handled"], 100_000, "{a}");
+    assert_eq!(actor("seqcheck")["failures"], 0, "{a}");
+    assert_eq!(actor("responder")["handled"], 10_000, "{a}");
+    let done = "[requester] info: done ok=10000 timeout=0 cancelled=0 failed=0 stopped=0 unknown=0 mismatched=0 refused=0";
+    assert!(stderr_b.contains(done), "missing `{done}` in\n{stderr_b}");
+    let b: serde_json::Value = serde_json::from_slice(&node_b.stdout).unwrap();
+    assert_eq!(b["bridge"]["tells_out"], 100_000, "{b}");
+    assert_eq!(b["bridge"]["requests_out"], 10_000, "{b}");
+    assert_eq!(b["bridge"]["replies_in"], 10_000, "{b}");
+    for report in [&a, &b] {
+        assert_eq!(report["dead_letters"], 0, "{report}");
+        assert_eq!(report["bridge"]["dead_letters"], 0, "{report}");
+    }
+    drop(server);
+}

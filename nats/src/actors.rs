@@ -47,60 +47,118 @@ pub(crate) struct Ingress {
     pub(crate) shared: Arc<Shared>,
     /// Requests made for remote requesters: local id → reply subject.
     pub(crate) open: HashMap<u64, String>,
+    /// A message its target's mailbox refused, tried again before anything
+    /// behind it (so nothing overtakes it), and when it was first refused.
+    pub(crate) stalled: Option<(Inbound, Instant)>,
+    /// A retry timer is pending.
+    pub(crate) armed: bool,
 }
+
+/// How a message fared at its target.
+enum Delivery {
+    Done,
+    /// The target's mailbox is full: try again later.
+    Full(Inbound),
+}
+
+/// The retry timer's payload.
+const RETRY: &[u8] = b"retry";
 
 impl Ingress {
     fn drain(&mut self, ctx: &mut Context<'_>) {
         let shared = self.shared.clone();
-        let more = shared.inbound.drain_some(CHUNK, |item| match item {
-            Inbound::Tell {
-                name,
-                payload,
-                refuse_to,
-            } => {
-                let sent = match ctx.lookup(&name) {
-                    Some(to) => ctx.send(to, &payload).map_err(Reason::of_send),
-                    None => Err(Reason::UnknownTarget),
-                };
-                match sent {
-                    Ok(()) => bump(&shared.counters.tells_in),
-                    Err(reason) => shared.refuse(refuse_to, name, reason),
+        shared.inbound.begin();
+        if let Some((item, since)) = self.stalled.take() {
+            match self.deliver(ctx, item) {
+                Delivery::Done => {}
+                Delivery::Full(item) if since.elapsed() >= shared.options.stall_limit => {
+                    self.refuse(item, Reason::MailboxFull);
+                }
+                Delivery::Full(item) => {
+                    self.stalled = Some((item, since));
+                    return self.arm(ctx);
                 }
             }
-            Inbound::Request {
-                name,
-                payload,
-                deadline,
-                reply,
-            } => {
-                let timeout = deadline.map_or(Duration::MAX, |d| {
-                    d.saturating_duration_since(Instant::now())
-                });
-                let made = match ctx.lookup(&name) {
-                    Some(to) => ctx.request(to, &payload, timeout).map_err(Reason::of_send),
-                    None => Err(Reason::UnknownTarget),
-                };
-                match made {
-                    Ok(id) => {
-                        bump(&shared.counters.requests_in);
-                        self.open.insert(id, reply);
-                    }
-                    Err(reason) => {
-                        shared.counters.refused_here(reason);
-                        let _ = shared.send_out(Out::Reply {
-                            to: reply,
-                            result: Err(reason),
-                        });
-                    }
+        }
+        for _ in 0..CHUNK {
+            let Some(item) = shared.inbound.pop() else {
+                return;
+            };
+            if let Delivery::Full(item) = self.deliver(ctx, item) {
+                if shared.options.stall_limit.is_zero() {
+                    self.refuse(item, Reason::MailboxFull);
+                    continue;
                 }
+                self.stalled = Some((item, Instant::now()));
+                return self.arm(ctx);
             }
-        });
-        if more {
+        }
+        if shared.inbound.len() > 0 {
             // The rest after the actors of this shard had a turn (those it
             // just sent to among them): a wake-up of its own, behind them.
             let me = ctx.self_address();
             if ctx.send(me, &[]).is_err() {
                 // Its mailbox is full: what fills it wakes it.
+            }
+        }
+    }
+
+    /// Tries again in a millisecond (a target with a full mailbox makes room
+    /// as it runs).
+    fn arm(&mut self, ctx: &mut Context<'_>) {
+        if !self.armed && ctx.schedule(Duration::from_millis(1), RETRY).is_ok() {
+            self.armed = true;
+        }
+    }
+
+    fn deliver(&mut self, ctx: &mut Context<'_>, item: Inbound) -> Delivery {
+        let shared = &self.shared;
+        let result = match &item {
+            Inbound::Tell { name, payload, .. } => match ctx.lookup(name) {
+                Some(to) => ctx.send(to, payload).map(|()| None),
+                None => Err(SendError::UnknownTarget),
+            },
+            Inbound::Request {
+                name,
+                payload,
+                deadline,
+                ..
+            } => {
+                let timeout = deadline.map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                match ctx.lookup(name) {
+                    Some(to) => ctx.request(to, payload, timeout).map(Some),
+                    None => Err(SendError::UnknownTarget),
+                }
+            }
+        };
+        match (result, item) {
+            (Err(SendError::MailboxFull), item) => return Delivery::Full(item),
+            (Err(e), item) => self.refuse(item, Reason::of_send(e)),
+            (Ok(None), _) => bump(&shared.counters.tells_in),
+            (Ok(Some(id)), Inbound::Request { reply, .. }) => {
+                bump(&shared.counters.requests_in);
+                self.open.insert(id, reply);
+            }
+            (Ok(Some(_)), Inbound::Tell { .. }) => unreachable!("a tell makes no request"),
+        }
+        Delivery::Done
+    }
+
+    /// Refuses `item`: counted here, reported to its sender.
+    fn refuse(&self, item: Inbound, reason: Reason) {
+        let shared = &self.shared;
+        match item {
+            Inbound::Tell {
+                name, refuse_to, ..
+            } => shared.refuse(refuse_to, name, reason),
+            Inbound::Request { reply, .. } => {
+                shared.counters.refused_here(reason);
+                let _ = shared.send_out(Out::Reply {
+                    to: reply,
+                    result: Err(reason),
+                });
             }
         }
     }
@@ -111,9 +169,12 @@ impl Ingress {
 const CHUNK: usize = 64;
 
 impl NativeActor for Ingress {
-    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, _: &[u8]) {
-        // A wake-up from the bridge's thread, or anything else: either way,
-        // what is queued is taken now.
+    fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]) {
+        if from == ctx.self_address() && payload == RETRY {
+            self.armed = false;
+        }
+        // A wake-up from the bridge's thread, its retry timer, or anything
+        // else: either way, what is queued is taken now.
         self.drain(ctx);
     }
 

@@ -97,6 +97,17 @@ impl<T> Inlet<T> {
         !self.queue.is_empty()
     }
 
+    /// The actor begins taking items one by one ([`Inlet::pop`]): an item
+    /// queued after this gets a wake-up of its own.
+    pub(crate) fn begin(&self) {
+        self.woken.store(false, Ordering::SeqCst);
+    }
+
+    /// The next item, after [`Inlet::begin`].
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.queue.pop()
+    }
+
     /// Items queued and not taken (to count what a closed bridge leaves).
     pub(crate) fn take_all(&self) -> Vec<T> {
         std::iter::from_fn(|| self.queue.pop()).collect()

@@ -73,8 +73,10 @@
 //!   next meanwhile (within [`BridgeOptions::max_outbound_bytes`]; an
 //!   acknowledgement that does not come within 2 s is given up on). What a
 //!   remote target's mailbox refuses is still refused (`mailbox-full`,
-//!   counted and reported): the ingress delivers at the pace the window
-//!   allows, and a target slower than that refuses part of it.
+//!   counted and reported) only after the ingress has tried it for
+//!   [`BridgeOptions::stall_limit`] (everything from NATS waits behind it
+//!   meanwhile: the queue toward the runtime grows, acknowledgements stop, and
+//!   the senders hold what comes next).
 //! - Refusals come back: a tell the remote side refuses (mailbox full,
 //!   unknown name, not exported, too large, overloaded, shutting down) is
 //!   counted by reason at the refusing bridge ([`BridgeStats::refused_here`])
@@ -212,6 +214,11 @@ pub struct BridgeOptions {
     /// this a proxy's tell is a dead letter of the bridge and its request
     /// ends with `target-failed` at once (default 64 MiB).
     pub max_outbound_bytes: usize,
+    /// How long the ingress keeps trying a message whose target's mailbox is
+    /// full (everything from NATS waits behind it meanwhile, so order holds)
+    /// before it refuses it with `mailbox-full` (default 1 s; zero: refuse at
+    /// once).
+    pub stall_limit: Duration,
     /// How long the first connection may take (default 5 s).
     pub connect_timeout: Duration,
     /// The longest wait between reconnection attempts (default 1 s).
@@ -226,6 +233,7 @@ impl Default for BridgeOptions {
             ingress: "nats-bridge".into(),
             max_inbound: 65_536,
             max_outbound_bytes: 64 << 20,
+            stall_limit: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
             reconnect_delay_max: Duration::from_secs(1),
         }
@@ -248,6 +256,12 @@ impl BridgeOptions {
     /// With the ingress actor named `name`.
     pub fn ingress(mut self, name: impl Into<String>) -> BridgeOptions {
         self.ingress = name.into();
+        self
+    }
+
+    /// With the ingress trying a message a full mailbox refused for `limit`.
+    pub fn stall_limit(mut self, limit: Duration) -> BridgeOptions {
+        self.stall_limit = limit;
         self
     }
 
@@ -466,6 +480,8 @@ impl Bridge {
         let ingress = Ingress {
             shared: shared.clone(),
             open: Default::default(),
+            stalled: None,
+            armed: false,
         };
         let name = shared.options.ingress.clone();
         let ingress = match runtime.spawn_native(&name, None, ingress) {

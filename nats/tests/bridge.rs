@@ -84,6 +84,8 @@ fn a_hundred_thousand_tells_cross_in_order() {
     assert!(seen.in_order.load(Ordering::Relaxed), "in order");
     let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
     assert_eq!(sb.tells_out, N);
+    // The ingress waits for room at the sink: none is refused.
+    assert_eq!(seen.count.load(Ordering::Relaxed), N, "{sa:?}");
     assert_eq!(sb.dead_letters, 0);
     assert_eq!(sa.tells_in, seen.count.load(Ordering::Relaxed));
     assert_eq!(
@@ -294,8 +296,9 @@ fn remote_deadlines_failures_and_refusals_end_requests_once() {
     drop(p);
 }
 
-/// A slow remote consumer: what its mailbox refuses comes back counted by
-/// reason, and nothing is lost uncounted.
+/// A slow remote consumer, with the bridge refusing at once what its mailbox
+/// cannot take: the refusals come back counted by reason, and nothing is lost
+/// uncounted.
 #[test]
 fn a_slow_consumer_s_refusals_come_back_counted() {
     let Some(server) = Server::start("a_slow_consumer_s_refusals_come_back_counted") else {
@@ -314,7 +317,14 @@ fn a_slow_consumer_s_refusals_come_back_counted() {
         h.fetch_add(1, Ordering::Relaxed);
     })
     .unwrap();
-    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    // Refused at once when the mailbox is full (no stalling).
+    let bridge_a = Bridge::connect_with(
+        &server.url(),
+        "a",
+        &a,
+        BridgeOptions::default().stall_limit(Duration::ZERO),
+    )
+    .unwrap();
     bridge_a.export("slow").unwrap();
     let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
     let slow = bridge_b.import(&b, "slow", "a").unwrap();
@@ -615,4 +625,41 @@ fn a_runtime_shut_down_under_its_bridge_refuses_what_arrives() {
     );
     assert_eq!(bridge_a.stats().refused_here.get(Reason::ShuttingDown), 1);
     assert_eq!(bridge_b.stats().refused_remote.get(Reason::ShuttingDown), 1);
+}
+
+/// A slow remote consumer with a small mailbox, with the default stall limit:
+/// the ingress waits for room (senders are slowed through the acknowledged
+/// window), and every tell arrives, in order.
+#[test]
+fn a_slow_consumer_slows_its_senders_and_loses_nothing() {
+    let Some(server) = Server::start("a_slow_consumer_slows_its_senders") else {
+        return;
+    };
+    let a = Runtime::builder()
+        .shards(2)
+        .mailbox_capacity(16)
+        .build()
+        .unwrap();
+    let b = runtime();
+    let seen = Seen::default();
+    let mut sink = seen.sink();
+    a.spawn_handler("slow", Some(1), move |ctx, from, payload| {
+        std::thread::sleep(Duration::from_micros(100));
+        sink(ctx, from, payload);
+    })
+    .unwrap();
+    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
+    bridge_a.export("slow").unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let slow = bridge_b.import(&b, "slow", "a").unwrap();
+    const N: u64 = 5_000;
+    for seq in 0..N {
+        send_waiting(&b, slow, &seq.to_le_bytes());
+    }
+    eventually("every tell handled", || {
+        seen.count.load(Ordering::Relaxed) == N
+    });
+    assert!(seen.in_order.load(Ordering::Relaxed), "in order");
+    assert_eq!(bridge_b.stats().refused_remote.total(), 0);
+    assert_eq!(bridge_a.stats().refused_here.total(), 0);
 }
