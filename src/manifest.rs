@@ -486,8 +486,8 @@ pub enum ManifestError {
         #[source]
         source: SpawnError,
     },
-    /// The run's start hook ([`RunOptions::on_start`]: the bridge, say)
-    /// failed.
+    /// The run's start hook ([`RunOptions::on_start`], or
+    /// [`RunOptions::on_spawned`]: the bridge, say) failed.
     #[error("the run could not start")]
     Start(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An actor does not spawn.
@@ -852,6 +852,9 @@ impl Manifest {
         mut options: RunOptions,
     ) -> Result<RunReport, ManifestError> {
         let runtime = builder.build().map_err(ManifestError::Build)?;
+        // Declared after the runtime, so dropped before it: `on_finish` runs
+        // before shutdown however the run ends (an error included).
+        let mut finish = Finish(options.finish.take());
         let started = Instant::now();
         if let Some(start) = options.start.take() {
             start(&runtime).map_err(ManifestError::Start)?;
@@ -919,6 +922,9 @@ impl Manifest {
                     name: a.name.clone(),
                     source,
                 })?;
+        }
+        if let Some(spawned) = options.spawned.take() {
+            spawned(&runtime).map_err(ManifestError::Start)?;
         }
         // A limit too far away to add to the clock is no limit.
         let deadline = options.limit.and_then(|l| started.checked_add(l));
@@ -1018,9 +1024,7 @@ impl Manifest {
                 std::thread::sleep(Duration::from_millis(10));
             }
         };
-        if let Some(finish) = options.finish.take() {
-            finish();
-        }
+        finish.run();
         let interrupted = options
             .interrupt
             .as_ref()
@@ -1055,11 +1059,31 @@ pub struct RunOptions {
     limit: Option<Duration>,
     interrupt: Option<Arc<AtomicBool>>,
     start: Option<StartHook>,
+    spawned: Option<StartHook>,
     busy: Option<Box<dyn FnMut() -> bool + Send>>,
     finish: Option<Box<dyn FnOnce() + Send>>,
 }
 
-/// What runs once the runtime is built, before anything is spawned.
+/// Runs `on_finish` once: when the run ends, or when it is dropped on the
+/// way out of a failed run.
+struct Finish(Option<Box<dyn FnOnce() + Send>>);
+
+impl Finish {
+    fn run(&mut self) {
+        if let Some(finish) = self.0.take() {
+            finish();
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// What runs once the runtime is built, before anything is spawned (or once
+/// every actor is spawned).
 type StartHook =
     Box<dyn FnOnce(&Runtime) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send>;
 
@@ -1069,6 +1093,7 @@ impl std::fmt::Debug for RunOptions {
             .field("limit", &self.limit)
             .field("interrupt", &self.interrupt)
             .field("start", &self.start.is_some())
+            .field("spawned", &self.spawned.is_some())
             .field("busy", &self.busy.is_some())
             .field("finish", &self.finish.is_some())
             .finish()
@@ -1106,6 +1131,19 @@ impl RunOptions {
         self
     }
 
+    /// Runs `spawned` once every actor is spawned, before the sends (a
+    /// bridge that makes them reachable from other nodes); its error ends the
+    /// run with [`ManifestError::Start`].
+    pub fn on_spawned(
+        mut self,
+        spawned: impl FnOnce(&Runtime) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + 'static,
+    ) -> RunOptions {
+        self.spawned = Some(Box::new(spawned));
+        self
+    }
+
     /// While `busy` says so, an idle system has not finished (work may still
     /// arrive from outside it): the run goes on until `busy` says `false`
     /// while idle, or the limit or interrupt ends it.
@@ -1114,7 +1152,8 @@ impl RunOptions {
         self
     }
 
-    /// Runs `finish` when the run ends, before the runtime shuts down.
+    /// Runs `finish` when the run ends, before the runtime shuts down (also
+    /// when the run fails after the runtime is built).
     pub fn on_finish(mut self, finish: impl FnOnce() + Send + 'static) -> RunOptions {
         self.finish = Some(Box::new(finish));
         self

@@ -1,6 +1,7 @@
-//! `run` with a `[nats]` table: the bridge connects before anything is
-//! spawned (so the actors find their imports), serves while the run goes on,
-//! and closes before the runtime shuts down; its counters join the report.
+//! `run` with a `[nats]` table: the bridge connects and imports before
+//! anything is spawned (so the actors find their imports), exports once the
+//! actors exist, serves while the run goes on, and closes before the runtime
+//! shuts down; its counters join the report.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,15 +40,23 @@ pub(crate) fn attach(
         for (name, node) in &imports {
             connected.import(runtime, name, node)?;
         }
-        for name in &exports {
-            connected.export(name)?;
+        *lock(&started) = Some(connected);
+        Ok(())
+    });
+    // Exported once the actors exist (what comes before would find none).
+    let exporting = bridge.clone();
+    let (url, node) = (nats.url.clone(), nats.node.clone());
+    let imported = manifest.imports.len();
+    let options = options.on_spawned(move |_| {
+        if let Some(bridge) = lock(&exporting).as_ref() {
+            for name in &exports {
+                bridge.export(name)?;
+            }
         }
         crate::logs::logs().line(format!(
-            "wasmshard: bridge of node `{node}` connected to {url}: {} import(s), {} export(s)",
-            imports.len(),
+            "wasmshard: bridge of node `{node}` ready on {url}: {imported} import(s), {} export(s)",
             exports.len()
         ));
-        *lock(&started) = Some(connected);
         Ok(())
     });
     // Serve until the limit or Ctrl-C, or, with `quiet-ms`, until nothing
@@ -57,8 +66,11 @@ pub(crate) fn attach(
     let mut last = (u64::MAX, Instant::now());
     let options = options.busy(move || {
         let Some(quiet) = quiet else { return true };
-        let activity = lock(&watched).as_ref().map_or(0, |b| activity(&b.stats()));
-        if activity != last.0 {
+        let (activity, pending) = lock(&watched)
+            .as_ref()
+            .map_or((0, false), |b| (activity(&b.stats()), b.is_pending()));
+        // Still holding messages to publish is not quiet.
+        if activity != last.0 || pending {
             last = (activity, Instant::now());
         }
         last.1.elapsed() < quiet

@@ -1199,7 +1199,7 @@ payload = "from the host"
         let mut lines = Vec::new();
         for line in std::io::BufReader::new(stderr_a).lines() {
             let line = line.unwrap();
-            if line.contains("bridge of node `a` connected") {
+            if line.contains("bridge of node `a` ready") {
                 let _ = ready.send(());
             }
             lines.push(line);
@@ -1207,7 +1207,7 @@ payload = "from the host"
         lines
     });
     up.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("node a's bridge connected");
+        .expect("node a's bridge ready");
     let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
     assert!(
         node_b.status.success(),
@@ -1355,7 +1355,7 @@ payload = "go"
         let mut lines = Vec::new();
         for line in std::io::BufReader::new(stderr_a).lines() {
             let line = line.unwrap();
-            if line.contains("bridge of node `a` connected") {
+            if line.contains("bridge of node `a` ready") {
                 let _ = ready.send(());
             }
             lines.push(line);
@@ -1363,7 +1363,7 @@ payload = "go"
         lines
     });
     up.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("node a's bridge connected");
+        .expect("node a's bridge ready");
     let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
     let stderr_b = String::from_utf8_lossy(&node_b.stderr);
     assert!(node_b.status.success(), "{stderr_b}");

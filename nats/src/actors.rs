@@ -256,6 +256,7 @@ impl NativeActor for Proxy {
             subject: self.subject.clone(),
             payload: Bytes::copy_from_slice(payload),
             timeout,
+            made: Instant::now(),
             id,
             back: self.back.clone(),
         });

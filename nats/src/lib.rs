@@ -70,8 +70,10 @@
 //!   has at most 4 096 messages to one node published and not acknowledged;
 //!   the receiving bridge acknowledges every 512th once its queue toward the
 //!   runtime has taken nearly all that came, and the sender holds what comes
-//!   next meanwhile (within [`BridgeOptions::max_outbound_bytes`]; an
-//!   acknowledgement that does not come within 2 s is given up on). What a
+//!   next meanwhile (within [`BridgeOptions::max_outbound_bytes`] for all
+//!   nodes and 262 144 messages for one; past either, counted at once; an
+//!   acknowledgement that does not come within 2 s is given up on, and a
+//!   request that waited out its timeout there ends with `timeout`). What a
 //!   remote target's mailbox refuses is still refused (`mailbox-full`,
 //!   counted and reported) only after the ingress has tried it for
 //!   [`BridgeOptions::stall_limit`] (everything from NATS waits behind it
@@ -281,6 +283,8 @@ pub(crate) enum Out {
         subject: Arc<str>,
         payload: Bytes,
         timeout: Duration,
+        /// When the proxy took it (`timeout` counts from then).
+        made: std::time::Instant,
         id: u64,
         back: Arc<Inlet<Completion>>,
     },
@@ -337,7 +341,10 @@ impl Shared {
         use std::sync::atomic::Ordering::Relaxed;
         let cost = out.cost();
         let held = self.outbound_bytes.fetch_add(cost, Relaxed);
-        let unsent = if held + cost > self.options.max_outbound_bytes {
+        // Replies and refusals are bounded by what came in: only the
+        // proxies' tells and requests are held to the budget.
+        let budgeted = matches!(out, Out::Tell { .. } | Out::Request { .. });
+        let unsent = if budgeted && held + cost > self.options.max_outbound_bytes {
             self.outbound_bytes.fetch_sub(cost, Relaxed);
             out
         } else {
@@ -568,6 +575,15 @@ impl Bridge {
     /// The ingress actor's address (the sender that exported actors see).
     pub fn ingress(&self) -> Address {
         self.ingress
+    }
+
+    /// Whether the bridge holds messages it has not published yet (waiting
+    /// for its thread, or for room in a node's window).
+    pub fn is_pending(&self) -> bool {
+        self.shared
+            .outbound_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// A snapshot of the bridge's counters.

@@ -56,6 +56,12 @@ const ACK_EVERY: u64 = 512;
 /// come: the receiver counts a gap, if there is one.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What one node's window holds at most, beyond which what comes for that
+/// node is counted at once (a dead letter, or `target-failed`): a node that
+/// takes nothing for long does not take all of the outbound bytes (the
+/// bound for all nodes together) from the others.
+const MAX_HELD: usize = 1 << 18;
+
 /// How long closing waits for what was published to reach the server.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
 
@@ -186,7 +192,7 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
         sequences: HashMap::new(),
         expected: HashMap::new(),
         windows: HashMap::new(),
-        owed: Vec::new(),
+        owed: HashMap::new(),
         node_key: node_of(&shared.subject(&shared.node, "-")).to_owned(),
         dirty: false,
     };
@@ -211,8 +217,8 @@ struct Thread {
     /// What each node has acknowledged of this bridge's sequence to it, and
     /// what waits for its acknowledgement (keyed as `sequences`).
     windows: HashMap<String, Window>,
-    /// Acknowledgements owed to senders: (their inbox, the number).
-    owed: Vec<(String, u64)>,
+    /// Acknowledgements owed to senders: their inbox → the highest number.
+    owed: HashMap<String, u64>,
     /// This node's key in others' windows (`<prefix>.<cluster>.<node>`).
     node_key: String,
     /// A window may have room for what it holds.
@@ -239,6 +245,9 @@ impl Thread {
     ) {
         let mut sweep = tokio::time::interval(Duration::from_millis(250));
         let mut owed = tokio::time::interval(Duration::from_millis(10));
+        for ticks in [&mut sweep, &mut owed] {
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         let shared = self.shared.clone();
         loop {
             // No branch is preferred (tokio picks at random among the ready
@@ -273,6 +282,8 @@ impl Thread {
             shared.taken(&item);
             self.unsent(item);
         }
+        // What the windows hold goes out now, without waiting for room (the
+        // receiver counts a gap if it cannot take it all), or is counted.
         let held: Vec<Out> = self
             .windows
             .values_mut()
@@ -280,7 +291,7 @@ impl Thread {
             .collect();
         for item in held {
             shared.taken(&item);
-            self.unsent(item);
+            self.send_now(item).await;
         }
         // What was published reaches the server, unless it is away: then
         // closing does not wait for it.
@@ -387,7 +398,13 @@ impl Thread {
                 heard: Instant::now(),
             }),
         };
-        if !w.held.is_empty() || next - w.acked >= WINDOW {
+        if !w.held.is_empty() || next.saturating_sub(w.acked) >= WINDOW {
+            if w.held.len() >= MAX_HELD {
+                // That node takes nothing for a long while: what comes for
+                // it is counted at once, and the other nodes keep their share
+                // of the outbound bytes.
+                return self.unsent(item);
+            }
             if w.held.is_empty() {
                 w.heard = Instant::now();
             }
@@ -413,7 +430,7 @@ impl Thread {
                 let Some(w) = self.windows.get_mut(&node) else {
                     break;
                 };
-                if next - w.acked >= WINDOW {
+                if next.saturating_sub(w.acked) >= WINDOW {
                     break;
                 }
                 let Some(item) = w.held.pop_front() else {
@@ -474,9 +491,16 @@ impl Thread {
                 subject,
                 payload,
                 timeout,
+                made,
                 id,
                 back,
             } => {
+                // The time it waited here counts against it.
+                let timeout = timeout.saturating_sub(made.elapsed());
+                if timeout.is_zero() {
+                    bump(&counters.requests_failed);
+                    return complete(&back, id, Err(RequestError::Timeout), false);
+                }
                 let seq = self.next;
                 self.next += 1;
                 let mut headers = HeaderMap::new();
@@ -553,7 +577,7 @@ impl Thread {
     /// The last number given for `node` was not published after all.
     fn unnumber(&mut self, node: &str) {
         if let Some(next) = self.sequences.get_mut(node) {
-            *next -= 1;
+            *next = next.saturating_sub(1);
         }
     }
 
@@ -614,7 +638,7 @@ impl Thread {
         let Some(headers) = message.headers.as_ref() else {
             return;
         };
-        if headers.get(ACK).is_none() || self.owed.len() >= MAX_SENDERS {
+        if headers.get(ACK).is_none() {
             return;
         }
         let (Some(reply), Some(seq)) = (
@@ -625,8 +649,16 @@ impl Thread {
         ) else {
             return;
         };
-        if let Some((sender, _)) = reply.as_str().rsplit_once('.') {
-            self.owed.push((sender.to_owned(), seq));
+        let Some((sender, _)) = reply.as_str().rsplit_once('.') else {
+            return;
+        };
+        let room = self.owed.len() < MAX_SENDERS;
+        match self.owed.get_mut(sender) {
+            Some(owed) => *owed = (*owed).max(seq),
+            None if room => {
+                self.owed.insert(sender.to_owned(), seq);
+            }
+            None => {}
         }
     }
 
@@ -737,9 +769,14 @@ impl Thread {
             ) && let Some(w) = self.windows.get_mut(&node)
             {
                 let next = self.sequences.get(&node).copied().unwrap_or(0);
-                w.acked = w.acked.max(seq.saturating_add(1).min(next));
-                w.heard = Instant::now();
-                self.dirty = true;
+                let acked = seq.saturating_add(1).min(next);
+                if acked > w.acked {
+                    // Only progress counts as hearing from it: a stale or
+                    // forged acknowledgement does not keep a window shut.
+                    w.acked = acked;
+                    w.heard = Instant::now();
+                    self.dirty = true;
+                }
             }
             return;
         }
