@@ -1190,35 +1190,14 @@ payload = "from the host"
 "#
         ),
     );
-    let mut node_a = start(&["run", a.to_str().unwrap(), "--json"]);
-    // Node a's bridge is up (subscribed) before node b sends anything.
-    let stderr_a = node_a.stderr.take().unwrap();
-    let (ready, up) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stderr_a).lines() {
-            let line = line.unwrap();
-            if line.contains("bridge of node `a` ready") {
-                let _ = ready.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    up.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("node a's bridge ready");
+    let node_a = NodeA::start(&a);
     let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
     assert!(
         node_b.status.success(),
         "{}",
         String::from_utf8_lossy(&node_b.stderr)
     );
-    let status = finish_keeping_output(&mut node_a, std::time::Duration::from_secs(60));
-    let stderr_a = reader.join().unwrap().join("\n");
-    assert!(status.success(), "{stderr_a}");
-    let a: serde_json::Value = serde_json::from_str(&read(node_a.stdout.take().unwrap()))
-        .unwrap_or_else(|e| panic!("node a's report: {e}\n{stderr_a}"));
+    let a = node_a.report(std::time::Duration::from_secs(60));
     let b: serde_json::Value = serde_json::from_slice(&node_b.stdout).unwrap();
     let actor = |report: &serde_json::Value, name: &str| {
         report["actors"]
@@ -1242,6 +1221,47 @@ payload = "from the host"
         assert_eq!(report["idle"], true, "{report}");
     }
     drop(server);
+}
+
+/// `wasmshard run MANIFEST --json` as node a of a two-node system, started
+/// and waited for until its bridge is ready (subscribed, its exports made),
+/// so that node b sends nothing before node a can take it.
+struct NodeA {
+    child: std::process::Child,
+    stderr: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl NodeA {
+    fn start(manifest: &std::path::Path) -> NodeA {
+        let mut child = start(&["run", manifest.to_str().unwrap(), "--json"]);
+        let pipe = child.stderr.take().unwrap();
+        let (ready, up) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(pipe).lines() {
+                let line = line.unwrap();
+                if line.contains("bridge of node `a` ready") {
+                    let _ = ready.send(());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        up.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("node a's bridge ready");
+        NodeA { child, stderr }
+    }
+
+    /// Waits for node a to end (its quiet time), successfully, and returns
+    /// its JSON report.
+    fn report(mut self, limit: std::time::Duration) -> serde_json::Value {
+        let status = finish_keeping_output(&mut self.child, limit);
+        let stderr = self.stderr.join().unwrap().join("\n");
+        assert!(status.success(), "{stderr}");
+        serde_json::from_str(&read(self.child.stdout.take().unwrap()))
+            .unwrap_or_else(|e| panic!("node a's report: {e}\n{stderr}"))
+    }
 }
 
 /// As [`finish`], leaving the child's pipes to the caller.
@@ -1347,31 +1367,11 @@ payload = "go"
 "#
         ),
     );
-    let mut node_a = start(&["run", a.to_str().unwrap(), "--json"]);
-    let stderr_a = node_a.stderr.take().unwrap();
-    let (ready, up) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stderr_a).lines() {
-            let line = line.unwrap();
-            if line.contains("bridge of node `a` ready") {
-                let _ = ready.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    up.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("node a's bridge ready");
+    let node_a = NodeA::start(&a);
     let node_b = wasmshard(&["run", b.to_str().unwrap(), "--json"]);
     let stderr_b = String::from_utf8_lossy(&node_b.stderr);
     assert!(node_b.status.success(), "{stderr_b}");
-    let status = finish_keeping_output(&mut node_a, std::time::Duration::from_secs(120));
-    let stderr_a = reader.join().unwrap().join("\n");
-    assert!(status.success(), "{stderr_a}");
-    let a: serde_json::Value = serde_json::from_str(&read(node_a.stdout.take().unwrap()))
-        .unwrap_or_else(|e| panic!("node a's report: {e}\n{stderr_a}"));
+    let a = node_a.report(std::time::Duration::from_secs(120));
     let actor = |name: &str| {
         a["actors"]
             .as_array()

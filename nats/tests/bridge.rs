@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use server::{Server, eventually};
 use wasmshard::{Address, Context, NativeActor, RequestError, Runtime, SendError};
-use wasmshard_nats::{Bridge, BridgeError, BridgeOptions, Reason};
+use wasmshard_nats::{Bridge, BridgeError, BridgeOptions, BridgeStats, Reason};
 
 fn runtime() -> Runtime {
     Runtime::builder().shards(2).build().unwrap()
@@ -296,49 +296,62 @@ fn remote_deadlines_failures_and_refusals_end_requests_once() {
     drop(p);
 }
 
-/// A slow remote consumer, with the bridge refusing at once what its mailbox
-/// cannot take: the refusals come back counted by reason, and nothing is lost
-/// uncounted.
-#[test]
-fn a_slow_consumer_s_refusals_come_back_counted() {
-    let Some(server) = Server::start("a_slow_consumer_s_refusals_come_back_counted") else {
-        return;
-    };
+/// A slow remote consumer (100 µs a message, a mailbox of 16) on node a,
+/// its bridge stalling at a full mailbox for `stall`, sent `n` sequenced
+/// tells from node b: what it saw, and both bridges' counters once every
+/// tell is handled or refused.
+fn slow_consumer(stall: Duration, n: u64) -> Option<(Seen, BridgeStats, BridgeStats)> {
+    let server = Server::start("a slow consumer")?;
     let a = Runtime::builder()
         .shards(2)
         .mailbox_capacity(16)
         .build()
         .unwrap();
     let b = runtime();
-    let handled = Arc::new(AtomicU64::new(0));
-    let h = handled.clone();
-    a.spawn_handler("slow", Some(1), move |_, _, _| {
-        std::thread::sleep(Duration::from_micros(200));
-        h.fetch_add(1, Ordering::Relaxed);
+    let seen = Seen::default();
+    let mut sink = seen.sink();
+    a.spawn_handler("slow", Some(1), move |ctx, from, payload| {
+        std::thread::sleep(Duration::from_micros(100));
+        sink(ctx, from, payload);
     })
     .unwrap();
-    // Refused at once when the mailbox is full (no stalling).
-    let bridge_a = Bridge::connect_with(
-        &server.url(),
-        "a",
-        &a,
-        BridgeOptions::default().stall_limit(Duration::ZERO),
-    )
-    .unwrap();
+    let options = BridgeOptions::default().stall_limit(stall);
+    let bridge_a = Bridge::connect_with(&server.url(), "a", &a, options).unwrap();
     bridge_a.export("slow").unwrap();
     let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
     let slow = bridge_b.import(&b, "slow", "a").unwrap();
-    const N: u64 = 2_000;
-    for seq in 0..N {
+    for seq in 0..n {
         send_waiting(&b, slow, &seq.to_le_bytes());
     }
     eventually("every tell handled or refused", || {
-        handled.load(Ordering::Relaxed) + bridge_b.stats().refused_remote.total() == N
+        seen.count.load(Ordering::Relaxed) + bridge_b.stats().refused_remote.total() == n
     });
-    let refused = bridge_b.stats().refused_remote;
+    Some((seen, bridge_a.stats(), bridge_b.stats()))
+}
+
+/// With no stall, what the slow consumer's mailbox cannot take is refused:
+/// the refusals come back counted by reason at both bridges.
+#[test]
+fn a_slow_consumer_s_refusals_come_back_counted() {
+    let Some((_, sa, sb)) = slow_consumer(Duration::ZERO, 2_000) else {
+        return;
+    };
+    let refused = sb.refused_remote;
     assert!(refused.get(Reason::MailboxFull) > 0, "{refused:?}");
     assert_eq!(refused.total(), refused.get(Reason::MailboxFull));
-    assert_eq!(bridge_a.stats().refused_here, refused);
+    assert_eq!(sa.refused_here, refused);
+}
+
+/// With the default stall limit, the ingress waits for room (senders are
+/// slowed through the acknowledged window), and every tell arrives, in order.
+#[test]
+fn a_slow_consumer_slows_its_senders_and_loses_nothing() {
+    let Some((seen, sa, sb)) = slow_consumer(BridgeOptions::default().stall_limit, 5_000) else {
+        return;
+    };
+    assert_eq!(seen.count.load(Ordering::Relaxed), 5_000);
+    assert!(seen.in_order.load(Ordering::Relaxed), "in order");
+    assert_eq!(sb.refused_remote.total() + sa.refused_here.total(), 0);
 }
 
 /// Names that would change a subject are refused before anything starts; a
@@ -625,41 +638,4 @@ fn a_runtime_shut_down_under_its_bridge_refuses_what_arrives() {
     );
     assert_eq!(bridge_a.stats().refused_here.get(Reason::ShuttingDown), 1);
     assert_eq!(bridge_b.stats().refused_remote.get(Reason::ShuttingDown), 1);
-}
-
-/// A slow remote consumer with a small mailbox, with the default stall limit:
-/// the ingress waits for room (senders are slowed through the acknowledged
-/// window), and every tell arrives, in order.
-#[test]
-fn a_slow_consumer_slows_its_senders_and_loses_nothing() {
-    let Some(server) = Server::start("a_slow_consumer_slows_its_senders") else {
-        return;
-    };
-    let a = Runtime::builder()
-        .shards(2)
-        .mailbox_capacity(16)
-        .build()
-        .unwrap();
-    let b = runtime();
-    let seen = Seen::default();
-    let mut sink = seen.sink();
-    a.spawn_handler("slow", Some(1), move |ctx, from, payload| {
-        std::thread::sleep(Duration::from_micros(100));
-        sink(ctx, from, payload);
-    })
-    .unwrap();
-    let bridge_a = Bridge::connect(&server.url(), "a", &a).unwrap();
-    bridge_a.export("slow").unwrap();
-    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
-    let slow = bridge_b.import(&b, "slow", "a").unwrap();
-    const N: u64 = 5_000;
-    for seq in 0..N {
-        send_waiting(&b, slow, &seq.to_le_bytes());
-    }
-    eventually("every tell handled", || {
-        seen.count.load(Ordering::Relaxed) == N
-    });
-    assert!(seen.in_order.load(Ordering::Relaxed), "in order");
-    assert_eq!(bridge_b.stats().refused_remote.total(), 0);
-    assert_eq!(bridge_a.stats().refused_here.total(), 0);
 }
