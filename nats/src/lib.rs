@@ -98,7 +98,8 @@
 //!   requester's runtime admits ends its request with `target-failed`.
 //! - Disconnects: the client reconnects on its own, without limit. While the
 //!   client is disconnected, tells are dead letters of the bridge
-//!   ([`BridgeStats::dead_letters`]) and requests end at once with
+//!   ([`BridgeStats::dead_letters`], by reason in
+//!   [`BridgeStats::dead_letter_reasons`]: `disconnected`) and requests end at once with
 //!   `target-failed` ([`BridgeStats::requests_failed`]); requests in flight
 //!   when the connection is lost end with `target-failed` then.
 //! - Losses: NATS core delivers at most once. What the client had handed to
@@ -344,15 +345,15 @@ impl Shared {
         // Replies and refusals are bounded by what came in: only the
         // proxies' tells and requests are held to the budget.
         let budgeted = matches!(out, Out::Tell { .. } | Out::Request { .. });
-        let unsent = if budgeted && held + cost > self.options.max_outbound_bytes {
+        let (unsent, reason) = if budgeted && held + cost > self.options.max_outbound_bytes {
             self.outbound_bytes.fetch_sub(cost, Relaxed);
-            out
+            (out, Reason::Overloaded)
         } else {
             match self.out.send(out) {
                 Ok(()) => return None,
                 Err(unsent) => {
                     self.outbound_bytes.fetch_sub(cost, Relaxed);
-                    unsent.0
+                    (unsent.0, Reason::Closed)
                 }
             }
         };
@@ -361,7 +362,7 @@ impl Shared {
                 bump(&self.counters.requests_failed);
                 return Some(unsent);
             }
-            Out::Tell { .. } | Out::Reply { .. } => bump(&self.counters.dead_letters),
+            Out::Tell { .. } | Out::Reply { .. } => self.counters.dead_letter(reason),
             Out::Refusal { .. } => {}
         }
         None

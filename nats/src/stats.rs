@@ -21,6 +21,8 @@ fn index(reason: Reason) -> usize {
         Reason::TargetStopped => 9,
         Reason::Malformed => 10,
         Reason::Lost => 11,
+        Reason::Disconnected => 12,
+        Reason::Closed => 13,
     }
 }
 
@@ -99,9 +101,12 @@ pub struct BridgeStats {
     /// it found lost on the way ([`Reason::Lost`]).
     pub refused_here: Refusals,
     /// Tells from local senders, and replies to remote requesters, that could
-    /// not be published (the client was disconnected, the bridge closed or
-    /// holding all it may, or the publish failed).
+    /// not be published.
     pub dead_letters: u64,
+    /// The same, by reason: `disconnected` (the client was), `closed` (the
+    /// bridge was), `overloaded` (the bridge held all it may, or the node's
+    /// window did), `refused` (the client refused the publish).
+    pub dead_letter_reasons: Refusals,
     /// Requests from local requesters ended here with an error: not published
     /// (disconnected, closed), in flight when the connection was lost, or
     /// sent to a node with no bridge listening.
@@ -133,6 +138,7 @@ pub(crate) struct Counters {
     refused_remote: [AtomicU64; REASONS],
     refused_here: [AtomicU64; REASONS],
     pub(crate) dead_letters: AtomicU64,
+    dead_letter_reasons: [AtomicU64; REASONS],
     pub(crate) requests_failed: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) disconnects: AtomicU64,
@@ -153,6 +159,12 @@ impl Counters {
         self.lost_here(reason, 1);
     }
 
+    /// A tell or reply not published, for `reason`.
+    pub(crate) fn dead_letter(&self, reason: Reason) {
+        bump(&self.dead_letters);
+        bump(&self.dead_letter_reasons[index(reason)]);
+    }
+
     pub(crate) fn lost_here(&self, reason: Reason, n: u64) {
         self.refused_here[index(reason)].fetch_add(n, Ordering::Relaxed);
     }
@@ -171,6 +183,7 @@ impl Counters {
             refused_remote: all(&self.refused_remote),
             refused_here: all(&self.refused_here),
             dead_letters: get(&self.dead_letters),
+            dead_letter_reasons: all(&self.dead_letter_reasons),
             requests_failed: get(&self.requests_failed),
             late_replies: get(&self.late_replies),
             disconnects: get(&self.disconnects),

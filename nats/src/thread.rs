@@ -195,6 +195,7 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
         owed: HashMap::new(),
         node_key: node_of(&shared.subject(&shared.node, "-")).to_owned(),
         dirty: false,
+        closing: std::cell::Cell::new(false),
     };
     bridge.serve(out, events_rx, exports, replies).await;
 }
@@ -223,6 +224,8 @@ struct Thread {
     node_key: String,
     /// A window may have room for what it holds.
     dirty: bool,
+    /// Closing was asked for while a publish waited.
+    closing: std::cell::Cell<bool>,
 }
 
 /// One node's side of this bridge's flow control.
@@ -280,7 +283,7 @@ impl Thread {
         out.close();
         while let Ok(item) = out.try_recv() {
             shared.taken(&item);
-            self.unsent(item);
+            self.unsent(item, Reason::Closed);
         }
         // What the windows hold goes out now, without waiting for room (the
         // receiver counts a gap if it cannot take it all), or is counted.
@@ -354,17 +357,29 @@ impl Thread {
         }
     }
 
-    /// What could not be published: a tell or a reply is a dead letter of
-    /// the bridge, a request ends with `target-failed`.
-    fn unsent(&self, item: Out) {
+    /// What could not be published, for `reason`: a tell or a reply is a
+    /// dead letter of the bridge, a request ends with `target-failed`.
+    fn unsent(&self, item: Out, reason: Reason) {
         let counters = &self.shared.counters;
         match item {
-            Out::Tell { .. } | Out::Reply { .. } => bump(&counters.dead_letters),
+            Out::Tell { .. } | Out::Reply { .. } => counters.dead_letter(reason),
             Out::Request { id, back, .. } => {
                 bump(&counters.requests_failed);
                 complete(&back, id, Err(RequestError::TargetFailed), false);
             }
             Out::Refusal { .. } => {}
+        }
+    }
+
+    /// Why a publish just failed: the client disconnected meanwhile, the
+    /// bridge is closing, or the client refused it.
+    fn why_unsent(&self) -> Reason {
+        if !self.is_connected() {
+            Reason::Disconnected
+        } else if self.closing.get() {
+            Reason::Closed
+        } else {
+            Reason::Refused
         }
     }
 
@@ -376,6 +391,7 @@ impl Thread {
             () = self.shared.close.notified() => {
                 // For the loop, which ends on it.
                 self.shared.close.notify_one();
+                self.closing.set(true);
                 false
             }
         }
@@ -403,7 +419,7 @@ impl Thread {
                 // That node takes nothing for a long while: what comes for
                 // it is counted at once, and the other nodes keep their share
                 // of the outbound bytes.
-                return self.unsent(item);
+                return self.unsent(item, Reason::Overloaded);
             }
             if w.held.is_empty() {
                 w.heard = Instant::now();
@@ -463,7 +479,7 @@ impl Thread {
     /// Publishes `item` now (or counts it, disconnected).
     async fn send_now(&mut self, item: Out) {
         if !self.is_connected() {
-            return self.unsent(item);
+            return self.unsent(item, Reason::Disconnected);
         }
         let shared = self.shared.clone();
         let counters = &shared.counters;
@@ -484,7 +500,7 @@ impl Thread {
                     bump(&counters.tells_out);
                 } else {
                     self.unnumber(&node);
-                    bump(&counters.dead_letters);
+                    counters.dead_letter(self.why_unsent());
                 }
             }
             Out::Request {
@@ -534,11 +550,11 @@ impl Thread {
                             .await
                     }
                 };
-                bump(if sent {
-                    &counters.replies_out
+                if sent {
+                    bump(&counters.replies_out);
                 } else {
-                    &counters.dead_letters
-                });
+                    counters.dead_letter(self.why_unsent());
+                }
             }
             Out::Refusal {
                 to,

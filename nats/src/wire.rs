@@ -64,6 +64,10 @@ pub enum Reason {
     /// the sender's sequence (NATS core lost it, at a disconnect or while the
     /// receiver was away).
     Lost,
+    /// Not published: the bridge's client was disconnected.
+    Disconnected,
+    /// Not published: the bridge was closed (or closing).
+    Closed,
 }
 
 impl Reason {
@@ -82,11 +86,13 @@ impl Reason {
             Reason::TargetStopped => "target-stopped",
             Reason::Malformed => "malformed",
             Reason::Lost => "lost",
+            Reason::Disconnected => "disconnected",
+            Reason::Closed => "closed",
         }
     }
 
     /// Every reason.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::MailboxFull,
         Reason::UnknownTarget,
         Reason::Denied,
@@ -99,6 +105,8 @@ impl Reason {
         Reason::TargetStopped,
         Reason::Malformed,
         Reason::Lost,
+        Reason::Disconnected,
+        Reason::Closed,
     ];
 
     /// The reason named `name` (an unknown name is `Refused`: a newer remote

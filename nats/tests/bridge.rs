@@ -462,6 +462,11 @@ fn a_server_restart_mid_stream_loses_nothing_uncounted() {
     assert!(seen.in_order.load(Ordering::Relaxed), "in order");
     let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
     assert!(sa.disconnects >= 1 && sb.disconnects >= 1);
+    assert_eq!(
+        sb.dead_letter_reasons.get(Reason::Disconnected),
+        sb.dead_letters,
+        "each dead letter says why: {sb:?}"
+    );
     assert!(
         sb.dead_letters + sa.refused_here.get(Reason::Lost) > 0,
         "the restart cost something: {sa:?} {sb:?}"
@@ -607,6 +612,14 @@ fn closing_without_a_server_is_prompt_and_counts_what_it_held() {
         "{stats:?}"
     );
     assert_eq!(stats.requests_failed, 1);
+    // Each dead letter with its reason: most because the client was away.
+    let reasons = stats.dead_letter_reasons;
+    assert_eq!(reasons.total(), stats.dead_letters);
+    assert_eq!(
+        reasons.get(Reason::Disconnected) + reasons.get(Reason::Closed),
+        stats.dead_letters
+    );
+    assert!(reasons.get(Reason::Disconnected) > 0, "{stats:?}");
     // After the bridge is closed, its proxy counts what it takes.
     b.send(proxy, b"late").unwrap();
     assert!(b.wait_idle(Duration::from_secs(10)));
