@@ -81,20 +81,10 @@ impl<T> Inlet<T> {
     /// Takes what is queued, on the actor's shard: the flag is cleared first,
     /// so an item queued after this looked gets a wake-up of its own.
     pub(crate) fn drain(&self, mut each: impl FnMut(T)) {
-        self.drain_some(usize::MAX, &mut each);
-    }
-
-    /// As [`Inlet::drain`], taking `max` items at most; whether any are left
-    /// (the caller then wakes the actor again itself).
-    pub(crate) fn drain_some(&self, max: usize, mut each: impl FnMut(T)) -> bool {
-        self.woken.store(false, Ordering::SeqCst);
-        for _ in 0..max {
-            match self.queue.pop() {
-                Some(item) => each(item),
-                None => return false,
-            }
+        self.begin();
+        while let Some(item) = self.pop() {
+            each(item);
         }
-        !self.queue.is_empty()
     }
 
     /// The actor begins taking items one by one ([`Inlet::pop`]): an item

@@ -600,14 +600,7 @@ impl Thread {
     /// Checks a message's place in its sender's sequence: a gap is what NATS
     /// lost on the way, counted here and reported to the sender.
     fn in_sequence(&mut self, message: &Message, target: &str) {
-        let (Some(reply), Some(seq)) = (
-            message.reply.as_ref(),
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SEQ))
-                .and_then(|v| v.as_str().parse::<u64>().ok()),
-        ) else {
+        let (Some(reply), Some(seq)) = (message.reply.as_ref(), number(message, SEQ)) else {
             return;
         };
         let Some((sender, _)) = reply.as_str().rsplit_once('.') else {
@@ -651,18 +644,10 @@ impl Thread {
     /// Notes the acknowledgement a message asks for (sent once the queue
     /// toward the runtime has room).
     fn owe(&mut self, message: &Message) {
-        let Some(headers) = message.headers.as_ref() else {
-            return;
-        };
-        if headers.get(ACK).is_none() {
+        if header(message, ACK).is_none() {
             return;
         }
-        let (Some(reply), Some(seq)) = (
-            message.reply.as_ref(),
-            headers
-                .get(SEQ)
-                .and_then(|v| v.as_str().parse::<u64>().ok()),
-        ) else {
+        let (Some(reply), Some(seq)) = (message.reply.as_ref(), number(message, SEQ)) else {
             return;
         };
         let Some((sender, _)) = reply.as_str().rsplit_once('.') else {
@@ -687,16 +672,9 @@ impl Thread {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let header = |key: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(key))
-                .map(|v| v.as_str().to_owned())
-        };
         self.in_sequence(&message, &name);
         self.owe(&message);
-        let is_tell = header(KIND).as_deref() == Some("tell") || message.reply.is_none();
+        let is_tell = header(&message, KIND) == Some("tell") || message.reply.is_none();
         let reply = message.reply.as_ref().map(|r| r.as_str().to_owned());
         let refuse = |reason: Reason| {
             if is_tell {
@@ -725,7 +703,7 @@ impl Thread {
                 refuse_to: reply.clone(),
             }
         } else {
-            let timeout = match header(TIMEOUT_NS) {
+            let timeout = match header(&message, TIMEOUT_NS) {
                 None => PLAIN_REQUEST_TIMEOUT,
                 Some(ns) => match ns.parse::<u64>() {
                     Ok(ns) => Duration::from_nanos(ns),
@@ -766,25 +744,12 @@ impl Thread {
             .next()
             .unwrap_or_default();
         let no_responders = message.status == Some(StatusCode::NO_RESPONDERS);
-        let error = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(ERROR))
-            .map(|v| Reason::parse(v.as_str()));
+        let error = header(&message, ERROR).map(Reason::parse);
         if last == "ack" {
-            let header = |key| {
-                message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(key))
-                    .map(|v| v.as_str().to_owned())
-            };
-            if let (Some(node), Some(seq)) = (
-                header(NODE),
-                header(SEQ).and_then(|v| v.parse::<u64>().ok()),
-            ) && let Some(w) = self.windows.get_mut(&node)
+            if let (Some(node), Some(seq)) = (header(&message, NODE), number(&message, SEQ))
+                && let Some(w) = self.windows.get_mut(node)
             {
-                let next = self.sequences.get(&node).copied().unwrap_or(0);
+                let next = self.sequences.get(node).copied().unwrap_or(0);
                 let acked = seq.saturating_add(1).min(next);
                 if acked > w.acked {
                     // Only progress counts as hearing from it: a stale or
@@ -802,13 +767,7 @@ impl Thread {
                 counters.refused_remote(Reason::UnknownTarget, 1);
                 return;
             }
-            let count = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(COUNT))
-                .and_then(|v| v.as_str().parse().ok())
-                .unwrap_or(1u64)
-                .min(SEQ_WINDOW);
+            let count = number(&message, COUNT).unwrap_or(1).min(SEQ_WINDOW);
             counters.refused_remote(error.unwrap_or(Reason::Refused), count);
             return;
         }
@@ -842,6 +801,16 @@ impl Thread {
             }
         }
     }
+}
+
+/// Header `key` of `message`, if it has it.
+fn header<'m>(message: &'m Message, key: &str) -> Option<&'m str> {
+    message.headers.as_ref()?.get(key).map(|v| v.as_str())
+}
+
+/// Header `key` of `message` as a number, if it has it and it is one.
+fn number(message: &Message, key: &str) -> Option<u64> {
+    header(message, key)?.parse().ok()
 }
 
 /// The key of `subject`'s node: the subject less the actor's name.
