@@ -116,6 +116,20 @@ impl ActorRequests {
         cap: usize,
         trace: Option<TraceContext>,
     ) -> bool {
+        if !self.has_room(now, cap) {
+            return false;
+        }
+        self.deferred.insert(id, (from, expires));
+        if let Some(trace) = trace {
+            self.traces.insert(id, trace);
+        }
+        self.earliest = self.earliest.min(expires);
+        true
+    }
+
+    /// Whether one more request can be deferred now (at most `cap`), after
+    /// forgetting those past their expiry if the actor holds many.
+    pub(crate) fn has_room(&mut self, now: u64, cap: usize) -> bool {
         if self.deferred.len() >= self.purge_at.min(cap) && now >= self.earliest {
             let mut earliest = u64::MAX;
             self.deferred.retain(|_, (_, e)| {
@@ -132,15 +146,7 @@ impl ActorRequests {
                 self.traces.retain(|id, _| deferred.contains_key(id));
             }
         }
-        if self.deferred.len() >= cap {
-            return false;
-        }
-        self.deferred.insert(id, (from, expires));
-        if let Some(trace) = trace {
-            self.traces.insert(id, trace);
-        }
-        self.earliest = self.earliest.min(expires);
-        true
+        self.deferred.len() < cap
     }
 
     /// Requests deferred and not answered yet.

@@ -123,6 +123,17 @@ impl Context<'_> {
         self.out.remaining_ns().map(std::time::Duration::from_nanos)
     }
 
+    /// Whether returning `None` from [`NativeActor::handle_request`] now
+    /// would hold the request: an actor holds at most
+    /// [`RuntimeBuilder::max_open_requests`](crate::RuntimeBuilder::max_open_requests)
+    /// deferred requests (those whose requesters stopped waiting are
+    /// forgotten first), and beyond that the runtime ends a deferred request
+    /// with `target-failed`. An actor that hands the request on before it
+    /// returns asks this first.
+    pub fn can_defer(&mut self) -> bool {
+        self.out.can_defer()
+    }
+
     /// Cancels request `id`; returns whether it was still open. A cancelled request
     /// gets no response.
     pub fn cancel(&mut self, id: u64) -> bool {

@@ -608,6 +608,14 @@ impl Outbox {
         Some(crate::envelope::remaining_ns(deadline, now))
     }
 
+    /// Whether a request this actor handles now can be deferred (the actor
+    /// holds fewer than `max_open_requests`).
+    pub(crate) fn can_defer(&mut self) -> bool {
+        let now = self.now_ns();
+        let cap = self.directory.max_open_requests as usize;
+        self.requests.has_room(now, cap)
+    }
+
     /// Cancels request `id` if this actor made it and it is still open.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
         let Some(table) = self.table.as_mut() else {

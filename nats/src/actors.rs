@@ -89,6 +89,7 @@ impl Ingress {
                     self.refuse(item, Reason::MailboxFull);
                     continue;
                 }
+                bump(&shared.counters.stalls);
                 self.stalled = Some((item, Instant::now()));
                 return self.arm(ctx);
             }
@@ -160,6 +161,38 @@ impl Ingress {
                     result: Err(reason),
                 });
             }
+        }
+    }
+}
+
+impl Drop for Ingress {
+    /// The ingress stops with its runtime (or is stopped): what it holds is
+    /// answered, not lost. The message stalled at a full mailbox and what is
+    /// still queued for it are refused (`shutting-down`, reported to their
+    /// senders); the requests it made for remote requesters and has no
+    /// response to yet end for them with `shutting-down` (their targets stop
+    /// too, or answer an ingress that is gone). An ingress stopped while its
+    /// runtime runs says `target-stopped` instead.
+    fn drop(&mut self) {
+        let shared = self.shared.clone();
+        // Stopped alone (its runtime still runs): its targets may live on.
+        let reason = if shared.inbound.is_open() {
+            Reason::TargetStopped
+        } else {
+            Reason::ShuttingDown
+        };
+        if let Some((item, _)) = self.stalled.take() {
+            self.refuse(item, reason);
+        }
+        shared.inbound.begin();
+        while let Some(item) = shared.inbound.pop() {
+            self.refuse(item, reason);
+        }
+        for (_, reply) in self.open.drain() {
+            let _ = shared.send_out(Out::Reply {
+                to: reply,
+                result: Err(reason),
+            });
         }
     }
 }
@@ -251,6 +284,13 @@ impl NativeActor for Proxy {
         payload: &[u8],
     ) -> Option<Vec<u8>> {
         self.drain(ctx);
+        if !ctx.can_defer() {
+            // It holds all the runtime lets an actor hold: ended here,
+            // before anything goes out (the remote side never sees it).
+            bump(&self.shared.counters.requests_failed);
+            let _ = ctx.fail(id, RequestError::TargetFailed);
+            return None;
+        }
         let timeout = ctx.remaining().unwrap_or(PLAIN_REQUEST_TIMEOUT);
         let unsent = self.shared.send_out(Out::Request {
             subject: self.subject.clone(),

@@ -116,7 +116,12 @@
 //!   where an answer must be known.
 //! - Shutdown: while its runtime shuts down, a bridge refuses what arrives
 //!   from NATS with `shutting-down` once the drain is over; replies to
-//!   requests held by proxies still reach them during the drain.
+//!   requests held by proxies still reach them during the drain. When the
+//!   runtime stops its actors, the ingress refuses what it still holds (a
+//!   message waiting for room at a full mailbox, what is queued for it) with
+//!   `shutting-down`, reported to the senders, and ends the requests it made
+//!   for remote requesters and has no response to with `shutting-down`:
+//!   they end for their requesters then, not by their timeouts.
 #![deny(missing_docs)]
 
 mod actors;

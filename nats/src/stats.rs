@@ -109,7 +109,8 @@ pub struct BridgeStats {
     pub dead_letter_reasons: Refusals,
     /// Requests from local requesters ended here with an error: not published
     /// (disconnected, closed), in flight when the connection was lost, or
-    /// sent to a node with no bridge listening.
+    /// sent to a node with no bridge listening, or beyond what its proxy may
+    /// hold (the runtime's `max_open_requests` per actor).
     pub requests_failed: u64,
     /// Replies that came for no request the bridge still waits for (it
     /// waits until a second past a request's deadline).
@@ -124,6 +125,9 @@ pub struct BridgeStats {
     /// arrives without waiting, and the client queues a million per
     /// subscription.
     pub slow_consumer: u64,
+    /// Messages from NATS that waited at a full mailbox for room (each once,
+    /// however long it waited): a local consumer slower than its senders.
+    pub stalls: u64,
 }
 
 #[derive(Default)]
@@ -144,6 +148,7 @@ pub(crate) struct Counters {
     pub(crate) disconnects: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) slow_consumer: AtomicU64,
+    pub(crate) stalls: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -189,6 +194,7 @@ impl Counters {
             disconnects: get(&self.disconnects),
             reconnects: get(&self.reconnects),
             slow_consumer: get(&self.slow_consumer),
+            stalls: get(&self.stalls),
         }
     }
 }

@@ -652,3 +652,198 @@ fn a_runtime_shut_down_under_its_bridge_refuses_what_arrives() {
     assert_eq!(bridge_a.stats().refused_here.get(Reason::ShuttingDown), 1);
     assert_eq!(bridge_b.stats().refused_remote.get(Reason::ShuttingDown), 1);
 }
+
+/// Holds the first request it gets until released (telling the test it has
+/// it); takes tells.
+struct Blocker {
+    entered: std::sync::mpsc::Sender<()>,
+    release: Arc<AtomicBool>,
+}
+
+impl NativeActor for Blocker {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        _: &mut Context<'_>,
+        _: Address,
+        _: u64,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let _ = self.entered.send(());
+        while !self.release.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Some(payload.to_vec())
+    }
+}
+
+/// A runtime shut down while its ingress holds a tell stalled at a full
+/// mailbox and a request for a remote requester: the tell is refused
+/// (`shutting-down`, counted at both bridges) and the request ends for its
+/// requester at once, not by its timeout.
+#[test]
+fn a_shutdown_answers_what_the_ingress_held() {
+    let Some(server) = Server::start("a_shutdown_answers_what_the_ingress_held") else {
+        return;
+    };
+    let a = Runtime::builder()
+        .shards(2)
+        .mailbox_capacity(2)
+        .build()
+        .unwrap();
+    let b = runtime();
+    // It waits for room for as long as the test lasts.
+    let options = BridgeOptions::default().stall_limit(Duration::from_secs(3600));
+    let bridge_a = Bridge::connect_with(&server.url(), "a", &a, options).unwrap();
+    // The blocker on the shard the ingress is not on: the ingress runs while
+    // the blocker holds its own shard.
+    let ingress_shard = a
+        .stats()
+        .actors
+        .iter()
+        .find(|s| s.name == "nats-bridge")
+        .unwrap()
+        .shard;
+    let (entered, has_it) = std::sync::mpsc::channel();
+    let release = Arc::new(AtomicBool::new(false));
+    let blocker = Blocker {
+        entered,
+        release: release.clone(),
+    };
+    a.spawn_native("blocker", Some(1 - ingress_shard), blocker)
+        .unwrap();
+    bridge_a.export("blocker").unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let proxy = bridge_b.import(&b, "blocker", "a").unwrap();
+
+    let request = b.request(proxy, b"held", Duration::from_secs(600)).unwrap();
+    has_it.recv_timeout(Duration::from_secs(20)).unwrap();
+    // Two fill the blocker's mailbox (or one does, and one waits queued
+    // behind the stalled one).
+    const TELLS: u64 = 3;
+    for _ in 0..TELLS {
+        send_waiting(&b, proxy, b"tell");
+    }
+    eventually("a tell stalled at the full mailbox", || {
+        bridge_a.stats().stalls == 1
+    });
+
+    // The blocker's shard is released once the ingress answered what it
+    // held (or, on failure, after a while: the shutdown waits for it).
+    let stats = || bridge_a.stats();
+    let releaser = std::thread::scope(|scope| {
+        let releaser = scope.spawn(|| {
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            while stats().refused_here.get(Reason::ShuttingDown) == 0
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            release.store(true, Ordering::SeqCst);
+        });
+        let report = a.shutdown_within(Duration::ZERO);
+        (releaser.join(), report)
+    });
+    let (joined, report) = releaser;
+    joined.unwrap();
+
+    // The request ends now, with the remote runtime's shutdown.
+    assert_eq!(
+        request.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    // Each tell reached the blocker's mailbox (a dead letter of the runtime
+    // now) or was refused here, the refusals reported back.
+    let here = bridge_a.stats();
+    let refused = here.refused_here.get(Reason::ShuttingDown);
+    assert!(refused >= 1, "{here:?}");
+    assert_eq!(here.tells_in + refused, TELLS, "{here:?}");
+    assert_eq!(report.dead_letter_count, here.tells_in, "{report:?}");
+    eventually("the refusals and the request's end reported", || {
+        bridge_b.stats().refused_remote.get(Reason::ShuttingDown) == refused + 1
+    });
+    assert_eq!(b.shutdown().dead_letter_count, 0);
+}
+
+/// Makes a request to `to` for every message it gets; keeps how each ended.
+struct Asker {
+    to: Address,
+    ended: Ended,
+}
+
+/// How the requests an [`Asker`] made ended, in order.
+type Ended = Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>;
+
+impl NativeActor for Asker {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        ctx.request(self.to, payload, Duration::from_secs(600))
+            .unwrap();
+    }
+
+    fn handle_response(
+        &mut self,
+        _: &mut Context<'_>,
+        _: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        self.ended
+            .lock()
+            .unwrap()
+            .push(response.map(<[u8]>::to_vec));
+    }
+}
+
+/// A proxy holds at most `max_open_requests` requests: one beyond that
+/// fails at once with `target-failed`, counted, and is never published (the
+/// remote actor never runs it).
+#[test]
+fn a_proxy_holds_no_more_requests_than_its_runtime_allows() {
+    let Some(server) = Server::start("a_proxy_holds_no_more_requests") else {
+        return;
+    };
+    let (a, bridge_a, seen, remaining) = node_a(&server);
+    let b = Runtime::builder()
+        .shards(2)
+        .max_open_requests(2)
+        .build()
+        .unwrap();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let proxy = bridge_b.import(&b, "responder", "a").unwrap();
+    // Two held by the remote responder: the proxy holds two.
+    let held: Vec<_> = (0..2)
+        .map(|_| b.request(proxy, b"hold", Duration::from_secs(600)).unwrap())
+        .collect();
+    eventually("both held remotely", || {
+        remaining.lock().unwrap().len() == 2
+    });
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let asker = Asker {
+        to: proxy,
+        ended: ended.clone(),
+    };
+    let asker = b.spawn_native("asker", None, asker).unwrap();
+    b.send(asker, b"hold").unwrap();
+    eventually("the third request ended", || {
+        !ended.lock().unwrap().is_empty()
+    });
+    assert_eq!(ended.lock().unwrap()[..], [Err(RequestError::TargetFailed)]);
+    let stats = bridge_b.stats();
+    assert_eq!(
+        (stats.requests_out, stats.requests_failed),
+        (2, 1),
+        "{stats:?}"
+    );
+    // Nothing more reached node a: a tell published after it arrives after
+    // it (one stream per node), and by then a has taken two requests.
+    let sink = bridge_b.import(&b, "sink", "a").unwrap();
+    b.send(sink, &0u64.to_le_bytes()).unwrap();
+    eventually("the tell behind it", || {
+        seen.count.load(Ordering::Relaxed) == 1
+    });
+    assert_eq!(bridge_a.stats().requests_in, 2);
+    assert_eq!(remaining.lock().unwrap().len(), 2);
+    drop((held, bridge_a, bridge_b));
+    a.shutdown_within(Duration::ZERO);
+    b.shutdown_within(Duration::ZERO);
+}

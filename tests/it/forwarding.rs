@@ -233,3 +233,89 @@ fn a_handle_sends_from_another_thread_and_refuses_after_shutdown() {
         assert_eq!(handle.lookup("nobody"), None);
     }
 }
+
+/// Holds requests while `can_defer` says it may, and records what it said;
+/// one it may not hold it ends with `target-failed` itself.
+#[derive(Default)]
+struct Careful {
+    said: Arc<Mutex<Vec<bool>>>,
+}
+
+impl NativeActor for Careful {
+    fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+
+    fn handle_request(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        let may = ctx.can_defer();
+        self.said.lock().unwrap().push(may);
+        if !may {
+            ctx.fail(id, RequestError::TargetFailed).unwrap();
+        }
+        None
+    }
+}
+
+/// Asks `to` for every message it gets; keeps how each request ended.
+struct Asker {
+    to: Address,
+    ended: Ended,
+}
+
+/// How the requests an [`Asker`] made ended, in order.
+type Ended = Arc<Mutex<Vec<Result<Vec<u8>, RequestError>>>>;
+
+impl NativeActor for Asker {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        ctx.request(self.to, payload, Duration::from_secs(600))
+            .unwrap();
+    }
+
+    fn handle_response(
+        &mut self,
+        _: &mut Context<'_>,
+        _: u64,
+        response: Result<&[u8], RequestError>,
+    ) {
+        self.ended
+            .lock()
+            .unwrap()
+            .push(response.map(<[u8]>::to_vec));
+    }
+}
+
+/// `can_defer` says whether an actor may hold one more request: yes below
+/// `max_open_requests`, no at it.
+#[test]
+fn a_native_actor_knows_whether_it_may_hold_one_more_request() {
+    let rt = builder(2).max_open_requests(2).build().unwrap();
+    let careful = Careful::default();
+    let said = careful.said.clone();
+    let careful = rt.spawn_native("careful", Some(0), careful).unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| rt.request(careful, b"q", Duration::from_secs(600)).unwrap())
+        .collect();
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let asker = Asker {
+        to: careful,
+        ended: ended.clone(),
+    };
+    let asker = rt.spawn_native("asker", Some(1), asker).unwrap();
+    rt.send(asker, b"q").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ended.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third never ended"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(said.lock().unwrap()[..], [true, true, false]);
+    assert_eq!(ended.lock().unwrap()[..], [Err(RequestError::TargetFailed)]);
+    drop(held);
+    rt.shutdown_within(Duration::ZERO);
+}
