@@ -149,19 +149,7 @@ impl Ingress {
 
     /// Refuses `item`: counted here, reported to its sender.
     fn refuse(&self, item: Inbound, reason: Reason) {
-        let shared = &self.shared;
-        match item {
-            Inbound::Tell {
-                name, refuse_to, ..
-            } => shared.refuse(refuse_to, name, reason),
-            Inbound::Request { reply, .. } => {
-                shared.counters.refused_here(reason);
-                let _ = shared.send_out(Out::Reply {
-                    to: reply,
-                    result: Err(reason),
-                });
-            }
-        }
+        self.shared.refuse_inbound(item, reason);
     }
 }
 

@@ -121,7 +121,10 @@
 //!   message waiting for room at a full mailbox, what is queued for it) with
 //!   `shutting-down`, reported to the senders, and ends the requests it made
 //!   for remote requesters and has no response to with `shutting-down`:
-//!   they end for their requesters then, not by their timeouts.
+//!   they end for their requesters then, not by their timeouts. An ingress
+//!   stopped while its runtime runs (a `Runtime::stop`, a failure) does the
+//!   same with `target-stopped`, and the bridge refuses what arrives after
+//!   it the same way.
 #![deny(missing_docs)]
 
 mod actors;
@@ -396,6 +399,23 @@ impl Shared {
                 reason,
                 count: 1,
             });
+        }
+    }
+
+    /// Refuses `item`, a message from NATS for an exported actor: counted
+    /// here, reported to its sender.
+    pub(crate) fn refuse_inbound(&self, item: actors::Inbound, reason: Reason) {
+        match item {
+            actors::Inbound::Tell {
+                name, refuse_to, ..
+            } => self.refuse(refuse_to, name, reason),
+            actors::Inbound::Request { reply, .. } => {
+                self.counters.refused_here(reason);
+                let _ = self.send_out(Out::Reply {
+                    to: reply,
+                    result: Err(reason),
+                });
+            }
         }
     }
 

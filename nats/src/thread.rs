@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
-use wasmshard::RequestError;
+use wasmshard::{RequestError, SendError};
 
 use crate::actors::{Completion, Inbound};
 use crate::inlet::Inlet;
@@ -718,10 +718,20 @@ impl Thread {
                 reply: reply.clone().unwrap_or_default(),
             }
         };
-        if self.shared.inbound.push(item).is_err() {
-            // The runtime stopped taking sends just now: the item stays
-            // queued for the ingress, which may still take it; the bridge
-            // counts what is left when it closes.
+        match self.shared.inbound.push(item) {
+            Ok(()) => {}
+            Err(SendError::UnknownTarget) => {
+                // The ingress is gone while its runtime runs (stopped, or
+                // failed): nothing will take what is queued for it.
+                for item in self.shared.inbound.take_all() {
+                    self.shared.refuse_inbound(item, Reason::TargetStopped);
+                }
+            }
+            Err(_) => {
+                // The runtime stopped taking sends just now: the item stays
+                // queued for the ingress, which refuses what it holds when
+                // it stops; the bridge counts what is left when it closes.
+            }
         }
     }
 

@@ -847,3 +847,37 @@ fn a_proxy_holds_no_more_requests_than_its_runtime_allows() {
     a.shutdown_within(Duration::ZERO);
     b.shutdown_within(Duration::ZERO);
 }
+
+/// An ingress stopped while its runtime runs: what arrives from NATS after
+/// is refused (`target-stopped`, reported), not queued for no one.
+#[test]
+fn what_arrives_for_a_stopped_ingress_is_refused() {
+    let Some(server) = Server::start("what_arrives_for_a_stopped_ingress") else {
+        return;
+    };
+    let (a, bridge_a, seen, _) = node_a(&server);
+    let b = runtime();
+    let bridge_b = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let sink = bridge_b.import(&b, "sink", "a").unwrap();
+    let responder = bridge_b.import(&b, "responder", "a").unwrap();
+    b.send(sink, &0u64.to_le_bytes()).unwrap();
+    eventually("the first tell", || seen.count.load(Ordering::Relaxed) == 1);
+
+    a.stop(a.lookup("nats-bridge").unwrap()).unwrap();
+    b.send(sink, &1u64.to_le_bytes()).unwrap();
+    let request = b
+        .request(responder, b"ab", Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(
+        request.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetStopped))
+    );
+    eventually("the tell's refusal reported", || {
+        bridge_b.stats().refused_remote.get(Reason::TargetStopped) == 2
+    });
+    assert_eq!(bridge_a.stats().refused_here.get(Reason::TargetStopped), 2);
+    assert_eq!(seen.count.load(Ordering::Relaxed), 1);
+    drop((bridge_a, bridge_b));
+    a.shutdown();
+    b.shutdown();
+}
