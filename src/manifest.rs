@@ -851,10 +851,11 @@ impl Manifest {
         builder: RuntimeBuilder,
         mut options: RunOptions,
     ) -> Result<RunReport, ManifestError> {
-        let runtime = builder.build().map_err(ManifestError::Build)?;
-        // Declared after the runtime, so dropped before it: `on_finish` runs
-        // before shutdown however the run ends (an error included).
+        // Declared before the runtime, so dropped after it: `on_finish` runs
+        // once the runtime is shut down however the run ends (an error
+        // included).
         let mut finish = Finish(options.finish.take());
+        let runtime = builder.build().map_err(ManifestError::Build)?;
         let started = Instant::now();
         if let Some(start) = options.start.take() {
             start(&runtime).map_err(ManifestError::Start)?;
@@ -1024,7 +1025,6 @@ impl Manifest {
                 std::thread::sleep(Duration::from_millis(10));
             }
         };
-        finish.run();
         let interrupted = options
             .interrupt
             .as_ref()
@@ -1036,6 +1036,7 @@ impl Manifest {
         } else {
             runtime.shutdown_within(Duration::ZERO)
         };
+        finish.run();
         let traced = report.stats.shards.iter().map(|s| s.traced).sum();
         Ok(RunReport {
             actors: report.stats.actors,
@@ -1152,8 +1153,8 @@ impl RunOptions {
         self
     }
 
-    /// Runs `finish` when the run ends, before the runtime shuts down (also
-    /// when the run fails after the runtime is built).
+    /// Runs `finish` when the run ends, once the runtime has shut down (also
+    /// when the run fails after the runtime is built, once it is dropped).
     pub fn on_finish(mut self, finish: impl FnOnce() + Send + 'static) -> RunOptions {
         self.finish = Some(Box::new(finish));
         self

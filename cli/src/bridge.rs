@@ -1,7 +1,9 @@
 //! `run` with a `[nats]` table: the bridge connects and imports before
 //! anything is spawned (so the actors find their imports), exports once the
-//! actors exist, serves while the run goes on, and closes before the runtime
-//! shuts down; its counters join the report.
+//! actors exist, serves while the run goes on and while the runtime shuts
+//! down (so that what its actors still answer, and what the ingress refuses
+//! when it stops, reaches the other nodes), and closes after; its counters
+//! join the report.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -55,12 +55,13 @@ impl<T> Inlet<T> {
     ///
     /// The wake-up is a tell from the host carrying the inlet's token. If the actor's mailbox is
     /// full, it is refused, and the actor finds the item when it handles what
-    /// fills its mailbox (it drains on every message). `Err(ShuttingDown)`:
-    /// the runtime takes no more host sends; the item stays queued, for the
-    /// actor to find if it handles anything more, or for the bridge to count.
+    /// fills its mailbox (it drains on every message). An error (the
+    /// runtime takes no more host sends, or the actor is gone) leaves the
+    /// item queued: the caller takes what is queued ([`Inlet::take_all`])
+    /// if no one else will.
     pub(crate) fn push(&self, item: T) -> Result<(), SendError> {
         self.queue.push(item);
-        // SeqCst, with the store in `drain_some`: either this sees the flag
+        // SeqCst, with the store in `begin`: either this sees the flag
         // cleared, or the drain that cleared it sees the item.
         if self.woken.swap(true, Ordering::SeqCst) {
             return Ok(());

@@ -124,7 +124,10 @@
 //!   they end for their requesters then, not by their timeouts. An ingress
 //!   stopped while its runtime runs (a `Runtime::stop`, a failure) does the
 //!   same with `target-stopped`, and the bridge refuses what arrives after
-//!   it the same way.
+//!   it the same way. Shut the runtime down before closing its bridge (as
+//!   `wasmshard run` does): a bridge closed first no longer reports these
+//!   refusals (it counts them, after [`Bridge::close`] returned), and the
+//!   remote requests the ingress holds then end by their timeouts.
 #![deny(missing_docs)]
 
 mod actors;

@@ -718,19 +718,18 @@ impl Thread {
                 reply: reply.clone().unwrap_or_default(),
             }
         };
-        match self.shared.inbound.push(item) {
-            Ok(()) => {}
-            Err(SendError::UnknownTarget) => {
-                // The ingress is gone while its runtime runs (stopped, or
-                // failed): nothing will take what is queued for it.
-                for item in self.shared.inbound.take_all() {
-                    self.shared.refuse_inbound(item, Reason::TargetStopped);
-                }
-            }
-            Err(_) => {
-                // The runtime stopped taking sends just now: the item stays
-                // queued for the ingress, which refuses what it holds when
-                // it stops; the bridge counts what is left when it closes.
+        if let Err(e) = self.shared.inbound.push(item) {
+            // No wake-up reaches the ingress: it is gone while its runtime
+            // runs (stopped, or failed), or its runtime stops its actors now
+            // (the ingress refuses what it holds when it stops, and may have
+            // already). Nothing will take what is queued: refused here, each
+            // item once (the ingress may still pop some meanwhile).
+            let reason = match e {
+                SendError::UnknownTarget => Reason::TargetStopped,
+                _ => Reason::ShuttingDown,
+            };
+            for item in self.shared.inbound.take_all() {
+                self.shared.refuse_inbound(item, reason);
             }
         }
     }

@@ -729,37 +729,28 @@ fn a_shutdown_answers_what_the_ingress_held() {
         bridge_a.stats().stalls == 1
     });
 
-    // The blocker's shard is released once the ingress answered what it
-    // held (or, on failure, after a while: the shutdown waits for it).
-    let stats = || bridge_a.stats();
-    let releaser = std::thread::scope(|scope| {
+    // The blocker's shard is released once the request ended for its
+    // requester, which only the ingress's answer does while the blocker
+    // holds it (or, on failure, after a while: the shutdown waits for it).
+    let (ended, report) = std::thread::scope(|scope| {
         let releaser = scope.spawn(|| {
-            let until = std::time::Instant::now() + Duration::from_secs(20);
-            while stats().refused_here.get(Reason::ShuttingDown) == 0
-                && std::time::Instant::now() < until
-            {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            let ended = request.wait(Duration::from_secs(20));
             release.store(true, Ordering::SeqCst);
+            ended
         });
         let report = a.shutdown_within(Duration::ZERO);
-        (releaser.join(), report)
+        (releaser.join().unwrap(), report)
     });
-    let (joined, report) = releaser;
-    joined.unwrap();
-
-    // The request ends now, with the remote runtime's shutdown.
-    assert_eq!(
-        request.wait(Duration::from_secs(10)),
-        Some(Err(RequestError::TargetFailed))
-    );
+    // The request ended with the remote runtime's shutdown.
+    assert_eq!(ended, Some(Err(RequestError::TargetFailed)));
     // Each tell reached the blocker's mailbox (a dead letter of the runtime
     // now) or was refused here, the refusals reported back.
     let here = bridge_a.stats();
     let refused = here.refused_here.get(Reason::ShuttingDown);
     assert!(refused >= 1, "{here:?}");
     assert_eq!(here.tells_in + refused, TELLS, "{here:?}");
-    assert_eq!(report.dead_letter_count, here.tells_in, "{report:?}");
+    // (Besides them, a retry timer or wake-up of the ingress may be one.)
+    assert!(report.dead_letter_count >= here.tells_in, "{report:?}");
     eventually("the refusals and the request's end reported", || {
         bridge_b.stats().refused_remote.get(Reason::ShuttingDown) == refused + 1
     });

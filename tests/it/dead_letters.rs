@@ -178,3 +178,40 @@ fn a_failing_dead_letter_actor_is_not_fed_its_own_dead_letters() {
     assert_eq!(stats.shards[0].dead_letters_refused, 1);
     rt.shutdown();
 }
+
+/// A manifest run's `on_finish` hook runs once the runtime has shut down
+/// (what it closes, a bridge say, still served the drain), on a run that
+/// ends and on one that fails after the runtime is built.
+#[test]
+fn a_run_finishes_once_its_runtime_is_shut_down() {
+    use wasmshard::manifest::{Manifest, RunOptions};
+    for (text, fails) in [
+        (
+            "[[actor]]\nname = \"c\"\ncomponent = \"counter.wat\"\n",
+            false,
+        ),
+        (
+            "[[actor]]\nname = \"c\"\ncomponent = \"no-such-file.wat\"\n",
+            true,
+        ),
+    ] {
+        let mut m = Manifest::parse(text).unwrap();
+        m.base = fixture("");
+        let handle = Arc::new(std::sync::Mutex::new(None));
+        let (kept, seen) = (handle.clone(), Arc::new(std::sync::Mutex::new(None)));
+        let finished = seen.clone();
+        let options = RunOptions::new()
+            .on_start(move |rt| {
+                *kept.lock().unwrap() = Some(rt.handle());
+                Ok(())
+            })
+            .on_finish(move || {
+                let open = handle.lock().unwrap().as_ref().map(|h| h.is_open());
+                *finished.lock().unwrap() = Some(open);
+            });
+        let result = m.run_with(m.builder(), options);
+        assert_eq!(result.is_err(), fails);
+        // Finished once, with the runtime no longer open.
+        assert_eq!(*seen.lock().unwrap(), Some(Some(false)), "{text}");
+    }
+}
