@@ -38,7 +38,7 @@ pub(crate) struct Actor {
     /// shed when their turn comes. Emptied whenever its mailbox empties (a
     /// revocation always arrives after its request, so by then each was
     /// taken or had already been handled).
-    pub(crate) unstarted: ahash::AHashSet<u64>,
+    pub(crate) unstarted: crate::actor_requests::IdSet,
     /// How it is restarted, if it is supervised.
     pub(crate) supervisor: Option<Box<Supervisor>>,
 }
@@ -51,21 +51,22 @@ pub(crate) struct Fault {
     pub(crate) answered: bool,
 }
 
-/// What runs an actor. (A native actor's outbox is kept inline, as a
-/// component's is in its store: one per actor, touched on every send, so no
-/// box to chase; the size difference is a few hundred bytes per actor.)
-#[allow(clippy::large_enum_variant)]
+/// What runs an actor. A native actor's outbox is boxed (a component's is
+/// in its store): inline it would make every actor's entry in its shard's
+/// table as large as an outbox (about 580 bytes), components' included,
+/// which is what a million idle actors cannot afford; a native send pays
+/// one pointer more to reach it.
 pub(crate) enum Body {
     Wasm(WasmActor),
     Native {
         actor: Box<dyn NativeActor>,
-        out: Outbox,
+        out: Box<Outbox>,
     },
     /// A supervised actor between a failure and its restart: its outbox (with
     /// its grants, quota and counters) waits for the new instance. It is never
     /// in the ready queue; its mailbox fills as usual.
     Down {
-        out: Outbox,
+        out: Box<Outbox>,
     },
 }
 
@@ -135,7 +136,7 @@ impl Actor {
             handled: 0,
             body,
             monitors: Vec::new(),
-            unstarted: ahash::AHashSet::new(),
+            unstarted: Default::default(),
             supervisor: None,
         }
     }
@@ -335,7 +336,7 @@ impl Actor {
         let out = self.outbox();
         let (sent, deferred) = (out.sent, out.requests.deferred() as u64);
         let (denied, rate_limited) = (out.denied, out.rate_limited);
-        let rate = out.rate.map(|b| (b.rate, b.available(out.now)));
+        let rate = out.rate.as_deref().map(|b| (b.rate, b.available(out.now)));
         let stored = out.storage.bytes() as u64;
         self.info.sent.set(sent);
         self.info.deferred.set(deferred);
@@ -352,8 +353,8 @@ impl Body {
     pub(crate) fn into_outbox(self) -> (Outbox, Option<String>) {
         match self {
             Body::Wasm(w) => (w.store.into_data().out, None),
-            Body::Native { actor, out } => (out, panics::quietly(|| drop(actor))),
-            Body::Down { out } => (out, None),
+            Body::Native { actor, out } => (*out, panics::quietly(|| drop(actor))),
+            Body::Down { out } => (*out, None),
         }
     }
 
@@ -373,7 +374,10 @@ impl Body {
                 WasmActor::spawn(settings, component, out, config, table).map(Body::Wasm)
             }
             Maker::Native(factory) => match guard(factory) {
-                Ok(actor) => Ok(Body::Native { actor, out }),
+                Ok(actor) => Ok(Body::Native {
+                    actor,
+                    out: Box::new(out),
+                }),
                 Err(failure) => Err((InitEnd::Failed(SpawnError::InitFailed(failure)), out)),
             },
         }
@@ -595,7 +599,7 @@ fn out_of_mappings(e: &wasmtime::Error) -> Option<(u64, u64)> {
 /// epoch interrupt of an exhausted budget) or by the limiter that refused a grow,
 /// with the wasmtime error kept as the cause.
 fn describe(e: wasmtime::Error, limiter: &Limiter) -> Failure {
-    if let Some((kind, why)) = &limiter.hit {
+    if let Some((kind, why)) = limiter.hit.as_deref() {
         return Failure::new(*kind, why.clone(), Some(cause(e)));
     }
     match e.downcast_ref::<Trap>().copied() {

@@ -5,7 +5,14 @@
 //! (`request`, `respond`, `cancel`), by the actor's invocation (a request begins
 //! and ends being handled) and by the shard (a response arrives, the actor goes).
 
-use ahash::AHashMap;
+/// A map keyed by request id. Ids are the runtime's, not a guest's choice,
+/// so the hasher's keys are fixed: no 32 bytes of random state in every
+/// actor's maps (a million idle actors hold several each).
+pub(crate) type IdMap<V> = std::collections::HashMap<u64, V, IdHasher>;
+/// A set of request ids (see [`IdMap`]).
+pub(crate) type IdSet = std::collections::HashSet<u64, IdHasher>;
+/// The hasher of [`IdMap`] and [`IdSet`].
+pub(crate) type IdHasher = std::hash::BuildHasherDefault<ahash::AHasher>;
 
 use crate::address::Address;
 use crate::trace::TraceContext;
@@ -22,10 +29,10 @@ pub(crate) struct ActorRequests {
     on_behalf: Option<(u64, u32)>,
     /// Requests this actor deferred and may still answer: id → (requester, when
     /// the requester stops waiting, in the runtime's clock).
-    deferred: AHashMap<u64, (Address, u64)>,
+    deferred: IdMap<(Address, u64)>,
     /// The trace contexts of the deferred requests that are traced (empty, and
     /// never touched, while none is): a later answer carries their trace.
-    traces: AHashMap<u64, TraceContext>,
+    traces: IdMap<TraceContext>,
     /// Deferred requests past which the next deferral first drops the expired.
     purge_at: usize,
     /// No deferred request expires before this (it may be earlier than the
@@ -43,8 +50,8 @@ impl Default for ActorRequests {
             open: 0,
             current: None,
             on_behalf: None,
-            deferred: AHashMap::new(),
-            traces: AHashMap::new(),
+            deferred: IdMap::default(),
+            traces: IdMap::default(),
             purge_at: PURGE_AT,
             earliest: u64::MAX,
         }
@@ -180,7 +187,7 @@ impl ActorRequests {
     /// The actor is going away: every request it still held, to be ended for its
     /// requester.
     pub(crate) fn take_deferred(&mut self) -> impl Iterator<Item = (u64, Address)> {
-        self.traces = AHashMap::new();
+        self.traces = IdMap::default();
         std::mem::take(&mut self.deferred)
             .into_iter()
             .map(|(id, (requester, _))| (id, requester))

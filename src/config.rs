@@ -47,6 +47,11 @@ pub const MAX_AUDIT_CAPACITY: usize = 1 << 20;
 pub const DEFAULT_STORAGE_QUOTA: usize = 1 << 20;
 /// The largest storage quota.
 pub const MAX_STORAGE_QUOTA: usize = 1 << 30;
+/// Default bytes at the start of a freed actor's linear memory kept resident
+/// for the next actor in its pool slot; see [`RuntimeBuilder::keep_resident`].
+pub const DEFAULT_KEEP_RESIDENT: usize = 8 << 10;
+/// The most bytes of a freed actor's linear memory kept resident: 1 MiB.
+pub const MAX_KEEP_RESIDENT: usize = 1 << 20;
 /// Default time `shutdown` waits for in-flight messages to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,6 +139,8 @@ pub(crate) struct Config {
     pub(crate) epoch_tick: Duration,
     pub(crate) cpu_budget: Option<Duration>,
     pub(crate) memory_limit: usize,
+    /// Bytes of a freed memory kept resident for its slot's next instance.
+    pub(crate) keep_resident: usize,
     pub(crate) max_actors: u32,
     pub(crate) pin_cores: bool,
     pub(crate) batch: u32,
@@ -205,6 +212,7 @@ impl Config {
         let page = 64 * 1024;
         let memory = self.memory_limit.div_ceil(page) * page;
         let actors = self.max_actors;
+        let keep = self.keep_resident.next_multiple_of(4 << 10);
         let mut pool = PoolingAllocationConfig::new();
         // A component-ized core module instantiates its main module plus wit-component's
         // shim and fixup modules.
@@ -218,16 +226,16 @@ impl Config {
             .max_memories_per_component(2)
             // The same bound as the limiter's, so that it alone decides.
             .table_elements(MAX_TABLE_ELEMENTS)
-            // Reset the first KEEP_RESIDENT bytes of a freed memory (and table)
+            // Reset the first `keep_resident` bytes of a freed memory (and the
+            // first page of a freed table, as much as a small table touches)
             // with memset, not madvise: a slot's next instance takes no page
-            // faults there, and what lies beyond goes back to the system. Measured
-            // (`bench spawn --shards 1`, counter.wat): none kept, a 8.5 us floor
-            // (every page faults in again); 8 KiB, 3.1 us; 16 KiB, 3.1 us; 64 KiB,
-            // 5.2-6.3 us (the memset of 64 KiB costs more than the faults it
-            // saves). What a freed slot keeps resident: about 22 KB with 8 KiB,
-            // 80 KB with 64 KiB.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
+            // faults there, and what lies beyond goes back to the system.
+            // Measured (`bench spawn --shards 1`, counter.wat): none kept, a
+            // 8.5 us floor (every page faults in again); 8 KiB, 3.1 us; 16 KiB,
+            // 3.1 us; 64 KiB, 5.2-6.3 us (the memset of 64 KiB costs more than
+            // the faults it saves). See docs/PERFORMANCE.md, "Density".
+            .linear_memory_keep_resident(keep)
+            .table_keep_resident(keep.min(TABLE_KEEP_RESIDENT))
             // Decommit what lies beyond that (a freed memory's higher pages) in
             // batches: one `madvise` per 16 freed instances rather than one
             // each, which was a fifth of a restart (a slot waiting in the batch
@@ -243,9 +251,10 @@ impl Config {
     }
 }
 
-/// Bytes of a freed pool slot's memory and table kept resident (reset with
-/// memset) for the next instance; see `Config::engine`.
-const KEEP_RESIDENT: usize = 8 * 1024;
+/// Bytes of a freed table kept resident (reset with memset) for the next
+/// instance, at most: one page, which holds 512 elements, as many as the
+/// tables of a component-ized module touch; see `Config::engine`.
+const TABLE_KEEP_RESIDENT: usize = 4 << 10;
 
 /// Builds a [`Runtime`](crate::Runtime).
 ///
@@ -297,6 +306,7 @@ impl RuntimeBuilder {
                 epoch_tick: DEFAULT_EPOCH_TICK,
                 cpu_budget: Some(DEFAULT_CPU_BUDGET),
                 memory_limit: DEFAULT_MEMORY_LIMIT,
+                keep_resident: DEFAULT_KEEP_RESIDENT,
                 max_actors: DEFAULT_MAX_ACTORS,
                 pin_cores: false,
                 batch: DEFAULT_BATCH,
@@ -364,6 +374,19 @@ impl RuntimeBuilder {
     /// Default: 16 MiB. A `memory.grow` beyond it traps and stops the actor.
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.config.memory_limit = bytes;
+        self
+    }
+
+    /// Bytes at the start of a stopped component actor's linear memory kept
+    /// resident, reset in place, for the next actor its pool slot holds
+    /// (rounded up to 4 KiB pages): 0 to [`MAX_KEEP_RESIDENT`] (1 MiB). Its
+    /// next instance takes no page faults there, which makes spawning about
+    /// 2.5 times faster for a small component; the price is that every slot
+    /// ever used keeps that much (and a page of its table) after its actor
+    /// stopped. Zero gives a stopped actor's memory back to the system
+    /// entirely. Default: [`DEFAULT_KEEP_RESIDENT`] (8 KiB).
+    pub fn keep_resident(mut self, bytes: usize) -> Self {
+        self.config.keep_resident = bytes;
         self
     }
 
@@ -613,6 +636,13 @@ impl RuntimeBuilder {
             c.memory_limit as u128,
             64 << 10,
             MAX_MEMORY_LIMIT as u128,
+        )?;
+        count(
+            "keep_resident",
+            "keep-resident",
+            c.keep_resident as u128,
+            0,
+            MAX_KEEP_RESIDENT as u128,
         )?;
         count(
             "max_actors",

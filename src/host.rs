@@ -1,7 +1,5 @@
 //! The `wasmshard:actor/host` imports, and the per-actor store data they run on.
 
-use std::sync::Arc;
-
 use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Engine, ResourceLimiter, StoreContextMut};
 
@@ -89,7 +87,6 @@ struct TraceContext {
 pub(crate) struct ActorCtx {
     pub(crate) out: Outbox,
     pub(crate) limiter: Limiter,
-    pub(crate) name: Arc<str>,
     /// False while the component is being instantiated: host calls then trap.
     pub(crate) instantiated: bool,
     /// The last `error` line logged during the invocation under way (made one
@@ -104,7 +101,6 @@ const LAST_ERROR_BYTES: usize = 512;
 impl ActorCtx {
     pub(crate) fn new(out: Outbox, memory_limit: usize) -> ActorCtx {
         ActorCtx {
-            name: out.name.clone(),
             out,
             limiter: Limiter::new(memory_limit),
             instantiated: false,
@@ -122,7 +118,7 @@ pub(crate) struct Limiter {
     /// What the last permitted grow added to `memory` (taken back if it failed).
     last_grow: usize,
     /// Which limit a grow ran into, and the words for it.
-    pub(crate) hit: Option<(FailureKind, String)>,
+    pub(crate) hit: Option<Box<(FailureKind, String)>>,
 }
 
 impl Limiter {
@@ -152,7 +148,7 @@ impl ResourceLimiter for Limiter {
                 "memory limit of {} bytes reached (growing from {} to {total} bytes in all)",
                 self.memory_limit, self.memory
             );
-            self.hit = Some((FailureKind::MemoryLimit, why.clone()));
+            self.hit = Some(Box::new((FailureKind::MemoryLimit, why.clone())));
             wasmtime::bail!("{why}");
         }
         self.memory = total;
@@ -176,7 +172,7 @@ impl ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             let why = format!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
-            self.hit = Some((FailureKind::TableLimit, why.clone()));
+            self.hit = Some(Box::new((FailureKind::TableLimit, why.clone())));
             wasmtime::bail!("{why}");
         }
         Ok(true)
@@ -303,7 +299,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
             let data = store.data();
             data.out
                 .directory
-                .log(data.out.me, &data.name, level, &message);
+                .log(data.out.me, &data.out.name, level, &message);
             if level == LogLevel::Error {
                 let line = crate::log::one_line(&message, LAST_ERROR_BYTES).into_owned();
                 drop(message);

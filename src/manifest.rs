@@ -40,7 +40,7 @@
 //!
 //! `[runtime]` keys: `shards`, `mailbox-capacity`, `max-payload` (bytes),
 //! `epoch-tick-ms`, `cpu-budget-ms` (0 turns budgets off), `memory-limit` (bytes),
-//! `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
+//! `keep-resident` (bytes), `max-actors`, `pin-cores`, `batch`, `ring-capacity`, `drain-timeout-ms`,
 //! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1),
 //! `log-messages` (actor name patterns), `park-spin-us`, `park-spin-max-us`, `storage-quota`
 //! (bytes), `storage-dir` (durable storage, relative to the manifest),
@@ -182,6 +182,9 @@ pub struct RuntimeSection {
     /// Where durable storage lives (relative to the manifest); none: in memory.
     pub storage_dir: Option<PathBuf>,
     pub park_spin_us: Option<u64>,
+    /// Bytes of a stopped actor's memory kept for the next (see
+    /// `RuntimeBuilder::keep_resident`).
+    pub keep_resident: Option<usize>,
     /// The longest spin an idle shard learns (see `RuntimeBuilder::park_spin_max`).
     pub park_spin_max_us: Option<u64>,
     /// The grants of an `[[actor]]` that gives none: `"none"` (the default) or
@@ -800,6 +803,9 @@ impl Manifest {
         }
         if let Some(v) = r.park_spin_max_us {
             b = b.park_spin_max(Duration::from_micros(v));
+        }
+        if let Some(v) = r.keep_resident {
+            b = b.keep_resident(v);
         }
         match r.default_grants {
             Some(DefaultGrants::All) => b = b.default_grants(Grants::all()),

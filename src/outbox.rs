@@ -27,13 +27,17 @@ pub(crate) struct Outbox {
     /// What its grants allow (trusted: everything).
     pub(crate) masks: Masks,
     /// Its quota, if it has one.
-    pub(crate) rate: Option<Bucket>,
+    pub(crate) rate: Option<Box<Bucket>>,
     /// The shard's clock reading for this turn (set when it has a quota).
     pub(crate) now: u64,
     /// Operations denied by its grants.
     pub(crate) denied: u64,
     /// Sends refused by its quota.
     pub(crate) rate_limited: u64,
+    /// What it sent during the invocation under way, routed by the shard
+    /// after it. Empty until the actor first sends (an idle actor holds no
+    /// room for envelopes: 112 bytes each); then it keeps the room it has
+    /// needed, so steady sending allocates nothing.
     pub(crate) staged: Vec<Envelope>,
     /// Messages and requests sent successfully, as counted for the actor's stats.
     pub(crate) sent: u64,
@@ -121,7 +125,7 @@ impl Outbox {
             now: 0,
             denied: 0,
             rate_limited: 0,
-            staged: Vec::with_capacity(16),
+            staged: Vec::new(),
             sent: 0,
             table: None,
             lend: None,
@@ -760,7 +764,7 @@ impl Outbox {
             grants,
             component: made_from,
             config: config.to_vec(),
-            rate: self.rate.map(|b| b.rate).or(d.default_rate),
+            rate: self.rate.as_deref().map(|b| b.rate).or(d.default_rate),
         });
         Ok(me)
     }

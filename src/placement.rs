@@ -121,7 +121,7 @@ pub(crate) fn prepare(
 ) -> Result<(), crate::error::Cause> {
     out.now = directory.now_ns();
     if let Some(rate) = rate {
-        out.rate = Some(crate::grants::Bucket::new(rate));
+        out.rate = Some(Box::new(crate::grants::Bucket::new(rate)));
     }
     out.storage = match &directory.durable {
         Some(durable) if registered => {
@@ -229,6 +229,7 @@ pub(crate) fn make(
                 Some((plan, factory)) => (Some(plan), Some(Maker::Native(factory))),
                 None => (None, None),
             };
+            let out = Box::new(out);
             (Ok(Body::Native { actor, out }), maker, plan)
         }
         SpawnBody::Wasm {

@@ -55,6 +55,9 @@ const MAX_PANICS: u32 = 16;
 /// The shortest and longest sleep of a shard waiting for a full ring to drain.
 const MIN_BACKOFF: Duration = Duration::from_micros(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(1);
+/// Actors a shard removes before, about to sleep, it has the allocator give
+/// free pages back (see `sys::trim_heap`).
+const TRIM_AFTER: u32 = 1024;
 
 thread_local! {
     /// The runtime (by its directory's id) and shard the current thread is running
@@ -108,6 +111,8 @@ pub(crate) struct Shard {
     overflow: Vec<VecDeque<Envelope>>,
     /// Envelopes waiting in `overflow`, all destinations together.
     overflowing: usize,
+    /// Actors removed since the allocator last gave free pages back.
+    removed_since_trim: u32,
     /// Shards whose ring this turn pushed to (to wake them if parked).
     touched: Vec<bool>,
     /// Shutting down (or failed): no actor runs, whatever arrives is a dead letter.
@@ -214,6 +219,7 @@ impl Shard {
             dead_letters: Vec::new(),
             groups: Vec::new(),
             restarts: BinaryHeap::new(),
+            removed_since_trim: 0,
             counts: ShardStats {
                 shard: id,
                 spin_ns: config.park_spin.as_nanos() as u64,
@@ -606,7 +612,7 @@ impl Shard {
                         .as_mut()
                         .expect("live actor");
                     let out = actor.outbox();
-                    out.rate = rate.map(Bucket::new);
+                    out.rate = rate.map(|r| Box::new(Bucket::new(r)));
                     out.now = now;
                     actor.publish();
                     Ok(())
@@ -1188,6 +1194,7 @@ impl Shard {
         self.slots().deactivate(slot);
         self.directory.pool(self.id).give_back(slot);
         self.counts.actors -= 1;
+        self.removed_since_trim = self.removed_since_trim.saturating_add(1);
         actor.publish();
         if reason == DeadLetterReason::TargetFailed {
             actor.info.failed.store(true, Ordering::Release);
@@ -2207,7 +2214,7 @@ impl Shard {
         }
         let held: Vec<(u64, Address)> = out.requests.take_deferred().collect();
         out.requests = Default::default();
-        actor.body = Body::Down { out };
+        actor.body = Body::Down { out: Box::new(out) };
         // Kept out of the ready queue until the restart: `scheduled` set, so a
         // delivery does not queue it.
         actor.scheduled = true;
@@ -2260,7 +2267,7 @@ impl Shard {
             .supervisor
             .as_mut()
             .expect("a down actor is supervised");
-        let made = Body::remake(&mut supervisor.maker, &self.wasm, out, &mut self.table);
+        let made = Body::remake(&mut supervisor.maker, &self.wasm, *out, &mut self.table);
         let failure = match made {
             Ok(body) => {
                 actor.body = body;
@@ -2282,7 +2289,7 @@ impl Shard {
                 // with it: its requests are abandoned when it goes down).
                 self.discard_children(std::mem::take(&mut out.spawns));
                 out.staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
-                actor.body = Body::Down { out };
+                actor.body = Body::Down { out: Box::new(out) };
                 self.actors[slot as usize] = Some(actor);
                 if !self.route_staged(slot) {
                     // Its `init` stopped it: nothing is left to restart.
@@ -2351,7 +2358,7 @@ impl Shard {
         } else {
             Vec::new()
         };
-        out.rate = old.rate;
+        out.rate = old.rate.clone();
         out.now = self.directory.now_ns();
         // (Commands may run outside a pass.)
         let now = out.now;
@@ -2553,6 +2560,13 @@ impl Shard {
                 }
                 std::hint::spin_loop();
             }
+        }
+        if self.removed_since_trim >= TRIM_AFTER {
+            // Many actors stopped: what they held was freed, but a heap keeps
+            // freed pages resident until trimmed. Once per many stops, before
+            // a sleep (never on the way of a message).
+            self.removed_since_trim = 0;
+            crate::sys::trim_heap();
         }
         self.counts.parks += 1;
         self.publish();

@@ -197,6 +197,7 @@ fn setting() -> impl Strategy<Value = String> {
         "max-open-requests",
         "park-spin-us",
         "park-spin-max-us",
+        "keep-resident",
         "no-such-key",
     ]);
     let value = prop_oneof![

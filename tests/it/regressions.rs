@@ -827,6 +827,10 @@ fn every_setting_out_of_its_range_is_refused_by_name() {
     refused(b().mailbox_capacity(u32::MAX), "mailbox-capacity");
     refused(b().max_payload(usize::MAX), "max-payload");
     refused(b().memory_limit(1), "memory-limit");
+    refused(
+        b().keep_resident(wasmshard::MAX_KEEP_RESIDENT + 1),
+        "keep-resident",
+    );
     refused(b().batch(0), "batch");
     refused(b().batch(u32::MAX), "batch");
     refused(b().max_open_requests(u32::MAX), "max-open-requests");
@@ -847,6 +851,13 @@ fn every_setting_out_of_its_range_is_refused_by_name() {
     let err = manifest.run(manifest.builder(), None).unwrap_err();
     let message = format!("{:?}", err);
     assert!(message.contains("park-spin-max-us"), "{message}");
+    let manifest = wasmshard::manifest::Manifest::parse(
+        "[runtime]\nkeep-resident = 1048577\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+    )
+    .unwrap();
+    let err = manifest.run(manifest.builder(), None).unwrap_err();
+    let message = format!("{:?}", err);
+    assert!(message.contains("keep-resident"), "{message}");
 }
 
 /// Rings were allocated up front, shards² × capacity of them (1.75 GiB at 64
