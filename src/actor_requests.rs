@@ -5,9 +5,11 @@
 //! (`request`, `respond`, `cancel`), by the actor's invocation (a request begins
 //! and ends being handled) and by the shard (a response arrives, the actor goes).
 
-/// A map keyed by request id. Ids are the runtime's, not a guest's choice,
-/// so the hasher's keys are fixed: no 32 bytes of random state in every
-/// actor's maps (a million idle actors hold several each).
+/// A map keyed by request id. Ids are the runtime's (shard, table slot and
+/// generation), not a guest's or a remote peer's choice, so the hasher's
+/// keys need not differ per map: `AHasher::default` draws one set per
+/// process, and no map carries 32 bytes of random state of its own (a
+/// million idle actors hold several maps each).
 pub(crate) type IdMap<V> = std::collections::HashMap<u64, V, IdHasher>;
 /// A set of request ids (see [`IdMap`]).
 pub(crate) type IdSet = std::collections::HashSet<u64, IdHasher>;

@@ -226,16 +226,15 @@ impl Config {
             .max_memories_per_component(2)
             // The same bound as the limiter's, so that it alone decides.
             .table_elements(MAX_TABLE_ELEMENTS)
-            // Reset the first `keep_resident` bytes of a freed memory (and the
-            // first page of a freed table, as much as a small table touches)
-            // with memset, not madvise: a slot's next instance takes no page
+            // Reset the first `keep_resident` bytes of a freed memory (and
+            // table) with memset, not madvise: a slot's next instance takes no page
             // faults there, and what lies beyond goes back to the system.
             // Measured (`bench spawn --shards 1`, counter.wat): none kept, a
             // 8.5 us floor (every page faults in again); 8 KiB, 3.1 us; 16 KiB,
             // 3.1 us; 64 KiB, 5.2-6.3 us (the memset of 64 KiB costs more than
             // the faults it saves). See docs/PERFORMANCE.md, "Density".
             .linear_memory_keep_resident(keep)
-            .table_keep_resident(keep.min(TABLE_KEEP_RESIDENT))
+            .table_keep_resident(keep)
             // Decommit what lies beyond that (a freed memory's higher pages) in
             // batches: one `madvise` per 16 freed instances rather than one
             // each, which was a fifth of a restart (a slot waiting in the batch
@@ -250,11 +249,6 @@ impl Config {
         Engine::new(&c).map_err(|e| BuildError::Engine(cause(e)))
     }
 }
-
-/// Bytes of a freed table kept resident (reset with memset) for the next
-/// instance, at most: one page, which holds 512 elements, as many as the
-/// tables of a component-ized module touch; see `Config::engine`.
-const TABLE_KEEP_RESIDENT: usize = 4 << 10;
 
 /// Builds a [`Runtime`](crate::Runtime).
 ///
@@ -377,13 +371,13 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Bytes at the start of a stopped component actor's linear memory kept
-    /// resident, reset in place, for the next actor its pool slot holds
-    /// (rounded up to 4 KiB pages): 0 to [`MAX_KEEP_RESIDENT`] (1 MiB). Its
-    /// next instance takes no page faults there, which makes spawning about
-    /// 2.5 times faster for a small component; the price is that every slot
-    /// ever used keeps that much (and a page of its table) after its actor
-    /// stopped. Zero gives a stopped actor's memory back to the system
+    /// Bytes of a stopped component actor's linear memory (and of its
+    /// tables) kept resident, reset in place, for the next actor its pool
+    /// slot holds (rounded up to 4 KiB pages): 0 to [`MAX_KEEP_RESIDENT`]
+    /// (1 MiB). Its next instance takes no page faults there, which makes
+    /// spawning about 2.5 times faster for a small component; the price is
+    /// that every slot ever used keeps up to that much of each after its
+    /// actor stopped. Zero gives a stopped actor's memory back to the system
     /// entirely. Default: [`DEFAULT_KEEP_RESIDENT`] (8 KiB).
     pub fn keep_resident(mut self, bytes: usize) -> Self {
         self.config.keep_resident = bytes;

@@ -2561,10 +2561,11 @@ impl Shard {
                 std::hint::spin_loop();
             }
         }
-        if self.removed_since_trim >= TRIM_AFTER {
+        if cap.is_none() && self.removed_since_trim >= TRIM_AFTER {
             // Many actors stopped: what they held was freed, but a heap keeps
-            // freed pages resident until trimmed. Once per many stops, before
-            // a sleep (never on the way of a message).
+            // freed pages resident until trimmed. Once per many stops, after
+            // the spin found no work, before a sleep with nothing waiting
+            // (not in a back-off park, which has overflow waiting).
             self.removed_since_trim = 0;
             crate::sys::trim_heap();
         }

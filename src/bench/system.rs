@@ -442,7 +442,7 @@ impl System {
 
     /// Resident memory per idle actor: spawns `n` actors, measures the process's
     /// resident set before and after, and stops them. `None` where the platform
-    /// does not say (only Linux's `/proc/self/statm` is read). Call it before any
+    /// does not say (only Linux's `/proc/self/status` is read). Call it before any
     /// other spawn: a pool slot used before keeps the start of its memory and
     /// table resident, so actors in reused slots would look cheaper.
     ///
@@ -486,10 +486,19 @@ impl System {
     }
 }
 
+/// The process's resident set (`VmRSS` of Linux's `/proc/self/status`,
+/// whatever the page size).
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// What many idle actors hold ([`density`]).
