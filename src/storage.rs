@@ -22,12 +22,17 @@ pub const MAX_STORAGE_KEY: usize = 1024;
 /// is bounded too).
 pub const STORAGE_ENTRY_OVERHEAD: usize = 32;
 
+/// Stored keys and their values.
+type Entries = AHashMap<Box<[u8]>, Arc<[u8]>>;
+
 /// One actor's stored keys and values, and the bytes they take.
 #[derive(Default)]
 pub(crate) struct Storage {
     /// Values are shared (`Arc`), so `get` hands one out without a copy and a
-    /// durable change queues it without one.
-    map: AHashMap<Box<[u8]>, Arc<[u8]>>,
+    /// durable change queues it without one. Boxed, and made at the first
+    /// `set`: most actors store nothing, and an empty map with its random
+    /// state is 64 bytes in every actor.
+    map: Option<Box<Entries>>,
     /// Keys and values together, in bytes.
     bytes: usize,
     /// Where its changes go too, with a storage directory (a named actor):
@@ -47,7 +52,7 @@ impl Storage {
             .map(|(k, v)| STORAGE_ENTRY_OVERHEAD + k.len() + v.len())
             .sum();
         Ok(Storage {
-            map,
+            map: (!map.is_empty()).then(|| Box::new(map)),
             bytes,
             durable: Some((name, durable)),
         })
@@ -69,7 +74,7 @@ impl Storage {
         self.durable = old.durable.take();
         if let Some((name, durable)) = &self.durable {
             durable.push(Op::Clear(name.clone()));
-            for (k, v) in &self.map {
+            for (k, v) in self.map.iter().flat_map(|m| m.iter()) {
                 durable.push(Op::Set(name.clone(), k.clone(), v.clone()));
             }
         }
@@ -85,7 +90,7 @@ impl Storage {
     /// The value stored under `key`.
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Arc<[u8]>> {
-        self.map.get(key)
+        self.map.as_ref()?.get(key)
     }
 
     /// Stores `value` under `key`, within `quota` bytes for all keys and
@@ -114,7 +119,8 @@ impl Storage {
             .durable
             .as_ref()
             .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
-        match self.map.get_mut(key) {
+        let map = self.map.get_or_insert_with(Box::default);
+        match map.get_mut(key) {
             Some(old) => {
                 let after = self.bytes - old.len() + value.len();
                 if after > quota {
@@ -127,7 +133,7 @@ impl Storage {
                 if self.bytes + size > quota {
                     return Err(StorageError::QuotaExceeded);
                 }
-                self.map.insert(key.into(), value);
+                map.insert(key.into(), value);
                 self.bytes += size;
             }
         }
@@ -139,7 +145,7 @@ impl Storage {
 
     /// Deletes `key`; whether it was there.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
-        match self.map.remove(key) {
+        match self.map.as_mut().and_then(|m| m.remove(key)) {
             Some(old) => {
                 self.bytes -= STORAGE_ENTRY_OVERHEAD + key.len() + old.len();
                 if let Some((name, durable)) = &self.durable {
