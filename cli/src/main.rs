@@ -88,7 +88,7 @@ enum Command {
         grants: String,
         /// With `spawn`: also spawn N idle actors into a fresh runtime and
         /// report the memory each holds, alive and once all are stopped (1 to
-        /// 1 000 000; about 20 KB each; component actors past about 21 800
+        /// 1 000 000; about 16 KB each; component actors past about 21 800
         /// need the kernel's vm.max_map_count raised).
         #[arg(long, value_name = "N")]
         density: Option<u64>,
