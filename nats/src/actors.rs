@@ -72,7 +72,7 @@ impl Ingress {
             match self.deliver(ctx, item) {
                 Delivery::Done => {}
                 Delivery::Full(item) if since.elapsed() >= shared.options.stall_limit => {
-                    self.refuse(item, Reason::MailboxFull);
+                    shared.refuse_inbound(item, Reason::MailboxFull);
                 }
                 Delivery::Full(item) => {
                     self.stalled = Some((item, since));
@@ -86,7 +86,7 @@ impl Ingress {
             };
             if let Delivery::Full(item) = self.deliver(ctx, item) {
                 if shared.options.stall_limit.is_zero() {
-                    self.refuse(item, Reason::MailboxFull);
+                    shared.refuse_inbound(item, Reason::MailboxFull);
                     continue;
                 }
                 bump(&shared.counters.stalls);
@@ -136,7 +136,7 @@ impl Ingress {
         };
         match (result, item) {
             (Err(SendError::MailboxFull), item) => return Delivery::Full(item),
-            (Err(e), item) => self.refuse(item, Reason::of_send(e)),
+            (Err(e), item) => shared.refuse_inbound(item, Reason::of_send(e)),
             (Ok(None), _) => bump(&shared.counters.tells_in),
             (Ok(Some(id)), Inbound::Request { reply, .. }) => {
                 bump(&shared.counters.requests_in);
@@ -145,11 +145,6 @@ impl Ingress {
             (Ok(Some(_)), Inbound::Tell { .. }) => unreachable!("a tell makes no request"),
         }
         Delivery::Done
-    }
-
-    /// Refuses `item`: counted here, reported to its sender.
-    fn refuse(&self, item: Inbound, reason: Reason) {
-        self.shared.refuse_inbound(item, reason);
     }
 }
 
@@ -170,12 +165,12 @@ impl Drop for Ingress {
             Reason::ShuttingDown
         };
         if let Some((item, _)) = self.stalled.take() {
-            self.refuse(item, reason);
+            shared.refuse_inbound(item, reason);
         }
+        // The flag cleared first: what the thread queues after this finds
+        // no one to wake, and the thread refuses it.
         shared.inbound.begin();
-        while let Some(item) = shared.inbound.pop() {
-            self.refuse(item, reason);
-        }
+        shared.refuse_queued(reason);
         for (_, reply) in self.open.drain() {
             let _ = shared.send_out(Out::Reply {
                 to: reply,

@@ -422,6 +422,14 @@ impl Shared {
         }
     }
 
+    /// Refuses every message queued for the ingress (which will not take
+    /// them: it is gone, or its runtime stops it), each once.
+    pub(crate) fn refuse_queued(&self, reason: Reason) {
+        for item in self.inbound.take_all() {
+            self.refuse_inbound(item, reason);
+        }
+    }
+
     /// The subject of actor `name` on `node`.
     pub(crate) fn subject(&self, node: &str, name: &str) -> String {
         format!(

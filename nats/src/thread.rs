@@ -728,9 +728,7 @@ impl Thread {
                 SendError::UnknownTarget => Reason::TargetStopped,
                 _ => Reason::ShuttingDown,
             };
-            for item in self.shared.inbound.take_all() {
-                self.shared.refuse_inbound(item, reason);
-            }
+            self.shared.refuse_queued(reason);
         }
     }
 
