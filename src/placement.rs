@@ -4,6 +4,13 @@
 //! its `init` there, then hands the started actor to its shard in a control
 //! command and returns. The shard places it when it takes its commands: it
 //! registers the actor, starts what `init` spawned, routes what it sent.
+//! A parked shard is woken for the placement only if `init` sent or spawned
+//! something, or the shard parked holding what arrived for an actor not
+//! placed yet; otherwise the placement waits for the shard's next wake-up
+//! (every pass takes the commands first, so before anything reaches the
+//! actor), or for 64 placements to wait, and a burst of spawns costs the
+//! spawning thread one system call per 64 and leaves it the cores between
+//! (see `ShardHandle::command_lazily`).
 //!
 //! Until the shard has placed it, the actor's address is live in the slot table
 //! (senders are admitted) but the shard has no actor in the slot: the shard
@@ -339,10 +346,26 @@ pub(crate) fn spawn_here(
         });
         return wait(&answer, shard);
     }
-    handle.command(Command::Place {
+    // A parked shard is woken only if `init` left it something to do now
+    // (children to start, messages to route); otherwise it places the actor
+    // when it next wakes, before anything else, which is before anything
+    // reaches the actor.
+    let urgent = match &placement.body {
+        Ok(Body::Wasm(w)) => {
+            let out = &w.store.data().out;
+            !out.staged.is_empty() || !out.spawns.is_empty()
+        }
+        _ => false,
+    };
+    let place = Command::Place {
         placement,
         reply: None,
-    });
+    };
+    if urgent {
+        handle.command(place);
+    } else {
+        handle.command_lazily(place);
+    }
     Ok(me)
 }
 

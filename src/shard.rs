@@ -2578,6 +2578,10 @@ impl Shard {
             (t, c) => t.or(c),
         };
         let me = &self.shared.shards[self.id];
+        // A placement that comes while this sleeps wakes it only if it holds
+        // something for an actor not placed yet (see `command_lazily`).
+        me.holds_unplaced
+            .store(!self.unplaced.is_empty(), Ordering::SeqCst);
         me.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.inbound_pending() {

@@ -166,6 +166,10 @@ pub(crate) struct HostRequest {
     pub(crate) trace: Option<Box<crate::trace::Trace>>,
 }
 
+/// Placements a parked shard may hold before a lazy one wakes it (see
+/// [`ShardHandle::command_lazily`]).
+pub(crate) const LAZY_PLACEMENTS: u64 = 1024;
+
 /// What other threads may touch of one shard.
 pub(crate) struct ShardHandle {
     pub(crate) waker: mio::Waker,
@@ -180,6 +184,10 @@ pub(crate) struct ShardHandle {
     pub(crate) host_out: AtomicU64,
     pub(crate) control: SegQueue<Command>,
     pub(crate) control_out: AtomicU64,
+    /// The shard parked holding what arrived for actors it has not placed yet
+    /// (set as it parks): a placement then wakes it, even one that needs
+    /// nothing of the shard itself (see [`ShardHandle::command_lazily`]).
+    pub(crate) holds_unplaced: AtomicBool,
     pub(crate) counters: ShardCounters,
 }
 
@@ -194,6 +202,7 @@ impl ShardHandle {
             host_out: AtomicU64::new(0),
             control: SegQueue::new(),
             control_out: AtomicU64::new(0),
+            holds_unplaced: AtomicBool::new(false),
             counters: ShardCounters::default(),
         }
     }
@@ -211,6 +220,41 @@ impl ShardHandle {
     /// dead, the command is dropped instead (its reply channel closes, so whoever
     /// waits for the answer learns at once).
     pub(crate) fn command(&self, cmd: Command) {
+        if self.push_command(cmd) {
+            self.wake();
+        }
+    }
+
+    /// Hands the shard a placement that needs nothing of it until something
+    /// else does, without waking it if it is parked: a started actor whose
+    /// `init` left nothing for the shard to do (see `placement`). The shard
+    /// takes it before anything else once it wakes (every pass begins with
+    /// the commands), so what is sent to the actor, any command for it, and
+    /// shutdown find it placed; `wait_idle` wakes a parked shard that holds
+    /// commands (see [`Shared::wake_holding`]). A parked shard that holds
+    /// what arrived for actors not placed yet (the placement's, perhaps) is
+    /// woken, and so is one left with [`LAZY_PLACEMENTS`] commands to take
+    /// (what waits is memory held: placements taken in batches free theirs
+    /// in batches). A burst of spawns therefore wakes a parked shard once per
+    /// that many, and leaves the cores to the spawning thread between.
+    pub(crate) fn command_lazily(&self, cmd: Command) {
+        if !self.push_command(cmd) {
+            return;
+        }
+        // Pairs with `Shard::park`, which sets `holds_unplaced` before it
+        // says it is parked and looks at its queues once more: either it
+        // sees this command, or this sees the flag it set.
+        let waiting = self
+            .control_out
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.counters.control_in.get());
+        if waiting >= LAZY_PLACEMENTS || self.holds_unplaced.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Queues a command; whether the shard's thread lives to take it.
+    fn push_command(&self, cmd: Command) -> bool {
         self.control_out.fetch_add(1, Ordering::SeqCst);
         self.control.push(cmd);
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -218,9 +262,9 @@ impl ShardHandle {
             // Pairs with the fence in `bury`: either the dying thread drains this
             // command, or we see it dead and drain it ourselves.
             self.drain_commands();
-            return;
+            return false;
         }
-        self.wake();
+        true
     }
 
     /// Drops every queued command (their waiters see their channels close).
@@ -266,6 +310,11 @@ pub(crate) struct Shared {
     /// (Shared with the directory, whose outboxes read it too.)
     ticks: Arc<AtomicU64>,
     ticker: OnceLock<Thread>,
+    /// The ticker sleeps with no time-out (every shard was parked): the
+    /// shard that wakes first wakes it. (While it waits out a tick, nothing
+    /// wakes it: a wake-up there would cut the tick short, and cost the
+    /// waking shard a system call.)
+    ticker_asleep: AtomicBool,
     ticker_stop: AtomicBool,
     idle_waiters: AtomicUsize,
     idle_waiter: Mutex<Vec<Thread>>,
@@ -289,6 +338,7 @@ impl Shared {
             active: AtomicUsize::new(n),
             ticks,
             ticker: OnceLock::new(),
+            ticker_asleep: AtomicBool::new(false),
             ticker_stop: AtomicBool::new(false),
             idle_waiters: AtomicUsize::new(0),
             idle_waiter: Mutex::new(Vec::new()),
@@ -380,6 +430,20 @@ impl Shared {
         self.active.load(Ordering::SeqCst) == 0
     }
 
+    /// The ticker's sleep while every shard is parked: until a shard wakes
+    /// (or the ticker is stopped). Returns at once if one is busy by the time
+    /// the ticker says it sleeps.
+    pub(crate) fn ticker_sleep(&self) {
+        self.ticker_asleep.store(true, Ordering::SeqCst);
+        // Pairs with `shard_busy`: either this sees the shard busy, or the
+        // shard sees the ticker asleep and unparks it (an unpark before the
+        // park is kept for it).
+        if self.all_parked() && !self.ticker_stopped() {
+            std::thread::park();
+        }
+        self.ticker_asleep.store(false, Ordering::SeqCst);
+    }
+
     pub(crate) fn ticker_stopped(&self) -> bool {
         self.ticker_stop.load(Ordering::SeqCst)
     }
@@ -402,9 +466,11 @@ impl Shared {
         }
     }
 
-    /// A shard woke up.
+    /// A shard woke up (or a spawn runs an `init` off the shards). The first
+    /// to be busy wakes the ticker if it sleeps (see `ticker_sleep`).
     pub(crate) fn shard_busy(&self) {
         if self.active.fetch_add(1, Ordering::SeqCst) == 0
+            && self.ticker_asleep.load(Ordering::SeqCst)
             && let Some(t) = self.ticker.get()
         {
             t.unpark();
@@ -452,6 +518,22 @@ impl Shared {
             }
         }
         (parked, out, inn, drained, digest)
+    }
+
+    /// Wakes every parked shard that holds commands it has not taken (a
+    /// placement queued lazily, see [`ShardHandle::command_lazily`]), so that
+    /// a wait for idleness ends. Returns whether it woke any.
+    pub(crate) fn wake_holding(&self) -> bool {
+        let mut woke = false;
+        for s in self.shards.iter() {
+            if s.parked.load(Ordering::SeqCst)
+                && s.counters.control_in.get() != s.control_out.load(Ordering::SeqCst)
+            {
+                s.wake();
+                woke = true;
+            }
+        }
+        woke
     }
 
     /// Whether nothing is in flight: every shard parked, every envelope that was

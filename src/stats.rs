@@ -142,7 +142,9 @@ shard_counters! {
         /// Messages those calls carried (each also counted where a single
         /// message is: received, handled or a dead letter).
         batched,
-        /// Live actors on the shard.
+        /// Live actors on the shard, placed (one spawned from the host is
+        /// counted once its shard has placed it: see `Runtime::spawn`; after
+        /// `Runtime::wait_idle`, every one is).
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).
         overflow,

@@ -83,16 +83,27 @@ impl Threaded {
         answer.recv().ok()
     }
 
-    /// Blocks until nothing is in flight or `deadline`.
+    /// Blocks until nothing is in flight or `deadline` (and, past it, a
+    /// short round more for shards woken to take placements they held).
     pub(crate) fn wait_idle(&self, shared: &Shared, deadline: Instant) -> bool {
         shared.watch_idle();
+        let mut grace = true;
         let idle = loop {
             if shared.is_idle() {
                 break true;
             }
+            let woken = shared.wake_holding();
             let now = Instant::now();
             if now >= deadline {
-                break false;
+                // Placements a parked shard held (queued without waking it)
+                // are not work in flight: once past the deadline, those
+                // shards get one short round to take them (they park again
+                // within microseconds, which unparks this thread).
+                if !(woken && std::mem::take(&mut grace)) {
+                    break false;
+                }
+                std::thread::park_timeout(PLACEMENT_GRACE);
+                continue;
             }
             std::thread::park_timeout((deadline - now).min(Duration::from_millis(5)));
         };
@@ -203,6 +214,10 @@ enum Phase {
     Seal,
 }
 
+/// How long `wait_idle`, past its deadline, waits for shards it woke to take
+/// the placements they held.
+const PLACEMENT_GRACE: Duration = Duration::from_millis(10);
+
 /// The epoch ticker: every tick while any shard is busy, counts a tick (the coarse
 /// clock that bounds a shard's pass) and advances the engine's epoch (which
 /// enforces CPU budgets, when they are on); sleeps while all shards are parked, so
@@ -210,10 +225,10 @@ enum Phase {
 fn ticker(shared: &Shared, engine: Option<&Engine>, tick: Duration) {
     while !shared.ticker_stopped() {
         if shared.all_parked() {
-            std::thread::park();
+            shared.ticker_sleep();
             continue;
         }
-        // Woken early at shutdown.
+        // Woken early only at shutdown.
         std::thread::park_timeout(tick);
         shared.tick();
         if let Some(engine) = engine {

@@ -491,3 +491,163 @@ fn shutdown_right_after_spawns_counts_every_message() {
     assert_eq!(handled + report.dead_letter_count, sent);
     assert!(report.stats.actors.iter().all(|a| !a.alive));
 }
+
+/// A runtime of one shard that parks as soon as it runs out of work.
+fn sleepy(max_actors: u32) -> Runtime {
+    builder(1)
+        .max_actors(max_actors)
+        .park_spin(Duration::ZERO)
+        .park_spin_max(Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
+/// The times shard 0 has parked, as last published.
+fn parks(rt: &Runtime) -> u64 {
+    rt.stats().shards[0].parks
+}
+
+#[test]
+fn spawns_into_a_sleeping_shard_do_not_wake_it() {
+    // More than the 1 024 placements a sleeping shard may hold.
+    const N: usize = 1_100;
+    let rt = sleepy(N as u32 + 8);
+    let counter = load(&rt, "counter.wat");
+    let rust = guest(&rt);
+    assert!(rt.wait_idle(IDLE));
+    let before = parks(&rt);
+    let spawned: Vec<Address> = (0..N)
+        .map(|i| {
+            // Every other one built with the Rust toolchain, where it is.
+            let (component, config) = match &rust {
+                Some(g) if i % 2 == 1 => (g, "sink"),
+                _ => (&counter, ""),
+            };
+            let options = SpawnOptions::new(format!("idle-{i}")).config(config);
+            rt.spawn(component, options).unwrap()
+        })
+        .collect();
+    // Their `init`s left the shard nothing to do: it was woken once, when
+    // 1 024 placements waited for it, to take them (before, every spawn
+    // woke it, and it parked again: hundreds of parks).
+    let woken = parks(&rt) - before;
+    assert!(
+        (1..=3).contains(&woken),
+        "{N} spawns woke the shard {woken} times"
+    );
+    // Listed at once; placed by the shard when it is asked to finish its work.
+    assert_eq!(rt.stats().actors.iter().filter(|a| a.alive).count(), N);
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().shards[0].actors, N as u64);
+    // What is sent to them finds every one placed, in order.
+    for &a in &spawned {
+        rt.send(a, b"one").unwrap();
+        rt.send(a, b"two").unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    for i in 0..N {
+        let a = stats.actor(&format!("idle-{i}")).unwrap();
+        assert_eq!((a.received, a.handled), (2, 2), "idle-{i}");
+    }
+    assert_eq!(stats.dead_letters, 0);
+}
+
+#[test]
+fn a_message_to_an_actor_its_sleeping_shard_holds_unplaced_is_delivered() {
+    let rt = sleepy(8);
+    let counter = load(&rt, "counter.wat");
+    let responder = load(&rt, "responder.wat");
+    assert!(rt.wait_idle(IDLE));
+    let a = rt.spawn(&responder, SpawnOptions::new("late")).unwrap();
+    // No wait: the request wakes the shard, which places the actor first.
+    let answer = rt
+        .request(a, b"x", Duration::from_secs(60))
+        .unwrap()
+        .wait(IDLE)
+        .expect("answered");
+    assert_eq!(answer.unwrap(), b"x");
+    // And a stop from the host, to one spawned after it.
+    let b = rt.spawn(&counter, SpawnOptions::new("stopped")).unwrap();
+    rt.stop(b).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert!(!rt.stats().actor("stopped").unwrap().alive);
+}
+
+/// A shard that went to sleep holding a message for an actor whose
+/// placement had not come yet is woken by that placement (which needs
+/// nothing of the shard otherwise), and delivers it, with no other wake-up.
+#[test]
+fn a_placement_wakes_a_shard_that_sleeps_holding_what_came_for_it() {
+    let rt = Arc::new(sleepy(8));
+    let counter = load(&rt, "counter.wat");
+    assert!(rt.wait_idle(IDLE));
+    rt.hold_placements(true);
+    let spawning = spawn_apart(&rt, &counter, SpawnOptions::new("late"));
+    let late = registered(&rt, "late");
+    let before = parks(&rt);
+    rt.send(late, b"early").unwrap();
+    // The send woke the shard, which kept the message for the actor it does
+    // not have yet, and went back to sleep.
+    let deadline = std::time::Instant::now() + IDLE;
+    while parks(&rt) == before || rt.stats().shards[0].host_in == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shard never slept"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rt.hold_placements(false);
+    spawning.join().unwrap().unwrap();
+    // No `wait_idle` (it would wake the shard itself).
+    let deadline = std::time::Instant::now() + IDLE;
+    while rt.stats().actor("late").unwrap().handled == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message waits in a sleeping shard"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Placements a sleeping shard holds are not work in flight: a shutdown
+/// that does not wait still reports the runtime drained.
+#[test]
+fn a_shutdown_at_once_after_quiet_spawns_is_drained() {
+    let rt = sleepy(8);
+    let counter = load(&rt, "counter.wat");
+    assert!(rt.wait_idle(IDLE));
+    for i in 0..3 {
+        rt.spawn(&counter, SpawnOptions::new(format!("quiet-{i}")))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let report = rt.shutdown_within(Duration::ZERO);
+    assert!(report.drained);
+    assert_eq!(report.dead_letter_count, 0);
+}
+
+#[test]
+fn an_init_that_leaves_its_shard_work_wakes_it() {
+    let rt = sleepy(8);
+    let Some(g) = guest(&rt) else { return };
+    rt.register_component("worker", &g);
+    assert!(rt.wait_idle(IDLE));
+    // `init` spawns a child (started by the shard as it places the parent)
+    // and another stops itself: neither waits for a later wake-up.
+    rt.spawn(&g, SpawnOptions::new("nest").config("nest worker kid"))
+        .unwrap();
+    rt.spawn(&g, SpawnOptions::new("brief").config("brief"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + IDLE;
+    loop {
+        let stats = rt.stats();
+        let kid = stats.actor("kid").is_some_and(|k| k.alive);
+        let brief_gone = !stats.actor("brief").unwrap().alive;
+        if kid && brief_gone && stats.shards[0].actors == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
