@@ -121,14 +121,9 @@ fn run_requester(
 /// Waits until `name` has handled `n` envelopes (for systems with requests still
 /// open, which are not idle).
 fn handled(rt: &Runtime, name: &str, n: u64) {
-    let deadline = std::time::Instant::now() + IDLE;
-    while rt.stats().actor(name).unwrap().handled < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} never handled {n}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    eventually(&format!("{name} never handled {n}"), || {
+        rt.stats().actor(name).unwrap().handled >= n
+    });
 }
 
 // ---- tells ----

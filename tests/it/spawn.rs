@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use wasmshard::{Address, Capacity, Component, Context, Rate, Runtime, SpawnError, SpawnOptions};
 
-use crate::support::{IDLE, builder, guest, load, probe, relay, within};
+use crate::support::{IDLE, builder, eventually, guest, load, probe, relay, within};
 
 /// A native actor on `shard` that, on any message, tells `entered` and then
 /// holds its shard's thread until `release` is sent (or a minute passes).
@@ -589,25 +589,15 @@ fn a_placement_wakes_a_shard_that_sleeps_holding_what_came_for_it() {
     rt.send(late, b"early").unwrap();
     // The send woke the shard, which kept the message for the actor it does
     // not have yet, and went back to sleep.
-    let deadline = std::time::Instant::now() + IDLE;
-    while parks(&rt) == before || rt.stats().shards[0].host_in == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the shard never slept"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    eventually("the shard never slept", || {
+        parks(&rt) > before && rt.stats().shards[0].host_in > 0
+    });
     rt.hold_placements(false);
     spawning.join().unwrap().unwrap();
     // No `wait_idle` (it would wake the shard itself).
-    let deadline = std::time::Instant::now() + IDLE;
-    while rt.stats().actor("late").unwrap().handled == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the message waits in a sleeping shard"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    eventually("the message waits in a sleeping shard", || {
+        rt.stats().actor("late").unwrap().handled == 1
+    });
 }
 
 /// Placements a sleeping shard holds are not work in flight: a shutdown
@@ -639,15 +629,11 @@ fn an_init_that_leaves_its_shard_work_wakes_it() {
         .unwrap();
     rt.spawn(&g, SpawnOptions::new("brief").config("brief"))
         .unwrap();
-    let deadline = std::time::Instant::now() + IDLE;
-    loop {
+    // No `wait_idle` (it would wake the shard itself).
+    eventually("the child never started, or `brief` never stopped", || {
         let stats = rt.stats();
         let kid = stats.actor("kid").is_some_and(|k| k.alive);
         let brief_gone = !stats.actor("brief").unwrap().alive;
-        if kid && brief_gone && stats.shards[0].actors == 2 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{stats:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        kid && brief_gone && stats.shards[0].actors == 2
+    });
 }

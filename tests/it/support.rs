@@ -213,6 +213,17 @@ fn build_guests() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// Polls `done` every millisecond until it holds, failing the test with
+/// `what` after [`IDLE`]: for what `wait_idle` cannot wait for (open
+/// requests) or must not (it would wake a parked shard itself).
+pub(crate) fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + IDLE;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Runs `f` on a thread of its own and returns what it returns, failing the test
 /// if it takes longer than `limit` (a hang becomes a failure, not a stuck run).
 pub(crate) fn within<T: Send + 'static>(
