@@ -83,11 +83,12 @@ impl Threaded {
         answer.recv().ok()
     }
 
-    /// Blocks until nothing is in flight or `deadline` (and, past it, a
-    /// short round more for shards woken to take placements they held).
+    /// Blocks until nothing is in flight or `deadline` (and, past it, up to
+    /// `PLACEMENT_GRACE` more while shards woken to take the placements they
+    /// held still hold commands).
     pub(crate) fn wait_idle(&self, shared: &Shared, deadline: Instant) -> bool {
         shared.watch_idle();
-        let mut grace = true;
+        let mut grace: Option<Instant> = None;
         let idle = loop {
             if shared.is_idle() {
                 break true;
@@ -96,14 +97,20 @@ impl Threaded {
             let now = Instant::now();
             if now >= deadline {
                 // Placements a parked shard held (queued without waking it)
-                // are not work in flight: once past the deadline, those
-                // shards get one short round to take them (they park again
-                // within microseconds, which unparks this thread).
-                if !(woken && std::mem::take(&mut grace)) {
-                    break false;
+                // are not work in flight: past the deadline, shards woken to
+                // take them have up to `PLACEMENT_GRACE` to do so, while
+                // some shard still holds commands (they park again within
+                // microseconds, which unparks this thread).
+                if woken && grace.is_none() {
+                    grace = Some(now + PLACEMENT_GRACE);
                 }
-                std::thread::park_timeout(PLACEMENT_GRACE);
-                continue;
+                match grace {
+                    Some(end) if now < end && shared.holding() => {
+                        std::thread::park_timeout((end - now).min(Duration::from_millis(1)));
+                        continue;
+                    }
+                    _ => break false,
+                }
             }
             std::thread::park_timeout((deadline - now).min(Duration::from_millis(5)));
         };
@@ -216,7 +223,7 @@ enum Phase {
 
 /// How long `wait_idle`, past its deadline, waits for shards it woke to take
 /// the placements they held.
-const PLACEMENT_GRACE: Duration = Duration::from_millis(10);
+const PLACEMENT_GRACE: Duration = Duration::from_millis(100);
 
 /// The epoch ticker: every tick while any shard is busy, counts a tick (the coarse
 /// clock that bounds a shard's pass) and advances the engine's epoch (which
