@@ -8,8 +8,8 @@
 //! something, or the shard parked holding what arrived for an actor not
 //! placed yet; otherwise the placement waits for the shard's next wake-up
 //! (every pass takes the commands first, so before anything reaches the
-//! actor), or for 64 placements to wait, and a burst of spawns costs the
-//! spawning thread one system call per 64 and leaves it the cores between
+//! actor), or for 1 024 placements to wait, and a burst of spawns costs the
+//! spawning thread one system call per 1 024 and leaves it the cores between
 //! (see `ShardHandle::command_lazily`).
 //!
 //! Until the shard has placed it, the actor's address is live in the slot table

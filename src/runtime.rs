@@ -313,10 +313,12 @@ impl Runtime {
     /// stats list the actor. A shard that sleeps is not woken for it unless
     /// its `init` sent something or spawned a child (or the shard holds what
     /// was sent to it): it places the actor when it next wakes, before
-    /// anything else (or once 64 placements wait for it), so a burst of
-    /// spawns leaves the cores to the spawning thread; its shard's counters ([`ShardStats::actors`](crate::ShardStats::actors)) count it from
-    /// then, and [`Runtime::wait_idle`] has every shard place what it holds.
-    /// An `init` that makes a request, sets a timer or
+    /// anything else (or once 1 024 placements wait for it), so a burst of
+    /// spawns leaves the cores to the spawning thread. Its shard's counters
+    /// ([`ShardStats::actors`](crate::ShardStats::actors)) count it from
+    /// then; [`Runtime::wait_idle`] (called from outside the runtime's
+    /// actors) wakes every shard that holds placements and waits for them to
+    /// be taken. An `init` that makes a request, sets a timer or
     /// monitors borrows the shard's request table, and so waits for the shard,
     /// as does a spawn whose start fails (its name is free again when this
     /// returns).
@@ -980,7 +982,9 @@ impl Runtime {
 
     /// Blocks until nothing is in flight (every shard parked, every mailbox and ring
     /// empty, no request open, every spawned actor placed on its shard) or
-    /// `timeout` passes. Returns whether the runtime
+    /// `timeout` passes (a wait that woke shards to place actors they held
+    /// goes on up to 100 ms past it for them: placements are not work in
+    /// flight). Returns whether the runtime
     /// became idle. A timeout too large to add to the clock waits without limit.
     ///
     /// Called from one of the runtime's own actors (on its shard's thread), where

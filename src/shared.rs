@@ -536,13 +536,6 @@ impl Shared {
         woke
     }
 
-    /// Whether some shard has commands it has not taken (as last published).
-    pub(crate) fn holding(&self) -> bool {
-        self.shards
-            .iter()
-            .any(|s| s.counters.control_in.get() != s.control_out.load(Ordering::SeqCst))
-    }
-
     /// Whether nothing is in flight: every shard parked, every envelope that was
     /// pushed anywhere taken out again, and nothing changed while we looked.
     pub(crate) fn is_idle(&self) -> bool {

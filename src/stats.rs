@@ -143,8 +143,8 @@ shard_counters! {
         /// message is: received, handled or a dead letter).
         batched,
         /// Live actors on the shard, placed (one spawned from the host is
-        /// counted once its shard has placed it: see `Runtime::spawn`; after
-        /// `Runtime::wait_idle`, every one is).
+        /// counted once its shard has placed it: see `Runtime::spawn`; once
+        /// `Runtime::wait_idle` returned `true`, every one is).
         actors,
         /// Envelopes waiting in the shard's overflow for a full ring (now).
         overflow,

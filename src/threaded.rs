@@ -83,34 +83,32 @@ impl Threaded {
         answer.recv().ok()
     }
 
-    /// Blocks until nothing is in flight or `deadline` (and, past it, up to
-    /// `PLACEMENT_GRACE` more while shards woken to take the placements they
-    /// held still hold commands).
+    /// Blocks until nothing is in flight or `deadline` (and, if it woke
+    /// shards to take the placements they held, up to `PLACEMENT_GRACE`
+    /// past it).
     pub(crate) fn wait_idle(&self, shared: &Shared, deadline: Instant) -> bool {
         shared.watch_idle();
-        let mut grace: Option<Instant> = None;
+        // Whether this wait woke a shard to take the placements it held, and
+        // when the grace that gives them ends (set once past the deadline).
+        let (mut woke, mut grace) = (false, None::<Instant>);
         let idle = loop {
             if shared.is_idle() {
                 break true;
             }
-            let woken = shared.wake_holding();
+            woke |= shared.wake_holding();
             let now = Instant::now();
             if now >= deadline {
                 // Placements a parked shard held (queued without waking it)
-                // are not work in flight: past the deadline, shards woken to
-                // take them have up to `PLACEMENT_GRACE` to do so, while
-                // some shard still holds commands (they park again within
-                // microseconds, which unparks this thread).
-                if woken && grace.is_none() {
-                    grace = Some(now + PLACEMENT_GRACE);
+                // are not work in flight: a wait that woke shards to take
+                // them goes on up to `PLACEMENT_GRACE` past its deadline
+                // (they take them and park again within microseconds, and a
+                // shard that parks unparks this thread).
+                let end = *grace.get_or_insert(now + PLACEMENT_GRACE);
+                if !woke || now >= end {
+                    break false;
                 }
-                match grace {
-                    Some(end) if now < end && shared.holding() => {
-                        std::thread::park_timeout((end - now).min(Duration::from_millis(1)));
-                        continue;
-                    }
-                    _ => break false,
-                }
+                std::thread::park_timeout((end - now).min(Duration::from_millis(1)));
+                continue;
             }
             std::thread::park_timeout((deadline - now).min(Duration::from_millis(5)));
         };

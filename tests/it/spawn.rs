@@ -530,11 +530,11 @@ fn spawns_into_a_sleeping_shard_do_not_wake_it() {
     // Their `init`s left the shard nothing to do: it was woken once, when
     // 1 024 placements waited for it, to take them (before, every spawn
     // woke it, and it parked again: hundreds of parks).
+    eventually("1 024 waiting placements never woke the shard", || {
+        parks(&rt) > before
+    });
     let woken = parks(&rt) - before;
-    assert!(
-        (1..=3).contains(&woken),
-        "{N} spawns woke the shard {woken} times"
-    );
+    assert!(woken <= 3, "{N} spawns woke the shard {woken} times");
     // Listed at once; placed by the shard when it is asked to finish its work.
     assert_eq!(rt.stats().actors.iter().filter(|a| a.alive).count(), N);
     assert!(rt.wait_idle(IDLE));
