@@ -837,27 +837,18 @@ fn every_setting_out_of_its_range_is_refused_by_name() {
     refused(b().max_actors(0), "max-actors");
     refused(builder(256).max_actors(1 << 20), "max-actors");
     // The same through a manifest.
-    let manifest = wasmshard::manifest::Manifest::parse(
-        "[runtime]\nring-capacity = 18446744073709551615\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
-    )
-    .unwrap();
-    let err = manifest.run(manifest.builder(), None).unwrap_err();
-    let message = format!("{:?}", err);
-    assert!(message.contains("ring-capacity"), "{message}");
-    let manifest = wasmshard::manifest::Manifest::parse(
-        "[runtime]\npark-spin-max-us = 10001\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
-    )
-    .unwrap();
-    let err = manifest.run(manifest.builder(), None).unwrap_err();
-    let message = format!("{:?}", err);
-    assert!(message.contains("park-spin-max-us"), "{message}");
-    let manifest = wasmshard::manifest::Manifest::parse(
-        "[runtime]\nkeep-resident = 1048577\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
-    )
-    .unwrap();
-    let err = manifest.run(manifest.builder(), None).unwrap_err();
-    let message = format!("{:?}", err);
-    assert!(message.contains("keep-resident"), "{message}");
+    let refused_key = |key: &str, value: &str| {
+        let manifest = wasmshard::manifest::Manifest::parse(&format!(
+            "[runtime]\n{key} = {value}\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n"
+        ))
+        .unwrap();
+        let err = manifest.run(manifest.builder(), None).unwrap_err();
+        let message = format!("{err:?}");
+        assert!(message.contains(key), "{message}");
+    };
+    refused_key("ring-capacity", "18446744073709551615");
+    refused_key("park-spin-max-us", "10001");
+    refused_key("keep-resident", "1048577");
 }
 
 /// Rings were allocated up front, shards² × capacity of them (1.75 GiB at 64
