@@ -50,6 +50,11 @@ const MAX_TURNS: u32 = 256;
 /// that timers, control commands and inbound rings are serviced: a pass lasts at
 /// most two epoch ticks, plus the invocation running when they pass.
 const PASS_TICKS: u64 = 2;
+
+/// Looks at its queues a spinning shard takes between two readings of the
+/// clock (a reading costs more than a look; a look with nothing found, a few
+/// nanoseconds a queue).
+const SPIN_POLLS: u32 = 16;
 /// Panics a shard's thread survives before it gives up.
 const MAX_PANICS: u32 = 16;
 /// The shortest and longest sleep of a shard waiting for a full ring to drain.
@@ -126,6 +131,15 @@ pub(crate) struct Shard {
     backoff: Duration,
     /// The tick (`Shared::ticks`) by which the current pass ends.
     pass_end_tick: u64,
+    /// The clock as the park's spin last read it, set when the spin found
+    /// work (at most `SPIN_POLLS` looks old): the hop, or else the next
+    /// pass's timers, go by it rather than read the clock again (see `hop`,
+    /// `fire_timers`).
+    spun_clock: Option<u64>,
+    /// The envelope the park's spin took from a ring (`from`, the envelope)
+    /// when it found one: the next drain delivers it first, ahead of the rest
+    /// of that ring (`pop_inbound`).
+    caught: Option<(usize, Envelope)>,
     /// Open requests made from this shard; lent to the actor being invoked.
     table: Option<Box<Requests>>,
     /// How many admitted (counted) envelopes are being handled (one, or a
@@ -210,6 +224,8 @@ impl Shard {
             failed: false,
             backoff: MIN_BACKOFF,
             pass_end_tick: PASS_TICKS,
+            spun_clock: None,
+            caught: None,
             table: Some(Box::new(Requests::new(id))),
             in_hand: 0,
             frames: Vec::new(),
@@ -277,7 +293,34 @@ impl Shard {
                 self.park(Some(self.backoff));
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
+            self.hop();
         }
+    }
+
+    /// A short pass for the envelope the park's spin caught from a ring, if
+    /// it did: delivered, its actor's turn run, what that sent pushed on. The
+    /// whole pass follows at once (commands, host queue, the rest of the
+    /// rings, timers), so this only moves the one envelope ahead of them: on a
+    /// sequential exchange between shards (a request and its response, a
+    /// token passed round), each hop's envelope is on its way without waiting
+    /// for the rest of a pass. Nothing else is ready when a shard parks, so
+    /// the turn is the caught envelope's actor's alone.
+    fn hop(&mut self) {
+        let Some((_, env)) = self.caught.take() else {
+            return;
+        };
+        self.counts.loops += 1;
+        let loops = self.counts.loops;
+        self.table().new_pass(loops);
+        if let Some(now) = self.spun_clock.take() {
+            self.set_pass_now(now);
+        }
+        self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
+        self.counts.remote_in += 1;
+        self.counts.hops += 1;
+        self.deliver(env);
+        self.run_ready();
+        self.flush_overflow();
     }
 
     /// The loop of a shard that gave up: no actor runs, no table is touched but to
@@ -350,7 +393,7 @@ impl Shard {
                 }
             }
             for from in 0..self.shared.shards.len() {
-                while let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
+                while let Some(env) = self.pop_inbound(from) {
                     self.counts.remote_in += 1;
                     if env.kind.counted() {
                         self.dead_letter(env, DeadLetterReason::TargetFailed);
@@ -1378,11 +1421,21 @@ impl Shard {
             if from == self.id {
                 continue;
             }
-            while let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
+            while let Some(env) = self.pop_inbound(from) {
                 self.counts.remote_in += 1;
                 self.deliver(env);
             }
         }
+    }
+
+    /// The next envelope from shard `from`'s ring: the one the spin caught
+    /// from it, if any, then the ring's.
+    #[inline]
+    fn pop_inbound(&mut self, from: usize) -> Option<Envelope> {
+        if self.caught.as_ref().is_some_and(|(f, _)| *f == from) {
+            return self.caught.take().map(|(_, env)| env);
+        }
+        self.shared.inbound(from, self.id).and_then(|r| r.pop())
     }
 
     /// Takes one thing the host sent this shard.
@@ -1582,12 +1635,22 @@ impl Shard {
     }
 
     fn fire_timers(&mut self) {
+        let spun = self.spun_clock.take();
         if !self.restarts.is_empty() {
             self.fire_restarts(self.directory.now_ns());
         }
-        let Some(now) = self.arm_timers() else {
+        if self.table().timed_count() == 0 {
             return;
+        }
+        // The spin's reading (at most `SPIN_POLLS` looks before this pass, and
+        // after the park armed every request open then) serves, unless
+        // requests were opened since (this pass took a host request, say):
+        // those need a reading taken after them, or they could time out early.
+        let now = match spun {
+            Some(now) if !self.table().has_fresh() => now,
+            _ => self.directory.now_ns(),
         };
+        self.table().arm(now);
         // The pass's clock reading, for what runs next.
         self.set_pass_now(now);
         while let Some(expired) = self.table().expire(now) {
@@ -2509,7 +2572,8 @@ impl Shard {
 
     fn inbound_pending(&self) -> bool {
         let me = self.handle();
-        !me.control.is_empty()
+        self.caught.is_some()
+            || !me.control.is_empty()
             || !me.host_inbox.is_empty()
             || (0..self.shared.shards.len()).any(|from| {
                 from != self.id
@@ -2518,6 +2582,28 @@ impl Shard {
                         .inbound(from, self.id)
                         .is_some_and(|r| !r.is_empty())
             })
+    }
+
+    /// A spinning shard's look at its queues: whether anything waits. A ring
+    /// is looked at by taking its first envelope (into `caught`), which reads
+    /// the one slot the sender wrote: asking whether it is empty would read
+    /// the ring's tail first, a second cache line from the sender's core on the
+    /// way to every envelope that ends a spin.
+    fn poll_inbound(&mut self) -> bool {
+        let me = self.handle();
+        if self.caught.is_some() || !me.control.is_empty() || !me.host_inbox.is_empty() {
+            return true;
+        }
+        for from in 0..self.shared.shards.len() {
+            if from == self.id {
+                continue;
+            }
+            if let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
+                self.caught = Some((from, env));
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether a ring this shard's overflow waits for has room now.
@@ -2536,7 +2622,7 @@ impl Shard {
     /// teaches nothing.
     fn park(&mut self, cap: Option<Duration>) {
         let deadline = self.next_deadline();
-        let idle_since = std::time::Instant::now();
+        let idle_since = self.directory.now_ns();
         // Spin first: work that arrives soon is taken without a syscall on
         // either side.
         let mut spin = match cap {
@@ -2545,20 +2631,25 @@ impl Shard {
             Some(c) => self.spin.base().min(c),
         };
         if let Some(d) = deadline {
-            spin = spin.min(Duration::from_nanos(
-                d.saturating_sub(self.directory.now_ns()),
-            ));
+            spin = spin.min(Duration::from_nanos(d.saturating_sub(idle_since)));
         }
         if !spin.is_zero() {
-            let until = idle_since + spin;
+            let until = idle_since.saturating_add(spin.as_nanos() as u64);
+            let mut now = idle_since;
             loop {
-                if self.inbound_pending() || self.overflow_has_room() {
-                    return;
+                // The clock costs more than a look at the queues: read it
+                // once per `SPIN_POLLS` looks, so work is seen sooner.
+                for _ in 0..SPIN_POLLS {
+                    if self.poll_inbound() || self.overflow_has_room() {
+                        self.spun_clock = Some(now);
+                        return;
+                    }
+                    std::hint::spin_loop();
                 }
-                if std::time::Instant::now() >= until {
+                now = self.directory.now_ns();
+                if now >= until {
                     break;
                 }
-                std::hint::spin_loop();
             }
         }
         if cap.is_none() && self.removed_since_trim >= TRIM_AFTER {
@@ -2596,7 +2687,9 @@ impl Shard {
         self.shared.shard_busy();
         if cap.is_none() {
             if self.inbound_pending() {
-                self.spin.woke(Some(idle_since.elapsed()));
+                self.spin.woke(Some(Duration::from_nanos(
+                    self.directory.now_ns().saturating_sub(idle_since),
+                )));
             } else if timeout.is_some_and(|t| asleep.elapsed() >= t) {
                 // Its deadline came, and no work with it.
                 self.spin.woke(None);

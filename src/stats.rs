@@ -123,8 +123,13 @@ shard_counters! {
         control_in,
         /// Times the shard parked (slept in `poll`) for lack of work.
         parks,
-        /// Turns of the shard's loop.
+        /// Turns of the shard's loop (hops included).
         loops,
+        /// Envelopes the shard caught from an inbound ring while it spun out of
+        /// work and ran at once, in a short pass of their own ahead of a whole
+        /// one (each also counted in `remote_in`): the hops of sequential
+        /// exchanges between shards that found this shard spinning.
+        hops,
         /// Messages that could not be delivered.
         dead_letters,
         /// Of those, what the dead-letter actor could not take (its mailbox

@@ -186,6 +186,56 @@ fn tells_from_several_senders_on_both_shards_arrive_byte_for_byte() {
     assert_eq!(rt.stats().dead_letters, 0);
 }
 
+/// Exchanges between shards that find the other shard spinning (a long park
+/// spin keeps both spinning between rounds): the first envelope of a burst is
+/// caught by the spin and run at once, ahead of a whole pass
+/// (`ShardStats::hops`), the rest of the burst by the pass that follows;
+/// nothing is lost, reordered or corrupted, tells and requests alike.
+#[test]
+fn hops_between_spinning_shards_lose_and_reorder_nothing() {
+    let rt = builder(2)
+        .mailbox_capacity(ROOM)
+        .park_spin(Duration::from_millis(10))
+        .park_spin_max(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (probe, inbox) = probe(&rt, "probe", 0);
+    let sink = spawn(&rt, &g, "sink", "sink", 0);
+    let source = spawn(&rt, &g, "source", "source", 1);
+    let echo = spawn(&rt, &g, "echo", "echo", 1);
+    let requester = spawn(&rt, &g, "requester", "requester", 0);
+    let (mut told, mut asked) = (0, 0);
+    for round in 0..100 {
+        // Bursts of 1 to 4: a caught envelope alone, and one with others
+        // behind it in its ring.
+        let n = round % 4 + 1;
+        relay(&rt, probe, source, &tells(sink, n));
+        relay(&rt, probe, requester, &requests(echo, n, HOUR_MS, 0));
+        (told, asked) = (told + n, asked + n);
+        handled(&rt, "sink", u64::from(told));
+        handled(&rt, "echo", u64::from(asked));
+    }
+    assert!(rt.wait_idle(IDLE));
+    let hops: u64 = rt.stats().shards.iter().map(|s| s.hops).sum();
+    assert!(hops > 0, "no envelope was caught by a spinning shard");
+    let sent = reports(&inbox, source);
+    assert_eq!(sent.len(), 100);
+    assert!(sent.iter().all(|r| r[1] == 0), "refused: {sent:?}");
+    let last = reports(&inbox, requester).pop().expect("requester reports");
+    assert_eq!(
+        Report::from_words(&last),
+        Report {
+            made: asked,
+            ok: asked,
+            ..Report::default()
+        },
+        "every reply is f(request), byte for byte"
+    );
+    assert_eq!(ask(&rt, probe, &inbox, sink), [told, 0], "[good, bad]");
+    assert_eq!(rt.stats().dead_letters, 0);
+}
+
 // ---- immediate replies: `handle-request` returns `some` ----
 
 const MANY: u32 = 3000;
