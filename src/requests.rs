@@ -592,12 +592,6 @@ impl Requests {
         }
     }
 
-    /// Whether requests were opened since the last `arm`.
-    #[inline]
-    pub(crate) fn has_fresh(&self) -> bool {
-        !self.fresh.is_empty()
-    }
-
     /// Gives the requests opened since the last call their deadlines: `now` (a
     /// clock reading taken after they were opened) plus their timeouts. Those
     /// already ended are dropped.

@@ -52,8 +52,7 @@ const MAX_TURNS: u32 = 256;
 const PASS_TICKS: u64 = 2;
 
 /// Looks at its queues a spinning shard takes between two readings of the
-/// clock (a reading costs more than a look; a look with nothing found, a few
-/// nanoseconds a queue).
+/// clock (a reading costs several times a look at empty queues).
 const SPIN_POLLS: u32 = 16;
 /// Panics a shard's thread survives before it gives up.
 const MAX_PANICS: u32 = 16;
@@ -131,11 +130,10 @@ pub(crate) struct Shard {
     backoff: Duration,
     /// The tick (`Shared::ticks`) by which the current pass ends.
     pass_end_tick: u64,
-    /// The clock as the park's spin last read it, set when the spin found
-    /// work (at most `SPIN_POLLS` looks old): the hop, or else the next
-    /// pass's timers, go by it rather than read the clock again (see `hop`,
-    /// `fire_timers`).
-    spun_clock: Option<u64>,
+    /// The clock as the park's spin last read it when it caught an envelope
+    /// (at most `SPIN_POLLS` looks before), with the epoch tick it was read
+    /// in: the hop goes by it rather than read the clock again (see `hop`).
+    spun_clock: Option<(u64, u64)>,
     /// The envelope the park's spin took from a ring (`from`, the envelope)
     /// when it found one: the next drain delivers it first, ahead of the rest
     /// of that ring (`pop_inbound`).
@@ -303,23 +301,37 @@ impl Shard {
     /// rings, timers), so this only moves the one envelope ahead of them: on a
     /// sequential exchange between shards (a request and its response, a
     /// token passed round), each hop's envelope is on its way without waiting
-    /// for the rest of a pass. Nothing else is ready when a shard parks, so
-    /// the turn is the caught envelope's actor's alone.
+    /// for the rest of a pass. Only that actor's turn runs (nothing else was
+    /// ready when the shard parked); what the turn makes ready on this shard
+    /// runs in the whole pass, so commands and timers wait for one turn more
+    /// at most.
     fn hop(&mut self) {
+        let spun = self.spun_clock.take();
         let Some((_, env)) = self.caught.take() else {
             return;
         };
         self.counts.loops += 1;
         let loops = self.counts.loops;
         self.table().new_pass(loops);
-        if let Some(now) = self.spun_clock.take() {
+        let tick = self.shared.ticks();
+        // The spin's reading serves as the hop's clock if no tick passed
+        // since (a reading older than a tick is stale); otherwise what needs
+        // the clock reads it.
+        if let Some((now, at)) = spun
+            && at == tick
+        {
             self.set_pass_now(now);
         }
-        self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
+        self.pass_end_tick = tick + PASS_TICKS;
         self.counts.remote_in += 1;
         self.counts.hops += 1;
         self.deliver(env);
-        self.run_ready();
+        // Nothing was ready when the shard parked: this is the caught
+        // envelope's actor (if it made one ready). What its turn makes ready
+        // here waits for the whole pass, which comes next.
+        if let Some(slot) = self.ready.pop_front() {
+            self.run_actor(slot);
+        }
         self.flush_overflow();
     }
 
@@ -1635,22 +1647,12 @@ impl Shard {
     }
 
     fn fire_timers(&mut self) {
-        let spun = self.spun_clock.take();
         if !self.restarts.is_empty() {
             self.fire_restarts(self.directory.now_ns());
         }
-        if self.table().timed_count() == 0 {
+        let Some(now) = self.arm_timers() else {
             return;
-        }
-        // The spin's reading (at most `SPIN_POLLS` looks before this pass, and
-        // after the park armed every request open then) serves, unless
-        // requests were opened since (this pass took a host request, say):
-        // those need a reading taken after them, or they could time out early.
-        let now = match spun {
-            Some(now) if !self.table().has_fresh() => now,
-            _ => self.directory.now_ns(),
         };
-        self.table().arm(now);
         // The pass's clock reading, for what runs next.
         self.set_pass_now(now);
         while let Some(expired) = self.table().expire(now) {
@@ -2635,17 +2637,20 @@ impl Shard {
         }
         if !spin.is_zero() {
             let until = idle_since.saturating_add(spin.as_nanos() as u64);
-            let mut now = idle_since;
+            let (mut now, mut tick) = (idle_since, self.shared.ticks());
             loop {
                 // The clock costs more than a look at the queues: read it
                 // once per `SPIN_POLLS` looks, so work is seen sooner.
                 for _ in 0..SPIN_POLLS {
                     if self.poll_inbound() || self.overflow_has_room() {
-                        self.spun_clock = Some(now);
+                        if self.caught.is_some() {
+                            self.spun_clock = Some((now, tick));
+                        }
                         return;
                     }
                     std::hint::spin_loop();
                 }
+                tick = self.shared.ticks();
                 now = self.directory.now_ns();
                 if now >= until {
                     break;
