@@ -6,6 +6,11 @@
 //! on two (`request-cross`). Per round trip; a bare round trip is two
 //! handoffs.
 //!
+//! And the streaming floor: one thread pushing 64-byte envelopes into a
+//! ring as fast as it has room, another popping them (per message), beside
+//! native `tell` on one shard and `tell-cross` on two (a producer→sink pair
+//! per shard, each sink on the other shard; per message over both shards).
+//!
 //! ```sh
 //! RUST_LIB_BACKTRACE=0 cargo bench --bench handoff
 //! ```
@@ -56,12 +61,55 @@ fn bare_round_trips(iters: u64) -> Duration {
     elapsed
 }
 
+/// `messages` envelopes streamed from one thread to another through a ring:
+/// the time until the last is popped.
+fn bare_stream(messages: u64) -> Duration {
+    let ring = Arc::new(Ring::new(4096));
+    let sink = {
+        let ring = ring.clone();
+        std::thread::spawn(move || {
+            let mut got = 0;
+            while got < messages {
+                if ring.pop().is_some() {
+                    got += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < messages {
+        if ring.push(&[7; 64]) {
+            sent += 1;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    sink.join().expect("the sink thread");
+    start.elapsed()
+}
+
 fn handoff(c: &mut Criterion) {
     let mut g = c.benchmark_group("handoff");
     g.bench_function("bare-ring-round-trip", |b| b.iter_custom(bare_round_trips));
     for workload in [Workload::Request, Workload::RequestCross] {
         let mut sys = System::new(workload, Actors::Native, &Params::default()).expect("system");
         sys.run(10_000).expect("warm-up");
+        g.bench_function(format!("{}-native", workload.name()), |b| {
+            b.iter_custom(|iters| sys.run(iters).expect("run"))
+        });
+        sys.shutdown();
+    }
+    g.bench_function("bare-ring-stream", |b| b.iter_custom(bare_stream));
+    for workload in [Workload::Tell, Workload::TellCross] {
+        let params = Params {
+            shards: 2,
+            ..Params::default()
+        };
+        let mut sys = System::new(workload, Actors::Native, &params).expect("system");
+        sys.run(100_000).expect("warm-up");
         g.bench_function(format!("{}-native", workload.name()), |b| {
             b.iter_custom(|iters| sys.run(iters).expect("run"))
         });
