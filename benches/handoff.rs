@@ -33,8 +33,11 @@ fn bare_round_trips(iters: u64) -> Duration {
         let (there, back, done) = (there.clone(), back.clone(), done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if let Some(n) = there.pop() {
-                    assert!(back.push(&[7; 64][..n]));
+                // SAFETY: this thread is `there`'s only consumer and
+                // `back`'s only producer.
+                if let Some(n) = unsafe { there.pop() } {
+                    // SAFETY: as above.
+                    assert!(unsafe { back.push(&[7; 64][..n]) });
                 } else {
                     std::hint::spin_loop();
                 }
@@ -42,18 +45,21 @@ fn bare_round_trips(iters: u64) -> Duration {
         })
     };
     // Warm: the other thread is running and both rings' cells are touched.
-    for _ in 0..1000 {
-        assert!(there.push(&[7; 64]));
-        while back.pop().is_none() {
+    // This thread is `there`'s only producer and `back`'s only consumer.
+    let round_trip = || {
+        // SAFETY: the only producer (above).
+        assert!(unsafe { there.push(&[7; 64]) });
+        // SAFETY: the only consumer (above).
+        while unsafe { back.pop() }.is_none() {
             std::hint::spin_loop();
         }
+    };
+    for _ in 0..1000 {
+        round_trip();
     }
     let start = Instant::now();
     for _ in 0..iters {
-        assert!(there.push(&[7; 64]));
-        while back.pop().is_none() {
-            std::hint::spin_loop();
-        }
+        round_trip();
     }
     let elapsed = start.elapsed();
     done.store(true, Ordering::Relaxed);
@@ -70,7 +76,8 @@ fn bare_stream(messages: u64) -> Duration {
         std::thread::spawn(move || {
             let mut got = 0;
             while got < messages {
-                if ring.pop().is_some() {
+                // SAFETY: this thread is the ring's only consumer.
+                if unsafe { ring.pop() }.is_some() {
                     got += 1;
                 } else {
                     std::hint::spin_loop();
@@ -81,7 +88,8 @@ fn bare_stream(messages: u64) -> Duration {
     let start = Instant::now();
     let mut sent = 0;
     while sent < messages {
-        if ring.push(&[7; 64]) {
+        // SAFETY: this thread is the ring's only producer.
+        if unsafe { ring.push(&[7; 64]) } {
             sent += 1;
         } else {
             std::hint::spin_loop();

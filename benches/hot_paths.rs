@@ -33,9 +33,11 @@ fn ring() -> Ring {
     let ring = Ring::new(4096);
     // Warm: every cell written once.
     for _ in 0..4096 {
-        assert!(ring.push(&[7; 8]));
+        // SAFETY: one thread pushes and pops (here and below).
+        assert!(unsafe { ring.push(&[7; 8]) });
     }
-    while ring.pop().is_some() {}
+    // SAFETY: as above.
+    while unsafe { ring.pop() }.is_some() {}
     ring
 }
 
@@ -44,10 +46,12 @@ fn ring() -> Ring {
 #[bench::ops(setup = ring)]
 fn ring_push_pop(ring: Ring) -> Ring {
     for _ in 0..OPS {
-        assert!(ring.push(black_box(&[7; 8])));
+        // SAFETY: one thread pushes and pops.
+        assert!(unsafe { ring.push(black_box(&[7; 8])) });
     }
     for _ in 0..OPS {
-        assert_eq!(ring.pop(), Some(8));
+        // SAFETY: as above.
+        assert_eq!(unsafe { ring.pop() }, Some(8));
     }
     ring
 }

@@ -21,13 +21,25 @@ impl Ring {
     }
 
     /// Enqueues a message (the envelope built as a send builds it); whether it fit.
-    pub fn push(&self, payload: &[u8]) -> bool {
-        self.0.push(Envelope::tell(TO, TO, payload)).is_ok()
+    ///
+    /// # Safety
+    ///
+    /// One producer: every `push` on a ring happens before the next (one
+    /// thread makes them, or a lock orders them).
+    pub unsafe fn push(&self, payload: &[u8]) -> bool {
+        // SAFETY: the caller's contract is the ring's.
+        unsafe { self.0.push(Envelope::tell(TO, TO, payload)) }.is_ok()
     }
 
     /// Dequeues a message; its payload length.
-    pub fn pop(&self) -> Option<usize> {
-        self.0.pop().map(|e| e.payload.len())
+    ///
+    /// # Safety
+    ///
+    /// One consumer: every `pop` on a ring happens before the next (one
+    /// thread makes them, or a lock orders them).
+    pub unsafe fn pop(&self) -> Option<usize> {
+        // SAFETY: the caller's contract is the ring's.
+        unsafe { self.0.pop() }.map(|e| e.payload.len())
     }
 }
 

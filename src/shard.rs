@@ -1440,6 +1440,25 @@ impl Shard {
         }
     }
 
+    /// Takes the next envelope of the ring from shard `from`, if any.
+    #[inline]
+    fn ring_pop(&self, from: usize) -> Option<Envelope> {
+        // SAFETY: this shard is the only consumer of the rings to it: only
+        // its own loop pops them, and one `Shard` exists per shard, stepped by
+        // one thread at a time (its own, or the manual runtime's caller).
+        self.shared
+            .inbound(from, self.id)
+            .and_then(|r| unsafe { r.pop() })
+    }
+
+    /// Pushes `env` into the ring to shard `dest`, or hands it back if full.
+    #[inline]
+    fn ring_push(&self, dest: usize, env: Envelope) -> Result<(), Envelope> {
+        // SAFETY: this shard is the only producer of its rings to others:
+        // only its own loop pushes, as for `ring_pop`.
+        unsafe { self.shared.outbound(self.id, dest).push(env) }
+    }
+
     /// The next envelope from shard `from`'s ring: the one the spin caught
     /// from it, if any, then the ring's.
     #[inline]
@@ -1447,7 +1466,7 @@ impl Shard {
         if self.caught.as_ref().is_some_and(|(f, _)| *f == from) {
             return self.caught.take().map(|(_, env)| env);
         }
-        self.shared.inbound(from, self.id).and_then(|r| r.pop())
+        self.ring_pop(from)
     }
 
     /// Takes one thing the host sent this shard.
@@ -1810,21 +1829,20 @@ impl Shard {
             return self.undeliverable(env);
         }
         self.counts.routed_remote += 1;
-        let overflow = &mut self.overflow[dest];
-        if overflow.is_empty() {
-            match self.shared.outbound(self.id, dest).push(env) {
+        if self.overflow[dest].is_empty() {
+            match self.ring_push(dest, env) {
                 Ok(()) => {
                     self.counts.remote_out += 1;
                     self.touched[dest] = true;
                 }
                 Err(env) => {
-                    overflow.push_back(env);
+                    self.overflow[dest].push_back(env);
                     self.overflowing += 1;
                 }
             }
         } else {
             // Keep per-pair order: nothing overtakes what is already waiting.
-            overflow.push_back(env);
+            self.overflow[dest].push_back(env);
             self.overflowing += 1;
         }
     }
@@ -2538,7 +2556,7 @@ impl Shard {
     fn flush_overflow(&mut self) {
         for dest in 0..self.overflow.len() {
             while let Some(env) = self.overflow[dest].pop_front() {
-                match self.shared.outbound(self.id, dest).push(env) {
+                match self.ring_push(dest, env) {
                     Ok(()) => {
                         self.counts.remote_out += 1;
                         self.overflowing -= 1;
@@ -2587,10 +2605,8 @@ impl Shard {
     }
 
     /// A spinning shard's look at its queues: whether anything waits. A ring
-    /// is looked at by taking its first envelope (into `caught`), which reads
-    /// the one slot the sender wrote: asking whether it is empty would read
-    /// the ring's tail first, a second cache line from the sender's core on the
-    /// way to every envelope that ends a spin.
+    /// is looked at by taking its first envelope (into `caught`): what ends
+    /// the spin is then in hand, and runs at once (`hop`).
     fn poll_inbound(&mut self) -> bool {
         let me = self.handle();
         if self.caught.is_some() || !me.control.is_empty() || !me.host_inbox.is_empty() {
@@ -2600,7 +2616,7 @@ impl Shard {
             if from == self.id {
                 continue;
             }
-            if let Some(env) = self.shared.inbound(from, self.id).and_then(|r| r.pop()) {
+            if let Some(env) = self.ring_pop(from) {
                 self.caught = Some((from, env));
                 return true;
             }

@@ -14,7 +14,7 @@
 //! | `ShardHandle::control` | the host (push: spawn, stop, shutdown), a manual runtime's caller (pop) | its shard (pop) | `SegQueue`, MPMC |
 //! | `ShardHandle::control_out` | the host, before each push | idle checks | SeqCst RMW |
 //! | `ShardHandle::counters` | its shard, once per pass and before parking | `Runtime::stats`, idle checks | Relaxed stores; a reader may lag one pass |
-//! | `mesh` ring `from → to` | shard `from` (allocates on first push, then pushes) | shard `to` (pop) | `OnceLock` (Release/Acquire) for the allocation; `ArrayQueue`, used SPSC |
+//! | `mesh` ring `from → to` | shard `from` (allocates on first push, then pushes) | shard `to` (pop) | `OnceLock` (Release/Acquire) for the allocation; `ring::Ring`, SPSC: each slot's stamp handed over with Release/Acquire |
 //! | `actors` | shards (spawn registers, removal retires) | `Runtime::stats` | `Mutex` (spawn, stop, failure and stats only) |
 //! | `active` | every shard (decrement before parking, increment after); a spawn's thread around the `init` it runs | the ticker | SeqCst RMW |
 //! | `ticker` | the runtime, once, at start | shards waking it | `OnceLock` |
