@@ -2640,6 +2640,8 @@ impl Shard {
     /// teaches nothing.
     fn park(&mut self, cap: Option<Duration>) {
         let deadline = self.next_deadline();
+        // The tick first: a reading labelled with it is never older than it.
+        let first_tick = self.shared.ticks();
         let idle_since = self.directory.now_ns();
         // Spin first: work that arrives soon is taken without a syscall on
         // either side.
@@ -2653,7 +2655,7 @@ impl Shard {
         }
         if !spin.is_zero() {
             let until = idle_since.saturating_add(spin.as_nanos() as u64);
-            let (mut now, mut tick) = (idle_since, self.shared.ticks());
+            let (mut now, mut tick) = (idle_since, first_tick);
             loop {
                 // The clock costs more than a look at the queues: read it
                 // once per `SPIN_POLLS` looks, so work is seen sooner.
