@@ -310,10 +310,7 @@ impl Shard {
         let Some((_, env)) = self.caught.take() else {
             return;
         };
-        self.counts.loops += 1;
-        let loops = self.counts.loops;
-        self.table().new_pass(loops);
-        let tick = self.shared.ticks();
+        let tick = self.begin_pass();
         // The spin's reading serves as the hop's clock if no tick passed
         // since (a reading older than a tick is stale); otherwise what needs
         // the clock reads it.
@@ -322,7 +319,6 @@ impl Shard {
         {
             self.set_pass_now(now);
         }
-        self.pass_end_tick = tick + PASS_TICKS;
         self.counts.remote_in += 1;
         self.counts.hops += 1;
         self.deliver(env);
@@ -420,10 +416,7 @@ impl Shard {
     /// One pass of the loop, never parking; returns whether the shard must exit.
     #[inline]
     pub(crate) fn pass(&mut self) -> bool {
-        self.counts.loops += 1;
-        let loops = self.counts.loops;
-        self.table().new_pass(loops);
-        self.pass_end_tick = self.shared.ticks() + PASS_TICKS;
+        self.begin_pass();
         if self.take_commands() {
             return true;
         }
@@ -433,6 +426,18 @@ impl Shard {
         self.flush_overflow();
         self.publish();
         false
+    }
+
+    /// Starts a pass (or a hop): counted, its own clock reading to come, and
+    /// its end set two epoch ticks on. Returns the tick it began in.
+    #[inline]
+    fn begin_pass(&mut self) -> u64 {
+        self.counts.loops += 1;
+        let loops = self.counts.loops;
+        self.table().new_pass(loops);
+        let tick = self.shared.ticks();
+        self.pass_end_tick = tick + PASS_TICKS;
+        tick
     }
 
     /// Whether the current pass has run its time (never on a manual runtime,
