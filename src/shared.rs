@@ -244,13 +244,18 @@ impl ShardHandle {
         // Pairs with `Shard::park`, which sets `holds_unplaced` before it
         // says it is parked and looks at its queues once more: either it
         // sees this command, or this sees the flag it set.
-        let waiting = self
-            .control_out
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.counters.control_in.get());
-        if waiting >= LAZY_PLACEMENTS || self.holds_unplaced.load(Ordering::SeqCst) {
+        if self.commands_waiting() >= LAZY_PLACEMENTS || self.holds_unplaced.load(Ordering::SeqCst)
+        {
             self.wake();
         }
+    }
+
+    /// Commands queued that the shard has not taken yet (as far as it has
+    /// published what it took).
+    fn commands_waiting(&self) -> u64 {
+        self.control_out
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.counters.control_in.get())
     }
 
     /// Queues a command; whether the shard's thread lives to take it.
@@ -526,9 +531,7 @@ impl Shared {
     pub(crate) fn wake_holding(&self) -> bool {
         let mut woke = false;
         for s in self.shards.iter() {
-            if s.parked.load(Ordering::SeqCst)
-                && s.counters.control_in.get() != s.control_out.load(Ordering::SeqCst)
-            {
+            if s.parked.load(Ordering::SeqCst) && s.commands_waiting() > 0 {
                 s.wake();
                 woke = true;
             }
