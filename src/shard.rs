@@ -2596,10 +2596,7 @@ impl Shard {
     }
 
     fn inbound_pending(&self) -> bool {
-        let me = self.handle();
-        self.caught.is_some()
-            || !me.control.is_empty()
-            || !me.host_inbox.is_empty()
+        self.pending_besides_rings()
             || (0..self.shared.shards.len()).any(|from| {
                 from != self.id
                     && self
@@ -2609,12 +2606,19 @@ impl Shard {
             })
     }
 
+    /// Whether anything waits but in the rings: a caught envelope, a
+    /// command, something from the host.
+    #[inline]
+    fn pending_besides_rings(&self) -> bool {
+        let me = self.handle();
+        self.caught.is_some() || !me.control.is_empty() || !me.host_inbox.is_empty()
+    }
+
     /// A spinning shard's look at its queues: whether anything waits. A ring
     /// is looked at by taking its first envelope (into `caught`): what ends
     /// the spin is then in hand, and runs at once (`hop`).
     fn poll_inbound(&mut self) -> bool {
-        let me = self.handle();
-        if self.caught.is_some() || !me.control.is_empty() || !me.host_inbox.is_empty() {
+        if self.pending_besides_rings() {
             return true;
         }
         for from in 0..self.shared.shards.len() {
