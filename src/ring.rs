@@ -289,13 +289,20 @@ mod tests {
 
     #[test]
     fn two_threads_stream_every_envelope_in_order() {
-        let ring = std::sync::Arc::new(Ring::new(16));
-        const N: u64 = 200_000;
+        for capacity in [1, 3, 16, 4096] {
+            stream(capacity, 100_000);
+        }
+    }
+
+    /// Streams `n` envelopes from one thread to another through a ring of
+    /// `capacity`, checking each as it comes out.
+    fn stream(capacity: usize, n: u64) {
+        let ring = std::sync::Arc::new(Ring::new(capacity));
         let consumer = {
             let ring = ring.clone();
             std::thread::spawn(move || {
                 let mut next = 0;
-                while next < N {
+                while next < n {
                     // SAFETY: this thread is the ring's only consumer.
                     match unsafe { ring.pop() } {
                         Some(e) => {
@@ -308,7 +315,7 @@ mod tests {
             })
         };
         let mut i = 0;
-        while i < N {
+        while i < n {
             // SAFETY: this thread is the ring's only producer.
             match unsafe { ring.push(env(i)) } {
                 Ok(()) => i += 1,
