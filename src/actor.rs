@@ -80,6 +80,11 @@ pub(crate) struct WasmActor {
     budget: Option<u64>,
 }
 
+/// A start that ended short of an actor: how, and the actor's outbox, with
+/// what `init` sent staged in it. Boxed: rare, and most of a `Placement`'s
+/// size otherwise, which every spawn moves.
+pub(crate) type Unstarted = Box<(InitEnd, Outbox)>;
+
 /// How a component's spawn ended short of an actor.
 pub(crate) enum InitEnd {
     /// Instantiation or `init` failed: the spawn's error.
@@ -361,14 +366,12 @@ impl Body {
     /// Makes a new body around `out` from `maker`, for a restart: a component
     /// instantiated again with `init` run on its config, or a native actor
     /// from its factory (a panic there fails the restart).
-    // The body it returns is as large; restarts are rare.
-    #[allow(clippy::result_large_err)]
     pub(crate) fn remake(
         maker: &mut Maker,
         settings: &WasmSettings,
         out: Outbox,
         table: &mut Option<Box<Requests>>,
-    ) -> Result<Body, (InitEnd, Outbox)> {
+    ) -> Result<Body, Unstarted> {
         match maker {
             Maker::Wasm { component, config } => {
                 WasmActor::spawn(settings, component, out, config, table).map(Body::Wasm)
@@ -378,7 +381,10 @@ impl Body {
                     actor,
                     out: Box::new(out),
                 }),
-                Err(failure) => Err((InitEnd::Failed(SpawnError::InitFailed(failure)), out)),
+                Err(failure) => Err(Box::new((
+                    InitEnd::Failed(SpawnError::InitFailed(failure)),
+                    out,
+                ))),
             },
         }
     }
@@ -398,15 +404,13 @@ impl WasmActor {
     /// `init`, with the shard's request table lent to it.
     /// On failure, the outbox is handed back with what the actor sent during
     /// `init` staged in it, for routing.
-    // The actor it returns is as large; spawns are rare.
-    #[allow(clippy::result_large_err)]
     pub(crate) fn spawn(
         settings: &WasmSettings,
         component: &Component,
         out: Outbox,
         config: &[u8],
         table: &mut Option<Box<Requests>>,
-    ) -> Result<WasmActor, (InitEnd, Outbox)> {
+    ) -> Result<WasmActor, Unstarted> {
         let ctx = ActorCtx::new(out, settings.memory_limit);
         let pre = &component.inner.pre;
         let mut store = Store::new(pre.engine(), ctx);
@@ -427,7 +431,7 @@ impl WasmActor {
                 } else {
                     SpawnError::Instantiate(describe(e, &store.data().limiter))
                 };
-                return Err((InitEnd::Failed(err), store.into_data().out));
+                return Err(Box::new((InitEnd::Failed(err), store.into_data().out)));
             }
         };
         store.data_mut().instantiated = true;
@@ -456,7 +460,12 @@ impl WasmActor {
         *table = store.data_mut().out.table.take();
         let result = match result {
             Ok(result) => result,
-            Err(payload) => return Err((InitEnd::Panicked(payload), store.into_data().out)),
+            Err(payload) => {
+                return Err(Box::new((
+                    InitEnd::Panicked(payload),
+                    store.into_data().out,
+                )));
+            }
         };
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
@@ -468,17 +477,17 @@ impl WasmActor {
                 handle_messages,
                 budget,
             }),
-            Ok((Err(msg),)) => Err((
+            Ok((Err(msg),)) => Err(Box::new((
                 InitEnd::Failed(SpawnError::Init(msg)),
                 store.into_data().out,
-            )),
+            ))),
             Err(e) => {
                 let logged = store.data_mut().last_error.take();
                 let why = describe(e, &store.data().limiter).with_logged(logged);
-                Err((
+                Err(Box::new((
                     InitEnd::Failed(SpawnError::InitFailed(why)),
                     store.into_data().out,
-                ))
+                )))
             }
         }
     }

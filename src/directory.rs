@@ -196,6 +196,12 @@ impl Directory {
         }
     }
 
+    /// Whether `name` is registered or reserved.
+    pub(crate) fn is_taken(&self, name: &str) -> bool {
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+        names.map.contains_key(name)
+    }
+
     /// Reserves `name` for an actor being spawned.
     pub(crate) fn reserve(&self, name: &str) -> Result<Arc<str>, SpawnError> {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
@@ -219,16 +225,16 @@ impl Directory {
     pub(crate) fn enroll(
         &self,
         name: &Arc<str>,
-        (shard, slot): (usize, u32),
+        at: (usize, u32),
         accepts: u8,
         grants: Option<&Grants>,
         parent: Address,
         registered: bool,
     ) -> Result<(Address, Masks), SpawnError> {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
-        let Names { map, labels } = &mut *names;
         if registered
-            && !map
+            && !names
+                .map
                 .get_key_value(&**name)
                 .is_some_and(|(k, a)| Arc::ptr_eq(k, name) && *a == Address::HOST)
         {
@@ -236,6 +242,44 @@ impl Directory {
             // rather than give two actors one name.
             return Err(SpawnError::NameTaken(name.to_string()));
         }
+        self.make_live(&mut names, name, at, accepts, grants, parent, registered)
+    }
+
+    /// Reserves `name` and makes it the live actor in `slot` of `shard`, in
+    /// one hold of the registry's lock: [`Directory::reserve`] and
+    /// [`Directory::enroll`] for a spawn from the host, which has nothing to
+    /// do between the two.
+    pub(crate) fn claim(
+        &self,
+        name: &str,
+        at: (usize, u32),
+        accepts: u8,
+        grants: Option<&Grants>,
+    ) -> Result<(Arc<str>, Address, Masks), SpawnError> {
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        if names.map.contains_key(name) {
+            return Err(SpawnError::NameTaken(name.to_string()));
+        }
+        let name: Arc<str> = name.into();
+        let (me, masks) =
+            self.make_live(&mut names, &name, at, accepts, grants, Address::HOST, true)?;
+        Ok((name, me, masks))
+    }
+
+    /// What [`Directory::enroll`] and [`Directory::claim`] do once the name
+    /// is theirs, under the registry's lock (`names`).
+    #[allow(clippy::too_many_arguments)]
+    fn make_live(
+        &self,
+        names: &mut Names,
+        name: &Arc<str>,
+        (shard, slot): (usize, u32),
+        accepts: u8,
+        grants: Option<&Grants>,
+        parent: Address,
+        registered: bool,
+    ) -> Result<(Address, Masks), SpawnError> {
+        let Names { map, labels } = names;
         let masks = match grants {
             None => Masks::TRUSTED,
             Some(grants) => labels

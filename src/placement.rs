@@ -28,12 +28,12 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::actor::{Body, InitEnd, WasmActor, WasmSettings};
+use crate::actor::{Body, InitEnd, Unstarted, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::component::Component;
 use crate::directory::Directory;
 use crate::error::{Capacity, SpawnError};
-use crate::grants::Masks;
+use crate::grants::{Grants, Masks};
 use crate::outbox::Outbox;
 use crate::requests::Requests;
 use crate::shared::{Command, Shared, SpawnBody};
@@ -58,6 +58,43 @@ pub(crate) fn reserve(
     name: Arc<str>,
     body: &SpawnBody,
 ) -> Result<Reserved, SpawnError> {
+    with_slot(directory, shard, body, |slot, accepts, grants| {
+        let (me, masks) =
+            directory.enroll(&name, (shard, slot), accepts, grants, Address::HOST, true)?;
+        Ok((name.clone(), me, masks))
+    })
+}
+
+/// Takes a slot of `shard` and claims `name` there for `body`: a spawn from
+/// the host, whose name is not reserved yet, under one hold of the name
+/// registry's lock (see [`Directory::claim`]). On failure nothing is held.
+pub(crate) fn claim(
+    directory: &Directory,
+    shard: usize,
+    name: &str,
+    body: &SpawnBody,
+) -> Result<Reserved, SpawnError> {
+    with_slot(directory, shard, body, |slot, accepts, grants| {
+        directory.claim(name, (shard, slot), accepts, grants)
+    })
+    .map_err(|e| match e {
+        // A taken name is the first thing a spawn reports, full shard or not.
+        SpawnError::NoCapacity(Capacity::ShardFull { .. }) if directory.is_taken(name) => {
+            SpawnError::NameTaken(name.to_string())
+        }
+        e => e,
+    })
+}
+
+/// Takes a slot of `shard` and makes it `body`'s by `enroll` (given the slot,
+/// the codecs the actor accepts and its grants; `None`: trusted), which
+/// answers its name, address and masks. On failure the slot is given back.
+fn with_slot(
+    directory: &Directory,
+    shard: usize,
+    body: &SpawnBody,
+    enroll: impl FnOnce(u32, u8, Option<&Grants>) -> Result<(Arc<str>, Address, Masks), SpawnError>,
+) -> Result<Reserved, SpawnError> {
     // Every slot is used once before any is reused, and then the one free the
     // longest first. The table has spare slots beyond `max_actors` (as many
     // again, up to 4096), so even on a full shard a freed slot waits behind
@@ -77,8 +114,8 @@ pub(crate) fn reserve(
         } => (*accepts, Some(&**grants)),
         SpawnBody::Native(..) => (0, None),
     };
-    match directory.enroll(&name, (shard, slot), accepts, grants, Address::HOST, true) {
-        Ok((me, masks)) => Ok(Reserved {
+    match enroll(slot, accepts, grants) {
+        Ok((name, me, masks)) => Ok(Reserved {
             slot,
             name,
             me,
@@ -147,7 +184,7 @@ pub(crate) struct Placement {
     /// The grant labels its name holds (given back if it never starts).
     pub(crate) held: u64,
     pub(crate) native: bool,
-    pub(crate) body: Result<Body, (InitEnd, Outbox)>,
+    pub(crate) body: Result<Body, Unstarted>,
     pub(crate) supervisor: Option<Supervisor>,
     /// Its entry in the runtime's stats, if its spawn listed it already (a
     /// spawn off the shard lists an actor as soon as it started).
@@ -205,8 +242,6 @@ impl Lend {
 /// component by `start` (its outbox, quota, component and config in; the
 /// instance with `init` run, or why not with the outbox, out). Not listed in
 /// the stats (`info` is `None`).
-// The start's error carries the outbox back; spawns are rare.
-#[allow(clippy::result_large_err)]
 pub(crate) fn make(
     directory: &Arc<Directory>,
     reserved: Reserved,
@@ -216,7 +251,7 @@ pub(crate) fn make(
         Option<crate::grants::Rate>,
         &Component,
         &[u8],
-    ) -> Result<WasmActor, (InitEnd, Outbox)>,
+    ) -> Result<WasmActor, Unstarted>,
 ) -> Placement {
     let Reserved {
         slot,
@@ -266,8 +301,6 @@ pub(crate) fn make(
 /// and hands it to its shard. Returns its address once it is handed over (or,
 /// if its `init` borrowed the shard's table or failed, once the shard has
 /// placed or undone it).
-// The start's error carries the outbox back (as on the shard); spawns are rare.
-#[allow(clippy::result_large_err)]
 pub(crate) fn spawn_here(
     shared: &Arc<Shared>,
     directory: &Arc<Directory>,
@@ -298,7 +331,7 @@ pub(crate) fn spawn_here(
                     WasmActor::spawn(settings, component, out, config, &mut table)
                 })
             }
-            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+            Err(e) => Err(Box::new((InitEnd::Failed(SpawnError::Storage(e)), out))),
         }
     };
     let mut placement = Box::new(make(directory, reserved, body, start));
@@ -306,7 +339,7 @@ pub(crate) fn spawn_here(
     let lend = match &mut placement.body {
         Ok(Body::Wasm(w)) => w.store.data_mut().out.lend.take(),
         Ok(_) => None,
-        Err((_, out)) => out.lend.take(),
+        Err(failed) => failed.1.lend.take(),
     };
     let failed = placement.body.is_err();
     if !failed {

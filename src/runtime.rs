@@ -264,14 +264,7 @@ impl Runtime {
         if self.shared.shards[shard].has_failed() {
             return Err(SpawnError::ShardFailed { shard });
         }
-        let name = self.directory.reserve(name)?;
-        let reserved = match placement::reserve(&self.directory, shard, name.clone(), &body) {
-            Ok(reserved) => reserved,
-            Err(e) => {
-                self.directory.unregister(&name, Address::HOST, 0);
-                return Err(e);
-            }
-        };
+        let reserved = placement::claim(&self.directory, shard, name, &body)?;
         let settings = WasmSettings {
             memory_limit: self.config.memory_limit,
             budget: self.config.budget_ticks(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crate::actor::{Actor, Body, InitEnd, WasmActor, WasmSettings};
+use crate::actor::{Actor, Body, InitEnd, Unstarted, WasmActor, WasmSettings};
 use crate::address::Address;
 use crate::component::Component;
 use crate::config::Config;
@@ -803,8 +803,6 @@ impl Shard {
             && matches!(self.actors.get(a.slot() as usize), Some(Some(actor)) if actor.generation == a.generation())
     }
 
-    // The start's error carries the outbox back; spawns are rare.
-    #[allow(clippy::result_large_err)]
     fn spawn(&mut self, name: Arc<str>, body: SpawnBody) -> Result<Address, SpawnError> {
         if self.failed {
             return Err(SpawnError::ShardFailed { shard: self.id });
@@ -881,7 +879,7 @@ impl Shard {
                     }
                     self.shared.retire_actor(me);
                 }
-                Err((InitEnd::Failed(refused), out))
+                Err(Box::new((InitEnd::Failed(refused), out)))
             }
             (body, _) => body,
         };
@@ -907,7 +905,8 @@ impl Shard {
                 self.release_unplaced(me);
                 Ok(me)
             }
-            Err((end, mut out)) => {
+            Err(failed) => {
+                let (end, mut out) = *failed;
                 self.never_started(slot, &name, me, held, &mut out);
                 self.release_unplaced(me);
                 match end {
@@ -1008,8 +1007,6 @@ impl Shard {
     /// Starts a component actor around `out`: its quota, the storage its name
     /// finds (durable only for a `registered` name), then the instance and
     /// its `init` with `config`.
-    // The actor it returns is as large; spawns are rare.
-    #[allow(clippy::result_large_err)]
     fn start_component(
         &mut self,
         mut out: Outbox,
@@ -1017,14 +1014,14 @@ impl Shard {
         registered: bool,
         component: &Component,
         config: &[u8],
-    ) -> Result<WasmActor, (InitEnd, Outbox)> {
+    ) -> Result<WasmActor, Unstarted> {
         let prepared = placement::prepare(&self.directory, &mut out, rate, registered);
         // The pass goes by the clock just read (a manual runtime takes a
         // spawn at once, outside a pass).
         self.set_pass_now(out.now);
         match prepared {
             Ok(()) => WasmActor::spawn(&self.wasm, component, out, config, &mut self.table),
-            Err(e) => Err((InitEnd::Failed(SpawnError::Storage(e)), out)),
+            Err(e) => Err(Box::new((InitEnd::Failed(SpawnError::Storage(e)), out))),
         }
     }
 
@@ -1183,7 +1180,8 @@ impl Shard {
                 self.counts.actors += 1;
                 Some(slot)
             }
-            Err((end, mut out)) => {
+            Err(failed) => {
+                let (end, mut out) = *failed;
                 self.never_started(slot, &name, me, masks.held, &mut out);
                 self.orphaned(parent, me);
                 match end {
@@ -2371,7 +2369,8 @@ impl Shard {
                 self.route_staged(slot);
                 return;
             }
-            Err((end, mut out)) => {
+            Err(failed) => {
+                let (end, mut out) = *failed;
                 // Children its `init` spawned never start; what it sent
                 // before it failed goes on its way (a watch it made ends
                 // with it: its requests are abandoned when it goes down).
@@ -2506,7 +2505,8 @@ impl Shard {
                 );
                 Ok(())
             }
-            Err((end, mut out)) => {
+            Err(failed) => {
+                let (end, mut out) = *failed;
                 self.actors[slot as usize] = Some(actor);
                 // Rolled back. Children the new `init` spawned never start;
                 // what it sent goes on its way, but the requests and watches

@@ -388,6 +388,47 @@ fn a_failed_init_frees_its_name_and_slot_before_spawn_returns() {
 }
 
 #[test]
+fn a_full_shard_reports_a_taken_name_first_and_a_refused_spawn_holds_nothing() {
+    let rt = builder(1).max_actors(2).build().unwrap();
+    let counter = load(&rt, "counter.wat");
+    rt.spawn(&counter, SpawnOptions::new("one")).unwrap();
+    // A grant the policy refuses: neither the name nor the last slot is held.
+    for _ in 0..3 {
+        let err = rt
+            .spawn(
+                &counter,
+                SpawnOptions::new("two").grants(wasmshard::Grants::none().send([""])),
+            )
+            .unwrap_err();
+        assert!(matches!(err, SpawnError::Policy(_)), "{err:?}");
+        assert_eq!(rt.lookup("two"), None);
+    }
+    rt.spawn(&counter, SpawnOptions::new("two")).unwrap();
+    // Full: a taken name is reported as such, a free one as no room.
+    let err = rt.spawn(&counter, SpawnOptions::new("one")).unwrap_err();
+    assert!(
+        matches!(&err, SpawnError::NameTaken(n) if n == "one"),
+        "{err:?}"
+    );
+    let err = rt.spawn(&counter, SpawnOptions::new("three")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SpawnError::NoCapacity(Capacity::ShardFull { shard: 0, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(rt.lookup("three"), None);
+    let err = rt
+        .spawn_native("one", None, |_: &mut Context<'_>, _: Address, _: &[u8]| {})
+        .unwrap_err();
+    assert!(
+        matches!(&err, SpawnError::NameTaken(n) if n == "one"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn spawns_from_many_threads_take_distinct_slots_up_to_the_limit() {
     const THREADS: usize = 4;
     const EACH: usize = 40;
