@@ -313,8 +313,8 @@ impl Directory {
         Ok((me, masks))
     }
 
-    /// Drops `name` if it is still this spawn's (the very `Arc` [`Directory::reserve`]
-    /// returned) and names `address` or is still only reserved, and gives back
+    /// Drops `name` if it is still this spawn's (the very `Arc`
+    /// [`Directory::reserve`] or [`Directory::claim`] returned) and names `address` or is still only reserved, and gives back
     /// the grant labels `held`. A later spawn's reservation of the same name is
     /// another `Arc`, and stays.
     pub(crate) fn unregister(&self, name: &Arc<str>, address: Address, held: u64) {

@@ -67,22 +67,22 @@ pub(crate) fn reserve(
 
 /// Takes a slot of `shard` and claims `name` there for `body`: a spawn from
 /// the host, whose name is not reserved yet, under one hold of the name
-/// registry's lock (see [`Directory::claim`]). On failure nothing is held.
+/// registry's write lock (see [`Directory::claim`]). On failure nothing is
+/// held.
 pub(crate) fn claim(
     directory: &Directory,
     shard: usize,
     name: &str,
     body: &SpawnBody,
 ) -> Result<Reserved, SpawnError> {
+    // A taken name is the first thing a spawn reports, and a spawn bound to
+    // fail on it takes no slot: while it held one, a spawn beside it could
+    // find the shard full.
+    if directory.is_taken(name) {
+        return Err(SpawnError::NameTaken(name.to_string()));
+    }
     with_slot(directory, shard, body, |slot, accepts, grants| {
         directory.claim(name, (shard, slot), accepts, grants)
-    })
-    .map_err(|e| match e {
-        // A taken name is the first thing a spawn reports, full shard or not.
-        SpawnError::NoCapacity(Capacity::ShardFull { .. }) if directory.is_taken(name) => {
-            SpawnError::NameTaken(name.to_string())
-        }
-        e => e,
     })
 }
 

@@ -389,15 +389,25 @@ fn a_failed_init_frees_its_name_and_slot_before_spawn_returns() {
 
 #[test]
 fn a_full_shard_reports_a_taken_name_first_and_a_refused_spawn_holds_nothing() {
-    let rt = builder(1).max_actors(2).build().unwrap();
+    let rt = builder(1).max_actors(3).build().unwrap();
     let counter = load(&rt, "counter.wat");
+    // Every grant label taken: a spawn bringing one more pattern is refused
+    // when its grants are compiled, under the registry's lock.
+    let many: Vec<String> = (0..wasmshard::MAX_PATTERNS)
+        .map(|i| format!("p{i}-*"))
+        .collect();
+    rt.spawn(
+        &counter,
+        SpawnOptions::new("many").grants(wasmshard::Grants::none().send(many)),
+    )
+    .unwrap();
     rt.spawn(&counter, SpawnOptions::new("one")).unwrap();
-    // A grant the policy refuses: neither the name nor the last slot is held.
+    // Refused: neither the name nor the shard's last slot is held.
     for _ in 0..3 {
         let err = rt
             .spawn(
                 &counter,
-                SpawnOptions::new("two").grants(wasmshard::Grants::none().send([""])),
+                SpawnOptions::new("two").grants(wasmshard::Grants::none().send(["another"])),
             )
             .unwrap_err();
         assert!(matches!(err, SpawnError::Policy(_)), "{err:?}");
@@ -426,6 +436,34 @@ fn a_full_shard_reports_a_taken_name_first_and_a_refused_spawn_holds_nothing() {
         matches!(&err, SpawnError::NameTaken(n) if n == "one"),
         "{err:?}"
     );
+}
+
+/// A spawn bound to fail on its name takes no slot, so it never makes a
+/// spawn beside it find the shard full.
+#[test]
+fn retries_of_a_taken_name_never_fill_the_shard() {
+    const ROUNDS: usize = 200;
+    let rt = Arc::new(builder(1).max_actors(2).build().unwrap());
+    let noop = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
+    rt.spawn_native("taken", Some(0), noop).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let retrier = {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let err = rt.spawn_native("taken", Some(0), noop).unwrap_err();
+                assert!(matches!(err, SpawnError::NameTaken(_)), "{err:?}");
+            }
+        })
+    };
+    for i in 0..ROUNDS {
+        let a = rt
+            .spawn_native(&format!("free-{i}"), Some(0), noop)
+            .unwrap_or_else(|e| panic!("round {i}: {e:?}"));
+        rt.stop(a).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    retrier.join().unwrap();
 }
 
 #[test]
