@@ -1939,6 +1939,7 @@ impl Shard {
         if matches!(actor.body, Body::Down { .. }) {
             return; // waiting for its restart, which schedules it
         }
+        self.counts.turns += 1;
         if actor.outbox().rate.is_some() {
             let d = &self.directory;
             let table = self

@@ -125,6 +125,10 @@ shard_counters! {
         parks,
         /// Turns of the shard's loop (hops included).
         loops,
+        /// Turns the shard gave its actors: each takes up to a batch of the
+        /// messages waiting in one mailbox (`handled` over this is how many a
+        /// turn took, on average).
+        turns,
         /// Envelopes the shard caught from an inbound ring while it spun out of
         /// work and ran at once, in a short pass of their own ahead of a whole
         /// one (each also counted in `remote_in`): the hops of sequential

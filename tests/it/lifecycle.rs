@@ -292,3 +292,35 @@ fn stop_turns_undelivered_messages_into_dead_letters() {
     assert_eq!(stats.actor("c").unwrap().handled, 1);
     assert_eq!(stats.dead_letters, 3);
 }
+
+/// `turns` counts the turns actors were given: each takes at most a batch of
+/// what waits in its mailbox, for components and natives alike.
+#[test]
+fn a_turn_takes_at_most_a_batch() {
+    let rt = builder(1).batch(4).build_manual().unwrap();
+    let counter = load(&rt, "counter.wat");
+    let c = rt.spawn(&counter, SpawnOptions::new("c")).unwrap();
+    let n = rt
+        .spawn_native(
+            "n",
+            None,
+            |_: &mut wasmshard::Context<'_>, _: wasmshard::Address, _: &[u8]| {},
+        )
+        .unwrap();
+    rt.run_until_stalled();
+    let before = rt.stats().shards[0].turns;
+    for _ in 0..10 {
+        rt.send(c, b"x").unwrap();
+    }
+    rt.run_until_stalled();
+    // 4, 4 and 2.
+    assert_eq!(rt.stats().shards[0].turns - before, 3);
+    for _ in 0..9 {
+        rt.send(n, b"x").unwrap();
+    }
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].turns - before, 3 + 3);
+    let stats = rt.stats();
+    assert_eq!(stats.actor("c").unwrap().handled, 10);
+    assert_eq!(stats.actor("n").unwrap().handled, 9);
+}
