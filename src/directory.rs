@@ -314,9 +314,10 @@ impl Directory {
     }
 
     /// Drops `name` if it is still this spawn's (the very `Arc`
-    /// [`Directory::reserve`] or [`Directory::claim`] returned) and names `address` or is still only reserved, and gives back
-    /// the grant labels `held`. A later spawn's reservation of the same name is
-    /// another `Arc`, and stays.
+    /// [`Directory::reserve`] or [`Directory::claim`] returned) and names
+    /// `address` or is still only reserved, and gives back the grant labels
+    /// `held`. A later spawn's reservation of the same name is another `Arc`,
+    /// and stays.
     pub(crate) fn unregister(&self, name: &Arc<str>, address: Address, held: u64) {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
         names.labels.release(held);
