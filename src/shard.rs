@@ -46,6 +46,9 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 const FRAME_HEADER: usize = 12;
 /// Turns in one pass, at most.
 const MAX_TURNS: u32 = 256;
+/// Turns between two looks at the host queue and the inbound rings within a
+/// pass: a look costs about as much as a short turn's bookkeeping.
+const LOOK_TURNS: u32 = 16;
 /// Ticks a pass may run before it ends (between two turns or two messages), so
 /// that timers, control commands and inbound rings are serviced: a pass lasts at
 /// most two epoch ticks, plus the invocation running when they pass.
@@ -1427,10 +1430,15 @@ impl Shard {
         }
     }
 
+    #[inline(never)]
     fn drain_inbound(&mut self) {
-        while let Some(item) = self.handle().host_inbox.pop() {
-            self.counts.host_in += 1;
-            self.host_item(item);
+        // A look first: an empty queue's `pop` costs several times as much,
+        // and this runs between every two rounds of turns.
+        if !self.handle().host_inbox.is_empty() {
+            while let Some(item) = self.handle().host_inbox.pop() {
+                self.counts.host_in += 1;
+                self.host_item(item);
+            }
         }
         for from in 0..self.shared.shards.len() {
             if from == self.id {
@@ -1917,21 +1925,33 @@ impl Shard {
     /// `MAX_TURNS` turns have run, or the pass has run its time. A full ring stops
     /// no one: what does not fit waits in the overflow, in order, and room in the
     /// targets' mailboxes (reserved at admission) bounds it.
+    ///
+    /// Every `LOOK_TURNS` turns the host queue and the inbound rings are
+    /// drained again, so what arrives from elsewhere waits that many turns at
+    /// most before it is in its mailbox. (Drained once a pass, an actor that
+    /// keeps messaging itself, a sender retrying a full mailbox on another
+    /// shard, say, held the messages from other shards back for 256 of its
+    /// turns, and with them the room their handling gives back to their
+    /// senders.)
     fn run_ready(&mut self) {
-        for _ in 0..MAX_TURNS {
-            if self.pass_expired() {
-                break;
+        for _ in 0..MAX_TURNS / LOOK_TURNS {
+            for _ in 0..LOOK_TURNS {
+                if self.pass_expired() {
+                    return;
+                }
+                let Some(slot) = self.ready.pop_front() else {
+                    return;
+                };
+                self.run_actor(slot);
             }
-            let Some(slot) = self.ready.pop_front() else {
-                break;
-            };
-            self.run_actor(slot);
+            self.drain_inbound();
         }
     }
 
     /// Runs one actor for at most `batch` envelopes, and only those in its mailbox
     /// when the turn begins: what arrives during the turn (a message it sends
     /// itself to yield, say) waits for its next turn, so other actors run first.
+    #[inline(always)]
     fn run_actor(&mut self, slot: u32) {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return;

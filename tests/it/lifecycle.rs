@@ -324,3 +324,113 @@ fn a_turn_takes_at_most_a_batch() {
     assert_eq!(stats.actor("c").unwrap().handled, 10);
     assert_eq!(stats.actor("n").unwrap().handled, 9);
 }
+
+/// A shard takes what arrived from other shards and from the host every 16
+/// turns, not only between passes (256 turns): a message from elsewhere waits
+/// that long at most, however long a busy actor keeps messaging itself.
+#[test]
+fn a_message_from_elsewhere_waits_16_turns_not_a_pass() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+    use std::time::Instant;
+
+    const SPINS: u32 = 1000;
+    // A long tick, so no pass ends by time while the spinner waits.
+    let rt = builder(2)
+        .epoch_tick(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    // Sent: the host's message and the remote actor's are both in their
+    // queues (the remote's in its ring, pushed at the end of the turn before
+    // the one that counts it).
+    let sent = Arc::new(AtomicU32::new(0));
+    // The spinner's first turn has begun: its pass took its queues before.
+    let started = Arc::new(AtomicBool::new(false));
+    let wait = |flag: &AtomicBool| {
+        let start = Instant::now();
+        while !flag.load(SeqCst) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
+    };
+    // The spinner's turns so far, and what it was when each message arrived.
+    let turns = Arc::new(AtomicU32::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let (t, s, st, go) = (turns.clone(), sent.clone(), stop.clone(), started.clone());
+    let spinner = rt
+        .spawn_native(
+            "spinner",
+            Some(0),
+            move |ctx: &mut wasmshard::Context<'_>, from: wasmshard::Address, _: &[u8]| {
+                if from != ctx.self_address() {
+                    // The first turn: hold the shard until both messages
+                    // are on their way to it.
+                    go.store(true, SeqCst);
+                    let start = Instant::now();
+                    while s.load(SeqCst) < 2 && start.elapsed() < Duration::from_secs(10) {
+                        std::thread::yield_now();
+                    }
+                }
+                let n = t.fetch_add(1, SeqCst) + 1;
+                if n < SPINS && !st.load(SeqCst) {
+                    let me = ctx.self_address();
+                    ctx.send(me, b"again").unwrap();
+                }
+            },
+        )
+        .unwrap();
+    let (t, sn, st) = (turns.clone(), seen.clone(), stop.clone());
+    let receiver = rt
+        .spawn_native(
+            "receiver",
+            Some(0),
+            move |_: &mut wasmshard::Context<'_>, _: wasmshard::Address, payload: &[u8]| {
+                let mut seen = sn.lock().unwrap();
+                seen.push((payload.to_vec(), t.load(SeqCst)));
+                if seen.len() == 2 {
+                    st.store(true, SeqCst);
+                }
+            },
+        )
+        .unwrap();
+    let (s, go) = (sent.clone(), started.clone());
+    let remote = rt
+        .spawn_native(
+            "remote",
+            Some(1),
+            move |ctx: &mut wasmshard::Context<'_>, from: wasmshard::Address, _: &[u8]| {
+                if from == ctx.self_address() {
+                    // The turn before routed the message: it is in the ring.
+                    s.fetch_add(1, SeqCst);
+                } else {
+                    wait(&go);
+                    ctx.send(receiver, b"remote").unwrap();
+                    let me = ctx.self_address();
+                    ctx.send(me, b"sent").unwrap();
+                }
+            },
+        )
+        .unwrap();
+    assert!(rt.wait_idle(Duration::from_secs(5)));
+
+    rt.send(spinner, b"go").unwrap();
+    rt.send(remote, b"go").unwrap();
+    wait(&started);
+    rt.send(receiver, b"host").unwrap();
+    sent.fetch_add(1, SeqCst);
+    assert!(rt.wait_idle(Duration::from_secs(30)));
+
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    // The spinner's first 16 turns, then a look at the queues (the receiver
+    // is ready behind the spinner), the spinner's 17th turn and the
+    // receiver's, with both messages. (Taken once a pass, they waited for
+    // 256 of the spinner's turns.)
+    assert_eq!(
+        seen,
+        vec![(b"host".to_vec(), 17), (b"remote".to_vec(), 17)],
+        "the spinner had taken that many turns when each message arrived"
+    );
+    assert_eq!(turns.load(SeqCst), 17 + 1, "it stopped once both arrived");
+}
