@@ -164,7 +164,7 @@ impl Directory {
 
     /// Reserves room for one message in `to`'s mailbox, from a sender whose
     /// grant for the operation is `mask` (the host's: every bit).
-    #[inline(always)]
+    #[inline]
     pub(crate) fn admit(&self, to: Address, payload: &[u8], mask: u64) -> Result<(), SendError> {
         match self.slots.get(to.shard()) {
             Some(slots) => slots.admit(
@@ -459,7 +459,7 @@ impl Directory {
     /// [`Directory::admit`], but once shutdown has drained what it could (its
     /// actors are being stopped), a refusal says `shutting-down`, whatever refused
     /// it. Only the refusal reads the flag: a send costs nothing more.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn admit_from_actor(
         &self,
         to: Address,

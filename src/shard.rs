@@ -1951,7 +1951,6 @@ impl Shard {
     /// Runs one actor for at most `batch` envelopes, and only those in its mailbox
     /// when the turn begins: what arrives during the turn (a message it sends
     /// itself to yield, say) waits for its next turn, so other actors run first.
-    #[inline(always)]
     fn run_actor(&mut self, slot: u32) {
         let Some(actor) = self.actors[slot as usize].as_mut() else {
             return;

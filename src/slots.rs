@@ -9,18 +9,10 @@
 //! (on the host's thread or the shard's), so those are plain stores and
 //! subtractions.
 //!
-//! Beside each word, in the same 16 bytes, are the labels of the grant patterns
+//! Beside each word, on the same cache line, are the labels of the grant patterns
 //! the slot's actor's name matches (see `grants.rs`): a sender's mask for the
 //! operation must share a bit with them. They are written with the word when the
 //! owner marks the slot live, and only under the name registry's lock after that.
-//!
-//! Slots are laid out spread: the four slots that share a 64-byte cache line
-//! are a quarter of the table apart in slot numbers ([`SlotTable::at`]), so
-//! actors spawned one after another (a producer and its sink, say) never share
-//! a line. A sender on another core writes the word of the actor it sends to
-//! with every admission, and the owner writes the words of its own actors (a
-//! release each turn, an admission for every message one sends itself): in one
-//! line, each write would take the line from the other core.
 //!
 //! The word also holds the codecs the slot's actor accepts (a bit per codec,
 //! [`Codec::bit`]; none set: any payload), written with the generation when the
@@ -61,11 +53,7 @@ pub(crate) fn no_actor(mask: u64, labels: u64, generation: u32) -> SendError {
 }
 
 pub(crate) struct SlotTable {
-    /// In spread order: see [`SlotTable::at`]. A multiple of four lines.
     words: Box<[Slot]>,
-    /// A quarter of `words` (how far apart in slot numbers the slots of a
-    /// line are), a whole number of lines.
-    stride: u32,
     /// `parents[slot]`: the address (bits) of the actor that spawned the
     /// slot's actor, 0 if the host did. Read only when a grant check fails (an
     /// actor may always reach its own children). Written before the word makes
@@ -141,8 +129,13 @@ impl SlotPool {
     }
 }
 
-/// One slot: its word and its labels, in 16 bytes (a quarter of a line).
-#[repr(C, align(16))]
+/// One slot: its word and its labels, on a cache line of its own. A sender
+/// on another core writes the word of the actor it sends to with every
+/// admission, and the owner writes its own actors' words with every release
+/// and every message one sends itself: two slots in one line (a producer and
+/// the sink of another shard's producer, spawned one after the other, say)
+/// would take the line from each other's core with each of those writes.
+#[repr(C, align(64))]
 #[derive(Default)]
 struct Slot {
     word: AtomicU64,
@@ -154,39 +147,17 @@ pub(crate) fn accepts_bits(codecs: &[Codec]) -> u8 {
     codecs.iter().fold(0, |bits, c| bits | c.bit())
 }
 
-/// Slots per 64-byte cache line.
-const PER_LINE: u32 = 4;
-const _: () = assert!(std::mem::size_of::<Slot>() as u32 * PER_LINE == 64);
-
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
-        // Whole lines, so that `at` is a bijection on the table (the slots
-        // past `slots` are never handed out and never live), and at least
-        // four and a multiple of four of them, so that the stride is a whole
-        // number of lines.
-        let len = slots.next_multiple_of(PER_LINE * PER_LINE);
+        let words = Box::<[Slot]>::new_zeroed_slice(slots as usize);
         SlotTable {
-            words: (0..len).map(|_| Slot::default()).collect(),
-            stride: len / PER_LINE,
+            // SAFETY: a `Slot` is two atomic integers, for which all-zero bytes
+            // are a valid value (the `Default` one). Zeroed, the table's pages
+            // are mapped only once a slot on them is used (a big table costs
+            // memory for the slots a shard uses, not for `max_actors`).
+            words: unsafe { words.assume_init() },
             parents: (0..slots).map(|_| AtomicU64::new(0)).collect(),
         }
-    }
-
-    /// Slot `slot`'s place in the table: slots `k`, `k + stride`,
-    /// `k + 2 stride` and `k + 3 stride` share a line, so neighbours in slot
-    /// numbers never do. `None` past the table (a forged address).
-    #[inline(always)]
-    fn at(&self, slot: u32) -> Option<&Slot> {
-        if slot >= self.stride * PER_LINE {
-            return None;
-        }
-        let place = (slot % PER_LINE) * self.stride + slot / PER_LINE;
-        debug_assert!((place as usize) < self.words.len());
-        // SAFETY: `slot` < 4 × `stride` = `words.len()` (checked above; `new`
-        // makes the table 4 × `stride` long), so `slot % 4` ≤ 3 and
-        // `slot / 4` < `stride`, and `place` ≤ 3 × `stride` + `stride` − 1,
-        // within the table.
-        Some(unsafe { self.words.get_unchecked(place as usize) })
     }
 
     /// Records who spawns the actor about to go live in `slot` (the host:
@@ -209,7 +180,8 @@ impl SlotTable {
 
     /// The labels of the actor (live or not) last in `slot` (0: none ever).
     pub(crate) fn last_labels(&self, slot: u32) -> u64 {
-        self.at(slot)
+        self.words
+            .get(slot as usize)
             .map_or(0, |s| s.labels.load(Ordering::Relaxed))
     }
 
@@ -217,7 +189,7 @@ impl SlotTable {
     /// actor of `generation` whose mailbox has fewer than `capacity` messages,
     /// which carries a label of `mask` (the sender's grant) and which accepts
     /// `payload`'s codec (an actor that declared none accepts any).
-    #[inline(always)]
+    #[inline]
     pub(crate) fn admit(
         &self,
         slot: u32,
@@ -226,7 +198,7 @@ impl SlotTable {
         payload: &[u8],
         mask: u64,
     ) -> Result<(), SendError> {
-        let Some(Slot { word, labels }) = self.at(slot) else {
+        let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
             return Err(no_actor(mask, 0, generation));
         };
         let live = |cur: u64| (cur >> 32) as u32 == generation && cur & ALIVE != 0;
@@ -260,9 +232,7 @@ impl SlotTable {
     /// Owner only, while the actor is alive.
     #[inline]
     pub(crate) fn release(&self, slot: u32, n: u32) {
-        let prev = self
-            .at(slot)
-            .expect("the owner's live slot")
+        let prev = self.words[slot as usize]
             .word
             .fetch_sub(n as u64, Ordering::AcqRel);
         debug_assert!(
@@ -276,7 +246,7 @@ impl SlotTable {
     /// codecs in `accepts` (0: any payload) and carries `labels`, and returns its
     /// generation. Owner only, on a free slot, under the name registry's lock.
     pub(crate) fn activate(&self, slot: u32, accepts: u8, labels: u64) -> u32 {
-        let Slot { word, labels: l } = self.at(slot).expect("a slot of the table");
+        let Slot { word, labels: l } = &self.words[slot as usize];
         l.store(labels, Ordering::Relaxed);
         let cur = word.load(Ordering::Acquire);
         debug_assert!(cur & ALIVE == 0, "activating a live slot");
@@ -292,7 +262,7 @@ impl SlotTable {
     /// Marks `slot` dead and moves it to the next generation, so every address of
     /// the old actor fails from now on. Owner only.
     pub(crate) fn deactivate(&self, slot: u32) {
-        let word = &self.at(slot).expect("a slot of the table").word;
+        let word = &self.words[slot as usize].word;
         let cur = word.load(Ordering::Acquire);
         let mut next = ((cur >> 32) as u32).wrapping_add(1);
         if next == 0 {
@@ -306,7 +276,7 @@ impl SlotTable {
 impl SlotTable {
     /// The labels of the live actor of `generation` in `slot`.
     pub(crate) fn labels(&self, slot: u32, generation: u32) -> Option<u64> {
-        let Slot { word, labels } = self.at(slot)?;
+        let Slot { word, labels } = self.words.get(slot as usize)?;
         let cur = word.load(Ordering::Acquire);
         ((cur >> 32) as u32 == generation && cur & ALIVE != 0)
             .then(|| labels.load(Ordering::Relaxed))
@@ -324,7 +294,7 @@ impl SlotTable {
     /// Adds label `bit` to the live actor of `generation` in `slot`. Under the
     /// name registry's lock.
     pub(crate) fn mark(&self, slot: u32, generation: u32, bit: u64) {
-        let Some(Slot { word, labels }) = self.at(slot) else {
+        let Some(Slot { word, labels }) = self.words.get(slot as usize) else {
             return;
         };
         let cur = word.load(Ordering::Acquire);
@@ -337,38 +307,6 @@ impl SlotTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_spread_layout_gives_each_slot_its_own_place_and_neighbours_other_lines() {
-        for slots in [1, 2, 3, 4, 5, 7, 8, 33, 4112] {
-            let t = SlotTable::new(slots);
-            let base = t.words.as_ptr() as usize;
-            let places: Vec<usize> = (0..slots)
-                .map(|s| (t.at(s).unwrap() as *const Slot as usize - base) / 16)
-                .collect();
-            let mut sorted = places.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(sorted.len(), slots as usize, "{slots}: one place each");
-            assert!(places.iter().all(|&p| p < t.words.len()));
-            for pair in places.windows(2) {
-                assert_ne!(pair[0] / 4, pair[1] / 4, "{slots}: neighbours share a line");
-            }
-            assert!(t.at(t.words.len() as u32).is_none());
-            assert!(t.at(u32::MAX).is_none());
-            // Each slot's word is its own.
-            let gens: Vec<u32> = (0..slots).map(|s| t.activate(s, 0, 1)).collect();
-            for s in 0..slots {
-                assert_eq!(t.admit(s, gens[s as usize], 1, b"", 1), Ok(()));
-            }
-            for s in 0..slots {
-                assert_eq!(
-                    t.admit(s, gens[s as usize], 1, b"", 1),
-                    Err(SendError::MailboxFull)
-                );
-            }
-        }
-    }
 
     #[test]
     fn admission_checks_generation_and_capacity() {
