@@ -84,8 +84,9 @@ pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
 /// number, so no grow within it is refused.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// The most slots all shards keep together (`shards × (max_actors + spare
-/// slots)`): 2^27 of 16 bytes (a slot word and the labels beside it), two GiB.
-const MAX_SLOT_WORDS: u128 = 1 << 27;
+/// slots)`): 2^25 of 64 bytes (a slot word and the labels beside it, on a
+/// cache line of their own), two GiB.
+const MAX_SLOT_WORDS: u128 = 1 << 25;
 
 /// The most slots a shard keeps beyond `max_actors`.
 pub(crate) const MAX_SPARE_SLOTS: u32 = 4096;
@@ -385,10 +386,11 @@ impl RuntimeBuilder {
     }
 
     /// Most actors alive at once, across all shards; sizes the instance pool:
-    /// 1 to [`MAX_MAX_ACTORS`] (2^24 − 4096). Each shard keeps an 8-byte slot
-    /// word for every actor it might hold and for as many spare slots again (up
-    /// to 4096), and all shards together at most 2^27 words (one GiB), so
-    /// `shards × (max_actors + min(max_actors, 4096))` is at most 2^27.
+    /// 1 to [`MAX_MAX_ACTORS`] (2^24 − 4096). Each shard keeps a 64-byte slot
+    /// (a cache line) for every actor it might hold and for as many spare slots
+    /// again (up to 4096), written when the runtime is built, and all shards
+    /// together at most 2^25 slots (two GiB), so
+    /// `shards × (max_actors + min(max_actors, 4096))` is at most 2^25.
     /// Default: 4096.
     pub fn max_actors(mut self, n: u32) -> Self {
         self.config.max_actors = n;
@@ -645,11 +647,11 @@ impl RuntimeBuilder {
             1,
             MAX_MAX_ACTORS.into(),
         )?;
-        // Each shard keeps a slot (16 bytes) for every actor it might hold.
+        // Each shard keeps a slot (64 bytes) for every actor it might hold.
         if c.shards as u128 * c.slots_per_shard() as u128 > MAX_SLOT_WORDS {
             return Err(BuildError::Setting(format!(
                 "shards × max_actors (manifest `shards`, `max-actors`) is too large: each \
-                 shard keeps 16 bytes for every actor it might hold and for as many spare \
+                 shard keeps 64 bytes for every actor it might hold and for as many spare \
                  slots again (up to 4096), at most {MAX_SLOT_WORDS} in all, not {} × ({} + {})",
                 c.shards,
                 c.max_actors,

@@ -7,8 +7,9 @@
 //! A parked shard is woken for the placement only if `init` sent or spawned
 //! something, or the shard parked holding what arrived for an actor not
 //! placed yet; otherwise the placement waits for the shard's next wake-up
-//! (every pass takes the commands first, so before anything reaches the
-//! actor), or for 1 024 placements to wait, and a burst of spawns costs the
+//! (every pass takes the commands first; what a busy shard takes from its
+//! queues in the middle of a pass before that waits for the placement, in
+//! order), or for 1 024 placements to wait, and a burst of spawns costs the
 //! spawning thread one system call per 1 024 and leaves it the cores between
 //! (see `ShardHandle::command_lazily`).
 //!

@@ -1183,7 +1183,8 @@ impl Runtime {
 impl Runtime {
     /// Runs one pass of the shard loop on every shard that has something to do,
     /// in shard order, on the calling thread: host sends and cross-shard rings
-    /// into mailboxes, due timeouts, up to 256 actor turns, overflow flushed.
+    /// into mailboxes, due timeouts, up to 256 actor turns (taking the host
+    /// sends and rings again every 16), overflow flushed.
     /// Never blocks. Returns whether any shard had something to do.
     ///
     /// Called from one of the runtime's own actors (a handler, or a native

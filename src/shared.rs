@@ -230,7 +230,9 @@ impl ShardHandle {
     /// `init` left nothing for the shard to do (see `placement`). The shard
     /// takes it before anything else once it wakes (every pass begins with
     /// the commands), so what is sent to the actor, any command for it, and
-    /// shutdown find it placed; `wait_idle` wakes a parked shard that holds
+    /// shutdown find it placed (on a busy shard, what it takes from its
+    /// queues in the middle of a pass before that waits for the placement,
+    /// in order); `wait_idle` wakes a parked shard that holds
     /// commands (see [`Shared::wake_holding`]). A parked shard that holds
     /// what arrived for actors not placed yet (the placement's, perhaps) is
     /// woken, and so is one left with [`LAZY_PLACEMENTS`] commands to take

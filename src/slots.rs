@@ -135,6 +135,8 @@ impl SlotPool {
 /// and every message one sends itself: two slots in one line (a producer and
 /// the sink of another shard's producer, spawned one after the other, say)
 /// would take the line from each other's core with each of those writes.
+/// (So a shard's table is 64 bytes per slot, all of it written when the
+/// runtime is built: see `MAX_SLOT_WORDS`.)
 #[repr(C, align(64))]
 #[derive(Default)]
 struct Slot {
@@ -149,13 +151,8 @@ pub(crate) fn accepts_bits(codecs: &[Codec]) -> u8 {
 
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
-        let words = Box::<[Slot]>::new_zeroed_slice(slots as usize);
         SlotTable {
-            // SAFETY: a `Slot` is two atomic integers, for which all-zero bytes
-            // are a valid value (the `Default` one). Zeroed, the table's pages
-            // are mapped only once a slot on them is used (a big table costs
-            // memory for the slots a shard uses, not for `max_actors`).
-            words: unsafe { words.assume_init() },
+            words: (0..slots).map(|_| Slot::default()).collect(),
             parents: (0..slots).map(|_| AtomicU64::new(0)).collect(),
         }
     }
