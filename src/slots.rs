@@ -284,7 +284,11 @@ impl SlotTable {
     /// count). Under the name registry's lock.
     pub(crate) fn clear_label(&self, bit: u64) {
         for Slot { labels, .. } in self.words.iter() {
-            labels.fetch_and(!bit, Ordering::Release);
+            // A look first: a write to every slot's line would take each one
+            // from the core that holds it.
+            if labels.load(Ordering::Relaxed) & bit != 0 {
+                labels.fetch_and(!bit, Ordering::Release);
+            }
         }
     }
 
