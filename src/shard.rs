@@ -1430,10 +1430,13 @@ impl Shard {
         }
     }
 
+    /// Takes what the host and the other shards sent into mailboxes: at the
+    /// start of a pass and every `LOOK_TURNS` turns of it (out of line, so
+    /// the turn loop stays as small as it was).
     #[inline(never)]
     fn drain_inbound(&mut self) {
         // A look first: an empty queue's `pop` costs several times as much,
-        // and this runs between every two rounds of turns.
+        // and this runs every 16 turns of a pass.
         if !self.handle().host_inbox.is_empty() {
             while let Some(item) = self.handle().host_inbox.pop() {
                 self.counts.host_in += 1;
