@@ -413,7 +413,7 @@ impl RuntimeBuilder {
 
     /// Capacity of each shard-to-shard ring, in envelopes: 1 to
     /// [`MAX_RING_CAPACITY`] (65 536). Default: 4096. A ring is allocated when its
-    /// pair of shards first talks, 120 bytes per envelope it can hold (480 KiB at
+    /// pair of shards first talks, 128 bytes per envelope it can hold (512 KiB at
     /// the default; with `S` shards that all talk, `S × (S − 1)` rings). A full
     /// ring never blocks or drops: the sender keeps the rest in an overflow
     /// buffer, in order.

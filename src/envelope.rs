@@ -151,10 +151,11 @@ mod tests {
         assert_eq!(remaining_ns(d, 20 * 24 * 3600 * 1_000_000_000), 0);
     }
 
-    /// The docs give a ring's memory as capacity × 120 bytes: an envelope and the
-    /// queue's stamp. A change of the envelope's size must change them too.
+    /// The docs give a ring's memory as capacity × 128 bytes: an envelope and the
+    /// queue's stamp (120 bytes) in a slot of two cache lines. A change of the
+    /// envelope's size must change them too.
     #[test]
-    fn a_ring_slot_is_120_bytes() {
+    fn a_ring_slot_is_120_bytes_of_128() {
         assert_eq!(std::mem::size_of::<super::Envelope>() + 8, 120);
     }
 }

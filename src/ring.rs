@@ -7,15 +7,22 @@
 //! never blocks: `push` hands the envelope back and the sender keeps it in its
 //! overflow, in order.
 //!
-//! Each slot carries a stamp, as in Vyukov's bounded queue: the position it
-//! waits for, and whether it holds an envelope for that position. With one
-//! producer and one consumer nobody races for a position, so neither side needs
-//! a compare-and-swap (an MPMC queue's locked instruction per push and per pop,
-//! which also waits for the previous slot's cache line, is what a stream of
-//! envelopes between two cores paid most for); each side keeps its own
-//! position, and the consumer looks at a ring by reading the stamp of the slot
-//! at its own position (the one the producer writes next when the ring is
-//! empty), never the producer's position.
+//! Only the producer writes a slot. Each slot carries a stamp beside its
+//! envelope, on the same lines: the number of the envelope it holds, plus one
+//! (envelopes are numbered from 0 as they are pushed). The consumer, which has
+//! taken `n` envelopes, looks at the ring by reading the stamp of slot
+//! `n mod capacity`: `n + 1`, it holds the next envelope; anything else (an
+//! earlier lap's, or none), the ring is empty. So the lines of an envelope cross
+//! from the producer's core to the consumer's once, and never back: the
+//! consumer writes nothing in them (a stamp written back on each take made
+//! every push wait for its slot's line from the consumer's core).
+//!
+//! The consumer publishes how many envelopes it has taken, on a line of its
+//! own. The producer keeps the last count it read, and reads the consumer's
+//! line again only when that count says the ring is full: about once a lap
+//! while envelopes stream, not once an envelope. Neither side needs a
+//! compare-and-swap (an MPMC queue's locked instruction per push and per pop
+//! is what a stream of envelopes between two cores paid most for).
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
@@ -24,37 +31,56 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::envelope::Envelope;
 
-/// A position of one side, alone on its cache line(s).
+/// One side's counters, alone on its cache line(s) (128 bytes: the adjacent
+/// line prefetcher fetches lines in pairs).
 #[repr(align(128))]
-struct Position(AtomicUsize);
+struct Side {
+    /// Envelopes this side has pushed (producer) or taken (consumer). The
+    /// consumer's is read by the producer; the producer's by nobody else.
+    count: AtomicUsize,
+    /// `count` modulo the capacity: the slot of the next push or take.
+    index: AtomicUsize,
+    /// The producer's: the consumer's `count` when it last read it, a bound
+    /// on what the consumer has taken. Unused by the consumer.
+    seen: AtomicUsize,
+}
 
+impl Side {
+    const fn new() -> Side {
+        Side {
+            count: AtomicUsize::new(0),
+            index: AtomicUsize::new(0),
+            seen: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One envelope's place: 128 bytes (an envelope and its stamp fill 120), so
+/// each slot is two whole lines, never a line shared with the next slot.
+#[repr(C, align(128))]
 struct Slot {
-    /// The position this slot waits for: equal to it, the slot is free for
-    /// the producer to write that position; one more, it holds that
-    /// position's envelope for the consumer.
+    /// The number of the envelope the slot holds, plus one (0: it never
+    /// held one). Written by the producer, after the envelope.
     stamp: AtomicUsize,
     value: UnsafeCell<MaybeUninit<Envelope>>,
 }
 
 /// One ring: envelopes from one shard to another.
 pub(crate) struct Ring {
-    /// The producer's next position (`lap | index`). Producer only.
-    tail: Position,
-    /// The consumer's next position. Consumer only.
-    head: Position,
-    /// A lap's worth of positions: the smallest power of two above the
-    /// capacity, so an index never carries into the lap bits.
-    one_lap: usize,
+    producer: Side,
+    consumer: Side,
     slots: Box<[Slot]>,
 }
 
-// SAFETY: a slot's value is written only by the producer, while the slot's
-// stamp says it is free (the consumer does not touch it then), and read only by
-// the consumer, while the stamp says it is full (the producer does not touch it
-// then); each side hands the slot over with a Release store of the stamp, seen
-// by the other's Acquire load before it touches the value. `push` and `pop` are
+// SAFETY: a slot's value is written only by the producer and read only by the
+// consumer. The producer writes slot `i` for envelope `n` only once the
+// consumer's count (read with Acquire, after the consumer's Release store of
+// it) says envelope `n - capacity`, the slot's last, was taken; the consumer
+// reads it only once the slot's stamp (read with Acquire, after the producer's
+// Release store of it) says envelope `n` is there. `push` and `pop` are
 // `unsafe`, with one producer and one consumer as their contract, so two
-// threads never write, or never read, the same slot at once.
+// threads never write, or never read, the same slot at once, and each side's
+// counters are written by that side alone.
 unsafe impl Sync for Ring {}
 // SAFETY: the ring owns its envelopes, which are `Send` (checked below).
 unsafe impl Send for Ring {}
@@ -62,39 +88,31 @@ const _: fn() = || {
     fn send<T: Send>() {}
     send::<Envelope>();
 };
+const _: () = assert!(std::mem::size_of::<Slot>() == 128);
 
 impl Ring {
     /// A ring of `capacity` envelopes (at least one).
     pub(crate) fn new(capacity: usize) -> Ring {
-        let capacity = capacity.max(1);
         Ring {
-            tail: Position(AtomicUsize::new(0)),
-            head: Position(AtomicUsize::new(0)),
-            one_lap: (capacity + 1).next_power_of_two(),
-            slots: (0..capacity)
-                .map(|i| Slot {
-                    stamp: AtomicUsize::new(i),
+            producer: Side::new(),
+            consumer: Side::new(),
+            slots: (0..capacity.max(1))
+                .map(|_| Slot {
+                    stamp: AtomicUsize::new(0),
                     value: UnsafeCell::new(MaybeUninit::uninit()),
                 })
                 .collect(),
         }
     }
 
-    /// The position after `pos`.
+    /// The index after `index`.
     #[inline]
-    fn next(&self, pos: usize) -> usize {
-        let index = pos & (self.one_lap - 1);
+    fn next(&self, index: usize) -> usize {
         if index + 1 < self.slots.len() {
-            pos + 1
+            index + 1
         } else {
-            (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+            0
         }
-    }
-
-    /// The slot of position `pos`.
-    #[inline]
-    fn slot(&self, pos: usize) -> &Slot {
-        &self.slots[pos & (self.one_lap - 1)]
     }
 
     /// Enqueues `env`, or hands it back if the ring is full.
@@ -105,18 +123,33 @@ impl Ring {
     /// (one thread makes them, or a lock orders them), so no two overlap.
     #[inline]
     pub(crate) unsafe fn push(&self, env: Envelope) -> Result<(), Envelope> {
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        let slot = self.slot(tail);
-        if slot.stamp.load(Ordering::Acquire) != tail {
-            return Err(env); // the consumer has not taken this slot's last lap
+        let p = &self.producer;
+        let n = p.count.load(Ordering::Relaxed);
+        if n - p.seen.load(Ordering::Relaxed) >= self.slots.len() && !self.room(n) {
+            return Err(env);
         }
-        // SAFETY: the stamp says the slot is free for this position, so the
-        // consumer does not touch its value until the store below; and no
+        let index = p.index.load(Ordering::Relaxed);
+        let slot = &self.slots[index];
+        // SAFETY: the consumer has taken the slot's last envelope (`room`, or
+        // an earlier read of its count, says so; its Acquire load saw the
+        // consumer's Release store after that take), and does not read the
+        // slot again until the stamp below says envelope `n` is there; no
         // other push runs (the caller's contract).
         unsafe { (*slot.value.get()).write(env) };
-        slot.stamp.store(tail + 1, Ordering::Release);
-        self.tail.0.store(self.next(tail), Ordering::Relaxed);
+        slot.stamp.store(n + 1, Ordering::Release);
+        p.count.store(n + 1, Ordering::Relaxed);
+        p.index.store(self.next(index), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the consumer has taken enough for envelope `n` to fit: reads
+    /// its count (the producer's one look at the consumer's line) and keeps
+    /// it. Producer only.
+    #[cold]
+    fn room(&self, n: usize) -> bool {
+        let taken = self.consumer.count.load(Ordering::Acquire);
+        self.producer.seen.store(taken, Ordering::Relaxed);
+        n - taken < self.slots.len()
     }
 
     /// Dequeues the oldest envelope.
@@ -127,32 +160,38 @@ impl Ring {
     /// (one thread makes them, or a lock orders them), so no two overlap.
     #[inline]
     pub(crate) unsafe fn pop(&self) -> Option<Envelope> {
-        let head = self.head.0.load(Ordering::Relaxed);
-        let slot = self.slot(head);
-        if slot.stamp.load(Ordering::Acquire) != head + 1 {
+        let c = &self.consumer;
+        let n = c.count.load(Ordering::Relaxed);
+        let index = c.index.load(Ordering::Relaxed);
+        let slot = &self.slots[index];
+        if slot.stamp.load(Ordering::Acquire) != n + 1 {
             return None;
         }
-        // SAFETY: the stamp says the producer wrote this position's envelope
-        // (its Release store, seen by the Acquire load above) and will not
-        // touch the slot until the store below; no other pop runs (the
-        // caller's contract), so the envelope is read out once.
+        // SAFETY: the stamp says the producer wrote envelope `n` here (its
+        // Release store, seen by the Acquire load above) and it will not
+        // write the slot again until the count below says it was taken; no
+        // other pop runs (the caller's contract), so the envelope is read
+        // out once.
         let env = unsafe { (*slot.value.get()).assume_init_read() };
-        slot.stamp
-            .store(head.wrapping_add(self.one_lap), Ordering::Release);
-        self.head.0.store(self.next(head), Ordering::Relaxed);
+        c.index.store(self.next(index), Ordering::Relaxed);
+        c.count.store(n + 1, Ordering::Release);
         Some(env)
     }
 
     /// Whether the ring holds nothing (as the consumer sees it).
     pub(crate) fn is_empty(&self) -> bool {
-        let head = self.head.0.load(Ordering::Relaxed);
-        self.slot(head).stamp.load(Ordering::Acquire) != head + 1
+        let c = &self.consumer;
+        let n = c.count.load(Ordering::Relaxed);
+        self.slots[c.index.load(Ordering::Relaxed)]
+            .stamp
+            .load(Ordering::Acquire)
+            != n + 1
     }
 
     /// Whether the ring has no room (as the producer sees it).
     pub(crate) fn is_full(&self) -> bool {
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        self.slot(tail).stamp.load(Ordering::Acquire) != tail
+        let n = self.producer.count.load(Ordering::Relaxed);
+        n - self.producer.seen.load(Ordering::Relaxed) >= self.slots.len() && !self.room(n)
     }
 }
 

@@ -158,7 +158,7 @@ impl SlotTable {
     }
 
     /// Records who spawns the actor about to go live in `slot` (the host:
-    /// [`Address::HOST`]). Before the word makes it live.
+    /// [`Address::HOST`](crate::address::Address::HOST)). Before the word makes it live.
     pub(crate) fn set_parent(&self, slot: u32, parent: crate::address::Address) {
         if let Some(p) = self.parents.get(slot as usize) {
             p.store(parent.to_bits(), Ordering::Relaxed);
