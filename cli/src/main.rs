@@ -100,6 +100,11 @@ enum Command {
         /// the park spin or less fixes the spin.
         #[arg(long, value_name = "US")]
         park_spin_max_us: Option<u64>,
+        /// After the table, what each shard did in each measured run: turns,
+        /// loops, parks, messages routed and taken from other shards, each per
+        /// operation (the JSON output always carries them).
+        #[arg(long)]
+        stats: bool,
         /// Print the results as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
             density,
             park_spin_us,
             park_spin_max_us,
+            stats,
             json,
         } => bench_params(shards, payload, &grants, density)
             .map(|p| wasmshard::bench::Params {
@@ -158,7 +164,7 @@ fn main() -> ExitCode {
                 park_spin_max: park_spin_max_us.map(Duration::from_micros),
                 ..p
             })
-            .and_then(|params| bench(&workloads, messages, &actors, &params, json)),
+            .and_then(|params| bench(&workloads, messages, &actors, &params, stats, json)),
     };
     let code = match result {
         Ok(code) => code,
@@ -420,6 +426,7 @@ fn bench(
     messages: u64,
     actors: &str,
     params: &wasmshard::bench::Params,
+    stats: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     use wasmshard::bench::{Actors, Workload, measure};
@@ -538,6 +545,31 @@ fn bench(
                     one_line(why)
                 )),
         );
+    }
+    if stats {
+        let _ = writeln!(
+            out,
+            "\nper operation:  {:<14} {:<9} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "workload", "actors", "shard", "turns", "loops", "parks", "local", "remote", "in"
+        );
+        for m in &results {
+            let per = |n: u64| n as f64 / m.messages as f64;
+            for a in &m.activity {
+                let _ = writeln!(
+                    out,
+                    "                {:<14} {:<9} {:>5} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                    m.workload,
+                    m.actors.name(),
+                    a.shard,
+                    per(a.turns),
+                    per(a.loops),
+                    per(a.parks),
+                    per(a.routed_local),
+                    per(a.routed_remote),
+                    per(a.remote_in),
+                );
+            }
+        }
     }
     print(&out);
     Ok(ExitCode::SUCCESS)

@@ -351,6 +351,61 @@ fn bench_json_has_the_documented_shape() {
 }
 
 #[test]
+fn bench_reports_what_each_shard_did_in_the_measured_run() {
+    let out = wasmshard(&[
+        "bench",
+        "tell-cross",
+        "--messages",
+        "3000",
+        "--shards",
+        "2",
+        "--actors",
+        "native",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let activity = v["results"][0]["activity"].as_array().unwrap();
+    assert_eq!(activity.len(), 2, "{v}");
+    // Every message of the measured run (not the warm-up's) crossed once:
+    // each shard's producer sent half, and each shard took the other half.
+    let sum = |key: &str| -> u64 { activity.iter().map(|a| a[key].as_u64().unwrap()).sum() };
+    assert_eq!(sum("routed_remote"), 3000, "{v}");
+    assert_eq!(sum("remote_in"), 3000, "{v}");
+    for (i, a) in activity.iter().enumerate() {
+        assert_eq!(a["shard"], i);
+        assert_eq!(a["routed_remote"], 1500, "{a}");
+        assert!(a["turns"].as_u64().unwrap() > 0, "{a}");
+    }
+    // The table form, with --stats: a row per shard, per operation.
+    let out = wasmshard(&[
+        "bench",
+        "tell",
+        "--messages",
+        "2000",
+        "--actors",
+        "native",
+        "--stats",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let rows: Vec<_> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("per operation:"))
+        .collect();
+    assert!(
+        rows[0].contains("turns") && rows[0].contains("remote"),
+        "{stdout}"
+    );
+    let row: Vec<_> = rows[1].split_whitespace().collect();
+    assert_eq!(&row[..3], ["tell", "native", "0"], "{stdout}");
+    // On one shard, no message crosses.
+    assert_eq!(row[8], "0.000", "{stdout}");
+    assert_eq!(rows.len(), 2, "{stdout}");
+}
+
+#[test]
 fn bench_tell_batch_reports_its_floor_and_ratio() {
     let out = wasmshard(&[
         "bench",

@@ -345,6 +345,44 @@ pub struct Measurement {
     pub bytes_per_actor: Option<u64>,
     /// The density measurement ([`Params::density`], `spawn` only).
     pub density: Option<Density>,
+    /// What each shard did during the measured run (not the warm-up).
+    pub activity: Vec<ShardActivity>,
+}
+
+/// What one shard did during a measured run: the difference of its counters
+/// ([`crate::ShardStats`]) from the run's start to its end.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ShardActivity {
+    /// The shard's index.
+    pub shard: usize,
+    /// Turns it gave its actors.
+    pub turns: u64,
+    /// Turns of its loop.
+    pub loops: u64,
+    /// Times it parked for lack of work.
+    pub parks: u64,
+    /// Messages it routed to an actor on itself.
+    pub routed_local: u64,
+    /// Messages it routed to another shard.
+    pub routed_remote: u64,
+    /// Envelopes it took out of its inbound rings.
+    pub remote_in: u64,
+}
+
+impl ShardActivity {
+    fn between(before: &crate::ShardStats, after: &crate::ShardStats) -> ShardActivity {
+        let d = |f: fn(&crate::ShardStats) -> u64| f(after).saturating_sub(f(before));
+        ShardActivity {
+            shard: after.shard,
+            turns: d(|s| s.turns),
+            loops: d(|s| s.loops),
+            parks: d(|s| s.parks),
+            routed_local: d(|s| s.routed_local),
+            routed_remote: d(|s| s.routed_remote),
+            remote_in: d(|s| s.remote_in),
+        }
+    }
 }
 
 /// Measures `workload` with `actors` over `messages` operations (1 to
@@ -378,7 +416,13 @@ pub fn measure(
         None
     };
     sys.run(warm)?;
+    let before = sys.runtime().stats().shards;
     let elapsed = sys.run(messages)?;
+    let activity = before
+        .iter()
+        .zip(&sys.runtime().stats().shards)
+        .map(|(b, a)| ShardActivity::between(b, a))
+        .collect();
     let samples = match sys.take_samples() {
         Some(s) => Some(s),
         None => sys.record_latency(messages)?,
@@ -422,5 +466,6 @@ pub fn measure(
         p99_ns,
         bytes_per_actor,
         density,
+        activity,
     })
 }
