@@ -79,6 +79,16 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_MAX_OPEN_REQUESTS: u32 = 1 << 20;
 /// The longest park spin: 10 ms.
 pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
+/// The longest actor name, in bytes: a name is 1 to 256 bytes, whoever gives
+/// it (the host's spawns, a manifest, a guest's `lifecycle.spawn`, a native
+/// actor's `Context::spawn`). A name is kept for the actor's life, in the
+/// registry and in its stats, so a guest must not pick its size.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Whether `name` may name an actor (1 to [`MAX_NAME_LEN`] bytes).
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+}
 /// The most elements a table may have. A grow beyond it traps (as a memory grow
 /// beyond the memory limit does), and the instance pool is sized to the same
 /// number, so no grow within it is refused.

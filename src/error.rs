@@ -298,6 +298,10 @@ pub enum SpawnError {
     /// Another live actor already has this name.
     #[error("an actor named `{0}` already exists")]
     NameTaken(String),
+    /// The name is empty or longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
+    /// bytes (its length).
+    #[error("an actor's name is 1 to {max} bytes; this one has {0}", max = crate::MAX_NAME_LEN)]
+    BadName(usize),
     /// The requested shard does not exist.
     #[error("shard {shard} does not exist (the runtime has {shards} shards)")]
     NoSuchShard {

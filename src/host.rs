@@ -414,6 +414,16 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                 Some(n) => Some(n.to_str(&store)?.into_owned()),
                 None => None,
             };
+            if let Some(n) = &name
+                && !crate::config::is_valid_name(n)
+            {
+                wasmtime::bail!(
+                    "`spawn` was given a name of {} bytes: a name is 1 to {} bytes (`none` \
+                     for an anonymous child)",
+                    n.len(),
+                    crate::MAX_NAME_LEN
+                );
+            }
             let config = config.as_le_slice(&store).to_vec();
             let r = store
                 .data_mut()

@@ -171,12 +171,26 @@ impl Context<'_> {
     ///
     /// [`ChildSpawnError::UnknownComponent`], [`ChildSpawnError::NameTaken`],
     /// [`ChildSpawnError::NoCapacity`], [`ChildSpawnError::ShuttingDown`].
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty or longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
+    /// bytes (a component's `spawn` traps then): the actor fails, as for
+    /// any panic in a handler.
     pub fn spawn(
         &mut self,
         component: &str,
         name: Option<&str>,
         config: &[u8],
     ) -> Result<Address, ChildSpawnError> {
+        if let Some(n) = name {
+            assert!(
+                crate::config::is_valid_name(n),
+                "spawn was given a name of {} bytes: a name is 1 to {} bytes",
+                n.len(),
+                crate::MAX_NAME_LEN
+            );
+        }
         self.out.spawn(component, name, config)
     }
 

@@ -715,6 +715,8 @@ impl Outbox {
             return Err(ChildSpawnError::UnknownComponent);
         };
         let shard = self.me.shard();
+        // Checked by the callers, which trap or panic on a bad name.
+        debug_assert!(name.is_none_or(crate::config::is_valid_name));
         let (name, registered) = match name {
             Some(n) => (d.reserve(n).map_err(|_| ChildSpawnError::NameTaken)?, true),
             None => (Arc::from(component), false),

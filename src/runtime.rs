@@ -223,6 +223,9 @@ impl Runtime {
         shard: Option<usize>,
         body: SpawnBody,
     ) -> Result<Address, SpawnError> {
+        if !crate::config::is_valid_name(name) {
+            return Err(SpawnError::BadName(name.len()));
+        }
         if self.directory.is_closing() {
             return Err(SpawnError::ShuttingDown);
         }

@@ -534,7 +534,9 @@ impl<A: Actor> Ctx<'_, A> {
     /// on this actor's shard, named `name` (`None`: anonymous), its `init`
     /// getting `config` in the default codec. Returns its address at once;
     /// messages to it wait for its `init`. It inherits this actor's grants,
-    /// and this actor may always message, stop and monitor it.
+    /// and this actor may always message, stop and monitor it. A name is 1
+    /// to 256 bytes: the runtime traps a spawn given another (so the actor
+    /// fails).
     ///
     /// # Errors
     ///

@@ -115,6 +115,37 @@ fn a_parent_spawns_messages_stops_and_watches_a_thousand_children() {
 }
 
 #[test]
+fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_or_empty_traps() {
+    for bad in [wasmshard::MAX_NAME_LEN + 1, 0] {
+        let Some((rt, _, parent, _)) = family(8, parent_grants()) else {
+            return;
+        };
+        // The longest name is a child's.
+        let longest = "w".repeat(wasmshard::MAX_NAME_LEN);
+        assert_eq!(ask(&rt, parent, format!("S{longest}").as_bytes()), [OK]);
+        assert!(rt.lookup(&longest).is_some());
+        let name = "w".repeat(bad);
+        let reply = rt
+            .request(
+                parent,
+                format!("S{name}").as_bytes(),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        rt.run_until_stalled();
+        assert_eq!(reply.try_get(), Some(Err(RequestError::TargetFailed)));
+        let stats = rt.stats();
+        let p = stats.actors.iter().find(|a| a.name == "parent").unwrap();
+        assert!(!p.alive, "{p:?}");
+        let why = p.failure.as_deref().unwrap_or_default();
+        assert!(why.contains(&format!("a name of {bad} bytes")), "{why}");
+        if bad > 0 {
+            assert_eq!(rt.lookup(&name), None);
+        }
+    }
+}
+
+#[test]
 fn spawn_errors_are_reported_and_leave_nothing_behind() {
     let grants = parent_grants().spawn(["child", "nowhere"]);
     let Some((rt, _, parent, _)) = family(8, grants) else {

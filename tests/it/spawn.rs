@@ -716,3 +716,81 @@ fn an_init_that_leaves_its_shard_work_wakes_it() {
         kid && brief_gone && stats.shards[0].actors == 2
     });
 }
+
+#[test]
+fn a_name_is_1_to_256_bytes_for_every_spawn_from_the_host() {
+    let rt = builder(1).max_actors(4).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let long = "n".repeat(wasmshard::MAX_NAME_LEN + 1);
+    let noop = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
+    for name in ["", long.as_str()] {
+        let err = rt
+            .spawn(&g, SpawnOptions::new(name).config("ops"))
+            .unwrap_err();
+        assert!(
+            matches!(err, SpawnError::BadName(n) if n == name.len()),
+            "{err:?}"
+        );
+        let err = rt.spawn_native(name, None, noop).unwrap_err();
+        assert!(matches!(err, SpawnError::BadName(_)), "{err:?}");
+        assert_eq!(rt.lookup(name), None);
+    }
+    // A refused name took nothing: four slots hold the longest name (256
+    // bytes of two-byte characters) and three more.
+    let longest = "é".repeat(wasmshard::MAX_NAME_LEN / 2);
+    rt.spawn(&g, SpawnOptions::new(longest.as_str()).config("ops"))
+        .unwrap();
+    assert!(rt.lookup(&longest).is_some());
+    for i in 0..3 {
+        rt.spawn_native(&format!("n{i}"), None, noop).unwrap();
+    }
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().shards[0].actors, 4);
+}
+
+#[test]
+fn a_manifest_refuses_a_name_over_256_bytes() {
+    let name = "m".repeat(wasmshard::MAX_NAME_LEN + 1);
+    let text = format!("[[actor]]\nname = \"{name}\"\ncomponent = \"c.wasm\"\n");
+    let err = wasmshard::manifest::Manifest::parse(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("257 bytes, over the 256-byte limit"), "{err}");
+    let name = "m".repeat(wasmshard::MAX_NAME_LEN);
+    let text = format!("[[actor]]\nname = \"{name}\"\ncomponent = \"c.wasm\"\n");
+    wasmshard::manifest::Manifest::parse(&text).unwrap();
+}
+
+#[test]
+fn a_native_actor_that_spawns_with_a_bad_name_fails() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    assert!(rt.register_component("child", &g).is_none());
+    let spawner = rt
+        .spawn_native(
+            "spawner",
+            None,
+            |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
+                let name = "c".repeat(payload.len());
+                let _ = ctx.spawn("child", Some(&name), b"ops");
+            },
+        )
+        .unwrap();
+    // 256 bytes: a child; then 257: the spawner fails, and nothing is
+    // registered under that name.
+    for n in [wasmshard::MAX_NAME_LEN, wasmshard::MAX_NAME_LEN + 1] {
+        rt.send(spawner, &vec![0; n]).unwrap();
+        assert!(rt.wait_idle(IDLE));
+    }
+    assert!(rt.lookup(&"c".repeat(wasmshard::MAX_NAME_LEN)).is_some());
+    assert_eq!(rt.lookup(&"c".repeat(wasmshard::MAX_NAME_LEN + 1)), None);
+    let stats = rt.stats();
+    let s = stats.actors.iter().find(|a| a.name == "spawner").unwrap();
+    assert!(!s.alive && s.failures == 1, "{s:?}");
+    assert!(
+        s.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("257 bytes")),
+        "{s:?}"
+    );
+}
