@@ -70,7 +70,7 @@ pub const MAX_CPU_BUDGET: Duration = Duration::from_secs(3600);
 pub const MAX_MEMORY_LIMIT: usize = 4 << 30;
 /// The most messages an actor handles in one turn.
 pub const MAX_BATCH: u32 = 65_536;
-/// The largest ring: 65 536 envelopes (about 7 MiB per pair of shards that
+/// The largest ring: 65 536 envelopes (8 MiB per pair of shards that
 /// talk, allocated when they first do).
 pub const MAX_RING_CAPACITY: usize = 65_536;
 /// The longest drain at shutdown: one day.
@@ -334,7 +334,7 @@ impl RuntimeBuilder {
         }
     }
 
-    /// Number of shard threads, 1 to [`MAX_SHARDS`](crate::MAX_SHARDS) (256).
+    /// Number of shard threads, 1 to [`MAX_SHARDS`] (256).
     /// Default: available parallelism.
     pub fn shards(mut self, n: usize) -> Self {
         self.config.shards = n;

@@ -155,7 +155,7 @@ mod tests {
     /// queue's stamp (120 bytes) in a slot of two cache lines. A change of the
     /// envelope's size must change them too.
     #[test]
-    fn a_ring_slot_is_120_bytes_of_128() {
+    fn an_envelope_and_its_stamp_are_120_bytes() {
         assert_eq!(std::mem::size_of::<super::Envelope>() + 8, 120);
     }
 }

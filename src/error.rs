@@ -300,7 +300,7 @@ pub enum SpawnError {
     NameTaken(String),
     /// The name is empty or longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
     /// bytes (its length).
-    #[error("an actor's name is 1 to {max} bytes; this one has {0}", max = crate::MAX_NAME_LEN)]
+    #[error("an actor's name is 1 to {max} bytes; this one has {0} bytes", max = crate::MAX_NAME_LEN)]
     BadName(usize),
     /// The requested shard does not exist.
     #[error("shard {shard} does not exist (the runtime has {shards} shards)")]

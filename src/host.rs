@@ -411,19 +411,21 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
             }
             let component = component.to_str(&store)?.into_owned();
             let name = match &name {
-                Some(n) => Some(n.to_str(&store)?.into_owned()),
+                Some(n) => {
+                    // Checked before it is copied out of the guest's memory.
+                    let n = n.to_str(&store)?;
+                    if !crate::config::is_valid_name(&n) {
+                        wasmtime::bail!(
+                            "`spawn` was given a name of {} bytes: a name is 1 to {} bytes \
+                             (`none` for an anonymous child)",
+                            n.len(),
+                            crate::MAX_NAME_LEN
+                        );
+                    }
+                    Some(n.into_owned())
+                }
                 None => None,
             };
-            if let Some(n) = &name
-                && !crate::config::is_valid_name(n)
-            {
-                wasmtime::bail!(
-                    "`spawn` was given a name of {} bytes: a name is 1 to {} bytes (`none` \
-                     for an anonymous child)",
-                    n.len(),
-                    crate::MAX_NAME_LEN
-                );
-            }
             let config = config.as_le_slice(&store).to_vec();
             let r = store
                 .data_mut()

@@ -12,10 +12,11 @@
 //! (envelopes are numbered from 0 as they are pushed). The consumer, which has
 //! taken `n` envelopes, looks at the ring by reading the stamp of slot
 //! `n mod capacity`: `n + 1`, it holds the next envelope; anything else (an
-//! earlier lap's, or none), the ring is empty. So the lines of an envelope cross
-//! from the producer's core to the consumer's once, and never back: the
-//! consumer writes nothing in them (a stamp written back on each take made
-//! every push wait for its slot's line from the consumer's core).
+//! earlier lap's, or none), the ring is empty. So the consumer only reads an
+//! envelope's lines: the producer's next write of the slot, a lap later,
+//! takes back a copy it shares rather than a line the consumer changed (a
+//! stamp written back on each take made every push wait for its slot's line
+//! from the consumer's core).
 //!
 //! The consumer publishes how many envelopes it has taken, on a line of its
 //! own. The producer keeps the last count it read, and reads the consumer's
@@ -125,7 +126,7 @@ impl Ring {
     pub(crate) unsafe fn push(&self, env: Envelope) -> Result<(), Envelope> {
         let p = &self.producer;
         let n = p.count.load(Ordering::Relaxed);
-        if n - p.seen.load(Ordering::Relaxed) >= self.slots.len() && !self.room(n) {
+        if n.wrapping_sub(p.seen.load(Ordering::Relaxed)) >= self.slots.len() && !self.room(n) {
             return Err(env);
         }
         let index = p.index.load(Ordering::Relaxed);
@@ -136,8 +137,8 @@ impl Ring {
         // slot again until the stamp below says envelope `n` is there; no
         // other push runs (the caller's contract).
         unsafe { (*slot.value.get()).write(env) };
-        slot.stamp.store(n + 1, Ordering::Release);
-        p.count.store(n + 1, Ordering::Relaxed);
+        slot.stamp.store(n.wrapping_add(1), Ordering::Release);
+        p.count.store(n.wrapping_add(1), Ordering::Relaxed);
         p.index.store(self.next(index), Ordering::Relaxed);
         Ok(())
     }
@@ -149,7 +150,7 @@ impl Ring {
     fn room(&self, n: usize) -> bool {
         let taken = self.consumer.count.load(Ordering::Acquire);
         self.producer.seen.store(taken, Ordering::Relaxed);
-        n - taken < self.slots.len()
+        n.wrapping_sub(taken) < self.slots.len()
     }
 
     /// Dequeues the oldest envelope.
@@ -164,7 +165,7 @@ impl Ring {
         let n = c.count.load(Ordering::Relaxed);
         let index = c.index.load(Ordering::Relaxed);
         let slot = &self.slots[index];
-        if slot.stamp.load(Ordering::Acquire) != n + 1 {
+        if slot.stamp.load(Ordering::Acquire) != n.wrapping_add(1) {
             return None;
         }
         // SAFETY: the stamp says the producer wrote envelope `n` here (its
@@ -174,7 +175,7 @@ impl Ring {
         // out once.
         let env = unsafe { (*slot.value.get()).assume_init_read() };
         c.index.store(self.next(index), Ordering::Relaxed);
-        c.count.store(n + 1, Ordering::Release);
+        c.count.store(n.wrapping_add(1), Ordering::Release);
         Some(env)
     }
 
@@ -185,13 +186,15 @@ impl Ring {
         self.slots[c.index.load(Ordering::Relaxed)]
             .stamp
             .load(Ordering::Acquire)
-            != n + 1
+            != n.wrapping_add(1)
     }
 
-    /// Whether the ring has no room (as the producer sees it).
+    /// Whether the ring has no room (as the producer sees it: a look that
+    /// changes nothing, so that a call from elsewhere cannot hand `push` a
+    /// count it did not read itself).
     pub(crate) fn is_full(&self) -> bool {
         let n = self.producer.count.load(Ordering::Relaxed);
-        n - self.producer.seen.load(Ordering::Relaxed) >= self.slots.len() && !self.room(n)
+        n.wrapping_sub(self.consumer.count.load(Ordering::Acquire)) >= self.slots.len()
     }
 }
 

@@ -321,9 +321,11 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`SpawnError::NameTaken`], [`SpawnError::NoSuchShard`],
-    /// [`SpawnError::NoCapacity`], [`SpawnError::Instantiate`], or
-    /// [`SpawnError::Init`] with the message `init` returned (or its trap).
+    /// [`SpawnError::BadName`] (a name is 1 to
+    /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes), [`SpawnError::NameTaken`],
+    /// [`SpawnError::NoSuchShard`], [`SpawnError::NoCapacity`],
+    /// [`SpawnError::Instantiate`], or [`SpawnError::Init`] with the message
+    /// `init` returned (or its trap).
     pub fn spawn(
         &self,
         component: &Component,

@@ -578,7 +578,9 @@ impl Bridge {
     /// # Errors
     ///
     /// [`BridgeError::BadName`]; [`BridgeError::Spawn`] if `name@node` is
-    /// taken (imported already) or the runtime has no room.
+    /// taken (imported already), is longer than an actor's name may be
+    /// ([`wasmshard::MAX_NAME_LEN`], 256 bytes: `name` and `node` of 128
+    /// each make 257), or the runtime has no room.
     pub fn import(
         &self,
         runtime: &Runtime,

@@ -389,6 +389,21 @@ fn bad_names_and_unreachable_servers_are_clear_errors() {
         bridge.import(&rt, "x", "b"),
         Err(BridgeError::Spawn { .. })
     ));
+    // Two tokens of 128 bytes make a proxy name of 257: over an actor
+    // name's 256 bytes, refused by the runtime; one byte less is a proxy.
+    let long = "n".repeat(128);
+    let e = bridge.import(&rt, &long, &long).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BridgeError::Spawn {
+                source: wasmshard::SpawnError::BadName(257),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    bridge.import(&rt, &long, &long[1..]).unwrap();
     // A second bridge on the same runtime needs an ingress name of its own.
     let e = Bridge::connect(&server.url(), "a2", &rt).unwrap_err();
     assert!(matches!(e, BridgeError::Spawn { .. }), "{e}");
