@@ -95,7 +95,7 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// The most slots all shards keep together (`shards × (max_actors + spare
 /// slots)`): 2^25 of 64 bytes (a slot word and the labels beside it, on a
-/// cache line of their own), two GiB.
+/// cache line of their own), two GiB of address space, resident as used.
 const MAX_SLOT_WORDS: u128 = 1 << 25;
 
 /// The most slots a shard keeps beyond `max_actors`.
@@ -398,8 +398,8 @@ impl RuntimeBuilder {
     /// Most actors alive at once, across all shards; sizes the instance pool:
     /// 1 to [`MAX_MAX_ACTORS`] (2^24 − 4096). Each shard keeps a 64-byte slot
     /// (a cache line) for every actor it might hold and for as many spare slots
-    /// again (up to 4096), written when the runtime is built, and all shards
-    /// together at most 2^25 slots (two GiB), so
+    /// again (up to 4096), resident once used (a page at a time), and all
+    /// shards together at most 2^25 slots (two GiB of address space), so
     /// `shards × (max_actors + min(max_actors, 4096))` is at most 2^25.
     /// Default: 4096.
     pub fn max_actors(mut self, n: u32) -> Self {

@@ -20,6 +20,8 @@
 //! loads for the compare-and-swap: no other load, and a refused payload takes no
 //! room.
 
+use std::alloc::Layout;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_queue::SegQueue;
@@ -53,12 +55,12 @@ pub(crate) fn no_actor(mask: u64, labels: u64, generation: u32) -> SendError {
 }
 
 pub(crate) struct SlotTable {
-    words: Box<[Slot]>,
+    words: Zeroed<Slot>,
     /// `parents[slot]`: the address (bits) of the actor that spawned the
     /// slot's actor, 0 if the host did. Read only when a grant check fails (an
     /// actor may always reach its own children). Written before the word makes
     /// the slot live.
-    parents: Box<[AtomicU64]>,
+    parents: Zeroed<AtomicU64>,
 }
 
 /// Which slots of a shard are free: shared by the shard (stops, failures), its
@@ -135,13 +137,90 @@ impl SlotPool {
 /// and every message one sends itself: two slots in one line (a producer and
 /// the sink of another shard's producer, spawned one after the other, say)
 /// would take the line from each other's core with each of those writes.
-/// (So a shard's table is 64 bytes per slot, all of it written when the
-/// runtime is built: see `MAX_SLOT_WORDS`.)
+/// (So a shard's table is 64 bytes per slot; a page of it is resident once
+/// a slot in it is used: see [`Zeroed`].)
 #[repr(C, align(64))]
-#[derive(Default)]
 struct Slot {
     word: AtomicU64,
     labels: AtomicU64,
+}
+
+/// Values that are valid as all-zero bytes and need no drop.
+///
+/// # Safety
+///
+/// A `T` of zero bytes is a valid value, and dropping it does nothing.
+unsafe trait Zeroable {}
+// SAFETY: an atomic of zero bytes is 0, and has no drop.
+unsafe impl Zeroable for AtomicU64 {}
+// SAFETY: two such atomics (and padding).
+unsafe impl Zeroable for Slot {}
+
+/// `len` zeroed values in memory the allocator hands out zeroed, so that
+/// the pages of a large table become resident as they are touched, not
+/// when it is built (a runtime for a million actors a shard would otherwise
+/// write 64 MiB a shard at build). Asked for more than its smallest
+/// alignment (16 bytes), the system allocator zeroes every byte itself;
+/// asked for 16, it uses `calloc`, whose large blocks are fresh pages the
+/// kernel maps on first touch. So the block is allocated at 16 with one
+/// alignment's room more, and the values start at the first multiple of
+/// their alignment in it.
+struct Zeroed<T: Zeroable> {
+    block: NonNull<u8>,
+    layout: Layout,
+    values: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: it owns its values as a `Box<[T]>` would.
+unsafe impl<T: Zeroable + Send> Send for Zeroed<T> {}
+// SAFETY: as above; shared, it hands out only `&[T]`.
+unsafe impl<T: Zeroable + Sync> Sync for Zeroed<T> {}
+
+impl<T: Zeroable> Zeroed<T> {
+    fn new(len: usize) -> Zeroed<T> {
+        let align = std::mem::align_of::<T>();
+        let layout = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|size| size.checked_add(align))
+            .and_then(|size| Layout::from_size_align(size, 16).ok())
+            .expect("a slot table within MAX_SLOT_WORDS");
+        // SAFETY: the size is at least `align`, not zero.
+        let block = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(block) = NonNull::new(block) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        let addr = block.as_ptr() as usize;
+        let offset = addr.next_multiple_of(align) - addr;
+        // SAFETY: `offset < align`, and the block has `align` bytes beyond
+        // the values' size: the values lie within it.
+        let values = unsafe { block.add(offset) }.cast::<T>();
+        Zeroed {
+            block,
+            layout,
+            values,
+            len,
+        }
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for Zeroed<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` values, aligned (`new`), in a block this owns and
+        // the allocator zeroed, which is a valid `T` each (`Zeroable`); they
+        // are only ever changed through their atomics.
+        unsafe { std::slice::from_raw_parts(self.values.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> Drop for Zeroed<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the values need no
+        // drop (`Zeroable`).
+        unsafe { std::alloc::dealloc(self.block.as_ptr(), self.layout) }
+    }
 }
 
 /// The slot word's bits for an actor that accepts `codecs` (none: any payload).
@@ -152,8 +231,8 @@ pub(crate) fn accepts_bits(codecs: &[Codec]) -> u8 {
 impl SlotTable {
     pub(crate) fn new(slots: u32) -> SlotTable {
         SlotTable {
-            words: (0..slots).map(|_| Slot::default()).collect(),
-            parents: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            words: Zeroed::new(slots as usize),
+            parents: Zeroed::new(slots as usize),
         }
     }
 

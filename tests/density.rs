@@ -24,6 +24,11 @@ const LEFT_BESIDES: u64 = 8 << 20;
 
 const WANTED: u64 = 100_000;
 
+/// What three more shards of a runtime built for 1 000 000 actors a shard
+/// may hold before any is spawned (their slot tables written at build would
+/// be 3 × 72 MB).
+const BUILT_MORE: u64 = 16 << 20;
+
 /// The process's resident set in bytes (`VmRSS`, whatever the page size).
 fn resident() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
@@ -95,6 +100,32 @@ fn a_hundred_thousand_idle_actors_fit_and_give_their_memory_back() {
              raise it (sysctl vm.max_map_count=1048576) to run them all"
         );
     }
+    // A runtime built for a million actors on each of its shards holds what
+    // its actors use, not what they could: each shard's slot table (64 bytes
+    // a slot) becomes resident as its slots are used, so four shards hold
+    // about what one does (what the instance pool keeps for its million
+    // slots is the same for both).
+    let built = |shards: usize| {
+        let before = resident();
+        let rt = Runtime::builder()
+            .shards(shards)
+            .max_actors(1_000_000)
+            .log_sink(|_| {})
+            .build()
+            .unwrap();
+        let held = resident().saturating_sub(before);
+        drop(rt);
+        held
+    };
+    let (one, four) = (built(1), built(4));
+    eprintln!(
+        "density: a runtime for 1 000 000 actors a shard holds {one} bytes with one shard, {four} with four"
+    );
+    assert!(
+        four.saturating_sub(one) <= BUILT_MORE,
+        "three more shards for 1 000 000 actors each hold {} bytes more at build, over {BUILT_MORE}",
+        four.saturating_sub(one)
+    );
     // Nothing kept resident in a stopped actor's slot: all of it goes back.
     let rt = Runtime::builder()
         .shards(2)
