@@ -62,7 +62,7 @@ pub(crate) fn reserve(
     with_slot(directory, shard, body, |slot, accepts, grants| {
         let (me, masks) =
             directory.enroll(&name, (shard, slot), accepts, grants, Address::HOST, true)?;
-        Ok((name.clone(), me, masks))
+        Ok((name, me, masks))
     })
 }
 
