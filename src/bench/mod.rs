@@ -385,6 +385,30 @@ impl ShardActivity {
     }
 }
 
+/// The longest round trip [`percentiles`] tells apart: an hour, in
+/// nanoseconds (a longer one counts as an hour).
+pub const LONGEST_NS: u64 = 3_600 * 1_000_000_000;
+
+/// The median and the 99th percentile of round-trip times in nanoseconds, to
+/// three significant digits (a recorded time is off by at most 0.1 %; one
+/// over an hour counts as an hour), as [`Measurement::p50_ns`] and
+/// [`Measurement::p99_ns`] give them.
+///
+/// # Errors
+///
+/// None in practice (the histogram's bounds are fixed and valid).
+pub fn percentiles(samples: &[u64]) -> Result<(f64, f64), BenchError> {
+    // Bounded from the start: a histogram made with `new` covers 0 to 2047
+    // only, and `saturating_record` (which never grows it) counted every
+    // longer time as its highest trackable value, 2.
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, LONGEST_NS, 3).map_err(err)?;
+    for &t in samples {
+        h.saturating_record(t);
+    }
+    let at = |q: f64| h.value_at_quantile(q) as f64;
+    Ok((at(0.5), at(0.99)))
+}
+
 /// Measures `workload` with `actors` over `messages` operations (1 to
 /// [`MAX_MESSAGES`]), after a warm-up of a tenth as many, and its floor likewise
 /// (components only).
@@ -443,13 +467,8 @@ pub fn measure(
     };
     let (p50_ns, p99_ns) = match samples.filter(|s| !s.is_empty()) {
         Some(s) => {
-            // Three significant digits: a recorded time is off by at most 0.1 %.
-            let mut h = hdrhistogram::Histogram::<u64>::new(3).map_err(err)?;
-            for t in s {
-                h.saturating_record(t);
-            }
-            let at = |q: f64| h.value_at_quantile(q) as f64;
-            (Some(at(0.5)), Some(at(0.99)))
+            let (p50, p99) = percentiles(&s)?;
+            (Some(p50), Some(p99))
         }
         None => (None, None),
     };

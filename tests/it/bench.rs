@@ -3,7 +3,7 @@
 //! several shards; every floor makes the calls its workload counts on. Nothing
 //! here is timed.
 
-use wasmshard::bench::{Actors, Floor, Params, System, Workload, measure};
+use wasmshard::bench::{Actors, Floor, LONGEST_NS, Params, System, Workload, measure, percentiles};
 
 fn params(shards: usize) -> Params {
     Params {
@@ -226,4 +226,18 @@ fn density_spawns_idle_actors_and_says_what_each_holds() {
     assert_eq!(m.density.as_ref().map(|d| d.spawned), Some(100));
     let m = measure(Workload::Tell, Actors::Native, &with, 50).unwrap();
     assert!(m.density.is_none());
+}
+
+/// Round trips over 2 047 ns used to count as 2 ns each (the histogram grew
+/// no further than its first bucket), so a slow run's median read 2 ns.
+#[test]
+fn percentiles_keep_long_round_trips() {
+    let samples: Vec<u64> = (0..1000).map(|i| 1_000 + 3 * i).collect();
+    let (p50, p99) = percentiles(&samples).unwrap();
+    assert!((2_490.0..=2_510.0).contains(&p50), "{p50}");
+    assert!((3_960.0..=3_980.0).contains(&p99), "{p99}");
+    let (p50, p99) = percentiles(&[0, 5, 7_000_000_000_000]).unwrap();
+    assert_eq!(p50, 5.0);
+    let hour = LONGEST_NS as f64;
+    assert!((hour * 0.999..=hour * 1.001).contains(&p99), "{p99}");
 }
