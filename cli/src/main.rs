@@ -100,6 +100,11 @@ enum Command {
         /// the park spin or less fixes the spin.
         #[arg(long, value_name = "US")]
         park_spin_max_us: Option<u64>,
+        /// Pin shard i to core i (modulo the cores), so every workload puts
+        /// shard 0 on the same core: on a machine whose cores run at different
+        /// speeds, `tell` and `tell-cross` then compare like with like.
+        #[arg(long)]
+        pin_cores: bool,
         /// After the table, what each shard did in each measured run: turns,
         /// loops, parks, messages routed and taken from other shards, each per
         /// operation (the JSON output always carries them).
@@ -156,12 +161,14 @@ fn main() -> ExitCode {
             density,
             park_spin_us,
             park_spin_max_us,
+            pin_cores,
             stats,
             json,
         } => bench_params(shards, payload, &grants, density)
             .map(|p| wasmshard::bench::Params {
                 park_spin: park_spin_us.map(Duration::from_micros),
                 park_spin_max: park_spin_max_us.map(Duration::from_micros),
+                pin_cores,
                 ..p
             })
             .and_then(|params| bench(&workloads, messages, &actors, &params, stats, json)),

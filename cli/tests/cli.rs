@@ -1452,3 +1452,28 @@ payload = "go"
     }
     drop(server);
 }
+
+#[test]
+fn bench_runs_pinned_shards() {
+    // Components too: their floor runs on shard 0's core.
+    let out = wasmshard(&[
+        "bench",
+        "tell-cross",
+        "--messages",
+        "2000",
+        "--shards",
+        "2",
+        "--pin-cores",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{v}");
+    assert!(results[0]["floor_ns"].as_f64().unwrap() > 0.0, "{v}");
+    for r in results {
+        assert_eq!(r["shards"], 2, "{r}");
+        assert_eq!(r["activity"][1]["routed_remote"], 1000, "{r}");
+    }
+}

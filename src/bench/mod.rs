@@ -210,6 +210,10 @@ pub struct Params {
     pub park_spin: Option<std::time::Duration>,
     /// The runtime's `park_spin_max`, if not its default.
     pub park_spin_max: Option<std::time::Duration>,
+    /// Pin shard `i` to core `i % cores`
+    /// ([`RuntimeBuilder::pin_cores`](crate::RuntimeBuilder::pin_cores)), so
+    /// that runs of different workloads put each shard on the same core.
+    pub pin_cores: bool,
 }
 
 impl Default for Params {
@@ -223,6 +227,7 @@ impl Default for Params {
             density: None,
             park_spin: None,
             park_spin_max: None,
+            pin_cores: false,
         }
     }
 }
@@ -459,9 +464,25 @@ pub fn measure(
     let ns_per_op = elapsed.as_nanos() as f64 / messages as f64;
     let floor_ns = match actors {
         Actors::Component => {
-            let mut floor = Floor::new(workload, params)?;
-            floor.run(warm)?;
-            Some(floor.run(messages)?.as_nanos() as f64 / messages as f64)
+            let floor = || -> Result<f64, BenchError> {
+                let mut floor = Floor::new(workload, params)?;
+                floor.run(warm)?;
+                Ok(floor.run(messages)?.as_nanos() as f64 / messages as f64)
+            };
+            // Pinned runs measure the floor on shard 0's core, too.
+            let ns = if params.pin_cores {
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        crate::sys::pin_current_thread(0);
+                        floor()
+                    })
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+            } else {
+                floor()
+            };
+            Some(ns?)
         }
         Actors::Native => None,
     };

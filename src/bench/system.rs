@@ -61,6 +61,7 @@ impl System {
         let mut builder = Runtime::builder()
             .shards(shards)
             .max_actors(max_actors)
+            .pin_cores(params.pin_cores)
             .log_sink(|_| {});
         if params.trusted {
             builder = builder.default_grants(Grants::all());

@@ -457,3 +457,62 @@ fn elsewhere_attempt() -> Option<(Seen, u32)> {
     let apart = received?.duration_since(first?);
     (apart < Duration::from_millis(50)).then(|| (seen, turns.load(SeqCst)))
 }
+
+/// The cores a thread may run on, from its `Cpus_allowed_list` (`0-3,6`).
+#[cfg(target_os = "linux")]
+fn allowed_cores(status: &str) -> Vec<usize> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("a Cpus_allowed_list line")
+        .trim();
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cores.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cores.push(part.parse().unwrap()),
+        }
+    }
+    cores
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pinned_shards_run_each_on_its_own_core() {
+    use std::sync::{Arc, Mutex};
+    use wasmshard::{Address, Context, Runtime};
+    let process = allowed_cores(&std::fs::read_to_string("/proc/self/status").unwrap());
+    type Seen = Arc<Mutex<Vec<(usize, Vec<usize>)>>>;
+    let seen: Seen = Arc::default();
+    for pin in [true, false] {
+        seen.lock().unwrap().clear();
+        let rt = Runtime::builder().shards(3).pin_cores(pin).build().unwrap();
+        for shard in 0..3 {
+            let log = seen.clone();
+            let a = rt
+                .spawn_native(
+                    &format!("where-{shard}"),
+                    Some(shard),
+                    move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+                        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+                        log.lock().unwrap().push((shard, allowed_cores(&status)));
+                    },
+                )
+                .unwrap();
+            rt.send(a, b"where").unwrap();
+        }
+        assert!(rt.wait_idle(Duration::from_secs(10)));
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen.len(), 3);
+        for (shard, cores) in seen {
+            if pin {
+                // Shard i on the i-th core the process may use, modulo their number.
+                assert_eq!(cores, [process[shard % process.len()]], "shard {shard}");
+            } else {
+                assert_eq!(cores, process, "shard {shard}");
+            }
+        }
+        rt.shutdown();
+    }
+}
