@@ -54,13 +54,58 @@ impl Op {
 
 #[derive(Default)]
 struct Queue {
-    /// Changes waiting for the next commit.
+    /// Changes waiting for the next commit: at most one per (actor, key)
+    /// (a change replaces the one queued before it for its key) and one
+    /// `Clear` per actor (it drops what was queued for the actor before
+    /// it), so what waits is bounded by what the actors hold, not by how
+    /// fast they change it.
     queued: Vec<Op>,
+    /// Where in `queued` the change of each (actor, key) is.
+    at: AHashMap<(Arc<str>, Box<[u8]>), usize>,
     /// Changes in the commit under way (shared with the writer, which
     /// commits them without the lock).
     committing: Arc<Vec<Op>>,
     /// No more changes come: the writer commits what is queued and ends.
     closed: bool,
+}
+
+impl Queue {
+    /// Queues `op`, replacing what it makes void; returns whether the queue
+    /// was empty (the writer waits only on an empty queue).
+    fn add(&mut self, op: Op) -> bool {
+        match &op {
+            Op::Set(n, k, _) | Op::Delete(n, k) => {
+                let Queue { queued, at, .. } = self;
+                match at.entry((n.clone(), k.clone())) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        // Replaces the queued change of that key, where it was:
+                        // changes of other keys keep their order around it.
+                        queued[*e.get()] = op;
+                        return false;
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(queued.len());
+                    }
+                }
+                queued.push(op);
+            }
+            Op::Clear(n) => {
+                // Everything queued for the actor before is void: its end
+                // removes what it stored, whatever that was.
+                let Queue { queued, at, .. } = self;
+                let n = n.clone();
+                queued.retain(|o| o.name() != &*n);
+                at.clear();
+                for (i, o) in queued.iter().enumerate() {
+                    if let Op::Set(n, k, _) | Op::Delete(n, k) = o {
+                        at.insert((n.clone(), k.clone()), i);
+                    }
+                }
+                queued.push(op);
+            }
+        }
+        self.queued.len() == 1
+    }
 }
 
 /// The durable store of a runtime.
@@ -115,12 +160,12 @@ impl Durable {
         if q.closed {
             return;
         }
-        q.queued.push(op);
+        let first = q.add(op);
         // Only the change that makes the queue non-empty wakes the writer (a
         // system call): it waits only on an empty queue, which it checks under
         // this lock, so a change queued behind others, or during a commit, is
         // found without one.
-        if q.queued.len() == 1 {
+        if first {
             self.changed.notify_one();
         }
     }
@@ -185,6 +230,7 @@ impl Durable {
                     return; // closed, and nothing left
                 }
                 q.committing = Arc::new(std::mem::take(&mut q.queued));
+                q.at.clear();
                 q.committing.clone()
             };
             // The queue's lock is not held while committing: shards keep
@@ -200,6 +246,7 @@ impl Durable {
                 );
                 self.failed.store(true, Ordering::Release);
                 q.queued.clear();
+                q.at.clear();
                 q.closed = true;
             }
             drop(batch);
@@ -240,4 +287,79 @@ impl Durable {
 /// Keeps a cause from the store's error types.
 pub(crate) fn failure(e: Failure) -> crate::error::Cause {
     cause(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: &str, k: &[u8], v: &[u8]) -> Op {
+        Op::Set(n.into(), k.into(), v.into())
+    }
+
+    /// What the queue holds, as (name, key, value) (`-` for a delete, `*`
+    /// for a clear).
+    fn held(q: &Queue) -> Vec<String> {
+        q.queued
+            .iter()
+            .map(|op| match op {
+                Op::Set(n, k, v) => format!(
+                    "{n}:{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                ),
+                Op::Delete(n, k) => format!("{n}:{}-", String::from_utf8_lossy(k)),
+                Op::Clear(n) => format!("{n}*"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_changed_again_and_again_waits_as_one_change() {
+        let mut q = Queue::default();
+        assert!(q.add(set("a", b"k", b"0")));
+        assert!(!q.add(set("a", b"j", b"0")));
+        for i in 1..10_000 {
+            q.add(set("a", b"k", i.to_string().as_bytes()));
+        }
+        q.add(set("b", b"k", b"1"));
+        q.add(Op::Delete("a".into(), b"j".to_vec().into()));
+        assert_eq!(held(&q), ["a:k=9999", "a:j-", "b:k=1"]);
+        // A clear voids what was queued for its actor, and what follows it
+        // queues after it.
+        q.add(Op::Clear("a".into()));
+        q.add(set("a", b"k", b"new"));
+        q.add(set("b", b"k", b"2"));
+        assert_eq!(held(&q), ["b:k=2", "a*", "a:k=new"]);
+        q.add(Op::Clear("a".into()));
+        assert_eq!(held(&q), ["b:k=2", "a*"]);
+        q.add(set("a", b"k", b"again"));
+        q.add(set("a", b"k", b"last"));
+        assert_eq!(held(&q), ["b:k=2", "a*", "a:k=last"]);
+    }
+
+    #[test]
+    fn a_reload_sees_the_last_change_of_each_key() {
+        let dir = std::env::temp_dir().join(format!("wasmshard-durable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = Durable::open(&dir).unwrap();
+        for i in 0..1000u32 {
+            d.push(set("a", b"k", &i.to_le_bytes()));
+            d.push(set("a", &i.to_le_bytes(), b"v"));
+            if i % 2 == 1 {
+                d.push(Op::Delete("a".into(), i.to_le_bytes().to_vec().into()));
+            }
+        }
+        let loaded = d.load("a").unwrap();
+        assert_eq!(&*loaded[&b"k"[..]], &999u32.to_le_bytes());
+        assert_eq!(loaded.len(), 1 + 500);
+        d.close();
+        drop(d);
+        let d = Durable::open(&dir).unwrap();
+        let loaded = d.load("a").unwrap();
+        assert_eq!(&*loaded[&b"k"[..]], &999u32.to_le_bytes());
+        assert_eq!(loaded.len(), 1 + 500);
+        d.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

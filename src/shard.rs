@@ -1262,6 +1262,13 @@ impl Shard {
         }
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
+        // Ended for good: what it stored goes (not at shutdown: durable
+        // storage is for the next process). Before its name is free: a
+        // spawn that takes the name from another thread at once loads
+        // what is stored after this end.
+        if reason != DeadLetterReason::ShuttingDown {
+            actor.outbox().storage.end();
+        }
         let held = actor.outbox().masks.held;
         self.directory.unregister(&actor.info.name, me, held);
         self.shared.retire_actor(me);
@@ -1292,11 +1299,6 @@ impl Shard {
         };
         for (id, requester) in actor.outbox().requests.take_deferred() {
             self.route(Envelope::failure(requester, me, id, error));
-        }
-        // Ended for good: what it stored goes (not at shutdown: durable
-        // storage is for the next process).
-        if reason != DeadLetterReason::ShuttingDown {
-            actor.outbox().storage.end();
         }
         // Those watching it learn it is gone for good.
         for (id, watcher) in std::mem::take(&mut actor.monitors) {
