@@ -411,7 +411,8 @@ impl WasmActor {
         config: &[u8],
         table: &mut Option<Box<Requests>>,
     ) -> Result<WasmActor, Unstarted> {
-        let ctx = ActorCtx::new(out, settings.memory_limit);
+        let mut ctx = ActorCtx::new(out, settings.memory_limit);
+        ctx.budget = settings.budget;
         let pre = &component.inner.pre;
         let mut store = Store::new(pre.engine(), ctx);
         store.limiter(|c| &mut c.limiter);

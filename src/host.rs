@@ -93,6 +93,10 @@ pub(crate) struct ActorCtx {
     /// line and cut after [`LAST_ERROR_BYTES`]), for the failure's message if it
     /// fails.
     pub(crate) last_error: Option<String>,
+    /// Epoch ticks an invocation may run (`None`: no CPU budgets), for an
+    /// `init` off the shard whose budget is armed again after it waited for
+    /// the shard.
+    pub(crate) budget: Option<u64>,
 }
 
 /// How much of an `error` log line a failure's message keeps.
@@ -105,6 +109,7 @@ impl ActorCtx {
             limiter: Limiter::new(memory_limit),
             instantiated: false,
             last_error: None,
+            budget: None,
         }
     }
 }
@@ -206,6 +211,20 @@ fn entered(store: &StoreContextMut<'_, ActorCtx>, call: &str) -> wasmtime::Resul
     )
 }
 
+/// After a call that may have borrowed the shard's request table: an `init`
+/// running off the shard that waited for the shard to lend it gets its CPU
+/// budget afresh, since the epoch ticked on while the shard ran other work
+/// (so `init` runs at most twice its budget in all; on the shard it never
+/// waits).
+#[inline]
+fn rearm_after_wait(store: &mut StoreContextMut<'_, ActorCtx>) {
+    if store.data_mut().out.waited_for_shard()
+        && let Some(ticks) = store.data().budget
+    {
+        store.set_epoch_deadline(ticks);
+    }
+}
+
 /// Builds the linker that provides `wasmshard:actor/host` to every component.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     let mut linker = Linker::<ActorCtx>::new(engine);
@@ -261,10 +280,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                     payload.len(),
                 )),));
             };
-            Ok((store
+            let id = store
                 .data_mut()
                 .out
-                .request(Address::from_bits(to), bytes, timeout),))
+                .request(Address::from_bits(to), bytes, timeout);
+            rearm_after_wait(&mut store);
+            Ok((id,))
         },
     )?;
 
@@ -322,7 +343,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
             let Some(bytes) = copy_payload(&store, &payload) else {
                 return Ok((Err(SendError::TooLarge),));
             };
-            Ok((store.data_mut().out.schedule(delay, bytes),))
+            let id = store.data_mut().out.schedule(delay, bytes);
+            rearm_after_wait(&mut store);
+            Ok((id,))
         },
     )?;
 
@@ -447,7 +470,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "monitor",
         |mut store: StoreContextMut<'_, ActorCtx>, (target,): (u64,)| {
             entered(&store, "monitor")?;
-            Ok((store.data_mut().out.monitor(Address::from_bits(target)),))
+            let id = store.data_mut().out.monitor(Address::from_bits(target));
+            rearm_after_wait(&mut store);
+            Ok((id,))
         },
     )?;
 

@@ -141,6 +141,13 @@ impl Outbox {
         }
     }
 
+    /// Whether an `init` running off the shard waited for the shard to lend
+    /// its table since the last look ([`Lend::waited`](crate::placement::Lend::waited)).
+    #[inline]
+    pub(crate) fn waited_for_shard(&mut self) -> bool {
+        self.lend.as_mut().is_some_and(|l| l.waited())
+    }
+
     /// The shard's request table: lent for the invocation, or borrowed from
     /// the shard now by an `init` running off it.
     #[inline]

@@ -209,6 +209,9 @@ pub(crate) struct Lend {
     /// The shard would not lend it (stopping, failed): calls that need it
     /// fail as they do during shutdown.
     refused: bool,
+    /// `borrow` waited for the shard, and the call that borrowed has not yet
+    /// given `init` its CPU budget again ([`Lend::waited`]).
+    waited: bool,
 }
 
 impl Lend {
@@ -226,6 +229,10 @@ impl Lend {
             give,
             back: returned,
         });
+        // However long the shard takes to lend it (it may be running
+        // anything), the time is not `init`'s: the call gives its budget
+        // back afterwards.
+        self.waited = true;
         match given.recv() {
             Ok(table) => {
                 self.back = Some(back);
@@ -236,6 +243,13 @@ impl Lend {
                 None
             }
         }
+    }
+
+    /// Whether a `borrow` waited for the shard since the last look: the
+    /// epoch ticked on meanwhile, so the caller arms `init`'s CPU budget
+    /// afresh (at most once an `init`: it borrows once).
+    pub(crate) fn waited(&mut self) -> bool {
+        std::mem::take(&mut self.waited)
     }
 }
 
@@ -320,6 +334,7 @@ pub(crate) fn spawn_here(
             shard,
             back: None,
             refused: false,
+            waited: false,
         }));
         match prepare(directory, &mut out, rate, true) {
             Ok(()) => {

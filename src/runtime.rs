@@ -610,6 +610,11 @@ impl Runtime {
     /// Stops the actor at `address`. Messages still in its mailbox become dead letters;
     /// its name is free again; its address never reaches a later actor.
     ///
+    /// An actor spawned from another thread whose shard has not placed it
+    /// yet: `Ok` at once, and it is stopped as its shard places it, after
+    /// what was sent to it before (if its start fails, there is nothing
+    /// left to stop).
+    ///
     /// # Errors
     ///
     /// [`StopError::UnknownTarget`] if no live actor has the address.

@@ -794,3 +794,51 @@ fn a_native_actor_that_spawns_with_a_bad_name_fails() {
         "{s:?}"
     );
 }
+
+#[test]
+fn an_init_that_waits_for_its_busy_shard_keeps_its_cpu_budget() {
+    // A budget of 20 ms, and a shard held ten times as long by a native
+    // handler while an `init` on the caller's thread waits for the shard's
+    // table: the wait is not the `init`'s time.
+    let rt = Arc::new(
+        builder(2)
+            .cpu_budget(Some(Duration::from_millis(20)))
+            .build()
+            .unwrap(),
+    );
+    let Some(g) = guest(&rt) else { return };
+    rt.spawn(&g, SpawnOptions::new("target").shard(1).config("ops"))
+        .unwrap();
+    let (gate, entered, release) = gate(&rt, 0);
+    rt.send(gate, b"hold").unwrap();
+    entered.recv().unwrap();
+    let spawning = spawn_apart(
+        &rt,
+        &g,
+        SpawnOptions::new("early")
+            .shard(0)
+            .config("ops early target"),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    release.send(()).unwrap();
+    let early = spawning
+        .join()
+        .unwrap()
+        .expect("the init's wait is not its time");
+    // It started whole: its timer fired and its request was answered.
+    let deadline = std::time::Instant::now() + IDLE;
+    loop {
+        let words = rt
+            .request(early, b"c", Duration::from_secs(60))
+            .unwrap()
+            .wait(IDLE)
+            .unwrap()
+            .unwrap();
+        let w = |i: usize| u32::from_le_bytes(words[i * 4..i * 4 + 4].try_into().unwrap());
+        if (w(0), w(1)) == (1, 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", (w(0), w(1)));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
