@@ -640,6 +640,16 @@ impl Outbox {
         };
         self.requests.ended();
         if monitor {
+            // A watch made in this invocation is not sent at all (else a
+            // loop of monitor and cancel would stage without bound).
+            if let Some(at) = self
+                .staged
+                .iter()
+                .rposition(|e| e.kind == Kind::Monitor(id) && e.to == target)
+            {
+                self.staged.remove(at);
+                return true;
+            }
             // The target forgets the watch (else a loop of monitor and
             // cancel would grow its list without bound).
             self.staged.push(Envelope {
@@ -783,6 +793,15 @@ impl Outbox {
     pub(crate) fn stop(&mut self, target: Address) -> Result<(), SendError> {
         if let Err(e) = self.directory.reach(self.me, target, self.masks.stop) {
             return Err(self.unreached(e, Operation::Stop, target));
+        }
+        // One stop of a target per invocation: a second would stop nothing
+        // (and a loop of them would stage without bound).
+        if self
+            .staged
+            .iter()
+            .any(|e| e.kind == Kind::Stop && e.to == target)
+        {
+            return Ok(());
         }
         self.staged.push(Envelope {
             trace: None,

@@ -369,3 +369,54 @@ fn a_cancelled_watch_is_forgotten_by_its_target() {
         "a watch is not a request"
     );
 }
+
+#[test]
+fn a_loop_of_watches_cancelled_or_stops_repeated_stages_nothing_more() {
+    let Some((rt, _, parent, _inbox)) = family(16, parent_grants()) else {
+        return;
+    };
+    assert_eq!(ask(&rt, parent, &[b's', 1, 0, 0, 0]), [1, OK]);
+    let child = rt
+        .stats()
+        .actors
+        .iter()
+        .find(|a| a.name.starts_with("child@"))
+        .unwrap()
+        .address;
+    let routed = |rt: &Runtime| rt.stats().shards[0].routed_local;
+    let command = |c: u8, n: u32| {
+        let mut v = with_address(c, child);
+        v.extend_from_slice(&n.to_le_bytes());
+        v
+    };
+    // What a command routes besides what it makes (the request, its answer).
+    let before = routed(&rt);
+    assert_eq!(ask(&rt, parent, &command(b'k', 0)), [0, 0]);
+    let base = routed(&rt) - before;
+    // A watch made and cancelled in the same call is never sent: the call
+    // routes nothing more, however many times it loops.
+    let before = routed(&rt);
+    assert_eq!(
+        ask(&rt, parent, &command(b'k', 100_000)),
+        [100_000, 100_000]
+    );
+    assert_eq!(routed(&rt) - before, base);
+    assert_eq!(rt.stats().shards[0].requests.monitors, 0);
+    // A watch made in one call and cancelled in a later one is forgotten by
+    // its target.
+    assert_eq!(ask(&rt, parent, &with_address(b'y', child)), [OK]);
+    assert_eq!(rt.stats().shards[0].requests.monitors, 1);
+    // Stops of one target in one call: one stop.
+    let before = routed(&rt);
+    assert_eq!(ask(&rt, parent, &command(b'K', 100_000)), [100_000]);
+    // One stop, and the end of the watch made above.
+    assert_eq!(routed(&rt) - before, base + 2);
+    rt.run_until_stalled();
+    assert!(
+        !rt.stats()
+            .actors
+            .iter()
+            .any(|a| a.address == child && a.alive)
+    );
+    assert_eq!(ask(&rt, parent, b"e"), [1, 0, 0, 0, 0]);
+}

@@ -71,7 +71,10 @@
 //!   `[ok, refused]`; `w` monitors every child → `[ok, last error code]`; `h`
 //!   stops the first half of its children → `[ok, refused]`; `p` tells the
 //!   second half `panic` → `[ok, refused]`; `x`/`y`/`z` + address stops,
-//!   monitors, tells `hi` to that address → `[code]`; `e` reports how its
+//!   monitors, tells `hi` to that address → `[code]`; `k` + address + `n:
+//!   u32` monitors that address and cancels the monitor, `n` times, in one
+//!   call → `[watched, cancelled]`; `K` + address + `n: u32` stops it `n`
+//!   times in one call → `[ok]`; `e` reports how its
 //!   monitors ended → `[target-stopped, target-failed, other, unknown id,
 //!   ended twice]`.
 //! - `keeper`: keeps state in the host's storage. Its `init` adds one to the
@@ -592,6 +595,25 @@ impl Parent {
                     }
                 }
                 vec![ok, last]
+            }
+            Some(b'k') => {
+                // `n` times, a monitor of `target` cancelled at once.
+                let (mut watched, mut cancelled) = (0, 0);
+                for _ in 0..u32_at(payload, 9) {
+                    if let Ok(id) = lifecycle::monitor(target()) {
+                        watched += 1;
+                        cancelled += u32::from(host::cancel(id));
+                    }
+                }
+                vec![watched, cancelled]
+            }
+            Some(b'K') => {
+                // `n` stops of `target`.
+                let mut ok = 0;
+                for _ in 0..u32_at(payload, 9) {
+                    ok += u32::from(lifecycle::stop(target()).is_ok());
+                }
+                vec![ok]
             }
             Some(b'x') => vec![code(lifecycle::stop(target()))],
             Some(b'y') => vec![code(lifecycle::monitor(target()).map(|id| {
