@@ -478,8 +478,12 @@ impl WasmActor {
                 handle_messages,
                 budget,
             }),
+            // The guest's text, as one line of at most `MAX_LOG_MESSAGE`
+            // bytes: it goes to logs and stays in the stats.
             Ok((Err(msg),)) => Err(Box::new((
-                InitEnd::Failed(SpawnError::Init(msg)),
+                InitEnd::Failed(SpawnError::Init(
+                    crate::log::one_line(&msg, crate::log::MAX_LOG_MESSAGE).into_owned(),
+                )),
                 store.into_data().out,
             ))),
             Err(e) => {

@@ -316,7 +316,9 @@ pub enum SpawnError {
     /// Instantiating the component failed (its start function trapped, say).
     #[error("instantiation failed")]
     Instantiate(#[source] Failure),
-    /// The component's `init` returned this error.
+    /// The component's `init` returned this error (made one line and cut
+    /// after [`MAX_LOG_MESSAGE`](crate::MAX_LOG_MESSAGE) bytes, as a log
+    /// line is).
     #[error("init refused: {0}")]
     Init(String),
     /// The component's `init` trapped, or ran out of budget or memory.

@@ -541,6 +541,19 @@ fn a_panic_in_init_fails_the_spawn() {
         matches!(&err, SpawnError::Init(why) if why == "unknown role `no-such-role`"),
         "{err:?}"
     );
+    // Its text is one line, cut as a log line is: a guest cannot forge log
+    // lines or park megabytes in the stats through it.
+    let config = format!("x\n[ERROR] forged{}", "a".repeat(60_000));
+    let err = rt
+        .spawn(&g, SpawnOptions::new("t").config(config.as_bytes()))
+        .unwrap_err();
+    let SpawnError::Init(why) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(why.starts_with("unknown role `x\\n[ERROR] forged"), "{why:.80}");
+    assert!(!why.contains('\n'), "{why:.80}");
+    assert!(why.len() <= wasmshard::MAX_LOG_MESSAGE + 64, "{}", why.len());
+    assert!(why.ends_with("more bytes)"), "{why:.80}");
     // The name is free and the component is fine.
     spawn(&rt, &g, "t", "sink", 0);
 }
