@@ -79,15 +79,33 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_MAX_OPEN_REQUESTS: u32 = 1 << 20;
 /// The longest park spin: 10 ms.
 pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
-/// The longest actor name, in bytes: a name is 1 to 256 bytes, whoever gives
-/// it (the host's spawns, a manifest, a guest's `lifecycle.spawn`, a native
-/// actor's `Context::spawn`). A name is kept for the actor's life, in the
-/// registry and in its stats, so a guest must not pick its size.
+/// The longest actor name, in bytes: a name is 1 to 256 bytes, none of them a
+/// control character or a text-direction override, whoever gives it (the
+/// host's spawns, a manifest, a guest's `lifecycle.spawn`, a native actor's
+/// `Context::spawn`). A name is kept for the actor's life, in the registry
+/// and in its stats, and printed in logs and tables, so a guest must not
+/// pick its size or make it break a line.
 pub const MAX_NAME_LEN: usize = 256;
 
-/// Whether `name` may name an actor (1 to [`MAX_NAME_LEN`] bytes).
+/// Whether `name` may name an actor (see [`MAX_NAME_LEN`]).
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    (1..=MAX_NAME_LEN).contains(&name.len())
+    name_fault(name).is_none()
+}
+
+/// What is wrong with `name` as an actor's name, if anything.
+pub(crate) fn name_fault(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("an empty name".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "a name of {} bytes, over the {MAX_NAME_LEN}-byte limit",
+            name.len()
+        ));
+    }
+    name.chars()
+        .find(|&c| crate::log::unsafe_char(c))
+        .map(|c| format!("a name holding {c:?}, which may not be printed as it is"))
 }
 /// The most elements a table may have. A grow beyond it traps (as a memory grow
 /// beyond the memory limit does), and the instance pool is sized to the same

@@ -298,9 +298,10 @@ pub enum SpawnError {
     /// Another live actor already has this name.
     #[error("an actor named `{0}` already exists")]
     NameTaken(String),
-    /// The name is empty or longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
-    /// bytes (its length).
-    #[error("an actor's name is 1 to {max} bytes; this one has {0} bytes", max = crate::MAX_NAME_LEN)]
+    /// The name is empty, longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
+    /// bytes, or holds a control character or a text-direction override
+    /// (its length).
+    #[error("an actor's name is 1 to {max} bytes, none of them a control character; this one has {0} bytes", max = crate::MAX_NAME_LEN)]
     BadName(usize),
     /// The requested shard does not exist.
     #[error("shard {shard} does not exist (the runtime has {shards} shards)")]

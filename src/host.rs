@@ -437,11 +437,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                 Some(n) => {
                     // Checked before it is copied out of the guest's memory.
                     let n = n.to_str(&store)?;
-                    if !crate::config::is_valid_name(&n) {
+                    if let Some(fault) = crate::config::name_fault(&n) {
                         wasmtime::bail!(
-                            "`spawn` was given a name of {} bytes: a name is 1 to {} bytes \
-                             (`none` for an anonymous child)",
-                            n.len(),
+                            "`spawn` was given {fault}: a name is 1 to {} bytes, none of \
+                             them a control character (`none` for an anonymous child)",
                             crate::MAX_NAME_LEN
                         );
                     }

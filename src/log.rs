@@ -81,7 +81,7 @@ pub const MAX_LOG_MESSAGE: usize = 4096;
 
 /// Whether `c` could forge or disguise a line of the log when printed: a control
 /// character, or a text-direction override.
-fn unsafe_char(c: char) -> bool {
+pub(crate) fn unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }

@@ -615,13 +615,8 @@ impl Manifest {
             if a.name.is_empty() {
                 return Err(invalid(format!("actor #{} has an empty name", i + 1)));
             }
-            if !crate::config::is_valid_name(&a.name) {
-                return Err(invalid(format!(
-                    "actor #{}'s name has {} bytes, over the {}-byte limit",
-                    i + 1,
-                    a.name.len(),
-                    crate::MAX_NAME_LEN
-                )));
+            if let Some(fault) = crate::config::name_fault(&a.name) {
+                return Err(invalid(format!("actor #{} has {fault}", i + 1)));
             }
             if seen.insert(a.name.as_str(), i).is_some() {
                 return Err(invalid(format!("two actors are named `{}`", a.name)));

@@ -183,11 +183,9 @@ impl Context<'_> {
         name: Option<&str>,
         config: &[u8],
     ) -> Result<Address, ChildSpawnError> {
-        if let Some(n) = name {
-            assert!(
-                crate::config::is_valid_name(n),
-                "spawn was given a name of {} bytes: a name is 1 to {} bytes",
-                n.len(),
+        if let Some(fault) = name.and_then(crate::config::name_fault) {
+            panic!(
+                "spawn was given {fault}: a name is 1 to {} bytes, none of them a control character",
                 crate::MAX_NAME_LEN
             );
         }

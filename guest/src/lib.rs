@@ -535,7 +535,8 @@ impl<A: Actor> Ctx<'_, A> {
     /// getting `config` in the default codec. Returns its address at once;
     /// messages to it wait for its `init`. It inherits this actor's grants,
     /// and this actor may always message, stop and monitor it. A name is 1
-    /// to 256 bytes: the runtime traps a spawn given another (so the actor
+    /// to 256 bytes, none of them a control character or a text-direction
+    /// override: the runtime traps a spawn given another (so the actor
     /// fails).
     ///
     /// # Errors

@@ -115,8 +115,14 @@ fn a_parent_spawns_messages_stops_and_watches_a_thousand_children() {
 }
 
 #[test]
-fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_or_empty_traps() {
-    for bad in [wasmshard::MAX_NAME_LEN + 1, 0] {
+fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_empty_or_unprintable_traps() {
+    let long = "w".repeat(wasmshard::MAX_NAME_LEN + 1);
+    for (name, fault) in [
+        (long.as_str(), "a name of 257 bytes"),
+        ("", "an empty name"),
+        ("w\n[ERROR] forged", "a name holding '\\n'"),
+        ("w\u{202e}x", "a name holding '\\u{202e}'"),
+    ] {
         let Some((rt, _, parent, _)) = family(8, parent_grants()) else {
             return;
         };
@@ -124,7 +130,6 @@ fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_or_empty_traps() {
         let longest = "w".repeat(wasmshard::MAX_NAME_LEN);
         assert_eq!(ask(&rt, parent, format!("S{longest}").as_bytes()), [OK]);
         assert!(rt.lookup(&longest).is_some());
-        let name = "w".repeat(bad);
         let reply = rt
             .request(
                 parent,
@@ -138,9 +143,9 @@ fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_or_empty_traps() {
         let p = stats.actors.iter().find(|a| a.name == "parent").unwrap();
         assert!(!p.alive, "{p:?}");
         let why = p.failure.as_deref().unwrap_or_default();
-        assert!(why.contains(&format!("a name of {bad} bytes")), "{why}");
-        if bad > 0 {
-            assert_eq!(rt.lookup(&name), None);
+        assert!(why.contains(fault), "{why}");
+        if !name.is_empty() {
+            assert_eq!(rt.lookup(name), None);
         }
     }
 }

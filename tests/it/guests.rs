@@ -550,9 +550,16 @@ fn a_panic_in_init_fails_the_spawn() {
     let SpawnError::Init(why) = &err else {
         panic!("{err:?}")
     };
-    assert!(why.starts_with("unknown role `x\\n[ERROR] forged"), "{why:.80}");
+    assert!(
+        why.starts_with("unknown role `x\\n[ERROR] forged"),
+        "{why:.80}"
+    );
     assert!(!why.contains('\n'), "{why:.80}");
-    assert!(why.len() <= wasmshard::MAX_LOG_MESSAGE + 64, "{}", why.len());
+    assert!(
+        why.len() <= wasmshard::MAX_LOG_MESSAGE + 64,
+        "{}",
+        why.len()
+    );
     assert!(why.ends_with("more bytes)"), "{why:.80}");
     // The name is free and the component is fine.
     spawn(&rt, &g, "t", "sink", 0);

@@ -723,7 +723,7 @@ fn a_name_is_1_to_256_bytes_for_every_spawn_from_the_host() {
     let Some(g) = guest(&rt) else { return };
     let long = "n".repeat(wasmshard::MAX_NAME_LEN + 1);
     let noop = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
-    for name in ["", long.as_str()] {
+    for name in ["", long.as_str(), "bad\nname", "bad\u{1b}[31m"] {
         let err = rt
             .spawn(&g, SpawnOptions::new(name).config("ops"))
             .unwrap_err();
@@ -749,13 +749,18 @@ fn a_name_is_1_to_256_bytes_for_every_spawn_from_the_host() {
 }
 
 #[test]
-fn a_manifest_refuses_a_name_over_256_bytes() {
+fn a_manifest_refuses_a_name_over_256_bytes_or_unprintable() {
     let name = "m".repeat(wasmshard::MAX_NAME_LEN + 1);
     let text = format!("[[actor]]\nname = \"{name}\"\ncomponent = \"c.wasm\"\n");
     let err = wasmshard::manifest::Manifest::parse(&text)
         .unwrap_err()
         .to_string();
     assert!(err.contains("257 bytes, over the 256-byte limit"), "{err}");
+    let text = "[[actor]]\nname = \"m\\nforged\"\ncomponent = \"c.wasm\"\n";
+    let err = wasmshard::manifest::Manifest::parse(text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a name holding '\\n'"), "{err}");
     let name = "m".repeat(wasmshard::MAX_NAME_LEN);
     let text = format!("[[actor]]\nname = \"{name}\"\ncomponent = \"c.wasm\"\n");
     wasmshard::manifest::Manifest::parse(&text).unwrap();
@@ -841,4 +846,33 @@ fn an_init_that_waits_for_its_busy_shard_keeps_its_cpu_budget() {
         assert!(std::time::Instant::now() < deadline, "{:?}", (w(0), w(1)));
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+#[test]
+fn a_native_actor_that_spawns_with_an_unprintable_name_fails() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    assert!(rt.register_component("child", &g).is_none());
+    let spawner = rt
+        .spawn_native(
+            "spawner",
+            None,
+            |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
+                let name = String::from_utf8_lossy(payload);
+                let _ = ctx.spawn("child", Some(&name), b"ops");
+            },
+        )
+        .unwrap();
+    rt.send(spawner, b"c\nd").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.lookup("c\nd"), None);
+    let stats = rt.stats();
+    let s = stats.actors.iter().find(|a| a.name == "spawner").unwrap();
+    assert!(!s.alive && s.failures == 1, "{s:?}");
+    assert!(
+        s.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("a name holding '\\n'")),
+        "{s:?}"
+    );
 }
