@@ -17,13 +17,19 @@
 //! moves its version on.
 //!
 //! **No lock when publishing.** Each publishing actor keeps what it resolved
-//! (a topic's subscribers and counters) in a cache of its own, valid while the
-//! registry's version is the one it saw: a publication reads the version (one
-//! atomic load) and, in steady state, looks the topic up in its cache. A
-//! subscription made before the subscriber messages a publisher moved the
-//! version on before that message was sent, so the publisher's next
-//! publication sees it (the message's passage through a ring or a mailbox
-//! orders the two), on any shard.
+//! (a topic's subscribers and counters) in a cache of its own, each topic's
+//! entry valid while the versions it depends on are the ones it saw: a
+//! publication reads them (three atomic loads) and, in steady state, looks the
+//! topic up in its cache. The registry keeps [`VERSION_BUCKETS`] versions for
+//! names (a change of a subscription to a name moves the one its hash picks),
+//! as many for patterns (picked by the hash of the pattern's first segment,
+//! which every topic it matches shares) and one for `*`, so an actor that
+//! subscribes and unsubscribes in a loop makes re-resolve (a lock, an
+//! allocation) only the publications of topics that share its bucket, not
+//! every publication of the runtime. A subscription made before the
+//! subscriber messages a publisher moved its version on before that message
+//! was sent, so the publisher's next publication sees it (the message's
+//! passage through a ring or a mailbox orders the two), on any shard.
 //!
 //! **Counters** per published topic are kept per publishing shard (one cache
 //! line each, written by that shard alone, plus one for the host), so
@@ -42,6 +48,9 @@ use crate::shared::lock;
 pub const MAX_TOPIC_LEN: usize = 256;
 /// Most subscriptions one actor may hold at once.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
+/// Versions of the registry for names, and as many for patterns: see the
+/// module's "No lock when publishing".
+const VERSION_BUCKETS: usize = 64;
 /// Most topics a publisher's cache keeps before it starts again.
 const CACHE_TOPICS: usize = 1024;
 /// Most topics counted one by one; publications to topics beyond them are
@@ -219,9 +228,12 @@ impl Route {
 
 /// The runtime's registry of subscriptions.
 pub(crate) struct Topics {
-    /// Moves on with every change of a subscription (Release), read by every
-    /// publication (Acquire).
-    version: AtomicU64,
+    /// The versions: [`VERSION_BUCKETS`] for names, as many for patterns,
+    /// one for `*`. A change of a subscription moves the one it affects
+    /// (Release); a publication reads the three of its topic (Acquire).
+    versions: Box<[AtomicU64]>,
+    /// Picks a version by hash (fixed within the runtime).
+    hasher: ahash::RandomState,
     inner: Mutex<Inner>,
     /// Counter lanes per topic: the shards, and the host.
     lanes: usize,
@@ -253,7 +265,10 @@ pub(crate) enum SubscribeError {
 impl Topics {
     pub(crate) fn new(shards: usize) -> Topics {
         Topics {
-            version: AtomicU64::new(1),
+            versions: (0..2 * VERSION_BUCKETS + 1)
+                .map(|_| AtomicU64::new(1))
+                .collect(),
+            hasher: ahash::RandomState::new(),
             inner: Mutex::new(Inner {
                 exact: AHashMap::new(),
                 prefixes: AHashMap::new(),
@@ -265,10 +280,33 @@ impl Topics {
         }
     }
 
-    /// The registry's version now.
+    /// The bucket of `s` (a name, or a first segment).
     #[inline]
-    pub(crate) fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
+    fn bucket(&self, s: &str) -> usize {
+        (self.hasher.hash_one(s) % VERSION_BUCKETS as u64) as usize
+    }
+
+    /// The versions a route of `topic` (a checked name) depends on, now.
+    #[inline]
+    pub(crate) fn stamp(&self, topic: &str) -> Stamp {
+        let first = topic.split('.').next().unwrap_or(topic);
+        let v = |i: usize| self.versions[i].load(Ordering::Acquire);
+        Stamp([
+            v(self.bucket(topic)),
+            v(VERSION_BUCKETS + self.bucket(first)),
+            v(2 * VERSION_BUCKETS),
+        ])
+    }
+
+    /// Moves on the version that a change of a subscription to `shape`
+    /// affects (under the registry's lock, after the change).
+    fn changed(&self, shape: Shape<'_>) {
+        let i = match shape {
+            Shape::Name(n) => self.bucket(n),
+            Shape::Pattern("") => 2 * VERSION_BUCKETS,
+            Shape::Pattern(p) => VERSION_BUCKETS + self.bucket(p.split('.').next().unwrap_or(p)),
+        };
+        self.versions[i].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Subscribes `who` to `topic` (checked: a name or a pattern). Subscribing
@@ -289,7 +327,7 @@ impl Topics {
             Shape::Pattern(p) => (&mut inner.prefixes, p),
         };
         map.entry(key.into()).or_default().insert(who);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.changed(shape);
         Ok(())
     }
 
@@ -329,7 +367,7 @@ impl Topics {
             inner.by_actor.remove(&who);
         }
         inner.remove(shape, who);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.changed(shape);
         true
     }
 
@@ -342,9 +380,9 @@ impl Topics {
         for topic in &mine {
             if let Ok(shape) = parse(topic, true) {
                 inner.remove(shape, who);
+                self.changed(shape);
             }
         }
-        self.version.fetch_add(1, Ordering::AcqRel);
         mine.len()
     }
 
@@ -458,12 +496,15 @@ impl Inner {
     }
 }
 
-/// A publisher's resolved topics, valid for one version of the registry
-/// (`None`: its grants do not let it publish there; never resolved).
+/// The versions of the registry a topic's route depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp([u64; 3]);
+
+/// A publisher's resolved topics, each valid while its stamp is the
+/// registry's (`None`: its grants do not let it publish there).
 #[derive(Default)]
 pub(crate) struct Cache {
-    version: u64,
-    routes: AHashMap<Box<str>, Option<Route>>,
+    routes: AHashMap<Box<str>, (Stamp, Option<Route>)>,
 }
 
 impl Cache {
@@ -477,16 +518,27 @@ impl Cache {
         topic: &str,
         allowed: impl FnOnce(&str) -> bool,
     ) -> Option<&Route> {
-        let version = topics.version();
-        if version != self.version || self.routes.len() >= CACHE_TOPICS {
-            self.routes.clear();
-            self.version = version;
-        }
-        if !self.routes.contains_key(topic) {
+        let stamp = topics.stamp(topic);
+        let fresh = match self.routes.get_mut(topic) {
+            Some((seen, route)) if *seen != stamp => {
+                // Resolved again in place (the grant's answer stands).
+                if route.is_some() {
+                    *route = Some(topics.resolve(topic));
+                }
+                *seen = stamp;
+                true
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !fresh {
+            if self.routes.len() >= CACHE_TOPICS {
+                self.routes.clear();
+            }
             let route = allowed(topic).then(|| topics.resolve(topic));
-            self.routes.insert(topic.into(), route);
+            self.routes.insert(topic.into(), (stamp, route));
         }
-        self.routes[topic].as_ref()
+        self.routes[topic].1.as_ref()
     }
 }
 
@@ -531,13 +583,72 @@ mod tests {
         assert_eq!(subs("a.b.c"), vec![all, p]);
         assert_eq!(subs("a"), vec![all]);
         assert_eq!(subs("ab.c"), vec![all]);
-        let v = t.version();
+        let v = t.stamp("a.b");
         t.subscribe(p, "a.*").unwrap();
-        assert_eq!(t.version(), v, "subscribing twice changes nothing");
+        assert_eq!(t.stamp("a.b"), v, "subscribing twice changes nothing");
         assert!(t.unsubscribe(p, "a.*"));
         assert!(!t.unsubscribe(p, "a.*"));
         assert_eq!(subs("a.b.c"), vec![all]);
         assert_eq!(t.unsubscribe_all(all), 1);
         assert_eq!(subs("a.b"), vec![e]);
+    }
+
+    #[test]
+    fn a_change_moves_only_the_stamps_of_the_topics_it_may_affect() {
+        let t = Topics::new(1);
+        let who = Address::new(0, 1, 1);
+        // Two names in different buckets, with different first segments in
+        // different pattern buckets.
+        let names: Vec<String> = (0..1000).map(|i| format!("t{i}.x")).collect();
+        let first = |n: &str| n.split('.').next().unwrap().to_string();
+        let (a, b) = names
+            .iter()
+            .flat_map(|a| names.iter().map(move |b| (a, b)))
+            .find(|(a, b)| t.bucket(a) != t.bucket(b) && t.bucket(&first(a)) != t.bucket(&first(b)))
+            .unwrap();
+        let (sa, sb) = (t.stamp(a), t.stamp(b));
+        // A name: its own topic's stamp only.
+        t.subscribe(who, a).unwrap();
+        assert_ne!(t.stamp(a), sa);
+        assert_eq!(t.stamp(b), sb);
+        // A pattern: the topics under its first segment only.
+        let sa = t.stamp(a);
+        t.subscribe(who, &format!("{}.*", first(b))).unwrap();
+        assert_eq!(t.stamp(a), sa);
+        assert_ne!(t.stamp(b), sb);
+        // `*` and an actor's end: every topic it may reach.
+        let (sa, sb) = (t.stamp(a), t.stamp(b));
+        t.subscribe(who, "*").unwrap();
+        assert!(t.stamp(a) != sa && t.stamp(b) != sb);
+        let (sa, sb) = (t.stamp(a), t.stamp(b));
+        assert_eq!(t.unsubscribe_all(who), 3);
+        assert!(t.stamp(a) != sa && t.stamp(b) != sb);
+    }
+
+    #[test]
+    fn a_cached_route_follows_the_subscriptions_of_its_topic() {
+        let t = Topics::new(1);
+        let mut cache = Cache::default();
+        let (x, y) = (Address::new(0, 1, 1), Address::new(0, 2, 1));
+        let subs = |cache: &mut Cache| {
+            cache
+                .route(&t, "a.b", |_| true)
+                .unwrap()
+                .subscribers
+                .to_vec()
+        };
+        assert_eq!(subs(&mut cache), vec![]);
+        t.subscribe(x, "a.b").unwrap();
+        assert_eq!(subs(&mut cache), vec![x]);
+        t.subscribe(y, "a.*").unwrap();
+        assert_eq!(subs(&mut cache), vec![x, y]);
+        assert!(t.unsubscribe(x, "a.b"));
+        assert_eq!(subs(&mut cache), vec![y]);
+        assert_eq!(t.unsubscribe_all(y), 1);
+        assert_eq!(subs(&mut cache), vec![]);
+        // A refused topic stays refused.
+        assert!(cache.route(&t, "c", |_| false).is_none());
+        t.subscribe(x, "c").unwrap();
+        assert!(cache.route(&t, "c", |_| true).is_none());
     }
 }
