@@ -11,7 +11,9 @@
 //! | [`Codec::MessagePack`] | `0x0201` | `81 04` | any serde value, as MessagePack (structs as maps) |
 //!
 //! A receiver decodes by the prefix, whatever the sender chose: [`decode`] reads
-//! the code and then the body in that codec. [`DEFAULT`] is the codec the SDK
+//! the code and then the body in that codec. A body from anyone may be
+//! decoded: nesting deeper than 256 levels (JSON: 128) is refused, and no
+//! claimed length is trusted beyond the bytes that could hold it. [`DEFAULT`] is the codec the SDK
 //! writes unless told otherwise.
 //!
 //! ```
@@ -25,6 +27,7 @@
 //!
 //! [multicodec]: https://github.com/multiformats/multicodec
 
+mod cbor;
 mod msgpack;
 mod raw;
 
@@ -314,7 +317,10 @@ pub fn decode_body<T: DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<T, 
     match codec {
         Codec::Raw => T::deserialize(raw::Reader(body)).map_err(|e| DecodeError::body(codec, e)),
         Codec::Json => serde_json::from_slice(body).map_err(|e| DecodeError::body(codec, e)),
-        Codec::Cbor => minicbor_serde::from_slice(body).map_err(|e| DecodeError::body(codec, e)),
+        Codec::Cbor => {
+            cbor::check(body).map_err(|e| DecodeError::body(codec, e))?;
+            minicbor_serde::from_slice(body).map_err(|e| DecodeError::body(codec, e))
+        }
         Codec::MessagePack => msgpack::decode(body),
     }
 }
@@ -323,6 +329,37 @@ pub fn decode_body<T: DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<T, 
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn a_cbor_body_nested_past_the_limit_or_lying_is_refused_not_recursed() {
+        // Decoded into a recursive type, this recursed once per byte and
+        // overflowed the thread's stack (the process aborted).
+        let mut deep = vec![0x51];
+        deep.extend(std::iter::repeat_n(0x81, 60_000));
+        deep.push(0x00);
+        let err = decode::<serde_json::Value>(&deep).unwrap_err();
+        let DecodeError::Body { codec, source } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*codec, Codec::Cbor);
+        assert_eq!(source.to_string(), "nested deeper than 256");
+        // Levels that each claim 2^64 elements reserved memory for them.
+        let mut lying = vec![0x51];
+        for _ in 0..15 {
+            lying.extend([0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        }
+        let err = decode::<serde_json::Value>(&lying).unwrap_err();
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        // As deep as the limit still decodes.
+        let mut deepest = vec![0x51];
+        deepest.extend(std::iter::repeat_n(0x81, 200));
+        deepest.push(0x07);
+        let mut v = decode::<serde_json::Value>(&deepest).unwrap();
+        for _ in 0..200 {
+            v = v.as_array().unwrap()[0].clone();
+        }
+        assert_eq!(v, serde_json::json!(7));
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Order {
