@@ -4,7 +4,7 @@
 //! hands the lengths a body claims to the type's visitor as size hints (a
 //! few bytes claiming 2^64 elements, level after level, reserve a megabyte
 //! each). The walk, iterative, refuses a body nested deeper than
-//! [`MAX_DEPTH`](crate::msgpack::MAX_DEPTH) (as MessagePack's decoder does)
+//! [`MAX_DEPTH`] (as MessagePack's decoder does)
 //! or whose array, map or string claims more than the bytes left could
 //! hold; what it lets through, the decoder checks as always.
 
