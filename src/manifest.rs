@@ -376,7 +376,7 @@ fn restart_keys(
     let longest = duration("max-backoff", max_backoff, r.max_backoff)?;
     r = r.backoff(first, longest);
     r.check()
-        .map_err(|e| invalid(format!("{owner}: {}", crate::error::chain(&e))))?;
+        .map_err(|e| invalid_because(format!("{owner}: the restart policy"), e))?;
     Ok(r)
 }
 
@@ -512,6 +512,18 @@ fn invalid(what: String) -> ManifestError {
     }
 }
 
+/// A manifest that says something invalid, because of `source`.
+fn invalid_because(
+    what: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> ManifestError {
+    ManifestError::Invalid {
+        file: String::new(),
+        what,
+        source: Some(Box::new(source)),
+    }
+}
+
 impl ManifestError {
     /// The same error, said of the manifest `file`.
     fn in_file(self, path: &Path) -> ManifestError {
@@ -622,14 +634,12 @@ impl Manifest {
                 return Err(invalid(format!("two actors are named `{}`", a.name)));
             }
             if let Some(g) = &a.grants {
-                g.check().map_err(|e| {
-                    invalid(format!("actor `{}`: {}", a.name, crate::error::chain(&e)))
-                })?;
+                g.check()
+                    .map_err(|e| invalid_because(format!("actor `{}`: its grants", a.name), e))?;
             }
             if let Some(r) = &a.rate {
-                r.check().map_err(|e| {
-                    invalid(format!("actor `{}`: {}", a.name, crate::error::chain(&e)))
-                })?;
+                r.check()
+                    .map_err(|e| invalid_because(format!("actor `{}`: its rate", a.name), e))?;
             }
             a.supervision()?;
             for name in a.accepts.iter().flatten() {

@@ -178,11 +178,37 @@ fn main() -> ExitCode {
         Err(e) => {
             // The error and every cause, on one line.
             logs::logs().line(format!("wasmshard: {e:#}"));
-            ExitCode::FAILURE
+            if e.is::<BadArgument>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     };
     logs::logs().flush();
     code
+}
+
+/// An argument that clap accepted and the command refuses (exit status 2, as
+/// clap's own refusals).
+#[derive(Debug)]
+struct BadArgument(anyhow::Error);
+
+impl std::fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BadArgument {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Refuses an argument: exit status 2.
+fn bad_argument(why: impl Into<anyhow::Error>) -> anyhow::Error {
+    BadArgument(why.into()).into()
 }
 
 /// Writes `text` to stdout. A closed stdout (`| head`) ends the output quietly;
@@ -417,7 +443,11 @@ fn bench_params(
     let trusted = match grants {
         "exact" => false,
         "all" => true,
-        other => anyhow::bail!("--grants {other}: expected exact or all"),
+        other => {
+            return Err(bad_argument(anyhow::anyhow!(
+                "--grants {other}: expected exact or all"
+            )));
+        }
     };
     Ok(wasmshard::bench::Params {
         shards,
@@ -446,7 +476,10 @@ fn bench(
             .map(|n| {
                 Workload::from_name(n).ok_or_else(|| {
                     let all: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
-                    anyhow::anyhow!("no workload `{n}`; there are: {}", all.join(", "))
+                    bad_argument(anyhow::anyhow!(
+                        "no workload `{n}`; there are: {}",
+                        all.join(", ")
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -455,16 +488,20 @@ fn bench(
         "both" => &[Actors::Component, Actors::Native],
         "component" => &[Actors::Component],
         "native" => &[Actors::Native],
-        other => anyhow::bail!("--actors {other}: expected component, native or both"),
+        other => {
+            return Err(bad_argument(anyhow::anyhow!(
+                "--actors {other}: expected component, native or both"
+            )));
+        }
     };
     if !(1..=wasmshard::bench::MAX_MESSAGES).contains(&messages) {
-        anyhow::bail!(
+        return Err(bad_argument(anyhow::anyhow!(
             "--messages {messages}: 1 to {} operations per workload",
             wasmshard::bench::MAX_MESSAGES
-        );
+        )));
     }
     // Bad parameters are refused before anything runs.
-    params.check()?;
+    params.check().map_err(bad_argument)?;
     let runs: Vec<(Workload, Actors)> = workloads
         .iter()
         .flat_map(|w| kinds.iter().map(move |a| (*w, *a)))

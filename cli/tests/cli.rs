@@ -492,8 +492,21 @@ fn finish(mut child: std::process::Child, limit: std::time::Duration) -> std::pr
 #[test]
 fn the_exit_status_says_what_happened() {
     let dir = tempdir();
-    // Bad arguments: clap's 2.
+    // Bad arguments: clap's 2, and 2 for those the command refuses itself.
     assert_eq!(wasmshard(&["run", "--no-such-flag"]).status.code(), Some(2));
+    for args in [
+        &["bench", "--actors", "foo"][..],
+        &["bench", "--grants", "x"],
+        &["bench", "--messages", "0"],
+        &["bench", "no-such-workload"],
+        &["bench", "tell", "--payload", "4"],
+        &["bench", "tell", "--shards", "100000"],
+    ] {
+        let out = wasmshard(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("wasmshard: "), "{stderr}");
+    }
     // The command could not do it: 1.
     let missing = dir.join("missing.toml");
     assert_eq!(
@@ -644,7 +657,7 @@ fn bench_refuses_too_many_messages_before_running_anything() {
     for n in ["18446744073709551615", "100000001"] {
         let out = wasmshard(&["bench", "ping-pong", "--messages", n]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{n}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{n}: {stderr}");
         assert!(stderr.contains("--messages"), "{n}: {stderr}");
         assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
     }
@@ -655,7 +668,7 @@ fn bench_refuses_a_park_spin_out_of_range_before_running_anything() {
     for flag in ["--park-spin-us", "--park-spin-max-us"] {
         let out = wasmshard(&["bench", "ring", flag, "10001", "--messages", "10"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
         assert!(stderr.contains("park spin"), "{flag}: {stderr}");
         assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
     }
@@ -693,7 +706,7 @@ fn bench_refuses_a_bad_payload_before_running_anything() {
         "10",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("payload"), "{stderr}");
     assert!(!stderr.contains("[1/"), "a workload ran: {stderr}");
 }
