@@ -1,6 +1,7 @@
 //! The way from the bridge's thread into one of its native actors: a lock-free
-//! queue, and an empty tell from the host that wakes the actor when the queue
-//! gains its first item since the actor last looked.
+//! queue, and a tell from the host (a random 16-byte token, so the actor
+//! tells it from a message) that wakes the actor when the queue gains its
+//! first item since the actor last looked.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -155,7 +155,7 @@ pub use crate::wire::Reason;
 pub enum BridgeError {
     /// A node, cluster, prefix or actor name that cannot be part of a subject.
     #[error(
-        "{what} `{value}` cannot be part of a NATS subject (1-128 printable ASCII characters, no `.`, `*`, `>` or spaces)"
+        "{what} `{value}` cannot be part of a NATS subject (a token is 1-128 printable ASCII characters with no `.`, `*`, `>` or spaces; a prefix is tokens joined by `.`, up to 256 bytes)"
     )]
     BadName {
         /// What the name is (`node`, `cluster`, `prefix`, `actor name`).

@@ -122,7 +122,7 @@ pub struct BridgeStats {
     /// Messages from NATS the client dropped because this bridge did not take
     /// them in time (it reports each, though under a flood its reports may
     /// be dropped too: a lower bound). Expected 0: the bridge takes what
-    /// arrives without waiting, and the client queues a million per
+    /// arrives without waiting, and the client queues 131 072 per
     /// subscription.
     pub slow_consumer: u64,
     /// Messages from NATS that waited at a full mailbox for room (each once,

@@ -141,8 +141,11 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
             let _ = ready.send(Err(BridgeError::Connect { url, source }));
             return;
         }
-        Err(_) => {
-            let source = async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut);
+        Err(elapsed) => {
+            let source = async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::TimedOut,
+                elapsed,
+            );
             let _ = ready.send(Err(BridgeError::Connect { url, source }));
             return;
         }
@@ -159,21 +162,34 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
                 let _ = ready.send(Err(BridgeError::Subscribe { subject, source }));
                 return;
             }
-            Err(_) => {
-                let _ = ready.send(Err(BridgeError::Closed));
+            Err(elapsed) => {
+                // The server did not confirm it within the connect timeout.
+                let source = async_nats::SubscribeError::with_source(
+                    async_nats::client::SubscribeErrorKind::Other,
+                    elapsed,
+                );
+                let _ = ready.send(Err(BridgeError::Subscribe { subject, source }));
                 return;
             }
         }
     }
     // The subscriptions reach the server before anyone is told the bridge is
     // up: a message published to an exported actor from then on is taken.
-    if !matches!(
-        tokio::time::timeout(limit, client.flush()).await,
-        Ok(Ok(()))
-    ) {
-        let source = async_nats::ConnectError::new(async_nats::ConnectErrorKind::TimedOut);
-        let _ = ready.send(Err(BridgeError::Connect { url, source }));
-        return;
+    match tokio::time::timeout(limit, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let source = async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e);
+            let _ = ready.send(Err(BridgeError::Connect { url, source }));
+            return;
+        }
+        Err(elapsed) => {
+            let source = async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::TimedOut,
+                elapsed,
+            );
+            let _ = ready.send(Err(BridgeError::Connect { url, source }));
+            return;
+        }
     }
     shared.counters.connected.store(true, Ordering::Relaxed);
     let max_payload = client.server_info().max_payload;
