@@ -57,7 +57,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::Address;
 use crate::codec::{self, Codec};
 use crate::{
     ActorStats, BuildError, Denial, Grants, LoadError, Rate, Restart, RestartPolicy, Runtime,
@@ -1014,18 +1013,28 @@ impl Manifest {
                     .map_err(ManifestError::Load)?;
                 components.insert(path.clone(), loaded);
             }
-            let Some(actor) = runtime.lookup(&u.actor) else {
-                return Err(ManifestError::Upgrade {
-                    name: u.actor.clone(),
-                    source: UpgradeError::UnknownTarget(Address::HOST),
-                });
+            // An actor that ended before its upgrade (it failed on what it
+            // was sent, say) is not upgraded; the report says how it ended.
+            let ended = || {
+                log::warn!(
+                    "wasmshard: actor `{}` ended before its upgrade; not upgraded",
+                    u.actor
+                );
             };
-            runtime
-                .upgrade(actor, &components[&path])
-                .map_err(|source| ManifestError::Upgrade {
-                    name: u.actor.clone(),
-                    source,
-                })?;
+            let Some(actor) = runtime.lookup(&u.actor) else {
+                ended();
+                continue;
+            };
+            match runtime.upgrade(actor, &components[&path]) {
+                Ok(()) => {}
+                Err(UpgradeError::UnknownTarget(_)) => ended(),
+                Err(source) => {
+                    return Err(ManifestError::Upgrade {
+                        name: u.actor.clone(),
+                        source,
+                    });
+                }
+            }
         }
         let idle = loop {
             if stop() {
