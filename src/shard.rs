@@ -1031,7 +1031,13 @@ impl Shard {
     /// The watcher `me` goes (or its instance does): the targets of its open
     /// monitors forget them.
     fn forget_watches(&mut self, me: Address) {
-        for (id, target) in self.table().monitors_of(me) {
+        let watches = self.table().monitors_of(me);
+        self.forget(me, watches);
+    }
+
+    /// The targets of `watches` (watches of `me`) forget them.
+    fn forget(&mut self, me: Address, watches: Vec<(u64, Address)>) {
+        for (id, target) in watches {
             self.route(Envelope {
                 trace: None,
                 to: target,
@@ -2478,11 +2484,12 @@ impl Shard {
         // The new `init` reads what the old instance stored; a copy, so a
         // rollback leaves the old one's as it was.
         out.storage = old.storage.copy();
-        // The old instance's requests, to end if the new one takes over.
-        let asked = if old.requests.open() > 0 {
-            self.table().open_by(me)
+        // The old instance's requests, to end if the new one takes over,
+        // and its watches, whose targets then forget them.
+        let (asked, watched) = if old.requests.open() > 0 {
+            (self.table().open_by(me), self.table().monitors_of(me))
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         match WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table) {
             Ok(new) => {
@@ -2497,6 +2504,7 @@ impl Shard {
                     }
                 }
                 self.table().abandon_ids(asked);
+                self.forget(me, watched);
                 let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
                 if let Some(s) = actor.supervisor.as_deref_mut() {
                     s.maker = Maker::Wasm { component, config };
@@ -2513,6 +2521,7 @@ impl Shard {
                 }
                 actor.publish();
                 let generation = actor.generation;
+                let name = actor.info.name.clone();
                 self.actors[slot as usize] = Some(actor);
                 for (id, requester) in held {
                     self.route(Envelope::failure(
@@ -2522,12 +2531,10 @@ impl Shard {
                         RequestError::TargetStopped,
                     ));
                 }
-                // What the new `init` sent.
+                // What the new `init` sent (a stop of itself included: it
+                // may be gone after this).
                 self.route_staged(slot);
-                log::info!(
-                    "wasmshard: actor `{}` ({me}) upgraded (generation {generation})",
-                    self.actors[slot as usize].as_ref().expect("live").info.name
-                );
+                log::info!("wasmshard: actor `{name}` ({me}) upgraded (generation {generation})");
                 Ok(())
             }
             Err(failed) => {

@@ -79,6 +79,13 @@ struct Waiting {
     expires: Instant,
 }
 
+/// A connection that did not come up within the connect timeout.
+fn timed_out(url: String, elapsed: tokio::time::error::Elapsed) -> BridgeError {
+    let source =
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::TimedOut, elapsed);
+    BridgeError::Connect { url, source }
+}
+
 /// Starts the thread and connects; returns once connected and subscribed.
 pub(crate) fn start(
     url: &str,
@@ -142,11 +149,7 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
             return;
         }
         Err(elapsed) => {
-            let source = async_nats::ConnectError::with_source(
-                async_nats::ConnectErrorKind::TimedOut,
-                elapsed,
-            );
-            let _ = ready.send(Err(BridgeError::Connect { url, source }));
+            let _ = ready.send(Err(timed_out(url, elapsed)));
             return;
         }
     };
@@ -183,11 +186,7 @@ async fn run(url: String, shared: Arc<Shared>, out: UnboundedReceiver<Out>, read
             return;
         }
         Err(elapsed) => {
-            let source = async_nats::ConnectError::with_source(
-                async_nats::ConnectErrorKind::TimedOut,
-                elapsed,
-            );
-            let _ = ready.send(Err(BridgeError::Connect { url, source }));
+            let _ = ready.send(Err(timed_out(url, elapsed)));
             return;
         }
     }

@@ -766,38 +766,50 @@ fn a_manifest_refuses_a_name_over_256_bytes_or_unprintable() {
     wasmshard::manifest::Manifest::parse(&text).unwrap();
 }
 
+/// A native actor that spawns a `child` named what it is told.
+fn name_spawner(rt: &Runtime, name: &str) -> Address {
+    rt.spawn_native(
+        name,
+        None,
+        |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
+            let name = String::from_utf8_lossy(payload);
+            let _ = ctx.spawn("child", Some(&name), b"ops");
+        },
+    )
+    .unwrap()
+}
+
+/// Why the actor `name` failed, once it has (it is not alive and failed once).
+fn failure_of(rt: &Runtime, name: &str) -> String {
+    let stats = rt.stats();
+    let s = stats.actors.iter().find(|a| a.name == name).unwrap();
+    assert!(!s.alive && s.failures == 1, "{s:?}");
+    s.failure.clone().unwrap_or_default()
+}
+
 #[test]
 fn a_native_actor_that_spawns_with_a_bad_name_fails() {
     let rt = builder(1).build().unwrap();
     let Some(g) = guest(&rt) else { return };
     assert!(rt.register_component("child", &g).is_none());
-    let spawner = rt
-        .spawn_native(
-            "spawner",
-            None,
-            |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
-                let name = "c".repeat(payload.len());
-                let _ = ctx.spawn("child", Some(&name), b"ops");
-            },
-        )
-        .unwrap();
+    let spawner = name_spawner(&rt, "spawner");
     // 256 bytes: a child; then 257: the spawner fails, and nothing is
     // registered under that name.
     for n in [wasmshard::MAX_NAME_LEN, wasmshard::MAX_NAME_LEN + 1] {
-        rt.send(spawner, &vec![0; n]).unwrap();
+        rt.send(spawner, "c".repeat(n).as_bytes()).unwrap();
         assert!(rt.wait_idle(IDLE));
     }
     assert!(rt.lookup(&"c".repeat(wasmshard::MAX_NAME_LEN)).is_some());
     assert_eq!(rt.lookup(&"c".repeat(wasmshard::MAX_NAME_LEN + 1)), None);
-    let stats = rt.stats();
-    let s = stats.actors.iter().find(|a| a.name == "spawner").unwrap();
-    assert!(!s.alive && s.failures == 1, "{s:?}");
-    assert!(
-        s.failure
-            .as_deref()
-            .is_some_and(|f| f.contains("257 bytes")),
-        "{s:?}"
-    );
+    let why = failure_of(&rt, "spawner");
+    assert!(why.contains("257 bytes"), "{why}");
+    // A name that would break a line.
+    let spawner = name_spawner(&rt, "another");
+    rt.send(spawner, b"c\nd").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.lookup("c\nd"), None);
+    let why = failure_of(&rt, "another");
+    assert!(why.contains("a name holding '\\n'"), "{why}");
 }
 
 #[test]
@@ -846,33 +858,4 @@ fn an_init_that_waits_for_its_busy_shard_keeps_its_cpu_budget() {
         assert!(std::time::Instant::now() < deadline, "{:?}", (w(0), w(1)));
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-#[test]
-fn a_native_actor_that_spawns_with_an_unprintable_name_fails() {
-    let rt = builder(1).build().unwrap();
-    let Some(g) = guest(&rt) else { return };
-    assert!(rt.register_component("child", &g).is_none());
-    let spawner = rt
-        .spawn_native(
-            "spawner",
-            None,
-            |ctx: &mut Context<'_>, _: Address, payload: &[u8]| {
-                let name = String::from_utf8_lossy(payload);
-                let _ = ctx.spawn("child", Some(&name), b"ops");
-            },
-        )
-        .unwrap();
-    rt.send(spawner, b"c\nd").unwrap();
-    assert!(rt.wait_idle(IDLE));
-    assert_eq!(rt.lookup("c\nd"), None);
-    let stats = rt.stats();
-    let s = stats.actors.iter().find(|a| a.name == "spawner").unwrap();
-    assert!(!s.alive && s.failures == 1, "{s:?}");
-    assert!(
-        s.failure
-            .as_deref()
-            .is_some_and(|f| f.contains("a name holding '\\n'")),
-        "{s:?}"
-    );
 }

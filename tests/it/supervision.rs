@@ -659,3 +659,60 @@ fn upgrading_an_actor_waiting_for_its_restart_restarts_it_from_the_new_code() {
     );
     assert_eq!(payloads(&inbox), ["up", "up"]);
 }
+
+#[test]
+fn an_upgrade_whose_init_stops_the_actor_ends_it_and_nothing_else() {
+    // The upgrade's log line read the actor after what its `init` sent was
+    // routed: with info logging on, a stop of itself took the shard down.
+    log::set_max_level(log::LevelFilter::Info);
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let counter = load(&rt, "counter.wat");
+    let bystander = rt.spawn(&counter, SpawnOptions::new("bystander")).unwrap();
+    // The counter ignores its config; the guest's `brief` stops itself in init.
+    let target = rt
+        .spawn(&counter, SpawnOptions::new("target").config("brief"))
+        .unwrap();
+    rt.upgrade(target, &g).unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert!(!stats.actor("target").unwrap().alive);
+    assert!(stats.actor("bystander").unwrap().alive);
+    rt.send(bystander, b"x").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().actor("bystander").unwrap().handled, 1);
+}
+
+#[test]
+fn an_upgrade_ends_the_old_instances_watches_at_their_targets() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    assert!(rt.register_component("child", &g).is_none());
+    let counter = load(&rt, "counter.wat");
+    let watched = rt.spawn(&counter, SpawnOptions::new("watched")).unwrap();
+    let parent = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("parent")
+                .config("parent child")
+                .grants(wasmshard::Grants::none().monitor(["watched"])),
+        )
+        .unwrap();
+    let mut watch = vec![b'y'];
+    watch.extend_from_slice(&watched.to_bits().to_le_bytes());
+    let reply = rt
+        .request(parent, &watch, Duration::from_secs(600))
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(reply.try_get(), Some(Ok(0u32.to_le_bytes().to_vec())));
+    assert_eq!(rt.stats().shards[0].requests.monitors, 1);
+    // The new instance does not hold the old one's watch, and its target
+    // forgot it: its end tells no one (before, it sent a failure that
+    // arrived late).
+    rt.upgrade(parent, &g).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].requests.monitors, 0);
+    rt.stop(watched).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].requests.late, 0);
+}
