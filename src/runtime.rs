@@ -1043,7 +1043,7 @@ impl Runtime {
             // An actor dropped the last handle to its own runtime: its thread
             // cannot wait for itself.
             self.directory.stop_admitting();
-            threads.shutdown_detached(&self.shared);
+            threads.shutdown_detached(&self.shared, self.directory.durable.clone());
             return self.report(false, Vec::new());
         }
         let drained = self.wait_idle(drain);

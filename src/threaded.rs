@@ -130,12 +130,21 @@ impl Threaded {
     /// thread of its own runs the same phased shutdown once the actor's handler
     /// has returned, and logs what was left undelivered (the report has nobody
     /// to go to). Nothing is lost uncounted: the phases are the same.
-    pub(crate) fn shutdown_detached(&mut self, shared: &Arc<Shared>) {
+    pub(crate) fn shutdown_detached(
+        &mut self,
+        shared: &Arc<Shared>,
+        durable: Option<Arc<crate::durable::Durable>>,
+    ) {
         let threads = std::mem::take(&mut self.threads);
         let ticker = self.ticker.take();
         let s = shared.clone();
         let run = move || {
             let dead_letters = phased_shutdown(&s, threads, ticker);
+            // Every actor is stopped: what they stored is committed, and
+            // the store (its file, its writer thread) let go.
+            if let Some(durable) = durable {
+                durable.close();
+            }
             let counted: u64 = s
                 .shards
                 .iter()

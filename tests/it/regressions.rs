@@ -1230,7 +1230,9 @@ fn a_handler_calling_its_manual_runtime_gets_an_error_not_a_deadlock() {
 #[test]
 fn an_actor_dropping_the_last_handle_to_its_runtime_shuts_it_down() {
     use std::sync::mpsc;
-    let rt = Arc::new(builder(2).build().unwrap());
+    let dir = std::env::temp_dir().join(format!("wasmshard-detached-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = Arc::new(builder(2).storage_dir(&dir).build().unwrap());
     let held: Arc<Mutex<Option<Arc<wasmshard::Runtime>>>> = Arc::default();
     let (go_tx, go) = mpsc::channel::<()>();
     let go = Mutex::new(go);
@@ -1255,6 +1257,23 @@ fn an_actor_dropping_the_last_handle_to_its_runtime_shuts_it_down() {
     go_tx.send(()).unwrap();
     done.recv_timeout(IDLE)
         .expect("dropping the runtime on its own shard returned");
+    // Its durable store is closed once the shutdown is done (it kept the
+    // database file open, so no other runtime could open it).
+    let deadline = std::time::Instant::now() + IDLE;
+    loop {
+        match builder(1).storage_dir(&dir).build() {
+            Ok(rt) => {
+                rt.shutdown();
+                break;
+            }
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the store stayed open: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The shutdown an actor started by dropping the last handle to its runtime told
