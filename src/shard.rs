@@ -2239,14 +2239,22 @@ impl Shard {
                 }
                 let mut killer = killer;
                 for (member, generation) in affected {
-                    let up = matches!(
-                        &self.actors[member as usize],
-                        Some(a) if a.generation == generation && !matches!(a.body, Body::Down { .. })
-                    );
+                    let (live, down) = match &self.actors[member as usize] {
+                        Some(a) if a.generation == generation => {
+                            (true, matches!(a.body, Body::Down { .. }))
+                        }
+                        _ => (false, false),
+                    };
                     if member == slot {
                         self.go_down(slot, killer.take(), delay);
-                    } else if up {
+                    } else if live && !down {
                         self.go_down(member, None, delay);
+                    } else if down {
+                        // Down already, for an earlier failure: it restarts
+                        // with the others, not before them.
+                        self.restarts.retain(|Reverse((_, s, _))| *s != member);
+                        let due = self.directory.now_ns().saturating_add(delay);
+                        self.restarts.push(Reverse((due, member, generation)));
                     }
                 }
             }
@@ -2577,15 +2585,16 @@ impl Shard {
     /// Restarts the supervised actors whose backoff has passed by `now` (those
     /// due when it begins: a restart that fails again waits its turn).
     fn fire_restarts(&mut self, now: u64) {
-        let mut due = Vec::new();
+        // One at a time: a restart that fails may put off the restarts of
+        // its group's other members (see `fail`). Those due again at once
+        // (no backoff) wait for the next pass.
+        let mut fired = Vec::new();
         while let Some(&Reverse((at, slot, generation))) = self.restarts.peek() {
-            if at > now {
+            if at > now || fired.contains(&slot) {
                 break;
             }
             self.restarts.pop();
-            due.push((slot, generation));
-        }
-        for (slot, generation) in due {
+            fired.push(slot);
             self.restart(slot, generation);
         }
     }

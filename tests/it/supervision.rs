@@ -716,3 +716,32 @@ fn an_upgrade_ends_the_old_instances_watches_at_their_targets() {
     rt.run_until_stalled();
     assert_eq!(rt.stats().shards[0].requests.late, 0);
 }
+
+#[test]
+fn a_member_down_already_restarts_with_its_group_not_before() {
+    // Rest-for-one, [a, b, c]: c fails, then a, in one pass. a's failure takes
+    // a and b down; c, down already, restarted first before (with a and b
+    // still down, against the order it depends on them in).
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let group = rt
+        .create_group("g", Strategy::RestForOne, eager(5), Some(0))
+        .unwrap();
+    let who = members(&rt, &g, &group, &["a", "b", "c"]);
+    rt.run_until_stalled();
+    let started = inbox.lock().unwrap().len();
+    rt.send(who[2], b"panic").unwrap();
+    rt.send(who[0], b"panic").unwrap();
+    rt.run_until_stalled();
+    let order: Vec<Address> = inbox.lock().unwrap()[started..]
+        .iter()
+        .filter(|(_, p)| p == b"up")
+        .map(|(a, _)| *a)
+        .collect();
+    assert_eq!(order, who, "restarted in the group's order, once each");
+    assert_eq!(
+        restarts(&rt, &["a", "b", "c"]),
+        [(1, 1, true), (1, 0, true), (1, 1, true)]
+    );
+}
