@@ -533,7 +533,8 @@ impl Runtime {
     /// spawned into it ([`SpawnOptions::group`], [`Runtime::spawn_native_in_group`])
     /// live on that shard and are restarted in place by `strategy` when one
     /// fails, at most `restart.max_restarts` times within its window for the
-    /// whole group (with its backoff); the failure beyond that ends every member.
+    /// whole group (with its backoff); the failure beyond that ends every member,
+    /// and the group starts over with the members spawned into it later.
     /// The name is a label for reports and logs.
     ///
     /// # Errors

@@ -2299,6 +2299,9 @@ impl Shard {
                         self.remove(member, DeadLetterReason::TargetFailed, None);
                     }
                 }
+                // Every member has ended: members spawned into the group from
+                // now on are supervised afresh.
+                self.groups[g as usize].intensity.clear();
             }
             None => self.end_failed(slot, cause, killer),
         }

@@ -243,6 +243,12 @@ impl Intensity {
         Verdict::RestartAfter(doubled.min(max))
     }
 
+    /// Forgets the failures seen: a group that gave up starts over with the
+    /// members spawned into it later.
+    pub(crate) fn clear(&mut self) {
+        self.recent.clear();
+    }
+
     /// Says that the intensity was exceeded, with the last failure.
     pub(crate) fn gave_up(&self) -> String {
         let r = &self.restart;

@@ -745,3 +745,25 @@ fn a_member_down_already_restarts_with_its_group_not_before() {
         [(1, 1, true), (1, 0, true), (1, 1, true)]
     );
 }
+
+#[test]
+fn a_group_that_gave_up_supervises_its_later_members_afresh() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (_, _inbox) = probe(&rt, "collector", 0);
+    let group = rt
+        .create_group("g", Strategy::OneForAll, eager(1), Some(0))
+        .unwrap();
+    let a = members(&rt, &g, &group, &["a"])[0];
+    for _ in 0..2 {
+        rt.send(a, b"panic").unwrap();
+        rt.run_until_stalled();
+    }
+    // One restart allowed: the second failure ended the group's members.
+    assert_eq!(restarts(&rt, &["a"]), [(1, 2, false)]);
+    // A member spawned later gets its restart, as a new group's would.
+    let b = members(&rt, &g, &group, &["b"])[0];
+    rt.send(b, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(restarts(&rt, &["b"]), [(1, 1, true)]);
+}
