@@ -57,12 +57,12 @@ struct ReturnArea([MaybeUninit<u8>; 12]);
 static mut RETURN_AREA: ReturnArea = ReturnArea([MaybeUninit::uninit(); 12]);
 
 /// `cabi_realloc`: the host's allocator in this instance, which it calls to
-/// lower each export's list argument. (No import of the contract returns a
-/// list or a string; one that did would have its result lowered here too, and
-/// its generated bindings would free it as their own: the inbox would need a
-/// way to tell the two apart first.) A fresh allocation that fits the inbox's
-/// alignment gets the inbox (grown if need be) while no payload occupies it;
-/// anything else goes to the global allocator, as the generated glue does.
+/// lower each export's list argument. A fresh allocation that fits the
+/// inbox's alignment gets the inbox (grown if need be) while no payload
+/// occupies it; anything else goes to the global allocator, as the generated
+/// glue does. What an import returns (`storage.get`'s value) is lowered
+/// through [`cabi_import_realloc`] instead, never into the inbox: its
+/// generated bindings take it as a `Vec` of their own and free it.
 ///
 /// # Safety
 ///
@@ -78,6 +78,66 @@ pub unsafe extern "C" fn cabi_realloc(
 ) -> *mut u8 {
     // SAFETY: the caller keeps the contract stated above, which is `realloc`'s.
     unsafe { realloc(old, old_len, align, new_len) }
+}
+
+/// `cabi_import_realloc`: where the host lowers what an import returns
+/// (`storage.get`'s value). Plain heap allocations, which the generated
+/// bindings free as the `Vec`s they make of them. Through `cabi_realloc`, a
+/// value read while the inbox was free took the inbox, and its `Vec` freed
+/// it: the inbox then pointed at freed memory that later payloads were
+/// written into.
+///
+/// # Safety
+///
+/// As [`cabi_realloc`].
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_import_realloc(
+    old: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    // SAFETY: the caller keeps the contract stated above, which is `realloc`'s.
+    unsafe { import_realloc(old, old_len, align, new_len) }
+}
+
+/// What `cabi_import_realloc` does; a function of its own so that it is
+/// tested on any target.
+///
+/// # Safety
+///
+/// As `cabi_realloc`.
+pub unsafe fn import_realloc(
+    old: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    if new_len == 0 {
+        return align as *mut u8;
+    }
+    let Ok(new_layout) = Layout::from_size_align(new_len, align) else {
+        trap();
+    };
+    let fresh = if old.is_null() || old_len == 0 {
+        // SAFETY: the layout's size is not zero.
+        unsafe { alloc(new_layout) }
+    } else {
+        // SAFETY: by the contract, `old` came from here with this size and
+        // alignment.
+        unsafe {
+            std::alloc::realloc(
+                old,
+                Layout::from_size_align_unchecked(old_len, align),
+                new_len,
+            )
+        }
+    };
+    if fresh.is_null() {
+        trap();
+    }
+    fresh
 }
 
 /// What `cabi_realloc` does; a function of its own so that it is tested on
@@ -295,6 +355,25 @@ mod tests {
             }
             Lowered::new(ptr, bytes.len())
         }
+    }
+
+    #[test]
+    fn what_an_import_returns_never_takes_the_inbox() {
+        // The inbox exists and is free.
+        drop(lower(b"a payload"));
+        let (inbox, _) = INBOX.get();
+        assert!(!inbox.is_null() && !LENT.get());
+        // SAFETY: a fresh allocation, freed as the generated bindings free a
+        // `Vec<u8>` of its length.
+        unsafe {
+            let value = import_realloc(null_mut(), 0, 1, 4);
+            assert_ne!(value, inbox);
+            drop(Vec::from_raw_parts(value, 4, 4));
+        }
+        // The inbox is still free, and still serves the next payload.
+        assert!(!LENT.get());
+        let next = lower(b"next");
+        assert_eq!(next.ptr, inbox);
     }
 
     #[test]
