@@ -46,6 +46,11 @@ pub(crate) fn check(body: &[u8]) -> Result<(), Error> {
     let mut open: Vec<u64> = Vec::new();
     let mut pos = 0usize;
     let mut started = false;
+    // Items claimed by every container so far: each is an item of the body,
+    // a byte at least, so together they cannot exceed its length (nested
+    // claims of what the bytes left could hold, level after level, would
+    // each be a visitor's size hint).
+    let mut claimed = 0u64;
     loop {
         while open.last() == Some(&0) {
             open.pop();
@@ -105,6 +110,12 @@ pub(crate) fn check(body: &[u8]) -> Result<(), Error> {
             if open.len() >= usize::from(MAX_DEPTH) {
                 return Err(Error::TooDeep);
             }
+            if n != INDEFINITE {
+                claimed = claimed.saturating_add(n);
+                if claimed > body.len() as u64 {
+                    return Err(Error::TooLong(n));
+                }
+            }
             open.push(n);
         }
     }
@@ -152,6 +163,14 @@ mod tests {
         assert_eq!(check(&[0xa2, 0x01, 0x02, 0x03]), Err(Error::TooLong(2)));
         assert_eq!(check(&[0x45, 0x01]), Err(Error::TooLong(5)));
         assert_eq!(check(&[0xff]), Err(Error::Invalid(0xff)));
+        // Each level claims what the bytes left could hold: together they
+        // claim more than the body has.
+        let mut nested = Vec::new();
+        for _ in 0..8 {
+            nested.extend([0x99, 0x00, 0x40]);
+        }
+        nested.extend(vec![0x00; 0x40]);
+        assert!(matches!(check(&nested), Err(Error::TooLong(_))));
         assert_eq!(check(&[0x1c]), Err(Error::Invalid(0x1c)));
         assert_eq!(check(&[0x1f]), Err(Error::Invalid(0x1f)));
         assert_eq!(check(&[]), Err(Error::Eof));

@@ -37,6 +37,8 @@ use serde::de::{self, DeserializeSeed, Visitor};
 /// structs each count (an enum variant with an array or map as its content
 /// counts twice).
 pub(crate) const MAX_DEPTH: u16 = 256;
+/// The most elements a sequence or map tells its visitor to expect.
+const MAX_HINT: usize = 256;
 
 /// Why a MessagePack body did not decode.
 #[derive(Debug, PartialEq)]
@@ -501,8 +503,11 @@ impl<'de> de::SeqAccess<'de> for Compound<'_, 'de> {
 
     fn size_hint(&self) -> Option<usize> {
         // Each element takes a byte at least: a longer claim is a lie that a
-        // visitor must not allocate for.
-        Some(self.left.min(self.de.input.len()))
+        // visitor must not allocate for. And at most `MAX_HINT`: nested
+        // sequences each claiming what the bytes left could hold reserved
+        // that much at every level (a megabyte each, 80 levels past a 16 MiB
+        // guest); a longer sequence grows as it is read.
+        Some(self.left.min(self.de.input.len()).min(MAX_HINT))
     }
 }
 
@@ -522,7 +527,7 @@ impl<'de> de::MapAccess<'de> for Compound<'_, 'de> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.left.min(self.de.input.len() / 2))
+        Some(self.left.min(self.de.input.len() / 2).min(MAX_HINT))
     }
 }
 
