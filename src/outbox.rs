@@ -79,6 +79,10 @@ pub(crate) struct Trial {
     pub(crate) scheduled: Vec<u64>,
     /// Earlier timers it cancelled: they end when the upgrade commits.
     pub(crate) cancelled: Vec<u64>,
+    /// The requests and watches the old instance has open: the old
+    /// instance's, which the new one cannot cancel (they end with the old
+    /// instance if the upgrade commits, and go on if it rolls back).
+    pub(crate) inherited: Vec<u64>,
 }
 
 /// An actor spawned by another, waiting for its shard to start it: its slot
@@ -632,7 +636,12 @@ impl Outbox {
         let Some(table) = self.table.as_mut() else {
             return false;
         };
-        if !table.is_open_by(id, self.me) {
+        if !table.is_open_by(id, self.me)
+            || self
+                .trial
+                .as_deref()
+                .is_some_and(|t| t.inherited.contains(&id))
+        {
             return false;
         }
         let Some((_, target, monitor)) = table.close_entry(id) else {

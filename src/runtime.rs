@@ -490,8 +490,9 @@ impl Runtime {
     /// the old instance stays and the error says why (rollback). Otherwise the
     /// new instance takes over the address, the name, the grants, the quota,
     /// the queued messages (none lost, none handled twice) and the counters;
-    /// the old instance's own open requests are abandoned and the requests it
-    /// held (deferred) end `target-stopped`. The codecs it accepts stay as they
+    /// the old instance's own open requests and watches are abandoned (the
+    /// new `init` cannot cancel them, and the targets forget the watches) and
+    /// the requests it held (deferred) end `target-stopped`. The codecs it accepts stay as they
     /// were. A supervised actor's later restarts use the new component; one
     /// waiting for its restart is restarted from it at once.
     ///

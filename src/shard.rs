@@ -2502,6 +2502,9 @@ impl Shard {
         } else {
             (Vec::new(), Vec::new())
         };
+        if let Some(trial) = out.trial.as_deref_mut() {
+            trial.inherited.clone_from(&asked);
+        }
         match WasmActor::spawn(&self.wasm, &component, out, &config, &mut self.table) {
             Ok(new) => {
                 let (mut old, _) =

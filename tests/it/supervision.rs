@@ -767,3 +767,31 @@ fn a_group_that_gave_up_supervises_its_later_members_afresh() {
     rt.run_until_stalled();
     assert_eq!(restarts(&rt, &["b"]), [(1, 1, true)]);
 }
+
+#[test]
+fn an_upgrades_init_cannot_cancel_what_the_old_instance_asked() {
+    // The new `init` shares the old instance's address: it could cancel the
+    // old instance's open request, counting down an open count it never had
+    // (a debug assertion took the shard down; a release build wrapped it and
+    // refused every later request).
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    rt.spawn(&g, SpawnOptions::new("slow").config("trap"))
+        .unwrap();
+    let heir = rt
+        .spawn(&g, SpawnOptions::new("heir").config("heir slow"))
+        .unwrap();
+    rt.upgrade(heir, &g).unwrap();
+    rt.run_until_stalled();
+    let reply = rt
+        .request(heir, b"gcancelled", Duration::from_secs(600))
+        .unwrap();
+    rt.run_until_stalled();
+    assert_eq!(
+        reply.try_get(),
+        Some(Ok(vec![1, 0])),
+        "the cancel did not take"
+    );
+    let a = rt.stats().actor("heir").unwrap().clone();
+    assert!(a.alive && a.upgrades == 1 && a.failures == 0, "{a:?}");
+}

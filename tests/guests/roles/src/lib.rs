@@ -83,6 +83,10 @@
 //!   `[0]`; `s` + key length (`u32`) + key + value → `[code]` (0 ok, 1
 //!   too-large, 2 quota-exceeded, 3 unavailable); `d` + key → `[deleted]`. A
 //!   tell `panic` panics.
+//! - `heir TARGET`: its first `init` requests `o` from `TARGET` and stores
+//!   the request's id under `asked`; a later `init` (an upgrade's) cancels
+//!   that id and stores whether the cancel took under `cancelled` (`[1]` or
+//!   `[0]`). Otherwise a `keeper`.
 //! - `quitter`: its first `init` marks its storage; a later one (a restart)
 //!   stops the actor and then fails. A tell `panic` panics; a request
 //!   `stop-then-panic` stops the actor and then panics.
@@ -1062,6 +1066,28 @@ impl Guest for Roles {
                 }
                 storage::set(b"started", b"").map_err(|e| format!("quitter: {e:?}"))?;
                 Role::Quitter
+            }
+            // Its first `init` requests `o` from `target` and stores the
+            // request's id; a later one (an upgrade's) cancels that id and
+            // stores whether the cancel took (`cancelled`: 1 or 0). Then a
+            // keeper.
+            ["heir", target] => {
+                match storage::get(b"asked") {
+                    Some(id) => {
+                        let took = host::cancel(u64_at(&id, 0));
+                        storage::set(b"cancelled", &[u8::from(took)])
+                            .map_err(|e| format!("heir: {e:?}"))?;
+                    }
+                    None => {
+                        let to =
+                            host::lookup(target).ok_or_else(|| format!("heir: no `{target}`"))?;
+                        let id = host::request(to, b"o", SUB_REQUEST_TIMEOUT_NS)
+                            .map_err(|e| format!("heir: {e:?}"))?;
+                        storage::set(b"asked", &id.to_le_bytes())
+                            .map_err(|e| format!("heir: {e:?}"))?;
+                    }
+                }
+                Role::Keeper
             }
             ["keeper"] => {
                 let inits = storage::get(b"inits").map_or(0, |v| u32_at(&v, 0));
