@@ -481,8 +481,11 @@ impl Requests {
     /// stale entries dominate it.
     #[inline]
     fn closed(&mut self) {
-        if self.counts.open == 0 && self.counts.timers == 0 {
-            // Every fresh one has ended: nothing to arm.
+        if self.timed_count() == 0 {
+            // Every fresh one has ended (monitors are never fresh: they have
+            // no deadline): nothing to arm. Counting monitors here kept the
+            // list growing by each request made and ended between two
+            // readings of the clock while any monitor was open.
             self.fresh.clear();
         }
         // The heap entry is now stale; rebuild once stale ones dominate.

@@ -164,6 +164,60 @@ fn requests_steady_state(shards: usize, responder_shard: usize) {
     );
 }
 
+/// Request round trips on one shard while a monitor is open there hold no
+/// more memory as they go on: each made and answered within one step of a
+/// manual runtime, so no request is open when the shard reads the clock (the
+/// requests made since the last reading were kept, 16 bytes each, while any
+/// monitor was open).
+fn requests_with_a_monitor_open() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .build_manual()
+        .unwrap();
+    let echo = rt.spawn_native("echo", Some(0), Echo).unwrap();
+    let watcher = rt
+        .spawn_native(
+            "watcher",
+            Some(0),
+            move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                ctx.monitor(echo).unwrap();
+            },
+        )
+        .unwrap();
+    rt.send(watcher, b"watch").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].requests.monitors, 1);
+    let asker = rt
+        .spawn_native(
+            "asker",
+            Some(0),
+            move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                ctx.request(echo, b"q", Duration::from_secs(60)).unwrap();
+            },
+        )
+        .unwrap();
+    let run = |n: u32| {
+        let before = LIVE.load(Ordering::SeqCst);
+        for _ in 0..n {
+            rt.send(asker, b"ask").unwrap();
+            rt.run_until_stalled();
+        }
+        LIVE.load(Ordering::SeqCst).saturating_sub(before)
+    };
+    run(MESSAGES / 10);
+    let grew = run(MESSAGES / 10);
+    assert_eq!(
+        rt.stats().shards[0].requests.answered,
+        2 * u64::from(MESSAGES / 10)
+    );
+    assert!(
+        grew < 4096,
+        "{grew} bytes more held after {} request round trips with a monitor open",
+        MESSAGES / 10
+    );
+}
+
 /// On a manual runtime nothing else runs: a whole round (a host send, 50 000
 /// component-to-component messages routed and handled on one shard, driven by
 /// `run_until_stalled`) is counted exactly.
@@ -512,4 +566,5 @@ fn steady_state_messaging_does_not_allocate() {
     }
     requests_steady_state(1, 0);
     requests_steady_state(2, 1);
+    requests_with_a_monitor_open();
 }
