@@ -536,8 +536,10 @@ impl<A: Actor> Ctx<'_, A> {
     /// messages to it wait for its `init`. It inherits this actor's grants,
     /// and this actor may always message, stop and monitor it. A name is 1
     /// to 256 bytes, none of them a control character or a text-direction
-    /// override: the runtime traps a spawn given another (so the actor
-    /// fails).
+    /// override, and the encoded `config` at most the runtime's
+    /// `max-payload`: the runtime traps a spawn given another (so the actor
+    /// fails). A name taken from a message is checked first by an actor
+    /// that must not fail on it.
     ///
     /// # Errors
     ///
@@ -737,7 +739,10 @@ impl<T: Serialize> Reply<T> {
     /// The value cannot be encoded (nothing went, and the reply, consumed,
     /// answers as dropped: the requester learns at once), or the runtime
     /// refused the answer (the request has ended: timed out, cancelled, or the
-    /// requester is gone).
+    /// requester is gone). A reply sent during the request's own handler goes
+    /// back with the handler's return, so `Ok` there means only that it was
+    /// encoded: one over the runtime's `max-payload` then fails the request
+    /// (`target-failed`) rather than this call.
     pub fn send(self, value: &T) -> Result<(), Error> {
         self.send_with(codec::DEFAULT, value)
     }
