@@ -374,9 +374,12 @@ type Continuation<A> = Box<dyn FnOnce(&mut A, &mut Ctx<A>, Result<&[u8], Request
 /// The open requests' continuations, by id.
 type Pending<A> = HashMap<RequestId, Continuation<A>, BuildHasherDefault<IdHasher>>;
 
-/// Hashes request ids with one multiplication (as FxHash does): the host
-/// assigns them, so nobody picks them to collide, and SipHash, the default,
-/// costs more than the rest of a lookup.
+/// Hashes request ids with a fold and one multiplication (as FxHash does):
+/// the host assigns them, so nobody picks them to collide, and SipHash, the
+/// default, costs more than the rest of a lookup. The fold first: an id is
+/// `shard << 56 | slot << 32 | generation`, and on wasm32 the table uses the
+/// low 32 bits of the hash, which a product takes from the id's low 32 bits
+/// alone (its generation, the same for most slots): every id hashed alike.
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -390,7 +393,26 @@ impl Hasher for IdHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = (n ^ (n >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+#[cfg(test)]
+mod id_hasher_tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_one_generation_hash_apart_in_their_low_bits() {
+        // Slots 0..4096 of shard 3, all of generation 1 (fresh slots): the
+        // low 32 bits, all a 32-bit table uses, must differ.
+        let low: std::collections::HashSet<u32> = (0..4096u64)
+            .map(|slot| {
+                let mut h = IdHasher::default();
+                h.write_u64(3 << 56 | slot << 32 | 1);
+                h.finish() as u32
+            })
+            .collect();
+        assert_eq!(low.len(), 4096);
     }
 }
 
