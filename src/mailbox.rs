@@ -41,6 +41,15 @@ impl Mailbox {
         self.0.is_empty()
     }
 
+    /// Drops the responses waiting here (what an instance asked, which the
+    /// instance replacing it did not); returns how many.
+    pub(crate) fn drop_responses(&mut self) -> u64 {
+        let before = self.0.len();
+        self.0
+            .retain(|e| !matches!(e.kind, crate::envelope::Kind::Response(..)));
+        (before - self.0.len()) as u64
+    }
+
     /// Takes every envelope out, oldest first.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Envelope> + '_ {
         self.0.drain(..)

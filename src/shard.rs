@@ -2340,6 +2340,10 @@ impl Shard {
             self.forget_watches(me);
             self.table().abandon(me);
         }
+        // The answers to what this instance asked, queued already: late for
+        // the next one, which asked nothing.
+        let late = actor.mailbox.drop_responses();
+        self.table().counts.late += late;
         let held: Vec<(u64, Address)> = out.requests.take_deferred().collect();
         out.requests = Default::default();
         actor.body = Body::Down { out: Box::new(out) };
@@ -2519,6 +2523,10 @@ impl Shard {
                 }
                 self.table().abandon_ids(asked);
                 self.forget(me, watched);
+                // The answers to what the old instance asked, queued already
+                // (the new one's come later): late.
+                let late = actor.mailbox.drop_responses();
+                self.table().counts.late += late;
                 let held: Vec<(u64, Address)> = old.requests.take_deferred().collect();
                 if let Some(s) = actor.supervisor.as_deref_mut() {
                     s.maker = Maker::Wasm { component, config };

@@ -795,3 +795,39 @@ fn an_upgrades_init_cannot_cancel_what_the_old_instance_asked() {
     let a = rt.stats().actor("heir").unwrap().clone();
     assert!(a.alive && a.upgrades == 1 && a.failures == 0, "{a:?}");
 }
+
+#[test]
+fn a_restarted_instance_gets_no_answer_to_what_the_last_one_asked() {
+    let rt = builder(2).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let b = rt
+        .spawn(&g, SpawnOptions::new("b").config("ops").shard(1))
+        .unwrap();
+    let a = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("a")
+                .config("ops")
+                .shard(0)
+                .restart(eager(5)),
+        )
+        .unwrap();
+    // a asks b; b answers in the same step (its shard runs after a's), so
+    // the answer waits in a's mailbox behind the `panic` sent next.
+    let mut ask = vec![b'r'];
+    ask.extend_from_slice(&b.to_bits().to_le_bytes());
+    let asked = rt.request(a, &ask, Duration::from_secs(600)).unwrap();
+    rt.step();
+    rt.send(a, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(asked.try_get(), Some(Ok(0u32.to_le_bytes().to_vec())));
+    let counts = rt.request(a, b"c", Duration::from_secs(600)).unwrap();
+    rt.run_until_stalled();
+    // [selfs, replies, failures] of the instance now running: it asked
+    // nothing, so it got no answer; the old one's was late.
+    let words = counts.try_get().unwrap().unwrap();
+    assert_eq!(words, [0u32, 0, 0].map(u32::to_le_bytes).concat());
+    let stats = rt.stats();
+    assert_eq!(stats.actor("a").unwrap().restarts, 1);
+    assert_eq!(stats.shards[0].requests.late, 1);
+}

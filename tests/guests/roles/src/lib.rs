@@ -107,7 +107,8 @@
 //!   tells, answered `[ok, denied, too-many-requests, other]`; `c`: answered
 //!   `[selfs, replies, failures]`, how many `self` tells it received from
 //!   itself and how its own requests ended; `ops` (what the role itself
-//!   requests): answered with nothing. Other tells are ignored.
+//!   requests): answered with nothing. A tell `panic` panics; other tells
+//!   are ignored.
 //! - `ops early TARGET`: an `ops` whose `init` sets a timer (1 ms, back as a
 //!   `self` tell), requests `o` from `TARGET` and monitors it (the monitor's
 //!   end counts among `failures`).
@@ -1142,6 +1143,7 @@ impl Guest for Roles {
             Role::Trap(_) if payload == b"panic" => panic!("trap: panic on command"),
             Role::Trap(d) => d.answer_all(),
             Role::Ops(o) if from == host::self_address() && payload == b"self" => o.selfs += 1,
+            Role::Ops(_) if payload == b"panic" => panic!("ops: panic on command"),
             Role::Ops(_) => {}
             Role::Forward { .. } if payload == b"panic" => panic!("forward: panic on command"),
             Role::Keeper if payload == b"panic" => panic!("keeper: panic on command"),
