@@ -183,32 +183,15 @@ pub unsafe fn realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize
         INBOX.set((fresh, cap));
         return fresh;
     }
-    let Ok(new_layout) = Layout::from_size_align(new_len, align) else {
-        trap();
-    };
-    let fresh = if old.is_null() {
-        // SAFETY: the layout's size is not zero.
-        unsafe { alloc(new_layout) }
-    } else {
-        if old == inbox {
-            // The host grows nothing it lowers into an export's arguments; a
-            // call that would grow the inbox in place breaks the contract.
-            trap();
-        }
-        // SAFETY: by the contract, `old` came from here with this size and
-        // alignment, and it is not the inbox (checked above).
-        unsafe {
-            std::alloc::realloc(
-                old,
-                Layout::from_size_align_unchecked(old_len, align),
-                new_len,
-            )
-        }
-    };
-    if fresh.is_null() {
+    if !old.is_null() && old == inbox {
+        // The host grows nothing it lowers into an export's arguments; a
+        // call that would grow the inbox in place breaks the contract.
         trap();
     }
-    fresh
+    // SAFETY: by the contract, `old` (if any) came from here with this size
+    // and alignment, and it is not the inbox (checked above): a heap
+    // allocation, as `import_realloc` makes them.
+    unsafe { import_realloc(old, old_len, align, new_len) }
 }
 
 /// Out of memory, or a size no layout has: the instance cannot go on.
