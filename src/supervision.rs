@@ -56,7 +56,10 @@ pub const MAX_RESTART_DURATION: Duration = Duration::from_secs(24 * 3600);
 pub struct Restart {
     /// Whether it restarts at all.
     pub policy: RestartPolicy,
-    /// Restarts allowed within `window` (default 5).
+    /// Restarts allowed within `window` (default 5). The backoff waits
+    /// count toward the window: if they add up to `window` or more before
+    /// this many restarts, the limit is never reached and the actor restarts
+    /// for ever, at most once every `max_backoff`.
     pub max_restarts: u32,
     /// The window the restarts are counted in (default 10 s).
     pub window: Duration,
