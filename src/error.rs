@@ -388,9 +388,12 @@ pub enum ChildSpawnError {
     #[component(name = "no-capacity")]
     #[error("no-capacity (the shard holds as many actors as it may)")]
     NoCapacity,
-    /// The caller's grants do not name the component.
+    /// The caller's `spawn` grant does not name the component, or its
+    /// `lookup` grant hides the child's name (refused whether an actor has
+    /// that name or not, so a spawn cannot tell a hidden name's actor from
+    /// none).
     #[component(name = "denied")]
-    #[error("denied (the caller may not spawn this component)")]
+    #[error("denied (the caller may not spawn this component, or may not see the name)")]
     Denied,
     /// The runtime is shutting down.
     #[component(name = "shutting-down")]

@@ -737,6 +737,14 @@ impl Outbox {
             self.deny_name(Operation::Spawn, component);
             return Err(ChildSpawnError::Denied);
         }
+        // A name its `lookup` grant hides is refused whether it is taken or
+        // not: `name-taken` would tell it that the name exists.
+        if let (Some(grants), Some(n)) = (&self.grants, name)
+            && !allows(grants, Operation::Lookup, n)
+        {
+            self.hidden(n);
+            return Err(ChildSpawnError::Denied);
+        }
         let Some(made_from) = d.component(component) else {
             return Err(ChildSpawnError::UnknownComponent);
         };

@@ -565,8 +565,9 @@ impl<A: Actor> Ctx<'_, A> {
     ///
     /// # Errors
     ///
-    /// The runtime refused the spawn ([`Error::NotSpawned`]), or `config`
-    /// cannot be encoded.
+    /// The runtime refused the spawn ([`Error::NotSpawned`]: `denied` if
+    /// this actor's `spawn` grant does not name the component or its
+    /// `lookup` grant hides `name`), or `config` cannot be encoded.
     pub fn spawn<C: Serialize + ?Sized>(
         &mut self,
         component: &str,

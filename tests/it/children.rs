@@ -123,7 +123,8 @@ fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_empty_or_unprintable_tra
         ("w\n[ERROR] forged", "a name holding '\\n'"),
         ("w\u{202e}x", "a name holding '\\u{202e}'"),
     ] {
-        let Some((rt, _, parent, _)) = family(8, parent_grants()) else {
+        let Some((rt, _, parent, _)) = family(8, parent_grants().lookup(["collector", "w*"]))
+        else {
             return;
         };
         // The longest name is a child's.
@@ -152,13 +153,26 @@ fn a_guest_that_spawns_a_child_by_a_name_over_256_bytes_empty_or_unprintable_tra
 
 #[test]
 fn spawn_errors_are_reported_and_leave_nothing_behind() {
-    let grants = parent_grants().spawn(["child", "nowhere"]);
+    let grants = parent_grants()
+        .spawn(["child", "nowhere"])
+        .lookup(["collector", "worker"]);
     let Some((rt, _, parent, _)) = family(8, grants) else {
         return;
     };
     assert_eq!(ask(&rt, parent, b"unowhere"), [UNKNOWN_COMPONENT]);
     assert_eq!(ask(&rt, parent, b"uelsewhere"), [SPAWN_DENIED]);
     assert_eq!(ask(&rt, parent, b"Scollector"), [NAME_TAKEN]);
+    // A name its lookup grant hides: denied, taken (`parent`) or not, so
+    // the spawn does not tell it that the name exists.
+    let before = rt.audit().len();
+    assert_eq!(ask(&rt, parent, b"Sparent"), [SPAWN_DENIED]);
+    assert_eq!(ask(&rt, parent, b"Shidden"), [SPAWN_DENIED]);
+    assert_eq!(rt.lookup("hidden"), None);
+    let audit = rt.audit();
+    assert_eq!(audit.len(), before + 2);
+    assert_eq!(audit[before].operation, Operation::Lookup);
+    assert_eq!(audit[before].target_name.as_deref(), Some("parent"));
+    assert_eq!(audit[before + 1].target_name.as_deref(), Some("hidden"));
     assert_eq!(ask(&rt, parent, b"Sworker"), [OK]);
     assert_eq!(ask(&rt, parent, b"Sworker"), [NAME_TAKEN]);
     assert!(rt.lookup("worker").is_some());

@@ -768,7 +768,7 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
             &n,
             SpawnOptions::new("nursery")
                 .config(r#"{"component": "tally", "children": 3}"#)
-                .grants(Grants::none().spawn(["tally"])),
+                .grants(Grants::none().spawn(["tally"]).lookup(["tally"])),
         )
         .unwrap();
     let report = |rt: &Runtime| -> [u32; 5] {
