@@ -37,7 +37,8 @@ pub(crate) struct Actor {
     /// Requests to it that ended (timeout, cancel) while they were queued:
     /// shed when their turn comes. Emptied whenever its mailbox empties (a
     /// revocation always arrives after its request, so by then each was
-    /// taken or had already been handled).
+    /// taken or had already been handled), and cut to the requests still
+    /// queued once it outgrows the mailbox (`keep_queued_marks`).
     pub(crate) unstarted: crate::actor_requests::IdSet,
     /// How it is restarted, if it is supervised.
     pub(crate) supervisor: Option<Box<Supervisor>>,
@@ -144,6 +145,21 @@ impl Actor {
             unstarted: Default::default(),
             supervisor: None,
         }
+    }
+
+    /// Keeps only the marks in `unstarted` of requests still in the mailbox
+    /// (the others were started before their marks came).
+    #[cold]
+    pub(crate) fn keep_queued_marks(&mut self) {
+        let marks = std::mem::take(&mut self.unstarted);
+        self.unstarted = self
+            .mailbox
+            .iter()
+            .filter_map(|env| match env.kind {
+                crate::envelope::Kind::Request(id, _) if marks.contains(&id) => Some(id),
+                _ => None,
+            })
+            .collect();
     }
 
     /// Whether it takes runs of plain messages in one call: a component that

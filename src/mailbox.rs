@@ -41,6 +41,11 @@ impl Mailbox {
         self.0.is_empty()
     }
 
+    /// The envelopes, oldest first, left in place.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Envelope> + '_ {
+        self.0.iter()
+    }
+
     /// Drops the responses waiting here (what an instance asked, which the
     /// instance replacing it did not); returns how many.
     pub(crate) fn drop_responses(&mut self) -> u64 {

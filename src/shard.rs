@@ -1794,8 +1794,18 @@ impl Shard {
         let actor = self.actors[target.slot() as usize]
             .as_mut()
             .expect("live actor");
-        if !actor.mailbox.is_empty() {
-            actor.unstarted.insert(id);
+        if actor.mailbox.is_empty() {
+            return;
+        }
+        actor.unstarted.insert(id);
+        // An actor that never empties its mailbox never clears the set (see
+        // `run_actor`), and a mark for a request it had already started is
+        // never taken out: once the set outgrows what could be queued, only
+        // the marks of requests still queued are kept (amortized: the set is
+        // then at most the mailbox, and grows past twice that before the
+        // next look).
+        if actor.unstarted.len() > 2 * actor.mailbox.len() + 64 {
+            actor.keep_queued_marks();
         }
     }
 

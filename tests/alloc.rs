@@ -1,8 +1,9 @@
 //! Steady-state messaging and requests perform no heap allocation (payloads up to
 //! 64 bytes): component and native messaging on one shard and across shards,
 //! fan-in, rings that overflow, request round trips, deferred replies, timeouts
-//! and cancels; and a positive control shows the counter sees the shards'
-//! allocations.
+//! and cancels; no memory held on as actors churn, as requests go on with a
+//! monitor open, or as a never-idle actor's started requests are cancelled;
+//! and a positive control shows the counter sees the shards' allocations.
 //!
 //! A test binary of its own, because it installs a counting global allocator. The
 //! count covers every thread, the host's included, so the test leaves a small,
@@ -214,6 +215,82 @@ fn requests_with_a_monitor_open() {
     assert!(
         grew < 4096,
         "{grew} bytes more held after {} request round trips with a monitor open",
+        MESSAGES / 10
+    );
+}
+
+/// Never idle (it messages itself every turn from `go` on); holds every
+/// request it gets, and answers those it holds when told `answer`.
+struct Busy {
+    held: Vec<u64>,
+}
+
+impl NativeActor for Busy {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, _: Address, payload: &[u8]) {
+        if payload == b"answer" {
+            for id in self.held.drain(..) {
+                let _ = ctx.respond(id, b"late");
+            }
+            return;
+        }
+        let me = ctx.self_address();
+        ctx.send(me, b"again").unwrap();
+    }
+
+    fn handle_request(
+        &mut self,
+        _: &mut Context<'_>,
+        _: Address,
+        id: u64,
+        _: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.held.push(id);
+        None
+    }
+}
+
+/// An actor that is never idle holds no more memory as requests it already
+/// started are cancelled: a cancel after the start has nothing left to shed
+/// (it used to leave the request's id marked until the mailbox next
+/// emptied, which for this actor is never).
+fn cancels_of_started_requests_on_a_busy_actor() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .build_manual()
+        .unwrap();
+    let busy = Busy {
+        held: Vec::with_capacity(4),
+    };
+    let holder = rt.spawn_native("holder", Some(0), busy).unwrap();
+    rt.send(holder, b"go").unwrap();
+    rt.step();
+    let run = |n: u32| {
+        let before = LIVE.load(Ordering::SeqCst);
+        for _ in 0..n {
+            let reply = rt.request(holder, b"q", Duration::from_secs(60)).unwrap();
+            // Delivered and started (held) in this pass.
+            rt.step();
+            assert_eq!(reply.try_get(), None);
+            reply.cancel();
+            // The cancel is taken in this one; the answer, late, in the next.
+            rt.step();
+            rt.send(holder, b"answer").unwrap();
+            rt.step();
+        }
+        LIVE.load(Ordering::SeqCst).saturating_sub(before)
+    };
+    run(MESSAGES / 10);
+    let grew = run(MESSAGES / 10);
+    let stats = rt.stats();
+    assert_eq!(
+        stats.shards[0].requests.cancelled,
+        2 * u64::from(MESSAGES / 10)
+    );
+    assert!(stats.actors[0].alive);
+    assert!(
+        grew < 4096,
+        "{grew} bytes more held after {} cancels of started requests",
         MESSAGES / 10
     );
 }
@@ -567,4 +644,5 @@ fn steady_state_messaging_does_not_allocate() {
     requests_steady_state(1, 0);
     requests_steady_state(2, 1);
     requests_with_a_monitor_open();
+    cancels_of_started_requests_on_a_busy_actor();
 }

@@ -248,6 +248,41 @@ impl NativeActor for Mute {
     fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
 }
 
+/// Cancels of requests still queued shed them when their turn comes, while
+/// the cancels of requests already started, many more, come in beside them
+/// (the marks of those are let go once they outnumber what could be queued;
+/// the queued ones' marks must stay).
+#[test]
+fn queued_requests_cancelled_among_many_started_ones_are_still_shed() {
+    // One envelope a turn: a pass of 256 turns starts 256 of the 310.
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .batch(1)
+        .build_manual()
+        .unwrap();
+    let mute = rt.spawn_native("mute", Some(0), Mute).unwrap();
+    let ask = || rt.request(mute, b"q", Duration::from_secs(600)).unwrap();
+    let started: Vec<_> = (0..256).map(|_| ask()).collect();
+    let rest: Vec<_> = (0..44).map(|_| ask()).collect();
+    let mut queued: Vec<_> = (0..10).map(|_| ask()).collect();
+    assert!(rt.step());
+    let handled = |rt: &Runtime| rt.stats().actors[0].handled;
+    assert_eq!(handled(&rt), 256);
+    // Five queued ones first, then the 256 started ones.
+    for reply in queued.drain(..5) {
+        assert!(reply.cancel());
+    }
+    for reply in started {
+        assert!(reply.cancel());
+    }
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    assert_eq!(stats.shards[0].expired, 5);
+    assert_eq!(handled(&rt), 256 + 44 + 5);
+    assert!(rest.iter().chain(&queued).all(|r| r.try_get().is_none()));
+}
+
 #[test]
 fn a_million_outstanding_requests_all_end_exactly_once() {
     const N: u32 = 1_000_000;
