@@ -123,6 +123,19 @@ pub struct NatsSection {
     /// `quiet-ms`, it also ends once the system is idle and nothing has
     /// crossed the bridge for that long.
     pub quiet_ms: Option<u64>,
+    /// The longest a request from NATS may wait for its answer here
+    /// (`"5m"` unless given): a longer timeout from the wire is cut to it.
+    pub max_request_timeout: Option<String>,
+}
+
+impl NatsSection {
+    /// `max-request-timeout` as a duration (`None`: not given). Checked
+    /// when the manifest is parsed.
+    pub fn max_request_timeout(&self) -> Option<Duration> {
+        self.max_request_timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+    }
 }
 
 /// An `[[export]]`: a local actor reachable from other nodes.
@@ -705,6 +718,14 @@ impl Manifest {
                     u.actor
                 )));
             }
+        }
+        if let Some(t) = m.nats.as_ref().and_then(|n| n.max_request_timeout.as_ref())
+            && let Err(e) = humantime::parse_duration(t)
+        {
+            return Err(invalid_because(
+                format!("[nats] max-request-timeout `{t}` is not a duration (say `30s` or `5m`)"),
+                e,
+            ));
         }
         if m.nats.is_none() && !(m.exports.is_empty() && m.imports.is_empty()) {
             return Err(invalid(

@@ -30,6 +30,9 @@ pub(crate) fn attach(
     if let Some(prefix) = &nats.prefix {
         bridge_options = bridge_options.prefix(prefix);
     }
+    if let Some(max) = nats.max_request_timeout() {
+        bridge_options = bridge_options.max_request_timeout(max);
+    }
     let imports: Vec<_> = manifest
         .imports
         .iter()

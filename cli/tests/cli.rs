@@ -221,6 +221,10 @@ fn a_bad_manifest_is_refused_clearly() {
             "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n[[send]]\nto = \"c@a\"\npayload = \"x\"\n",
             "no [[actor]] or [[import]]",
         ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\nmax-request-timeout = \"forever\"\n[[actor]]\nname = \"a\"\ncomponent = \"x.wat\"\n",
+            "[nats] max-request-timeout `forever` is not a duration",
+        ),
         // Well-formed, but no server there: the run cannot start, and says why.
         (
             "[nats]\nurl = \"nats://127.0.0.1:1\"\nnode = \"b\"\n[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/counter.wat\"\n",
@@ -1208,6 +1212,7 @@ fn two_processes_form_a_two_node_system_over_nats() {
 url = "{url}"
 node = "a"
 quiet-ms = 3000
+max-request-timeout = "1m"
 
 [[actor]]
 name = "counter"

@@ -41,7 +41,8 @@
 //! cluster `default` unless [`BridgeOptions`] says otherwise). A plain NATS
 //! client may publish to an exported actor's subject (a tell) or make a NATS
 //! request to it (a request with a 30 s timeout unless its header says
-//! otherwise).
+//! otherwise). Every request from NATS waits at most
+//! [`BridgeOptions::max_request_timeout`] (5 min) here, whatever it asks.
 //!
 //! # Guarantees, and what NATS core can lose
 //!
@@ -235,6 +236,12 @@ pub struct BridgeOptions {
     pub stall_limit: Duration,
     /// How long the first connection may take (default 5 s).
     pub connect_timeout: Duration,
+    /// The longest a request from NATS may wait for its answer here: a
+    /// longer timeout in its header (or a plain client's 30 s) is cut to it,
+    /// so that no peer holds the ingress's open requests (at most the
+    /// runtime's `max_open_requests`) for longer (default 5 min). Its
+    /// requester then hears `timeout` before its own deadline.
+    pub max_request_timeout: Duration,
     /// The longest wait between reconnection attempts (default 1 s).
     pub reconnect_delay_max: Duration,
 }
@@ -249,6 +256,7 @@ impl Default for BridgeOptions {
             max_outbound_bytes: 64 << 20,
             stall_limit: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
+            max_request_timeout: Duration::from_secs(300),
             reconnect_delay_max: Duration::from_secs(1),
         }
     }
@@ -276,6 +284,12 @@ impl BridgeOptions {
     /// With the ingress trying a message a full mailbox refused for `limit`.
     pub fn stall_limit(mut self, limit: Duration) -> BridgeOptions {
         self.stall_limit = limit;
+        self
+    }
+
+    /// With requests from NATS waiting at most `max` for their answers.
+    pub fn max_request_timeout(mut self, max: Duration) -> BridgeOptions {
+        self.max_request_timeout = max;
         self
     }
 

@@ -724,7 +724,8 @@ impl Thread {
                     Ok(ns) => Duration::from_nanos(ns),
                     Err(_) => return refuse(Reason::Malformed),
                 },
-            };
+            }
+            .min(self.shared.options.max_request_timeout);
             Inbound::Request {
                 name: name.clone(),
                 payload: message.payload.clone(),

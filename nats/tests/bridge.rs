@@ -593,6 +593,62 @@ fn plain_nats_clients_and_sequence_gaps() {
     assert_eq!((stats.tells_in, stats.requests_in), (8, 2));
 }
 
+/// A request from NATS waits at most `max_request_timeout`, whatever its
+/// header asks (a peer cannot hold the ingress's open requests for days), and
+/// a plain client's default is held to it too.
+#[test]
+fn wire_timeouts_are_capped() {
+    let Some(server) = Server::start("wire_timeouts_are_capped") else {
+        return;
+    };
+    let a = runtime();
+    let remaining = Arc::new(Mutex::new(Vec::new()));
+    let r = remaining.clone();
+    a.spawn_native("responder", Some(0), Responder { remaining: r })
+        .unwrap();
+    let cap = Duration::from_secs(5);
+    let options = BridgeOptions::default().max_request_timeout(cap);
+    assert_eq!(options.max_request_timeout, cap);
+    let bridge = Bridge::connect_with(&server.url(), "a", &a, options).unwrap();
+    bridge.export("responder").unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let day = Duration::from_secs(86_400).as_nanos().to_string();
+        for header in [Some(day.as_str()), Some("18446744073709551615"), None] {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(ns) = header {
+                headers.insert("Wasmshard-Timeout-Ns", ns);
+            }
+            client
+                .publish_with_reply_and_headers(
+                    "wasmshard.default.a.responder",
+                    "_INBOX.held",
+                    headers,
+                    "hold".into(),
+                )
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+    });
+    eventually("three held requests", || {
+        remaining.lock().unwrap().len() == 3
+    });
+    // The runtime keeps deadlines to the millisecond, rounded up.
+    for left in remaining.lock().unwrap().iter() {
+        assert!(
+            *left <= cap + Duration::from_millis(1) && *left > Duration::ZERO,
+            "{left:?}"
+        );
+    }
+    assert_eq!(bridge.close().requests_in, 3);
+    a.shutdown_within(Duration::ZERO);
+}
+
 /// Closing a bridge whose server is gone returns promptly, and what its
 /// proxies handed it that it never published is counted, not dropped.
 #[test]
