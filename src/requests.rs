@@ -494,9 +494,10 @@ impl Requests {
         }
     }
 
-    /// Ends every request the actor `requester` (of this shard) has open: it is
-    /// going away, and nobody is left to receive their ends. A scan of the table;
-    /// call it only for an actor that has requests open. Returns how many ended.
+    /// Ends every request and monitor the actor `requester` (of this shard)
+    /// has open: it is going away, and nobody is left to receive their ends.
+    /// A scan of the table; call it only for an actor that has requests open.
+    /// Returns how many requests ended.
     pub(crate) fn abandon(&mut self, requester: Address) -> u64 {
         self.abandon_where(|a| a == requester)
     }
@@ -530,11 +531,11 @@ impl Requests {
             .collect()
     }
 
-    /// Ends the requests `ids` (those still open) as abandoned: their
-    /// requester's instance is gone.
+    /// Ends the requests and monitors `ids` (those still open): their
+    /// requester's instance is gone. The requests count as abandoned.
     pub(crate) fn abandon_ids(&mut self, ids: impl IntoIterator<Item = u64>) {
         for id in ids {
-            if self.close(id).is_some() {
+            if let Some((_, _, false)) = self.close_entry(id) {
                 self.counts.abandoned += 1;
             }
         }
@@ -547,6 +548,9 @@ impl Requests {
         self.abandon_where(|_| true)
     }
 
+    /// Ends the requests and monitors of the actors `gone` says are going;
+    /// returns how many requests (not monitors: those are not requests
+    /// made) ended, which count as abandoned.
     fn abandon_where(&mut self, gone: impl Fn(Address) -> bool) -> u64 {
         let mut ended = 0;
         for slot in 0..self.entries.len() {
@@ -555,9 +559,9 @@ impl Requests {
                 && e.kind != Use::Timer
                 && gone(*a)
             {
+                ended += u64::from(e.kind == Use::Request);
                 let id = pack(self.shard, slot as u32, e.generation);
                 self.close(id);
-                ended += 1;
             }
         }
         self.counts.abandoned += ended;

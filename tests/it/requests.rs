@@ -248,6 +248,42 @@ impl NativeActor for Mute {
     fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
 }
 
+/// An actor that goes with a request and a monitor open: the request is
+/// counted abandoned, the monitor is not (monitors are not requests made), so
+/// the request counts still add up.
+#[test]
+fn an_ending_actor_abandons_its_requests_and_not_its_monitors() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .build_manual()
+        .unwrap();
+    let mute = rt.spawn_native("mute", Some(0), Mute).unwrap();
+    let watcher = rt
+        .spawn_native(
+            "watcher",
+            Some(0),
+            move |ctx: &mut Context<'_>, _, _: &[u8]| {
+                ctx.monitor(mute).unwrap();
+                ctx.request(mute, b"q", Duration::from_secs(600)).unwrap();
+            },
+        )
+        .unwrap();
+    rt.send(watcher, b"go").unwrap();
+    rt.run_until_stalled();
+    let r = rt.stats().shards[0].requests;
+    assert_eq!((r.made, r.open, r.monitors), (1, 2, 1));
+    rt.stop(watcher).unwrap();
+    rt.run_until_stalled();
+    let r = rt.stats().shards[0].requests;
+    assert_eq!((r.open, r.monitors, r.abandoned), (0, 0, 1));
+    assert_eq!(
+        r.made,
+        r.answered + r.timed_out + r.cancelled + r.revoked + r.failed + r.abandoned + r.open
+            - r.monitors
+    );
+}
+
 /// Cancels of requests still queued shed them when their turn comes, while
 /// the cancels of requests already started, many more, come in beside them
 /// (the marks of those are let go once they outnumber what could be queued;
