@@ -550,8 +550,10 @@ impl RuntimeBuilder {
     }
 
     /// Bytes one actor may keep in its storage (`wasmshard:actor/storage`),
-    /// keys and values together: 0 to [`MAX_STORAGE_QUOTA`] (1 GiB). Default:
-    /// 1 MiB. Beyond it, `set` fails with `quota-exceeded`.
+    /// keys and values together, each entry counting
+    /// [`STORAGE_ENTRY_OVERHEAD`](crate::STORAGE_ENTRY_OVERHEAD) (32) bytes
+    /// more: 0 to [`MAX_STORAGE_QUOTA`] (1 GiB). Default: 1 MiB. Beyond it,
+    /// `set` fails with `quota-exceeded`.
     pub fn storage_quota(mut self, bytes: usize) -> Self {
         self.config.storage_quota = bytes;
         self

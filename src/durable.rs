@@ -18,10 +18,11 @@
 //! |---|---|---|---|
 //! | `queue` | shards (push), the writer (take, clear) | shards (load), shutdown (flush) | `Mutex` + `Condvar`; a push wakes the writer only when it finds the queue empty |
 //! | `failed` | the writer, once, if a commit fails | shards (refuse writes) | Release / Acquire |
+//! | `db` | `open`; `close` (set to `None` once the writer is done, letting go of the file) | shards (load), the writer (commit) | `RwLock` (read by both; written once, at close) |
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use ahash::AHashMap;
@@ -110,7 +111,9 @@ impl Queue {
 
 /// The durable store of a runtime.
 pub(crate) struct Durable {
-    db: Database,
+    /// The database; `None` once closed, so that the file is let go at
+    /// shutdown even while something (a `Handle`) keeps this struct.
+    db: RwLock<Option<Database>>,
     queue: Mutex<Queue>,
     /// Wakes the writer: changes queued in an empty queue, or closed.
     changed: Condvar,
@@ -135,7 +138,7 @@ impl Durable {
         w.open_table(TABLE)?;
         w.commit()?;
         let durable = Arc::new(Durable {
-            db,
+            db: RwLock::new(Some(db)),
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             failed: AtomicBool::new(false),
@@ -156,11 +159,21 @@ impl Durable {
 
     /// Queues a change for the next commit.
     pub(crate) fn push(&self, op: Op) {
+        self.push_all(std::iter::once(op));
+    }
+
+    /// Queues changes for one commit: the writer takes all of them or none
+    /// (an upgrade's clear and rewrite must not be committed apart: a crash
+    /// between the two commits would lose everything the actor stored).
+    pub(crate) fn push_all(&self, ops: impl IntoIterator<Item = Op>) {
         let mut q = lock(&self.queue);
         if q.closed {
             return;
         }
-        let first = q.add(op);
+        let mut first = false;
+        for op in ops {
+            first |= q.add(op);
+        }
         // Only the change that makes the queue non-empty wakes the writer (a
         // system call): it waits only on an empty queue, which it checks under
         // this lock, so a change queued behind others, or during a commit, is
@@ -177,7 +190,11 @@ impl Durable {
         // or not) before it is applied here.
         let q = lock(&self.queue);
         let mut entries = AHashMap::new();
-        let r = self.db.begin_read()?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let Some(db) = db.as_ref() else {
+            return Err("the storage is closed (the runtime has shut down)".into());
+        };
+        let r = db.begin_read()?;
         let table = r.open_table(TABLE)?;
         for entry in table.range((name, &[][..])..)? {
             let (k, v) = entry?;
@@ -217,6 +234,8 @@ impl Durable {
         {
             log::error!("wasmshard: the storage writer panicked");
         }
+        // Everything is committed: the file is let go.
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn write_loop(&self) {
@@ -254,7 +273,11 @@ impl Durable {
     }
 
     fn commit(&self, batch: &[Op]) -> Result<(), Failure> {
-        let w = self.db.begin_write()?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let Some(db) = db.as_ref() else {
+            return Err("the storage is closed".into());
+        };
+        let w = db.begin_write()?;
         {
             let mut table = w.open_table(TABLE)?;
             for op in batch {

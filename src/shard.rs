@@ -1269,10 +1269,12 @@ impl Shard {
         actor.info.alive.store(false, Ordering::Release);
         let me = actor.info.address;
         // Ended for good: what it stored goes (not at shutdown: durable
-        // storage is for the next process). Before its name is free: a
-        // spawn that takes the name from another thread at once loads
+        // storage is for the next process; nor when the shard itself has
+        // crashed, a defect of the runtime, not the actor's end: as after a
+        // crash of the process, its storage stays). Before its name is free:
+        // a spawn that takes the name from another thread at once loads
         // what is stored after this end.
-        if reason != DeadLetterReason::ShuttingDown {
+        if reason != DeadLetterReason::ShuttingDown && !self.failed {
             actor.outbox().storage.end();
         }
         let held = actor.outbox().masks.held;
@@ -1654,17 +1656,21 @@ impl Shard {
             table.counts.late += 1;
             return;
         };
+        // The host may have cancelled it since (its handle ends at once; the
+        // cancel reaches this shard after the reply): then it ended cancelled.
+        let taken = match &waiter {
+            Waiter::Host(w) => w.fulfil(result.map(|()| env.payload.to_vec())),
+            Waiter::Actor(_) => true,
+        };
         match result {
             // A monitor's end is not a request's outcome.
             _ if monitor => {}
+            _ if !taken => table.counts.cancelled += 1,
             Ok(()) => table.counts.answered += 1,
             Err(_) => table.counts.failed += 1,
         }
-        match waiter {
-            Waiter::Host(w) => {
-                w.fulfil(result.map(|()| env.payload.to_vec()));
-            }
-            Waiter::Actor(requester) => self.push_response(requester, env),
+        if let Waiter::Actor(requester) = waiter {
+            self.push_response(requester, env);
         }
     }
 

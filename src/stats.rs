@@ -314,7 +314,9 @@ pub struct ActorStats {
     pub restarts: u64,
     /// Times its component was replaced ([`Runtime::upgrade`](crate::Runtime::upgrade)).
     pub upgrades: u64,
-    /// Bytes in its storage (keys and values), as of its last turn.
+    /// Bytes in its storage (keys and values, and
+    /// [`STORAGE_ENTRY_OVERHEAD`](crate::STORAGE_ENTRY_OVERHEAD) an entry:
+    /// what counts against its quota), as of its last turn.
     pub stored: u64,
     /// Requests it deferred and has not answered yet (those whose requesters
     /// stopped waiting are forgotten once there are many).

@@ -73,10 +73,14 @@ impl Storage {
     pub(crate) fn adopt(&mut self, old: &mut Storage) {
         self.durable = old.durable.take();
         if let Some((name, durable)) = &self.durable {
-            durable.push(Op::Clear(name.clone()));
-            for (k, v) in self.map.iter().flat_map(|m| m.iter()) {
-                durable.push(Op::Set(name.clone(), k.clone(), v.clone()));
-            }
+            // In one commit: committed apart, a crash between the clear and
+            // the rewrite would lose all of it.
+            let rewrite = self
+                .map
+                .iter()
+                .flat_map(|m| m.iter())
+                .map(|(k, v)| Op::Set(name.clone(), k.clone(), v.clone()));
+            durable.push_all(std::iter::once(Op::Clear(name.clone())).chain(rewrite));
         }
     }
 

@@ -199,6 +199,49 @@ fn durable_storage_outlives_the_runtime_and_ends_with_the_actor() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A runtime shut down while a `Handle` to it lives on lets go of its
+/// storage directory: the next runtime on it opens it (it used to fail with
+/// the database already open until the handle was dropped).
+#[test]
+fn a_handle_kept_after_shutdown_does_not_hold_the_storage() {
+    let dir = storage_dir("handle");
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    let handle = rt.handle();
+    rt.shutdown();
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    drop(handle);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shard that crashes (a defect of the runtime, not of its actors) fails
+/// its actors but leaves their durable storage as a crash of the process
+/// would: it used to clear it, as for actors that had ended for good.
+#[test]
+fn a_crashed_shard_leaves_durable_storage_for_the_next_process() {
+    let dir = storage_dir("crash");
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    rt.inject_shard_panic(0);
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let k = stats.actors.iter().find(|a| a.name == "keeper").unwrap();
+    assert!(!k.alive && k.failed, "{k:?}");
+    rt.shutdown();
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_storage_dir_that_cannot_be_opened_fails_the_build() {
     let file = storage_dir("not-a-dir");
