@@ -591,7 +591,8 @@ impl RuntimeBuilder {
     }
 
     /// How many denials the audit trail ([`Runtime::audit`](crate::Runtime::audit))
-    /// keeps, the most recent ones: 0 to [`MAX_AUDIT_CAPACITY`]. Default: 1024.
+    /// keeps for each shard's actors, the most recent ones: 0 to
+    /// [`MAX_AUDIT_CAPACITY`]. Default: 1024.
     pub fn audit_capacity(mut self, n: usize) -> Self {
         self.config.audit_capacity = n;
         self

@@ -84,8 +84,6 @@ pub(crate) struct Directory {
     names: RwLock<Names>,
     /// `trails[s]`: the last denials of shard `s`'s actors.
     trails: Box<[Mutex<Trail>]>,
-    /// How many denials the audit trail keeps.
-    audit_capacity: usize,
     clock: Clock,
     log_sink: Option<LogSink>,
     closing: AtomicBool,
@@ -135,7 +133,6 @@ impl Directory {
             trails: (0..config.shards)
                 .map(|_| Mutex::new(Trail::new(config.audit_capacity)))
                 .collect(),
-            audit_capacity: config.audit_capacity,
             clock: Clock::new(),
             log_sink,
             closing: AtomicBool::new(false),
@@ -181,6 +178,11 @@ impl Directory {
     /// The address registered under `name`, if a sender whose `lookup` grant is
     /// `mask` may see it: `Err(())` when the name exists but is hidden from it.
     pub(crate) fn lookup(&self, name: &str, mask: u64) -> Result<Option<Address>, ()> {
+        // No actor has a longer name: a guest's megabytes of name are not
+        // hashed under the lock every spawn and stop waits for.
+        if name.len() > crate::config::MAX_NAME_LEN {
+            return Ok(None);
+        }
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         let Some(&a) = names.map.get(name).filter(|a| **a != Address::HOST) else {
             return Ok(None);
@@ -337,7 +339,8 @@ impl Directory {
         }
     }
 
-    /// The last denials (at most the trail's capacity), oldest first.
+    /// The last denials of each shard (at most the trail's capacity each:
+    /// one shard's flood does not push out another's), oldest first.
     pub(crate) fn audit(&self, name_of: impl Fn(Address) -> Option<String>) -> Vec<Denial> {
         let mut all: Vec<Denial> = self
             .trails
@@ -349,8 +352,6 @@ impl Directory {
             })
             .collect();
         all.sort_by_key(|d| d.at_ns);
-        let excess = all.len().saturating_sub(self.audit_capacity);
-        all.drain(..excess);
         all
     }
 
@@ -387,8 +388,14 @@ impl Directory {
         let Some(table) = self.slots.get(to.shard()) else {
             return Err(crate::slots::no_actor(mask, 0, to.generation()));
         };
+        // The word first (Acquire), then the parent: a spawn writes the
+        // parent before it makes the slot live (Release), so a word read live
+        // at `to`'s generation orders the parent read after that spawn's. (In
+        // the other order a parent read just before the slot was reused said
+        // a stranger at the next generation was its child.)
+        let labels = table.labels(to.slot(), to.generation());
         let own = to == me || table.is_parent(to.slot(), me);
-        match table.labels(to.slot(), to.generation()) {
+        match labels {
             Some(labels) if own || labels & mask != 0 => Ok(()),
             Some(_) => Err(SendError::Denied),
             None if own => Err(SendError::UnknownTarget),

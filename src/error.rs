@@ -384,7 +384,8 @@ pub enum ChildSpawnError {
     #[component(name = "name-taken")]
     #[error("name-taken (an actor of that name exists)")]
     NameTaken,
-    /// The caller's shard holds as many actors as it may.
+    /// The caller's shard holds as many actors as it may (or the grants the
+    /// child would get bring a pattern beyond the runtime's 63 in use).
     #[component(name = "no-capacity")]
     #[error("no-capacity (the shard holds as many actors as it may)")]
     NoCapacity,

@@ -458,6 +458,20 @@ impl Outbox {
     #[cold]
     fn deny(&mut self, operation: Operation, aim: Aim) -> SendError {
         self.denied += 1;
+        // A send, a request and a publication spent the quota already; any
+        // other operation's denial spends it here, and past the quota it is
+        // counted but not recorded: an actor with a quota cannot fill the
+        // audit trail faster than it may send.
+        if !matches!(
+            operation,
+            Operation::Send | Operation::Request | Operation::Publish
+        ) && let Some(rate) = &mut self.rate
+        {
+            if !rate.admits(self.now) {
+                return SendError::Denied;
+            }
+            rate.spend(self.now);
+        }
         self.directory.record(Record {
             at_ns: self.directory.now_ns(),
             from: self.me,
@@ -710,9 +724,13 @@ impl Outbox {
     /// admission that follows checks it is still that one).
     #[cold]
     fn is_child(&self, to: Address) -> bool {
-        self.directory
-            .slots_of(to.shard())
-            .is_some_and(|t| t.is_parent(to.slot(), self.me))
+        // The slot's word first (live at `to`'s generation, Acquire), then
+        // the parent, as in `Directory::reach`: read the other way round, a
+        // parent written before the slot was reused could vouch for the
+        // stranger that took it.
+        self.directory.slots_of(to.shard()).is_some_and(|t| {
+            t.labels(to.slot(), to.generation()).is_some() && t.is_parent(to.slot(), self.me)
+        })
     }
 
     /// Spawns an actor from the component registered as `component`, named

@@ -804,7 +804,8 @@ impl Runtime {
     }
 
     /// The audit trail: the most recent operations denied by actors' grants
-    /// (at most [`RuntimeBuilder::audit_capacity`], oldest first). A target's
+    /// (at most [`RuntimeBuilder::audit_capacity`] of each shard's actors, so
+    /// a flood on one shard does not push out another's; oldest first). A target's
     /// name is given while the runtime still knows the actor (live, or among
     /// the ended actors stats keep).
     pub fn audit(&self) -> Vec<Denial> {

@@ -655,3 +655,64 @@ fn a_reused_label_carries_nothing_of_its_old_pattern() {
     let y = spawn_sink(&rt, &g, "y", 0);
     assert_eq!(send(&rt, prober, y), OK);
 }
+
+/// Denials of operations that send nothing (a `lookup` its grants hide, a
+/// `stop` or `monitor` refused) cost the quota as a denied send does: an
+/// actor with a quota records at most what the quota allows in the audit
+/// trail, and the rest are counted only (they were recorded without limit,
+/// so a prober could push every other denial out of the trail).
+#[test]
+fn denials_that_send_nothing_are_recorded_within_the_quota() {
+    let Some((rt, g)) = rig(1) else { return };
+    spawn_sink(&rt, &g, "secret", 0);
+    let prober = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("prober")
+                .config("ops")
+                .shard(0)
+                .grants(Grants::none())
+                .rate(Some(Rate::new(1, 1))),
+        )
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(lookup(&rt, prober, "secret"), None);
+    }
+    // At 1 a second (burst 1), what may be recorded in the time it took.
+    let allowed = 2 + started.elapsed().as_secs();
+    let recorded = rt.audit().iter().filter(|d| d.from == prober).count() as u64;
+    assert!(
+        (1..=allowed).contains(&recorded),
+        "{recorded} denials recorded"
+    );
+    // Its stats are published as its turn ends, after it answered.
+    assert!(rt.wait_idle(Duration::from_secs(10)));
+    assert_eq!(rt.stats().actor("prober").unwrap().denied, 20);
+}
+
+/// Each shard's actors keep their own `audit_capacity` of denials: a flood
+/// on one shard does not push another shard's out of `Runtime::audit` (it
+/// kept the last `audit_capacity` of all shards together).
+#[test]
+fn one_shards_denials_do_not_push_out_anothers() {
+    let rt = Runtime::builder()
+        .shards(2)
+        .max_actors(8)
+        .audit_capacity(4)
+        .build()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let target = spawn_sink(&rt, &g, "target", 0);
+    let quiet = spawn_ops(&rt, &g, "quiet", 1, Grants::none());
+    let loud = spawn_ops(&rt, &g, "loud", 0, Grants::none());
+    assert_eq!(send(&rt, quiet, target), DENIED);
+    for _ in 0..10 {
+        assert_eq!(send(&rt, loud, target), DENIED);
+    }
+    let audit = rt.audit();
+    assert_eq!(audit.iter().filter(|d| d.from == quiet).count(), 1);
+    assert_eq!(audit.iter().filter(|d| d.from == loud).count(), 4);
+    // Oldest first.
+    assert_eq!(audit[0].from, quiet);
+}
