@@ -487,11 +487,28 @@ impl Requests {
             // list growing by each request made and ended between two
             // readings of the clock while any monitor was open.
             self.fresh.clear();
+        } else if self.fresh.len() > 2 * self.timed_count() + 64 {
+            // Made and ended between two readings of the clock while others
+            // stay open (a loop of `schedule` and `cancel-timer` in one call,
+            // say): only those still open are kept.
+            self.prune_fresh();
         }
         // The heap entry is now stale; rebuild once stale ones dominate.
         if self.timers.len() > 1024 && self.timers.len() > 4 * self.timed_count() {
             self.compact();
         }
+    }
+
+    /// Drops from `fresh` what has ended (amortized: it is then at most the
+    /// open count, and grows past twice that before the next look).
+    #[cold]
+    fn prune_fresh(&mut self) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.retain(|&(_, id)| self.entry(id).is_some());
+        if fresh.capacity() > 4 * fresh.len().max(64) {
+            fresh.shrink_to(2 * fresh.len().max(64));
+        }
+        self.fresh = fresh;
     }
 
     /// Ends every request and monitor the actor `requester` (of this shard)

@@ -2,7 +2,8 @@
 //! 64 bytes): component and native messaging on one shard and across shards,
 //! fan-in, rings that overflow, request round trips, deferred replies, timeouts
 //! and cancels; no memory held on as actors churn, as requests go on with a
-//! monitor open, or as a never-idle actor's started requests are cancelled;
+//! monitor open, as a never-idle actor's started requests are cancelled, or
+//! as timers are set and cancelled in one call;
 //! and a positive control shows the counter sees the shards' allocations.
 //!
 //! A test binary of its own, because it installs a counting global allocator. The
@@ -293,6 +294,54 @@ fn cancels_of_started_requests_on_a_busy_actor() {
         "{grew} bytes more held after {} cancels of started requests",
         MESSAGES / 10
     );
+}
+
+/// A timer set and cancelled over and over in one call, while another timer
+/// is pending, holds no memory: the list of timers to arm at the next clock
+/// reading used to keep every one of them (16 bytes each, and its room for
+/// the life of the shard).
+fn timers_set_and_cancelled_in_one_call() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .build_manual()
+        .unwrap();
+    let churner = rt
+        .spawn_native(
+            "churner",
+            Some(0),
+            |ctx: &mut Context<'_>, _, payload: &[u8]| {
+                if payload == b"start" {
+                    ctx.schedule(Duration::from_secs(3600), b"later").unwrap();
+                    return;
+                }
+                let n = if payload == b"one" { 1 } else { 100_000 };
+                for _ in 0..n {
+                    let id = ctx.schedule(Duration::ZERO, b"").unwrap();
+                    assert!(ctx.cancel_timer(id));
+                }
+            },
+        )
+        .unwrap();
+    rt.send(churner, b"start").unwrap();
+    rt.run_until_stalled();
+    // The request table grows to its 4 096 free entries first (it reuses
+    // an id's slot only after that many others), one timer a pass.
+    for _ in 0..5_000 {
+        rt.send(churner, b"one").unwrap();
+        rt.run_until_stalled();
+    }
+    let before = LIVE.load(Ordering::SeqCst);
+    rt.send(churner, b"churn").unwrap();
+    rt.run_until_stalled();
+    let grew = LIVE.load(Ordering::SeqCst).saturating_sub(before);
+    // 100 000 timers kept to be armed would be 1.6 MB.
+    assert!(grew < 64 << 10, "{grew} bytes more held after the churn");
+    rt.stop(churner).unwrap();
+    rt.run_until_stalled();
+    let requests = rt.stats().shards[0].requests;
+    assert_eq!(requests.scheduled, 105_001);
+    assert_eq!(requests.unfired, 105_001);
 }
 
 /// On a manual runtime nothing else runs: a whole round (a host send, 50 000
@@ -645,4 +694,5 @@ fn steady_state_messaging_does_not_allocate() {
     requests_steady_state(2, 1);
     requests_with_a_monitor_open();
     cancels_of_started_requests_on_a_busy_actor();
+    timers_set_and_cancelled_in_one_call();
 }
