@@ -148,6 +148,11 @@ impl Directory {
             .any(|p| crate::grants::pattern_matches(p, name))
     }
 
+    /// How many shards the runtime has.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The slot table of `shard`.
     #[inline]
     pub(crate) fn slots(&self, shard: usize) -> &SlotTable {

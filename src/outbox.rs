@@ -220,8 +220,17 @@ impl Outbox {
             grants.is_none_or(|g| allows(g, Operation::Publish, t))
         });
         let (me, staged, trace) = (self.me, &mut self.staged, self.trace);
+        // Its shard's counters are written by that shard's thread alone; an
+        // `init` run off the shard (a spawn from the host runs it on the
+        // caller's thread, with the table lent) counts in the host's, which
+        // any thread may add to.
+        let lane = if self.lend.is_none() {
+            me.shard()
+        } else {
+            self.directory.shard_count()
+        };
         let outcome = route.map(|route| {
-            route.offer(&self.directory, &payload, me.shard(), |to| {
+            route.offer(&self.directory, &payload, lane, |to| {
                 stage(staged, || Envelope {
                     trace: None,
                     to,
