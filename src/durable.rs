@@ -39,16 +39,23 @@ pub(crate) const FILE: &str = "wasmshard-storage.redb";
 
 /// One change to one actor's storage.
 pub(crate) enum Op {
-    Set(Arc<str>, Box<[u8]>, Arc<[u8]>),
+    /// A key set. `fresh`: the actor had no such key when it set it, so
+    /// neither has the database once what is queued before is committed.
+    Set(Arc<str>, Box<[u8]>, Arc<[u8]>, bool),
     Delete(Arc<str>, Box<[u8]>),
     /// The actor ended for good: everything it stored goes.
     Clear(Arc<str>),
+    /// Nothing: a fresh key's set undone by its delete before either was
+    /// committed (left in place, so the changes after it keep their order).
+    Void,
 }
 
 impl Op {
+    /// The actor it changes (`""`, which names no actor, for a void).
     fn name(&self) -> &str {
         match self {
             Op::Set(n, ..) | Op::Delete(n, _) | Op::Clear(n) => n,
+            Op::Void => "",
         }
     }
 }
@@ -58,11 +65,15 @@ struct Queue {
     /// Changes waiting for the next commit: at most one per (actor, key)
     /// (a change replaces the one queued before it for its key) and one
     /// `Clear` per actor (it drops what was queued for the actor before
-    /// it), so what waits is bounded by what the actors hold, not by how
-    /// fast they change it.
+    /// it), and a key set anew and deleted again before either is
+    /// committed leaves nothing (a void, squeezed out in time), so what
+    /// waits is bounded by what the actors hold and have held in the
+    /// database, not by how fast they change it.
     queued: Vec<Op>,
     /// Where in `queued` the change of each (actor, key) is.
     at: AHashMap<(Arc<str>, Box<[u8]>), usize>,
+    /// Voids in `queued` (squeezed out once they are half of it).
+    voids: usize,
     /// Changes in the commit under way (shared with the writer, which
     /// commits them without the lock).
     committing: Arc<Vec<Op>>,
@@ -73,15 +84,34 @@ struct Queue {
 impl Queue {
     /// Queues `op`, replacing what it makes void; returns whether the queue
     /// was empty (the writer waits only on an empty queue).
-    fn add(&mut self, op: Op) -> bool {
-        match &op {
-            Op::Set(n, k, _) | Op::Delete(n, k) => {
+    fn add(&mut self, mut op: Op) -> bool {
+        match &mut op {
+            Op::Void => return false,
+            Op::Set(n, k, ..) | Op::Delete(n, k) => {
                 let Queue { queued, at, .. } = self;
                 match at.entry((n.clone(), k.clone())) {
                     std::collections::hash_map::Entry::Occupied(e) => {
+                        let i = *e.get();
+                        let was_fresh = matches!(queued[i], Op::Set(.., true));
+                        if was_fresh && matches!(op, Op::Delete(..)) {
+                            // A key that never reached the database, gone
+                            // again: nothing to commit (a loop of set and
+                            // delete of new keys queued a delete each).
+                            e.remove();
+                            queued[i] = Op::Void;
+                            self.voids += 1;
+                            self.squeeze();
+                            return false;
+                        }
                         // Replaces the queued change of that key, where it was:
-                        // changes of other keys keep their order around it.
-                        queued[*e.get()] = op;
+                        // changes of other keys keep their order around it. A
+                        // set is fresh if what it replaces was (the key is not
+                        // in the database whatever the actor had since), and
+                        // not if it replaces a delete (whose key may be).
+                        if let Op::Set(.., fresh) = &mut op {
+                            *fresh = was_fresh;
+                        }
+                        queued[i] = op;
                         return false;
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
@@ -93,19 +123,34 @@ impl Queue {
             Op::Clear(n) => {
                 // Everything queued for the actor before is void: its end
                 // removes what it stored, whatever that was.
-                let Queue { queued, at, .. } = self;
                 let n = n.clone();
-                queued.retain(|o| o.name() != &*n);
-                at.clear();
-                for (i, o) in queued.iter().enumerate() {
-                    if let Op::Set(n, k, _) | Op::Delete(n, k) = o {
-                        at.insert((n.clone(), k.clone()), i);
-                    }
-                }
-                queued.push(op);
+                self.queued
+                    .retain(|o| !matches!(o, Op::Void) && o.name() != &*n);
+                self.voids = 0;
+                self.reindex();
+                self.queued.push(op);
             }
         }
         self.queued.len() == 1
+    }
+
+    /// Squeezes the voids out once they are half the queue (amortized).
+    fn squeeze(&mut self) {
+        if self.voids > 64 && 2 * self.voids > self.queued.len() {
+            self.queued.retain(|o| !matches!(o, Op::Void));
+            self.voids = 0;
+            self.reindex();
+        }
+    }
+
+    /// Rebuilds `at` from `queued`.
+    fn reindex(&mut self) {
+        self.at.clear();
+        for (i, o) in self.queued.iter().enumerate() {
+            if let Op::Set(n, k, ..) | Op::Delete(n, k) = o {
+                self.at.insert((n.clone(), k.clone()), i);
+            }
+        }
     }
 }
 
@@ -209,13 +254,14 @@ impl Durable {
                 continue;
             }
             match op {
-                Op::Set(_, k, v) => {
+                Op::Set(_, k, v, _) => {
                     entries.insert(k.clone(), v.clone());
                 }
                 Op::Delete(_, k) => {
                     entries.remove(k);
                 }
                 Op::Clear(_) => entries.clear(),
+                Op::Void => {}
             }
         }
         Ok(entries)
@@ -250,6 +296,7 @@ impl Durable {
                 }
                 q.committing = Arc::new(std::mem::take(&mut q.queued));
                 q.at.clear();
+                q.voids = 0;
                 q.committing.clone()
             };
             // The queue's lock is not held while committing: shards keep
@@ -266,6 +313,7 @@ impl Durable {
                 self.failed.store(true, Ordering::Release);
                 q.queued.clear();
                 q.at.clear();
+                q.voids = 0;
                 q.closed = true;
             }
             drop(batch);
@@ -282,9 +330,10 @@ impl Durable {
             let mut table = w.open_table(TABLE)?;
             for op in batch {
                 match op {
-                    Op::Set(n, k, v) => {
+                    Op::Set(n, k, v, _) => {
                         table.insert((&**n, &**k), &**v)?;
                     }
+                    Op::Void => {}
                     Op::Delete(n, k) => {
                         table.remove((&**n, &**k))?;
                     }
@@ -317,7 +366,7 @@ mod tests {
     use super::*;
 
     fn set(n: &str, k: &[u8], v: &[u8]) -> Op {
-        Op::Set(n.into(), k.into(), v.into())
+        Op::Set(n.into(), k.into(), v.into(), false)
     }
 
     /// What the queue holds, as (name, key, value) (`-` for a delete, `*`
@@ -326,13 +375,14 @@ mod tests {
         q.queued
             .iter()
             .map(|op| match op {
-                Op::Set(n, k, v) => format!(
+                Op::Set(n, k, v, _) => format!(
                     "{n}:{}={}",
                     String::from_utf8_lossy(k),
                     String::from_utf8_lossy(v)
                 ),
                 Op::Delete(n, k) => format!("{n}:{}-", String::from_utf8_lossy(k)),
                 Op::Clear(n) => format!("{n}*"),
+                Op::Void => "void".into(),
             })
             .collect()
     }
@@ -361,6 +411,44 @@ mod tests {
         assert_eq!(held(&q), ["b:k=2", "a*", "a:k=last"]);
     }
 
+    fn fresh(n: &str, k: &[u8], v: &[u8]) -> Op {
+        Op::Set(n.into(), k.into(), v.into(), true)
+    }
+
+    fn delete(n: &str, k: &[u8]) -> Op {
+        Op::Delete(n.into(), k.into())
+    }
+
+    #[test]
+    fn new_keys_set_and_deleted_again_queue_nothing() {
+        let mut q = Queue::default();
+        q.add(set("a", b"old", b"1"));
+        // A loop of set and delete of keys the actor never had: each pair
+        // undoes itself (it queued a delete each, without bound).
+        for i in 0..10_000u32 {
+            q.add(fresh("a", &i.to_le_bytes(), b"v"));
+            q.add(delete("a", &i.to_le_bytes()));
+        }
+        assert!(q.queued.len() <= 2 * 64 + 2, "{}", q.queued.len());
+        let live: Vec<_> = held(&q).into_iter().filter(|h| h != "void").collect();
+        assert_eq!(live, ["a:old=1"]);
+        // A key the database may hold: deleted, set again (fresh to the
+        // actor, not to the database), deleted: the delete stays.
+        q.add(delete("a", b"old"));
+        q.add(fresh("a", b"old", b"2"));
+        q.add(delete("a", b"old"));
+        let live: Vec<_> = held(&q).into_iter().filter(|h| h != "void").collect();
+        assert_eq!(live, ["a:old-"]);
+        // A fresh set replaced by another set stays fresh; a clear squeezes
+        // the voids out and keeps the order of what follows.
+        q.add(fresh("b", b"x", b"1"));
+        q.add(set("b", b"x", b"2"));
+        q.add(delete("b", b"x"));
+        q.add(Op::Clear("c".into()));
+        q.add(set("c", b"y", b"3"));
+        assert_eq!(held(&q), ["a:old-", "c*", "c:y=3"]);
+    }
+
     #[test]
     fn a_reload_sees_the_last_change_of_each_key() {
         let dir = std::env::temp_dir().join(format!("wasmshard-durable-{}", std::process::id()));
@@ -373,8 +461,19 @@ mod tests {
                 d.push(Op::Delete("a".into(), i.to_le_bytes().to_vec().into()));
             }
         }
+        // New keys set and deleted again, and an old one deleted, set anew
+        // and deleted: none of them is there after.
+        for i in 1000..3000u32 {
+            d.push(fresh("a", &i.to_le_bytes(), b"v"));
+            d.push(delete("a", &i.to_le_bytes()));
+        }
+        d.push(delete("a", &0u32.to_le_bytes()));
+        d.push(fresh("a", &0u32.to_le_bytes(), b"again"));
+        d.push(delete("a", &0u32.to_le_bytes()));
+        d.push(fresh("a", &0u32.to_le_bytes(), b"last"));
         let loaded = d.load("a").unwrap();
         assert_eq!(&*loaded[&b"k"[..]], &999u32.to_le_bytes());
+        assert_eq!(&*loaded[&0u32.to_le_bytes()[..]], b"last");
         assert_eq!(loaded.len(), 1 + 500);
         d.close();
         drop(d);

@@ -79,7 +79,7 @@ impl Storage {
                 .map
                 .iter()
                 .flat_map(|m| m.iter())
-                .map(|(k, v)| Op::Set(name.clone(), k.clone(), v.clone()));
+                .map(|(k, v)| Op::Set(name.clone(), k.clone(), v.clone(), false));
             durable.push_all(std::iter::once(Op::Clear(name.clone())).chain(rewrite));
         }
     }
@@ -124,7 +124,7 @@ impl Storage {
             .as_ref()
             .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
         let map = self.map.get_or_insert_with(Box::default);
-        match map.get_mut(key) {
+        let fresh = match map.get_mut(key) {
             Some(old) => {
                 let after = self.bytes - old.len() + value.len();
                 if after > quota {
@@ -132,6 +132,7 @@ impl Storage {
                 }
                 *old = value;
                 self.bytes = after;
+                false
             }
             None => {
                 if self.bytes + size > quota {
@@ -139,10 +140,11 @@ impl Storage {
                 }
                 map.insert(key.into(), value);
                 self.bytes += size;
+                true
             }
-        }
+        };
         if let (Some((name, key, value)), Some((_, durable))) = (logged, &self.durable) {
-            durable.push(Op::Set(name, key, value));
+            durable.push(Op::Set(name, key, value, fresh));
         }
         Ok(())
     }
