@@ -38,6 +38,7 @@ const TABLE: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("stora
 pub(crate) const FILE: &str = "wasmshard-storage.redb";
 
 /// One change to one actor's storage.
+#[derive(Clone)]
 pub(crate) enum Op {
     /// A key set. `fresh`: the actor had no such key when it set it, so
     /// neither has the database once what is queued before is committed.
@@ -164,6 +165,9 @@ pub(crate) struct Durable {
     changed: Condvar,
     /// A commit failed: the store takes no more changes (`unavailable`).
     failed: AtomicBool,
+    /// The next commit fails (fault injection for the project's tests).
+    #[cfg(feature = "testing")]
+    pub(crate) fail_next: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -187,6 +191,8 @@ impl Durable {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             failed: AtomicBool::new(false),
+            #[cfg(feature = "testing")]
+            fail_next: AtomicBool::new(false),
             writer: Mutex::new(None),
         });
         let d = durable.clone();
@@ -311,16 +317,27 @@ impl Durable {
                     batch.len()
                 );
                 self.failed.store(true, Ordering::Release);
-                q.queued.clear();
-                q.at.clear();
-                q.voids = 0;
-                q.closed = true;
+                // Nothing is written from now on, but what was not committed
+                // stays queued, and deletes and ends still queue (sets are
+                // refused): a load in this process applies them, so a name
+                // reused here does not find what its last actor deleted, or
+                // what an ended actor stored.
+                let mut kept = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+                kept.append(&mut q.queued);
+                q.queued = kept;
+                q.voids = q.queued.iter().filter(|o| matches!(o, Op::Void)).count();
+                q.reindex();
+                return;
             }
             drop(batch);
         }
     }
 
     fn commit(&self, batch: &[Op]) -> Result<(), Failure> {
+        #[cfg(feature = "testing")]
+        if self.fail_next.swap(false, Ordering::AcqRel) {
+            return Err("a failure injected by a test".into());
+        }
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let Some(db) = db.as_ref() else {
             return Err("the storage is closed".into());

@@ -1181,6 +1181,17 @@ impl Runtime {
         self.command(shard, Command::Panic);
     }
 
+    /// Makes the durable store's next commit fail, as a full disk would
+    /// (nothing without a storage directory).
+    #[doc(hidden)]
+    pub fn inject_storage_failure(&self) {
+        if let Some(durable) = &self.directory.durable {
+            durable
+                .fail_next
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// Makes spawns from the host (on a runtime with threads) wait, once their
     /// actor has started (or its `init` failed), before handing it to its
     /// shard (or asking the shard to undo it), until called again

@@ -38,6 +38,9 @@ pub(crate) struct Storage {
     /// Where its changes go too, with a storage directory (a named actor):
     /// the durable store, under its name.
     durable: Option<(Arc<str>, Arc<Durable>)>,
+    /// A copy's (see [`Storage::copy`]): the durable store its changes go to
+    /// if it is adopted, asked only whether it still takes changes.
+    adopting: Option<Arc<Durable>>,
 }
 
 impl Storage {
@@ -55,6 +58,7 @@ impl Storage {
             map: (!map.is_empty()).then(|| Box::new(map)),
             bytes,
             durable: Some((name, durable)),
+            adopting: None,
         })
     }
 
@@ -65,6 +69,7 @@ impl Storage {
             map: self.map.clone(),
             bytes: self.bytes,
             durable: None,
+            adopting: self.durable.as_ref().map(|(_, d)| d.clone()),
         }
     }
 
@@ -72,6 +77,7 @@ impl Storage {
     /// `old`: with a durable store, what it holds is written over what was.
     pub(crate) fn adopt(&mut self, old: &mut Storage) {
         self.durable = old.durable.take();
+        self.adopting = None;
         if let Some((name, durable)) = &self.durable {
             // In one commit: committed apart, a crash between the clear and
             // the rewrite would lose all of it.
@@ -114,9 +120,13 @@ impl Storage {
         if key.len() > MAX_STORAGE_KEY || size > quota {
             return Err(StorageError::TooLarge);
         }
-        if let Some((_, durable)) = &self.durable
-            && !durable.is_available()
-        {
+        // A copy's `init` (an upgrade's) is refused as the actor would be.
+        let store = self
+            .durable
+            .as_ref()
+            .map(|(_, d)| d)
+            .or(self.adopting.as_ref());
+        if store.is_some_and(|d| !d.is_available()) {
             return Err(StorageError::Unavailable);
         }
         let logged = self

@@ -242,6 +242,45 @@ fn a_crashed_shard_leaves_durable_storage_for_the_next_process() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Once a commit has failed the store writes nothing more, but in this
+/// process deletes and ends still count (a name reused finds what its last
+/// actor deleted gone; it found the committed entries again), and an
+/// upgrade's `init` hears `unavailable` as the actor would (it heard `ok`).
+#[test]
+fn after_a_failed_commit_deletes_and_ends_still_count_here() {
+    const UNAVAILABLE: u8 = 3;
+    let dir = storage_dir("failed");
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    rt.shutdown();
+
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    rt.inject_storage_failure();
+    // The next commit fails; from then on sets are refused.
+    let mut tries = 0u32;
+    while set(&rt, keeper, &tries.to_le_bytes(), b"x") == OK {
+        tries += 1;
+        assert!(tries < 10_000, "the store never failed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(set(&rt, keeper, b"more", b"x"), UNAVAILABLE);
+    rt.upgrade(keeper, &g).unwrap();
+    assert_eq!(ask(&rt, keeper, b"i"), [UNAVAILABLE]);
+    assert_eq!(ask(&rt, keeper, b"dcolour"), [1]);
+    assert_eq!(get(&rt, keeper, b"colour"), None);
+    rt.stop(keeper).unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(ask(&rt, keeper, b"i"), [UNAVAILABLE]);
+    assert_eq!(get(&rt, keeper, b"colour"), None);
+    assert_eq!(get(&rt, keeper, b"inits"), None);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_storage_dir_that_cannot_be_opened_fails_the_build() {
     let file = storage_dir("not-a-dir");

@@ -79,9 +79,11 @@
 //!   ended twice]`.
 //! - `keeper`: keeps state in the host's storage. Its `init` adds one to the
 //!   `u32` stored under `inits` (so a restarted or upgraded instance shows it
-//!   read what the last one wrote). Requests: `g` + key → `[1, value…]` or
+//!   read what the last one wrote; a store that is `unavailable` does not
+//!   fail it). Requests: `g` + key → `[1, value…]` or
 //!   `[0]`; `s` + key length (`u32`) + key + value → `[code]` (0 ok, 1
-//!   too-large, 2 quota-exceeded, 3 unavailable); `d` + key → `[deleted]`. A
+//!   too-large, 2 quota-exceeded, 3 unavailable); `d` + key → `[deleted]`;
+//!   `i` → `[code]` of its `init`'s set. A
 //!   tell `panic` panics.
 //! - `heir TARGET`: its first `init` requests `o` from `TARGET` and stores
 //!   the request's id under `asked`; a later `init` (an upgrade's) cancels
@@ -495,6 +497,7 @@ fn keeper(payload: &[u8]) -> Vec<u8> {
             vec![code]
         }
         Some(b'd') => vec![u8::from(storage::delete(&payload[1..]))],
+        Some(b'i') => vec![INIT_SET.with(|c| c.get())],
         _ => panic!("keeper: unknown command"),
     }
 }
@@ -708,6 +711,8 @@ impl Ops {
 
 thread_local! {
     static ROLE: RefCell<Option<Role>> = const { RefCell::new(None) };
+    /// What a keeper's `init` got from its `set` (0 ok, 3 unavailable).
+    static INIT_SET: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
 
 fn with_role<R>(f: impl FnOnce(&mut Role) -> R) -> R {
@@ -1092,8 +1097,12 @@ impl Guest for Roles {
             }
             ["keeper"] => {
                 let inits = storage::get(b"inits").map_or(0, |v| u32_at(&v, 0));
-                storage::set(b"inits", &(inits + 1).to_le_bytes())
-                    .map_err(|e| format!("keeper: {e:?}"))?;
+                let code = match storage::set(b"inits", &(inits + 1).to_le_bytes()) {
+                    Ok(()) => 0,
+                    Err(storage::StorageError::Unavailable) => 3,
+                    Err(e) => return Err(format!("keeper: {e:?}")),
+                };
+                INIT_SET.with(|c| c.set(code));
                 Role::Keeper
             }
             ["clock"] => Role::Clock(Clock::default()),
