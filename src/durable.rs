@@ -181,11 +181,15 @@ impl Durable {
     /// Opens (or creates) the store in `dir` and starts its writer.
     pub(crate) fn open(dir: &Path) -> Result<Arc<Durable>, Failure> {
         std::fs::create_dir_all(dir)?;
-        let db = Database::create(dir.join(FILE))?;
-        // The table exists from the start, so reads never find it missing.
-        let w = db.begin_write()?;
-        w.open_table(TABLE)?;
-        w.commit()?;
+        let path = dir.join(FILE);
+        let db = damage_is_an_error(|| {
+            let db = Database::create(&path)?;
+            // The table exists from the start, so reads never find it missing.
+            let w = db.begin_write()?;
+            w.open_table(TABLE)?;
+            w.commit()?;
+            Ok(db)
+        })?;
         let durable = Arc::new(Durable {
             db: RwLock::new(Some(db)),
             queue: Mutex::new(Queue::default()),
@@ -245,16 +249,19 @@ impl Durable {
         let Some(db) = db.as_ref() else {
             return Err("the storage is closed (the runtime has shut down)".into());
         };
-        let r = db.begin_read()?;
-        let table = r.open_table(TABLE)?;
-        for entry in table.range((name, &[][..])..)? {
-            let (k, v) = entry?;
-            let (n, key) = k.value();
-            if n != name {
-                break;
+        damage_is_an_error(|| {
+            let r = db.begin_read()?;
+            let table = r.open_table(TABLE)?;
+            for entry in table.range((name, &[][..])..)? {
+                let (k, v) = entry?;
+                let (n, key) = k.value();
+                if n != name {
+                    break;
+                }
+                entries.insert(Box::<[u8]>::from(key), Arc::<[u8]>::from(v.value()));
             }
-            entries.insert(Box::<[u8]>::from(key), Arc::<[u8]>::from(v.value()));
-        }
+            Ok(())
+        })?;
         for op in q.committing.iter().chain(q.queued.iter()) {
             if op.name() != name {
                 continue;
@@ -308,7 +315,7 @@ impl Durable {
             // The queue's lock is not held while committing: shards keep
             // queueing (the next group), and loads see this group in
             // `committing` until it is in the database.
-            let result = self.commit(&batch);
+            let result = damage_is_an_error(|| self.commit(&batch));
             let mut q = lock(&self.queue);
             q.committing = Arc::default();
             if let Err(e) = result {
@@ -355,12 +362,14 @@ impl Durable {
                         table.remove((&**n, &**k))?;
                     }
                     Op::Clear(n) => {
-                        let keys: Vec<Vec<u8>> = table
-                            .range((&**n, &[][..])..)?
-                            .map_while(Result::ok)
-                            .take_while(|(k, _)| k.value().0 == &**n)
-                            .map(|(k, _)| k.value().1.to_vec())
-                            .collect();
+                        let mut keys: Vec<Vec<u8>> = Vec::new();
+                        for entry in table.range((&**n, &[][..])..)? {
+                            let (k, _) = entry?;
+                            if k.value().0 != &**n {
+                                break;
+                            }
+                            keys.push(k.value().1.to_vec());
+                        }
                         for k in keys {
                             table.remove((&**n, &k[..]))?;
                         }
@@ -371,6 +380,13 @@ impl Durable {
         w.commit()?;
         Ok(())
     }
+}
+
+/// Runs `f`, a use of the database; a panic in it (the database panics on
+/// some damage to its file) is an error like the others.
+fn damage_is_an_error<R>(f: impl FnOnce() -> Result<R, Failure>) -> Result<R, Failure> {
+    crate::panics::contain(f)
+        .unwrap_or_else(|panic| Err(format!("the storage file is damaged ({panic})").into()))
 }
 
 /// Keeps a cause from the store's error types.

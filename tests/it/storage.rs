@@ -290,3 +290,48 @@ fn a_storage_dir_that_cannot_be_opened_fails_the_build() {
     assert!(std::error::Error::source(&e).is_some());
     let _ = std::fs::remove_file(&file);
 }
+
+/// A storage file damaged outside the runtime fails the build, or is
+/// repaired, or its damaged entries fail the spawns that load them: never a
+/// panic.
+#[test]
+fn a_damaged_storage_file_never_panics() {
+    let dir = storage_dir("damaged");
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    for i in 0..200u32 {
+        assert_eq!(set(&rt, keeper, &i.to_le_bytes(), &[7u8; 300]), OK);
+    }
+    rt.shutdown();
+    let file = dir.join("wasmshard-storage.redb");
+    let clean = std::fs::read(&file).unwrap();
+    for (at, len) in [
+        (0, 64),
+        (clean.len() / 3, 4096),
+        (clean.len() / 2, 512),
+        (clean.len() - 600, 600),
+    ] {
+        let mut bytes = clean.clone();
+        for b in &mut bytes[at..(at + len).min(clean.len())] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        let built = std::panic::catch_unwind(|| builder(1).storage_dir(&dir).build_manual());
+        let Ok(built) = built else {
+            panic!("building on a file damaged at {at} panicked");
+        };
+        if let Ok(rt) = built {
+            let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.spawn(&g, SpawnOptions::new("keeper").config("keeper"))
+                    .map(|_| ())
+            }));
+            assert!(
+                spawned.is_ok(),
+                "a spawn on a file damaged at {at} panicked"
+            );
+            drop(rt);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
