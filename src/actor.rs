@@ -484,6 +484,11 @@ impl WasmActor {
                 )));
             }
         };
+        if matches!(result, Ok((Ok(()),))) {
+            // An error line `init` logged belongs to it, not to a later
+            // failure (as after any successful call).
+            store.data_mut().last_error = None;
+        }
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.
             Ok((Ok(()),)) => Ok(WasmActor {

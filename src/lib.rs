@@ -106,7 +106,7 @@ mod topics;
 mod trace;
 mod typed;
 
-pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE};
+pub use self::log::{LogLevel, LogRecord, LogSink, MAX_LOG_MESSAGE, printable};
 pub use address::{Address, MAX_SHARDS, MAX_SLOTS_PER_SHARD};
 pub use audit::Denial;
 pub use component::{

@@ -71,8 +71,9 @@ pub struct LogRecord {
     pub level: LogLevel,
     /// The message, made safe to print as one line: control characters (line
     /// breaks, escape sequences) and text-direction overrides are written as
-    /// Rust escapes (`\n`, `\u{1b}`), and a message longer than
-    /// [`MAX_LOG_MESSAGE`] bytes is cut there, saying how much was cut.
+    /// Rust escapes (`\n`, `\u{1b}`), and it is cut where it would pass
+    /// [`MAX_LOG_MESSAGE`] bytes, escapes included, saying how much of the
+    /// message was cut.
     pub message: String,
 }
 
@@ -95,20 +96,32 @@ pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(message.len().min(max) + 32);
     let mut kept = 0;
     for c in message.chars() {
-        if kept + c.len_utf8() > max {
-            break;
-        }
-        kept += c.len_utf8();
+        // What is written counts against `max`, escapes and all (an escape
+        // is up to ten bytes for one character of the message).
+        let at = out.len();
         if unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
+        if out.len() > max {
+            out.truncate(at);
+            break;
+        }
+        kept += c.len_utf8();
     }
     if kept < message.len() {
         out.push_str(&format!("… ({} more bytes)", message.len() - kept));
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// `text` made safe to print as one line, as a [`LogRecord::message`] is
+/// (control characters and text-direction overrides escaped, cut after
+/// [`MAX_LOG_MESSAGE`] bytes): for whatever a guest could have chosen (a topic,
+/// a name it was denied, an error's text) printed where a line must stay one.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    one_line(text, MAX_LOG_MESSAGE)
 }
 
 /// Hands one record to the sink, or to the [`log`] crate (target
@@ -142,5 +155,29 @@ pub(crate) fn emit(
                 || log::log!(target: "wasmshard::guest", level.to_log(), "[{name}] {}: {message}", level.wit_name()),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_made_printable_is_cut_by_what_it_writes() {
+        // Each escape character becomes six bytes (`\u{1b}`): the cut counts
+        // those (it counted the message's bytes, so a line grew six-fold).
+        let escapes = "\u{1b}".repeat(5000);
+        let line = printable(&escapes);
+        assert!(line.len() <= MAX_LOG_MESSAGE + 32, "{}", line.len());
+        assert!(line.starts_with("\\u{1b}\\u{1b}"));
+        assert!(line.ends_with("more bytes)"), "{line}");
+        assert!(!line.contains('\u{1b}'));
+        // Plain text within the limit is left as it is.
+        assert_eq!(printable("plain"), "plain");
+        let long = "x".repeat(MAX_LOG_MESSAGE + 10);
+        assert_eq!(
+            printable(&long).len(),
+            MAX_LOG_MESSAGE + "… (10 more bytes)".len()
+        );
     }
 }

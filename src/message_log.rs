@@ -55,7 +55,10 @@ fn emit(line: &Value) {
     // The process's logger is not ours: a panic there loses the line, not
     // the actor or the shard.
     if crate::panics::quietly(|| log::info!(target: MESSAGE_LOG_TARGET, "{line}")).is_some() {
-        log::error!("wasmshard: the logger panicked; a message-log line is lost");
+        // The same logger: it may panic again, and that loses the word too.
+        let _ = crate::panics::quietly(|| {
+            log::error!("wasmshard: the logger panicked; a message-log line is lost")
+        });
     }
 }
 

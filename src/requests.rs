@@ -481,20 +481,21 @@ impl Requests {
     /// stale entries dominate it.
     #[inline]
     fn closed(&mut self) {
-        if self.timed_count() == 0 {
+        let timed = self.timed_count();
+        if timed == 0 {
             // Every fresh one has ended (monitors are never fresh: they have
             // no deadline): nothing to arm. Counting monitors here kept the
             // list growing by each request made and ended between two
             // readings of the clock while any monitor was open.
             self.fresh.clear();
-        } else if self.fresh.len() > 2 * self.timed_count() + 64 {
+        } else if self.fresh.len() > 64 && self.fresh.len() > 2 * timed + 64 {
             // Made and ended between two readings of the clock while others
             // stay open (a loop of `schedule` and `cancel-timer` in one call,
             // say): only those still open are kept.
             self.prune_fresh();
         }
         // The heap entry is now stale; rebuild once stale ones dominate.
-        if self.timers.len() > 1024 && self.timers.len() > 4 * self.timed_count() {
+        if self.timers.len() > 1024 && self.timers.len() > 4 * timed {
             self.compact();
         }
     }

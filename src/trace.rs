@@ -83,8 +83,9 @@ impl TraceContext {
     /// Parses a W3C `traceparent` header value
     /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`). Only version
     /// `00`'s layout is read; later versions are read by the same prefix, as
-    /// the recommendation asks. The flags are not kept (a context the host
-    /// hands the runtime is traced).
+    /// the recommendation asks. The sampled flag is kept: a context handed to
+    /// the runtime (`send_traced`, `request_traced`) is traced only if it is
+    /// sampled (flags `01`); an unsampled one sends the message untraced.
     ///
     /// # Errors
     ///

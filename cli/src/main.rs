@@ -176,8 +176,12 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            // The error and every cause, on one line.
-            logs::logs().line(format!("wasmshard: {e:#}"));
+            // The error and every cause, on one line (a cause's text may
+            // be a guest's: a trap's backtrace names its functions).
+            logs::logs().line(format!(
+                "wasmshard: {}",
+                wasmshard::printable(&format!("{e:#}"))
+            ));
             if e.is::<BadArgument>() {
                 ExitCode::from(2)
             } else {
@@ -307,9 +311,11 @@ fn table(report: &RunReport) -> String {
             a.restarts,
             match (&a.failure, a.failed) {
                 (None, _) => "-".to_string(),
-                (Some(f), true) => f.clone(),
+                // A failure's text may carry what a guest chose (a trap's
+                // backtrace names its functions): one line, escaped.
+                (Some(f), true) => wasmshard::printable(f).into_owned(),
                 // Supervised, and restarted after it.
-                (Some(f), false) => format!("(restarted) {f}"),
+                (Some(f), false) => format!("(restarted) {}", wasmshard::printable(f)),
             }
         );
     }
@@ -318,7 +324,7 @@ fn table(report: &RunReport) -> String {
         let width = report
             .topics
             .iter()
-            .map(|t| t.topic.len())
+            .map(|t| wasmshard::printable(&t.topic).len())
             .max()
             .unwrap_or(5)
             .max(5);
@@ -331,7 +337,12 @@ fn table(report: &RunReport) -> String {
             let _ = writeln!(
                 out,
                 "{:<width$}  {:>11}  {:>10}  {:>10}  {:>10}",
-                t.topic, t.subscribers, t.published, t.delivered, t.refused
+                // A guest picks its topics: one line, escaped.
+                wasmshard::printable(&t.topic),
+                t.subscribers,
+                t.published,
+                t.delivered,
+                t.refused
             );
         }
         let _ = writeln!(out);
@@ -352,8 +363,10 @@ fn table(report: &RunReport) -> String {
         );
         for d in &report.audit {
             let target = match (&d.target_name, d.target) {
-                (Some(name), Some(a)) => format!("`{name}` ({a})"),
-                (Some(name), None) => format!("`{name}`"),
+                // A name it was denied (a topic, a component) is the
+                // guest's: one line, escaped.
+                (Some(name), Some(a)) => format!("`{}` ({a})", wasmshard::printable(name)),
+                (Some(name), None) => format!("`{}`", wasmshard::printable(name)),
                 (None, Some(a)) => a.to_string(),
                 (None, None) => "-".into(),
             };

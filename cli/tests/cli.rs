@@ -1495,3 +1495,32 @@ fn bench_runs_pinned_shards() {
         assert_eq!(r["activity"][1]["routed_remote"], 1000, "{r}");
     }
 }
+
+/// What the report prints that a guest (or a manifest) chose, a topic here,
+/// is one line with its control characters escaped: a topic holding an
+/// escape sequence and a line break printed them raw, forging a line.
+#[test]
+fn a_topic_cannot_forge_a_line_of_the_report() {
+    let dir = tempdir();
+    let path = manifest(
+        &dir,
+        "topic.toml",
+        "[[actor]]\nname = \"a\"\ncomponent = \"FIXTURES/counter.wat\"\n\
+         [[publish]]\ntopic = \"evil\\u001b[2J\\nran to idle in 1.000 ms\"\npayload = \"x\"\n",
+    );
+    let out = wasmshard(&["run", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("ran to idle in 1.000 ms")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("evil\\u{1b}[2J\\nran to idle"), "{stdout}");
+}

@@ -520,6 +520,29 @@ fn sink_still_works(rt: &Runtime, probe: Address, inbox: &Inbox, sink: Address) 
     assert_eq!(ask(rt, probe, inbox, sink), [300, 0]);
 }
 
+/// An error line an `init` that succeeds logged is not blamed on a later
+/// failure (a failure says what its own call logged before it; the `init`'s
+/// line was kept until the next call that failed).
+#[test]
+fn an_error_logged_by_a_successful_init_is_not_a_later_failures() {
+    let rt = runtime(1);
+    let Some(g) = guest(&rt) else { return };
+    let t = rt
+        .spawn(&g, SpawnOptions::new("t").config("trap loud"))
+        .unwrap();
+    rt.send(t, b"panic").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    let why = stats
+        .actor("t")
+        .unwrap()
+        .failure
+        .clone()
+        .unwrap_or_default();
+    assert!(why.contains("unreachable"), "{why}");
+    assert!(!why.contains("init said so"), "{why}");
+}
+
 #[test]
 fn a_panic_in_init_fails_the_spawn() {
     let rt = runtime(1);

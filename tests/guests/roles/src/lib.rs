@@ -96,6 +96,7 @@
 //!   a tell `panic` panics in `handle-message`; a request `panic` panics in
 //!   `handle-request` before answering; a request `respond-then-panic` answers
 //!   itself with `respond(id, f(payload))` and then panics.
+//! - `trap loud`: a `trap` whose `init` logs an error line, and succeeds.
 //! - `trap-in-init`: panics in `init`.
 //! - `ops`: its requests are commands, each answered at once with what the
 //!   host calls returned, as `u32`s; a code is 0 for ok, or `1 +` the
@@ -1035,6 +1036,10 @@ impl Guest for Roles {
             ["framer"] => Role::Framer,
             ["requester"] => Role::Requester(Requester::default()),
             ["trap"] => Role::Trap(Deferring::default()),
+            ["trap", "loud"] => {
+                host::log(LogLevel::Error, "init said so");
+                Role::Trap(Deferring::default())
+            }
             ["trap-in-init"] => panic!("trap-in-init: init panics on purpose"),
             ["ops"] => Role::Ops(Ops::default()),
             // From `init`: spawns a child named `child` from the registered
