@@ -693,6 +693,7 @@ impl Outbox {
             });
         } else {
             table.counts.cancelled += 1;
+            table.cancelled_early();
             // What the target asked on its behalf ends too.
             self.staged.push(Envelope {
                 trace: None,

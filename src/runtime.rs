@@ -809,14 +809,17 @@ impl Runtime {
     /// name is given while the runtime still knows the actor (live, or among
     /// the ended actors stats keep).
     pub fn audit(&self) -> Vec<Denial> {
-        let actors = self.shared.actor_stats();
-        self.directory.audit(|a| {
-            actors
-                .iter()
-                .rev()
-                .find(|s| s.address == a)
-                .map(|s| s.name.clone())
-        })
+        // Each target's name by its address, looked up once per denial (a
+        // scan of every actor per denial held each shard's trail, which its
+        // actors' denials wait for, for the product of the two). The last
+        // actor of an address wins, as in the stats.
+        let names: ahash::AHashMap<Address, String> = self
+            .shared
+            .actor_stats()
+            .into_iter()
+            .map(|s| (s.address, s.name))
+            .collect();
+        self.directory.audit(|a| names.get(&a).cloned())
     }
 
     /// The address registered under `name`.

@@ -412,7 +412,10 @@ impl Shard {
                 }
             }
             self.publish();
-            self.park(Some(MAX_BACKOFF));
+            // Asleep until something comes: commands, host sends and rings
+            // wake it as they wake any parked shard (it polled every
+            // millisecond, and kept the epoch ticker awake, for good).
+            self.park(None);
         }
     }
 

@@ -1583,6 +1583,33 @@ fn a_shard_that_keeps_panicking_gives_up_and_still_answers() {
     assert!(!report.stats.actor("doomed").unwrap().alive);
 }
 
+/// A shard that gave up sleeps until something comes for it, as any idle
+/// shard does: it woke every millisecond for the rest of the runtime's life
+/// (and woke the epoch ticker with it), so an idle runtime used CPU.
+#[test]
+fn a_shard_that_gave_up_sleeps_while_idle() {
+    let rt = builder(2).build().unwrap();
+    for _ in 0..20 {
+        rt.inject_shard_panic(1);
+    }
+    within(Duration::from_secs(60), "a shard that gave up", move || {
+        eventually("never: shard 1 gives up", || {
+            rt.spawn_native("probe", Some(1), |_: &mut Context<'_>, _, _: &[u8]| {})
+                .is_err()
+        });
+        assert!(rt.wait_idle(IDLE));
+        let parks = |rt: &Runtime| rt.stats().shards[1].parks;
+        let before = parks(&rt);
+        std::thread::sleep(Duration::from_millis(300));
+        let woke = parks(&rt) - before;
+        assert!(
+            woke < 30,
+            "an idle shard that gave up parked {woke} times in 300 ms"
+        );
+        rt.shutdown();
+    });
+}
+
 /// A supervised actor whose restarted `init` stops it and then fails: the
 /// restart found it gone and failed it again, a panic of the shard's loop
 /// that failed every actor there.
