@@ -80,7 +80,8 @@ pub const MAX_MAX_OPEN_REQUESTS: u32 = 1 << 20;
 /// The longest park spin: 10 ms.
 pub const MAX_PARK_SPIN: Duration = Duration::from_millis(10);
 /// The longest actor name, in bytes: a name is 1 to 256 bytes, none of them a
-/// control character or a text-direction override, whoever gives it (the
+/// control character, a line or paragraph separator, or a text-direction mark
+/// or override, whoever gives it (the
 /// host's spawns, a manifest, a guest's `lifecycle.spawn`, a native actor's
 /// `Context::spawn`). A name is kept for the actor's life, in the registry
 /// and in its stats, and printed in logs and tables, so a guest must not

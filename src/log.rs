@@ -81,10 +81,18 @@ pub struct LogRecord {
 pub const MAX_LOG_MESSAGE: usize = 4096;
 
 /// Whether `c` could forge or disguise a line of the log when printed: a control
-/// character, or a text-direction override.
+/// character, a line or paragraph separator, or a text-direction mark or
+/// override.
 pub(crate) fn unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// `message` made safe to print as one line (see [`LogRecord::message`]), cut
@@ -172,6 +180,12 @@ mod tests {
         assert!(line.starts_with("\\u{1b}\\u{1b}"));
         assert!(line.ends_with("more bytes)"), "{line}");
         assert!(!line.contains('\u{1b}'));
+        // Line and paragraph separators and the Arabic letter mark break or
+        // turn a line as the controls do.
+        for c in ['\u{2028}', '\u{2029}', '\u{061c}'] {
+            let line = printable(&format!("a{c}b")).into_owned();
+            assert!(!line.contains(c), "{line:?}");
+        }
         // Plain text within the limit is left as it is.
         assert_eq!(printable("plain"), "plain");
         let long = "x".repeat(MAX_LOG_MESSAGE + 10);
