@@ -35,6 +35,12 @@ use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
 const DEAD_LETTER_SAMPLES: usize = 1024;
+/// Payload bytes a shard keeps whole in those: past them, a kept dead letter
+/// keeps the first [`DEAD_LETTER_CUT`] bytes of its payload (so a guest's
+/// largest messages do not hold 1 024 × the maximum payload until shutdown).
+const DEAD_LETTER_SAMPLE_BYTES: usize = 1 << 20;
+/// What a dead letter kept past [`DEAD_LETTER_SAMPLE_BYTES`] keeps of its payload.
+const DEAD_LETTER_CUT: usize = 64;
 /// The most bytes of frames one `handle-messages` call of a batched actor
 /// gets (12 bytes of header per message included): the default maximum
 /// payload. A message that would take a batch past it starts the next one,
@@ -158,6 +164,8 @@ pub(crate) struct Shard {
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
     dead_letters: Vec<DeadLetter>,
+    /// Payload bytes kept in `dead_letters`.
+    dead_letter_bytes: usize,
     /// Supervision groups on this shard, by index.
     groups: Vec<GroupState>,
     /// Supervised actors waiting for their restart: when, slot, generation.
@@ -234,6 +242,7 @@ impl Shard {
             unplaced: VecDeque::new(),
             spawning: None,
             dead_letters: Vec::new(),
+            dead_letter_bytes: 0,
             groups: Vec::new(),
             restarts: BinaryHeap::new(),
             removed_since_trim: 0,
@@ -1365,11 +1374,19 @@ impl Shard {
             self.forward_dead_letter(&env, reason);
         }
         if self.dead_letters.len() < DEAD_LETTER_SAMPLES {
+            let whole = env.payload.len();
+            let keep = if self.dead_letter_bytes + whole <= DEAD_LETTER_SAMPLE_BYTES {
+                whole
+            } else {
+                whole.min(DEAD_LETTER_CUT)
+            };
+            self.dead_letter_bytes += keep;
             self.dead_letters.push(DeadLetter {
                 to: env.to,
                 from: env.from,
                 reason,
-                payload: env.payload.to_vec(),
+                payload: env.payload[..keep].to_vec(),
+                payload_len: whole,
             });
         }
     }

@@ -402,8 +402,11 @@ pub struct DeadLetter {
     pub from: Address,
     /// Why it was not delivered.
     pub reason: DeadLetterReason,
-    /// Its payload.
+    /// Its payload: whole while the shard's kept dead letters hold under
+    /// 1 MiB of payloads, after that its first 64 bytes.
     pub payload: Vec<u8>,
+    /// The length of its whole payload.
+    pub payload_len: usize,
 }
 
 /// What [`Runtime::shutdown`](crate::Runtime::shutdown) reports.
@@ -414,7 +417,9 @@ pub struct ShutdownReport {
     pub drained: bool,
     /// How many messages could not be delivered over the runtime's life.
     pub dead_letter_count: u64,
-    /// The undelivered messages themselves (the first 1024 per shard).
+    /// The undelivered messages themselves (the first 1024 per shard; each
+    /// keeps its whole payload while the shard's hold under 1 MiB of them,
+    /// then the first 64 bytes, its `payload_len` saying how long it was).
     pub dead_letters: Vec<DeadLetter>,
     /// Final counters.
     pub stats: Stats,

@@ -215,3 +215,38 @@ fn a_run_finishes_once_its_runtime_is_shut_down() {
         assert_eq!(*seen.lock().unwrap(), Some(Some(false)), "{text}");
     }
 }
+
+/// The dead letters a shard keeps for the shutdown report keep whole
+/// payloads up to 1 MiB in all, then the first 64 bytes of each (with the
+/// whole length): a guest's largest messages, undelivered, were each kept
+/// whole until shutdown (1 024 × the maximum payload a shard).
+#[test]
+fn kept_dead_letters_hold_a_bounded_share_of_their_payloads() {
+    const BIG: usize = 256 << 10;
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .max_payload(BIG)
+        .build_manual()
+        .unwrap();
+    let doomed = rt
+        .spawn_native("doomed", Some(0), |_: &mut Context<'_>, _, _: &[u8]| {
+            panic!("doomed")
+        })
+        .unwrap();
+    for i in 0..10u8 {
+        rt.send(doomed, &vec![i; BIG]).unwrap();
+    }
+    rt.run_until_stalled();
+    let report = rt.shutdown();
+    assert_eq!(report.dead_letter_count, 10);
+    let kept = &report.dead_letters;
+    assert_eq!(kept.len(), 10);
+    assert!(kept.iter().all(|d| d.payload_len == BIG));
+    // The first four fill the 1 MiB whole; the rest keep 64 bytes each.
+    for (i, d) in kept.iter().enumerate() {
+        let whole = i < 4;
+        assert_eq!(d.payload.len(), if whole { BIG } else { 64 }, "letter {i}");
+        assert!(d.payload.iter().all(|&b| b == i as u8));
+    }
+}
