@@ -378,7 +378,6 @@ impl Requests {
     }
 
     /// The timers the actor `me` has pending: a scan of the table.
-    #[cfg(test)]
     pub(crate) fn timers_of(&self, me: Address) -> Vec<u64> {
         self.entries
             .iter()

@@ -2435,6 +2435,13 @@ impl Shard {
             .supervisor
             .as_mut()
             .expect("a down actor is supervised");
+        // The timers it has now: those a failing `init` adds are taken back.
+        let me = actor.info.address;
+        let before: ahash::AHashSet<u64> = if out.timers > 0 {
+            self.table().timers_of(me).into_iter().collect()
+        } else {
+            Default::default()
+        };
         let made = Body::remake(&mut supervisor.maker, &self.wasm, *out, &mut self.table);
         let failure = match made {
             Ok(body) => {
@@ -2458,6 +2465,16 @@ impl Shard {
                 // with it: its requests are abandoned when it goes down).
                 self.discard_children(std::mem::take(&mut out.spawns));
                 out.staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
+                // The timers it set go too, as for a spawn or an upgrade
+                // whose `init` fails (they stayed pending, counted against
+                // `max-timers`, until the actor ended).
+                if out.timers > 0 {
+                    for id in self.table().timers_of(me) {
+                        if !before.contains(&id) && self.table().cancel_timer(id, me) {
+                            out.timers -= 1;
+                        }
+                    }
+                }
                 actor.body = Body::Down { out: Box::new(out) };
                 self.actors[slot as usize] = Some(actor);
                 if !self.route_staged(slot) {

@@ -1636,6 +1636,51 @@ fn a_restart_whose_init_stops_the_actor_fails_nothing_else() {
     rt.send(bystander, b"still here").unwrap();
 }
 
+/// A restart whose `init` sets a timer and then fails leaves no timer behind,
+/// as a spawn whose `init` fails and a rolled-back upgrade do not: the timers
+/// of each failed restart stayed pending, counted against `max-timers`, until
+/// the actor ended.
+#[test]
+fn a_failed_restart_leaves_no_timers_behind() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let sticky = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("sticky").config("sticky").restart(
+                wasmshard::Restart::on_failure()
+                    .max_restarts(3)
+                    .backoff(Duration::from_secs(600), Duration::from_secs(600)),
+            ),
+        )
+        .unwrap();
+    let timers = |rt: &Runtime| rt.stats().shards[0].requests.timers;
+    // A pass publishes the shard's counts.
+    rt.send(sticky, b"hi").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(timers(&rt), 1);
+    // Fails; its first restart is at once, and its `init` fails after it set
+    // a timer; the next restart waits ten minutes.
+    rt.send(sticky, b"panic").unwrap();
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let s = stats.actor("sticky").unwrap();
+    assert!(s.alive && !s.failed, "{s:?}");
+    assert!(
+        s.failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("restart failed"),
+        "{s:?}"
+    );
+    assert_eq!(timers(&rt), 1, "the first instance's timer only");
+    let r = rt.stats().shards[0].requests;
+    assert_eq!(r.scheduled, 2);
+    assert_eq!(r.unfired, 1);
+    // Its restart and its timer are ten minutes and an hour away.
+    rt.shutdown_within(Duration::ZERO);
+}
+
 /// An actor that stops itself while handling a request, then fails: the
 /// request it was handling was left open (its requester waited for its
 /// timeout, forever with no timeout).

@@ -97,6 +97,8 @@
 //!   `handle-request` before answering; a request `respond-then-panic` answers
 //!   itself with `respond(id, f(payload))` and then panics.
 //! - `trap loud`: a `trap` whose `init` logs an error line, and succeeds.
+//! - `sticky`: its `init` sets a timer an hour out; the first marks its
+//!   storage, a later one (a restart's) then fails. Otherwise a `quitter`.
 //! - `trap-in-init`: panics in `init`.
 //! - `ops`: its requests are commands, each answered at once with what the
 //!   host calls returned, as `u32`s; a code is 0 for ok, or `1 +` the
@@ -1069,6 +1071,17 @@ impl Guest for Roles {
                     .map_err(|e| format!("request: {e:?}"))?;
                 lifecycle::monitor(to).map_err(|e| format!("monitor: {e:?}"))?;
                 Role::Ops(Ops::default())
+            }
+            // Sets a timer an hour out; its first `init` marks its storage,
+            // a later one (a restart's) fails after setting its timer.
+            ["sticky"] => {
+                timers::schedule(3_600_000_000_000, b"late")
+                    .map_err(|e| format!("sticky: {e:?}"))?;
+                if storage::get(b"started").is_some() {
+                    return Err("sticky: fails on its restart".into());
+                }
+                storage::set(b"started", b"").map_err(|e| format!("sticky: {e:?}"))?;
+                Role::Quitter
             }
             ["quitter"] => {
                 if storage::get(b"started").is_some() {
