@@ -79,6 +79,9 @@ pub(crate) struct Trial {
     pub(crate) scheduled: Vec<u64>,
     /// Earlier timers it cancelled: they end when the upgrade commits.
     pub(crate) cancelled: Vec<u64>,
+    /// Topics it unsubscribed from: they end when the upgrade commits (until
+    /// then the old instance stands, subscribed).
+    pub(crate) unsubscribed: Vec<Box<str>>,
     /// The requests and watches the old instance has open: the old
     /// instance's, which the new one cannot cancel (they end with the old
     /// instance if the upgrade commits, and go on if it rolls back).
@@ -288,7 +291,21 @@ impl Outbox {
 
     /// Ends this actor's subscription to `topic`; returns whether it had one.
     pub(crate) fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.subscribed && self.directory.topics.unsubscribe(self.me, topic)
+        if !self.subscribed {
+            return false;
+        }
+        if let Some(trial) = self.trial.as_deref_mut() {
+            // An upgrade's `init`: it ends when the upgrade commits.
+            if trial.unsubscribed.iter().any(|t| &**t == topic) {
+                return false;
+            }
+            let had = self.directory.topics.is_subscribed(self.me, topic);
+            if had {
+                trial.unsubscribed.push(topic.into());
+            }
+            return had;
+        }
+        self.directory.topics.unsubscribe(self.me, topic)
     }
 
     /// Sets a timer: `payload` comes back to this actor's `handle-message`

@@ -2574,6 +2574,10 @@ impl Shard {
                         actor.outbox().timers -= 1;
                     }
                 }
+                // And the subscriptions it ended.
+                for topic in &trial.unsubscribed {
+                    self.directory.topics.unsubscribe(me, topic);
+                }
                 self.table().abandon_ids(asked);
                 self.forget(me, watched);
                 // The answers to what the old instance asked, queued already

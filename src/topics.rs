@@ -342,12 +342,26 @@ impl Topics {
 
     /// Makes `who`'s subscriptions exactly `topics` (as
     /// [`Topics::subscriptions_of`] gave them): an upgrade rolled back.
+    /// Only what differs changes: a subscription it had all along is never
+    /// off (it was taken off and put back, and publications in between
+    /// skipped the actor).
     pub(crate) fn restore(&self, who: Address, topics: &[Box<str>]) {
-        self.unsubscribe_all(who);
-        for t in topics {
+        let now = self.subscriptions_of(who);
+        for t in now.iter().filter(|t| !topics.contains(t)) {
+            self.unsubscribe(who, t);
+        }
+        for t in topics.iter().filter(|t| !now.contains(t)) {
             // They were accepted before.
             let _ = self.subscribe(who, t);
         }
+    }
+
+    /// Whether `who` is subscribed to `topic` (as it wrote it).
+    pub(crate) fn is_subscribed(&self, who: Address, topic: &str) -> bool {
+        lock(&self.inner)
+            .by_actor
+            .get(&who)
+            .is_some_and(|mine| mine.iter().any(|t| &**t == topic))
     }
 
     /// Ends `who`'s subscription to `topic`; returns whether it had one.

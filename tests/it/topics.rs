@@ -333,3 +333,40 @@ fn grants_allow_and_deny_publish_and_subscribe() {
     );
     rt.shutdown();
 }
+
+/// An upgrade's `init` that unsubscribes does so only if the upgrade
+/// commits: until then the old instance stands, subscribed (its `init`'s own
+/// publication reaches it), and a rollback leaves its subscriptions as they
+/// were. The unsubscribe took effect at once, so publications during the
+/// trial skipped the actor.
+#[test]
+fn an_upgrade_that_rolls_back_never_unsubscribes() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(8)
+        .default_grants(Grants::all())
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let fickle = rt
+        .spawn(&g, SpawnOptions::new("fickle").config("fickle news"))
+        .unwrap();
+    rt.run_until_stalled();
+    let e = rt.upgrade(fickle, &g).unwrap_err();
+    // The error and its causes.
+    let mut why = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        why.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert!(why.contains("unsubscribed true, delivered 1"), "{why}");
+    rt.run_until_stalled();
+    // Still subscribed: the host's publication reaches it.
+    assert_eq!(rt.publish("news", b"later").unwrap().delivered, 1);
+    rt.run_until_stalled();
+    let stats = rt.stats();
+    let f = stats.actor("fickle").unwrap();
+    // Its own publication from the trial, and the host's.
+    assert_eq!(f.received, 2);
+}

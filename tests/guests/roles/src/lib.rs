@@ -97,6 +97,9 @@
 //!   `handle-request` before answering; a request `respond-then-panic` answers
 //!   itself with `respond(id, f(payload))` and then panics.
 //! - `trap loud`: a `trap` whose `init` logs an error line, and succeeds.
+//! - `fickle TOPIC`: its first `init` subscribes to `TOPIC`; a later one (an
+//!   upgrade's) unsubscribes, publishes to `TOPIC` and fails with
+//!   `fickle: unsubscribed BOOL, delivered N`. Otherwise a `quitter`.
 //! - `sticky`: its `init` sets a timer an hour out; the first marks its
 //!   storage, a later one (a restart's) then fails. Otherwise a `quitter`.
 //! - `trap-in-init`: panics in `init`.
@@ -1071,6 +1074,19 @@ impl Guest for Roles {
                     .map_err(|e| format!("request: {e:?}"))?;
                 lifecycle::monitor(to).map_err(|e| format!("monitor: {e:?}"))?;
                 Role::Ops(Ops::default())
+            }
+            // Its first `init` subscribes to `topic` and marks its storage; a
+            // later one (an upgrade's) unsubscribes, publishes to the topic
+            // itself and fails, saying what the two calls returned.
+            ["fickle", topic] => {
+                if storage::get(b"started").is_some() {
+                    let had = topics::unsubscribe(topic);
+                    let delivered = topics::publish(topic, b"own").map_or(0, |o| o.delivered);
+                    return Err(format!("fickle: unsubscribed {had}, delivered {delivered}"));
+                }
+                storage::set(b"started", b"").map_err(|e| format!("fickle: {e:?}"))?;
+                topics::subscribe(topic).map_err(|e| format!("fickle: {e:?}"))?;
+                Role::Quitter
             }
             // Sets a timer an hour out; its first `init` marks its storage,
             // a later one (a restart's) fails after setting its timer.
