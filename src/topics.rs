@@ -119,7 +119,10 @@ pub(crate) fn parse(topic: &str, pattern: bool) -> Result<Shape<'_>, Malformed> 
         Some(prefix) if pattern => (prefix, true),
         _ => (topic, false),
     };
+    // The name of the row that counts the topics beyond the counted ones is
+    // no topic's: a topic of that name made a second row of it.
     let ok = !name.is_empty()
+        && name != OTHER_TOPICS
         && name
             .split('.')
             .all(|seg| !seg.is_empty() && !seg.contains('*'));
