@@ -488,6 +488,8 @@ impl WasmActor {
             // An error line `init` logged belongs to it, not to a later
             // failure (as after any successful call).
             store.data_mut().last_error = None;
+            // What it stored stands (a failed `init`'s is taken back).
+            store.data_mut().out.storage.keep();
         }
         match result {
             // What `init` sent stays staged in the outbox; the shard routes it.

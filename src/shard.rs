@@ -1072,6 +1072,9 @@ impl Shard {
         held: u64,
         out: &mut Outbox,
     ) {
+        // What its `init` stored durably is put back first (before the name
+        // is free for another spawn to load it).
+        out.storage.undo();
         self.unspawn(slot, name, me, held);
         self.discard_children(std::mem::take(&mut out.spawns));
         if out.requests.open() > 0 {

@@ -25,6 +25,9 @@ pub const STORAGE_ENTRY_OVERHEAD: usize = 32;
 /// Stored keys and their values.
 type Entries = AHashMap<Box<[u8]>, Arc<[u8]>>;
 
+/// What each key changed in a spawn's `init` held before (`None`: nothing).
+type Journal = AHashMap<Box<[u8]>, Option<Arc<[u8]>>>;
+
 /// One actor's stored keys and values, and the bytes they take.
 #[derive(Default)]
 pub(crate) struct Storage {
@@ -41,6 +44,10 @@ pub(crate) struct Storage {
     /// A copy's (see [`Storage::copy`]): the durable store its changes go to
     /// if it is adopted, asked only whether it still takes changes.
     adopting: Option<Arc<Durable>>,
+    /// While a spawn's `init` runs (durable storage only): the value each key
+    /// it changed had before (`None`: none), so that an `init` that fails
+    /// takes its changes back (see [`Storage::undo`]).
+    journal: Option<Box<Journal>>,
 }
 
 impl Storage {
@@ -59,6 +66,8 @@ impl Storage {
             bytes,
             durable: Some((name, durable)),
             adopting: None,
+            // Kept until the spawn's `init` has returned.
+            journal: Some(Box::default()),
         })
     }
 
@@ -70,6 +79,7 @@ impl Storage {
             bytes: self.bytes,
             durable: None,
             adopting: self.durable.as_ref().map(|(_, d)| d.clone()),
+            journal: None,
         }
     }
 
@@ -87,6 +97,33 @@ impl Storage {
                 .flat_map(|m| m.iter())
                 .map(|(k, v)| Op::Set(name.clone(), k.clone(), v.clone(), false));
             durable.push_all(std::iter::once(Op::Clear(name.clone())).chain(rewrite));
+        }
+    }
+
+    /// The spawn's `init` returned: its changes stand.
+    pub(crate) fn keep(&mut self) {
+        self.journal = None;
+    }
+
+    /// The spawn's `init` failed: what it changed durably is put back as it
+    /// was (the next actor of the name found what the failed one wrote).
+    pub(crate) fn undo(&mut self) {
+        let (Some(journal), Some((name, durable))) = (self.journal.take(), &self.durable) else {
+            return;
+        };
+        durable.push_all(journal.into_iter().map(|(key, before)| match before {
+            Some(value) => Op::Set(name.clone(), key, value, false),
+            None => Op::Delete(name.clone(), key),
+        }));
+    }
+
+    /// Notes what `key` held before its first change in a spawn's `init`.
+    fn journal(&mut self, key: &[u8]) {
+        if let Some(journal) = self.journal.as_deref_mut()
+            && !journal.contains_key(key)
+        {
+            let before = self.map.as_ref().and_then(|m| m.get(key)).cloned();
+            journal.insert(key.into(), before);
         }
     }
 
@@ -133,6 +170,11 @@ impl Storage {
             .durable
             .as_ref()
             .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
+        if self.journal.is_some() {
+            // Before the quota's verdict: a refused set changes nothing, and
+            // noting the value it did not replace undoes nothing either.
+            self.journal(key);
+        }
         let map = self.map.get_or_insert_with(Box::default);
         let fresh = match map.get_mut(key) {
             Some(old) => {
@@ -161,6 +203,9 @@ impl Storage {
 
     /// Deletes `key`; whether it was there.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
+        if self.journal.is_some() {
+            self.journal(key);
+        }
         match self.map.as_mut().and_then(|m| m.remove(key)) {
             Some(old) => {
                 self.bytes -= STORAGE_ENTRY_OVERHEAD + key.len() + old.len();

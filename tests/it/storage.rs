@@ -199,6 +199,38 @@ fn durable_storage_outlives_the_runtime_and_ends_with_the_actor() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A spawn whose `init` fails takes back what it stored: the next actor of
+/// the name finds what the last one that started kept (it found the failed
+/// one's writes).
+#[test]
+fn a_spawn_whose_init_fails_takes_its_storage_back() {
+    let dir = storage_dir("blot");
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"colour", b"blue"), OK);
+    assert_eq!(set(&rt, keeper, b"size", b"9"), OK);
+    rt.shutdown();
+
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let e = rt
+        .spawn(&g, SpawnOptions::new("keeper").config("blot"))
+        .unwrap_err();
+    assert!(matches!(e, wasmshard::SpawnError::Init(_)), "{e:?}");
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    assert_eq!(get(&rt, keeper, b"size").as_deref(), Some(&b"9"[..]));
+    assert_eq!(get(&rt, keeper, b"blot"), None);
+    rt.shutdown();
+    // And in the next process too.
+    let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
+    assert_eq!(get(&rt, keeper, b"blot"), None);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A runtime shut down while a `Handle` to it lives on lets go of its
 /// storage directory: the next runtime on it opens it (it used to fail with
 /// the database already open until the handle was dropped).

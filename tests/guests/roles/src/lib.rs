@@ -97,6 +97,8 @@
 //!   `handle-request` before answering; a request `respond-then-panic` answers
 //!   itself with `respond(id, f(payload))` and then panics.
 //! - `trap loud`: a `trap` whose `init` logs an error line, and succeeds.
+//! - `blot`: its `init` sets `colour` to `red` and `blot`, deletes `size`,
+//!   then fails.
 //! - `fickle TOPIC`: its first `init` subscribes to `TOPIC`; a later one (an
 //!   upgrade's) unsubscribes, publishes to `TOPIC` and fails with
 //!   `fickle: unsubscribed BOOL, delivered N`. Otherwise a `quitter`.
@@ -1074,6 +1076,14 @@ impl Guest for Roles {
                     .map_err(|e| format!("request: {e:?}"))?;
                 lifecycle::monitor(to).map_err(|e| format!("monitor: {e:?}"))?;
                 Role::Ops(Ops::default())
+            }
+            // Writes its storage (`colour` = `red`, `blot` = `x`), deletes
+            // `size`, then fails.
+            ["blot"] => {
+                storage::set(b"colour", b"red").map_err(|e| format!("blot: {e:?}"))?;
+                storage::set(b"blot", b"x").map_err(|e| format!("blot: {e:?}"))?;
+                storage::delete(b"size");
+                return Err("blot: fails after writing".into());
             }
             // Its first `init` subscribes to `topic` and marks its storage; a
             // later one (an upgrade's) unsubscribes, publishes to the topic
