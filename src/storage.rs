@@ -179,7 +179,10 @@ impl Storage {
         let fresh = match map.get_mut(key) {
             Some(old) => {
                 let after = self.bytes - old.len() + value.len();
-                if after > quota {
+                // A value that does not grow is always taken: an actor over
+                // its quota (a quota lowered since its entries were stored)
+                // can shrink what it holds this way, not only by deleting.
+                if after > quota && value.len() > old.len() {
                     return Err(StorageError::QuotaExceeded);
                 }
                 *old = value;

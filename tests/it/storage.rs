@@ -199,6 +199,42 @@ fn durable_storage_outlives_the_runtime_and_ends_with_the_actor() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An actor whose stored entries are over a quota lowered since may still
+/// rewrite a key with a value no larger (its `init`'s counter, a smaller
+/// value), so it can come back under the quota; a larger value or a new key
+/// waits until it is under. Every rewrite used to be refused over the quota.
+#[test]
+fn a_quota_lowered_since_lets_an_actor_shrink_what_it_holds() {
+    let dir = storage_dir("lowered");
+    let rt = builder(1)
+        .storage_dir(&dir)
+        .storage_quota(8192)
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(set(&rt, keeper, b"a", &[7; 600]), OK);
+    assert_eq!(set(&rt, keeper, b"b", &[7; 600]), OK);
+    rt.shutdown();
+
+    let rt = builder(1)
+        .storage_dir(&dir)
+        .storage_quota(1024)
+        .build_manual()
+        .unwrap();
+    // Over the quota: its `init` rewrites its counter (four bytes for four).
+    let keeper = spawn_keeper(&rt, &g);
+    assert_eq!(inits(&rt, keeper), 2);
+    assert_eq!(set(&rt, keeper, b"a", &[7; 601]), QUOTA_EXCEEDED);
+    assert_eq!(set(&rt, keeper, b"new", b"x"), QUOTA_EXCEEDED);
+    assert_eq!(set(&rt, keeper, b"a", &[8; 10]), OK);
+    // Under it again.
+    assert_eq!(set(&rt, keeper, b"new", b"x"), OK);
+    assert_eq!(get(&rt, keeper, b"a").as_deref(), Some(&[8u8; 10][..]));
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A spawn whose `init` fails takes back what it stored: the next actor of
 /// the name finds what the last one that started kept (it found the failed
 /// one's writes).
