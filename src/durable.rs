@@ -245,11 +245,7 @@ impl Durable {
         // or not) before it is applied here.
         let q = lock(&self.queue);
         let mut entries = AHashMap::new();
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let Some(db) = db.as_ref() else {
-            return Err("the storage is closed (the runtime has shut down)".into());
-        };
-        damage_is_an_error(|| {
+        self.with_db(|db| {
             let r = db.begin_read()?;
             let table = r.open_table(TABLE)?;
             for entry in table.range((name, &[][..])..)? {
@@ -315,7 +311,7 @@ impl Durable {
             // The queue's lock is not held while committing: shards keep
             // queueing (the next group), and loads see this group in
             // `committing` until it is in the database.
-            let result = damage_is_an_error(|| self.commit(&batch));
+            let result = self.with_db(|db| self.commit(db, &batch));
             let mut q = lock(&self.queue);
             q.committing = Arc::default();
             if let Err(e) = result {
@@ -340,15 +336,21 @@ impl Durable {
         }
     }
 
-    fn commit(&self, batch: &[Op]) -> Result<(), Failure> {
+    /// Runs `f` on the database while it is open (an error once `close` has
+    /// let go of it), a panic in it an error (see [`damage_is_an_error`]).
+    fn with_db<R>(&self, f: impl FnOnce(&Database) -> Result<R, Failure>) -> Result<R, Failure> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let Some(db) = db.as_ref() else {
+            return Err("the storage is closed (the runtime has shut down)".into());
+        };
+        damage_is_an_error(|| f(db))
+    }
+
+    fn commit(&self, db: &Database, batch: &[Op]) -> Result<(), Failure> {
         #[cfg(feature = "testing")]
         if self.fail_next.swap(false, Ordering::AcqRel) {
             return Err("a failure injected by a test".into());
         }
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let Some(db) = db.as_ref() else {
-            return Err("the storage is closed".into());
-        };
         let w = db.begin_write()?;
         {
             let mut table = w.open_table(TABLE)?;

@@ -117,7 +117,9 @@ impl Storage {
         }));
     }
 
-    /// Notes what `key` held before its first change in a spawn's `init`.
+    /// Notes what `key` held before its first change in a spawn's `init`
+    /// (nothing outside one).
+    #[inline]
     fn journal(&mut self, key: &[u8]) {
         if let Some(journal) = self.journal.as_deref_mut()
             && !journal.contains_key(key)
@@ -170,11 +172,9 @@ impl Storage {
             .durable
             .as_ref()
             .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
-        if self.journal.is_some() {
-            // Before the quota's verdict: a refused set changes nothing, and
-            // noting the value it did not replace undoes nothing either.
-            self.journal(key);
-        }
+        // Before the quota's verdict: a refused set changes nothing, and
+        // noting the value it did not replace undoes nothing either.
+        self.journal(key);
         let map = self.map.get_or_insert_with(Box::default);
         let fresh = match map.get_mut(key) {
             Some(old) => {
@@ -206,9 +206,7 @@ impl Storage {
 
     /// Deletes `key`; whether it was there.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
-        if self.journal.is_some() {
-            self.journal(key);
-        }
+        self.journal(key);
         match self.map.as_mut().and_then(|m| m.remove(key)) {
             Some(old) => {
                 self.bytes -= STORAGE_ENTRY_OVERHEAD + key.len() + old.len();
