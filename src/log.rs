@@ -71,7 +71,8 @@ pub struct LogRecord {
     pub level: LogLevel,
     /// The message, made safe to print as one line: control characters (line
     /// breaks, escape sequences) and text-direction overrides are written as
-    /// Rust escapes (`\n`, `\u{1b}`), and it is cut where it would pass
+    /// Rust escapes (`\n`, `\u{1b}`), a backslash as two (so that a `\n` the
+    /// actor wrote reads apart from an escaped line break), and it is cut where it would pass
     /// [`MAX_LOG_MESSAGE`] bytes, escapes included, saying how much of the
     /// message was cut.
     pub message: String,
@@ -98,7 +99,7 @@ pub(crate) fn unsafe_char(c: char) -> bool {
 /// `message` made safe to print as one line (see [`LogRecord::message`]), cut
 /// after `max` of its bytes (saying how much was cut).
 pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if message.len() <= max && !message.chars().any(unsafe_char) {
+    if message.len() <= max && !message.chars().any(|c| c == '\\' || unsafe_char(c)) {
         return std::borrow::Cow::Borrowed(message);
     }
     let mut out = String::with_capacity(message.len().min(max) + 32);
@@ -107,7 +108,7 @@ pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
         // What is written counts against `max`, escapes and all (an escape
         // is up to ten bytes for one character of the message).
         let at = out.len();
-        if unsafe_char(c) {
+        if c == '\\' || unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -125,7 +126,7 @@ pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// `text` made safe to print as one line, as a [`LogRecord::message`] is
-/// (control characters and text-direction overrides escaped, cut after
+/// (control characters, text-direction overrides and backslashes escaped, cut after
 /// [`MAX_LOG_MESSAGE`] bytes): for whatever a guest could have chosen (a topic,
 /// a name it was denied, an error's text) printed where a line must stay one.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {

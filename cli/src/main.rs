@@ -137,7 +137,7 @@ fn main() -> ExitCode {
                     "[{:<5} {}] {}",
                     record.level(),
                     record.target(),
-                    one_line(&text)
+                    wasmshard::printable(&text)
                 )
             }
         })
@@ -232,7 +232,7 @@ fn run(path: &PathBuf, duration: Option<Duration>, json: bool) -> anyhow::Result
         // The message is one printable line already (the runtime escapes it).
         logs::logs().line(format!(
             "[{}] {}: {}",
-            one_line(&r.name),
+            wasmshard::printable(&r.name),
             r.level.wit_name(),
             r.message
         ));
@@ -599,7 +599,7 @@ fn bench(
                 .as_deref()
                 .map_or_else(String::new, |why| format!(
                     "; stopped by: {}",
-                    one_line(why)
+                    wasmshard::printable(why)
                 )),
         );
     }
@@ -630,22 +630,4 @@ fn bench(
     }
     print(&out);
     Ok(ExitCode::SUCCESS)
-}
-
-/// `text` with its control characters escaped (`\n` for a line break), so it
-/// prints as one line.
-fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
 }

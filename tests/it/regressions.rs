@@ -906,6 +906,9 @@ fn a_guest_log_record_is_one_printable_line() {
     for text in [
         "one\n[victim] error: forged\r\x1b[31mred\u{202e}desrever".to_string(),
         "x".repeat(10_000),
+        // A backslash the guest wrote is escaped too: its `\n` must not read
+        // as a line break the record escaped.
+        "typed \\n, broke \n".to_string(),
     ] {
         // log(info, the text after two instructions), halt, the text.
         let mut program = instr(5, 2, PAYLOAD_AT + 50, text.len() as u32, 0);
@@ -915,7 +918,7 @@ fn a_guest_log_record_is_one_printable_line() {
     }
     assert!(rt.wait_idle(IDLE));
     let records = records.lock().unwrap();
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 3, "{records:?}");
     assert_eq!(
         records[0].message,
         "one\\n[victim] error: forged\\r\\u{1b}[31mred\\u{202e}desrever"
@@ -926,6 +929,7 @@ fn a_guest_log_record_is_one_printable_line() {
         "{}",
         &records[1].message[4000..]
     );
+    assert_eq!(records[2].message, "typed \\\\n, broke \\n");
     assert!(
         records
             .iter()
