@@ -32,6 +32,12 @@ pub(crate) struct ActorRequests {
     /// Requests this actor deferred and may still answer: id → (requester, when
     /// the requester stops waiting, in the runtime's clock).
     deferred: IdMap<(Address, u64)>,
+    /// Deferred requests whose requesters stopped waiting (a cancel or a
+    /// timeout reached this shard): no longer counted against the cap, but an
+    /// answer to one is still taken (and discarded by the requester's shard,
+    /// counted late). At most the cap; beyond it, those past their expiry go,
+    /// then all.
+    let_go: IdMap<(Address, u64)>,
     /// The trace contexts of the deferred requests that are traced (empty, and
     /// never touched, while none is): a later answer carries their trace.
     traces: IdMap<TraceContext>,
@@ -53,6 +59,7 @@ impl Default for ActorRequests {
             current: None,
             on_behalf: None,
             deferred: IdMap::default(),
+            let_go: IdMap::default(),
             traces: IdMap::default(),
             purge_at: PURGE_AT,
             earliest: u64::MAX,
@@ -175,7 +182,10 @@ impl ActorRequests {
                 Some((requester, None))
             }
             _ => {
-                let (requester, _) = self.deferred.remove(&id)?;
+                let (requester, _) = match self.deferred.remove(&id) {
+                    Some(held) => held,
+                    None => return Some((self.let_go.remove(&id)?.0, Some(None))),
+                };
                 let trace = if self.traces.is_empty() {
                     None
                 } else {
@@ -186,10 +196,33 @@ impl ActorRequests {
         }
     }
 
+    /// Request `id` ended for its requester: if it was deferred, it no longer
+    /// counts against the cap (`cap`, as for [`defer`](Self::defer)); an answer
+    /// to it is still taken, unless the actor already keeps `cap` such
+    /// requests, none past its expiry at `now`. Returns whether it was
+    /// deferred.
+    pub(crate) fn let_go(&mut self, id: u64, now: u64, cap: usize) -> bool {
+        let Some(held) = self.deferred.remove(&id) else {
+            return false;
+        };
+        if !self.traces.is_empty() {
+            self.traces.remove(&id);
+        }
+        if self.let_go.len() >= cap {
+            self.let_go.retain(|_, (_, expires)| *expires > now);
+            if self.let_go.len() >= cap {
+                self.let_go.clear();
+            }
+        }
+        self.let_go.insert(id, held);
+        true
+    }
+
     /// The actor is going away: every request it still held, to be ended for its
     /// requester.
     pub(crate) fn take_deferred(&mut self) -> impl Iterator<Item = (u64, Address)> {
         self.traces = IdMap::default();
+        self.let_go = IdMap::default();
         std::mem::take(&mut self.deferred)
             .into_iter()
             .map(|(id, (requester, _))| (id, requester))
@@ -250,5 +283,36 @@ mod tests {
         assert_eq!(r.answer(0), None);
         assert_eq!(r.answer(1), Some((from, Some(None))));
         assert_eq!(r.earliest, 5_001 * MS);
+    }
+
+    /// A request let go no longer counts against the cap but can still be
+    /// answered once; past the cap the expired ones go first, then all.
+    #[test]
+    fn a_request_let_go_makes_room_and_can_still_be_answered() {
+        let mut r = ActorRequests::default();
+        let from = Address::from_bits(7);
+        assert!(r.defer(1, from, 10 * MS, 0, 1, None));
+        assert!(!r.has_room(0, 1));
+        assert!(r.let_go(1, 0, 1));
+        assert!(!r.let_go(1, 0, 1), "let go once");
+        assert_eq!(r.deferred(), 0);
+        assert!(r.defer(2, from, 20 * MS, 0, 1, None));
+        assert_eq!(r.answer(1), Some((from, Some(None))));
+        assert_eq!(r.answer(1), None, "answered once");
+        // At the cap of requests let go: the expired one goes, then all.
+        assert!(r.let_go(2, 0, 1));
+        assert!(r.defer(3, from, 30 * MS, 0, 1, None));
+        assert!(r.let_go(3, 25 * MS, 1));
+        assert_eq!(r.answer(2), None, "expired, forgotten");
+        assert!(r.defer(4, from, 40 * MS, 0, 1, None));
+        assert!(r.let_go(4, 25 * MS, 1));
+        assert_eq!(r.answer(3), None, "over the cap, forgotten");
+        assert_eq!(r.answer(4), Some((from, Some(None))));
+        // An actor that goes ends only what it still held for waiting requesters.
+        assert!(r.defer(5, from, 50 * MS, 0, 2, None));
+        assert!(r.defer(6, from, 50 * MS, 0, 2, None));
+        assert!(r.let_go(5, 0, 2));
+        assert_eq!(r.take_deferred().collect::<Vec<_>>(), vec![(6, from)]);
+        assert_eq!(r.answer(5), None);
     }
 }

@@ -1766,6 +1766,7 @@ impl Shard {
     /// on down the chain, across shards.
     #[cold]
     fn revoked(&mut self, parent: u64, target: Address) {
+        self.let_go(parent, target);
         // Nothing made on its behalf (the usual case): no allocation.
         let children = self.table().revoke(parent);
         if children.is_empty() {
@@ -1781,6 +1782,7 @@ impl Shard {
                     let Some((parent, target)) = work.pop() else {
                         break;
                     };
+                    self.let_go(parent, target);
                     let children = self.table().revoke(parent);
                     if children.is_empty() {
                         self.not_to_start(parent, target);
@@ -1808,6 +1810,23 @@ impl Shard {
                 } else {
                     self.revoke_at(id, from, child_target);
                 }
+            }
+        }
+    }
+
+    /// Request `id` to `target` ended for its requester (timeout, cancel): if
+    /// `target` deferred it, it no longer counts against `max-open-requests`
+    /// (it did until its deadline). A later answer is still taken, and
+    /// discarded where the request was made.
+    fn let_go(&mut self, id: u64, target: Address) {
+        if self.is_live(target) {
+            let now = self.pass_now();
+            let cap = self.directory.max_open_requests as usize;
+            let actor = self.actors[target.slot() as usize]
+                .as_mut()
+                .expect("live actor");
+            if actor.outbox().requests.let_go(id, now, cap) {
+                actor.publish();
             }
         }
     }

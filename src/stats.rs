@@ -318,8 +318,9 @@ pub struct ActorStats {
     /// [`STORAGE_ENTRY_OVERHEAD`](crate::STORAGE_ENTRY_OVERHEAD) an entry:
     /// what counts against its quota), as of its last turn.
     pub stored: u64,
-    /// Requests it deferred and has not answered yet (those whose requesters
-    /// stopped waiting are forgotten once there are many).
+    /// Requests it deferred and has not answered yet, and whose requesters
+    /// still wait (as far as its shard has heard: a cancel or a timeout takes
+    /// one out of this count when word of it arrives).
     pub deferred: u64,
     /// Operations its grants denied (sends, requests, lookups).
     pub denied: u64,

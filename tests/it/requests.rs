@@ -648,3 +648,51 @@ fn a_request_whose_handler_traps_ends_once() {
     let shard = &rt.stats().shards[0];
     assert_eq!((shard.requests.failed, shard.requests.late), (1, 0));
 }
+
+/// A request cancelled while its responder held it (deferred) stayed held,
+/// counted against the responder's `max-open-requests`, until its timeout: a
+/// requester that asked and cancelled could fill the responder's room for
+/// deferrals, and every other requester's deferral failed with `target-failed`.
+#[test]
+fn a_cancelled_request_is_no_longer_held_by_its_responder() {
+    let rt = builder(2).max_open_requests(2).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let holder = rt
+        .spawn(&g, SpawnOptions::new("holder").config("deferring").shard(1))
+        .unwrap();
+    let held = |rt: &Runtime| rt.stats().actor("holder").unwrap().deferred;
+    for _ in 0..3 {
+        let r = rt
+            .request(holder, b"ask", Duration::from_secs(3600))
+            .unwrap();
+        eventually("the holder holds the request", || held(&rt) == 1);
+        assert!(r.cancel());
+        // Idle: the cancel reached the holder's shard.
+        assert!(rt.wait_idle(IDLE));
+        assert_eq!(held(&rt), 0, "the cancelled request is let go");
+    }
+    // The room is there for the next two, which are answered.
+    let asked: Vec<_> = (0..2)
+        .map(|_| {
+            rt.request(holder, b"ask", Duration::from_secs(3600))
+                .unwrap()
+        })
+        .collect();
+    eventually("the holder holds both", || held(&rt) == 2);
+    for r in &asked {
+        assert_eq!(r.try_get(), None, "held, not failed");
+    }
+    rt.send(holder, b"now").unwrap();
+    for r in asked {
+        assert!(matches!(r.wait(IDLE), Some(Ok(_))));
+    }
+    assert!(rt.wait_idle(IDLE));
+    // An answer to a cancelled request is taken and discarded as late. The
+    // holder keeps at most `max-open-requests` (2) of those: the third
+    // cancel made it forget the first two (answers to them say
+    // `unknown-target`), so one is late.
+    let stats = rt.stats();
+    assert!(stats.actor("holder").unwrap().alive);
+    let late: u64 = stats.shards.iter().map(|s| s.requests.late).sum();
+    assert_eq!(late, 1);
+}
