@@ -125,7 +125,7 @@ fn spawn(c: &mut Criterion) {
     let counter = rt
         .load_component_file(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/counter.wat"))
         .expect("counter.wat");
-    rt.register_component("counter", &counter);
+    rt.register_component("counter", &counter).unwrap();
     let spawner = rt
         .spawn_native(
             "spawner",

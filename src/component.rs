@@ -147,6 +147,24 @@ pub fn encode_component(bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
 
 /// The largest file (binary or text) loading takes: 16 MiB.
 pub const MAX_COMPONENT_SIZE: usize = 16 << 20;
+
+/// Reads the file at `path`, at most `max` bytes of it: a larger one (or an
+/// endless one, such as `/dev/zero`) is an error of kind `InvalidData` once
+/// `max + 1` bytes were read, never a read of the whole.
+pub(crate) fn read_at_most(path: &std::path::Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
 /// How deep components and modules may nest inside a component (a component-ized
 /// core module nests one level).
 const MAX_NESTING: usize = 4;

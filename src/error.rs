@@ -9,13 +9,39 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 
 use crate::address::Address;
 
-/// An error that caused another, kept whole (with its own chain of causes).
-pub(crate) type Cause = Arc<dyn StdError + Send + Sync + 'static>;
+/// An error that caused another, kept whole (with its own chain of causes),
+/// shared so that the error holding it can be cloned.
+///
+/// Not itself an error: it dereferences to the one it keeps, so the
+/// `source()` of an error holding it is that error (which a caller can
+/// downcast, to a `std::io::Error` say), not a wrapper around it.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn StdError + Send + Sync + 'static>);
+
+impl std::ops::Deref for Cause {
+    type Target = dyn StdError + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
 
 /// Keeps an error (a wasmtime error, with the chain of causes it carries, or any
 /// other) as a [`Cause`].
 pub(crate) fn cause(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Cause {
-    Arc::from(error.into())
+    Cause(Arc::from(error.into()))
 }
 
 /// Why a message could not be sent. Mirrors `wasmshard:actor/types.send-error`.
@@ -303,6 +329,11 @@ pub enum SpawnError {
     /// (its length).
     #[error("an actor's name is 1 to {max} bytes, none of them a control character; this one has {0} bytes", max = crate::MAX_NAME_LEN)]
     BadName(usize),
+    /// The component was loaded by another runtime (each runtime compiles
+    /// for its own engine: its CPU budget, instance pool and limits); load it
+    /// with this one.
+    #[error("component `{0}` was loaded by another runtime; load it with this one")]
+    ForeignComponent(String),
     /// The requested shard does not exist.
     #[error("shard {shard} does not exist (the runtime has {shards} shards)")]
     NoSuchShard {

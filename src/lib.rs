@@ -123,7 +123,7 @@ pub use config::{
     MAX_RING_CAPACITY, MAX_STORAGE_QUOTA, MAX_TABLE_ELEMENTS, MIN_EPOCH_TICK, RuntimeBuilder,
 };
 pub use error::{
-    BuildError, Capacity, ChildSpawnError, Failure, FailureKind, LoadError, QuotaError,
+    BuildError, Capacity, Cause, ChildSpawnError, Failure, FailureKind, LoadError, QuotaError,
     RequestError, SendError, SpawnError, StopError, StorageError, TimerError, UpgradeError,
 };
 pub use grants::{

@@ -602,19 +602,28 @@ fn payload_bytes(
     }
 }
 
+/// The largest manifest file read, in bytes.
+const MAX_MANIFEST_SIZE: usize = 16 << 20;
+
 impl Manifest {
     /// Reads and checks a manifest file.
     ///
     /// # Errors
     ///
-    /// The file cannot be read, is not TOML of this shape, or names an actor twice,
-    /// sends to an unknown actor, or has a bad payload.
+    /// The file cannot be read (or is larger than 16 MiB, found without reading
+    /// past that, or is not UTF-8), is not TOML of this shape, or names an actor
+    /// twice, sends to an unknown actor, or has a bad payload.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            file: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::component::read_at_most(path, MAX_MANIFEST_SIZE)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|source| ManifestError::Read {
+                file: path.display().to_string(),
+                source,
+            })?;
         let mut m = Manifest::parse(&text).map_err(|e| e.in_file(path))?;
         m.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(m)
@@ -665,9 +674,12 @@ impl Manifest {
             }
         }
         let mut registered = HashMap::new();
-        for c in &m.components {
+        for (i, c) in m.components.iter().enumerate() {
             if c.name.is_empty() {
                 return Err(invalid("a [[component]] has an empty name".into()));
+            }
+            if let Some(fault) = crate::config::name_fault(&c.name) {
+                return Err(invalid(format!("[[component]] #{} has {fault}", i + 1)));
             }
             if registered.insert(c.name.as_str(), ()).is_some() {
                 return Err(invalid(format!("two components are named `{}`", c.name)));
@@ -928,7 +940,12 @@ impl Manifest {
                     .map_err(ManifestError::Load)?;
                 components.insert(path.clone(), loaded);
             }
-            runtime.register_component(&c.name, &components[&path]);
+            runtime
+                .register_component(&c.name, &components[&path])
+                .map_err(|source| ManifestError::Spawn {
+                    name: c.name.clone(),
+                    source,
+                })?;
         }
         for a in &self.actors {
             let path = self.base.join(&a.component);

@@ -832,8 +832,14 @@ impl Outbox {
         let name = if registered {
             name
         } else {
-            // Anonymous: named for reports by its component and address.
-            Arc::from(format!("{component}@{me}"))
+            // Anonymous: named for reports by its component and address (`@`
+            // and 18 characters), the component's name cut to keep the whole
+            // within `MAX_NAME_LEN`.
+            let mut cut = component.len().min(crate::MAX_NAME_LEN - 19);
+            while !component.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Arc::from(format!("{}@{me}", &component[..cut]))
         };
         self.spawns.push(Child {
             slot,

@@ -176,14 +176,15 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// A [`LoadError`] naming the file and what is wrong with it: unreadable, not
-    /// WebAssembly, or not fitting the `wasmshard:actor/component` world (naming the
-    /// missing export or the unknown import).
+    /// A [`LoadError`] naming the file and what is wrong with it: unreadable,
+    /// larger than [`MAX_COMPONENT_SIZE`](crate::MAX_COMPONENT_SIZE) (found
+    /// without reading past that), not WebAssembly, or not fitting the
+    /// `wasmshard:actor/component` world (naming the missing export or the
+    /// unknown import).
     pub fn load_component_file(&self, path: impl AsRef<Path>) -> Result<Component, LoadError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| LoadError::wrap("cannot read", e).in_file(&name))?;
+        let bytes = read_component_file(path, &name)?;
         self.load_component(&name, &bytes)
             .map_err(|e| e.in_file(&name))
     }
@@ -206,6 +207,20 @@ impl Runtime {
     /// A [`LoadError`] if the bytes are not WebAssembly at all.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, LoadError> {
         component::inspect(&self.engine, &self.linker, bytes)
+    }
+
+    /// [`Runtime::inspect`] of the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the file: it cannot be read, is larger than
+    /// [`MAX_COMPONENT_SIZE`](crate::MAX_COMPONENT_SIZE) (found without
+    /// reading past that), or is not WebAssembly at all.
+    pub fn inspect_file(&self, path: impl AsRef<Path>) -> Result<Inspection, LoadError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let bytes = read_component_file(path, &name)?;
+        self.inspect(&bytes).map_err(|e| e.in_file(&name))
     }
 
     fn pick_shard(&self, shard: Option<usize>) -> Result<usize, SpawnError> {
@@ -331,6 +346,7 @@ impl Runtime {
         component: &Component,
         options: SpawnOptions,
     ) -> Result<Address, SpawnError> {
+        self.ours(component)?;
         let accepts = options
             .accepts
             .as_deref()
@@ -480,8 +496,33 @@ impl Runtime {
     /// returns the component it replaces (spawns from then on use the new one;
     /// running actors are untouched). An actor's `spawn` grant names the
     /// components it may spawn by these names.
-    pub fn register_component(&self, name: &str, component: &Component) -> Option<Component> {
-        self.directory.register_component(name, component.clone())
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::BadName`] for a name an actor could not have (see
+    /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)), [`SpawnError::ForeignComponent`]
+    /// for a component another runtime loaded.
+    pub fn register_component(
+        &self,
+        name: &str,
+        component: &Component,
+    ) -> Result<Option<Component>, SpawnError> {
+        if crate::config::name_fault(name).is_some() {
+            return Err(SpawnError::BadName(name.len()));
+        }
+        self.ours(component)?;
+        Ok(self.directory.register_component(name, component.clone()))
+    }
+
+    /// Refuses a component another runtime loaded: it was compiled for that
+    /// runtime's engine, whose epoch (the CPU budget), instance pool and
+    /// limits are not this one's.
+    fn ours(&self, component: &Component) -> Result<(), SpawnError> {
+        if wasmtime::Engine::same(component.inner.pre.engine(), &self.engine) {
+            Ok(())
+        } else {
+            Err(SpawnError::ForeignComponent(component.inner.name.clone()))
+        }
     }
 
     /// Replaces the component of the component actor at `address` with
@@ -502,6 +543,7 @@ impl Runtime {
     /// [`UpgradeError::Init`] (rolled back), [`UpgradeError::ShuttingDown`],
     /// [`UpgradeError::ShardFailed`], [`UpgradeError::Reentrant`].
     pub fn upgrade(&self, address: Address, component: &Component) -> Result<(), UpgradeError> {
+        self.ours(component).map_err(UpgradeError::Init)?;
         if address.shard() >= self.shards() {
             return Err(UpgradeError::UnknownTarget(address));
         }
@@ -1357,4 +1399,11 @@ impl SpawnOptions {
         self.accepts = Some(codecs.into_iter().collect());
         self
     }
+}
+
+/// The bytes of the component file at `path` (`name` in errors), at most
+/// [`MAX_COMPONENT_SIZE`](crate::MAX_COMPONENT_SIZE) of them.
+fn read_component_file(path: &Path, name: &str) -> Result<Vec<u8>, LoadError> {
+    component::read_at_most(path, component::MAX_COMPONENT_SIZE)
+        .map_err(|e| LoadError::wrap("cannot read", e).in_file(name))
 }

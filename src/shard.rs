@@ -2508,12 +2508,16 @@ impl Shard {
                 }
                 match end {
                     InitEnd::Failed(SpawnError::InitFailed(f) | SpawnError::Instantiate(f)) => {
-                        Failure::new(f.kind(), format!("restart failed: {f}"), Some(Arc::new(f)))
+                        Failure::new(
+                            f.kind(),
+                            format!("restart failed: {f}"),
+                            Some(crate::error::cause(f)),
+                        )
                     }
                     InitEnd::Failed(e) => Failure::new(
                         FailureKind::Other,
                         format!("restart failed: {e}"),
-                        Some(Arc::new(e)),
+                        Some(crate::error::cause(e)),
                     ),
                     InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),
                 }
@@ -2912,6 +2916,6 @@ fn gave_up(what: String, last: Failure) -> Failure {
     Failure::new(
         FailureKind::RestartsExhausted,
         format!("{what}; last failure: {last}"),
-        Some(Arc::new(last)),
+        Some(crate::error::cause(last)),
     )
 }

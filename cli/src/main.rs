@@ -399,11 +399,8 @@ fn table(report: &RunReport) -> String {
 }
 
 fn inspect(path: &PathBuf) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let runtime = Runtime::builder().shards(1).max_actors(4).build()?;
-    let i = runtime
-        .inspect(&bytes)
-        .with_context(|| path.display().to_string())?;
+    let i = runtime.inspect_file(path)?;
     let mut out = String::new();
     let _ = writeln!(out, "file: {}", path.display());
     let _ = writeln!(out, "kind: {}", i.kind);

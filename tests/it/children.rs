@@ -63,7 +63,7 @@ fn family(max_actors: u32, grants: Grants) -> Option<(Runtime, Component, Addres
         .build_manual()
         .unwrap();
     let g = guest(&rt)?;
-    assert!(rt.register_component("child", &g).is_none());
+    assert!(rt.register_component("child", &g).unwrap().is_none());
     let (_, inbox) = probe(&rt, "collector", 0);
     let parent = rt
         .spawn(
@@ -293,7 +293,7 @@ fn a_native_actor_spawns_stops_and_watches_components() {
         .build_manual()
         .unwrap();
     let Some(g) = guest(&rt) else { return };
-    rt.register_component("child", &g);
+    rt.register_component("child", &g).unwrap();
     let (_, inbox) = probe(&rt, "collector", 0);
     let ends: Ends = Arc::default();
     let nanny = rt
@@ -332,7 +332,7 @@ fn children_inherit_their_parents_quota() {
         .build_manual()
         .unwrap();
     let Some(g) = guest(&rt) else { return };
-    rt.register_component("child", &g);
+    rt.register_component("child", &g).unwrap();
     let (_, _) = probe(&rt, "collector", 0);
     let parent = rt
         .spawn(

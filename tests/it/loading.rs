@@ -134,3 +134,45 @@ fn missing_file_is_named() {
     let err = rt().load_component_file("/nonexistent/x.wasm").unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.wasm"), "{err}");
 }
+
+/// A component file was read whole before its size was checked: a manifest
+/// naming `/dev/zero` (or a huge sparse file) ran the process out of memory.
+/// Reading stops past the limit now, and says so, for components, `inspect`
+/// and manifests alike.
+#[test]
+fn a_file_over_the_limit_is_not_read_whole() {
+    use std::error::Error;
+    fn cut_short(err: &(dyn Error + 'static)) -> bool {
+        let mut cause = err.source();
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return io.kind() == std::io::ErrorKind::InvalidData;
+            }
+            cause = e.source();
+        }
+        false
+    }
+    let dir = std::env::temp_dir().join(format!("wasmshard-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.wasm");
+    // Sparse: no disk is used, and a whole read would take 64 MiB.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 * wasmshard::MAX_COMPONENT_SIZE as u64)
+        .unwrap();
+    let rt = rt();
+    for path in [big.as_path(), std::path::Path::new("/dev/zero")] {
+        let err = rt.load_component_file(path).unwrap_err();
+        assert!(cut_short(&err), "{path:?}: {}", err.message());
+        assert!(err.message().contains("larger than"), "{}", err.message());
+        let err = rt.inspect_file(path).unwrap_err();
+        assert!(cut_short(&err), "{path:?}: {}", err.message());
+        let err = wasmshard::manifest::Manifest::from_file(path).unwrap_err();
+        assert!(cut_short(&err), "{path:?}: {err}");
+    }
+    // A file within the limit still loads, and inspects.
+    let counter = fixture("counter.wat");
+    assert!(rt.load_component_file(&counter).is_ok());
+    assert!(rt.inspect_file(&counter).unwrap().fit.is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1703,3 +1703,43 @@ fn a_request_whose_handler_stops_itself_then_fails_ends_at_once() {
     assert_eq!(rt.stats().shards[0].requests.open, 0);
     assert_eq!(rt.lookup("quitter"), None);
 }
+
+/// A component loaded by one runtime was taken by another, where it ran on the
+/// first one's engine: under that engine's epoch (no CPU budget at all, for a
+/// runtime built without one, so a loop hung the second runtime's shard and
+/// its shutdown) and in that engine's instance pool. Spawns, upgrades and
+/// registrations refuse it now.
+#[test]
+fn a_component_from_another_runtime_is_refused() {
+    let lender = builder(1).cpu_budget(None).build().unwrap();
+    let rt = builder(1).build().unwrap();
+    let foreign = load(&lender, "loop.wat");
+    assert!(matches!(
+        rt.spawn(&foreign, SpawnOptions::new("spinner")),
+        Err(SpawnError::ForeignComponent(_))
+    ));
+    assert!(matches!(
+        rt.register_component("spinner", &foreign),
+        Err(SpawnError::ForeignComponent(_))
+    ));
+    let own = load(&rt, "counter.wat");
+    let counter = rt.spawn(&own, SpawnOptions::new("counter")).unwrap();
+    assert!(matches!(
+        rt.upgrade(counter, &foreign),
+        Err(wasmshard::UpgradeError::Init(SpawnError::ForeignComponent(
+            _
+        )))
+    ));
+    // Its own components are taken, and names are checked as actors' are.
+    assert!(rt.register_component("counter", &own).unwrap().is_none());
+    for name in ["", "a\nb", &"w".repeat(wasmshard::MAX_NAME_LEN + 1)] {
+        assert!(matches!(
+            rt.register_component(name, &own),
+            Err(SpawnError::BadName(_))
+        ));
+    }
+    rt.send(counter, b"x").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    assert_eq!(rt.stats().actor("counter").unwrap().handled, 1);
+    assert!(rt.stats().actor("spinner").is_none());
+}

@@ -762,7 +762,7 @@ fn an_sdk_actor_spawns_watches_and_stops_children() {
     let (Some(n), Some(t)) = (nursery(&rt), tally(&rt)) else {
         return;
     };
-    rt.register_component("tally", &t);
+    rt.register_component("tally", &t).unwrap();
     let nursery = rt
         .spawn(
             &n,
@@ -835,7 +835,7 @@ fn an_sdk_actor_ticks_subscribes_and_publishes() {
     let (Some(n), Some(t)) = (nursery(&rt), tally(&rt)) else {
         return;
     };
-    rt.register_component("tally", &t);
+    rt.register_component("tally", &t).unwrap();
     let spawn = |name: &str, shard: usize, children: u32| {
         rt.spawn(
             &n,

@@ -275,7 +275,7 @@ fn a_stop_that_arrives_before_the_shard_places_an_actor_stops_it_once_placed() {
 fn nest_held(config: &str) -> Option<(Arc<Runtime>, Spawning)> {
     let rt = Arc::new(builder(2).build().unwrap());
     let g = guest(&rt)?;
-    rt.register_component("worker", &g);
+    rt.register_component("worker", &g).unwrap();
     rt.hold_placements(true);
     let spawning = spawn_apart(&rt, &g, SpawnOptions::new("nest").shard(1).config(config));
     Some((rt, spawning))
@@ -700,7 +700,7 @@ fn a_shutdown_at_once_after_quiet_spawns_is_drained() {
 fn an_init_that_leaves_its_shard_work_wakes_it() {
     let rt = sleepy(8);
     let Some(g) = guest(&rt) else { return };
-    rt.register_component("worker", &g);
+    rt.register_component("worker", &g).unwrap();
     assert!(rt.wait_idle(IDLE));
     // `init` spawns a child (started by the shard as it places the parent)
     // and another stops itself: neither waits for a later wake-up.
@@ -761,6 +761,14 @@ fn a_manifest_refuses_a_name_over_256_bytes_or_unprintable() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("a name holding '\\n'"), "{err}");
+    // A registered component's name too: a guest's anonymous child is named
+    // after it.
+    let text = "[[actor]]\nname = \"m\"\ncomponent = \"c.wasm\"\n\
+                [[component]]\nname = \"w\\u001b[2J\"\npath = \"c.wasm\"\n";
+    let err = wasmshard::manifest::Manifest::parse(text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[[component]] #1 has a name holding"), "{err}");
     let name = "m".repeat(wasmshard::MAX_NAME_LEN);
     let text = format!("[[actor]]\nname = \"{name}\"\ncomponent = \"c.wasm\"\n");
     wasmshard::manifest::Manifest::parse(&text).unwrap();
@@ -791,7 +799,7 @@ fn failure_of(rt: &Runtime, name: &str) -> String {
 fn a_native_actor_that_spawns_with_a_bad_name_fails() {
     let rt = builder(1).build().unwrap();
     let Some(g) = guest(&rt) else { return };
-    assert!(rt.register_component("child", &g).is_none());
+    assert!(rt.register_component("child", &g).unwrap().is_none());
     let spawner = name_spawner(&rt, "spawner");
     // 256 bytes: a child; then 257: the spawner fails, and nothing is
     // registered under that name.

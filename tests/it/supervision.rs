@@ -687,7 +687,7 @@ fn an_upgrade_whose_init_stops_the_actor_ends_it_and_nothing_else() {
 fn an_upgrade_ends_the_old_instances_watches_at_their_targets() {
     let rt = builder(1).build_manual().unwrap();
     let Some(g) = guest(&rt) else { return };
-    assert!(rt.register_component("child", &g).is_none());
+    assert!(rt.register_component("child", &g).unwrap().is_none());
     let counter = load(&rt, "counter.wat");
     let watched = rt.spawn(&counter, SpawnOptions::new("watched")).unwrap();
     let parent = rt
