@@ -2667,7 +2667,13 @@ impl Shard {
                 if out.subscribed {
                     self.directory.topics.restore(me, &subscriptions);
                 }
-                staged.retain(|e| !matches!(e.kind, Kind::Monitor(_)));
+                // A stop of the actor itself was the new instance's wish to
+                // end: the old one, which stays, did not ask for it.
+                staged.retain(|e| match e.kind {
+                    Kind::Monitor(_) => false,
+                    Kind::Stop => e.to != me,
+                    _ => true,
+                });
                 for env in staged {
                     self.route(env);
                 }

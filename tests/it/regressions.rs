@@ -1743,3 +1743,28 @@ fn a_component_from_another_runtime_is_refused() {
     assert_eq!(rt.stats().actor("counter").unwrap().handled, 1);
     assert!(rt.stats().actor("spinner").is_none());
 }
+
+/// An upgrade whose `init` stopped the actor and then failed was rolled back,
+/// yet the stop it sent went on its way and ended the old instance that the
+/// rollback promised to keep (its queue turned into dead letters).
+#[test]
+fn a_rolled_back_upgrade_does_not_stop_the_old_instance() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let quitter = rt
+        .spawn(&g, SpawnOptions::new("quitter").config("quitter"))
+        .unwrap();
+    // Its second `init` (the upgrade's) stops the actor, then fails.
+    assert!(matches!(
+        rt.upgrade(quitter, &g),
+        Err(wasmshard::UpgradeError::Init(SpawnError::Init(_)))
+    ));
+    rt.send(quitter, b"still here?").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    let q = stats.actor("quitter").unwrap();
+    assert!(q.alive, "{q:?}");
+    assert_eq!(q.handled, 1);
+    assert_eq!(rt.lookup("quitter"), Some(quitter));
+    assert_eq!(stats.dead_letters, 0);
+}
