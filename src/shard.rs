@@ -73,28 +73,38 @@ const MAX_BACKOFF: Duration = Duration::from_millis(1);
 const TRIM_AFTER: u32 = 1024;
 
 thread_local! {
-    /// The runtime (by its directory's id) and shard the current thread is running
-    /// a pass of, if any: calls into that runtime that would wait for a shard
-    /// refuse instead of deadlocking.
-    static ON_SHARD: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+    /// The runtimes (by their directories' ids) the current thread is running a
+    /// pass of a shard of, innermost last: calls into one of them that would
+    /// wait for a shard refuse instead of deadlocking. More than one when a
+    /// handler of one runtime steps another (a manual runtime's pass inside a
+    /// native actor of the first): a call back into the outer one must refuse
+    /// too.
+    static ON_SHARD: std::cell::RefCell<smallvec::SmallVec<[u64; 4]>> =
+        std::cell::RefCell::new(smallvec::SmallVec::new());
 }
 
 /// Whether the current thread is running a pass of a shard of the runtime `id`
-/// (inside one of its actors' handlers).
+/// (inside one of its actors' handlers), however deeply nested in passes of
+/// other runtimes.
 pub(crate) fn on_shard_of(runtime: u64) -> bool {
-    ON_SHARD.with(|c| c.get().is_some_and(|(r, _)| r == runtime))
+    ON_SHARD.with(|c| c.borrow().contains(&runtime))
 }
 
-/// Runs `f` as a pass of `shard` of runtime `runtime` for [`on_shard_of`].
-/// (What it replaced is put back however `f` ends.)
-pub(crate) fn as_shard<R>(runtime: u64, shard: usize, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<(u64, usize)>);
+/// Runs `f` as a pass of a shard of runtime `runtime` for [`on_shard_of`].
+/// (The runtimes it was already running passes of stay, and it is taken off
+/// however `f` ends.)
+pub(crate) fn as_shard<R>(runtime: u64, _shard: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            ON_SHARD.with(|c| c.set(self.0));
+            ON_SHARD.with(|c| c.borrow_mut().truncate(self.0));
         }
     }
-    let _restore = Restore(ON_SHARD.with(|c| c.replace(Some((runtime, shard)))));
+    let _restore = Restore(ON_SHARD.with(|c| {
+        let mut c = c.borrow_mut();
+        c.push(runtime);
+        c.len() - 1
+    }));
     f()
 }
 

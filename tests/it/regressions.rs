@@ -682,6 +682,17 @@ fn a_slow_actor_delays_timeouts_and_commands_by_about_one_message() {
 /// stop itself, wait for idle, wait for a reply from `echo`) and records what
 /// each call returned.
 fn reentrant_actor(rt: &Arc<Runtime>, echo: Address) -> (Address, Arc<Mutex<Vec<String>>>) {
+    reentrant_actor_on(rt, rt, echo)
+}
+
+/// As [`reentrant_actor`], the actor spawned on `on` and calling `calls` (it
+/// stops itself only where `calls` is `on`).
+fn reentrant_actor_on(
+    on: &Runtime,
+    calls: &Arc<Runtime>,
+    echo: Address,
+) -> (Address, Arc<Mutex<Vec<String>>>) {
+    let rt = on;
     let handle: Arc<std::sync::OnceLock<Arc<Runtime>>> = Arc::default();
     let results: Arc<Mutex<Vec<String>>> = Arc::default();
     let (h, out) = (handle.clone(), results.clone());
@@ -704,7 +715,7 @@ fn reentrant_actor(rt: &Arc<Runtime>, echo: Address) -> (Address, Arc<Mutex<Vec<
         )
         .unwrap();
     // The actor holds its runtime for the test's length (a cycle the test ends).
-    handle.set(rt.clone()).unwrap();
+    handle.set(calls.clone()).unwrap();
     (me, results)
 }
 
@@ -1227,6 +1238,41 @@ fn a_handler_calling_its_manual_runtime_gets_an_error_not_a_deadlock() {
         r.run_until_stalled();
     });
     assert_eq!(results.lock().unwrap()[0], REFUSED);
+}
+
+/// A handler of one runtime that stepped another (a manual one) made the
+/// inner runtime's pass the only one its thread knew of: an actor there that
+/// called back into the outer runtime was not refused, and waited for ever
+/// for the outer runtime's shards, which the handler below it held.
+#[test]
+fn a_call_back_into_an_outer_runtime_from_a_nested_pass_is_refused() {
+    let outer = Arc::new(builder(1).build_manual().unwrap());
+    let inner = Arc::new(builder(1).build_manual().unwrap());
+    let echo = outer.spawn_native("echo", Some(0), Echo).unwrap();
+    // The inner runtime's actor calls the outer runtime.
+    let (me, results) = reentrant_actor_on(&inner, &outer, echo);
+    inner.send(me, b"go").unwrap();
+    // The outer runtime's actor steps the inner one.
+    let stepped = inner.clone();
+    let stepper = outer
+        .spawn_native(
+            "stepper",
+            Some(0),
+            Native(move |_: &mut Context<'_>, _, _: &[u8]| {
+                stepped.run_until_stalled();
+            }),
+        )
+        .unwrap();
+    outer.send(stepper, b"go").unwrap();
+    let o = outer.clone();
+    within(Duration::from_secs(60), "a nested call", move || {
+        o.run_until_stalled();
+    });
+    assert_eq!(results.lock().unwrap()[0], REFUSED);
+    // Outside the nested pass, the outer runtime is called as usual.
+    let reply = outer.request(echo, b"q", IDLE).unwrap();
+    outer.run_until_stalled();
+    assert_eq!(reply.try_get(), Some(Ok(b"q".to_vec())));
 }
 
 /// An actor that owned the last handle to its runtime and dropped it ran shutdown
