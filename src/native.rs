@@ -10,8 +10,9 @@ use crate::topics::PublishOutcome;
 /// exactly like a component; an embedding host uses one to receive messages.
 ///
 /// Closures `FnMut(&mut Context<'_>, Address, &[u8])` are native actors that handle
-/// messages only (they answer no requests: `handle_request` returns `None` and the
-/// requester sees its timeout unless the actor responds later).
+/// messages only: they answer no requests (`handle_request` returns `None`, so
+/// each request is deferred and never answered: its requester sees its timeout,
+/// or `target-failed` once the actor holds `max-open-requests` of them).
 pub trait NativeActor: Send + 'static {
     /// Handles one message.
     fn handle_message(&mut self, ctx: &mut Context<'_>, from: Address, payload: &[u8]);

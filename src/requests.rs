@@ -525,8 +525,10 @@ impl Requests {
     /// has open: it is going away, and nobody is left to receive their ends.
     /// A scan of the table; call it only for an actor that has requests open.
     /// Returns how many requests ended.
-    pub(crate) fn abandon(&mut self, requester: Address) -> u64 {
-        self.abandon_where(|a| a == requester)
+    pub(crate) fn abandon(&mut self, requester: Address) -> Vec<(u64, Address)> {
+        let mut ended = Vec::new();
+        self.abandon_where(|a| a == requester, |id, target| ended.push((id, target)));
+        ended
     }
 
     /// The monitors `requester` (of this shard) has open, and their targets:
@@ -560,39 +562,54 @@ impl Requests {
 
     /// Ends the requests and monitors `ids` (those still open): their
     /// requester's instance is gone. The requests count as abandoned.
-    pub(crate) fn abandon_ids(&mut self, ids: impl IntoIterator<Item = u64>) {
+    pub(crate) fn abandon_ids(
+        &mut self,
+        ids: impl IntoIterator<Item = u64>,
+    ) -> Vec<(u64, Address)> {
+        let mut ended = Vec::new();
         for id in ids {
-            if let Some((_, _, false)) = self.close_entry(id) {
+            if let Some((_, target, false)) = self.close_entry(id) {
                 self.counts.abandoned += 1;
+                ended.push((id, target));
             }
         }
+        ended
     }
 
     /// Ends every request any actor of this shard has open, and every timer
     /// (shutdown: all of them are going), in one scan.
     pub(crate) fn abandon_all(&mut self) -> u64 {
         self.drop_timers_where(|_| true);
-        self.abandon_where(|_| true)
+        self.abandon_where(|_| true, |_, _| {})
     }
 
-    /// Ends the requests and monitors of the actors `gone` says are going;
-    /// returns how many requests (not monitors: those are not requests
-    /// made) ended, which count as abandoned.
-    fn abandon_where(&mut self, gone: impl Fn(Address) -> bool) -> u64 {
-        let mut ended = 0;
+    /// Ends the requests and monitors of the actors `gone` says are going,
+    /// handing each request (id and target) to `ended`; returns how many
+    /// requests (not monitors: those are not requests made) ended, which
+    /// count as abandoned.
+    fn abandon_where(
+        &mut self,
+        gone: impl Fn(Address) -> bool,
+        mut ended: impl FnMut(u64, Address),
+    ) -> u64 {
+        let mut count = 0;
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
-            if let Some((Waiter::Actor(a), _)) = &e.open
+            if let Some((Waiter::Actor(a), target)) = &e.open
                 && e.kind != Use::Timer
                 && gone(*a)
             {
-                ended += u64::from(e.kind == Use::Request);
+                let (request, target) = (e.kind == Use::Request, *target);
                 let id = pack(self.shard, slot as u32, e.generation);
                 self.close(id);
+                if request {
+                    count += 1;
+                    ended(id, target);
+                }
             }
         }
-        self.counts.abandoned += ended;
-        ended
+        self.counts.abandoned += count;
+        count
     }
 
     fn compact(&mut self) {
@@ -782,11 +799,11 @@ mod tests {
         let mine: Vec<u64> = (0..5).map(|_| open(&mut r, 100)).collect();
         let theirs = r.open(Waiter::Actor(other), me(), 100).unwrap();
         r.close(mine[2]);
-        assert_eq!(r.abandon(me()), 4);
+        assert_eq!(r.abandon(me()).len(), 4);
         assert!(mine.iter().all(|id| r.close(*id).is_none()));
         assert_eq!(r.open_count(), 1);
         assert!(r.is_open_by(theirs, other));
-        assert_eq!(r.abandon(me()), 0);
+        assert_eq!(r.abandon(me()).len(), 0);
         assert_eq!(r.counts.abandoned, 4);
     }
 
@@ -824,7 +841,7 @@ mod tests {
         assert!(!r.is_open_by(t1, me()), "a timer is not a request");
         assert!(r.is_timer_of(t1, me()) && !r.is_timer_of(req, me()));
         // A restart abandons the requests, not the timers.
-        assert_eq!(r.abandon(me()), 1);
+        assert_eq!(r.abandon(me()).len(), 1);
         assert_eq!(r.timers_of(me()), vec![t1, t2]);
         r.arm(100);
         match r.expire(110) {

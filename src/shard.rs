@@ -1087,15 +1087,20 @@ impl Shard {
         out.storage.undo();
         self.unspawn(slot, name, me, held);
         self.discard_children(std::mem::take(&mut out.spawns));
-        if out.requests.open() > 0 {
-            self.table().abandon(me);
-        }
+        let ended = if out.requests.open() > 0 {
+            self.table().abandon(me)
+        } else {
+            Vec::new()
+        };
         self.drop_timers(me, out);
         for env in std::mem::take(&mut out.staged) {
             if !matches!(env.kind, Kind::Monitor(_)) {
                 self.route(env);
             }
         }
+        // After the requests themselves, so a revoke finds its request
+        // queued and has it shed.
+        self.revoke_abandoned(me, ended);
     }
 
     /// The clock as read in this pass and tick (read now if it has not been).
@@ -1315,7 +1320,8 @@ impl Shard {
         // every actor's requests at once already.
         if !self.stopping && actor.outbox().requests.open() > 0 {
             self.forget_watches(me);
-            self.table().abandon(me);
+            let ended = self.table().abandon(me);
+            self.revoke_abandoned(me, ended);
         }
         // Its subscriptions end with it.
         if actor.outbox().subscribed {
@@ -1821,6 +1827,16 @@ impl Shard {
                     self.revoke_at(id, from, child_target);
                 }
             }
+        }
+    }
+
+    /// The requests `requester` made and that were just abandoned (it went,
+    /// or was replaced): their targets learn as for a cancel, so a request
+    /// still queued is shed, one deferred no longer counts against the
+    /// target's cap, and what was asked on its behalf ends.
+    fn revoke_abandoned(&mut self, requester: Address, ended: Vec<(u64, Address)>) {
+        for (id, target) in ended {
+            self.revoke_at(id, requester, target);
         }
     }
 
@@ -2406,7 +2422,8 @@ impl Shard {
         }
         if out.requests.open() > 0 {
             self.forget_watches(me);
-            self.table().abandon(me);
+            let ended = self.table().abandon(me);
+            self.revoke_abandoned(me, ended);
         }
         // The answers to what this instance asked, queued already: late for
         // the next one, which asked nothing.
@@ -2614,7 +2631,8 @@ impl Shard {
                 for topic in &trial.unsubscribed {
                     self.directory.topics.unsubscribe(me, topic);
                 }
-                self.table().abandon_ids(asked);
+                let ended = self.table().abandon_ids(asked);
+                self.revoke_abandoned(me, ended);
                 self.forget(me, watched);
                 // The answers to what the old instance asked, queued already
                 // (the new one's come later): late.
@@ -2667,7 +2685,7 @@ impl Shard {
                         _ => None,
                     })
                     .collect();
-                self.table().abandon_ids(made);
+                let ended = self.table().abandon_ids(made);
                 // The timers the new `init` set go; those it cancelled stay.
                 let trial = out.trial.take().unwrap_or_default();
                 for id in trial.scheduled {
@@ -2687,6 +2705,9 @@ impl Shard {
                 for env in staged {
                     self.route(env);
                 }
+                // After the requests themselves, so a revoke finds its
+                // request queued and has it shed.
+                self.revoke_abandoned(me, ended);
                 match end {
                     InitEnd::Failed(e) => Err(UpgradeError::Init(e)),
                     InitEnd::Panicked(payload) => std::panic::resume_unwind(payload),

@@ -696,3 +696,47 @@ fn a_cancelled_request_is_no_longer_held_by_its_responder() {
     let late: u64 = stats.shards.iter().map(|s| s.requests.late).sum();
     assert_eq!(late, 1);
 }
+
+/// A requester that went away (stopped, failed, replaced) left its requests
+/// with their targets: a deferred one counted against the responder's
+/// `max-open-requests` until its deadline (an hour here), so requesters that
+/// asked and were stopped filled the responder's room for deferrals, as
+/// cancels did.
+#[test]
+fn a_stopped_requester_s_deferred_requests_are_let_go() {
+    let rt = builder(2).max_open_requests(2).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let holder = rt
+        .spawn(&g, SpawnOptions::new("holder").config("deferring").shard(1))
+        .unwrap();
+    let held = |rt: &Runtime| rt.stats().actor("holder").unwrap().deferred;
+    for i in 0..3 {
+        let asker = rt
+            .spawn_native(
+                &format!("asker {i}"),
+                Some(0),
+                move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                    ctx.request(holder, b"ask", Duration::from_secs(3600))
+                        .unwrap();
+                },
+            )
+            .unwrap();
+        rt.send(asker, b"go").unwrap();
+        eventually("the holder holds the request", || held(&rt) == 1);
+        rt.stop(asker).unwrap();
+        // Idle: the asker's request was abandoned, and the holder heard.
+        assert!(rt.wait_idle(IDLE));
+        assert_eq!(held(&rt), 0, "the abandoned request is let go");
+    }
+    let asked: Vec<_> = (0..2)
+        .map(|_| {
+            rt.request(holder, b"ask", Duration::from_secs(3600))
+                .unwrap()
+        })
+        .collect();
+    eventually("the holder holds both", || held(&rt) == 2);
+    rt.send(holder, b"now").unwrap();
+    for r in asked {
+        assert!(matches!(r.wait(IDLE), Some(Ok(_))));
+    }
+}

@@ -222,6 +222,7 @@ fn a_quota_lowered_since_lets_an_actor_shrink_what_it_holds() {
         .storage_quota(1024)
         .build_manual()
         .unwrap();
+    let g = guest(&rt).unwrap();
     // Over the quota: its `init` rewrites its counter (four bytes for four).
     let keeper = spawn_keeper(&rt, &g);
     assert_eq!(inits(&rt, keeper), 2);
@@ -249,6 +250,7 @@ fn a_spawn_whose_init_fails_takes_its_storage_back() {
     rt.shutdown();
 
     let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let g = guest(&rt).unwrap();
     let e = rt
         .spawn(&g, SpawnOptions::new("keeper").config("blot"))
         .unwrap_err();
@@ -260,6 +262,7 @@ fn a_spawn_whose_init_fails_takes_its_storage_back() {
     rt.shutdown();
     // And in the next process too.
     let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let g = guest(&rt).unwrap();
     let keeper = spawn_keeper(&rt, &g);
     assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
     assert_eq!(get(&rt, keeper, b"blot"), None);
@@ -280,6 +283,7 @@ fn a_handle_kept_after_shutdown_does_not_hold_the_storage() {
     let handle = rt.handle();
     rt.shutdown();
     let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let g = guest(&rt).unwrap();
     let keeper = spawn_keeper(&rt, &g);
     assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
     drop(handle);
@@ -304,6 +308,7 @@ fn a_crashed_shard_leaves_durable_storage_for_the_next_process() {
     assert!(!k.alive && k.failed, "{k:?}");
     rt.shutdown();
     let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let g = guest(&rt).unwrap();
     let keeper = spawn_keeper(&rt, &g);
     assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
     drop(rt);
@@ -325,6 +330,7 @@ fn after_a_failed_commit_deletes_and_ends_still_count_here() {
     rt.shutdown();
 
     let rt = builder(1).storage_dir(&dir).build_manual().unwrap();
+    let g = guest(&rt).unwrap();
     let keeper = spawn_keeper(&rt, &g);
     assert_eq!(get(&rt, keeper, b"colour").as_deref(), Some(&b"blue"[..]));
     rt.inject_storage_failure();

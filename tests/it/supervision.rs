@@ -522,7 +522,7 @@ fn group_membership_is_checked() {
     let e = rt.spawn(&g, opts().shard(1)).unwrap_err();
     assert!(policy(e).contains("live on its shard 0"));
     let other = builder(1).build().unwrap();
-    let e = other.spawn(&g, opts()).unwrap_err();
+    let e = other.spawn(&guest(&other).unwrap(), opts()).unwrap_err();
     assert!(policy(e).contains("another runtime"));
     assert_eq!(rt.lookup("m"), None);
 }
