@@ -83,6 +83,16 @@ impl RuntimeBuilder {
         Runtime::start(self, false)
     }
 
+    /// Makes the next threaded build on the calling thread fail to start the
+    /// thread of shard `shard`, as a thread limit would (the `testing`
+    /// feature: the tests of a build that fails part-way).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn inject_thread_failure(self, shard: usize) -> Self {
+        crate::threaded::FAIL_SHARD_THREAD.with(|f| f.set(Some(shard)));
+        self
+    }
+
     /// Builds a manual runtime: no threads of its own (no shard threads, no epoch
     /// ticker; compiling a component may still use wasmtime's compiler threads,
     /// which do nothing afterwards). Its shards run only inside [`Runtime::step`],
@@ -151,7 +161,17 @@ impl Runtime {
         let driver = if manual {
             Driver::Manual(Manual::new(directory.id, shards))
         } else {
-            Driver::Threads(Threaded::start(shards, &shared, &engine, &config)?)
+            match Threaded::start(shards, &shared, &engine, &config) {
+                Ok(threads) => Driver::Threads(threads),
+                Err(e) => {
+                    // The store (its file, its writer thread) is let go: a
+                    // build retried on the directory would find it open.
+                    if let Some(durable) = &directory.durable {
+                        durable.close();
+                    }
+                    return Err(e);
+                }
+            }
         };
         Ok(Runtime {
             directory,

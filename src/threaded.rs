@@ -13,6 +13,14 @@ use crate::shard::{Shard, ShardExit};
 use crate::shared::{Command, Shared};
 use crate::stats::DeadLetter;
 
+#[cfg(feature = "testing")]
+thread_local! {
+    /// The shard whose thread the next threaded build on this thread fails
+    /// to start (`RuntimeBuilder::inject_thread_failure`).
+    pub(crate) static FAIL_SHARD_THREAD: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
 pub(crate) struct Threaded {
     threads: Vec<JoinHandle<ShardExit>>,
     ticker: Option<JoinHandle<()>>,
@@ -39,17 +47,32 @@ impl Threaded {
                 source,
             })?;
         shared.set_ticker(ticker.thread().clone());
-        let ticker = Some(ticker);
         let mut threads = Vec::with_capacity(shards.len());
         for (id, shard) in shards.into_iter().enumerate() {
-            let t = std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name(format!("wasmshard-{id}"))
-                .spawn(move || shard.run())
-                .map_err(|source| BuildError::System {
-                    what: format!("shard thread {id}"),
-                    source,
-                })?;
-            threads.push(t);
+                .spawn(move || shard.run());
+            #[cfg(feature = "testing")]
+            let started = match FAIL_SHARD_THREAD.with(|f| f.take()) {
+                Some(at) if at == id => Err(std::io::Error::other("a failure injected by a test")),
+                other => {
+                    FAIL_SHARD_THREAD.with(|f| f.set(other));
+                    started
+                }
+            };
+            match started {
+                Ok(t) => threads.push(t),
+                Err(source) => {
+                    // The shards started so far and the ticker end (they
+                    // waited for ever, the ticker waking every tick, since the
+                    // shards that never started never count themselves idle).
+                    phased_shutdown(shared, threads, Some(ticker));
+                    return Err(BuildError::System {
+                        what: format!("shard thread {id}"),
+                        source,
+                    });
+                }
+            }
         }
         let host_spin = if config.spare_core() {
             config.park_spin
@@ -58,7 +81,7 @@ impl Threaded {
         };
         Ok(Threaded {
             threads,
-            ticker,
+            ticker: Some(ticker),
             host_spin,
         })
     }

@@ -409,3 +409,23 @@ fn a_damaged_storage_file_never_panics() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A threaded build that failed part-way (a shard's thread could not start)
+/// left the shards already started, the ticker and the store behind: the
+/// database stayed open, so a build retried on the directory failed too.
+#[test]
+fn a_build_that_fails_part_way_lets_everything_go() {
+    let dir = storage_dir("part-way");
+    let Err(e) = builder(3)
+        .storage_dir(&dir)
+        .inject_thread_failure(2)
+        .build()
+    else {
+        panic!("the build should fail");
+    };
+    assert!(matches!(e, wasmshard::BuildError::System { .. }), "{e:?}");
+    // The retry finds the store free.
+    let rt = builder(3).storage_dir(&dir).build().unwrap();
+    rt.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
