@@ -1365,13 +1365,12 @@ impl Shard {
             match env.kind {
                 Kind::Tell | Kind::Timer => self.dead_letter(env, reason),
                 Kind::Request(id, _) => self.route(env.failed(me, id, error)),
-                // A response for a requester that is gone: nobody is left to tell.
-                // (Control envelopes never wait in a mailbox.)
-                Kind::Response(..)
-                | Kind::Stop
-                | Kind::Monitor(_)
-                | Kind::Demonitor(_)
-                | Kind::Revoke(_) => {}
+                // A response for a requester that is gone: nobody is left to
+                // tell, and it is counted late, as when the requester is
+                // restarted or upgraded with it queued.
+                Kind::Response(..) => self.table().counts.late += 1,
+                // Control envelopes never wait in a mailbox.
+                Kind::Stop | Kind::Monitor(_) | Kind::Demonitor(_) | Kind::Revoke(_) => {}
             }
         }
     }

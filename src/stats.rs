@@ -185,7 +185,9 @@ shard_counters! {
         open,
         /// Monitors open now (watching an actor until it is gone for good).
         monitors,
-        /// Replies that arrived after their request had ended, discarded.
+        /// Replies that arrived after their request had ended, or while
+        /// they waited in the mailbox of a requester that went (stopped,
+        /// failed, restarted, upgraded), discarded.
         late,
         /// Timers set (by actors of this shard, or by the host for them).
         scheduled,

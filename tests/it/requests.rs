@@ -740,3 +740,44 @@ fn a_stopped_requester_s_deferred_requests_are_let_go() {
         assert!(matches!(r.wait(IDLE), Some(Ok(_))));
     }
 }
+
+/// A response waiting in the mailbox of a requester that was stopped went
+/// uncounted (the same response, queued for a requester that was restarted,
+/// counted as late).
+#[test]
+fn a_response_queued_for_a_stopped_requester_counts_as_late() {
+    struct Answers;
+    impl NativeActor for Answers {
+        fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+        fn handle_request(
+            &mut self,
+            ctx: &mut Context<'_>,
+            from: Address,
+            id: u64,
+            _: &[u8],
+        ) -> Option<Vec<u8>> {
+            // The answer reaches the requester's mailbox, then the stop ends it
+            // before its next turn.
+            ctx.respond(id, b"answer").unwrap();
+            ctx.stop(from).unwrap();
+            None
+        }
+    }
+    let rt = builder(1).build().unwrap();
+    let answers = rt.spawn_native("answers", Some(0), Answers).unwrap();
+    let asker = rt
+        .spawn_native(
+            "asker",
+            Some(0),
+            move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                ctx.request(answers, b"q", IDLE).unwrap();
+            },
+        )
+        .unwrap();
+    rt.send(asker, b"go").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert!(!stats.actor("asker").unwrap().alive);
+    let r = &stats.shards[0].requests;
+    assert_eq!((r.answered, r.late), (1, 1), "{r:?}");
+}
