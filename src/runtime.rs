@@ -555,7 +555,9 @@ impl Runtime {
     /// new `init` cannot cancel them, and the targets forget the watches) and
     /// the requests it held (deferred) end `target-stopped`. The codecs it accepts stay as they
     /// were. A supervised actor's later restarts use the new component; one
-    /// waiting for its restart is restarted from it at once.
+    /// waiting for its restart is restarted from it at once (a group's member
+    /// waits for its group's restart, which makes it from the new component:
+    /// it never comes back without the members it restarts with).
     ///
     /// # Errors
     ///

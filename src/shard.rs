@@ -2561,7 +2561,9 @@ impl Shard {
     /// takes the old one's place: the mailbox is untouched, the counters carry
     /// over, the old instance's open requests are abandoned and those it held
     /// end `target-stopped` (the new instance cannot know them). An actor
-    /// waiting for its restart is restarted now, from the new component.
+    /// waiting for its restart is restarted now, from the new component; a
+    /// group's member waits for its group's restart, which makes it from the
+    /// new component.
     fn upgrade(&mut self, slot: u32, component: Component) -> Result<(), UpgradeError> {
         let mut actor = self.actors[slot as usize].take().expect("live actor");
         let me = actor.info.address;
@@ -2575,6 +2577,25 @@ impl Shard {
             return Err(UpgradeError::Native(me));
         };
         let config = config.clone();
+        let grouped = matches!(
+            actor.supervisor.as_deref(),
+            Some(Supervisor {
+                judge: Judge::Group(_),
+                ..
+            })
+        );
+        if down && grouped {
+            // A member waiting for its group's restart comes back with the
+            // members it restarts with, not before nor without them: the
+            // restart, when it comes, makes it from the new component.
+            if let Some(s) = actor.supervisor.as_deref_mut() {
+                s.maker = Maker::Wasm { component, config };
+            }
+            actor.info.upgrades.set(actor.info.upgrades.get() + 1);
+            actor.publish();
+            self.actors[slot as usize] = Some(actor);
+            return Ok(());
+        }
         let old = actor.outbox();
         let mut out = Outbox::new(
             me,

@@ -831,3 +831,39 @@ fn a_restarted_instance_gets_no_answer_to_what_the_last_one_asked() {
     assert_eq!(stats.actor("a").unwrap().restarts, 1);
     assert_eq!(stats.shards[0].requests.late, 1);
 }
+
+/// An upgrade of a group's member waiting for its restart restarted it at
+/// once, alone, while the siblings its strategy restarts with it were still
+/// down: it handled messages with its group half gone. It now waits for the
+/// group's restart, which makes it from the new component.
+#[test]
+fn an_upgrade_of_a_member_waiting_for_its_restart_keeps_it_with_its_group() {
+    let rt = builder(1).build_manual().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let wait = Restart::on_failure().backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let group = rt
+        .create_group("g", Strategy::OneForAll, wait, Some(0))
+        .unwrap();
+    let who = members(&rt, &g, &group, &["a", "b"]);
+    // The second failure within the window: both wait a minute.
+    rt.send(who[0], b"panic").unwrap();
+    rt.run_until_stalled();
+    rt.send(who[0], b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].restarting, 2);
+    let before = ups(&inbox, &who);
+    rt.upgrade(who[0], &g).unwrap();
+    rt.send(who[0], b"queued").unwrap();
+    rt.run_until_stalled();
+    // Still both down: nobody came back, nobody handled anything.
+    assert_eq!(rt.stats().shards[0].restarting, 2);
+    assert_eq!(ups(&inbox, &who), before);
+    assert!(!payloads(&inbox).contains(&"queued".to_string()));
+    let stats = rt.stats();
+    assert_eq!(stats.actor("a").unwrap().upgrades, 1);
+    assert_eq!(
+        stats.actor("a").unwrap().handled,
+        stats.actor("b").unwrap().handled
+    );
+}
