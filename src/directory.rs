@@ -123,9 +123,19 @@ impl Directory {
             slots: (0..config.shards)
                 .map(|_| SlotTable::new(config.slots_per_shard()))
                 .collect(),
-            pools: (0..config.shards)
-                .map(|_| SlotPool::new(config.slots_per_shard(), config.max_actors))
-                .collect(),
+            pools: {
+                // `max_actors` holds across all shards.
+                let live = Arc::default();
+                (0..config.shards)
+                    .map(|_| {
+                        SlotPool::new(
+                            config.slots_per_shard(),
+                            config.max_actors,
+                            Arc::clone(&live),
+                        )
+                    })
+                    .collect()
+            },
             components: RwLock::new(AHashMap::new()),
             default_grants: config.default_grants.clone(),
             default_rate: config.default_rate,

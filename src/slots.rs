@@ -22,6 +22,7 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_queue::SegQueue;
@@ -76,24 +77,28 @@ pub(crate) struct SlotPool {
     used: AtomicU32,
     /// Slots in the table.
     capacity: u32,
-    /// Slots taken now (live actors and spawns under way).
-    live: AtomicU32,
-    /// Most slots taken at once (`max_actors`).
+    /// Slots taken now (live actors and spawns under way) in every shard's
+    /// pool: one count the pools share.
+    live: Arc<AtomicU32>,
+    /// Most slots taken at once, in all the pools together (`max_actors`).
     max: u32,
 }
 
 impl SlotPool {
-    pub(crate) fn new(capacity: u32, max: u32) -> SlotPool {
+    /// A pool of `capacity` slots, counting what it hands out in `live`,
+    /// which the pools of the other shards share, up to `max` in all (at most
+    /// `capacity`, so that a pool never runs dry while `live` is below it).
+    pub(crate) fn new(capacity: u32, max: u32, live: Arc<AtomicU32>) -> SlotPool {
         SlotPool {
             free: SegQueue::new(),
             used: AtomicU32::new(0),
             capacity,
-            live: AtomicU32::new(0),
+            live,
             max,
         }
     }
 
-    /// A free slot, or `None` if `max` are taken.
+    /// A free slot, or `None` if `max` are taken in all the pools.
     pub(crate) fn take(&self) -> Option<u32> {
         // A unit of `live` first: whoever holds one is owed a slot, since
         // `give_back` queues a slot before it hands its unit back.
@@ -109,7 +114,8 @@ impl SlotPool {
             });
         match fresh {
             Ok(slot) => Some(slot),
-            // Fewer than `max` taken: the spare slots, at least, are free.
+            // Fewer than `max` taken in all the pools, so fewer here: the
+            // spare slots, at least, are free.
             Err(_) => self.free.pop().or_else(|| {
                 // Unreachable while the invariant above holds; refuse rather
                 // than hand out a slot twice.

@@ -867,3 +867,26 @@ fn an_init_that_waits_for_its_busy_shard_keeps_its_cpu_budget() {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// `max_actors` is documented across all shards, but each shard's slots were
+/// counted apart: native actors (which the instance pool does not bound)
+/// reached `shards × max_actors`.
+#[test]
+fn max_actors_holds_across_all_shards() {
+    let rt = builder(2).max_actors(2).build().unwrap();
+    let idle = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
+    let a = rt.spawn_native("a", Some(0), idle).unwrap();
+    rt.spawn_native("b", Some(1), idle).unwrap();
+    assert!(matches!(
+        rt.spawn_native("c", Some(0), idle),
+        Err(SpawnError::NoCapacity(_))
+    ));
+    assert!(matches!(
+        rt.spawn_native("c", Some(1), idle),
+        Err(SpawnError::NoCapacity(_))
+    ));
+    // A stop gives the room back, to either shard.
+    rt.stop(a).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    rt.spawn_native("c", Some(1), idle).unwrap();
+}
