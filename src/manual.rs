@@ -82,17 +82,23 @@ impl Manual {
     /// Shutdown after the drain, in the threaded runtime's three phases: stop
     /// every actor on every shard, seal every shard, then drain what is left.
     /// Returns the dead letters the shards kept.
+    ///
+    /// Each runs as its shard (as on a threaded runtime, where the shard's
+    /// thread runs it), so a native actor's `Drop` that calls back into the
+    /// runtime is refused as from a handler, rather than waiting for what
+    /// only the end of this shutdown would bring.
     pub(crate) fn shutdown(&self) -> Vec<DeadLetter> {
+        let runtime = self.runtime;
         let mut shards = std::mem::take(&mut *lock(&self.shards));
-        for shard in shards.iter_mut() {
-            shard.stop_all();
+        for (id, shard) in shards.iter_mut().enumerate() {
+            shard::as_shard(runtime, id, || shard.stop_all());
         }
-        for shard in shards.iter_mut() {
-            shard.seal();
+        for (id, shard) in shards.iter_mut().enumerate() {
+            shard::as_shard(runtime, id, || shard.seal());
         }
         let mut dead_letters = Vec::new();
-        for shard in shards {
-            dead_letters.extend(shard.exit().dead_letters);
+        for (id, shard) in shards.into_iter().enumerate() {
+            dead_letters.extend(shard::as_shard(runtime, id, || shard.exit()).dead_letters);
         }
         dead_letters
     }

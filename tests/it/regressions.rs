@@ -1814,3 +1814,42 @@ fn a_rolled_back_upgrade_does_not_stop_the_old_instance() {
     assert_eq!(rt.lookup("quitter"), Some(quitter));
     assert_eq!(stats.dead_letters, 0);
 }
+
+/// A manual runtime's shutdown ran its shards' last work outside a pass: a
+/// native actor whose `Drop` waited for a host request's reply was not
+/// refused, and waited for ever (host waiters end only after the drops).
+#[test]
+fn a_drop_that_waits_during_a_manual_shutdown_is_refused() {
+    type Seen = Arc<Mutex<Vec<Option<Result<Vec<u8>, RequestError>>>>>;
+    struct Waits(Option<wasmshard::PendingReply>, Seen);
+    impl NativeActor for Waits {
+        fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {}
+    }
+    impl Drop for Waits {
+        fn drop(&mut self) {
+            if let Some(pending) = self.0.take() {
+                self.1.lock().unwrap().push(pending.wait(Duration::MAX));
+            }
+        }
+    }
+    let rt = builder(2).build_manual().unwrap();
+    // Defers every request and never answers; on shard 1, stopped after
+    // shard 0's actors.
+    let silent = rt
+        .spawn_native(
+            "silent",
+            Some(1),
+            |_: &mut Context<'_>, _: Address, _: &[u8]| {},
+        )
+        .unwrap();
+    let pending = rt.request(silent, b"?", Duration::from_secs(3600)).unwrap();
+    rt.run_until_stalled();
+    let seen: Seen = Arc::default();
+    rt.spawn_native("waits", Some(0), Waits(Some(pending), seen.clone()))
+        .unwrap();
+    let report = within(Duration::from_secs(60), "a manual shutdown", move || {
+        rt.shutdown_within(Duration::ZERO)
+    });
+    assert!(!report.stats.actor("waits").unwrap().alive);
+    assert_eq!(*seen.lock().unwrap(), [None], "refused at once");
+}
