@@ -495,7 +495,7 @@ pub(crate) fn inspect(
                 kind,
                 imports,
                 exports,
-                fit: Err(e.to_string()),
+                fit: Err(e.message()),
                 accepts: declared_accepts(&binary).map_err(|e| e.message()),
             })
         }

@@ -426,7 +426,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Pin shard `i` to core `i % cores`. Default: off.
+    /// Pin shard `i` to the `i % n`-th of the `n` cores the process may run
+    /// on (its affinity mask, in order). A pin that does not take (no such
+    /// call on this system, say) is logged as a warning and the shard runs
+    /// unpinned. Default: off.
     pub fn pin_cores(mut self, pin: bool) -> Self {
         self.config.pin_cores = pin;
         self
@@ -761,6 +764,15 @@ impl RuntimeBuilder {
         if let Some(rate) = &c.default_rate {
             rate.check()
                 .map_err(|e| BuildError::Policy("default_rate", e))?;
+        }
+        if let Some(name) = &c.dead_letter_actor
+            && let Some(fault) = name_fault(name)
+        {
+            // No actor could take the name: dead letters would never be
+            // forwarded, and nothing would say why.
+            return Err(BuildError::Setting(format!(
+                "dead_letter_actor (manifest `dead-letter-actor`) names an actor no spawn                  can make: it is {fault}"
+            )));
         }
         Ok(())
     }

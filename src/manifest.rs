@@ -44,7 +44,10 @@
 //! `max-open-requests`, `max-timers`, `trace-sampling` (0 to 1),
 //! `log-messages` (actor name patterns), `park-spin-us`, `park-spin-max-us`, `storage-quota`
 //! (bytes), `storage-dir` (durable storage, relative to the manifest),
-//! `dead-letter-actor` (the actor that receives every dead letter, by name).
+//! `dead-letter-actor` (the actor that receives every dead letter, by name),
+//! `default-grants` (`"none"` or `"all"`: the grants of an actor that gives
+//! none), `default-rate` (`{ messages-per-sec, burst }`: the quota of an actor
+//! that gives none), `audit-capacity` (denials the audit trail keeps per shard).
 //!
 //! [`Manifest::run`] calls the system idle only when no message is in flight and no
 //! request is open (so requests with timeouts end before the report).
@@ -204,6 +207,8 @@ pub struct RuntimeSection {
     pub default_grants: Option<DefaultGrants>,
     /// The quota of an `[[actor]]` that gives none (default: none).
     pub default_rate: Option<Rate>,
+    /// Denials the audit trail keeps per shard (see
+    /// `RuntimeBuilder::audit_capacity`).
     pub audit_capacity: Option<usize>,
     /// The actor that receives every dead letter (by name).
     pub dead_letter_actor: Option<String>,

@@ -269,8 +269,8 @@ impl Shard {
     /// the thread goes on as a stopped shard, answering commands and counting what
     /// arrives as dead letters, so nothing waits for it for ever.
     pub(crate) fn run(mut self) -> ShardExit {
-        if self.pin_core {
-            crate::sys::pin_current_thread(self.id);
+        if self.pin_core && !crate::sys::pin_current_thread(self.id) {
+            log::warn!("wasmshard: shard {} could not be pinned to a core", self.id);
         }
         let (runtime, id) = (self.directory.id, self.id);
         as_shard(runtime, id, || {

@@ -44,8 +44,8 @@ impl Parker {
     }
 }
 
-/// Pins the calling thread to `core` modulo the number of cores. Returns whether it
-/// took effect.
+/// Pins the calling thread to the `core % n`-th of the `n` cores it may run on.
+/// Returns whether it took effect.
 pub(crate) fn pin_current_thread(core: usize) -> bool {
     match core_affinity::get_core_ids() {
         Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[core % ids.len()]),

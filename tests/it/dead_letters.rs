@@ -250,3 +250,24 @@ fn kept_dead_letters_hold_a_bounded_share_of_their_payloads() {
         assert!(d.payload.iter().all(|&b| b == i as u8));
     }
 }
+
+/// A dead-letter actor named what no actor can be named (empty, too long,
+/// unprintable) was taken: dead letters were then never forwarded, and
+/// nothing said why.
+#[test]
+fn a_dead_letter_actor_no_spawn_can_make_is_refused() {
+    for name in [
+        String::new(),
+        "a\nb".into(),
+        "d".repeat(wasmshard::MAX_NAME_LEN + 1),
+    ] {
+        let Err(e) = builder(1).dead_letter_actor(name.clone()).build() else {
+            panic!("{name:?} was taken");
+        };
+        assert!(
+            matches!(&e, wasmshard::BuildError::Setting(why) if why.contains("dead_letter_actor")),
+            "{e:?}"
+        );
+    }
+    builder(1).dead_letter_actor("dlq").build().unwrap();
+}
