@@ -651,6 +651,11 @@ impl Runtime {
             shard,
             index,
             runtime: self.directory.id,
+            _handles: Arc::new(crate::supervision::GroupHandles {
+                shared: Arc::downgrade(&self.shared),
+                shard,
+                index,
+            }),
         })
     }
 

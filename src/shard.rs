@@ -178,6 +178,9 @@ pub(crate) struct Shard {
     dead_letter_bytes: usize,
     /// Supervision groups on this shard, by index.
     groups: Vec<GroupState>,
+    /// The indexes of the groups reclaimed (no handle, no member), for the
+    /// next groups made here.
+    free_groups: Vec<u32>,
     /// Supervised actors waiting for their restart: when, slot, generation.
     restarts: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// Counters, published to the shard handle once per pass. (The request
@@ -254,6 +257,7 @@ impl Shard {
             dead_letters: Vec::new(),
             dead_letter_bytes: 0,
             groups: Vec::new(),
+            free_groups: Vec::new(),
             restarts: BinaryHeap::new(),
             removed_since_trim: 0,
             counts: ShardStats {
@@ -385,7 +389,7 @@ impl Shard {
                         }
                     }
                     // Refused: the borrower's calls fail as during shutdown.
-                    Command::Lend { .. } => {}
+                    Command::Lend { .. } | Command::DropGroup { .. } => {}
                     Command::CreateGroup { reply, .. } => {
                         let _ = reply.send(Err(SpawnError::ShardFailed { shard: self.id }));
                     }
@@ -738,6 +742,13 @@ impl Shard {
                 self.publish();
                 let _ = reply.send(r);
             }
+            Command::DropGroup { index } => {
+                if let Some(group) = self.groups.get_mut(index as usize) {
+                    group.held = false;
+                    self.reclaim_group(index);
+                }
+                self.publish();
+            }
             Command::CreateGroup {
                 name,
                 strategy,
@@ -749,14 +760,28 @@ impl Shard {
                 } else if self.stopping {
                     Err(SpawnError::ShuttingDown)
                 } else {
-                    self.groups.push(GroupState {
+                    let group = GroupState {
                         name,
                         strategy,
                         intensity: Intensity::new(restart),
                         members: Vec::new(),
-                    });
-                    Ok(self.groups.len() as u32 - 1)
+                        held: true,
+                        reclaimed: false,
+                    };
+                    // A reclaimed group's place first (nothing refers to it:
+                    // neither a handle nor a member).
+                    match self.free_groups.pop() {
+                        Some(index) => {
+                            self.groups[index as usize] = group;
+                            Ok(index)
+                        }
+                        None => {
+                            self.groups.push(group);
+                            Ok(self.groups.len() as u32 - 1)
+                        }
+                    }
                 };
+                self.publish();
                 let _ = reply.send(r);
             }
             Command::StopAll { reply } => {
@@ -1286,7 +1311,9 @@ impl Shard {
             ..
         }) = actor.supervisor.as_deref()
         {
-            self.groups[*g as usize].members.retain(|&(s, _)| s != slot);
+            let g = *g;
+            self.groups[g as usize].members.retain(|&(s, _)| s != slot);
+            self.reclaim_group(g);
         }
         self.slots().deactivate(slot);
         self.directory.pool(self.id).give_back(slot);
@@ -1836,6 +1863,18 @@ impl Shard {
     fn revoke_abandoned(&mut self, requester: Address, ended: Vec<(u64, Address)>) {
         for (id, target) in ended {
             self.revoke_at(id, requester, target);
+        }
+    }
+
+    /// Reclaims group `g` if nothing refers to it any more: no handle, no
+    /// member (a handle is what spawns members into it; a member is what
+    /// restarts by it).
+    fn reclaim_group(&mut self, g: u32) {
+        let group = &mut self.groups[g as usize];
+        if !group.held && group.members.is_empty() && !group.reclaimed {
+            group.reclaimed = true;
+            group.members = Vec::new();
+            self.free_groups.push(g);
         }
     }
 
@@ -2785,6 +2824,7 @@ impl Shard {
     fn publish(&mut self) {
         self.counts.overflow = self.overflowing as u64;
         self.counts.restarting = self.restarts.len() as u64;
+        self.counts.groups = (self.groups.len() - self.free_groups.len()) as u64;
         if let Some(table) = &self.table {
             self.handle().counters.publish(&self.counts, &table.counts);
         }

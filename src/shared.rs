@@ -109,6 +109,9 @@ pub(crate) enum Command {
         restart: Restart,
         reply: SyncSender<Result<u32, SpawnError>>,
     },
+    /// The last handle to group `index` (of this shard) was dropped: it goes
+    /// once it has no members.
+    DropGroup { index: u32 },
     /// Sets a timer for the actor `to`, from the host.
     Schedule {
         to: Address,

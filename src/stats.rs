@@ -159,6 +159,9 @@ shard_counters! {
         overflow,
         /// Supervised actors waiting for their restart (now).
         restarting,
+        /// Supervision groups on the shard (now): each lasts while a handle
+        /// to it or a member does.
+        groups,
         /// How long, in nanoseconds, the shard spins now before it parks: it
         /// adapts between `park_spin` and `park_spin_max` (see
         /// [`RuntimeBuilder::park_spin_max`](crate::RuntimeBuilder::park_spin_max)).

@@ -294,13 +294,62 @@ impl std::fmt::Display for Strategy {
 /// actors spawned into it ([`SpawnOptions::group`](crate::SpawnOptions::group))
 /// live on its shard and are restarted together by its strategy, within its
 /// intensity; beyond that, every member ends.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// The group lasts while a handle to it (this value, or a clone) or a member
+/// does: once both are gone, its shard reclaims it.
+#[derive(Clone)]
 pub struct Group {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) shard: usize,
     pub(crate) index: u32,
     /// The runtime it belongs to (its directory's id).
     pub(crate) runtime: u64,
+    /// Dropped with the last handle: tells the shard the group may go.
+    pub(crate) _handles: std::sync::Arc<GroupHandles>,
+}
+
+/// The handles of a group, counted by the `Arc` that holds this: when the last
+/// goes, the group's shard hears (and reclaims the group once it has no
+/// members either).
+pub(crate) struct GroupHandles {
+    pub(crate) shared: std::sync::Weak<crate::shared::Shared>,
+    pub(crate) shard: usize,
+    pub(crate) index: u32,
+}
+
+impl Drop for GroupHandles {
+    fn drop(&mut self) {
+        // A runtime gone already has nothing to reclaim.
+        if let Some(shared) = self.shared.upgrade() {
+            shared.shards[self.shard]
+                .command(crate::shared::Command::DropGroup { index: self.index });
+        }
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("shard", &self.shard)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two handles are equal when they are handles of the same group.
+impl PartialEq for Group {
+    fn eq(&self, other: &Group) -> bool {
+        (self.runtime, self.shard, self.index) == (other.runtime, other.shard, other.index)
+    }
+}
+
+impl Eq for Group {}
+
+impl std::hash::Hash for Group {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.runtime, self.shard, self.index).hash(state);
+    }
 }
 
 impl Group {
@@ -322,6 +371,12 @@ pub(crate) struct GroupState {
     pub(crate) intensity: Intensity,
     /// Its live members, in the order they were spawned: (slot, generation).
     pub(crate) members: Vec<(u32, u32)>,
+    /// Whether a [`Group`] handle to it may still exist (until the last one's
+    /// drop is heard).
+    pub(crate) held: bool,
+    /// Reclaimed (no handle, no member): its index waits for the next group
+    /// made on the shard.
+    pub(crate) reclaimed: bool,
 }
 
 impl GroupState {
@@ -411,6 +466,8 @@ mod tests {
             strategy: Strategy::OneForOne,
             intensity: Intensity::new(Restart::on_failure()),
             members: vec![(4, 1), (2, 1), (7, 3)],
+            held: true,
+            reclaimed: false,
         };
         assert_eq!(g.affected(2), [(2, 1)]);
         g.strategy = Strategy::RestForOne;

@@ -867,3 +867,47 @@ fn an_upgrade_of_a_member_waiting_for_its_restart_keeps_it_with_its_group() {
         stats.actor("b").unwrap().handled
     );
 }
+
+/// Every `create_group` kept its group for the runtime's life, though nothing
+/// could use a group whose handles were all dropped once its members were
+/// gone: a group a session grew the shard for good. A group now lasts while a
+/// handle or a member does.
+#[test]
+fn a_group_with_no_handle_and_no_member_is_reclaimed() {
+    let rt = builder(1).build_manual().unwrap();
+    let groups = |rt: &Runtime| {
+        rt.run_until_stalled();
+        rt.stats().shards[0].groups
+    };
+    for _ in 0..100 {
+        rt.create_group("brief", Strategy::OneForOne, eager(1), Some(0))
+            .unwrap();
+    }
+    assert_eq!(groups(&rt), 0);
+    // A member keeps its group after the handles go, and restarts by it.
+    let kept = rt
+        .create_group("kept", Strategy::OneForOne, eager(3), Some(0))
+        .unwrap();
+    let other = kept.clone();
+    let flaky = rt
+        .spawn_native_in_group("flaky", &kept, move || {
+            |_: &mut Context<'_>, _: Address, payload: &[u8]| {
+                assert!(payload != b"panic", "flaky: panic on command");
+            }
+        })
+        .unwrap();
+    drop((kept, other));
+    // Groups made meanwhile take the reclaimed places, not new ones.
+    let g = rt
+        .create_group("new", Strategy::OneForOne, eager(1), Some(0))
+        .unwrap();
+    assert_eq!(groups(&rt), 2);
+    drop(g);
+    assert_eq!(groups(&rt), 1);
+    rt.send(flaky, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().actor("flaky").unwrap().restarts, 1);
+    assert_eq!(groups(&rt), 1);
+    rt.stop(flaky).unwrap();
+    assert_eq!(groups(&rt), 0);
+}
