@@ -176,6 +176,12 @@ pub(crate) struct Shard {
     dead_letters: Vec<DeadLetter>,
     /// Payload bytes kept in `dead_letters`.
     dead_letter_bytes: usize,
+    /// How deep the shard is in routing an actor's sends (`route_taken`):
+    /// revokes for the requests of an actor that goes meanwhile wait for the
+    /// end, so that they follow the requests still to be routed.
+    routing: u32,
+    /// Those revokes: (request, requester, target).
+    revokes_after_routing: Vec<(u64, Address, Address)>,
     /// Supervision groups on this shard, by index.
     groups: Vec<GroupState>,
     /// The indexes of the groups reclaimed (no handle, no member), for the
@@ -256,6 +262,8 @@ impl Shard {
             spawning: None,
             dead_letters: Vec::new(),
             dead_letter_bytes: 0,
+            routing: 0,
+            revokes_after_routing: Vec::new(),
             groups: Vec::new(),
             free_groups: Vec::new(),
             restarts: BinaryHeap::new(),
@@ -495,6 +503,10 @@ impl Shard {
         self.failed = true;
         self.handle().failed.store(true, Ordering::SeqCst);
         self.ready.clear();
+        // A routing the panic cut short never ends: what waited for its end
+        // goes (every request ends below).
+        self.routing = 0;
+        self.revokes_after_routing.clear();
         // The request table may have been lent to the actor that was running.
         if self.table.is_none() {
             for actor in self.actors.iter_mut().flatten() {
@@ -1345,11 +1357,12 @@ impl Shard {
         // What it asked for ends here: nobody is left to receive the answers (a
         // reply that comes later is counted as late). A stopping shard has ended
         // every actor's requests at once already.
-        if !self.stopping && actor.outbox().requests.open() > 0 {
+        let abandoned = if !self.stopping && actor.outbox().requests.open() > 0 {
             self.forget_watches(me);
-            let ended = self.table().abandon(me);
-            self.revoke_abandoned(me, ended);
-        }
+            self.table().abandon(me)
+        } else {
+            Vec::new()
+        };
         // Its subscriptions end with it.
         if actor.outbox().subscribed {
             self.directory.topics.unsubscribe_all(me);
@@ -1381,6 +1394,9 @@ impl Shard {
                 self.route(env);
             }
         }
+        // After the requests themselves, so that a revoke finds its request
+        // queued and has it shed.
+        self.revoke_abandoned(me, abandoned);
         let mailbox = std::mem::take(&mut actor.mailbox);
         // Dropping the actor runs a native actor's `Drop`: a panic there ends no
         // more than the actor.
@@ -1861,7 +1877,28 @@ impl Shard {
     /// still queued is shed, one deferred no longer counts against the
     /// target's cap, and what was asked on its behalf ends.
     fn revoke_abandoned(&mut self, requester: Address, ended: Vec<(u64, Address)>) {
+        if self.routing > 0 {
+            // The requester went while its sends were being routed (it
+            // stopped itself, say): what it sent after the stop, requests
+            // included, is routed first.
+            self.revokes_after_routing.extend(
+                ended
+                    .into_iter()
+                    .map(|(id, target)| (id, requester, target)),
+            );
+            return;
+        }
         for (id, target) in ended {
+            self.revoke_at(id, requester, target);
+        }
+    }
+
+    /// Routes the revokes [`Shard::revoke_abandoned`] kept for the end of
+    /// the routing under way.
+    #[cold]
+    #[inline(never)]
+    fn route_revokes_after_routing(&mut self) {
+        for (id, requester, target) in std::mem::take(&mut self.revokes_after_routing) {
             self.revoke_at(id, requester, target);
         }
     }
@@ -2019,8 +2056,13 @@ impl Shard {
     /// gives the vector back (if the actor is still there).
     #[inline(always)]
     fn route_taken(&mut self, slot: u32, mut staged: Vec<Envelope>) -> bool {
+        self.routing += 1;
         for env in staged.drain(..) {
             self.route(env);
+        }
+        self.routing -= 1;
+        if !self.revokes_after_routing.is_empty() && self.routing == 0 {
+            self.route_revokes_after_routing();
         }
         match self.actors[slot as usize].as_mut() {
             Some(actor) => {

@@ -781,3 +781,33 @@ fn a_response_queued_for_a_stopped_requester_counts_as_late() {
     let r = &stats.shards[0].requests;
     assert_eq!((r.answered, r.late), (1, 1), "{r:?}");
 }
+
+/// An actor that stopped itself and then made a request, in one call, had its
+/// request revoked before the request itself was routed: the responder, which
+/// found nothing queued to shed, started it and held it until its deadline.
+#[test]
+fn a_request_made_after_a_stop_of_oneself_is_revoked_after_it_is_routed() {
+    let rt = builder(1).build().unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let holder = rt
+        .spawn(&g, SpawnOptions::new("holder").config("deferring").shard(0))
+        .unwrap();
+    let quits = rt
+        .spawn_native(
+            "quits",
+            Some(0),
+            move |ctx: &mut Context<'_>, _: Address, _: &[u8]| {
+                ctx.stop(ctx.self_address()).unwrap();
+                ctx.request(holder, b"ask", Duration::from_secs(3600))
+                    .unwrap();
+            },
+        )
+        .unwrap();
+    rt.send(quits, b"go").unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let stats = rt.stats();
+    assert!(!stats.actor("quits").unwrap().alive);
+    let holder = stats.actor("holder").unwrap();
+    assert_eq!(holder.deferred, 0, "the request was shed, not held");
+    assert_eq!(holder.handled, 0);
+}
