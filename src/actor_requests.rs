@@ -35,8 +35,8 @@ pub(crate) struct ActorRequests {
     /// Deferred requests whose requesters stopped waiting (a cancel or a
     /// timeout reached this shard): no longer counted against the cap, but an
     /// answer to one is still taken (and discarded by the requester's shard,
-    /// counted late). At most the cap; beyond it, those past their expiry go,
-    /// then all.
+    /// counted late). At most the cap; at it, those past their expiry go,
+    /// and all if over half the cap are left.
     let_go: IdMap<(Address, u64)>,
     /// The trace contexts of the deferred requests that are traced (empty, and
     /// never touched, while none is): a later answer carries their trace.
@@ -210,7 +210,10 @@ impl ActorRequests {
         }
         if self.let_go.len() >= cap {
             self.let_go.retain(|_, (_, expires)| *expires > now);
-            if self.let_go.len() >= cap {
+            // Over half still kept: all go, so that the next scan is at
+            // least half the cap away (a scan that freed one place each time
+            // would cost the whole map per let-go).
+            if self.let_go.len() > cap / 2 {
                 self.let_go.clear();
             }
         }

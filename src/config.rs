@@ -191,6 +191,10 @@ pub(crate) struct Config {
     pub(crate) audit_capacity: usize,
     /// The actor that receives every dead letter, by name.
     pub(crate) dead_letter_actor: Option<Arc<str>>,
+    /// The shard whose thread a threaded build fails to start (the
+    /// `testing` feature's `RuntimeBuilder::inject_thread_failure`).
+    #[cfg(feature = "testing")]
+    pub(crate) fail_shard_thread: Option<usize>,
     /// The grants of a component actor spawned without its own.
     pub(crate) default_grants: Arc<Grants>,
     /// The quota of a component actor spawned without its own.
@@ -346,6 +350,8 @@ impl RuntimeBuilder {
                 park_spin_max: None,
                 audit_capacity: DEFAULT_AUDIT_CAPACITY,
                 dead_letter_actor: None,
+                #[cfg(feature = "testing")]
+                fail_shard_thread: None,
                 default_grants: Arc::new(Grants::none()),
                 default_rate: None,
             },
@@ -771,7 +777,8 @@ impl RuntimeBuilder {
             // No actor could take the name: dead letters would never be
             // forwarded, and nothing would say why.
             return Err(BuildError::Setting(format!(
-                "dead_letter_actor (manifest `dead-letter-actor`) names an actor no spawn                  can make: it is {fault}"
+                "dead_letter_actor (manifest `dead-letter-actor`) names an actor no spawn \
+                 can make: it is {fault}"
             )));
         }
         Ok(())

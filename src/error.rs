@@ -287,12 +287,15 @@ pub enum BuildError {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Capacity {
-    /// The shard holds `max_actors` actors.
-    #[error("shard {shard} has all {slots} actor slots in use (raise max_actors)")]
+    /// The runtime holds `max_actors` actors (the limit holds across all
+    /// shards; `shard` is the one the spawn was for).
+    #[error(
+        "all {slots} actor slots are in use, across all shards (spawning on shard {shard}; raise max_actors)"
+    )]
     ShardFull {
-        /// The shard.
+        /// The shard the spawn was for.
         shard: usize,
-        /// Its slots for live actors (`max_actors`).
+        /// The slots for live actors (`max_actors`).
         slots: u32,
     },
     /// The instance pool (sized by `max_actors`) has no free instance.
@@ -418,7 +421,7 @@ pub enum ChildSpawnError {
     /// The caller's shard holds as many actors as it may (or the grants the
     /// child would get bring a pattern beyond the runtime's 63 in use).
     #[component(name = "no-capacity")]
-    #[error("no-capacity (the shard holds as many actors as it may)")]
+    #[error("no-capacity (the runtime holds as many actors as it may)")]
     NoCapacity,
     /// The caller's `spawn` grant does not name the component, or its
     /// `lookup` grant hides the child's name (refused whether an actor has

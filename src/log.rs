@@ -96,10 +96,24 @@ pub(crate) fn unsafe_char(c: char) -> bool {
         )
 }
 
-/// `message` made safe to print as one line (see [`LogRecord::message`]), cut
-/// after `max` of its bytes (saying how much was cut).
+/// `message` made safe to print as one line, cut after `max` of its bytes
+/// (saying how much was cut): control characters and text-direction marks
+/// escaped. Text made so may be made so again and stays as it is (short
+/// enough), so text that passes through several layers is escaped once.
 pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if message.len() <= max && !message.chars().any(|c| c == '\\' || unsafe_char(c)) {
+    escaped(message, max, false)
+}
+
+/// [`one_line`], and a backslash written as two, so that an escape the text
+/// holds reads apart from one made here: for a log record's message (see
+/// [`LogRecord::message`]), made once, from the actor's own text.
+pub(crate) fn one_log_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    escaped(message, max, true)
+}
+
+fn escaped(message: &str, max: usize, backslash: bool) -> std::borrow::Cow<'_, str> {
+    let escape = |c: char| (backslash && c == '\\') || unsafe_char(c);
+    if message.len() <= max && !message.chars().any(escape) {
         return std::borrow::Cow::Borrowed(message);
     }
     let mut out = String::with_capacity(message.len().min(max) + 32);
@@ -108,7 +122,7 @@ pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
         // What is written counts against `max`, escapes and all (an escape
         // is up to ten bytes for one character of the message).
         let at = out.len();
-        if c == '\\' || unsafe_char(c) {
+        if escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -125,10 +139,14 @@ pub(crate) fn one_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// `text` made safe to print as one line, as a [`LogRecord::message`] is
-/// (control characters, text-direction overrides and backslashes escaped, cut after
+/// `text` made safe to print as one line (control characters and
+/// text-direction overrides escaped, as Rust escapes, cut after
 /// [`MAX_LOG_MESSAGE`] bytes): for whatever a guest could have chosen (a topic,
 /// a name it was denied, an error's text) printed where a line must stay one.
+/// Text made printable is printable already and comes back as it is, so text
+/// the runtime escaped (an `init`'s error in a [`SpawnError`](crate::SpawnError),
+/// say) is not escaped twice. (A [`LogRecord::message`] also has its
+/// backslashes doubled: it is made once, from the actor's text.)
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     one_line(text, MAX_LOG_MESSAGE)
 }
@@ -144,7 +162,7 @@ pub(crate) fn emit(
     level: LogLevel,
     message: &str,
 ) {
-    let message = one_line(message, MAX_LOG_MESSAGE);
+    let message = one_log_line(message, MAX_LOG_MESSAGE);
     match sink {
         Some(sink) => {
             let record = LogRecord {
@@ -194,5 +212,20 @@ mod tests {
             printable(&long).len(),
             MAX_LOG_MESSAGE + "… (10 more bytes)".len()
         );
+    }
+
+    /// Text made printable comes back as it is (the runtime escapes an
+    /// `init`'s error, and the CLI prints that error printable: escaping a
+    /// backslash there showed `a\\nb` for `a` and `b` on two lines); only a
+    /// log record's message, made once, doubles backslashes.
+    #[test]
+    fn printable_text_is_escaped_once() {
+        for text in ["a\nb", "tab\there \u{1b}[2J", "typed \\n", "plain"] {
+            let once = printable(text).into_owned();
+            assert_eq!(printable(&once), once, "{text:?}");
+        }
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable("typed \\n"), "typed \\n");
+        assert_eq!(one_log_line("typed \\n", MAX_LOG_MESSAGE), "typed \\\\n");
     }
 }

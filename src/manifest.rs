@@ -519,6 +519,15 @@ pub enum ManifestError {
         #[source]
         source: SpawnError,
     },
+    /// A `[[component]]` cannot be registered.
+    #[error("component `{name}` cannot be registered")]
+    Register {
+        /// The name it is registered under.
+        name: String,
+        /// Why.
+        #[source]
+        source: SpawnError,
+    },
 }
 
 fn invalid(what: String) -> ManifestError {
@@ -947,7 +956,7 @@ impl Manifest {
             }
             runtime
                 .register_component(&c.name, &components[&path])
-                .map_err(|source| ManifestError::Spawn {
+                .map_err(|source| ManifestError::Register {
                     name: c.name.clone(),
                     source,
                 })?;

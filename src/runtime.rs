@@ -83,13 +83,13 @@ impl RuntimeBuilder {
         Runtime::start(self, false)
     }
 
-    /// Makes the next threaded build on the calling thread fail to start the
-    /// thread of shard `shard`, as a thread limit would (the `testing`
-    /// feature: the tests of a build that fails part-way).
+    /// Makes the build fail to start the thread of shard `shard`, as a thread
+    /// limit would (the `testing` feature: the tests of a build that fails
+    /// part-way).
     #[cfg(feature = "testing")]
     #[doc(hidden)]
-    pub fn inject_thread_failure(self, shard: usize) -> Self {
-        crate::threaded::FAIL_SHARD_THREAD.with(|f| f.set(Some(shard)));
+    pub fn inject_thread_failure(mut self, shard: usize) -> Self {
+        self.config.fail_shard_thread = Some(shard);
         self
     }
 
@@ -359,6 +359,7 @@ impl Runtime {
     /// [`SpawnError::BadName`] (a name is 1 to
     /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes), [`SpawnError::NameTaken`],
     /// [`SpawnError::NoSuchShard`], [`SpawnError::NoCapacity`],
+    /// [`SpawnError::ForeignComponent`] (another runtime loaded it),
     /// [`SpawnError::Instantiate`], or [`SpawnError::Init`] with the message
     /// `init` returned (or its trap).
     pub fn spawn(
@@ -555,14 +556,18 @@ impl Runtime {
     /// new `init` cannot cancel them, and the targets forget the watches) and
     /// the requests it held (deferred) end `target-stopped`. The codecs it accepts stay as they
     /// were. A supervised actor's later restarts use the new component; one
-    /// waiting for its restart is restarted from it at once (a group's member
-    /// waits for its group's restart, which makes it from the new component:
-    /// it never comes back without the members it restarts with).
+    /// waiting for its restart is restarted from it at once (a member of a
+    /// one-for-all or rest-for-one group waits for its group's restart, which
+    /// makes it from the new component: it never comes back without the
+    /// members it restarts with; its new `init` is tried then, and a failure
+    /// counts as the group's, not as a rolled-back upgrade).
     ///
     /// # Errors
     ///
     /// [`UpgradeError::UnknownTarget`], [`UpgradeError::Native`],
-    /// [`UpgradeError::Init`] (rolled back), [`UpgradeError::ShuttingDown`],
+    /// [`UpgradeError::Init`] (rolled back; or, with
+    /// [`SpawnError::ForeignComponent`], refused before anything ran: another
+    /// runtime loaded the component), [`UpgradeError::ShuttingDown`],
     /// [`UpgradeError::ShardFailed`], [`UpgradeError::Reentrant`].
     pub fn upgrade(&self, address: Address, component: &Component) -> Result<(), UpgradeError> {
         self.ours(component).map_err(UpgradeError::Init)?;

@@ -30,7 +30,7 @@ use crate::requests::{self, Expired, Requests, Waiter};
 use crate::shared::{Command, HostItem, HostRequest, ShardHandle, Shared, SpawnBody};
 use crate::slots::SlotTable;
 use crate::stats::{ActorInfo, DeadLetter, DeadLetterReason, ShardStats};
-use crate::supervision::{GroupState, Intensity, Judge, Maker, Supervisor, Verdict};
+use crate::supervision::{GroupState, Intensity, Judge, Maker, Strategy, Supervisor, Verdict};
 use crate::sys::Parker;
 
 /// Most dead letters a shard keeps for the shutdown report; the rest are counted.
@@ -2643,8 +2643,8 @@ impl Shard {
     /// over, the old instance's open requests are abandoned and those it held
     /// end `target-stopped` (the new instance cannot know them). An actor
     /// waiting for its restart is restarted now, from the new component; a
-    /// group's member waits for its group's restart, which makes it from the
-    /// new component.
+    /// member of a group whose strategy restarts others with it waits for
+    /// its group's restart, which makes it from the new component.
     fn upgrade(&mut self, slot: u32, component: Component) -> Result<(), UpgradeError> {
         let mut actor = self.actors[slot as usize].take().expect("live actor");
         let me = actor.info.address;
@@ -2658,17 +2658,19 @@ impl Shard {
             return Err(UpgradeError::Native(me));
         };
         let config = config.clone();
-        let grouped = matches!(
-            actor.supervisor.as_deref(),
+        // A member of a group whose strategy restarts others with it.
+        let together = match actor.supervisor.as_deref() {
             Some(Supervisor {
-                judge: Judge::Group(_),
+                judge: Judge::Group(g),
                 ..
-            })
-        );
-        if down && grouped {
+            }) => self.groups[*g as usize].strategy != Strategy::OneForOne,
+            _ => false,
+        };
+        if down && together {
             // A member waiting for its group's restart comes back with the
             // members it restarts with, not before nor without them: the
-            // restart, when it comes, makes it from the new component.
+            // restart, when it comes, makes it from the new component (its
+            // `init` is tried then, a failure counting as the group's).
             if let Some(s) = actor.supervisor.as_deref_mut() {
                 s.maker = Maker::Wasm { component, config };
             }

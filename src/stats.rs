@@ -177,7 +177,8 @@ shard_counters! {
         /// Of those, cancelled by the requester.
         cancelled,
         /// Of those, ended with `cancelled` because the request they were made
-        /// on behalf of ended by its timeout or a cancel.
+        /// on behalf of ended by its timeout or a cancel, or was abandoned (its
+        /// requester went).
         revoked,
         /// Of those, ended with `target-failed`, `target-stopped` or `unknown-target`.
         failed,
@@ -188,9 +189,11 @@ shard_counters! {
         open,
         /// Monitors open now (watching an actor until it is gone for good).
         monitors,
-        /// Replies that arrived after their request had ended, or while
-        /// they waited in the mailbox of a requester that went (stopped,
-        /// failed, restarted, upgraded), discarded.
+        /// Ends of requests discarded: replies that arrived after their
+        /// request had ended, and whatever ends (replies, failure notices,
+        /// monitors' ends) waited in the mailbox of a requester that went
+        /// (stopped, failed, restarted, upgraded, shut down) before it
+        /// handled them.
         late,
         /// Timers set (by actors of this shard, or by the host for them).
         scheduled,

@@ -13,14 +13,6 @@ use crate::shard::{Shard, ShardExit};
 use crate::shared::{Command, Shared};
 use crate::stats::DeadLetter;
 
-#[cfg(feature = "testing")]
-thread_local! {
-    /// The shard whose thread the next threaded build on this thread fails
-    /// to start (`RuntimeBuilder::inject_thread_failure`).
-    pub(crate) static FAIL_SHARD_THREAD: std::cell::Cell<Option<usize>> =
-        const { std::cell::Cell::new(None) };
-}
-
 pub(crate) struct Threaded {
     threads: Vec<JoinHandle<ShardExit>>,
     ticker: Option<JoinHandle<()>>,
@@ -49,17 +41,17 @@ impl Threaded {
         shared.set_ticker(ticker.thread().clone());
         let mut threads = Vec::with_capacity(shards.len());
         for (id, shard) in shards.into_iter().enumerate() {
-            let started = std::thread::Builder::new()
-                .name(format!("wasmshard-{id}"))
-                .spawn(move || shard.run());
-            #[cfg(feature = "testing")]
-            let started = match FAIL_SHARD_THREAD.with(|f| f.take()) {
-                Some(at) if at == id => Err(std::io::Error::other("a failure injected by a test")),
-                other => {
-                    FAIL_SHARD_THREAD.with(|f| f.set(other));
-                    started
-                }
+            let spawn = || {
+                std::thread::Builder::new()
+                    .name(format!("wasmshard-{id}"))
+                    .spawn(move || shard.run())
             };
+            #[cfg(feature = "testing")]
+            let spawn = || match config.fail_shard_thread {
+                Some(at) if at == id => Err(std::io::Error::other("a failure injected by a test")),
+                _ => spawn(),
+            };
+            let started = spawn();
             match started {
                 Ok(t) => threads.push(t),
                 Err(source) => {

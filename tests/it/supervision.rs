@@ -866,6 +866,22 @@ fn an_upgrade_of_a_member_waiting_for_its_restart_keeps_it_with_its_group() {
         stats.actor("a").unwrap().handled,
         stats.actor("b").unwrap().handled
     );
+    // In a one-for-one group a member restarts alone: an upgrade brings it
+    // back at once, as it does an actor of its own.
+    let alone = rt
+        .create_group("alone", Strategy::OneForOne, wait, Some(0))
+        .unwrap();
+    let who = members(&rt, &g, &alone, &["c", "d"]);
+    for _ in 0..2 {
+        rt.send(who[0], b"panic").unwrap();
+        rt.run_until_stalled();
+    }
+    assert_eq!(rt.stats().shards[0].restarting, 3);
+    rt.upgrade(who[0], &g).unwrap();
+    rt.send(who[0], b"queued").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(rt.stats().shards[0].restarting, 2);
+    assert!(payloads(&inbox).contains(&"queued".to_string()));
 }
 
 /// Every `create_group` kept its group for the runtime's life, though nothing
