@@ -412,9 +412,15 @@ impl Shared {
     }
 
     /// Snapshots of the live actors and the most recent ended ones, in spawn order.
+    ///
+    /// Only the list is taken under the registry's lock (which a shard placing
+    /// an actor takes too); the snapshots (names, failures, counters) are
+    /// read after it is let go.
     pub(crate) fn actor_stats(&self) -> Vec<crate::stats::ActorStats> {
-        let r = lock(&self.actors);
-        let mut all: Vec<_> = r.live.values().chain(r.ended.iter()).collect();
+        let mut all: Vec<(u64, Arc<ActorInfo>)> = {
+            let r = lock(&self.actors);
+            r.live.values().chain(r.ended.iter()).cloned().collect()
+        };
         all.sort_unstable_by_key(|(seq, _)| *seq);
         all.into_iter().map(|(_, info)| info.snapshot()).collect()
     }
