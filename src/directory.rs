@@ -388,6 +388,14 @@ impl Directory {
         components.insert(name.into(), component)
     }
 
+    /// Forgets every registered component (the runtime is shut down).
+    pub(crate) fn clear_components(&self) {
+        self.components
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The component registered under `name`.
     pub(crate) fn component(&self, name: &str) -> Option<Component> {
         let components = self.components.read().unwrap_or_else(|e| e.into_inner());

@@ -23,6 +23,11 @@ pub struct PendingReply {
     pub(crate) shard: usize,
     /// The runtime's id (to refuse to block one of its own shards).
     pub(crate) runtime: u64,
+    /// When the request times out for the host: the call's time plus its
+    /// timeout (`None`: beyond the clock). The target's shard ends it then
+    /// too, but only between two turns, which a busy shard may hold off: a
+    /// wait or a look past this ends it here.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for PendingReply {
@@ -34,14 +39,17 @@ impl std::fmt::Debug for PendingReply {
 }
 
 impl PendingReply {
-    /// The outcome, if the request has ended.
+    /// The outcome, if the request has ended (past its timeout, it has:
+    /// with [`RequestError::Timeout`] if nothing came first).
     pub fn try_get(&self) -> Option<Result<Vec<u8>, RequestError>> {
-        self.waiter.outcome()
+        self.waiter.outcome().or_else(|| self.timed_out())
     }
 
     /// Waits up to `timeout` for the request to end; `None` if it has not by then
-    /// (the request itself still ends at its own timeout). A timeout too large to
-    /// add to the clock waits without limit.
+    /// (the request itself still ends at its own timeout, which no wait
+    /// outlasts: past it, the wait returns [`RequestError::Timeout`] if
+    /// nothing came first, even while the target's shard is busy). A timeout
+    /// too large to add to the clock waits without limit.
     ///
     /// Called from one of the runtime's own actors (on a shard's thread), where
     /// waiting could stop the very shard that must answer, it does not wait: it
@@ -50,7 +58,27 @@ impl PendingReply {
         if shard::on_shard_of(self.runtime) {
             return self.try_get();
         }
-        self.waiter.wait(Instant::now().checked_add(timeout))
+        let until = Instant::now().checked_add(timeout);
+        let until = match (until, self.deadline) {
+            (Some(u), Some(d)) => Some(u.min(d)),
+            (u, d) => u.or(d),
+        };
+        self.waiter.wait(until).or_else(|| self.timed_out())
+    }
+
+    /// Past the request's deadline with no outcome: it ends here with
+    /// `timeout`, and its shard is told (it closes the request, counted as
+    /// timed out). Otherwise `None`.
+    fn timed_out(&self) -> Option<Result<Vec<u8>, RequestError>> {
+        if self.deadline.is_none_or(|d| Instant::now() < d) {
+            return None;
+        }
+        if self.waiter.fulfil(Err(RequestError::Timeout))
+            && let Some(shared) = self.shared.upgrade()
+        {
+            shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
+        }
+        self.waiter.outcome()
     }
 
     /// Cancels the request (as dropping the handle does), and says whether it

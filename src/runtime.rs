@@ -1026,6 +1026,7 @@ impl Runtime {
             shared: Arc::downgrade(&self.shared),
             shard: to.shard(),
             runtime: self.directory.id,
+            deadline: Instant::now().checked_add(timeout),
         })
     }
 
@@ -1091,6 +1092,11 @@ impl Runtime {
     /// guest's `send` or `request` that is refused fails with `shutting-down`, and
     /// what is in flight becomes dead letters), joins every thread, and reports
     /// what could not be delivered.
+    ///
+    /// A shard stops its actors between two turns: one in the middle of a turn
+    /// finishes it first (a component's within its CPU budget; a native
+    /// actor's handler, which has none, whenever it returns), so a handler
+    /// that never returns holds the shutdown up for ever.
     pub fn shutdown(mut self) -> ShutdownReport {
         let drain = self.config.drain_timeout;
         self.shutdown_inner(drain)
@@ -1098,7 +1104,8 @@ impl Runtime {
 
     /// [`Runtime::shutdown`], waiting at most `drain` (instead of the configured
     /// drain timeout) for in-flight messages; `Duration::ZERO` stops every actor
-    /// at once and reports what was in flight as dead letters.
+    /// without waiting for what is in flight (each as soon as its shard is
+    /// between two turns) and reports that as dead letters.
     pub fn shutdown_within(mut self, drain: Duration) -> ShutdownReport {
         self.shutdown_inner(drain)
     }
@@ -1138,6 +1145,10 @@ impl Runtime {
         if let Some(durable) = &self.directory.durable {
             durable.close();
         }
+        // The registered components (each holds the engine, with its instance
+        // pool) go now, not with the last `Handle`, which may outlive the
+        // runtime by long.
+        self.directory.clear_components();
         self.report(drained, dead_letters)
     }
 }

@@ -1615,7 +1615,13 @@ impl Shard {
             HostItem::Cancel(waiter) => {
                 let table = self.table();
                 if let Some((_, target)) = table.close(waiter.id()) {
-                    table.counts.cancelled += 1;
+                    // Ended by the host: cancelled, or timed out where the
+                    // host waited (see `PendingReply::wait`).
+                    if matches!(waiter.outcome(), Some(Err(RequestError::Timeout))) {
+                        table.counts.timed_out += 1;
+                    } else {
+                        table.counts.cancelled += 1;
+                    }
                     waiter.fulfil(Err(RequestError::Cancelled));
                     self.revoke_at(waiter.id(), Address::HOST, target);
                 }

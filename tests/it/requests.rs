@@ -811,3 +811,50 @@ fn a_request_made_after_a_stop_of_oneself_is_revoked_after_it_is_routed() {
     assert_eq!(holder.deferred, 0, "the request was shed, not held");
     assert_eq!(holder.handled, 0);
 }
+
+/// A host request's timeout was kept only by the target's shard, between two
+/// turns: while a turn held the shard (a native actor's handler, or a guest's
+/// with no CPU budget), `wait` went on past the timeout, for ever if the turn
+/// never ended. The handle keeps the deadline too now.
+#[test]
+fn a_host_request_times_out_while_its_target_s_shard_is_busy() {
+    use std::sync::mpsc;
+    let rt = builder(1).build().unwrap();
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let blocker = rt
+        .spawn_native(
+            "blocker",
+            Some(0),
+            move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.lock().unwrap().recv();
+            },
+        )
+        .unwrap();
+    let silent = rt
+        .spawn_native(
+            "silent",
+            Some(0),
+            |_: &mut Context<'_>, _: Address, _: &[u8]| {},
+        )
+        .unwrap();
+    rt.send(blocker, b"hold").unwrap();
+    entered.recv().unwrap();
+    let pending = rt.request(silent, b"?", Duration::from_millis(20)).unwrap();
+    assert_eq!(
+        pending.wait(Duration::from_secs(60)),
+        Some(Err(RequestError::Timeout))
+    );
+    assert_eq!(pending.try_get(), Some(Err(RequestError::Timeout)));
+    release.send(()).unwrap();
+    assert!(rt.wait_idle(IDLE));
+    let r = &rt.stats().shards[0].requests;
+    assert_eq!(
+        (r.made, r.timed_out, r.cancelled, r.open),
+        (1, 1, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(rt.stats().actor("silent").unwrap().handled, 0, "shed");
+}
