@@ -73,38 +73,45 @@ const MAX_BACKOFF: Duration = Duration::from_millis(1);
 const TRIM_AFTER: u32 = 1024;
 
 thread_local! {
-    /// The runtimes (by their directories' ids) the current thread is running a
-    /// pass of a shard of, innermost last: calls into one of them that would
-    /// wait for a shard refuse instead of deadlocking. More than one when a
-    /// handler of one runtime steps another (a manual runtime's pass inside a
-    /// native actor of the first): a call back into the outer one must refuse
-    /// too.
-    static ON_SHARD: std::cell::RefCell<smallvec::SmallVec<[u64; 4]>> =
-        std::cell::RefCell::new(smallvec::SmallVec::new());
+    /// The runtime (by its directory's id) the current thread is running a pass
+    /// of a shard of, innermost, if any: calls into that runtime that would
+    /// wait for a shard refuse instead of deadlocking.
+    static ON_SHARD: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    /// The runtimes of the passes that one runs inside, outermost first
+    /// (empty unless a handler of one runtime steps another: a call back into
+    /// an outer one must refuse too).
+    static OUTER_SHARDS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether the current thread is running a pass of a shard of the runtime `id`
 /// (inside one of its actors' handlers), however deeply nested in passes of
 /// other runtimes.
 pub(crate) fn on_shard_of(runtime: u64) -> bool {
-    ON_SHARD.with(|c| c.borrow().contains(&runtime))
+    match ON_SHARD.with(std::cell::Cell::get) {
+        None => false,
+        Some(r) if r == runtime => true,
+        Some(_) => OUTER_SHARDS.with(|o| o.borrow().contains(&runtime)),
+    }
 }
 
 /// Runs `f` as a pass of a shard of runtime `runtime` for [`on_shard_of`].
 /// (The runtimes it was already running passes of stay, and it is taken off
 /// however `f` ends.)
 pub(crate) fn as_shard<R>(runtime: u64, _shard: usize, f: impl FnOnce() -> R) -> R {
-    struct Restore(usize);
+    struct Restore(Option<u64>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            ON_SHARD.with(|c| c.borrow_mut().truncate(self.0));
+            ON_SHARD.with(|c| c.set(self.0));
+            if self.0.is_some() {
+                OUTER_SHARDS.with(|o| o.borrow_mut().pop());
+            }
         }
     }
-    let _restore = Restore(ON_SHARD.with(|c| {
-        let mut c = c.borrow_mut();
-        c.push(runtime);
-        c.len() - 1
-    }));
+    let outer = ON_SHARD.with(|c| c.replace(Some(runtime)));
+    if let Some(outer) = outer {
+        OUTER_SHARDS.with(|o| o.borrow_mut().push(outer));
+    }
+    let _restore = Restore(outer);
     f()
 }
 
