@@ -1525,6 +1525,9 @@ impl Shard {
     fn undeliverable(&mut self, env: Envelope) {
         if env.kind.counted() {
             self.dead_letter(env, DeadLetterReason::ShuttingDown);
+        } else if matches!(env.kind, Kind::Response(..)) {
+            // The end of a request its requester will never handle.
+            self.table().counts.late += 1;
         }
     }
 
@@ -1759,7 +1762,14 @@ impl Shard {
         match result {
             // A monitor's end is not a request's outcome.
             _ if monitor => {}
-            _ if !taken => table.counts.cancelled += 1,
+            // The host ended it first: cancelled, or timed out where it
+            // waited (see `PendingReply::wait`).
+            _ if !taken => match &waiter {
+                Waiter::Host(w) if matches!(w.outcome(), Some(Err(RequestError::Timeout))) => {
+                    table.counts.timed_out += 1
+                }
+                _ => table.counts.cancelled += 1,
+            },
             Ok(()) => table.counts.answered += 1,
             Err(_) => table.counts.failed += 1,
         }

@@ -139,8 +139,9 @@ shard_counters! {
         /// Of those, what the dead-letter actor could not take (its mailbox
         /// full, gone, or the dead letter addressed to it), when one is named.
         dead_letters_refused,
-        /// Requests shed unstarted because their deadline had passed (their
-        /// requesters see `timeout`).
+        /// Requests shed unstarted because their requesters no longer wait:
+        /// their deadline had passed (the requesters see `timeout`), or they
+        /// were cancelled or abandoned before they started.
         expired,
         /// Traced envelopes its actors handled (sampled, or continuing a
         /// trace).

@@ -858,3 +858,45 @@ fn a_host_request_times_out_while_its_target_s_shard_is_busy() {
     );
     assert_eq!(rt.stats().actor("silent").unwrap().handled, 0, "shed");
 }
+
+/// A host request that timed out where the host looked, while its reply was
+/// on its way, was counted as cancelled by the shard that took the reply.
+#[test]
+fn a_host_timeout_that_races_the_reply_counts_as_timed_out() {
+    struct Slow(Arc<Mutex<Option<wasmshard::PendingReply>>>);
+    impl NativeActor for Slow {
+        fn handle_message(&mut self, _: &mut Context<'_>, _: Address, _: &[u8]) {
+            // Past the request's deadline, the host's handle (looked at from
+            // here) ends it with `timeout`; the reply comes next, this turn.
+            std::thread::sleep(Duration::from_millis(5));
+            let pending = self.0.lock().unwrap();
+            let got = pending.as_ref().unwrap().try_get();
+            assert_eq!(got, Some(Err(RequestError::Timeout)));
+        }
+        fn handle_request(
+            &mut self,
+            _: &mut Context<'_>,
+            _: Address,
+            _: u64,
+            _: &[u8],
+        ) -> Option<Vec<u8>> {
+            Some(b"late".to_vec())
+        }
+    }
+    let rt = builder(1).build_manual().unwrap();
+    let held: Arc<Mutex<Option<wasmshard::PendingReply>>> = Arc::default();
+    let slow = rt
+        .spawn_native("slow", Some(0), Slow(held.clone()))
+        .unwrap();
+    rt.send(slow, b"slow").unwrap();
+    let pending = rt.request(slow, b"q", Duration::from_millis(1)).unwrap();
+    *held.lock().unwrap() = Some(pending);
+    rt.run_until_stalled();
+    let r = &rt.stats().shards[0].requests;
+    assert_eq!(
+        (r.made, r.timed_out, r.cancelled, r.open),
+        (1, 1, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(rt.stats().actor("slow").unwrap().handled, 2);
+}
