@@ -551,26 +551,13 @@ fn shutdown_with_full_rings_and_overflow_counts_every_message() {
 /// no actor at all, and spun at full speed until the ring drained.
 #[test]
 fn a_full_ring_stalls_no_other_actor_and_the_shard_does_not_spin() {
-    use std::sync::mpsc;
     let rt = builder(2)
         .ring_capacity(4)
         .mailbox_capacity(10_000)
         .build()
         .unwrap();
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
     // Holds shard 1 until released, so its ring from shard 0 stays full.
-    let blocker = rt
-        .spawn_native(
-            "blocker",
-            Some(1),
-            Native(move |_: &mut Context<'_>, _, _: &[u8]| {
-                entered_tx.send(()).unwrap();
-                release_rx.lock().unwrap().recv().unwrap();
-            }),
-        )
-        .unwrap();
+    let (blocker, entered, release) = blocker(&rt, 1);
     let sink = rt
         .spawn_native("sink", Some(1), |_: &mut Context<'_>, _, _: &[u8]| {})
         .unwrap();

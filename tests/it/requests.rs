@@ -657,10 +657,7 @@ fn a_request_whose_handler_traps_ends_once() {
 fn a_cancelled_request_is_no_longer_held_by_its_responder() {
     let rt = builder(2).max_open_requests(2).build().unwrap();
     let Some(g) = guest(&rt) else { return };
-    let holder = rt
-        .spawn(&g, SpawnOptions::new("holder").config("deferring").shard(1))
-        .unwrap();
-    let held = |rt: &Runtime| rt.stats().actor("holder").unwrap().deferred;
+    let holder = spawn_holder(&rt, &g);
     for _ in 0..3 {
         let r = rt
             .request(holder, b"ask", Duration::from_secs(3600))
@@ -672,20 +669,7 @@ fn a_cancelled_request_is_no_longer_held_by_its_responder() {
         assert_eq!(held(&rt), 0, "the cancelled request is let go");
     }
     // The room is there for the next two, which are answered.
-    let asked: Vec<_> = (0..2)
-        .map(|_| {
-            rt.request(holder, b"ask", Duration::from_secs(3600))
-                .unwrap()
-        })
-        .collect();
-    eventually("the holder holds both", || held(&rt) == 2);
-    for r in &asked {
-        assert_eq!(r.try_get(), None, "held, not failed");
-    }
-    rt.send(holder, b"now").unwrap();
-    for r in asked {
-        assert!(matches!(r.wait(IDLE), Some(Ok(_))));
-    }
+    two_more_are_held_and_answered(&rt, holder);
     assert!(rt.wait_idle(IDLE));
     // An answer to a cancelled request is taken and discarded as late. The
     // holder keeps at most `max-open-requests` (2) of those: the third
@@ -706,10 +690,7 @@ fn a_cancelled_request_is_no_longer_held_by_its_responder() {
 fn a_stopped_requester_s_deferred_requests_are_let_go() {
     let rt = builder(2).max_open_requests(2).build().unwrap();
     let Some(g) = guest(&rt) else { return };
-    let holder = rt
-        .spawn(&g, SpawnOptions::new("holder").config("deferring").shard(1))
-        .unwrap();
-    let held = |rt: &Runtime| rt.stats().actor("holder").unwrap().deferred;
+    let holder = spawn_holder(&rt, &g);
     for i in 0..3 {
         let asker = rt
             .spawn_native(
@@ -728,13 +709,34 @@ fn a_stopped_requester_s_deferred_requests_are_let_go() {
         assert!(rt.wait_idle(IDLE));
         assert_eq!(held(&rt), 0, "the abandoned request is let go");
     }
+    two_more_are_held_and_answered(&rt, holder);
+}
+
+/// The `holder` (the test guest's `deferring` role) on shard 1: it holds every
+/// request until a tell makes it answer them all.
+fn spawn_holder(rt: &Runtime, g: &wasmshard::Component) -> Address {
+    rt.spawn(g, SpawnOptions::new("holder").config("deferring").shard(1))
+        .unwrap()
+}
+
+/// Requests the `holder` holds now.
+fn held(rt: &Runtime) -> u64 {
+    rt.stats().actor("holder").unwrap().deferred
+}
+
+/// The `holder`, with room for two (`max-open-requests`), holds two host
+/// requests (neither fails) and answers both when told.
+fn two_more_are_held_and_answered(rt: &Runtime, holder: Address) {
     let asked: Vec<_> = (0..2)
         .map(|_| {
             rt.request(holder, b"ask", Duration::from_secs(3600))
                 .unwrap()
         })
         .collect();
-    eventually("the holder holds both", || held(&rt) == 2);
+    eventually("the holder holds both", || held(rt) == 2);
+    for r in &asked {
+        assert_eq!(r.try_get(), None, "held, not failed");
+    }
     rt.send(holder, b"now").unwrap();
     for r in asked {
         assert!(matches!(r.wait(IDLE), Some(Ok(_))));
@@ -818,21 +820,8 @@ fn a_request_made_after_a_stop_of_oneself_is_revoked_after_it_is_routed() {
 /// never ended. The handle keeps the deadline too now.
 #[test]
 fn a_host_request_times_out_while_its_target_s_shard_is_busy() {
-    use std::sync::mpsc;
     let rt = builder(1).build().unwrap();
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let blocker = rt
-        .spawn_native(
-            "blocker",
-            Some(0),
-            move |_: &mut Context<'_>, _: Address, _: &[u8]| {
-                entered_tx.send(()).unwrap();
-                let _ = release_rx.lock().unwrap().recv();
-            },
-        )
-        .unwrap();
+    let (blocker, entered, release) = blocker(&rt, 0);
     let silent = rt
         .spawn_native(
             "silent",

@@ -294,3 +294,30 @@ fn logger() -> &'static Keep {
         keep
     })
 }
+
+/// Spawns `blocker` on `shard`: a native actor that, on a message, holds its
+/// shard until released. Returns its address, a receiver that hears when it
+/// holds the shard, and the sender that releases it (dropping it releases too).
+pub(crate) fn blocker(
+    rt: &Runtime,
+    shard: usize,
+) -> (
+    Address,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let blocker = rt
+        .spawn_native(
+            "blocker",
+            Some(shard),
+            move |_: &mut wasmshard::Context<'_>, _: Address, _: &[u8]| {
+                let _ = entered_tx.send(());
+                let _ = release_rx.lock().unwrap().recv();
+            },
+        )
+        .unwrap();
+    (blocker, entered, release)
+}
