@@ -64,6 +64,10 @@ pub(crate) struct Directory {
     /// found (0: not yet).
     pub(crate) dead_letter_actor: Option<Arc<str>>,
     pub(crate) dead_letter_to: std::sync::atomic::AtomicU64,
+    /// The addresses the dead-letter actor had before (the last
+    /// `PAST_DEAD_LETTER_ACTORS`): a letter forwarded to one of them that
+    /// finds it gone is not forwarded again.
+    pub(crate) dead_letter_past: Mutex<std::collections::VecDeque<Address>>,
     /// Subscriptions to topics.
     pub(crate) topics: crate::topics::Topics,
     /// Bytes one actor may keep in its storage.
@@ -117,6 +121,7 @@ impl Directory {
             ticks,
             dead_letter_actor: config.dead_letter_actor.clone(),
             dead_letter_to: std::sync::atomic::AtomicU64::new(0),
+            dead_letter_past: Mutex::default(),
             topics: crate::topics::Topics::new(config.shards),
             storage_quota: config.storage_quota,
             durable,

@@ -115,6 +115,10 @@ pub(crate) fn as_shard<R>(runtime: u64, _shard: usize, f: impl FnOnce() -> R) ->
     f()
 }
 
+/// The earlier addresses of the dead-letter actor that are remembered, so
+/// that a letter forwarded to one of them, gone since, is not forwarded again.
+const PAST_DEAD_LETTER_ACTORS: usize = 64;
+
 /// What a shard thread hands back when it ends.
 pub(crate) struct ShardExit {
     pub(crate) dead_letters: Vec<DeadLetter>,
@@ -1484,6 +1488,17 @@ impl Shard {
         let room = d.max_payload.saturating_sub(crate::DEAD_LETTER_HEADER);
         bytes.extend_from_slice(&env.payload[..env.payload.len().min(room)]);
         let mut to = Address::from_bits(d.dead_letter_to.load(Relaxed));
+        let past = |a: Address| {
+            d.dead_letter_past
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&a)
+        };
+        if env.from == Address::HOST && past(env.to) {
+            // A letter forwarded to an earlier dead-letter actor, gone since.
+            self.counts.dead_letters_refused += 1;
+            return;
+        }
         for _ in 0..2 {
             if to != Address::HOST && (to == env.to || to == env.from) {
                 // Addressed to the dead-letter actor itself, or its own.
@@ -1509,6 +1524,14 @@ impl Shard {
                 // Not found yet, or a new actor under the name since.
                 Err(crate::SendError::UnknownTarget) => match d.lookup(name, u64::MAX) {
                     Ok(Some(found)) if found != to => {
+                        if to != Address::HOST {
+                            let mut past =
+                                d.dead_letter_past.lock().unwrap_or_else(|e| e.into_inner());
+                            if past.len() == PAST_DEAD_LETTER_ACTORS {
+                                past.pop_front();
+                            }
+                            past.push_back(to);
+                        }
                         d.dead_letter_to.store(found.to_bits(), Relaxed);
                         to = found;
                     }

@@ -271,3 +271,40 @@ fn a_dead_letter_actor_no_spawn_can_make_is_refused() {
     }
     builder(1).dead_letter_actor("dlq").build().unwrap();
 }
+
+/// A letter forwarded to the dead-letter actor that was replaced before the
+/// letter arrived (stopped, and another spawned under the name) was forwarded
+/// again, nested in a second header, to the new one: one lost message counted
+/// twice, and a forwarded letter forwarded again.
+#[test]
+fn a_letter_forwarded_to_a_replaced_dead_letter_actor_is_not_forwarded_again() {
+    let rt = builder(2).dead_letter_actor("dl").build_manual().unwrap();
+    let counter = |n: &Arc<AtomicU64>| {
+        let n = n.clone();
+        move |_: &mut Context<'_>, _: Address, _: &[u8]| {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let (first, second) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let idle = |_: &mut Context<'_>, _: Address, _: &[u8]| {};
+    let dl = rt.spawn_native("dl", Some(0), counter(&first)).unwrap();
+    let x = rt.spawn_native("x", Some(1), idle).unwrap();
+    let y = rt.spawn_native("y", Some(0), idle).unwrap();
+    // X's message becomes a dead letter on shard 1, forwarded to the first
+    // dead-letter actor on shard 0: it waits in the ring.
+    rt.send(x, b"lost").unwrap();
+    rt.stop(x).unwrap();
+    rt.step();
+    // The first goes, a second takes the name, and Y's dead letter finds it
+    // before the letter in the ring arrives at the first's empty slot.
+    rt.stop(dl).unwrap();
+    rt.spawn_native("dl", Some(0), counter(&second)).unwrap();
+    rt.send(y, b"lost too").unwrap();
+    rt.stop(y).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(first.load(Ordering::Relaxed), 0);
+    assert_eq!(second.load(Ordering::Relaxed), 1, "Y's, once");
+    let stats = rt.stats();
+    let refused: u64 = stats.shards.iter().map(|s| s.dead_letters_refused).sum();
+    assert_eq!(refused, 1, "the letter for the first");
+}
