@@ -32,8 +32,10 @@ pub struct PendingReply {
 
 impl std::fmt::Debug for PendingReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What the outcome is now: a look that changes nothing (`try_get`
+        // would end a request past its deadline).
         f.debug_struct("PendingReply")
-            .field("ended", &self.try_get().is_some())
+            .field("ended", &self.waiter.outcome().is_some())
             .finish()
     }
 }
@@ -104,6 +106,9 @@ impl PendingReply {
 
 impl Drop for PendingReply {
     fn drop(&mut self) {
-        self.end_by_cancel();
+        // Past its deadline it timed out, whether or not anyone looked.
+        if self.timed_out().is_none() {
+            self.end_by_cancel();
+        }
     }
 }

@@ -955,10 +955,13 @@ impl Runtime {
         host_trace(&self.directory, parent)
     }
 
-    /// Makes a request from the host to `to`, ending after `timeout` at the latest.
-    /// The returned handle can be waited on or polled; the request ends exactly once
-    /// (reply, `timeout`, `target-failed`, `target-stopped`); dropping the handle
-    /// cancels it. The host's tells and requests to one actor arrive in the order
+    /// Makes a request from the host to `to`, ending after `timeout` (counted
+    /// from the call) for a handle that waits or looks: its target's shard ends
+    /// it between two turns, and the handle at its deadline whatever the shard
+    /// is doing. The returned handle can be waited on or polled; the request ends
+    /// exactly once (reply, `timeout`, `target-failed`, `target-stopped`,
+    /// `cancelled`); dropping the handle cancels it (past its deadline, it
+    /// times out). The host's tells and requests to one actor arrive in the order
     /// they were made.
     ///
     /// # Errors
@@ -1131,6 +1134,8 @@ impl Runtime {
             // cannot wait for itself.
             self.directory.stop_admitting();
             threads.shutdown_detached(&self.shared, self.directory.durable.clone());
+            // Closed: no spawn takes a registered component any more.
+            self.directory.clear_components();
             return self.report(false, Vec::new());
         }
         let drained = self.wait_idle(drain);

@@ -1548,9 +1548,12 @@ impl Shard {
     fn undeliverable(&mut self, env: Envelope) {
         if env.kind.counted() {
             self.dead_letter(env, DeadLetterReason::ShuttingDown);
-        } else if matches!(env.kind, Kind::Response(..)) {
-            // The end of a request its requester will never handle.
-            self.table().counts.late += 1;
+        } else if matches!(env.kind, Kind::Response(..))
+            && let Some(table) = self.table.as_mut()
+        {
+            // The end of a request its requester will never handle (the
+            // table may be away on a shard that gave up).
+            table.counts.late += 1;
         }
     }
 

@@ -831,18 +831,25 @@ fn a_host_request_times_out_while_its_target_s_shard_is_busy() {
         .unwrap();
     rt.send(blocker, b"hold").unwrap();
     entered.recv().unwrap();
+    // One dropped past its deadline, never looked at: timed out too.
+    let unseen = rt.request(silent, b"?", Duration::from_millis(1)).unwrap();
     let pending = rt.request(silent, b"?", Duration::from_millis(20)).unwrap();
+    assert!(
+        format!("{pending:?}").contains("ended: false"),
+        "a look that ends nothing"
+    );
     assert_eq!(
         pending.wait(Duration::from_secs(60)),
         Some(Err(RequestError::Timeout))
     );
     assert_eq!(pending.try_get(), Some(Err(RequestError::Timeout)));
+    drop(unseen);
     release.send(()).unwrap();
     assert!(rt.wait_idle(IDLE));
     let r = &rt.stats().shards[0].requests;
     assert_eq!(
         (r.made, r.timed_out, r.cancelled, r.open),
-        (1, 1, 0, 0),
+        (2, 2, 0, 0),
         "{r:?}"
     );
     assert_eq!(rt.stats().actor("silent").unwrap().handled, 0, "shed");
