@@ -330,7 +330,7 @@ pub enum SpawnError {
     /// The name is empty, longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
     /// bytes, or holds a control character or a text-direction override
     /// (its length).
-    #[error("an actor's name is 1 to {max} bytes, none of them a control character; this one has {0} bytes", max = crate::MAX_NAME_LEN)]
+    #[error("an actor's name is 1 to {max} bytes that print as they are (no control character, line or paragraph separator, or text-direction mark); this one, of {0} bytes, is not", max = crate::MAX_NAME_LEN)]
     BadName(usize),
     /// The component was loaded by another runtime (each runtime compiles
     /// for its own engine: its CPU budget, instance pool and limits); load it

@@ -186,7 +186,7 @@ impl Context<'_> {
     ) -> Result<Address, ChildSpawnError> {
         if let Some(fault) = name.and_then(crate::config::name_fault) {
             panic!(
-                "spawn was given {fault}: a name is 1 to {} bytes, none of them a control character",
+                "spawn was given {fault}: a name is 1 to {} bytes that print as they are",
                 crate::MAX_NAME_LEN
             );
         }
