@@ -637,8 +637,15 @@ impl Requests {
             {
                 self.free.push_back(slot as u32);
                 self.counts.open -= 1;
-                self.counts.failed += 1;
-                w.fulfil(Err(error));
+                // The host may have ended it first (a cancel, or its own
+                // deadline: see `PendingReply`), its word on the way here.
+                if w.fulfil(Err(error)) {
+                    self.counts.failed += 1;
+                } else if matches!(w.outcome(), Some(Err(RequestError::Timeout))) {
+                    self.counts.timed_out += 1;
+                } else {
+                    self.counts.cancelled += 1;
+                }
             }
         }
     }

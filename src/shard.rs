@@ -1640,8 +1640,9 @@ impl Shard {
                     }
                     Err(_) => {
                         // 2^24 requests open on this shard: this one cannot be made
-                        // in time. The target gets its room back.
-                        if self.is_live(to) {
+                        // in time. The target gets its room back (placed or
+                        // still to be).
+                        if self.is_live(to) || self.awaits_placement(to) {
                             self.slots().release(to.slot(), 1);
                         }
                         waiter.fulfil(Err(RequestError::Timeout));
