@@ -37,7 +37,7 @@ impl Manual {
     /// again.
     pub(crate) fn take_commands(&self, shard: usize) {
         if let Some(s) = lock(&self.shards).get_mut(shard) {
-            shard::as_shard(self.runtime, shard, || {
+            shard::as_shard(self.runtime, || {
                 // `Exit` is never sent to a manual runtime's shards.
                 if let Some(cause) = panics::quietly(|| {
                     s.take_commands();
@@ -90,15 +90,15 @@ impl Manual {
     pub(crate) fn shutdown(&self) -> Vec<DeadLetter> {
         let runtime = self.runtime;
         let mut shards = std::mem::take(&mut *lock(&self.shards));
-        for (id, shard) in shards.iter_mut().enumerate() {
-            shard::as_shard(runtime, id, || shard.stop_all());
+        for shard in shards.iter_mut() {
+            shard::as_shard(runtime, || shard.stop_all());
         }
-        for (id, shard) in shards.iter_mut().enumerate() {
-            shard::as_shard(runtime, id, || shard.seal());
+        for shard in shards.iter_mut() {
+            shard::as_shard(runtime, || shard.seal());
         }
         let mut dead_letters = Vec::new();
-        for (id, shard) in shards.into_iter().enumerate() {
-            dead_letters.extend(shard::as_shard(runtime, id, || shard.exit()).dead_letters);
+        for shard in shards {
+            dead_letters.extend(shard::as_shard(runtime, || shard.exit()).dead_letters);
         }
         dead_letters
     }
@@ -109,9 +109,9 @@ impl Manual {
 /// runtime, rather than reaching the caller.
 fn pass_all(runtime: u64, shards: &mut [Shard]) -> bool {
     let mut worked = false;
-    for (id, shard) in shards.iter_mut().enumerate() {
+    for shard in shards.iter_mut() {
         if shard.has_work() {
-            shard::as_shard(runtime, id, || {
+            shard::as_shard(runtime, || {
                 if let Some(cause) = panics::quietly(|| {
                     shard.pass();
                 }) {

@@ -75,26 +75,21 @@ impl PendingReply {
         if self.deadline.is_none_or(|d| Instant::now() < d) {
             return None;
         }
-        if self.waiter.fulfil(Err(RequestError::Timeout))
-            && let Some(shared) = self.shared.upgrade()
-        {
-            shared.shards[self.shard].host_send(HostItem::Cancel(self.waiter.clone()));
-        }
+        self.end_here(RequestError::Timeout);
         self.waiter.outcome()
     }
 
     /// Cancels the request (as dropping the handle does), and says whether it
     /// was still open: if it had ended, nothing changes.
     pub fn cancel(self) -> bool {
-        self.end_by_cancel()
+        self.end_here(RequestError::Cancelled)
     }
 
-    /// Ends the request as cancelled for the host and tells its shard; whether
-    /// it was still open.
-    fn end_by_cancel(&self) -> bool {
-        // Ended for the host now (its place under the cap is free at once); the
-        // shard closes the request when it takes the cancel, or finds it ended.
-        if !self.waiter.fulfil(Err(RequestError::Cancelled)) {
+    /// Ends the request with `error` for the host now (its place under the
+    /// cap is free at once) and tells its shard, which closes the request
+    /// when it takes the word, or finds it ended; whether it was still open.
+    fn end_here(&self, error: RequestError) -> bool {
+        if !self.waiter.fulfil(Err(error)) {
             return false;
         }
         if let Some(shared) = self.shared.upgrade() {
@@ -108,7 +103,7 @@ impl Drop for PendingReply {
     fn drop(&mut self) {
         // Past its deadline it timed out, whether or not anyone looked.
         if self.timed_out().is_none() {
-            self.end_by_cancel();
+            self.end_here(RequestError::Cancelled);
         }
     }
 }

@@ -343,7 +343,7 @@ pub(crate) fn spawn_here(
                 let _busy = Busy::new(shared);
                 // As on the shard: a call from `init` (a log sink's) into
                 // this runtime that would wait for a shard refuses.
-                crate::shard::as_shard(directory.id, shard, || {
+                crate::shard::as_shard(directory.id, || {
                     WasmActor::spawn(settings, component, out, config, &mut table)
                 })
             }

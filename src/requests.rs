@@ -628,6 +628,17 @@ impl Requests {
         self.timers = BinaryHeap::from(timers);
     }
 
+    /// Counts a host request the host ended before this shard did: its
+    /// handle cancelled it, or timed it out at its own deadline (see
+    /// `PendingReply`).
+    pub(crate) fn count_ended_by_host(&mut self, waiter: &HostWaiter) {
+        if matches!(waiter.outcome(), Some(Err(RequestError::Timeout))) {
+            self.counts.timed_out += 1;
+        } else {
+            self.counts.cancelled += 1;
+        }
+    }
+
     /// Ends every open request the host waits for with `error` (shutdown, or a
     /// shard whose actors all failed: nobody is left to answer them).
     pub(crate) fn end_host_waiters(&mut self, error: RequestError) {
@@ -641,10 +652,8 @@ impl Requests {
                 // deadline: see `PendingReply`), its word on the way here.
                 if w.fulfil(Err(error)) {
                     self.counts.failed += 1;
-                } else if matches!(w.outcome(), Some(Err(RequestError::Timeout))) {
-                    self.counts.timed_out += 1;
                 } else {
-                    self.counts.cancelled += 1;
+                    self.count_ended_by_host(&w);
                 }
             }
         }

@@ -97,7 +97,7 @@ pub(crate) fn on_shard_of(runtime: u64) -> bool {
 /// Runs `f` as a pass of a shard of runtime `runtime` for [`on_shard_of`].
 /// (The runtimes it was already running passes of stay, and it is taken off
 /// however `f` ends.)
-pub(crate) fn as_shard<R>(runtime: u64, _shard: usize, f: impl FnOnce() -> R) -> R {
+pub(crate) fn as_shard<R>(runtime: u64, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<u64>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -296,7 +296,7 @@ impl Shard {
             log::warn!("wasmshard: shard {} could not be pinned to a core", self.id);
         }
         let (runtime, id) = (self.directory.id, self.id);
-        as_shard(runtime, id, || {
+        as_shard(runtime, || {
             let mut panics = 0;
             while let Some(cause) = quietly(|| self.run_loop()) {
                 panics += 1;
@@ -1652,13 +1652,7 @@ impl Shard {
             HostItem::Cancel(waiter) => {
                 let table = self.table();
                 if let Some((_, target)) = table.close(waiter.id()) {
-                    // Ended by the host: cancelled, or timed out where the
-                    // host waited (see `PendingReply::wait`).
-                    if matches!(waiter.outcome(), Some(Err(RequestError::Timeout))) {
-                        table.counts.timed_out += 1;
-                    } else {
-                        table.counts.cancelled += 1;
-                    }
+                    table.count_ended_by_host(&waiter);
                     waiter.fulfil(Err(RequestError::Cancelled));
                     self.revoke_at(waiter.id(), Address::HOST, target);
                 }
@@ -1789,14 +1783,12 @@ impl Shard {
         match result {
             // A monitor's end is not a request's outcome.
             _ if monitor => {}
-            // The host ended it first: cancelled, or timed out where it
-            // waited (see `PendingReply::wait`).
-            _ if !taken => match &waiter {
-                Waiter::Host(w) if matches!(w.outcome(), Some(Err(RequestError::Timeout))) => {
-                    table.counts.timed_out += 1
+            // The host ended it first (only a host's waiter is ever taken).
+            _ if !taken => {
+                if let Waiter::Host(w) = &waiter {
+                    table.count_ended_by_host(w);
                 }
-                _ => table.counts.cancelled += 1,
-            },
+            }
             Ok(()) => table.counts.answered += 1,
             Err(_) => table.counts.failed += 1,
         }
