@@ -102,7 +102,12 @@
 //!   ([`BridgeStats::dead_letters`], by reason in
 //!   [`BridgeStats::dead_letter_reasons`]: `disconnected`) and requests end at once with
 //!   `target-failed` ([`BridgeStats::requests_failed`]); requests in flight
-//!   when the connection is lost end with `target-failed` then.
+//!   when the connection is lost end with `target-failed` then. A publish
+//!   that waited for room in the client's queue when the connection was lost
+//!   is given up (within 20 ms) and counted the same way: the client takes
+//!   nothing from its queue while it reconnects, and the bridge does not wait
+//!   for the server's return. What the client's queue held then is published
+//!   once the client is back (those were counted published).
 //! - Losses: NATS core delivers at most once. What the client had handed to
 //!   its socket when the connection broke, and what the server drops while
 //!   the receiving bridge is away, never arrives. Every tell and request a

@@ -62,6 +62,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// bound for all nodes together) from the others.
 const MAX_HELD: usize = 1 << 18;
 
+/// How often a publish that waits for room in the client's queue looks
+/// whether the client is still connected.
+const DISCONNECT_POLL: Duration = Duration::from_millis(20);
+
 /// How long closing waits for what was published to reach the server.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
 
@@ -398,17 +402,35 @@ impl Thread {
         }
     }
 
-    /// Awaits a publish unless the bridge is closing (the client may hold it
-    /// while it reconnects): whether it was handed to the client.
+    /// Awaits a publish unless the client loses its connection meanwhile or
+    /// the bridge is closing: whether it was handed to the client.
+    ///
+    /// A publish waits while the client's queue is full, and the client
+    /// takes nothing from its queue while it reconnects: a publish waiting
+    /// when the connection is lost would wait for the server's return, and
+    /// hold this thread (what arrives, the events, the other nodes) all that
+    /// time. It is given up instead, and counted as disconnected.
     async fn guarded<E>(&self, publish: impl Future<Output = Result<(), E>>) -> bool {
         tokio::select! {
+            // The publish first: one the client takes at once never starts
+            // the watch below.
+            biased;
             published = publish => published.is_ok(),
+            () = self.disconnected() => false,
             () = self.shared.close.notified() => {
                 // For the loop, which ends on it.
                 self.shared.close.notify_one();
                 self.closing.set(true);
                 false
             }
+        }
+    }
+
+    /// Returns once the client is not connected (a look every
+    /// `DISCONNECT_POLL`: the client has no wait for a change of its state).
+    async fn disconnected(&self) {
+        while self.is_connected() {
+            tokio::time::sleep(DISCONNECT_POLL).await;
         }
     }
 

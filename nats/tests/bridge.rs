@@ -506,6 +506,52 @@ fn a_server_restart_mid_stream_loses_nothing_uncounted() {
     drop(server);
 }
 
+/// The server stops while the client's queue is full (the server was frozen
+/// and read nothing, so a publish waits for room there): the waiting publish
+/// does not hold the bridge through the client's reconnection. The bridge
+/// hears that it is disconnected, what comes meanwhile is counted at once, and
+/// every tell is published or a dead letter.
+#[test]
+fn a_server_lost_under_a_full_client_queue_does_not_hold_the_bridge() {
+    let Some(mut server) = Server::start("a_server_lost_under_a_full_client_queue") else {
+        return;
+    };
+    let b = runtime();
+    let bridge = Bridge::connect(&server.url(), "b", &b).unwrap();
+    let proxy = bridge.import(&b, "sink", "a").unwrap();
+    server.freeze();
+    // More than the socket's buffers and the client's queue (2 048 messages)
+    // hold, and less than a node's window and the outbound bytes: the
+    // bridge's thread ends up waiting in a publish.
+    const TELLS: u64 = 4_000;
+    let payload = vec![7u8; 12 << 10];
+    for _ in 0..TELLS {
+        send_waiting(&b, proxy, &payload);
+    }
+    let mut last = u64::MAX;
+    eventually("the client's queue full", || {
+        let now = bridge.stats().tells_out;
+        std::thread::sleep(Duration::from_millis(200));
+        let still = now == last && now < TELLS;
+        last = now;
+        still
+    });
+    server.stop();
+    eventually("the bridge disconnected", || !bridge.stats().connected);
+    let refused = b.request(proxy, b"q", Duration::from_secs(600)).unwrap();
+    assert_eq!(
+        refused.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    let stats = bridge.close();
+    assert_eq!(stats.tells_out + stats.dead_letters, TELLS, "{stats:?}");
+    assert!(
+        stats.dead_letter_reasons.get(Reason::Disconnected) > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.requests_failed, 1, "{stats:?}");
+}
+
 /// A plain NATS client reaches an exported actor: a publish is a tell, a
 /// NATS request a request. A bridge's numbered tells with a gap are counted
 /// lost, and the gap is reported to the sender's refusal subject.

@@ -60,6 +60,16 @@ impl Server {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Freezes the server (`SIGSTOP`): its connections stay open, and it
+    /// reads nothing from them until it is stopped.
+    pub(crate) fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success(), "kill -STOP: {status}");
+    }
+
     /// Stops the server (to restart it on the same port).
     pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
