@@ -93,20 +93,50 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
     name_fault(name).is_none()
 }
 
+/// What is wrong with a name that no actor may have: an actor's (or a
+/// registered component's) name is 1 to [`MAX_NAME_LEN`] bytes that print as
+/// they are (no control character, line or paragraph separator, or
+/// text-direction mark). Its text reads "a name …".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameFault {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes (its length).
+    TooLong(usize),
+    /// The name holds a character that does not print as it is (the first
+    /// such).
+    Unprintable(char),
+}
+
+impl std::fmt::Display for NameFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameFault::Empty => f.write_str("an empty name"),
+            NameFault::TooLong(len) => {
+                write!(
+                    f,
+                    "a name of {len} bytes, over the {MAX_NAME_LEN}-byte limit"
+                )
+            }
+            NameFault::Unprintable(c) => {
+                write!(f, "a name holding {c:?}, which does not print as it is")
+            }
+        }
+    }
+}
+
 /// What is wrong with `name` as an actor's name, if anything.
-pub(crate) fn name_fault(name: &str) -> Option<String> {
+pub(crate) fn name_fault(name: &str) -> Option<NameFault> {
     if name.is_empty() {
-        return Some("an empty name".into());
+        return Some(NameFault::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Some(format!(
-            "a name of {} bytes, over the {MAX_NAME_LEN}-byte limit",
-            name.len()
-        ));
+        return Some(NameFault::TooLong(name.len()));
     }
     name.chars()
         .find(|&c| crate::log::unsafe_char(c))
-        .map(|c| format!("a name holding {c:?}, which may not be printed as it is"))
+        .map(NameFault::Unprintable)
 }
 /// The most elements a table may have. A grow beyond it traps (as a memory grow
 /// beyond the memory limit does), and the instance pool is sized to the same

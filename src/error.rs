@@ -328,10 +328,11 @@ pub enum SpawnError {
     #[error("an actor named `{0}` already exists")]
     NameTaken(String),
     /// The name is empty, longer than [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)
-    /// bytes, or holds a control character or a text-direction override
-    /// (its length).
-    #[error("an actor's name is 1 to {max} bytes that print as they are (no control character, line or paragraph separator, or text-direction mark); this one, of {0} bytes, is not", max = crate::MAX_NAME_LEN)]
-    BadName(usize),
+    /// bytes, or holds a character that does not print as it is (a control
+    /// character, a line or paragraph separator, a text-direction mark):
+    /// which of these.
+    #[error("{0}: an actor's name is 1 to {max} bytes that print as they are (no control character, line or paragraph separator, or text-direction mark)", max = crate::MAX_NAME_LEN)]
+    BadName(crate::NameFault),
     /// The component was loaded by another runtime (each runtime compiles
     /// for its own engine: its CPU budget, instance pool and limits); load it
     /// with this one.

@@ -439,8 +439,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                     let n = n.to_str(&store)?;
                     if let Some(fault) = crate::config::name_fault(&n) {
                         wasmtime::bail!(
-                            "`spawn` was given {fault}: a name is 1 to {} bytes, none of \
-                             them a control character (`none` for an anonymous child)",
+                            "`spawn` was given {fault}: a name is 1 to {} bytes that print \
+                             as they are (`none` for an anonymous child)",
                             crate::MAX_NAME_LEN
                         );
                     }

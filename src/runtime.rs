@@ -258,8 +258,8 @@ impl Runtime {
         shard: Option<usize>,
         body: SpawnBody,
     ) -> Result<Address, SpawnError> {
-        if !crate::config::is_valid_name(name) {
-            return Err(SpawnError::BadName(name.len()));
+        if let Some(fault) = crate::config::name_fault(name) {
+            return Err(SpawnError::BadName(fault));
         }
         if self.directory.is_closing() {
             return Err(SpawnError::ShuttingDown);
@@ -528,8 +528,8 @@ impl Runtime {
         name: &str,
         component: &Component,
     ) -> Result<Option<Component>, SpawnError> {
-        if crate::config::name_fault(name).is_some() {
-            return Err(SpawnError::BadName(name.len()));
+        if let Some(fault) = crate::config::name_fault(name) {
+            return Err(SpawnError::BadName(fault));
         }
         self.ours(component)?;
         Ok(self.directory.register_component(name, component.clone()))

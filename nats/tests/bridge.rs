@@ -397,7 +397,7 @@ fn bad_names_and_unreachable_servers_are_clear_errors() {
         matches!(
             e,
             BridgeError::Spawn {
-                source: wasmshard::SpawnError::BadName(257),
+                source: wasmshard::SpawnError::BadName(wasmshard::NameFault::TooLong(257)),
                 ..
             }
         ),

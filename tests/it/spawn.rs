@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmshard::{Address, Capacity, Component, Context, Rate, Runtime, SpawnError, SpawnOptions};
+use wasmshard::{
+    Address, Capacity, Component, Context, NameFault, Rate, Runtime, SpawnError, SpawnOptions,
+};
 
 use crate::support::{IDLE, builder, eventually, guest, load, probe, relay, within};
 
@@ -727,10 +729,16 @@ fn a_name_is_1_to_256_bytes_for_every_spawn_from_the_host() {
         let err = rt
             .spawn(&g, SpawnOptions::new(name).config("ops"))
             .unwrap_err();
+        let fault = match name.chars().next() {
+            None => NameFault::Empty,
+            Some('n') => NameFault::TooLong(name.len()),
+            Some(_) => NameFault::Unprintable(if name.contains('\n') { '\n' } else { '\u{1b}' }),
+        };
         assert!(
-            matches!(err, SpawnError::BadName(n) if n == name.len()),
+            matches!(&err, SpawnError::BadName(f) if *f == fault),
             "{err:?}"
         );
+        assert!(err.to_string().starts_with(&fault.to_string()), "{err}");
         let err = rt.spawn_native(name, None, noop).unwrap_err();
         assert!(matches!(err, SpawnError::BadName(_)), "{err:?}");
         assert_eq!(rt.lookup(name), None);
