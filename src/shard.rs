@@ -138,8 +138,12 @@ pub(crate) struct Shard {
     /// The actors by slot (grown as slots are first used; the free slots are
     /// the directory's `pool` of this shard).
     actors: Vec<Option<Actor>>,
-    /// Children spawned by actors, being started (see `place_children`).
+    /// Children spawned by actors, waiting to start (see `place_children`):
+    /// started as the pass's time allows, the rest in later passes.
     children: VecDeque<Child>,
+    /// A child whose `init` just failed, while what waited for it ends: as
+    /// for a failed actor (`target-failed`), not a stopped one.
+    start_failed: Option<Address>,
     ready: VecDeque<u32>,
     /// Envelopes for shard `i` that did not fit its ring, in order.
     overflow: Vec<VecDeque<Envelope>>,
@@ -254,6 +258,7 @@ impl Shard {
             parker,
             actors: Vec::new(),
             children: VecDeque::new(),
+            start_failed: None,
             ready: VecDeque::with_capacity(64),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
@@ -325,7 +330,7 @@ impl Shard {
 
     fn run_loop(&mut self) {
         while !self.pass() {
-            if !self.ready.is_empty() {
+            if !self.ready.is_empty() || !self.children.is_empty() {
                 continue;
             }
             if self.overflowing == 0 {
@@ -385,6 +390,7 @@ impl Shard {
         self.failed = true;
         self.handle().failed.store(true, Ordering::SeqCst);
         // What waited for actors not placed yet ends as for a failed shard.
+        self.discard_waiting_children();
         self.refuse_unplaced();
         // Nothing more leaves this shard: its overflow becomes dead letters.
         self.seal();
@@ -471,6 +477,9 @@ impl Shard {
         self.drain_inbound();
         self.fire_timers();
         self.run_ready();
+        if !self.children.is_empty() {
+            self.start_children(true);
+        }
         self.flush_overflow();
         self.publish();
         false
@@ -540,8 +549,7 @@ impl Shard {
             self.unspawn(slot, &name, me, held);
         }
         // So are those of children that were waiting to start.
-        let waiting: Vec<Child> = self.children.drain(..).collect();
-        self.discard_children(waiting);
+        self.discard_waiting_children();
         for slot in 0..self.actors.len() {
             if let Some(actor) = self.actors[slot].as_mut() {
                 let spawns = std::mem::take(&mut actor.outbox().spawns);
@@ -576,6 +584,7 @@ impl Shard {
     /// actor, overflow to flush, or a request past its deadline.
     pub(crate) fn has_work(&mut self) -> bool {
         !self.ready.is_empty()
+            || !self.children.is_empty()
             || self.overflowing > 0
             || self.inbound_pending()
             || self
@@ -622,6 +631,7 @@ impl Shard {
     /// Shutdown, phase one: stops every actor; from now on everything is a dead letter.
     pub(crate) fn stop_all(&mut self) {
         self.stopping = true;
+        self.discard_waiting_children();
         self.refuse_unplaced();
         self.table().abandon_all();
         for slot in 0..self.actors.len() as u32 {
@@ -1177,6 +1187,13 @@ impl Shard {
         }
     }
 
+    /// Undoes the spawns of children waiting to start (the shard is stopping
+    /// or failed).
+    fn discard_waiting_children(&mut self) {
+        let waiting: Vec<Child> = self.children.drain(..).collect();
+        self.discard_children(waiting);
+    }
+
     /// Undoes the spawns an outbox holds whose children will never start (the
     /// spawner's own start failed, or the shard is stopping).
     fn discard_children(&mut self, spawns: Vec<Child>) {
@@ -1191,6 +1208,13 @@ impl Shard {
     /// `init` in spawn order; a child whose `init` fails is undone, and what its
     /// parent sent it ends as for a failed actor. No recursion: the children
     /// wait in `self.children`, so a chain of spawns takes no stack.
+    ///
+    /// Only as many as the pass has time for: each `init` may take the CPU
+    /// budget, and an invocation may spawn thousands, so once the pass has
+    /// run its time the rest wait in `self.children`, one or more starting
+    /// after each later pass's turns (`start_children`). What is sent to a
+    /// child meanwhile waits for it in `unplaced`, as for an actor spawned off
+    /// the shard.
     #[cold]
     #[inline(never)]
     fn place_children(&mut self, parent: u32) {
@@ -1199,8 +1223,22 @@ impl Shard {
         };
         let spawns = std::mem::take(&mut actor.outbox().spawns);
         self.children.extend(spawns);
+        self.start_children(false);
+    }
+
+    /// Starts waiting children, in spawn order, while the pass has time (all
+    /// of them on a manual runtime, whose passes are not cut by time), at
+    /// least one if `one` (after a pass's turns, so that children waiting
+    /// start however long their `init`s take). What the started ones sent
+    /// from their `init` is routed once they are all started, and what
+    /// waited for them is delivered.
+    #[cold]
+    #[inline(never)]
+    fn start_children(&mut self, one: bool) {
         let mut started = Vec::new();
-        while let Some(child) = self.children.pop_front() {
+        let mut first = one;
+        while !self.children.is_empty() && (std::mem::take(&mut first) || !self.pass_expired()) {
+            let child = self.children.pop_front().expect("a child waits");
             if let Some(slot) = self.place_child(child) {
                 started.push(slot);
             }
@@ -1269,7 +1307,12 @@ impl Shard {
             }
             Err(failed) => {
                 let (end, mut out) = *failed;
+                // What waited for it (sent once its parent's invocation
+                // returned, the child not started yet) ends as for a
+                // failed actor, as what its parent has not sent yet does.
+                self.start_failed = Some(me);
                 self.never_started(slot, &name, me, masks.held, &mut out);
+                self.start_failed = None;
                 self.orphaned(parent, me);
                 match end {
                     InitEnd::Failed(e) => {
@@ -1692,6 +1735,15 @@ impl Shard {
         if self.awaits_placement(env.to) {
             return self.unplaced.push_back(Waiting::Envelope(env));
         }
+        if self.start_failed == Some(env.to) {
+            // It waited for a child whose `init` failed.
+            return match env.kind {
+                Kind::Request(id, _) => {
+                    self.route(env.failed(env.to, id, RequestError::TargetFailed))
+                }
+                _ => self.dead_letter(env, DeadLetterReason::TargetFailed),
+            };
+        }
         match env.kind {
             // Admitted, but the target stopped before it arrived.
             Kind::Request(id, _) => self.route(env.failed(env.to, id, RequestError::TargetStopped)),
@@ -1738,7 +1790,7 @@ impl Shard {
                 actor.monitors.retain(|&(i, w)| !(i == id && w == env.from));
             }
             Kind::Monitor(id) if !self.sealed => {
-                let error = if self.failed {
+                let error = if self.failed || self.start_failed == Some(env.to) {
                     RequestError::TargetFailed
                 } else {
                     RequestError::TargetStopped

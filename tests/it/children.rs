@@ -439,3 +439,81 @@ fn a_loop_of_watches_cancelled_or_stops_repeated_stages_nothing_more() {
     );
     assert_eq!(ask(&rt, parent, b"e"), [1, 0, 0, 0, 0]);
 }
+
+/// Children whose `init`s are slow do not hold their shard for all of them:
+/// once a pass has run its time, the rest start in later passes, between the
+/// turns of actors already running. What their parent sent them waits for
+/// each and comes after what its `init` sent; a child whose `init` fails
+/// ends what waited for it as for a failed actor.
+#[test]
+fn slow_children_start_between_turns_and_get_what_their_parent_sent() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(64)
+        .mailbox_capacity(4096)
+        .build()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    assert!(rt.register_component("child", &g).unwrap().is_none());
+    let (_, inbox) = probe(&rt, "collector", 0);
+    let parent = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("parent")
+                .config("parent child")
+                .grants(parent_grants()),
+        )
+        .unwrap();
+    // Each `init` is busy for 5 ms: more than a pass's two epoch ticks.
+    const N: u32 = 12;
+    let spawn = |config: &str| {
+        let mut command = vec![b'c'];
+        command.extend_from_slice(&N.to_le_bytes());
+        command.extend_from_slice(config.as_bytes());
+        let reply = rt
+            .request(parent, &command, Duration::from_secs(60))
+            .unwrap();
+        words(&reply.wait(Duration::from_secs(60)).unwrap().unwrap())
+    };
+    assert_eq!(spawn("slow-forward 5 collector"), [N, OK, N]);
+    eventually("every child's two messages", || {
+        inbox.lock().unwrap().len() == 2 * N as usize
+    });
+    let seen = inbox.lock().unwrap().clone();
+    let mut children: Vec<Address> = seen.iter().map(|(from, _)| *from).collect();
+    children.dedup();
+    children.sort();
+    children.dedup();
+    assert_eq!(children.len(), N as usize);
+    for child in children {
+        let said: Vec<&[u8]> = seen
+            .iter()
+            .filter(|(from, _)| *from == child)
+            .map(|(_, p)| p.as_slice())
+            .collect();
+        assert_eq!(said, [&b"up"[..], b"hi"], "{child}");
+    }
+    // The first child handled its message before the last one started: the
+    // shard ran turns between the children's `init`s.
+    let first_hi = seen.iter().position(|(_, p)| p == b"hi").unwrap();
+    let last_up = seen.iter().rposition(|(_, p)| p == b"up").unwrap();
+    assert!(first_hi < last_up, "{seen:?}");
+    // Children that fail their (slow) `init`: what their parent sent them
+    // waited for them and is a dead letter for a failed target.
+    assert_eq!(spawn("slow-forward 5 nobody"), [N, OK, N]);
+    assert!(rt.wait_idle(IDLE));
+    let report = rt.shutdown();
+    let failed: Vec<_> = report
+        .dead_letters
+        .iter()
+        .filter(|d| d.from == parent && d.payload == b"hi")
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(failed.len(), N as usize, "{:?}", report.dead_letters);
+    assert!(
+        failed
+            .iter()
+            .all(|r| *r == wasmshard::DeadLetterReason::TargetFailed),
+        "{failed:?}"
+    );
+}

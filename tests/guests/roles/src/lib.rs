@@ -60,13 +60,17 @@
 //!   forwarded to `NAME` verbatim, except `panic`, which panics. A request is
 //!   answered with the number of tells this instance has forwarded (`u32`), or
 //!   panics if it is `panic`.
+//! - `slow-forward MS NAME`: busy for `MS` milliseconds in `init`, then as
+//!   `forward NAME` (its `init` fails if there is no `NAME`).
 //! - `parent COMPONENT`: spawns and watches children of the registered
 //!   `COMPONENT` (with config `forward collector`); its requests are commands,
 //!   answered with `u32` words (codes: 0 ok, `1 +` the spawn-error's or
 //!   send-error's index): `s` + `n: u32` spawns `n` anonymous children →
 //!   `[spawned, last error code]`; `S` + name spawns one child by that name →
 //!   `[code]`; `u` + component spawns one anonymous child of another
-//!   component → `[code]`; `m` + `n: u32` spawns `n` anonymous children and
+//!   component → `[code]`; `c` + `n: u32` + config spawns `n` anonymous
+//!   children with that config and tells each `hi` at once → `[spawned, last
+//!   error code, told]`; `m` + `n: u32` spawns `n` anonymous children and
 //!   monitors each in the same call → `[spawned, watched]`; `t` + bytes tells every child the bytes →
 //!   `[ok, refused]`; `w` monitors every child → `[ok, last error code]`; `h`
 //!   stops the first half of its children → `[ok, refused]`; `p` tells the
@@ -589,6 +593,23 @@ impl Parent {
             Some(b'u') => {
                 let component = std::str::from_utf8(&payload[1..]).expect("a UTF-8 name");
                 vec![self.spawn(component, None)]
+            }
+            Some(b'c') => {
+                // `n` anonymous children with the config that follows, each
+                // told `hi` at once: [spawned, last error, told].
+                let config = &payload[5..];
+                let (mut spawned, mut last, mut told) = (0, 0, 0);
+                for _ in 0..u32_at(payload, 1) {
+                    match lifecycle::spawn(&self.component, None, config) {
+                        Ok(child) => {
+                            spawned += 1;
+                            told += u32::from(host::send(child, b"hi").is_ok());
+                            self.children.push(child);
+                        }
+                        Err(e) => last = spawn_code(Err(e)),
+                    }
+                }
+                vec![spawned, last, told]
             }
             Some(b't') => Self::tell_all(&self.children, &payload[1..]),
             Some(b'p') => Self::tell_all(&self.children[half..], b"panic"),
@@ -1170,6 +1191,16 @@ impl Guest for Roles {
                 component: component.to_string(),
                 ..Parent::default()
             }),
+            // Busy for `ms` milliseconds in `init` (a slow start), then a
+            // `forward` actor.
+            ["slow-forward", ms, to] => {
+                let ms: u64 = ms.parse().map_err(|e| format!("slow-forward: {e}"))?;
+                let until = host::now_ns() + ms * 1_000_000;
+                while host::now_ns() < until {}
+                let to = host::lookup(to).ok_or_else(|| format!("slow-forward: no `{to}`"))?;
+                host::send(to, b"up").map_err(|e| format!("slow-forward: {e:?}"))?;
+                Role::Forward { to, forwarded: 0 }
+            }
             ["forward", to, rest @ ..] => {
                 if let [gate] = rest
                     && host::lookup(gate).is_none()
