@@ -33,7 +33,9 @@ pub(crate) struct Actor {
     pub(crate) handled: u64,
     pub(crate) body: Body,
     /// Monitors watching it: (id, watcher). They end when it is gone for good.
-    pub(crate) monitors: Vec<(u64, Address)>,
+    /// A set, so that a watch cancelled is found without a look through all
+    /// (watchers that watch and cancel in a loop make many).
+    pub(crate) monitors: std::collections::BTreeSet<(u64, Address)>,
     /// Requests to it that ended (timeout, cancel) while they were queued:
     /// shed when their turn comes. Emptied whenever its mailbox empties (a
     /// revocation always arrives after its request, so by then each was
@@ -141,7 +143,7 @@ impl Actor {
             received: 0,
             handled: 0,
             body,
-            monitors: Vec::new(),
+            monitors: std::collections::BTreeSet::new(),
             unstarted: Default::default(),
             supervisor: None,
         }

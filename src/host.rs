@@ -374,7 +374,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "subscribe",
         |mut store: StoreContextMut<'_, ActorCtx>, (topic,): (WasmStr,)| {
             entered(&store, "subscribe")?;
-            let topic = topic.to_str(&store)?.into_owned();
+            let topic = topic.to_str(&store)?;
+            // Checked before it is copied out of the guest's memory.
+            if let Err(e) = crate::topics::checked(&topic, true) {
+                return Ok((Err(e),));
+            }
+            let topic = topic.into_owned();
             Ok((store.data_mut().out.subscribe(&topic),))
         },
     )?;
@@ -383,7 +388,12 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "unsubscribe",
         |mut store: StoreContextMut<'_, ActorCtx>, (topic,): (WasmStr,)| {
             entered(&store, "unsubscribe")?;
-            let topic = topic.to_str(&store)?.into_owned();
+            let topic = topic.to_str(&store)?;
+            if topic.len() > crate::topics::MAX_TOPIC_LEN {
+                // Never subscribed: nothing to copy out.
+                return Ok((false,));
+            }
+            let topic = topic.into_owned();
             Ok((store.data_mut().out.unsubscribe(&topic),))
         },
     )?;
@@ -432,7 +442,13 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                     config.len()
                 );
             }
-            let component = component.to_str(&store)?.into_owned();
+            let component = component.to_str(&store)?;
+            if component.len() > crate::MAX_NAME_LEN {
+                // No component is registered under a longer name: refused
+                // before it is copied out, matched against grants or hashed.
+                return Ok((Err(crate::ChildSpawnError::UnknownComponent),));
+            }
+            let component = component.into_owned();
             let name = match &name {
                 Some(n) => {
                     // Checked before it is copied out of the guest's memory.
@@ -519,6 +535,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
     storage.func_wrap(
         "get",
         |store: StoreContextMut<'_, ActorCtx>, (key,): (WasmList<u8>,)| {
+            if key.len() > crate::storage::MAX_STORAGE_KEY {
+                // Never stored: not hashed.
+                return Ok((None,));
+            }
             let key = key.as_le_slice(&store);
             // The stored `Arc` is lowered as it is: no copy into a `Vec` on
             // the way (11 % fewer instructions per `get`, benches/hot_paths.rs).
@@ -550,6 +570,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
         "delete",
         |mut store: StoreContextMut<'_, ActorCtx>, (key,): (WasmList<u8>,)| {
             entered(&store, "delete")?;
+            if key.len() > crate::storage::MAX_STORAGE_KEY {
+                // Never stored: not copied out.
+                return Ok((false,));
+            }
             let key: smallvec::SmallVec<[u8; 64]> = key.as_le_slice(&store).into();
             Ok((store.data_mut().out.storage.delete(&key),))
         },

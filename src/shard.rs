@@ -6,7 +6,7 @@
 //! do, announce parking, re-check every inbound queue, and sleep in `poll`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
@@ -59,6 +59,11 @@ const LOOK_TURNS: u32 = 16;
 /// that timers, control commands and inbound rings are serviced: a pass lasts at
 /// most two epoch ticks, plus the invocation running when they pass.
 const PASS_TICKS: u64 = 2;
+
+/// The most envelopes' room an actor's outbox keeps for staging between
+/// invocations (about 30 KB): what one turn staged beyond it is given back
+/// after routing.
+const KEEP_STAGED: usize = 256;
 
 /// Looks at its queues a spinning shard takes between two readings of the
 /// clock (a reading costs several times a look at empty queues).
@@ -181,10 +186,12 @@ pub(crate) struct Shard {
     /// envelopes: kept between batches, so a batch allocates nothing.
     frames: Vec<u8>,
     held: Vec<Envelope>,
-    /// What arrived for actors spawned off the shard before they were placed
-    /// (see `placement`): envelopes, and host commands (a rate, an upgrade, a
-    /// timer), in arrival order.
-    unplaced: VecDeque<Waiting>,
+    /// What arrived for actors spawned off the shard (or children not started
+    /// yet) before they were placed (see `placement`): envelopes, and host
+    /// commands (a rate, an upgrade, a timer), each actor's in arrival order.
+    /// By actor, so that placing one does not look through what waits for
+    /// the others (ordered, so that a manual runtime's runs repeat exactly).
+    unplaced: BTreeMap<Address, VecDeque<Waiting>>,
     /// The spawn under way: its slot, name, address and the grant labels it
     /// holds (undone if the shard's loop panics before it is placed).
     spawning: Option<(u32, Arc<str>, Address, u64)>,
@@ -274,7 +281,7 @@ impl Shard {
             in_hand: 0,
             frames: Vec::new(),
             held: Vec::new(),
-            unplaced: VecDeque::new(),
+            unplaced: BTreeMap::new(),
             spawning: None,
             dead_letters: Vec::new(),
             dead_letter_bytes: 0,
@@ -684,7 +691,7 @@ impl Shard {
             && !self.is_live(to)
             && self.awaits_placement(to)
         {
-            self.unplaced.push_back(Waiting::Command(to, cmd));
+            self.wait_for_placement(Waiting::Command(to, cmd));
             return false;
         }
         match cmd {
@@ -707,7 +714,7 @@ impl Shard {
                 } else if !self.stopping && self.awaits_placement(address) {
                     // Spawned off the shard, not placed yet: stopped once
                     // it is, after what arrived for it before.
-                    self.unplaced.push_back(Waiting::Envelope(Envelope {
+                    self.wait_for_placement(Waiting::Envelope(Envelope {
                         trace: None,
                         to: address,
                         from: Address::HOST,
@@ -1016,8 +1023,8 @@ impl Shard {
     /// run now (placed: on the actor; undone: finding no such actor). One at a
     /// time out of the queue, so a panic in one loses no other.
     fn release_unplaced(&mut self, me: Address) {
-        while let Some(at) = self.unplaced.iter().position(|w| w.to() == me) {
-            match self.unplaced.remove(at).expect("found") {
+        while let Some(waiting) = self.next_unplaced(Some(me)) {
+            match waiting {
                 Waiting::Envelope(env) => self.deliver(env),
                 Waiting::Command(_, cmd) => {
                     self.command(cmd);
@@ -1026,12 +1033,37 @@ impl Shard {
         }
     }
 
+    /// Keeps `waiting` until its actor is placed (or its start undone).
+    fn wait_for_placement(&mut self, waiting: Waiting) {
+        self.unplaced
+            .entry(waiting.to())
+            .or_default()
+            .push_back(waiting);
+    }
+
+    /// Takes the oldest of what waits for `me` (for any actor, the first
+    /// by address, if `None`).
+    fn next_unplaced(&mut self, me: Option<Address>) -> Option<Waiting> {
+        let mut entry = match me {
+            Some(me) => match self.unplaced.entry(me) {
+                std::collections::btree_map::Entry::Occupied(e) => e,
+                std::collections::btree_map::Entry::Vacant(_) => return None,
+            },
+            None => self.unplaced.first_entry()?,
+        };
+        let waiting = entry.get_mut().pop_front();
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        waiting
+    }
+
     /// Ends what waits for actors that will not be placed (the shard is
     /// stopping or failed): as anything else arriving now (a command is
     /// answered as a stopping shard answers it).
     fn refuse_unplaced(&mut self) {
         debug_assert!(self.stopping);
-        while let Some(waiting) = self.unplaced.pop_front() {
+        while let Some(waiting) = self.next_unplaced(None) {
             match waiting {
                 Waiting::Envelope(env) => self.deliver(env),
                 Waiting::Command(_, cmd) => {
@@ -1733,7 +1765,7 @@ impl Shard {
     #[inline(never)]
     fn no_actor(&mut self, env: Envelope) {
         if self.awaits_placement(env.to) {
-            return self.unplaced.push_back(Waiting::Envelope(env));
+            return self.wait_for_placement(Waiting::Envelope(env));
         }
         if self.start_failed == Some(env.to) {
             // It waited for a child whose `init` failed.
@@ -1770,7 +1802,7 @@ impl Shard {
         let live = !self.stopping && self.is_live(env.to);
         if !live && !self.stopping && self.awaits_placement(env.to) {
             // Its spawn has not reached the shard yet: this waits for it.
-            return self.unplaced.push_back(Waiting::Envelope(env));
+            return self.wait_for_placement(Waiting::Envelope(env));
         }
         match env.kind {
             Kind::Stop if live => {
@@ -1780,14 +1812,14 @@ impl Shard {
                 let actor = self.actors[env.to.slot() as usize]
                     .as_mut()
                     .expect("live actor");
-                actor.monitors.push((id, env.from));
+                actor.monitors.insert((id, env.from));
             }
             Kind::Revoke(id) => self.revoked(id, env.to),
             Kind::Demonitor(id) if live => {
                 let actor = self.actors[env.to.slot() as usize]
                     .as_mut()
                     .expect("live actor");
-                actor.monitors.retain(|&(i, w)| !(i == id && w == env.from));
+                actor.monitors.remove(&(id, env.from));
             }
             Kind::Monitor(id) if !self.sealed => {
                 let error = if self.failed || self.start_failed == Some(env.to) {
@@ -2157,6 +2189,12 @@ impl Shard {
         self.routing -= 1;
         if !self.revokes_after_routing.is_empty() && self.routing == 0 {
             self.route_revokes_after_routing();
+        }
+        if staged.capacity() > KEEP_STAGED {
+            // A turn that sent a flood (a publish to a large topic, frames
+            // to many targets) leaves no more room kept for the actor's life
+            // than most turns use.
+            staged.shrink_to(KEEP_STAGED);
         }
         match self.actors[slot as usize].as_mut() {
             Some(actor) => {

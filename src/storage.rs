@@ -172,11 +172,9 @@ impl Storage {
             .durable
             .as_ref()
             .map(|(name, _)| (name.clone(), Box::<[u8]>::from(key), value.clone()));
-        // Before the quota's verdict: a refused set changes nothing, and
-        // noting the value it did not replace undoes nothing either.
-        self.journal(key);
-        let map = self.map.get_or_insert_with(Box::default);
-        let fresh = match map.get_mut(key) {
+        // The quota's verdict first: a refused set changes nothing, and is
+        // not journaled (the journal holds only keys held now or before).
+        let fresh = match self.get(key) {
             Some(old) => {
                 let after = self.bytes - old.len() + value.len();
                 // A value that does not grow is always taken: an actor over
@@ -185,19 +183,21 @@ impl Storage {
                 if after > quota && value.len() > old.len() {
                     return Err(StorageError::QuotaExceeded);
                 }
-                *old = value;
-                self.bytes = after;
                 false
             }
-            None => {
-                if self.bytes + size > quota {
-                    return Err(StorageError::QuotaExceeded);
-                }
-                map.insert(key.into(), value);
-                self.bytes += size;
-                true
-            }
+            None if self.bytes + size > quota => return Err(StorageError::QuotaExceeded),
+            None => true,
         };
+        self.journal(key);
+        let map = self.map.get_or_insert_with(Box::default);
+        if fresh {
+            map.insert(key.into(), value);
+            self.bytes += size;
+        } else {
+            let old = map.get_mut(key).expect("looked up above");
+            self.bytes = self.bytes - old.len() + value.len();
+            *old = value;
+        }
         if let (Some((name, key, value)), Some((_, durable))) = (logged, &self.durable) {
             durable.push(Op::Set(name, key, value, fresh));
         }
@@ -206,7 +206,19 @@ impl Storage {
 
     /// Deletes `key`; whether it was there.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
+        if self.get(key).is_none() {
+            // Nothing changes (and nothing is journaled).
+            return false;
+        }
         self.journal(key);
+        if let Some(journal) = self.journal.as_deref_mut()
+            && journal.get(key).is_some_and(Option::is_none)
+        {
+            // Set in this `init` and gone again: as it was before, so there
+            // is nothing to take back (and the journal holds only keys held
+            // now or before the `init`, within twice the quota).
+            journal.remove(key);
+        }
         match self.map.as_mut().and_then(|m| m.remove(key)) {
             Some(old) => {
                 self.bytes -= STORAGE_ENTRY_OVERHEAD + key.len() + old.len();
@@ -263,5 +275,41 @@ mod tests {
             s.set(&long, b(b""), usize::MAX),
             Err(StorageError::TooLarge)
         );
+    }
+
+    /// A spawn's `init` journals only the keys it changed that are held now
+    /// or were before: a key set and deleted again, a refused set and a
+    /// delete of nothing leave nothing to take back, so the journal stays
+    /// within what the quota holds however long the `init` loops.
+    #[test]
+    fn an_init_s_journal_holds_only_keys_held_now_or_before() {
+        const O: usize = STORAGE_ENTRY_OVERHEAD;
+        let q = 4 * O + 64;
+        let b = |v: &[u8]| -> Arc<[u8]> { v.into() };
+        let mut s = Storage::default();
+        assert_eq!(s.set(b"kept", b(b"1"), q), Ok(()));
+        s.journal = Some(Box::default());
+        for i in 0..10_000u32 {
+            let key = i.to_le_bytes();
+            assert_eq!(s.set(&key, b(b"v"), q), Ok(()));
+            assert!(s.delete(&key));
+            assert!(!s.delete(&(i + 1_000_000).to_le_bytes()));
+            assert_eq!(
+                s.set(&key, vec![0; q - O - 5].into(), q),
+                Err(StorageError::QuotaExceeded)
+            );
+        }
+        let journal = |s: &Storage| s.journal.as_ref().map_or(0, |j| j.len());
+        assert_eq!(journal(&s), 0);
+        // A key held before is journaled once, whatever happens to it; a new
+        // key held now is journaled.
+        assert!(s.delete(b"kept"));
+        assert_eq!(s.set(b"kept", b(b"2"), q), Ok(()));
+        assert!(s.delete(b"kept"));
+        assert_eq!(s.set(b"new", b(b"3"), q), Ok(()));
+        assert_eq!(journal(&s), 2);
+        let j = s.journal.as_ref().unwrap();
+        assert_eq!(j.get(&b"kept"[..]), Some(&Some(b(b"1"))));
+        assert_eq!(j.get(&b"new"[..]), Some(&None));
     }
 }
