@@ -466,8 +466,10 @@ impl WasmActor {
             .handle_messages
             .as_ref()
             .map(|idx| get(&mut store, idx));
-        // SAFETY: `load` checked this export's type with `Func::typed` against the
-        // same component, and every instance of a component has the same types.
+        // SAFETY: `load` checked this export's type (`exports::check`, exactly
+        // the types these Rust types lower and lift, a subset of what
+        // wasmtime's own check accepts) against the same component, and every
+        // instance of a component has the same types.
         let init = unsafe { TypedFunc::<(&[u8],), (Result<(), String>,)>::new_unchecked(init) };
         store.data_mut().out.table = table.take();
         // A panic of the runtime's own code inside `init` (a host function's
@@ -552,8 +554,10 @@ impl WasmActor {
     #[inline]
     fn handle_message(&mut self, from: Address, payload: &[u8]) -> Result<(), Failure> {
         self.arm();
-        // SAFETY: `load` checked this export's type with `Func::typed` against the
-        // same component, and every instance of a component has the same types.
+        // SAFETY: `load` checked this export's type (`exports::check`, exactly
+        // the types these Rust types lower and lift, a subset of what
+        // wasmtime's own check accepts) against the same component, and every
+        // instance of a component has the same types.
         let f = unsafe { TypedFunc::<(u64, &[u8]), ()>::new_unchecked(self.handle_message) };
         let r = f.call(&mut self.store, (from.to_bits(), payload));
         self.end(r)

@@ -2,8 +2,9 @@
 //! envelopes per ordered pair of shards (a mesh).
 //!
 //! The ring from `from` to `to` is pushed only by shard `from` and popped only by
-//! shard `to` (each inside its own pass, which has the shard to itself: on its
-//! thread, or, for a manual runtime, on the thread stepping it). A full ring
+//! shard `to` (through the shard itself, which one thread has at a time: its
+//! own, or, for a manual runtime, whichever holds the runtime's lock of its
+//! shards, to step them, take commands or shut down). A full ring
 //! never blocks: `push` hands the envelope back and the sender keeps it in its
 //! overflow, in order.
 //!

@@ -1659,9 +1659,12 @@ impl Shard {
     /// Takes the next envelope of the ring from shard `from`, if any.
     #[inline]
     fn ring_pop(&self, from: usize) -> Option<Envelope> {
-        // SAFETY: this shard is the only consumer of the rings to it: only
-        // its own loop pops them, and one `Shard` exists per shard, stepped by
-        // one thread at a time (its own, or the manual runtime's caller).
+        // SAFETY: this shard is the only consumer of the rings to it: they
+        // are popped only here, called from methods that hold `&mut Shard`;
+        // one `Shard` exists per shard,
+        // and it is owned by its thread or, on a manual runtime, reached only
+        // under the runtime's lock of its shards (passes, commands taken
+        // during a spawn, the shutdown phases).
         self.shared
             .inbound(from, self.id)
             .and_then(|r| unsafe { r.pop() })
@@ -1671,7 +1674,8 @@ impl Shard {
     #[inline]
     fn ring_push(&self, dest: usize, env: Envelope) -> Result<(), Envelope> {
         // SAFETY: this shard is the only producer of its rings to others:
-        // only its own loop pushes, as for `ring_pop`.
+        // they are pushed only here, from methods that hold `&mut Shard`, as
+        // for `ring_pop`.
         unsafe { self.shared.outbound(self.id, dest).push(env) }
     }
 

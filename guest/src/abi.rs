@@ -54,7 +54,30 @@ thread_local! {
 #[repr(C, align(8))]
 struct ReturnArea([MaybeUninit<u8>; 12]);
 
+/// In an instance, one area: it runs one call at a time.
+#[cfg(target_arch = "wasm32")]
 static mut RETURN_AREA: ReturnArea = ReturnArea([MaybeUninit::uninit(); 12]);
+
+// Elsewhere (the SDK's tests, or a crate that drives these functions on the
+// host), one per thread, so that two threads calling them at once do not
+// write the same bytes.
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    static RETURN_AREA: std::cell::UnsafeCell<ReturnArea> =
+        const { std::cell::UnsafeCell::new(ReturnArea([MaybeUninit::uninit(); 12])) };
+}
+
+/// The return area of this instance (of this thread, off wasm32).
+fn return_area() -> *mut u8 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (&raw mut RETURN_AREA).cast::<u8>()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        RETURN_AREA.with(|area| area.get().cast::<u8>())
+    }
+}
 
 /// `cabi_realloc`: the host's allocator in this instance, which it calls to
 /// lower each export's list argument. A fresh allocation that fits the
@@ -296,12 +319,13 @@ pub fn request_result(answered: bool) -> *mut u8 {
 /// Writes a discriminant and a list (borrowed by the host until the next
 /// call) into the return area; returns its address.
 fn write_return(case: u8, list: &[u8]) -> *mut u8 {
-    let area = (&raw mut RETURN_AREA).cast::<u8>();
-    // SAFETY: the area is 12 bytes, 8-aligned; the instance runs one call at a
-    // time and the host reads the area before the next, so nothing else
-    // touches it now. On wasm32 a pointer and a `usize` are 4 bytes: they go
-    // at 4 and 8. (Elsewhere, where this is only tested, they are written as
-    // 4-byte values too.)
+    let area = return_area();
+    // SAFETY: the area is 12 bytes, 8-aligned, and lives as long as the
+    // instance (off wasm32, the thread). On wasm32 the instance runs one call
+    // at a time and the host reads the area before the next; elsewhere each
+    // thread has its own and this function does not re-enter itself: nothing
+    // else touches it now. On wasm32 a pointer and a `usize` are 4 bytes:
+    // they go at 4 and 8 (elsewhere they are cut to 4-byte values too).
     unsafe {
         area.write(case);
         area.add(4)
