@@ -26,10 +26,14 @@
 //! rebuilt from the open entries when stale ones outnumber them, so memory stays
 //! proportional to the open requests.
 //!
-//! When an actor goes, the requests it has open end with it (`abandon`): a scan
-//! of the table, made only if the actor has any open (most have none when they
-//! go); shutdown ends every actor's requests in one scan (`abandon_all`). Making
-//! and ending a request pays nothing for this.
+//! When an actor goes, the requests, monitors and timers it has open end with
+//! it (`abandon`, `drop_timers`): each actor's open entries are linked in a
+//! list of their own (`Requests::owned`, by the actor's slot), so ending them
+//! visits only those, however large the table (a scan of the whole table for
+//! every actor that went made a parent stopping thousands of children, each
+//! with thousands of timers, a quadratic stall). Making and ending a request
+//! pays a few stores for the links; shutdown ends every actor's requests in
+//! one scan (`abandon_all`).
 //!
 //! The table is owned by its shard and lent to the actor being invoked (moved into
 //! its outbox for the length of the call), so host functions reach it without a
@@ -83,7 +87,14 @@ struct Entry {
     /// or cancel ends it too, and its place in that request's list.
     parent: u64,
     link: u32,
+    /// While it is open for an actor: the entries before and after it in
+    /// that actor's list (`Requests::owned`), or [`NIL`].
+    before: u32,
+    after: u32,
 }
+
+/// No entry (the end of an actor's list).
+const NIL: u32 = u32::MAX;
 
 /// What reached its deadline (see [`Requests::expire`]).
 pub(crate) enum Expired {
@@ -113,6 +124,9 @@ pub(crate) struct Requests {
     /// The open requests made on behalf of a request (by its id), which end
     /// if it ends by timeout or cancel.
     derived: AHashMap<u64, SmallVec<[u64; 2]>>,
+    /// The first open entry of each actor of this shard, by the actor's
+    /// slot ([`NIL`]: none), the rest linked through `Entry::after`.
+    owned: Vec<u32>,
     /// Outcomes so far, and the requests open now (`counts.open`).
     pub(crate) counts: RequestStats,
     /// The shard's pass now (set as each pass begins), and the pass and
@@ -150,6 +164,7 @@ impl Requests {
             fresh: Vec::new(),
             payloads: Vec::new(),
             derived: AHashMap::new(),
+            owned: Vec::new(),
             counts: RequestStats::default(),
             pass: 0,
             clock: (u64::MAX, 0, 0),
@@ -291,14 +306,72 @@ impl Requests {
                 kind: Use::Request,
                 parent: 0,
                 link: 0,
+                before: NIL,
+                after: NIL,
             });
             self.entries.len() as u32 - 1
         };
+        if let Waiter::Actor(a) = &waiter {
+            self.own(slot, a.slot());
+        }
         let e = &mut self.entries[slot as usize];
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
         e.kind = kind;
         Ok(pack(self.shard, slot, e.generation))
+    }
+
+    /// Puts entry `at` first in the list of the actor in slot `owner`.
+    #[inline]
+    fn own(&mut self, at: u32, owner: u32) {
+        let owner = owner as usize;
+        if self.owned.len() <= owner {
+            self.grow_owned(owner);
+        }
+        let first = self.owned[owner];
+        let e = &mut self.entries[at as usize];
+        e.before = NIL;
+        e.after = first;
+        if first != NIL {
+            self.entries[first as usize].before = at;
+        }
+        self.owned[owner] = at;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_owned(&mut self, owner: usize) {
+        self.owned.resize(owner + 1, NIL);
+    }
+
+    /// Takes entry `at` out of the list of the actor in slot `owner`.
+    #[inline]
+    fn disown(&mut self, at: u32, owner: u32) {
+        let e = &self.entries[at as usize];
+        let (before, after) = (e.before, e.after);
+        if before == NIL {
+            self.owned[owner as usize] = after;
+        } else {
+            self.entries[before as usize].after = after;
+        }
+        if after != NIL {
+            self.entries[after as usize].before = before;
+        }
+    }
+
+    /// The ids of the open entries of the actor `me` (of this shard) that
+    /// `pick` picks by kind: a walk of its list, not of the table.
+    fn owned_by(&self, me: Address, pick: impl Fn(Use) -> bool) -> Vec<u64> {
+        let mut ids = Vec::new();
+        let mut at = self.owned.get(me.slot() as usize).copied().unwrap_or(NIL);
+        while at != NIL {
+            let e = &self.entries[at as usize];
+            if pick(e.kind) && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me) {
+                ids.push(pack(self.shard, at, e.generation));
+            }
+            at = e.after;
+        }
+        ids
     }
 
     /// Sets a timer: `payload` goes to the actor `to`, from `from` (itself, or
@@ -359,7 +432,14 @@ impl Requests {
 
     /// Ends every timer the actor `me` has pending (it ended); returns how many.
     pub(crate) fn drop_timers(&mut self, me: Address) -> u64 {
-        self.drop_timers_where(|a| a == me)
+        let mut ended = 0;
+        for id in self.owned_by(me, |kind| kind == Use::Timer) {
+            if self.close_timer(id).is_some() {
+                ended += 1;
+            }
+        }
+        self.counts.unfired += ended;
+        ended
     }
 
     /// Ends every pending timer whose actor is `gone` (counted as unfired):
@@ -377,16 +457,11 @@ impl Requests {
         ended
     }
 
-    /// The timers the actor `me` has pending: a scan of the table.
+    /// The timers the actor `me` has pending, oldest first.
     pub(crate) fn timers_of(&self, me: Address) -> Vec<u64> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if a == me)
-            })
-            .map(|(slot, e)| pack(self.shard, slot as u32, e.generation))
-            .collect()
+        let mut ids = self.owned_by(me, |kind| kind == Use::Timer);
+        ids.reverse();
+        ids
     }
 
     /// Opens a monitor of `target` by the actor `watcher`: an entry like a
@@ -447,6 +522,10 @@ impl Requests {
         }
         let monitor = e.kind == Use::Monitor;
         let (slot, _) = unpack(id);
+        if let Some((Waiter::Actor(a), _)) = &e.open {
+            let owner = a.slot();
+            self.disown(slot, owner);
+        }
         let e = &mut self.entries[slot as usize];
         let open = e.open.take();
         let parent = std::mem::take(&mut e.parent);
@@ -466,10 +545,15 @@ impl Requests {
     /// Ends timer `id` if it is pending, dropping its payload; returns who it
     /// was for and from.
     fn close_timer(&mut self, id: u64) -> Option<(Waiter, Address, Payload)> {
-        if self.entry(id)?.kind != Use::Timer {
+        let e = self.entry(id)?;
+        if e.kind != Use::Timer {
             return None;
         }
         let (slot, _) = unpack(id);
+        if let Some((Waiter::Actor(a), _)) = &e.open {
+            let owner = a.slot();
+            self.disown(slot, owner);
+        }
         let open = self.entries[slot as usize].open.take();
         let payload = std::mem::take(&mut self.payloads[slot as usize]);
         self.free.push_back(slot);
@@ -523,41 +607,36 @@ impl Requests {
 
     /// Ends every request and monitor the actor `requester` (of this shard)
     /// has open: it is going away, and nobody is left to receive their ends.
-    /// A scan of the table; call it only for an actor that has requests open.
-    /// Returns how many requests ended.
+    /// Returns the requests that ended (oldest first), with their targets.
     pub(crate) fn abandon(&mut self, requester: Address) -> Vec<(u64, Address)> {
         let mut ended = Vec::new();
-        self.abandon_where(|a| a == requester, |id, target| ended.push((id, target)));
+        for id in self.open_by(requester) {
+            if let Some((_, target, monitor)) = self.close_entry(id)
+                && !monitor
+            {
+                self.counts.abandoned += 1;
+                ended.push((id, target));
+            }
+        }
         ended
     }
 
-    /// The monitors `requester` (of this shard) has open, and their targets:
-    /// a scan of the table.
+    /// The monitors `requester` (of this shard) has open, and their targets,
+    /// oldest first.
     pub(crate) fn monitors_of(&self, requester: Address) -> Vec<(u64, Address)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, e)| match &e.open {
-                Some((Waiter::Actor(a), target)) if e.kind == Use::Monitor && *a == requester => {
-                    Some((pack(self.shard, slot as u32, e.generation), *target))
-                }
-                _ => None,
-            })
+        let mut ids = self.owned_by(requester, |kind| kind == Use::Monitor);
+        ids.reverse();
+        ids.into_iter()
+            .filter_map(|id| self.entry(id)?.open.as_ref().map(|(_, t)| (id, *t)))
             .collect()
     }
 
     /// The requests and monitors `requester` (of this shard) has open (not its
-    /// timers): a scan of the table.
+    /// timers), oldest first.
     pub(crate) fn open_by(&self, requester: Address) -> Vec<u64> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                e.kind != Use::Timer
-                    && matches!(&e.open, Some((Waiter::Actor(a), _)) if *a == requester)
-            })
-            .map(|(slot, e)| pack(self.shard, slot as u32, e.generation))
-            .collect()
+        let mut ids = self.owned_by(requester, |kind| kind != Use::Timer);
+        ids.reverse();
+        ids
     }
 
     /// Ends the requests and monitors `ids` (those still open): their
@@ -748,6 +827,89 @@ mod tests {
         assert!(r.close(other).is_some(), "not on its behalf");
         assert_eq!(r.counts.revoked, 1);
         assert!(r.derived.is_empty());
+    }
+
+    /// Each actor's open entries are found by a walk of its own list, which
+    /// follows every way an entry opens and ends (answered, timed out, fired,
+    /// cancelled, abandoned), whatever the other actors hold.
+    #[test]
+    fn an_actor_s_entries_are_its_own_list() {
+        let mut r = Requests::new(0);
+        let (a, b) = (Address::new(0, 1, 1), Address::new(0, 2, 1));
+        // Another shard's actor in the same slot as `a` shares its list, not
+        // its entries.
+        let stranger = Address::new(1, 1, 1);
+        let mut mine = Vec::new();
+        let mut timers = Vec::new();
+        let mut monitors = Vec::new();
+        for i in 0..50u64 {
+            let id = r.open(Waiter::Actor(a), b, 1_000 + i).unwrap();
+            mine.push(id);
+            r.open(Waiter::Actor(b), a, 1_000).unwrap();
+            r.open(Waiter::Actor(stranger), a, 1_000).unwrap();
+            timers.push(r.open_timer(a, a, 10 + i, Payload::new()).unwrap());
+            r.open_timer(b, b, 10, Payload::new()).unwrap();
+            monitors.push(r.open_monitor(a, b).unwrap());
+        }
+        // Some end on their own: from the front, the back and the middle.
+        for id in [
+            mine[0],
+            mine[49],
+            mine[20],
+            monitors[7],
+            timers[0],
+            timers[49],
+        ] {
+            if r.close(id).is_none() {
+                assert!(r.cancel_timer(id, a), "{id:x}");
+            }
+        }
+        let keep = |v: &[u64], gone: &[usize]| -> Vec<u64> {
+            v.iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        let (mine, timers) = (keep(&mine, &[0, 49, 20]), keep(&timers, &[0, 49]));
+        let monitors = keep(&monitors, &[7]);
+        assert_eq!(r.timers_of(a), timers);
+        let open: Vec<u64> = r.open_by(a);
+        let mut expected: Vec<u64> = mine.iter().chain(&monitors).copied().collect();
+        expected.sort_unstable();
+        let mut got = open.clone();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(
+            r.monitors_of(a),
+            monitors.iter().map(|&id| (id, b)).collect::<Vec<_>>()
+        );
+        // Timers that fire leave the list too.
+        let fired = std::iter::from_fn(|| r.expire(u64::MAX / 2)).count();
+        assert_eq!(fired, 0, "not armed yet");
+        r.arm(0);
+        assert_eq!(r.drop_timers(a), 48);
+        assert!(r.timers_of(a).is_empty());
+        let ended: Vec<u64> = r.abandon(a).into_iter().map(|(id, _)| id).collect();
+        let mut ended_sorted = ended.clone();
+        ended_sorted.sort_unstable();
+        let mut mine_sorted = mine.clone();
+        mine_sorted.sort_unstable();
+        assert_eq!(ended_sorted, mine_sorted, "requests, not monitors");
+        assert!(r.open_by(a).is_empty() && r.monitors_of(a).is_empty());
+        // The others' entries are all still there.
+        assert_eq!(r.open_by(b).len(), 50);
+        assert_eq!(r.timers_of(b).len(), 50);
+        assert_eq!(r.open_by(stranger).len(), 50);
+        let due: Vec<Expired> = std::iter::from_fn(|| r.expire(u64::MAX / 2)).collect();
+        assert_eq!(
+            due.len(),
+            150,
+            "b's requests and timers, the stranger's requests"
+        );
+        assert!(r.open_by(b).is_empty() && r.timers_of(b).is_empty());
+        assert!(r.open_by(stranger).is_empty());
+        assert!(r.owned.iter().all(|&first| first == NIL));
     }
 
     fn open(r: &mut Requests, timeout: u64) -> u64 {

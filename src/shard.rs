@@ -60,11 +60,6 @@ const LOOK_TURNS: u32 = 16;
 /// most two epoch ticks, plus the invocation running when they pass.
 const PASS_TICKS: u64 = 2;
 
-/// The most envelopes' room an actor's outbox keeps for staging between
-/// invocations (about 30 KB): what one turn staged beyond it is given back
-/// after routing.
-const KEEP_STAGED: usize = 256;
-
 /// Looks at its queues a spinning shard takes between two readings of the
 /// clock (a reading costs several times a look at empty queues).
 const SPIN_POLLS: u32 = 16;
@@ -2193,12 +2188,6 @@ impl Shard {
         self.routing -= 1;
         if !self.revokes_after_routing.is_empty() && self.routing == 0 {
             self.route_revokes_after_routing();
-        }
-        if staged.capacity() > KEEP_STAGED {
-            // A turn that sent a flood (a publish to a large topic, frames
-            // to many targets) leaves no more room kept for the actor's life
-            // than most turns use.
-            staged.shrink_to(KEEP_STAGED);
         }
         match self.actors[slot as usize].as_mut() {
             Some(actor) => {
