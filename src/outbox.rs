@@ -764,7 +764,9 @@ impl Outbox {
     /// `name` (`None`: anonymous), on this actor's shard: its slot is taken and
     /// its name registered now, so its address is returned at once; the shard
     /// starts it (runs its `init` with `config`) when this invocation returns,
-    /// before it routes what this one sent. It inherits this actor's grants
+    /// before it routes what this one sent (as far as the pass has time: what
+    /// is sent to a child not started yet waits for it). It inherits this
+    /// actor's grants
     /// (an actor spawned by a native one gets the runtime's default grants).
     pub(crate) fn spawn(
         &mut self,

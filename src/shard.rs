@@ -139,8 +139,11 @@ pub(crate) struct Shard {
     /// the directory's `pool` of this shard).
     actors: Vec<Option<Actor>>,
     /// Children spawned by actors, waiting to start (see `place_children`):
-    /// started as the pass's time allows, the rest in later passes.
-    children: VecDeque<Child>,
+    /// started as the pass's time allows, the rest in later passes. By
+    /// family (the children one invocation spawned, and theirs), taking
+    /// turns, so that a family of thousands of slow starters does not hold
+    /// back the children other actors spawn after it.
+    children: VecDeque<VecDeque<Child>>,
     /// A child whose `init` just failed, while what waited for it ends: as
     /// for a failed actor (`target-failed`), not a stopped one.
     start_failed: Option<Address>,
@@ -984,8 +987,8 @@ impl Shard {
                 actor.supervisor = supervisor.map(Box::new);
                 self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
-                // What `init` spawned starts and what it sent goes first (a
-                // stop that waited for the actor finds its children started).
+                // What `init` spawned starts (as far as the pass has time) and
+                // what it sent goes first.
                 self.route_staged(slot);
                 self.release_unplaced(me);
                 Ok(me)
@@ -1217,7 +1220,7 @@ impl Shard {
     /// Undoes the spawns of children waiting to start (the shard is stopping
     /// or failed).
     fn discard_waiting_children(&mut self) {
-        let waiting: Vec<Child> = self.children.drain(..).collect();
+        let waiting: Vec<Child> = self.children.drain(..).flatten().collect();
         self.discard_children(waiting);
     }
 
@@ -1231,7 +1234,8 @@ impl Shard {
 
     /// Starts the children the actor in `parent` spawned during its last
     /// invocation, and theirs (whom their `init` spawned), before anything they
-    /// sent is routed: a message to a child finds it started. Each gets its
+    /// sent is routed (as far as the pass has time: see below; a message to a
+    /// child not started yet waits for it). Each gets its
     /// `init` in spawn order; a child whose `init` fails is undone, and what its
     /// parent sent it ends as for a failed actor. No recursion: the children
     /// wait in `self.children`, so a chain of spawns takes no stack.
@@ -1249,25 +1253,38 @@ impl Shard {
             return;
         };
         let spawns = std::mem::take(&mut actor.outbox().spawns);
-        self.children.extend(spawns);
+        if !spawns.is_empty() {
+            self.children.push_back(spawns.into());
+        }
         self.start_children(false);
     }
 
-    /// Starts waiting children, in spawn order, while the pass has time (all
-    /// of them on a manual runtime, whose passes are not cut by time), at
-    /// least one if `one` (after a pass's turns, so that children waiting
-    /// start however long their `init`s take). What the started ones sent
-    /// from their `init` is routed once they are all started, and what
-    /// waited for them is delivered.
+    /// Starts waiting children while the pass has time (all of them on a
+    /// manual runtime, whose passes are not cut by time), at least one if
+    /// `one` (after a pass's turns, so that children waiting start however
+    /// long their `init`s take): one of each family in turn, each family's
+    /// in spawn order. What the started ones sent from their `init` is
+    /// routed once they are all started, and what waited for them is
+    /// delivered.
     #[cold]
     #[inline(never)]
     fn start_children(&mut self, one: bool) {
         let mut started = Vec::new();
         let mut first = one;
         while !self.children.is_empty() && (std::mem::take(&mut first) || !self.pass_expired()) {
-            let child = self.children.pop_front().expect("a child waits");
-            if let Some(slot) = self.place_child(child) {
+            // The family stays first while its child starts: the child's own
+            // children join it.
+            let child = self.children.front_mut().and_then(VecDeque::pop_front);
+            if let Some(child) = child
+                && let Some(slot) = self.place_child(child)
+            {
                 started.push(slot);
+            }
+            // The next family's turn: this one goes behind the others.
+            if let Some(family) = self.children.pop_front()
+                && !family.is_empty()
+            {
+                self.children.push_back(family);
             }
         }
         // What the children sent from their `init`, now that all are started.
@@ -1324,9 +1341,15 @@ impl Shard {
                     maker: Maker::Wasm { component, config },
                     judge: Judge::Unsupervised,
                 }));
-                // Its own children start after it, before anything is routed.
+                // Its own children start after it, in its family (the one
+                // first in line, whose child it is).
                 let spawns = std::mem::take(&mut actor.outbox().spawns);
-                self.children.extend(spawns);
+                if !spawns.is_empty() {
+                    match self.children.front_mut() {
+                        Some(family) => family.extend(spawns),
+                        None => self.children.push_back(spawns.into()),
+                    }
+                }
                 actor.publish();
                 self.actors[slot as usize] = Some(actor);
                 self.counts.actors += 1;
@@ -2625,11 +2648,7 @@ impl Shard {
         if let Some(why) = panicked {
             log::warn!("wasmshard: dropping native actor {me} panicked: {why}");
         }
-        if out.requests.open() > 0 {
-            self.forget_watches(me);
-            let ended = self.table().abandon(me);
-            self.revoke_abandoned(me, ended);
-        }
+        let asked = out.requests.open() > 0;
         // The answers to what this instance asked, queued already: late for
         // the next one, which asked nothing.
         let late = actor.mailbox.drop_responses();
@@ -2643,6 +2662,15 @@ impl Shard {
         actor.publish();
         let generation = actor.generation;
         self.actors[slot as usize] = Some(actor);
+        // What it asked ends, its watches are forgotten and its requests
+        // revoked at their targets: once it is back in its slot, so that
+        // those of itself find it there (out of it, they would wait in
+        // `unplaced` as for an actor not placed yet).
+        if asked {
+            self.forget_watches(me);
+            let ended = self.table().abandon(me);
+            self.revoke_abandoned(me, ended);
+        }
         for (id, requester) in held {
             self.route(Envelope::failure(
                 requester,
@@ -2860,8 +2888,6 @@ impl Shard {
                     self.directory.topics.unsubscribe(me, topic);
                 }
                 let ended = self.table().abandon_ids(asked);
-                self.revoke_abandoned(me, ended);
-                self.forget(me, watched);
                 // The answers to what the old instance asked, queued already
                 // (the new one's come later): late.
                 let late = actor.mailbox.drop_responses();
@@ -2884,6 +2910,10 @@ impl Shard {
                 let generation = actor.generation;
                 let name = actor.info.name.clone();
                 self.actors[slot as usize] = Some(actor);
+                // Back in its slot first, so that a revoke or a forgotten
+                // watch of itself finds it (see `go_down`).
+                self.revoke_abandoned(me, ended);
+                self.forget(me, watched);
                 for (id, requester) in held {
                     self.route(Envelope::failure(
                         requester,

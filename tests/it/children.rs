@@ -464,27 +464,63 @@ fn slow_children_start_between_turns_and_get_what_their_parent_sent() {
                 .grants(parent_grants()),
         )
         .unwrap();
+    // Another parent, whose child reports to `quick`, which records in the
+    // collector's inbox what it is told, marked as its.
+    let marked = inbox.clone();
+    rt.spawn_native(
+        "quick",
+        Some(0),
+        move |_: &mut Context<'_>, from: Address, payload: &[u8]| {
+            let mut said = b"quick ".to_vec();
+            said.extend_from_slice(payload);
+            marked.lock().unwrap().push((from, said));
+        },
+    )
+    .unwrap();
+    let other = rt
+        .spawn(
+            &g,
+            SpawnOptions::new("other").config("parent child").grants(
+                Grants::none()
+                    .spawn(["child"])
+                    .lookup(["quick"])
+                    .send(["quick"]),
+            ),
+        )
+        .unwrap();
     // Each `init` is busy for 5 ms: more than a pass's two epoch ticks.
     const N: u32 = 12;
-    let spawn = |config: &str| {
+    let ask = |parent: Address, n: u32, config: &str| {
         let mut command = vec![b'c'];
-        command.extend_from_slice(&N.to_le_bytes());
+        command.extend_from_slice(&n.to_le_bytes());
         command.extend_from_slice(config.as_bytes());
-        let reply = rt
-            .request(parent, &command, Duration::from_secs(60))
-            .unwrap();
+        rt.request(parent, &command, Duration::from_secs(60))
+            .unwrap()
+    };
+    let answer = |reply: wasmshard::PendingReply| {
         words(&reply.wait(Duration::from_secs(60)).unwrap().unwrap())
     };
-    assert_eq!(spawn("slow-forward 5 collector"), [N, OK, N]);
+    let spawn = |config: &str| answer(ask(parent, N, config));
+    // Another actor's child, spawned while those wait, does not wait for
+    // all of them: families of children take turns.
+    let slow = ask(parent, N, "slow-forward 5 collector");
+    let quick = ask(other, 1, "slow-forward 0 quick");
+    assert_eq!(answer(slow), [N, OK, N]);
+    assert_eq!(answer(quick), [1, OK, 1]);
     eventually("every child's two messages", || {
-        inbox.lock().unwrap().len() == 2 * N as usize
+        inbox.lock().unwrap().len() == 2 * (N + 1) as usize
     });
-    let seen = inbox.lock().unwrap().clone();
+    let mut seen = inbox.lock().unwrap().clone();
     let mut children: Vec<Address> = seen.iter().map(|(from, _)| *from).collect();
-    children.dedup();
     children.sort();
     children.dedup();
-    assert_eq!(children.len(), N as usize);
+    assert_eq!(children.len(), N as usize + 1);
+    let quick_up = seen.iter().position(|(_, p)| p == b"quick up").unwrap();
+    let quick_child = seen[quick_up].0;
+    let last_slow_up = seen.iter().rposition(|(_, p)| p == b"up").unwrap();
+    assert!(quick_up < last_slow_up, "{seen:?}");
+    seen.retain(|(from, _)| *from != quick_child);
+    children.retain(|c| *c != quick_child);
     for child in children {
         let said: Vec<&[u8]> = seen
             .iter()

@@ -927,3 +927,39 @@ fn a_group_with_no_handle_and_no_member_is_reclaimed() {
     rt.stop(flaky).unwrap();
     assert_eq!(groups(&rt), 0);
 }
+
+/// An actor that fails with a request to itself queued in its own mailbox:
+/// its restart revokes the request where it waits, in the actor's own slot,
+/// so the new instance never handles what the old one asked (the revoke used
+/// to be routed while the actor was out of its slot, and waited there as for
+/// an actor not placed yet, for as long as the actor lived).
+#[test]
+fn a_request_to_itself_is_revoked_when_its_maker_fails() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(4)
+        .build_manual()
+        .unwrap();
+    let Some(g) = guest(&rt) else { return };
+    let ops = rt
+        .spawn(&g, SpawnOptions::new("ops").config("ops").restart(eager(5)))
+        .unwrap();
+    // A request to itself (queued behind the host's tell), then the tell
+    // that fails it.
+    let mut ask_itself = vec![b'r'];
+    ask_itself.extend_from_slice(&ops.to_bits().to_le_bytes());
+    let asked = rt
+        .request(ops, &ask_itself, Duration::from_secs(60))
+        .unwrap();
+    rt.send(ops, b"panic").unwrap();
+    rt.run_until_stalled();
+    assert_eq!(asked.try_get(), Some(Ok(vec![0, 0, 0, 0])));
+    let stats = rt.stats();
+    let actor = stats.actor("ops").unwrap();
+    assert_eq!(actor.restarts, 1, "{actor:?}");
+    // The host's request (the tell failed it): the request to itself was
+    // shed, not handled by the new instance.
+    assert_eq!(actor.handled, 1, "{actor:?}");
+    let requests = stats.shards[0].requests;
+    assert_eq!((requests.abandoned, requests.late), (1, 0), "{requests:?}");
+}
