@@ -249,6 +249,14 @@ pub struct BridgeOptions {
     pub max_request_timeout: Duration,
     /// The longest wait between reconnection attempts (default 1 s).
     pub reconnect_delay_max: Duration,
+    /// Requests published for local requesters and waiting for their
+    /// replies, at most (default 1 048 576); past this a proxy's request ends
+    /// with `target-failed` at once. A request its requester cancelled, or
+    /// stopped waiting for, still waits for its reply here until a second
+    /// past its deadline (the remote side may answer it), so a requester that
+    /// asks and cancels in a loop would otherwise grow what the bridge keeps
+    /// without bound.
+    pub max_waiting_requests: usize,
 }
 
 impl Default for BridgeOptions {
@@ -262,6 +270,7 @@ impl Default for BridgeOptions {
             stall_limit: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
             max_request_timeout: Duration::from_secs(300),
+            max_waiting_requests: 1 << 20,
             reconnect_delay_max: Duration::from_secs(1),
         }
     }
@@ -295,6 +304,12 @@ impl BridgeOptions {
     /// With requests from NATS waiting at most `max` for their answers.
     pub fn max_request_timeout(mut self, max: Duration) -> BridgeOptions {
         self.max_request_timeout = max;
+        self
+    }
+
+    /// With at most `max` requests published and waiting for their replies.
+    pub fn max_waiting_requests(mut self, max: usize) -> BridgeOptions {
+        self.max_waiting_requests = max;
         self
     }
 

@@ -110,7 +110,8 @@ pub struct BridgeStats {
     /// Requests from local requesters ended here with an error: not published
     /// (disconnected, closed), in flight when the connection was lost, or
     /// sent to a node with no bridge listening, or beyond what its proxy may
-    /// hold (the runtime's `max_open_requests` per actor).
+    /// hold (the runtime's `max_open_requests` per actor) or the bridge keeps
+    /// waiting for replies ([`BridgeOptions::max_waiting_requests`](crate::BridgeOptions::max_waiting_requests)).
     pub requests_failed: u64,
     /// Replies that came for no request the bridge still waits for (it
     /// waits until a second past a request's deadline).

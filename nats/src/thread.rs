@@ -554,6 +554,11 @@ impl Thread {
                     bump(&counters.requests_failed);
                     return complete(&back, id, Err(RequestError::Timeout), false);
                 }
+                if self.waiting.len() >= shared.options.max_waiting_requests {
+                    // As many wait for replies as the bridge keeps.
+                    bump(&counters.requests_failed);
+                    return complete(&back, id, Err(RequestError::TargetFailed), false);
+                }
                 let seq = self.next;
                 self.next += 1;
                 let mut headers = HeaderMap::new();

@@ -552,6 +552,43 @@ fn a_server_lost_under_a_full_client_queue_does_not_hold_the_bridge() {
     assert_eq!(stats.requests_failed, 1, "{stats:?}");
 }
 
+/// Requests whose requesters cancelled them still wait for their replies at
+/// the bridge (the remote side may answer them), at most
+/// `max_waiting_requests` of them: past that a request ends at once with
+/// `target-failed`, however much room its proxy has.
+#[test]
+fn a_requester_that_asks_and_cancels_in_a_loop_is_bounded() {
+    let Some(server) = Server::start("a_requester_that_asks_and_cancels") else {
+        return;
+    };
+    let (_a, _bridge_a, _seen, remaining) = node_a(&server);
+    let b = runtime();
+    let options = BridgeOptions::default().max_waiting_requests(4);
+    assert_eq!(options.max_waiting_requests, 4);
+    let bridge_b = Bridge::connect_with(&server.url(), "b", &b, options).unwrap();
+    let proxy = bridge_b.import(&b, "responder", "a").unwrap();
+    for held in 1..=4 {
+        let asked = b.request(proxy, b"hold", Duration::from_secs(60)).unwrap();
+        eventually("the request held", || {
+            remaining.lock().unwrap().len() == held
+        });
+        asked.cancel();
+    }
+    assert_eq!(bridge_b.stats().requests_out, 4);
+    let refused = b.request(proxy, b"hold", Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        refused.wait(Duration::from_secs(10)),
+        Some(Err(RequestError::TargetFailed))
+    );
+    let stats = bridge_b.stats();
+    assert_eq!(
+        (stats.requests_out, stats.requests_failed),
+        (4, 1),
+        "{stats:?}"
+    );
+    assert_eq!(remaining.lock().unwrap().len(), 4, "never published");
+}
+
 /// A plain NATS client reaches an exported actor: a publish is a tell, a
 /// NATS request a request. A bridge's numbered tells with a gap are counted
 /// lost, and the gap is reported to the sender's refusal subject.
