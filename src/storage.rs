@@ -129,9 +129,14 @@ impl Storage {
         }
     }
 
-    /// The actor ended for good: what it stored durably goes.
+    /// The actor ended for good: what it stored durably goes. One that
+    /// holds nothing now has nothing stored once its changes are written
+    /// (they mirror what it holds): it queues nothing (a clear costs the
+    /// queue a pass over what it holds, under its lock).
     pub(crate) fn end(&mut self) {
-        if let Some((name, durable)) = self.durable.take() {
+        if let Some((name, durable)) = self.durable.take()
+            && self.map.as_ref().is_some_and(|m| !m.is_empty())
+        {
             durable.push(Op::Clear(name));
         }
     }
