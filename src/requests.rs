@@ -27,13 +27,16 @@
 //! proportional to the open requests.
 //!
 //! When an actor goes, the requests, monitors and timers it has open end with
-//! it (`abandon`, `drop_timers`): each actor's open entries are linked in a
-//! list of their own (`Requests::owned`, by the actor's slot), so ending them
-//! visits only those, however large the table (a scan of the whole table for
-//! every actor that went made a parent stopping thousands of children, each
-//! with thousands of timers, a quadratic stall). Making and ending a request
-//! pays a few stores for the links; shutdown ends every actor's requests in
-//! one scan (`abandon_all`).
+//! it (`abandon`, `drop_timers`): each actor's open entries that outlived the
+//! pass they were made in are linked in a list of their own
+//! (`Requests::owned`, by the actor's slot; linked as `arm` gives them their
+//! deadlines, a monitor at once), and those made since are in `fresh`, so
+//! ending them visits only those, however large the table (a scan of the
+//! whole table for every actor that went made a parent stopping thousands of
+//! children, each with thousands of timers, a quadratic stall). A request
+//! answered within its pass (the usual case on one shard) is never linked and
+//! pays nothing for this; shutdown ends every actor's requests in one scan
+//! (`abandon_all`).
 //!
 //! The table is owned by its shard and lent to the actor being invoked (moved into
 //! its outbox for the length of the call), so host functions reach it without a
@@ -87,8 +90,9 @@ struct Entry {
     /// or cancel ends it too, and its place in that request's list.
     parent: u64,
     link: u32,
-    /// While it is open for an actor: the entries before and after it in
-    /// that actor's list (`Requests::owned`), or [`NIL`].
+    /// Whether it is in its actor's list (`Requests::owned`), and the entries
+    /// before and after it there, or [`NIL`].
+    linked: bool,
     before: u32,
     after: u32,
 }
@@ -119,6 +123,9 @@ pub(crate) struct Requests {
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Requests and timers opened since the last `arm`: (timeout in ns, id).
     fresh: Vec<(u64, u64)>,
+    /// How many of `fresh` (from the front) were linked into their actors'
+    /// lists already (by a look at an actor's entries: see `owned_by`).
+    fresh_linked: usize,
     /// Timers' payloads, by entry slot (grown only once a timer is set).
     payloads: Vec<Payload>,
     /// The open requests made on behalf of a request (by its id), which end
@@ -162,6 +169,7 @@ impl Requests {
             limit,
             timers: BinaryHeap::new(),
             fresh: Vec::new(),
+            fresh_linked: 0,
             payloads: Vec::new(),
             derived: AHashMap::new(),
             owned: Vec::new(),
@@ -306,36 +314,37 @@ impl Requests {
                 kind: Use::Request,
                 parent: 0,
                 link: 0,
+                linked: false,
                 before: NIL,
                 after: NIL,
             });
             self.entries.len() as u32 - 1
         };
-        if let Waiter::Actor(a) = &waiter {
-            self.own(slot, a.slot());
-        }
         let e = &mut self.entries[slot as usize];
+        debug_assert!(!e.linked, "a free entry is in no list");
         e.generation = e.generation.wrapping_add(1).max(1);
         e.open = Some((waiter, target));
         e.kind = kind;
         Ok(pack(self.shard, slot, e.generation))
     }
 
-    /// Puts entry `at` first in the list of the actor in slot `owner`.
+    /// Puts entry `at` (open, not linked) first in the list of the actor in
+    /// slot `owner`.
     #[inline]
     fn own(&mut self, at: u32, owner: u32) {
         let owner = owner as usize;
         if self.owned.len() <= owner {
             self.grow_owned(owner);
         }
-        let first = self.owned[owner];
+        let head = &mut self.owned[owner];
+        let first = std::mem::replace(head, at);
         let e = &mut self.entries[at as usize];
+        e.linked = true;
         e.before = NIL;
         e.after = first;
         if first != NIL {
             self.entries[first as usize].before = at;
         }
-        self.owned[owner] = at;
     }
 
     #[cold]
@@ -347,7 +356,8 @@ impl Requests {
     /// Takes entry `at` out of the list of the actor in slot `owner`.
     #[inline]
     fn disown(&mut self, at: u32, owner: u32) {
-        let e = &self.entries[at as usize];
+        let e = &mut self.entries[at as usize];
+        e.linked = false;
         let (before, after) = (e.before, e.after);
         if before == NIL {
             self.owned[owner as usize] = after;
@@ -359,9 +369,35 @@ impl Requests {
         }
     }
 
+    /// Links what was opened since the last `arm` (and since the last call)
+    /// into its actor's list, if it is still open: so that a look at one
+    /// actor's entries finds them, at a cost of each once.
+    fn link_fresh(&mut self) {
+        while self.fresh_linked < self.fresh.len() {
+            let (_, id) = self.fresh[self.fresh_linked];
+            self.fresh_linked += 1;
+            self.link_open(id);
+        }
+    }
+
+    /// Links entry `id` into its actor's list if it is open and not linked.
+    #[inline]
+    fn link_open(&mut self, id: u64) {
+        let owner = match self.entry(id) {
+            Some(Entry {
+                linked: false,
+                open: Some((Waiter::Actor(a), _)),
+                ..
+            }) => a.slot(),
+            _ => return,
+        };
+        self.own(unpack(id).0, owner);
+    }
+
     /// The ids of the open entries of the actor `me` (of this shard) that
     /// `pick` picks by kind: a walk of its list, not of the table.
-    fn owned_by(&self, me: Address, pick: impl Fn(Use) -> bool) -> Vec<u64> {
+    fn owned_by(&mut self, me: Address, pick: impl Fn(Use) -> bool) -> Vec<u64> {
+        self.link_fresh();
         let mut ids = Vec::new();
         let mut at = self.owned.get(me.slot() as usize).copied().unwrap_or(NIL);
         while at != NIL {
@@ -458,7 +494,7 @@ impl Requests {
     }
 
     /// The timers the actor `me` has pending, oldest first.
-    pub(crate) fn timers_of(&self, me: Address) -> Vec<u64> {
+    pub(crate) fn timers_of(&mut self, me: Address) -> Vec<u64> {
         let mut ids = self.owned_by(me, |kind| kind == Use::Timer);
         ids.reverse();
         ids
@@ -476,8 +512,9 @@ impl Requests {
         watcher: Address,
         target: Address,
     ) -> Result<u64, SendError> {
-        // Never armed: it has no deadline.
+        // Never armed: it has no deadline (so it is linked now).
         let id = self.take(Waiter::Actor(watcher), target, Use::Monitor)?;
+        self.own(unpack(id).0, watcher.slot());
         self.counts.open += 1;
         self.counts.monitors += 1;
         Ok(id)
@@ -522,7 +559,9 @@ impl Requests {
         }
         let monitor = e.kind == Use::Monitor;
         let (slot, _) = unpack(id);
-        if let Some((Waiter::Actor(a), _)) = &e.open {
+        if e.linked
+            && let Some((Waiter::Actor(a), _)) = &e.open
+        {
             let owner = a.slot();
             self.disown(slot, owner);
         }
@@ -550,7 +589,9 @@ impl Requests {
             return None;
         }
         let (slot, _) = unpack(id);
-        if let Some((Waiter::Actor(a), _)) = &e.open {
+        if e.linked
+            && let Some((Waiter::Actor(a), _)) = &e.open
+        {
             let owner = a.slot();
             self.disown(slot, owner);
         }
@@ -572,6 +613,7 @@ impl Requests {
             // list growing by each request made and ended between two
             // readings of the clock while any monitor was open.
             self.fresh.clear();
+            self.fresh_linked = 0;
         }
         // The heap entry is now stale; rebuild once stale ones dominate.
         if self.timers.len() > 1024 && self.timers.len() > 4 * self.timed_count() {
@@ -603,6 +645,8 @@ impl Requests {
             fresh.shrink_to(2 * fresh.len().max(64));
         }
         self.fresh = fresh;
+        // Those linked already are skipped again at little cost.
+        self.fresh_linked = 0;
     }
 
     /// Ends every request and monitor the actor `requester` (of this shard)
@@ -623,7 +667,7 @@ impl Requests {
 
     /// The monitors `requester` (of this shard) has open, and their targets,
     /// oldest first.
-    pub(crate) fn monitors_of(&self, requester: Address) -> Vec<(u64, Address)> {
+    pub(crate) fn monitors_of(&mut self, requester: Address) -> Vec<(u64, Address)> {
         let mut ids = self.owned_by(requester, |kind| kind == Use::Monitor);
         ids.reverse();
         ids.into_iter()
@@ -633,7 +677,7 @@ impl Requests {
 
     /// The requests and monitors `requester` (of this shard) has open (not its
     /// timers), oldest first.
-    pub(crate) fn open_by(&self, requester: Address) -> Vec<u64> {
+    pub(crate) fn open_by(&mut self, requester: Address) -> Vec<u64> {
         let mut ids = self.owned_by(requester, |kind| kind != Use::Timer);
         ids.reverse();
         ids
@@ -744,11 +788,23 @@ impl Requests {
     pub(crate) fn arm(&mut self, now: u64) {
         for i in 0..self.fresh.len() {
             let (timeout, id) = self.fresh[i];
-            if self.entry(id).is_some() {
-                self.timers.push(Reverse((now.saturating_add(timeout), id)));
+            let Some(e) = self.entry(id) else { continue };
+            // Out of `fresh`: into its actor's list (if not linked already).
+            let owner = match e {
+                Entry {
+                    linked: false,
+                    open: Some((Waiter::Actor(a), _)),
+                    ..
+                } => Some(a.slot()),
+                _ => None,
+            };
+            self.timers.push(Reverse((now.saturating_add(timeout), id)));
+            if let Some(owner) = owner {
+                self.own(unpack(id).0, owner);
             }
         }
         self.fresh.clear();
+        self.fresh_linked = 0;
     }
 
     /// The earliest deadline of an open request that is armed.
@@ -884,6 +940,14 @@ mod tests {
             r.monitors_of(a),
             monitors.iter().map(|&id| (id, b)).collect::<Vec<_>>()
         );
+        // Made after that look (not linked yet), and one made and ended
+        // before any look (never linked): found, and not found.
+        let late = r.open(Waiter::Actor(a), b, 1_000).unwrap();
+        let gone = r.open(Waiter::Actor(a), b, 1_000).unwrap();
+        assert!(r.close(gone).is_some());
+        assert_eq!(r.open_by(a).len(), expected.len() + 1);
+        assert!(r.open_by(a).contains(&late) && !r.open_by(a).contains(&gone));
+        assert!(r.close(late).is_some());
         // Timers that fire leave the list too.
         let fired = std::iter::from_fn(|| r.expire(u64::MAX / 2)).count();
         assert_eq!(fired, 0, "not armed yet");
