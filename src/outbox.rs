@@ -37,8 +37,15 @@ pub(crate) struct Outbox {
     /// What it sent during the invocation under way, routed by the shard
     /// after it. Empty until the actor first sends (an idle actor holds no
     /// room for envelopes: 112 bytes each); then it keeps the room it has
-    /// needed, so steady sending allocates nothing.
+    /// needed, so steady sending allocates nothing (beyond 256 envelopes'
+    /// room, only as long as its invocations still use a quarter of it: see
+    /// `Shard::keep_staged`).
     pub(crate) staged: Vec<Envelope>,
+    /// While `staged` holds more than 256 envelopes' room: the most one
+    /// invocation staged, and the invocations counted, since the room was
+    /// last weighed.
+    pub(crate) staged_peak: usize,
+    pub(crate) staged_calls: u32,
     /// Messages and requests sent successfully, as counted for the actor's stats.
     pub(crate) sent: u64,
     /// The shard's request table, lent for the length of an invocation.
@@ -133,6 +140,8 @@ impl Outbox {
             denied: 0,
             rate_limited: 0,
             staged: Vec::new(),
+            staged_peak: 0,
+            staged_calls: 0,
             sent: 0,
             table: None,
             lend: None,

@@ -2204,6 +2204,7 @@ impl Shard {
     /// gives the vector back (if the actor is still there).
     #[inline(always)]
     fn route_taken(&mut self, slot: u32, mut staged: Vec<Envelope>) -> bool {
+        let used = staged.len();
         self.routing += 1;
         for env in staged.drain(..) {
             self.route(env);
@@ -2214,7 +2215,11 @@ impl Shard {
         }
         match self.actors[slot as usize].as_mut() {
             Some(actor) => {
-                actor.outbox().staged = staged;
+                let out = actor.outbox();
+                if staged.capacity() > KEEP_STAGED {
+                    keep_staged(out, &mut staged, used);
+                }
+                out.staged = staged;
                 true
             }
             // It stopped itself.
@@ -3198,6 +3203,41 @@ impl Waiting {
     }
 }
 
+/// Room for staged envelopes an outbox keeps whatever its invocations use
+/// (about 28 KB).
+const KEEP_STAGED: usize = 256;
+
+/// Invocations over which an outbox's room for staged envelopes beyond
+/// [`KEEP_STAGED`] is weighed against what they used.
+const STAGED_WINDOW: u32 = 1024;
+
+/// Weighs the room `out` keeps for staged envelopes, beyond [`KEEP_STAGED`]:
+/// once every [`STAGED_WINDOW`] invocations, room four times what the most
+/// staging of them used is given back (down to twice that). One invocation
+/// that staged a flood (a publish to a large topic, frames to many targets)
+/// so does not keep its room for the actor's life, while an actor that stages
+/// that much now and then (once in a window) keeps it and allocates nothing.
+#[cold]
+#[inline(never)]
+fn keep_staged(out: &mut Outbox, staged: &mut Vec<Envelope>, used: usize) {
+    weigh_staged(&mut out.staged_peak, &mut out.staged_calls, staged, used);
+}
+
+/// [`keep_staged`]'s reckoning, on the outbox's two counters.
+fn weigh_staged(peak: &mut usize, calls: &mut u32, staged: &mut Vec<Envelope>, used: usize) {
+    *peak = (*peak).max(used);
+    *calls += 1;
+    if *calls < STAGED_WINDOW {
+        return;
+    }
+    let kept = (*peak).max(KEEP_STAGED);
+    if staged.capacity() > 4 * kept {
+        staged.shrink_to(2 * kept);
+    }
+    *peak = 0;
+    *calls = 0;
+}
+
 /// A spawn into a group the shard does not have (a defect if it happens: the
 /// host checks group handles against their runtime and shard).
 fn no_such_group(shard: usize) -> SpawnError {
@@ -3214,4 +3254,36 @@ fn gave_up(what: String, last: Failure) -> Failure {
         format!("{what}; last failure: {last}"),
         Some(crate::error::cause(last)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Room for staged envelopes beyond 256 is kept while a window of
+    /// invocations uses a quarter of it, and given back (to twice what they
+    /// used) once one does not.
+    #[test]
+    fn staging_room_is_kept_while_used_and_given_back_after_a_flood() {
+        let (mut peak, mut calls) = (0, 0);
+        let mut staged: Vec<Envelope> = Vec::with_capacity(100_000);
+        // A flood now and then (once a window): kept.
+        for round in 0..3 {
+            for call in 0..STAGED_WINDOW {
+                let used = if call == 7 { 60_000 } else { 3 };
+                weigh_staged(&mut peak, &mut calls, &mut staged, used);
+            }
+            assert!(staged.capacity() >= 100_000, "round {round}");
+        }
+        // A window without one: given back, down to twice the 256 kept.
+        for _ in 0..STAGED_WINDOW {
+            weigh_staged(&mut peak, &mut calls, &mut staged, 3);
+        }
+        assert!(
+            staged.capacity() <= 2 * KEEP_STAGED,
+            "{}",
+            staged.capacity()
+        );
+        assert!(staged.capacity() >= KEEP_STAGED);
+    }
 }
