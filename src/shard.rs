@@ -1931,7 +1931,14 @@ impl Shard {
         };
         // The pass's clock reading, for what runs next.
         self.set_pass_now(now);
-        while let Some(expired) = self.table().expire(now) {
+        // At least one, then only while the pass has time: thousands of
+        // timers due at once (actors may set millions) do not hold the pass;
+        // the rest fire in the next.
+        let mut first = true;
+        while std::mem::take(&mut first) || !self.pass_expired() {
+            let Some(expired) = self.table().expire(now) else {
+                break;
+            };
             match expired {
                 Expired::Request(id, Waiter::Host(w), target) => {
                     w.fulfil(Err(RequestError::Timeout));
