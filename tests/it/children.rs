@@ -62,6 +62,11 @@ fn family(max_actors: u32, grants: Grants) -> Option<(Runtime, Component, Addres
         .mailbox_capacity(4096)
         .build_manual()
         .unwrap();
+    family_in(rt, grants)
+}
+
+/// [`family`], in `rt`.
+fn family_in(rt: Runtime, grants: Grants) -> Option<(Runtime, Component, Address, Inbox)> {
     let g = guest(&rt)?;
     assert!(rt.register_component("child", &g).unwrap().is_none());
     let (_, inbox) = probe(&rt, "collector", 0);
@@ -453,17 +458,9 @@ fn slow_children_start_between_turns_and_get_what_their_parent_sent() {
         .mailbox_capacity(4096)
         .build()
         .unwrap();
-    let Some(g) = guest(&rt) else { return };
-    assert!(rt.register_component("child", &g).unwrap().is_none());
-    let (_, inbox) = probe(&rt, "collector", 0);
-    let parent = rt
-        .spawn(
-            &g,
-            SpawnOptions::new("parent")
-                .config("parent child")
-                .grants(parent_grants()),
-        )
-        .unwrap();
+    let Some((rt, g, parent, inbox)) = family_in(rt, parent_grants()) else {
+        return;
+    };
     // Another parent, whose child reports to `quick`, which records in the
     // collector's inbox what it is told, marked as its.
     let marked = inbox.clone();
