@@ -442,13 +442,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ActorCtx>> {
                     config.len()
                 );
             }
-            let component = component.to_str(&store)?;
-            if component.len() > crate::MAX_NAME_LEN {
-                // No component is registered under a longer name: refused
-                // before it is copied out, matched against grants or hashed.
-                return Ok((Err(crate::ChildSpawnError::UnknownComponent),));
-            }
-            let component = component.into_owned();
+            let component = component.to_str(&store)?.into_owned();
             let name = match &name {
                 Some(n) => {
                     // Checked before it is copied out of the guest's memory.

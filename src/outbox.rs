@@ -801,7 +801,12 @@ impl Outbox {
             self.hidden(n);
             return Err(ChildSpawnError::Denied);
         }
-        let Some(made_from) = d.component(component) else {
+        // No component is registered under a name longer than an actor's:
+        // a longer one is not hashed under the registry's lock.
+        let Some(made_from) = (component.len() <= crate::MAX_NAME_LEN)
+            .then(|| d.component(component))
+            .flatten()
+        else {
             return Err(ChildSpawnError::UnknownComponent);
         };
         let shard = self.me.shard();

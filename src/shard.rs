@@ -147,6 +147,9 @@ pub(crate) struct Shard {
     /// A child whose `init` just failed, while what waited for it ends: as
     /// for a failed actor (`target-failed`), not a stopped one.
     start_failed: Option<Address>,
+    /// The last pass ran out of time with timers or deadlines still due: the
+    /// loop goes on rather than park.
+    due_left: bool,
     ready: VecDeque<u32>,
     /// Envelopes for shard `i` that did not fit its ring, in order.
     overflow: Vec<VecDeque<Envelope>>,
@@ -264,6 +267,7 @@ impl Shard {
             actors: Vec::new(),
             children: VecDeque::new(),
             start_failed: None,
+            due_left: false,
             ready: VecDeque::with_capacity(64),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
@@ -335,7 +339,7 @@ impl Shard {
 
     fn run_loop(&mut self) {
         while !self.pass() {
-            if !self.ready.is_empty() || !self.children.is_empty() {
+            if !self.ready.is_empty() || !self.children.is_empty() || self.due_left {
                 continue;
             }
             if self.overflowing == 0 {
@@ -1923,6 +1927,7 @@ impl Shard {
     }
 
     fn fire_timers(&mut self) {
+        self.due_left = false;
         if !self.restarts.is_empty() {
             self.fire_restarts(self.directory.now_ns());
         }
@@ -1935,7 +1940,12 @@ impl Shard {
         // timers due at once (actors may set millions) do not hold the pass;
         // the rest fire in the next.
         let mut first = true;
-        while std::mem::take(&mut first) || !self.pass_expired() {
+        loop {
+            if !std::mem::take(&mut first) && self.pass_expired() {
+                // Perhaps more are due: the loop comes back for them.
+                self.due_left = true;
+                break;
+            }
             let Some(expired) = self.table().expire(now) else {
                 break;
             };
@@ -2200,6 +2210,9 @@ impl Shard {
         if !out.spawns.is_empty() {
             return self.route_staged_slowly(slot);
         }
+        if out.staged.capacity() > KEEP_STAGED {
+            keep_staged(out);
+        }
         if out.staged.is_empty() {
             return true;
         }
@@ -2211,7 +2224,6 @@ impl Shard {
     /// gives the vector back (if the actor is still there).
     #[inline(always)]
     fn route_taken(&mut self, slot: u32, mut staged: Vec<Envelope>) -> bool {
-        let used = staged.len();
         self.routing += 1;
         for env in staged.drain(..) {
             self.route(env);
@@ -2222,11 +2234,7 @@ impl Shard {
         }
         match self.actors[slot as usize].as_mut() {
             Some(actor) => {
-                let out = actor.outbox();
-                if staged.capacity() > KEEP_STAGED {
-                    keep_staged(out, &mut staged, used);
-                }
-                out.staged = staged;
+                actor.outbox().staged = staged;
                 true
             }
             // It stopped itself.
@@ -3218,16 +3226,25 @@ const KEEP_STAGED: usize = 256;
 /// [`KEEP_STAGED`] is weighed against what they used.
 const STAGED_WINDOW: u32 = 1024;
 
-/// Weighs the room `out` keeps for staged envelopes, beyond [`KEEP_STAGED`]:
-/// once every [`STAGED_WINDOW`] invocations, room four times what the most
-/// staging of them used is given back (down to twice that). One invocation
+/// Weighs the room `out` keeps for staged envelopes, beyond [`KEEP_STAGED`],
+/// after each of its invocations: once every [`STAGED_WINDOW`], room over
+/// four times what the most staging of them used is given back (down to
+/// twice that). One invocation
 /// that staged a flood (a publish to a large topic, frames to many targets)
 /// so does not keep its room for the actor's life, while an actor that stages
 /// that much now and then (once in a window) keeps it and allocates nothing.
 #[cold]
 #[inline(never)]
-fn keep_staged(out: &mut Outbox, staged: &mut Vec<Envelope>, used: usize) {
-    weigh_staged(&mut out.staged_peak, &mut out.staged_calls, staged, used);
+fn keep_staged(out: &mut Outbox) {
+    // Before routing: what this invocation staged is in it (the room is
+    // never cut below that), and one that staged nothing counts too.
+    let used = out.staged.len();
+    weigh_staged(
+        &mut out.staged_peak,
+        &mut out.staged_calls,
+        &mut out.staged,
+        used,
+    );
 }
 
 /// [`keep_staged`]'s reckoning, on the outbox's two counters.
