@@ -100,6 +100,22 @@ struct Entry {
 /// No entry (the end of an actor's list).
 const NIL: u32 = u32::MAX;
 
+impl Entry {
+    /// The slot of the actor this open entry waits for, if it is not in
+    /// that actor's list yet (a host's entry is in none).
+    #[inline]
+    fn unlinked_owner(&self) -> Option<u32> {
+        match self {
+            Entry {
+                linked: false,
+                open: Some((Waiter::Actor(a), _)),
+                ..
+            } => Some(a.slot()),
+            _ => None,
+        }
+    }
+}
+
 /// What reached its deadline (see [`Requests::expire`]).
 pub(crate) enum Expired {
     /// Request `id` to the target timed out; `Waiter` waits for its end.
@@ -383,15 +399,9 @@ impl Requests {
     /// Links entry `id` into its actor's list if it is open and not linked.
     #[inline]
     fn link_open(&mut self, id: u64) {
-        let owner = match self.entry(id) {
-            Some(Entry {
-                linked: false,
-                open: Some((Waiter::Actor(a), _)),
-                ..
-            }) => a.slot(),
-            _ => return,
-        };
-        self.own(unpack(id).0, owner);
+        if let Some(owner) = self.entry(id).and_then(Entry::unlinked_owner) {
+            self.own(unpack(id).0, owner);
+        }
     }
 
     /// The ids of the open entries of the actor `me` (of this shard) that
@@ -789,15 +799,9 @@ impl Requests {
         for i in 0..self.fresh.len() {
             let (timeout, id) = self.fresh[i];
             let Some(e) = self.entry(id) else { continue };
-            // Out of `fresh`: into its actor's list (if not linked already).
-            let owner = match e {
-                Entry {
-                    linked: false,
-                    open: Some((Waiter::Actor(a), _)),
-                    ..
-                } => Some(a.slot()),
-                _ => None,
-            };
+            // Out of `fresh`: into its actor's list (if not linked already;
+            // one look at the entry for both).
+            let owner = e.unlinked_owner();
             self.timers.push(Reverse((now.saturating_add(timeout), id)));
             if let Some(owner) = owner {
                 self.own(unpack(id).0, owner);

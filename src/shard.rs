@@ -1683,10 +1683,10 @@ impl Shard {
     fn ring_pop(&self, from: usize) -> Option<Envelope> {
         // SAFETY: this shard is the only consumer of the rings to it: they
         // are popped only here, called from methods that hold `&mut Shard`;
-        // one `Shard` exists per shard,
-        // and it is owned by its thread or, on a manual runtime, reached only
-        // under the runtime's lock of its shards (passes, commands taken
-        // during a spawn, the shutdown phases).
+        // one `Shard` exists per shard, and it is owned by its thread or, on
+        // a manual runtime, reached only under the runtime's lock of its
+        // shards (passes, commands taken during a spawn, the shutdown
+        // phases).
         self.shared
             .inbound(from, self.id)
             .and_then(|r| unsafe { r.pop() })
