@@ -550,3 +550,48 @@ fn slow_children_start_between_turns_and_get_what_their_parent_sent() {
         "{failed:?}"
     );
 }
+
+/// A shutdown (with no drain) while children wait to start: the children
+/// that never started are undone, and every message their parent sent them is
+/// delivered (to one that started, which forwards it) or a dead letter.
+#[test]
+fn a_shutdown_while_children_wait_to_start_counts_what_was_sent_them() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_actors(64)
+        .mailbox_capacity(4096)
+        .drain_timeout(Duration::ZERO)
+        .build()
+        .unwrap();
+    let Some((rt, _g, parent, inbox)) = family_in(rt, parent_grants()) else {
+        return;
+    };
+    const N: u32 = 40;
+    let mut command = vec![b'c'];
+    command.extend_from_slice(&N.to_le_bytes());
+    command.extend_from_slice(b"slow-forward 20 collector");
+    let reply = rt
+        .request(parent, &command, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        words(&reply.wait(Duration::from_secs(60)).unwrap().unwrap()),
+        [N, OK, N]
+    );
+    let report = rt.shutdown();
+    let forwarded = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p == b"hi")
+        .count();
+    let lost = report
+        .dead_letters
+        .iter()
+        .filter(|d| d.payload == b"hi")
+        .count();
+    assert_eq!(forwarded + lost, N as usize, "{:?}", report.dead_letters);
+    assert!(
+        lost > 0,
+        "some children were still waiting: {forwarded} forwarded"
+    );
+}
