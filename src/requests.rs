@@ -101,18 +101,20 @@ struct Entry {
 const NIL: u32 = u32::MAX;
 
 impl Entry {
-    /// The slot of the actor this open entry waits for, if it is not in
-    /// that actor's list yet (a host's entry is in none).
+    /// The slot of the actor this open entry waits for (whose list it goes
+    /// in); none for the host's.
     #[inline]
-    fn unlinked_owner(&self) -> Option<u32> {
-        match self {
-            Entry {
-                linked: false,
-                open: Some((Waiter::Actor(a), _)),
-                ..
-            } => Some(a.slot()),
+    fn owner(&self) -> Option<u32> {
+        match &self.open {
+            Some((Waiter::Actor(a), _)) => Some(a.slot()),
             _ => None,
         }
+    }
+
+    /// [`Entry::owner`], if the entry is not in that actor's list yet.
+    #[inline]
+    fn unlinked_owner(&self) -> Option<u32> {
+        self.owner().filter(|_| !self.linked)
     }
 }
 
@@ -488,21 +490,6 @@ impl Requests {
         ended
     }
 
-    /// Ends every pending timer whose actor is `gone` (counted as unfired):
-    /// a scan of the table.
-    fn drop_timers_where(&mut self, gone: impl Fn(Address) -> bool) -> u64 {
-        let mut ended = 0;
-        for slot in 0..self.entries.len() {
-            let e = &self.entries[slot];
-            if e.kind == Use::Timer && matches!(e.open, Some((Waiter::Actor(a), _)) if gone(a)) {
-                self.close_timer(pack(self.shard, slot as u32, e.generation));
-                ended += 1;
-            }
-        }
-        self.counts.unfired += ended;
-        ended
-    }
-
     /// The timers the actor `me` has pending, oldest first.
     pub(crate) fn timers_of(&mut self, me: Address) -> Vec<u64> {
         let mut ids = self.owned_by(me, |kind| kind == Use::Timer);
@@ -570,9 +557,8 @@ impl Requests {
         let monitor = e.kind == Use::Monitor;
         let (slot, _) = unpack(id);
         if e.linked
-            && let Some((Waiter::Actor(a), _)) = &e.open
+            && let Some(owner) = e.owner()
         {
-            let owner = a.slot();
             self.disown(slot, owner);
         }
         let e = &mut self.entries[slot as usize];
@@ -600,9 +586,8 @@ impl Requests {
         }
         let (slot, _) = unpack(id);
         if e.linked
-            && let Some((Waiter::Actor(a), _)) = &e.open
+            && let Some(owner) = e.owner()
         {
-            let owner = a.slot();
             self.disown(slot, owner);
         }
         let open = self.entries[slot as usize].open.take();
@@ -709,40 +694,35 @@ impl Requests {
         ended
     }
 
-    /// Ends every request any actor of this shard has open, and every timer
-    /// (shutdown: all of them are going), in one scan.
+    /// Ends every request, monitor and timer any actor of this shard has
+    /// open (shutdown: all of them are going), in one scan. The requests
+    /// count as abandoned and the timers as unfired; returns how many
+    /// requests ended.
     pub(crate) fn abandon_all(&mut self) -> u64 {
-        self.drop_timers_where(|_| true);
-        self.abandon_where(|_| true, |_, _| {})
-    }
-
-    /// Ends the requests and monitors of the actors `gone` says are going,
-    /// handing each request (id and target) to `ended`; returns how many
-    /// requests (not monitors: those are not requests made) ended, which
-    /// count as abandoned.
-    fn abandon_where(
-        &mut self,
-        gone: impl Fn(Address) -> bool,
-        mut ended: impl FnMut(u64, Address),
-    ) -> u64 {
-        let mut count = 0;
+        let (mut requests, mut timers) = (0, 0);
         for slot in 0..self.entries.len() {
             let e = &self.entries[slot];
-            if let Some((Waiter::Actor(a), target)) = &e.open
-                && e.kind != Use::Timer
-                && gone(*a)
-            {
-                let (request, target) = (e.kind == Use::Request, *target);
-                let id = pack(self.shard, slot as u32, e.generation);
-                self.close(id);
-                if request {
-                    count += 1;
-                    ended(id, target);
+            if e.owner().is_none() {
+                continue;
+            }
+            let id = pack(self.shard, slot as u32, e.generation);
+            match e.kind {
+                Use::Timer => {
+                    self.close_timer(id);
+                    timers += 1;
+                }
+                Use::Request => {
+                    self.close(id);
+                    requests += 1;
+                }
+                Use::Monitor => {
+                    self.close(id);
                 }
             }
         }
-        self.counts.abandoned += count;
-        count
+        self.counts.unfired += timers;
+        self.counts.abandoned += requests;
+        requests
     }
 
     fn compact(&mut self) {
